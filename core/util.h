@@ -1,0 +1,88 @@
+/* Small helpers every module uses: allocation that aborts on out-of-memory, containers by
+ * intrusive links, monotonic and wall clocks, and a growable byte buffer. */
+#ifndef CV_CORE_UTIL_H
+#define CV_CORE_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <stdarg.h>
+
+#define CV_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define cv_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/** Allocators that never return NULL: on out-of-memory they print a line and abort(). */
+void *cv_malloc(size_t n);
+void *cv_calloc(size_t count, size_t n);
+void *cv_realloc(void *p, size_t n);
+char *cv_strdup(const char *s);
+char *cv_strndup(const char *s, size_t n);
+/** printf into a fresh heap string (caller frees). Aborts on out-of-memory. */
+char *cv_sprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *cv_vsprintf(const char *fmt, va_list ap);
+
+/** A growable byte buffer; data is always NUL-terminated. Zero-initialise to start empty. */
+typedef struct cv_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+} cv_buf_t;
+
+void cv_buf_append(cv_buf_t *b, const void *data, size_t len);
+void cv_buf_appends(cv_buf_t *b, const char *s);
+void cv_buf_printf(cv_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cv_buf_reset(cv_buf_t *b);
+void cv_buf_free(cv_buf_t *b);
+
+/** Doubly linked intrusive list (circular, with a sentinel head). */
+typedef struct cv_list {
+    struct cv_list *prev, *next;
+} cv_list_t;
+
+static inline void cv_list_init(cv_list_t *h)
+{
+    h->prev = h->next = h;
+}
+static inline bool cv_list_empty(const cv_list_t *h)
+{
+    return h->next == h;
+}
+static inline void cv_list_insert_tail(cv_list_t *h, cv_list_t *n)
+{
+    n->prev = h->prev;
+    n->next = h;
+    h->prev->next = n;
+    h->prev = n;
+}
+static inline void cv_list_remove(cv_list_t *n)
+{
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->prev = n->next = n;
+}
+
+/** Wall clock in milliseconds since the Unix epoch (CLOCK_REALTIME). */
+int64_t cv_now_ms(void);
+/** Monotonic clock in nanoseconds (CLOCK_MONOTONIC). */
+int64_t cv_mono_ns(void);
+
+/** Formats a Unix time (seconds) as RFC 3339 UTC, "2026-03-29T01:30:00Z". buf >= 32 bytes. */
+void cv_format_utc(int64_t t, char *buf, size_t len);
+/** Same with milliseconds, "2026-03-29T01:30:00.123Z". buf >= 32 bytes. */
+void cv_format_utc_ms(int64_t ms, char *buf, size_t len);
+/** Parses RFC 3339 ("2026-03-29T01:30:00Z", "...+02:00", fractional seconds ignored).
+ * Returns 0 and sets *out (Unix seconds), or -EINVAL. */
+int cv_parse_rfc3339(const char *s, int64_t *out);
+
+/** Days from 1970-01-01 of a proleptic Gregorian date (any year). */
+int64_t cv_days_from_civil(int64_t y, unsigned m, unsigned d);
+/** Inverse of cv_days_from_civil. */
+void cv_civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d);
+
+/** 64-bit FNV-1a of a byte string: a stable hash that does not change between runs. */
+uint64_t cv_hash64(const void *data, size_t len);
+
+/** Levenshtein distance between two short strings (for "did you mean"). */
+size_t cv_edit_distance(const char *a, const char *b);
+
+#endif
