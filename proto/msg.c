@@ -1,0 +1,100 @@
+#include "proto/msg.h"
+
+#include <stdlib.h>
+
+static void fire_dispose(cv_msg_t *m)
+{
+    msg_fire_t *f = (msg_fire_t *)m;
+    free(f->job);
+    free(f->trigger);
+    free(f);
+}
+
+msg_fire_t *msg_fire_new(const char *job, const char *trigger, int64_t scheduled_for)
+{
+    msg_fire_t *f = cv_msg_new(sizeof(*f), MSG_FIRE);
+    f->hdr.dispose = fire_dispose;
+    f->job = cv_strdup(job);
+    f->trigger = cv_strdup(trigger);
+    f->scheduled_for = scheduled_for;
+    f->attempt = 1;
+    return f;
+}
+
+static void run_event_dispose(cv_msg_t *m)
+{
+    msg_run_event_t *e = (msg_run_event_t *)m;
+    run_free(e->run);
+    free(e);
+}
+
+msg_run_event_t *msg_run_event_new(run_ev_kind_t kind, const run_t *run)
+{
+    msg_run_event_t *e = cv_msg_new(sizeof(*e), MSG_RUN_EVENT);
+    e->hdr.dispose = run_event_dispose;
+    e->kind = kind;
+    e->run = run_dup(run);
+    return e;
+}
+
+static void output_dispose(cv_msg_t *m)
+{
+    msg_run_output_t *o = (msg_run_output_t *)m;
+    free(o->line);
+    free(o);
+}
+
+msg_run_output_t *msg_run_output_new(int64_t run_id, int64_t at_ms, const char *stream,
+                                     const char *line, size_t len)
+{
+    msg_run_output_t *o = cv_msg_new(sizeof(*o), MSG_RUN_OUTPUT);
+    o->hdr.dispose = output_dispose;
+    o->run_id = run_id;
+    o->at_ms = at_ms;
+    o->stream = stream;
+    o->line = cv_strndup(line, len);
+    return o;
+}
+
+static void fire_reply_dispose(cv_msg_t *m)
+{
+    msg_fire_reply_t *r = (msg_fire_reply_t *)m;
+    free(r->reason);
+    free(r);
+}
+
+msg_fire_reply_t *msg_fire_reply_new(uint64_t corr, fire_outcome_t outcome, int64_t run_id,
+                                     run_status_t status, const char *reason)
+{
+    msg_fire_reply_t *r = cv_msg_new(sizeof(*r), MSG_FIRE_REPLY);
+    r->hdr.dispose = fire_reply_dispose;
+    r->corr = corr;
+    r->outcome = outcome;
+    r->run_id = run_id;
+    r->status = status;
+    r->reason = reason ? cv_strdup(reason) : NULL;
+    return r;
+}
+
+static void job_enable_dispose(cv_msg_t *m)
+{
+    msg_job_enable_t *e = (msg_job_enable_t *)m;
+    free(e->job);
+    free(e);
+}
+
+msg_job_enable_t *msg_job_enable_new(const char *job, bool enabled)
+{
+    msg_job_enable_t *e = cv_msg_new(sizeof(*e), MSG_JOB_ENABLE);
+    e->hdr.dispose = job_enable_dispose;
+    e->job = cv_strdup(job);
+    e->enabled = enabled;
+    return e;
+}
+
+const char *run_ev_kind_name(run_ev_kind_t k)
+{
+    static const char *const names[] = {"run.queued", "run.started", "run.progress",
+                                        "run.finished"};
+    return names[k];
+}

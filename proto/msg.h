@@ -1,0 +1,110 @@
+/* The messages actors send each other. Follow a run from fire to record by reading this file top
+ * to bottom:
+ *
+ *   scheduler --MSG_FIRE--> executor            a job is due (or triggered by the API / a retry)
+ *   executor  --MSG_RUN_EVENT(QUEUED)--> store, hub     waiting for a slot (limits.max_concurrent)
+ *   executor  --MSG_RUN_EVENT(STARTED)--> store, hub    the child is running
+ *   executor  --MSG_RUN_EVENT(PROGRESS)--> hub          items / progress reported on the result fd
+ *   executor  --MSG_RUN_OUTPUT--> hub                   output lines, for live tails
+ *   executor  --MSG_RUN_EVENT(FINISHED)--> store, hub, notifier, scheduler
+ *   store     --MSG_STORE_ACK--> executor               the finished run is durably on disk
+ *
+ * Every message starts with cv_msg_t (core/actor.h). Strings and runs inside a message are owned
+ * by it and released by its dispose function. */
+#ifndef CV_PROTO_MSG_H
+#define CV_PROTO_MSG_H
+
+#include "core/actor.h"
+#include "proto/run.h"
+
+typedef enum {
+    MSG_FIRE = 1,      /* msg_fire_t: run a job now */
+    MSG_FIRE_REPLY,    /* msg_fire_reply_t: the executor's answer to a FIRE that asked for one */
+    MSG_CANCEL,        /* msg_cancel_t: cancel a queued or running run */
+    MSG_RUN_EVENT,     /* msg_run_event_t: a run changed state */
+    MSG_RUN_OUTPUT,    /* msg_run_output_t: one line of a run's output */
+    MSG_STORE_ACK,     /* msg_store_ack_t: a run event was persisted (or failed to be) */
+    MSG_JOB_ENABLE,    /* msg_job_enable_t: enable or disable a job at run time */
+    MSG_SHUTDOWN,      /* msg_shutdown_t: stop firing / stop running, then report done */
+    MSG_SHUTDOWN_DONE, /* cv_msg_t: an actor finished its shutdown */
+} msg_type_t;
+
+typedef struct {
+    cv_msg_t hdr;
+    char *job;
+    char *trigger;         /* "cron", "api:<token>", "retry", "catch_up", "reboot", "once" */
+    int64_t scheduled_for; /* ms */
+    int attempt;           /* 1 unless a retry */
+    int64_t retry_of;      /* first attempt's run id for retries */
+    cv_actor_t *reply_to;  /* optional: receives MSG_FIRE_REPLY */
+    uint64_t corr;         /* correlation id echoed in the reply */
+} msg_fire_t;
+
+typedef enum {
+    FIRE_ACCEPTED,  /* started or queued: run_id is set */
+    FIRE_SKIPPED,   /* the concurrency policy forbids it: run_id of the SKIPPED record */
+    FIRE_UNKNOWN,   /* no such job */
+    FIRE_SHUTTING,  /* the daemon is shutting down */
+} fire_outcome_t;
+
+typedef struct {
+    cv_msg_t hdr;
+    uint64_t corr;
+    fire_outcome_t outcome;
+    int64_t run_id;
+    run_status_t status;
+    char *reason;
+} msg_fire_reply_t;
+
+typedef struct {
+    cv_msg_t hdr;
+    int64_t run_id;
+    char *by; /* who cancelled, for the record */
+} msg_cancel_t;
+
+typedef enum { RUN_EV_QUEUED, RUN_EV_STARTED, RUN_EV_PROGRESS, RUN_EV_FINISHED } run_ev_kind_t;
+
+typedef struct {
+    cv_msg_t hdr;
+    run_ev_kind_t kind;
+    run_t *run; /* a snapshot; owned by the message */
+} msg_run_event_t;
+
+typedef struct {
+    cv_msg_t hdr;
+    int64_t run_id;
+    int64_t at_ms;
+    const char *stream; /* "stdout", "stderr", "result" (static) */
+    char *line;
+} msg_run_output_t;
+
+typedef struct {
+    cv_msg_t hdr;
+    int64_t run_id;
+    int status; /* 0 or a negative errno */
+} msg_store_ack_t;
+
+typedef struct {
+    cv_msg_t hdr;
+    char *job;
+    bool enabled;
+} msg_job_enable_t;
+
+typedef struct {
+    cv_msg_t hdr;
+    cv_actor_t *reply_to; /* receives MSG_SHUTDOWN_DONE */
+    int64_t grace_ms;
+    bool immediate; /* second signal: kill now */
+} msg_shutdown_t;
+
+/** Constructors: copy their string arguments; the returned message is ready to post. */
+msg_fire_t *msg_fire_new(const char *job, const char *trigger, int64_t scheduled_for);
+msg_run_event_t *msg_run_event_new(run_ev_kind_t kind, const run_t *run);
+msg_run_output_t *msg_run_output_new(int64_t run_id, int64_t at_ms, const char *stream,
+                                     const char *line, size_t len);
+msg_fire_reply_t *msg_fire_reply_new(uint64_t corr, fire_outcome_t outcome, int64_t run_id,
+                                     run_status_t status, const char *reason);
+msg_job_enable_t *msg_job_enable_new(const char *job, bool enabled);
+const char *run_ev_kind_name(run_ev_kind_t k);
+
+#endif
