@@ -1,13 +1,42 @@
-/* cronvisor: the command line. Subcommands are dispatched to core/cli_*.c. */
+/* cronvisor: the command line. Each subcommand lives in core/cli_*.c. */
+#include "core/cli.h"
+
 #include <stdio.h>
 #include <string.h>
 
+static const char usage[] =
+    "usage: cronvisor <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  run    [-c FILE] [--once JOB]   run the supervisor daemon (or one job in the foreground)\n"
+    "  next   [--count N] [--from RFC3339] [--tz ZONE] [--local] [--job NAME] EXPR\n"
+    "                                  print the next fire instants of a schedule\n"
+    "  check  [-c FILE]                validate a config or crontab and show each job's next run\n"
+    "\n"
+    "  cronvisor <command> --help      options of a command\n"
+    "  cronvisor --version\n";
+
 int main(int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+    if (argc < 2) {
+        fputs(usage, stderr);
+        return CV_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
         printf("cronvisor %s\n", CV_VERSION);
         return 0;
     }
-    fprintf(stderr, "usage: cronvisor <command> [options]\n");
-    return 2;
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "next") == 0)
+        return cli_next(argc - 1, argv + 1);
+    if (strcmp(cmd, "check") == 0)
+        return cli_check(argc - 1, argv + 1);
+    if (strcmp(cmd, "run") == 0)
+        return cli_run(argc - 1, argv + 1);
+    fprintf(stderr, "cronvisor: unknown command '%s'\n\n%s", cmd, usage);
+    return CV_EXIT_USAGE;
 }

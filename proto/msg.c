@@ -1,4 +1,5 @@
 #include "proto/msg.h"
+#include "core/cfgcheck.h"
 
 #include <stdlib.h>
 
@@ -97,4 +98,71 @@ const char *run_ev_kind_name(run_ev_kind_t k)
     static const char *const names[] = {"run.queued", "run.started", "run.progress",
                                         "run.finished"};
     return names[k];
+}
+
+static char *dup_opt(const char *s)
+{
+    return s ? cv_strdup(s) : NULL;
+}
+
+static void audit_dispose(cv_msg_t *m)
+{
+    msg_audit_t *a = (msg_audit_t *)m;
+    free(a->actor);
+    free(a->action);
+    free(a->job);
+    free(a->before);
+    free(a->after);
+    free(a);
+}
+
+msg_audit_t *msg_audit_new(const char *actor, const char *action, const char *job, int64_t run_id,
+                           const char *before, const char *after)
+{
+    msg_audit_t *a = cv_msg_new(sizeof(*a), MSG_AUDIT);
+    a->hdr.dispose = audit_dispose;
+    a->actor = dup_opt(actor);
+    a->action = dup_opt(action);
+    a->job = dup_opt(job);
+    a->run_id = run_id;
+    a->before = dup_opt(before);
+    a->after = dup_opt(after);
+    return a;
+}
+
+static void override_dispose(cv_msg_t *m)
+{
+    msg_override_t *o = (msg_override_t *)m;
+    free(o->job);
+    free(o->field);
+    free(o->value);
+    free(o->by);
+    free(o);
+}
+
+msg_override_t *msg_override_new(const char *job, const char *field, const char *value,
+                                 const char *by)
+{
+    msg_override_t *o = cv_msg_new(sizeof(*o), MSG_OVERRIDE);
+    o->hdr.dispose = override_dispose;
+    o->job = dup_opt(job);
+    o->field = dup_opt(field);
+    o->value = dup_opt(value);
+    o->by = dup_opt(by);
+    return o;
+}
+
+static void exec_config_dispose(cv_msg_t *m)
+{
+    msg_exec_config_t *c = (msg_exec_config_t *)m;
+    cfgref_put(c->cfg);
+    free(c);
+}
+
+msg_exec_config_t *msg_exec_config_new(struct cfgref *cfg)
+{
+    msg_exec_config_t *c = cv_msg_new(sizeof(*c), MSG_EXEC_CONFIG);
+    c->hdr.dispose = exec_config_dispose;
+    c->cfg = cfgref_get(cfg);
+    return c;
 }

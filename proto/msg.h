@@ -6,8 +6,11 @@
  *   executor  --MSG_RUN_EVENT(STARTED)--> store, hub    the child is running
  *   executor  --MSG_RUN_EVENT(PROGRESS)--> hub          items / progress reported on the result fd
  *   executor  --MSG_RUN_OUTPUT--> hub                   output lines, for live tails
- *   executor  --MSG_RUN_EVENT(FINISHED)--> store, hub, notifier, scheduler
- *   store     --MSG_STORE_ACK--> executor               the finished run is durably on disk
+ *   executor  --MSG_RUN_EVENT(FINISHED)--> store
+ *   store     --MSG_RUN_EVENT(FINISHED)--> hub, notifier, executor   once it is durably on disk
+ *
+ * The executor assigns run ids itself (from the highest id the store holds at start), so a child
+ * knows its CRONVISOR_RUN_ID the moment it starts without waiting for a database round trip.
  *
  * Every message starts with cv_msg_t (core/actor.h). Strings and runs inside a message are owned
  * by it and released by its dispose function. */
@@ -23,7 +26,10 @@ typedef enum {
     MSG_CANCEL,        /* msg_cancel_t: cancel a queued or running run */
     MSG_RUN_EVENT,     /* msg_run_event_t: a run changed state */
     MSG_RUN_OUTPUT,    /* msg_run_output_t: one line of a run's output */
-    MSG_STORE_ACK,     /* msg_store_ack_t: a run event was persisted (or failed to be) */
+    MSG_STORE_CALL,    /* msg_store_call_t: run a function with the store (reads for the API) */
+    MSG_AUDIT,         /* msg_audit_t: append an audit record */
+    MSG_OVERRIDE,      /* msg_override_t: set (or delete, value NULL) a runtime override */
+    MSG_EXEC_CONFIG,   /* msg_exec_config_t: the executor's (new) job definitions */
     MSG_JOB_ENABLE,    /* msg_job_enable_t: enable or disable a job at run time */
     MSG_SHUTDOWN,      /* msg_shutdown_t: stop firing / stop running, then report done */
     MSG_SHUTDOWN_DONE, /* cv_msg_t: an actor finished its shutdown */
@@ -67,7 +73,8 @@ typedef enum { RUN_EV_QUEUED, RUN_EV_STARTED, RUN_EV_PROGRESS, RUN_EV_FINISHED }
 typedef struct {
     cv_msg_t hdr;
     run_ev_kind_t kind;
-    run_t *run; /* a snapshot; owned by the message */
+    bool insert; /* the store has not seen this run yet: insert rather than update */
+    run_t *run;  /* a snapshot; owned by the message */
 } msg_run_event_t;
 
 typedef struct {
@@ -78,11 +85,14 @@ typedef struct {
     char *line;
 } msg_run_output_t;
 
+struct store;
+/** Reads go through the store actor too: the message carries the function to run with the
+ * store; the function calls the asynchronous store_* API and answers its caller by message. */
 typedef struct {
     cv_msg_t hdr;
-    int64_t run_id;
-    int status; /* 0 or a negative errno */
-} msg_store_ack_t;
+    void (*fn)(struct store *st, void *ud);
+    void *ud;
+} msg_store_call_t;
 
 typedef struct {
     cv_msg_t hdr;
@@ -97,6 +107,30 @@ typedef struct {
     bool immediate; /* second signal: kill now */
 } msg_shutdown_t;
 
+typedef struct {
+    cv_msg_t hdr;
+    char *actor;  /* who: "system", "api:<token name>" */
+    char *action; /* "job.auto_disabled", "job.disable", "run.trigger", ... */
+    char *job;
+    int64_t run_id;
+    char *before; /* JSON text or NULL */
+    char *after;
+} msg_audit_t;
+
+typedef struct {
+    cv_msg_t hdr;
+    char *job;
+    char *field;
+    char *value; /* JSON text; NULL deletes the override */
+    char *by;
+} msg_override_t;
+
+struct cfgref;
+typedef struct {
+    cv_msg_t hdr;
+    struct cfgref *cfg; /* a reference, released by dispose */
+} msg_exec_config_t;
+
 /** Constructors: copy their string arguments; the returned message is ready to post. */
 msg_fire_t *msg_fire_new(const char *job, const char *trigger, int64_t scheduled_for);
 msg_run_event_t *msg_run_event_new(run_ev_kind_t kind, const run_t *run);
@@ -105,6 +139,12 @@ msg_run_output_t *msg_run_output_new(int64_t run_id, int64_t at_ms, const char *
 msg_fire_reply_t *msg_fire_reply_new(uint64_t corr, fire_outcome_t outcome, int64_t run_id,
                                      run_status_t status, const char *reason);
 msg_job_enable_t *msg_job_enable_new(const char *job, bool enabled);
+msg_audit_t *msg_audit_new(const char *actor, const char *action, const char *job, int64_t run_id,
+                           const char *before, const char *after);
+msg_override_t *msg_override_new(const char *job, const char *field, const char *value,
+                                 const char *by);
+/** Takes a new reference on cfg. */
+msg_exec_config_t *msg_exec_config_new(struct cfgref *cfg);
 const char *run_ev_kind_name(run_ev_kind_t k);
 
 #endif

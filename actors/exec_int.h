@@ -1,0 +1,66 @@
+/* Internals of the executor shared by its files (executor.c: policies and lifecycle;
+ * exec_spawn.c: command runs; exec_http.c: HTTP runs). Not for other actors. */
+#ifndef CV_ACTORS_EXEC_INT_H
+#define CV_ACTORS_EXEC_INT_H
+
+#include "actors/executor.h"
+#include "actors/proc.h"
+#include "core/cfgcheck.h"
+#include "core/httpc.h"
+#include "core/strmap.h"
+#include "proto/msg.h"
+
+/* Per-job state that outlives config reloads. */
+typedef struct exec__job {
+    int active; /* running + queued */
+    int consecutive_failures;
+} exec__job_t;
+
+/* One run the executor is responsible for, from queued to finished. */
+typedef struct exec__run {
+    cv_list_t link; /* in executor.active or executor.queue */
+    executor_t *ex;
+    run_t *run;
+    exec__job_t *js;
+    const cfg_job_t *job; /* valid while `cfg` is held */
+    cfgref_t *cfg;        /* the config the run started under */
+    proc_t *proc;
+    httpc_xfer_t *xfer;
+    bool persisted; /* the store has a row for it (it was queued) */
+    char *cancel_reason;
+    int64_t last_progress_ms;
+} exec__run_t;
+
+struct executor {
+    cv_actor_t *actor;
+    cv_actor_t *store, *hub, *scheduler;
+    char *instance;
+    cfgref_t *cfg;
+    cv_strmap_t jobs; /* name -> exec__job_t */
+    cv_list_t active; /* exec__run_t running */
+    cv_list_t queue;  /* exec__run_t waiting for a slot, FIFO */
+    cv_list_t retries;
+    size_t nactive, nqueued;
+    int64_t next_id;
+    uint64_t started;
+    httpc_t *http;
+    bool shutting;
+    cv_actor_t *shutdown_reply;
+};
+
+/** Starts a command run (exec_spawn.c). On a start failure the run is finished as FAILED. */
+void exec__spawn(exec__run_t *xr);
+/** Starts an HTTP run (exec_http.c). */
+void exec__http(exec__run_t *xr);
+/** Asks a running run to stop: TERM then KILL after grace_ms (0: KILL now). */
+void exec__stop(exec__run_t *xr, int64_t grace_ms, const char *reason);
+
+/** Called by exec_spawn.c and exec_http.c when a run is over: the record holds its outcome. */
+void exec__finished(exec__run_t *xr);
+/** Posts a RUNNING or PROGRESS event. */
+void exec__publish(exec__run_t *xr, run_ev_kind_t kind, bool insert);
+/** Posts an output line to the hub (live tail). */
+void exec__output(exec__run_t *xr, int64_t at_ms, const char *stream, const char *text,
+                  size_t len);
+
+#endif

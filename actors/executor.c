@@ -1,0 +1,428 @@
+/* The executor's policies and lifecycle: what happens to a MSG_FIRE, from the concurrency policy
+ * and the global queue to retries, auto-disable and shutdown. How a run is carried out lives in
+ * exec_spawn.c (processes) and exec_http.c (HTTP calls). */
+#include "actors/exec_int.h"
+#include "core/log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct retry {
+    cv_list_t link;
+    uv_timer_t timer;
+    executor_t *ex;
+    msg_fire_t *fire;
+} retry_t;
+
+static exec__job_t *job_state(executor_t *ex, const char *name)
+{
+    exec__job_t *js = cv_strmap_get(&ex->jobs, name);
+    if (js == NULL) {
+        js = cv_calloc(1, sizeof(*js));
+        cv_strmap_put(&ex->jobs, name, js);
+    }
+    return js;
+}
+
+static void reply(const msg_fire_t *f, fire_outcome_t outcome, int64_t id, run_status_t st,
+                  const char *reason)
+{
+    if (f->reply_to == NULL)
+        return;
+    msg_fire_reply_t *r = msg_fire_reply_new(f->corr, outcome, id, st, reason);
+    cv_actor_post(f->reply_to, &r->hdr);
+}
+
+void exec__publish(exec__run_t *xr, run_ev_kind_t kind, bool insert)
+{
+    executor_t *ex = xr->ex;
+    if (kind != RUN_EV_PROGRESS) {
+        msg_run_event_t *e = msg_run_event_new(kind, xr->run);
+        e->insert = insert;
+        cv_actor_post(ex->store, &e->hdr);
+    }
+    if (ex->hub && kind != RUN_EV_FINISHED) {
+        msg_run_event_t *e = msg_run_event_new(kind, xr->run);
+        cv_actor_post(ex->hub, &e->hdr);
+    }
+}
+
+void exec__output(exec__run_t *xr, int64_t at_ms, const char *stream, const char *text,
+                  size_t len)
+{
+    if (xr->ex->hub == NULL)
+        return;
+    msg_run_output_t *o = msg_run_output_new(xr->run->id, at_ms, stream, text, len);
+    cv_actor_post(xr->ex->hub, &o->hdr);
+}
+
+static exec__run_t *run_new(executor_t *ex, const msg_fire_t *f, const cfg_job_t *job)
+{
+    exec__run_t *xr = cv_calloc(1, sizeof(*xr));
+    cv_list_init(&xr->link);
+    xr->ex = ex;
+    xr->job = job;
+    xr->cfg = cfgref_get(ex->cfg);
+    xr->js = job_state(ex, job->name);
+    xr->run = run_new(job->name, f->trigger);
+    xr->run->id = ex->next_id++;
+    xr->run->scheduled_for = f->scheduled_for;
+    xr->run->attempt = f->attempt > 0 ? f->attempt : 1;
+    xr->run->retry_of = f->retry_of;
+    xr->run->instance = cv_strdup(ex->instance);
+    xr->run->queued_at = cv_now_ms();
+    return xr;
+}
+
+static void run_release(exec__run_t *xr)
+{
+    run_free(xr->run);
+    cfgref_put(xr->cfg);
+    free(xr->cancel_reason);
+    free(xr);
+}
+
+static void log_event(const exec__run_t *xr)
+{
+    const run_t *r = xr->run;
+    if (!run_status_final(r->status)) {
+        cv_info("exec", "run %lld job=%s trigger=%s attempt=%d status=%s", (long long)r->id,
+                r->job, r->trigger, r->attempt, run_status_name(r->status));
+        return;
+    }
+    cv_log(r->status == RUN_SUCCESS ? CV_LOG_INFO : CV_LOG_WARN, "exec",
+           "run %lld job=%s status=%s exit=%d signal=%d duration=%lldms items=%lld/%lld%s%s",
+           (long long)r->id, r->job, run_status_name(r->status), r->exit_code, r->signal,
+           (long long)r->duration_ms, (long long)r->items_processed, (long long)r->items_failed,
+           r->error ? " error=" : "", r->error ? r->error : "");
+}
+
+static void start(exec__run_t *xr)
+{
+    executor_t *ex = xr->ex;
+    cv_list_insert_tail(&ex->active, &xr->link);
+    ex->nactive++;
+    ex->started++;
+    xr->run->status = RUN_RUNNING;
+    xr->run->started_at = cv_now_ms();
+    log_event(xr);
+    exec__publish(xr, RUN_EV_STARTED, !xr->persisted);
+    xr->persisted = true;
+    if (xr->job->action == CFG_ACTION_HTTP)
+        exec__http(xr);
+    else
+        exec__spawn(xr);
+}
+
+/* Records a run that never ran (SKIPPED, or CANCELLED while queued). */
+static void finish_unstarted(exec__run_t *xr, run_status_t st, const char *why)
+{
+    xr->run->status = st;
+    xr->run->finished_at = cv_now_ms();
+    free(xr->run->error);
+    xr->run->error = cv_strdup(why);
+    log_event(xr);
+    exec__publish(xr, RUN_EV_FINISHED, !xr->persisted);
+    run_release(xr);
+}
+
+static void start_queued(executor_t *ex)
+{
+    int max = ex->cfg->cfg->limits.max_concurrent;
+    while (!ex->shutting && !cv_list_empty(&ex->queue) && (max <= 0 || (int)ex->nactive < max)) {
+        exec__run_t *xr = cv_container_of(ex->queue.next, exec__run_t, link);
+        cv_list_remove(&xr->link);
+        ex->nqueued--;
+        start(xr);
+    }
+}
+
+static void stop_job_runs(executor_t *ex, const char *job, const char *reason)
+{
+    for (cv_list_t *n = ex->queue.next, *next; n != &ex->queue; n = next) {
+        next = n->next;
+        exec__run_t *xr = cv_container_of(n, exec__run_t, link);
+        if (strcmp(xr->run->job, job) == 0) {
+            cv_list_remove(n);
+            ex->nqueued--;
+            xr->js->active--;
+            finish_unstarted(xr, RUN_CANCELLED, reason);
+        }
+    }
+    for (cv_list_t *n = ex->active.next; n != &ex->active; n = n->next) {
+        exec__run_t *xr = cv_container_of(n, exec__run_t, link);
+        if (strcmp(xr->run->job, job) == 0)
+            exec__stop(xr, xr->job->kill_grace_ms, reason);
+    }
+}
+
+static void on_fire(executor_t *ex, msg_fire_t *f)
+{
+    if (ex->shutting) {
+        reply(f, FIRE_SHUTTING, 0, RUN_SKIPPED, "the daemon is shutting down");
+        return;
+    }
+    const cfg_job_t *job = ex->cfg ? cfg_find_job(ex->cfg->cfg, f->job) : NULL;
+    if (job == NULL) {
+        cv_warn("exec", "fire for unknown job '%s' ignored", f->job);
+        reply(f, FIRE_UNKNOWN, 0, RUN_SKIPPED, "no such job");
+        return;
+    }
+    exec__run_t *xr = run_new(ex, f, job);
+    if (xr->js->active > 0 && job->concurrency == CFG_CONC_FORBID) {
+        char *why = cv_sprintf("skipped: a run of '%s' is still active (concurrency: forbid)",
+                               job->name);
+        reply(f, FIRE_SKIPPED, xr->run->id, RUN_SKIPPED, why);
+        finish_unstarted(xr, RUN_SKIPPED, why);
+        free(why);
+        return;
+    }
+    if (xr->js->active > 0 && job->concurrency == CFG_CONC_REPLACE) {
+        char *why = cv_sprintf("replaced by run %lld", (long long)xr->run->id);
+        stop_job_runs(ex, job->name, why);
+        free(why);
+    }
+    xr->js->active++;
+    int max = ex->cfg->cfg->limits.max_concurrent;
+    if (max > 0 && (int)ex->nactive >= max) {
+        xr->run->status = RUN_QUEUED;
+        cv_list_insert_tail(&ex->queue, &xr->link);
+        ex->nqueued++;
+        log_event(xr);
+        exec__publish(xr, RUN_EV_QUEUED, true);
+        xr->persisted = true;
+        reply(f, FIRE_ACCEPTED, xr->run->id, RUN_QUEUED, NULL);
+        return;
+    }
+    reply(f, FIRE_ACCEPTED, xr->run->id, RUN_RUNNING, NULL);
+    start(xr);
+}
+
+static void retry_closed(uv_handle_t *h)
+{
+    retry_t *rt = h->data;
+    if (rt->fire)
+        rt->fire->hdr.dispose(&rt->fire->hdr);
+    free(rt);
+}
+
+static void retry_due(uv_timer_t *t)
+{
+    retry_t *rt = t->data;
+    cv_list_remove(&rt->link);
+    cv_actor_post(rt->ex->actor, &rt->fire->hdr);
+    rt->fire = NULL;
+    uv_close((uv_handle_t *)&rt->timer, retry_closed);
+}
+
+static void schedule_retry(executor_t *ex, const exec__run_t *xr)
+{
+    const cfg_retries_t *rp = &xr->job->retries;
+    int64_t delay = rp->backoff_ms;
+    for (int i = 1; i < xr->run->attempt && delay < rp->backoff_max_ms; i++)
+        delay *= 2;
+    if (rp->backoff_max_ms > 0 && delay > rp->backoff_max_ms)
+        delay = rp->backoff_max_ms;
+    retry_t *rt = cv_calloc(1, sizeof(*rt));
+    rt->ex = ex;
+    rt->fire = msg_fire_new(xr->run->job, "retry", xr->run->scheduled_for);
+    rt->fire->attempt = xr->run->attempt + 1;
+    rt->fire->retry_of = xr->run->retry_of ? xr->run->retry_of : xr->run->id;
+    uv_timer_init(cv_runtime_loop(cv_actor_runtime(ex->actor)), &rt->timer);
+    rt->timer.data = rt;
+    uv_timer_start(&rt->timer, retry_due, (uint64_t)delay, 0);
+    cv_list_insert_tail(&ex->retries, &rt->link);
+    cv_info("exec", "job %s: attempt %d failed; retry in %lldms", xr->run->job, xr->run->attempt,
+            (long long)delay);
+}
+
+static void auto_disable(executor_t *ex, const exec__run_t *xr)
+{
+    const char *job = xr->run->job;
+    cv_warn("exec", "job %s: disabled after %d consecutive failures (auto_disable_after)", job,
+            xr->js->consecutive_failures);
+    if (ex->scheduler) {
+        msg_job_enable_t *m = msg_job_enable_new(job, false);
+        cv_actor_post(ex->scheduler, &m->hdr);
+    }
+    msg_override_t *o = msg_override_new(job, "enabled", "false", "system");
+    cv_actor_post(ex->store, &o->hdr);
+    char *after = cv_sprintf("{\"enabled\":false,\"consecutive_failures\":%d}",
+                             xr->js->consecutive_failures);
+    msg_audit_t *a = msg_audit_new("system", "job.auto_disabled", job, xr->run->id,
+                                   "{\"enabled\":true}", after);
+    free(after);
+    cv_actor_post(ex->store, &a->hdr);
+}
+
+static void maybe_shutdown_done(executor_t *ex)
+{
+    if (!ex->shutting || ex->nactive || ex->nqueued || ex->shutdown_reply == NULL)
+        return;
+    cv_msg_t *done = cv_msg_new(sizeof(cv_msg_t), MSG_SHUTDOWN_DONE);
+    cv_actor_post(ex->shutdown_reply, done);
+    ex->shutdown_reply = NULL;
+}
+
+void exec__finished(exec__run_t *xr)
+{
+    executor_t *ex = xr->ex;
+    run_t *r = xr->run;
+    cv_list_remove(&xr->link);
+    ex->nactive--;
+    xr->js->active--;
+    if (r->finished_at == 0)
+        r->finished_at = cv_now_ms();
+    if (r->status == RUN_SUCCESS || r->status == RUN_PARTIAL)
+        xr->js->consecutive_failures = 0;
+    else if (r->status == RUN_FAILED || r->status == RUN_TIMED_OUT)
+        xr->js->consecutive_failures++;
+    log_event(xr);
+    exec__publish(xr, RUN_EV_FINISHED, false);
+
+    bool failed = r->status == RUN_FAILED || r->status == RUN_TIMED_OUT;
+    int limit = xr->job->auto_disable_after;
+    if (failed && limit > 0 && xr->js->consecutive_failures == limit)
+        auto_disable(ex, xr);
+    else if (failed && !ex->shutting && r->attempt <= xr->job->retries.max)
+        schedule_retry(ex, xr);
+    run_release(xr);
+    start_queued(ex);
+    maybe_shutdown_done(ex);
+}
+
+static void on_cancel(executor_t *ex, msg_cancel_t *c)
+{
+    char *why = cv_sprintf("cancelled by %s", c->by ? c->by : "an operator");
+    cv_list_t *lists[2] = {&ex->queue, &ex->active};
+    for (int l = 0; l < 2; l++) {
+        for (cv_list_t *n = lists[l]->next; n != lists[l]; n = n->next) {
+            exec__run_t *xr = cv_container_of(n, exec__run_t, link);
+            if (xr->run->id != c->run_id)
+                continue;
+            if (l == 0) {
+                cv_list_remove(n);
+                ex->nqueued--;
+                xr->js->active--;
+                finish_unstarted(xr, RUN_CANCELLED, why);
+                maybe_shutdown_done(ex);
+            } else {
+                exec__stop(xr, xr->job->kill_grace_ms, why);
+            }
+            free(why);
+            return;
+        }
+    }
+    cv_info("exec", "cancel of run %lld: not active", (long long)c->run_id);
+    free(why);
+}
+
+static void on_shutdown(executor_t *ex, msg_shutdown_t *s)
+{
+    bool again = ex->shutting;
+    ex->shutting = true;
+    ex->shutdown_reply = s->reply_to;
+    while (!cv_list_empty(&ex->retries)) {
+        retry_t *rt = cv_container_of(ex->retries.next, retry_t, link);
+        cv_list_remove(&rt->link);
+        uv_timer_stop(&rt->timer);
+        uv_close((uv_handle_t *)&rt->timer, retry_closed);
+    }
+    while (!cv_list_empty(&ex->queue)) {
+        exec__run_t *xr = cv_container_of(ex->queue.next, exec__run_t, link);
+        cv_list_remove(&xr->link);
+        ex->nqueued--;
+        xr->js->active--;
+        finish_unstarted(xr, RUN_CANCELLED, "cancelled: the daemon is shutting down");
+    }
+    int64_t grace = s->immediate ? 0 : s->grace_ms;
+    if (ex->nactive)
+        cv_info("exec", "%s %zu running job(s)%s", s->immediate ? "killing" : "stopping",
+                ex->nactive, again || s->immediate ? "" : " (SIGTERM, then SIGKILL after grace)");
+    for (cv_list_t *n = ex->active.next; n != &ex->active; n = n->next)
+        exec__stop(cv_container_of(n, exec__run_t, link), grace,
+                   "cancelled: the daemon is shutting down");
+    maybe_shutdown_done(ex);
+}
+
+static void on_config(executor_t *ex, msg_exec_config_t *c)
+{
+    if (ex->cfg)
+        cfgref_put(ex->cfg);
+    ex->cfg = cfgref_get(c->cfg);
+    start_queued(ex); /* the limit may have grown */
+}
+
+static void handle(cv_actor_t *self, cv_msg_t *msg)
+{
+    executor_t *ex = cv_actor_state(self);
+    switch (msg->type) {
+    case MSG_EXEC_CONFIG:
+        on_config(ex, (msg_exec_config_t *)msg);
+        break;
+    case MSG_FIRE:
+        on_fire(ex, (msg_fire_t *)msg);
+        break;
+    case MSG_CANCEL:
+        on_cancel(ex, (msg_cancel_t *)msg);
+        break;
+    case MSG_SHUTDOWN:
+        on_shutdown(ex, (msg_shutdown_t *)msg);
+        break;
+    default:
+        cv_warn("exec", "unexpected message type %d", msg->type);
+    }
+}
+
+executor_t *executor_create(cv_runtime_t *rt, const executor_opts_t *opts)
+{
+    executor_t *ex = cv_calloc(1, sizeof(*ex));
+    ex->store = opts->store;
+    ex->hub = opts->hub;
+    ex->scheduler = opts->scheduler;
+    ex->instance = cv_strdup(opts->instance ? opts->instance : "local");
+    ex->next_id = opts->first_run_id > 0 ? opts->first_run_id : 1;
+    cv_list_init(&ex->active);
+    cv_list_init(&ex->queue);
+    cv_list_init(&ex->retries);
+    ex->actor = cv_actor_create(rt, "executor", handle, ex);
+    return ex;
+}
+
+cv_actor_t *executor_actor(executor_t *ex)
+{
+    return ex->actor;
+}
+
+void executor_set_scheduler(executor_t *ex, cv_actor_t *scheduler)
+{
+    ex->scheduler = scheduler;
+}
+
+void executor_destroy(executor_t *ex)
+{
+    cv_actor_destroy(ex->actor);
+    cv_strmap_free(&ex->jobs, free);
+    if (ex->cfg)
+        cfgref_put(ex->cfg);
+    free(ex->instance);
+    if (ex->http)
+        httpc_close(ex->http, NULL, NULL);
+    free(ex);
+}
+
+uint64_t executor_started(const executor_t *ex)
+{
+    return ex->started;
+}
+
+size_t executor_active(const executor_t *ex)
+{
+    return ex->nactive;
+}
+
+size_t executor_queued(const executor_t *ex)
+{
+    return ex->nqueued;
+}

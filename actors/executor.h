@@ -1,0 +1,39 @@
+/* The executor actor: turns MSG_FIRE into runs. It applies the job's concurrency policy
+ * (forbid / allow / replace) and the global limit (limits.max_concurrent, with a FIFO queue),
+ * starts a child process (actors/proc.h) or an HTTP call (core/httpc.h), follows its output and
+ * result protocol, enforces its timeout, computes its status, schedules retries with exponential
+ * backoff, disables a job after auto_disable_after consecutive failures, and reports every state
+ * change as MSG_RUN_EVENT to the store (and the live ones to the hub).
+ *
+ * Messages it takes: MSG_EXEC_CONFIG, MSG_FIRE, MSG_CANCEL, MSG_SHUTDOWN. */
+#ifndef CV_ACTORS_EXECUTOR_H
+#define CV_ACTORS_EXECUTOR_H
+
+#include "core/actor.h"
+
+#include <stdint.h>
+
+typedef struct executor executor_t;
+
+typedef struct executor_opts {
+    cv_actor_t *store;     /* required: receives every run event, audits and overrides */
+    cv_actor_t *hub;       /* optional: receives started/progress events and output lines */
+    cv_actor_t *scheduler; /* optional: told to disable a job (auto_disable_after) */
+    const char *instance;  /* this daemon's id, stamped on every run */
+    int64_t first_run_id;  /* the id of the next run (the store's highest id + 1) */
+} executor_opts_t;
+
+executor_t *executor_create(cv_runtime_t *rt, const executor_opts_t *opts);
+cv_actor_t *executor_actor(executor_t *ex);
+/** Sets the scheduler told of auto-disables (created after the executor). */
+void executor_set_scheduler(executor_t *ex, cv_actor_t *scheduler);
+/** Frees the executor. Only after its shutdown completed (MSG_SHUTDOWN_DONE): no run may be
+ * active. */
+void executor_destroy(executor_t *ex);
+
+/** Runs started, runs active and runs waiting in the queue (for metrics and tests). */
+uint64_t executor_started(const executor_t *ex);
+size_t executor_active(const executor_t *ex);
+size_t executor_queued(const executor_t *ex);
+
+#endif

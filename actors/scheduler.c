@@ -1,0 +1,184 @@
+#include "actors/scheduler.h"
+#include "core/log.h"
+#include "proto/msg.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+struct scheduler {
+    cv_actor_t *actor;
+    cv_actor_t *executor;
+    sched_core_t *core;
+    int tfd;
+    uv_poll_t poll;
+    int64_t armed; /* the instant the timerfd is armed for, SCHED_NEVER when disarmed */
+    void (*close_cb)(void *ud);
+    void *close_ud;
+};
+
+static int64_t now_sec(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return ts.tv_sec;
+}
+
+static void arm(scheduler_t *s)
+{
+    int64_t deadline = sched_core_deadline(s->core);
+    struct itimerspec its = {0};
+    if (deadline != SCHED_NEVER)
+        its.it_value.tv_sec = deadline;
+    /* CANCEL_ON_SET: a read fails with ECANCELED when the realtime clock is set. */
+    if (timerfd_settime(s->tfd, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &its, NULL) != 0)
+        cv_error("sched", "timerfd_settime: %s", strerror(errno));
+    s->armed = deadline;
+}
+
+static void fire(void *ud, const char *job, int64_t scheduled_for, int64_t missed)
+{
+    scheduler_t *s = ud;
+    if (missed > 0)
+        cv_warn("sched", "job '%s': the clock jumped forward past %lld more instant(s); firing once",
+                job, (long long)missed);
+    msg_fire_t *m = msg_fire_new(job, "cron", scheduled_for * 1000);
+    cv_actor_post(s->executor, &m->hdr);
+}
+
+static void on_timer(uv_poll_t *h, int status, int events)
+{
+    scheduler_t *s = h->data;
+    uint64_t expirations;
+    ssize_t n = read(s->tfd, &expirations, sizeof(expirations));
+    if (n < 0 && errno == ECANCELED)
+        cv_info("sched", "the wall clock was set; re-evaluating due jobs");
+    sched_core_run_due(s->core, now_sec(), fire, s);
+    arm(s);
+}
+
+static void load_jobs(scheduler_t *s, msg_sched_jobs_t *m)
+{
+    int64_t now = now_sec();
+    char err[256];
+    /* Jobs absent from the new set are removed; unchanged ones keep their next instant. */
+    sched_core_begin_sync(s->core);
+    for (size_t i = 0; i < m->njobs; i++) {
+        if (sched_core_put(s->core, &m->jobs[i], m->jobs[i].name, now, err, sizeof(err)) != 0)
+            cv_error("sched", "job '%s' keeps its previous schedule: %s", m->jobs[i].name, err);
+    }
+    size_t removed = sched_core_end_sync(s->core);
+    if (m->first)
+        sched_core_fire_reboot(s->core, now, fire, s);
+    cv_info("sched", "%zu job(s) scheduled, %zu removed", sched_core_count(s->core), removed);
+    arm(s);
+}
+
+static void handle(cv_actor_t *self, cv_msg_t *msg)
+{
+    scheduler_t *s = cv_actor_state(self);
+    switch (msg->type) {
+    case MSG_SCHED_JOBS:
+        load_jobs(s, (msg_sched_jobs_t *)msg);
+        break;
+    case MSG_JOB_ENABLE: {
+        msg_job_enable_t *e = (msg_job_enable_t *)msg;
+        sched_core_set_enabled(s->core, e->job, e->enabled, now_sec());
+        arm(s);
+        break;
+    }
+    case MSG_SHUTDOWN:
+        sched_core_free(s->core);
+        s->core = sched_core_create();
+        arm(s);
+        break;
+    default:
+        cv_warn("sched", "unexpected message type %d", msg->type);
+    }
+}
+
+scheduler_t *scheduler_create(cv_runtime_t *rt, cv_actor_t *executor, int *err)
+{
+    scheduler_t *s = cv_calloc(1, sizeof(*s));
+    s->tfd = timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (s->tfd < 0) {
+        *err = -errno;
+        free(s);
+        return NULL;
+    }
+    int rc = uv_poll_init(cv_runtime_loop(rt), &s->poll, s->tfd);
+    if (rc != 0) {
+        *err = rc;
+        close(s->tfd);
+        free(s);
+        return NULL;
+    }
+    s->poll.data = s;
+    uv_poll_start(&s->poll, UV_READABLE, on_timer);
+    s->executor = executor;
+    s->core = sched_core_create();
+    s->armed = SCHED_NEVER;
+    s->actor = cv_actor_create(rt, "scheduler", handle, s);
+    return s;
+}
+
+cv_actor_t *scheduler_actor(scheduler_t *s)
+{
+    return s->actor;
+}
+
+int64_t scheduler_next_of(const scheduler_t *s, const char *job)
+{
+    return sched_core_next_of(s->core, job);
+}
+
+static void on_poll_closed(uv_handle_t *h)
+{
+    scheduler_t *s = h->data;
+    close(s->tfd);
+    sched_core_free(s->core);
+    if (s->close_cb)
+        s->close_cb(s->close_ud);
+    free(s);
+}
+
+void scheduler_close(scheduler_t *s, void (*cb)(void *ud), void *ud)
+{
+    cv_actor_destroy(s->actor);
+    s->close_cb = cb;
+    s->close_ud = ud;
+    uv_close((uv_handle_t *)&s->poll, on_poll_closed);
+}
+
+static void jobs_dispose(cv_msg_t *msg)
+{
+    msg_sched_jobs_t *m = (msg_sched_jobs_t *)msg;
+    for (size_t i = 0; i < m->njobs; i++) {
+        free((char *)m->jobs[i].name);
+        free((char *)m->jobs[i].schedule);
+        free((char *)m->jobs[i].timezone);
+    }
+    free(m->jobs);
+    free(m);
+}
+
+msg_sched_jobs_t *msg_sched_jobs_new(bool first)
+{
+    msg_sched_jobs_t *m = cv_msg_new(sizeof(*m), MSG_SCHED_JOBS);
+    m->hdr.dispose = jobs_dispose;
+    m->first = first;
+    return m;
+}
+
+void msg_sched_jobs_add(msg_sched_jobs_t *m, const sched_job_spec_t *spec)
+{
+    m->jobs = cv_realloc(m->jobs, (m->njobs + 1) * sizeof(*m->jobs));
+    sched_job_spec_t *j = &m->jobs[m->njobs++];
+    j->name = cv_strdup(spec->name);
+    j->schedule = cv_strdup(spec->schedule);
+    j->timezone = cv_strdup(spec->timezone ? spec->timezone : "UTC");
+    j->enabled = spec->enabled;
+}

@@ -1,0 +1,124 @@
+#include "actors/store_actor.h"
+#include "core/log.h"
+#include "proto/msg.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_SUBSCRIBERS 8
+
+struct store_actor {
+    cv_actor_t *actor;
+    store_t *st;
+    cv_actor_t *subs[MAX_SUBSCRIBERS];
+    size_t nsubs;
+    size_t pending;
+    bool destroyed;
+};
+
+/* One write in flight: what to forward once it is committed. */
+typedef struct {
+    store_actor_t *sa;
+    run_t *run;
+    run_ev_kind_t kind;
+} write_t;
+
+static void forward(store_actor_t *sa, const write_t *w)
+{
+    for (size_t i = 0; i < sa->nsubs; i++) {
+        msg_run_event_t *e = msg_run_event_new(w->kind, w->run);
+        cv_actor_post(sa->subs[i], &e->hdr);
+    }
+}
+
+static void write_done(write_t *w, int status)
+{
+    store_actor_t *sa = w->sa;
+    if (status != 0)
+        cv_error("store", "run %lld of job '%s' (%s) could not be recorded: %s",
+                 (long long)w->run->id, w->run->job, run_status_name(w->run->status),
+                 strerror(-status));
+    if (!sa->destroyed && w->kind == RUN_EV_FINISHED)
+        forward(sa, w);
+    sa->pending--;
+    run_free(w->run);
+    free(w);
+    if (sa->destroyed && sa->pending == 0)
+        free(sa);
+}
+
+static void on_inserted(void *ud, int status, int64_t id)
+{
+    write_done(ud, status);
+}
+
+static void on_updated(void *ud, int status)
+{
+    write_done(ud, status);
+}
+
+static void persist(store_actor_t *sa, msg_run_event_t *e)
+{
+    if (e->kind == RUN_EV_PROGRESS && !e->insert)
+        return; /* progress is live-only; the final record carries the last values */
+    write_t *w = cv_malloc(sizeof(*w));
+    w->sa = sa;
+    w->kind = e->kind;
+    w->run = e->run;
+    e->run = NULL; /* taken */
+    sa->pending++;
+    if (e->insert)
+        store_insert_run(sa->st, w->run, on_inserted, w);
+    else
+        store_update_run(sa->st, w->run, on_updated, w);
+}
+
+static void handle(cv_actor_t *self, cv_msg_t *msg)
+{
+    store_actor_t *sa = cv_actor_state(self);
+    switch (msg->type) {
+    case MSG_RUN_EVENT:
+        persist(sa, (msg_run_event_t *)msg);
+        break;
+    case MSG_STORE_CALL: {
+        msg_store_call_t *c = (msg_store_call_t *)msg;
+        c->fn(sa->st, c->ud);
+        break;
+    }
+    default:
+        cv_warn("store", "unexpected message type %d", msg->type);
+    }
+}
+
+store_actor_t *store_actor_create(cv_runtime_t *rt, store_t *st)
+{
+    store_actor_t *sa = cv_calloc(1, sizeof(*sa));
+    sa->st = st;
+    sa->actor = cv_actor_create(rt, "store", handle, sa);
+    return sa;
+}
+
+void store_actor_destroy(store_actor_t *sa)
+{
+    cv_actor_destroy(sa->actor);
+    sa->destroyed = true;
+    /* Writes in flight still complete (store_close runs them); the last one frees us. */
+    if (sa->pending == 0)
+        free(sa);
+}
+
+cv_actor_t *store_actor_actor(store_actor_t *sa)
+{
+    return sa->actor;
+}
+
+void store_actor_subscribe(store_actor_t *sa, cv_actor_t *listener)
+{
+    if (sa->nsubs < MAX_SUBSCRIBERS)
+        sa->subs[sa->nsubs++] = listener;
+}
+
+size_t store_actor_pending(const store_actor_t *sa)
+{
+    return sa->pending;
+}

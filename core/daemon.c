@@ -1,0 +1,467 @@
+#include "core/daemon.h"
+#include "actors/executor.h"
+#include "actors/scheduler.h"
+#include "actors/store_actor.h"
+#include "core/log.h"
+#include "core/reaper.h"
+#include "proto/msg.h"
+#include "storage/store.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define RETENTION_INTERVAL_MS (3600 * 1000)
+
+typedef struct daemon {
+    uv_loop_t loop;
+    daemon_opts_t opts;
+    cfgref_t *cfg;
+    char *instance;
+    cv_runtime_t *rt;
+    cv_actor_t *self;
+    store_t *store;
+    store_actor_t *sa;
+    executor_t *ex;
+    scheduler_t *sched;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t retention;
+    bool signals_on, retention_on;
+    store_override_t *overrides;
+    size_t n_overrides;
+    int64_t first_run_id;
+    int exit_code;
+    int stopping; /* 0 running, 1 stopping jobs, 2 closing */
+    int64_t once_run_id;
+} daemon_t;
+
+static void begin_close(daemon_t *d);
+
+/* ---- configuration for the actors ---- */
+
+/* The override of (job, field) as a JSON value, or NULL. */
+static json_t *override_of(const daemon_t *d, const char *job, const char *field)
+{
+    for (size_t i = 0; i < d->n_overrides; i++) {
+        const store_override_t *o = &d->overrides[i];
+        if (strcmp(o->job, job) == 0 && strcmp(o->field, field) == 0)
+            return json_loads(o->value, JSON_DECODE_ANY, NULL);
+    }
+    return NULL;
+}
+
+static msg_sched_jobs_t *sched_jobs(const daemon_t *d, bool first)
+{
+    const cfg_t *cfg = d->cfg->cfg;
+    msg_sched_jobs_t *m = msg_sched_jobs_new(first);
+    for (unsigned i = 0; i < cfg->n_jobs; i++) {
+        const cfg_job_t *j = &cfg->jobs[i];
+        sched_job_spec_t spec = {
+            .name = j->name, .schedule = j->schedule, .timezone = j->timezone, .enabled = j->enabled};
+        json_t *en = override_of(d, j->name, "enabled");
+        json_t *sc = override_of(d, j->name, "schedule");
+        json_t *tz = override_of(d, j->name, "timezone");
+        if (json_is_boolean(en))
+            spec.enabled = json_is_true(en);
+        if (json_is_string(sc) && !j->locked)
+            spec.schedule = json_string_value(sc);
+        if (json_is_string(tz) && !j->locked)
+            spec.timezone = json_string_value(tz);
+        msg_sched_jobs_add(m, &spec);
+        json_decref(en);
+        json_decref(sc);
+        json_decref(tz);
+    }
+    return m;
+}
+
+static void configure_actors(daemon_t *d, bool first)
+{
+    msg_exec_config_t *c = msg_exec_config_new(d->cfg);
+    cv_actor_post(executor_actor(d->ex), &c->hdr);
+    if (d->sched)
+        cv_actor_post(scheduler_actor(d->sched), &sched_jobs(d, first)->hdr);
+}
+
+/* ---- signals ---- */
+
+static void shutdown_jobs(daemon_t *d, bool immediate)
+{
+    msg_shutdown_t *s = cv_msg_new(sizeof(*s), MSG_SHUTDOWN);
+    s->reply_to = d->self;
+    s->grace_ms = d->cfg->cfg->defaults.shutdown_grace_ms;
+    s->immediate = immediate;
+    cv_actor_post(executor_actor(d->ex), &s->hdr);
+}
+
+static void request_stop(daemon_t *d, const char *why)
+{
+    if (d->stopping) {
+        cv_warn("daemon", "%s again: killing running jobs now", why);
+        if (d->stopping == 1)
+            shutdown_jobs(d, true);
+        return;
+    }
+    cv_info("daemon", "%s: shutting down (grace %lldms)", why,
+            (long long)d->cfg->cfg->defaults.shutdown_grace_ms);
+    d->stopping = 1;
+    if (d->sched) {
+        msg_shutdown_t *s = cv_msg_new(sizeof(*s), MSG_SHUTDOWN);
+        cv_actor_post(scheduler_actor(d->sched), &s->hdr);
+    }
+    if (d->ex)
+        shutdown_jobs(d, false);
+    else
+        begin_close(d);
+}
+
+static void reload(daemon_t *d)
+{
+    cfg_t *cfg = NULL;
+    cfg_errors_t errs = {0};
+    if (cfgcheck_load(d->opts.config_path, &cfg, &errs) != 0) {
+        for (size_t i = 0; i < errs.count; i++) {
+            char *line = cfg_error_format(&errs.items[i]);
+            cv_error("config", "%s", line);
+            free(line);
+        }
+        cv_error("daemon", "reload refused: %zu error(s) in %s; keeping the running configuration",
+                 errs.count, d->opts.config_path);
+        cfg_errors_free(&errs);
+        return;
+    }
+    cfg_errors_free(&errs);
+    cfgref_put(d->cfg);
+    d->cfg = cfgref_new(cfg);
+    configure_actors(d, false);
+    cv_info("daemon", "configuration reloaded from %s: %u job(s)", d->opts.config_path,
+            cfg->n_jobs);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    daemon_t *d = h->data;
+    if (signum == SIGHUP)
+        reload(d);
+    else
+        request_stop(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void start_signals(daemon_t *d)
+{
+    uv_signal_t *hs[] = {&d->sig_term, &d->sig_int, &d->sig_hup};
+    int sigs[] = {SIGTERM, SIGINT, SIGHUP};
+    for (int i = 0; i < 3; i++) {
+        uv_signal_init(&d->loop, hs[i]);
+        hs[i]->data = d;
+        uv_signal_start(hs[i], on_signal, sigs[i]);
+    }
+    d->signals_on = true;
+}
+
+/* ---- retention ---- */
+
+static void on_retention_done(void *ud, int status, int64_t count)
+{
+    if (status == 0 && count > 0)
+        cv_info("store", "retention: %lld old run(s) deleted", (long long)count);
+}
+
+static void on_retention_timer(uv_timer_t *t)
+{
+    daemon_t *d = t->data;
+    const cfg_retention_t *r = &d->cfg->cfg->retention;
+    if (d->stopping == 0 && (r->days > 0 || r->max_runs_per_job > 0))
+        store_retention(d->store, r->days, r->max_runs_per_job, on_retention_done, d);
+}
+
+/* ---- --once ---- */
+
+static int once_exit_code(const run_t *r)
+{
+    switch (r->status) {
+    case RUN_SUCCESS:
+        return 0;
+    case RUN_TIMED_OUT:
+        return 124;
+    case RUN_CANCELLED:
+        return 130;
+    case RUN_SKIPPED:
+        return 75;
+    case RUN_FAILED:
+        if (r->signal)
+            return 128 + r->signal;
+        return r->exit_code > 0 ? r->exit_code : 1;
+    default:
+        return 1;
+    }
+}
+
+static void once_finished(daemon_t *d, const run_t *r)
+{
+    const cfg_job_t *job = cfg_find_job(d->cfg->cfg, r->job);
+    if (r->id != d->once_run_id && r->retry_of != d->once_run_id)
+        return;
+    bool will_retry = (r->status == RUN_FAILED || r->status == RUN_TIMED_OUT) && job &&
+                      r->attempt <= job->retries.max;
+    printf("%s run=%lld job=%s attempt=%d duration=%lldms exit=%d items=%lld/%lld%s%s\n",
+           run_status_name(r->status), (long long)r->id, r->job, r->attempt,
+           (long long)r->duration_ms, r->exit_code, (long long)r->items_processed,
+           (long long)r->items_failed, r->error ? " error=" : "", r->error ? r->error : "");
+    fflush(stdout);
+    if (will_retry)
+        return;
+    d->exit_code = once_exit_code(r);
+    request_stop(d, "--once run finished");
+}
+
+static void once_replied(daemon_t *d, const msg_fire_reply_t *r)
+{
+    if (r->outcome == FIRE_ACCEPTED || r->outcome == FIRE_SKIPPED) {
+        d->once_run_id = r->run_id;
+        if (r->outcome == FIRE_ACCEPTED)
+            return;
+    }
+    fprintf(stderr, "cronvisor: job '%s' not run: %s\n", d->opts.once_job,
+            r->reason ? r->reason : "refused");
+    d->exit_code = r->outcome == FIRE_SKIPPED ? 75 : 2;
+    request_stop(d, "--once refused");
+}
+
+/* ---- the daemon's own mailbox ---- */
+
+static void handle(cv_actor_t *self, cv_msg_t *msg)
+{
+    daemon_t *d = cv_actor_state(self);
+    switch (msg->type) {
+    case MSG_SHUTDOWN_DONE:
+        begin_close(d);
+        break;
+    case MSG_FIRE_REPLY:
+        once_replied(d, (msg_fire_reply_t *)msg);
+        break;
+    case MSG_RUN_EVENT: {
+        msg_run_event_t *e = (msg_run_event_t *)msg;
+        if (e->kind == RUN_EV_FINISHED && d->opts.once_job)
+            once_finished(d, e->run);
+        break;
+    }
+    case MSG_RUN_OUTPUT: {
+        msg_run_output_t *o = (msg_run_output_t *)msg;
+        FILE *f = strcmp(o->stream, "stderr") == 0 ? stderr : stdout;
+        fprintf(f, "%s\n", o->line);
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+/* ---- start-up chain: open, migrate, abandon, seed ids, overrides, actors ---- */
+
+static void fatal(daemon_t *d, const char *what, int status)
+{
+    cv_error("daemon", "%s: %s", what, strerror(-status));
+    d->exit_code = 1;
+    begin_close(d);
+}
+
+static void start_actors(daemon_t *d)
+{
+    d->sa = store_actor_create(d->rt, d->store);
+    cv_actor_t *hub = d->opts.once_job ? d->self : NULL;
+    executor_opts_t eo = {.store = store_actor_actor(d->sa),
+                          .hub = hub,
+                          .instance = d->instance,
+                          .first_run_id = d->first_run_id};
+    if (!d->opts.once_job) {
+        int err = 0;
+        /* The scheduler needs the executor and the executor the scheduler: create the
+         * executor first, then tell it where the scheduler is. */
+        d->ex = executor_create(d->rt, &eo);
+        d->sched = scheduler_create(d->rt, executor_actor(d->ex), &err);
+        if (d->sched == NULL) {
+            fatal(d, "cannot create the scheduler's timer", err);
+            return;
+        }
+        executor_set_scheduler(d->ex, scheduler_actor(d->sched));
+    } else {
+        d->ex = executor_create(d->rt, &eo);
+        store_actor_subscribe(d->sa, d->self);
+    }
+    configure_actors(d, true);
+    start_signals(d);
+    if (d->opts.once_job) {
+        msg_fire_t *f = msg_fire_new(d->opts.once_job, "once", cv_now_ms());
+        f->reply_to = d->self;
+        cv_actor_post(executor_actor(d->ex), &f->hdr);
+        return;
+    }
+    uv_timer_init(&d->loop, &d->retention);
+    d->retention.data = d;
+    d->retention_on = true;
+    uv_timer_start(&d->retention, on_retention_timer, 0, RETENTION_INTERVAL_MS);
+    cv_info("daemon", "cronvisor %s running: instance %s, %u job(s), store %s", CV_VERSION,
+            d->instance, d->cfg->cfg->n_jobs,
+            d->cfg->cfg->storage.postgres ? "postgres" : d->cfg->cfg->storage.sqlite.path);
+}
+
+static void on_overrides(void *ud, int status, const store_override_t *ov, size_t count)
+{
+    daemon_t *d = ud;
+    if (status != 0) {
+        fatal(d, "reading runtime overrides", status);
+        return;
+    }
+    d->overrides = cv_calloc(count ? count : 1, sizeof(*ov));
+    for (size_t i = 0; i < count; i++) {
+        d->overrides[i].job = cv_strdup(ov[i].job);
+        d->overrides[i].field = cv_strdup(ov[i].field);
+        d->overrides[i].value = cv_strdup(ov[i].value);
+    }
+    d->n_overrides = count;
+    start_actors(d);
+}
+
+static void on_newest_run(void *ud, int status, store_run_page_t *page)
+{
+    daemon_t *d = ud;
+    if (status != 0) {
+        fatal(d, "reading the run history", status);
+        return;
+    }
+    d->first_run_id = page->count ? page->runs[0]->id + 1 : 1;
+    store_override_list(d->store, NULL, on_overrides, d);
+}
+
+static void on_abandoned(void *ud, int status, int64_t count)
+{
+    daemon_t *d = ud;
+    if (status != 0) {
+        fatal(d, "marking stale runs", status);
+        return;
+    }
+    if (count > 0)
+        cv_warn("store", "%lld run(s) left RUNNING or QUEUED by a previous daemon marked ABANDONED",
+                (long long)count);
+    store_run_filter_t f = {.limit = 1};
+    store_query_runs(d->store, &f, on_newest_run, d);
+}
+
+static void on_migrated(void *ud, int status, int64_t applied)
+{
+    daemon_t *d = ud;
+    if (status != 0) {
+        fatal(d, "migrating the store", status);
+        return;
+    }
+    if (applied > 0)
+        cv_info("store", "%lld migration(s) applied", (long long)applied);
+    if (d->opts.once_job) {
+        on_abandoned(d, 0, 0); /* a daemon may be running on this store: leave its runs alone */
+        return;
+    }
+    store_abandon_stale(d->store, NULL, "the daemon that ran it stopped without recording its end",
+                        on_abandoned, d);
+}
+
+/* ---- closing ---- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+}
+
+static void on_sched_closed(void *ud)
+{
+}
+
+static void on_store_closed(void *ud, int status)
+{
+    daemon_t *d = ud;
+    if (d->signals_on) {
+        uv_close((uv_handle_t *)&d->sig_term, on_handle_closed);
+        uv_close((uv_handle_t *)&d->sig_int, on_handle_closed);
+        uv_close((uv_handle_t *)&d->sig_hup, on_handle_closed);
+    }
+    cv_actor_destroy(d->self);
+    d->self = NULL;
+    cv_runtime_close(d->rt);
+    reaper_stop();
+    cv_info("daemon", "stopped");
+}
+
+static void begin_close(daemon_t *d)
+{
+    if (d->stopping == 2)
+        return;
+    d->stopping = 2;
+    if (d->retention_on)
+        uv_close((uv_handle_t *)&d->retention, on_handle_closed);
+    if (d->sched)
+        scheduler_close(d->sched, on_sched_closed, d);
+    if (d->ex)
+        executor_destroy(d->ex);
+    if (d->sa)
+        store_actor_destroy(d->sa);
+    d->sched = NULL;
+    d->ex = NULL;
+    d->sa = NULL;
+    if (d->store)
+        store_close(d->store, on_store_closed, d);
+    else
+        on_store_closed(d, 0);
+}
+
+static char *make_instance_id(const cfg_t *cfg)
+{
+    if (cfg->instance)
+        return cv_strdup(cfg->instance);
+    char host[256] = "localhost";
+    gethostname(host, sizeof(host) - 1);
+    return cv_sprintf("%s-%d", host, (int)getpid());
+}
+
+int daemon_main(const daemon_opts_t *opts, cfg_t *cfg)
+{
+    daemon_t *d = cv_calloc(1, sizeof(*d));
+    d->opts = *opts;
+    d->cfg = cfgref_new(cfg);
+    d->instance = make_instance_id(cfg);
+    signal(SIGPIPE, SIG_IGN);
+    uv_loop_init(&d->loop);
+    int rc = reaper_start(&d->loop);
+    if (rc == 0 && getpid() != 1)
+        rc = reaper_set_subreaper(true);
+    if (rc != 0)
+        cv_warn("daemon", "orphan reaping is limited: %s", strerror(-rc));
+    d->rt = cv_runtime_create(&d->loop, &rc);
+    d->self = cv_actor_create(d->rt, "daemon", handle, d);
+
+    store_config_t sc = {
+        .dsn = cfg->storage.postgres ? cfg->storage.postgres : cfg->storage.sqlite.path,
+        .instance = d->instance,
+    };
+    rc = store_open(&d->loop, &sc, &d->store);
+    if (rc != 0) {
+        cv_error("daemon", "cannot open the store: %s", strerror(-rc));
+        d->exit_code = 1;
+        d->store = NULL;
+        begin_close(d);
+    } else {
+        store_migrate(d->store, on_migrated, d);
+    }
+    uv_run(&d->loop, UV_RUN_DEFAULT);
+    rc = uv_loop_close(&d->loop);
+    if (rc != 0)
+        cv_warn("daemon", "the loop closed with handles left: %s", uv_strerror(rc));
+    int code = d->exit_code;
+    cfgref_put(d->cfg);
+    store_overrides_free(d->overrides, d->n_overrides);
+    free(d->instance);
+    free(d);
+    return code;
+}
