@@ -1,0 +1,60 @@
+/* The database schema, in one place for every backend: versioned forward-only migrations and the
+ * statements on the runs table whose column order the backends share.
+ *
+ * The SQL is portable between SQLite and PostgreSQL (BIGINT, TEXT, DOUBLE PRECISION, partial
+ * indexes, ON CONFLICT upserts, $N parameters numbered in order of first use). The one thing the
+ * two spell differently, an auto-assigned primary key, is written @ID_PK@ and replaced by
+ * store_schema_render(). */
+#ifndef CV_STORAGE_SCHEMA_H
+#define CV_STORAGE_SCHEMA_H
+
+#include <stddef.h>
+
+/** How a backend spells what standard SQL leaves open. */
+typedef struct store_dialect {
+    const char *id_pk; /* column type of an auto-assigned BIGINT primary key */
+} store_dialect_t;
+
+extern const store_dialect_t store_dialect_sqlite;
+extern const store_dialect_t store_dialect_postgres;
+
+/** One migration: its version (1, 2, ... without gaps), a name for the schema_version table and
+ * a NULL-terminated list of statements to run in one transaction. */
+typedef struct store_migration {
+    int version;
+    const char *name;
+    const char *const *statements;
+} store_migration_t;
+
+extern const store_migration_t store_migrations[];
+extern const size_t store_migration_count;
+
+/** Highest version this binary knows. */
+int store_schema_latest(void);
+
+/** Creates the version table when missing (run before reading the version). */
+extern const char store_sql_version_table[];
+/** Reads the current version (one row, NULL when no migration has run). */
+extern const char store_sql_version_get[];
+/** Records a migration: $1 version, $2 name, $3 applied_at (ms). */
+extern const char store_sql_version_put[];
+
+/** The runs columns in the order below; RUN_COL_* index them (0 = id). */
+#define STORE_RUN_COLUMNS                                                                          \
+    "id, job, status, \"trigger\", scheduled_for, queued_at, started_at, finished_at, "            \
+    "duration_ms, attempt, retry_of, exit_code, signal, items_processed, items_failed, progress, " \
+    "summary_json, error, output_tail, output_bytes, max_rss_kb, cpu_user_ms, cpu_sys_ms, "        \
+    "instance"
+#define STORE_RUN_NCOLS 24
+
+/** Inserts a run: $1..$23 are the columns after id, in STORE_RUN_COLUMNS order. */
+extern const char store_sql_run_insert[];
+/** Updates every column of a run: $1..$23 as for insert, $24 the id. */
+extern const char store_sql_run_update[];
+/** Reads one run by id ($1). */
+extern const char store_sql_run_get[];
+
+/** Returns sql with @ID_PK@ replaced by the dialect's spelling (heap; caller frees). */
+char *store_schema_render(const char *sql, const store_dialect_t *d);
+
+#endif

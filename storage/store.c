@@ -1,0 +1,204 @@
+/* Backend selection, dispatch through the ops table, and the helpers every backend shares. */
+#include "storage/store.h"
+#include "storage/store_sqlite.h"
+
+#include "core/log.h"
+#include "core/util.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool has_prefix(const char *s, const char *p)
+{
+    return strncmp(s, p, strlen(p)) == 0;
+}
+
+int store_open(uv_loop_t *loop, const store_config_t *cfg, store_t **out)
+{
+    *out = NULL;
+    if (loop == NULL || cfg == NULL || cfg->dsn == NULL || cfg->dsn[0] == '\0') {
+        cv_error("store", "no database given: set storage.dsn to a file path or postgres:// URL");
+        return -EINVAL;
+    }
+    if (cfg->instance == NULL || cfg->instance[0] == '\0') {
+        cv_error("store", "no instance id given to the store");
+        return -EINVAL;
+    }
+    if (has_prefix(cfg->dsn, "postgres://") || has_prefix(cfg->dsn, "postgresql://")) {
+        /* The DSN may hold a password: never log it. */
+        cv_error("store", "the PostgreSQL backend is not built into this binary yet");
+        return -ENOTSUP;
+    }
+    return store_sqlite_open(loop, cfg, out);
+}
+
+void store_close(store_t *s, store_status_cb cb, void *ud)
+{
+    s->ops->close(s, cb, ud);
+}
+
+void store_migrate(store_t *s, store_count_cb cb, void *ud)
+{
+    s->ops->migrate(s, cb, ud);
+}
+
+void store_ping(store_t *s, store_status_cb cb, void *ud)
+{
+    s->ops->ping(s, cb, ud);
+}
+
+uint64_t store_commits(store_t *s)
+{
+    return s->ops->commits(s);
+}
+
+void store_insert_run(store_t *s, const run_t *r, store_id_cb cb, void *ud)
+{
+    s->ops->insert_run(s, r, cb, ud);
+}
+
+void store_update_run(store_t *s, const run_t *r, store_status_cb cb, void *ud)
+{
+    s->ops->update_run(s, r, cb, ud);
+}
+
+void store_get_run(store_t *s, int64_t id, store_run_cb cb, void *ud)
+{
+    s->ops->get_run(s, id, cb, ud);
+}
+
+void store_query_runs(store_t *s, const store_run_filter_t *f, store_page_cb cb, void *ud)
+{
+    s->ops->query_runs(s, f, cb, ud);
+}
+
+void store_job_stats(store_t *s, const char *const *jobs, size_t njobs, int last_n,
+                     store_stats_cb cb, void *ud)
+{
+    s->ops->job_stats(s, jobs, njobs, last_n, cb, ud);
+}
+
+void store_summary(store_t *s, int64_t since, store_summary_cb cb, void *ud)
+{
+    s->ops->summary(s, since, cb, ud);
+}
+
+void store_abandon_stale(store_t *s, const char *instance, const char *reason, store_count_cb cb,
+                         void *ud)
+{
+    s->ops->abandon_stale(s, instance, reason, cb, ud);
+}
+
+void store_retention(store_t *s, int days, int max_runs_per_job, store_count_cb cb, void *ud)
+{
+    s->ops->retention(s, days, max_runs_per_job, cb, ud);
+}
+
+void store_override_set(store_t *s, const store_override_t *ov, store_status_cb cb, void *ud)
+{
+    s->ops->override_set(s, ov, cb, ud);
+}
+
+void store_override_delete(store_t *s, const char *job, const char *field, store_status_cb cb,
+                           void *ud)
+{
+    s->ops->override_delete(s, job, field, cb, ud);
+}
+
+void store_override_list(store_t *s, const char *job, store_overrides_cb cb, void *ud)
+{
+    s->ops->override_list(s, job, cb, ud);
+}
+
+void store_audit_append(store_t *s, const store_audit_t *a, store_id_cb cb, void *ud)
+{
+    s->ops->audit_append(s, a, cb, ud);
+}
+
+void store_audit_list(store_t *s, const char *job, int limit, const char *cursor, store_audit_cb cb,
+                      void *ud)
+{
+    s->ops->audit_list(s, job, limit, cursor, cb, ud);
+}
+
+/* A cursor is "k" followed by the decimal id of the last row of the page: opaque to clients,
+ * cheap to check. */
+char *store_cursor_encode(int64_t id)
+{
+    return cv_sprintf("k%" PRId64, id);
+}
+
+int store_cursor_decode(const char *cursor, int64_t *id)
+{
+    if (cursor == NULL || cursor[0] != 'k' || cursor[1] < '1' || cursor[1] > '9')
+        return -EINVAL;
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(cursor + 1, &end, 10);
+    if (errno != 0 || *end != '\0' || v <= 0)
+        return -EINVAL;
+    *id = v;
+    return 0;
+}
+
+int store_page_limit(int limit)
+{
+    if (limit <= 0)
+        return STORE_PAGE_DEFAULT;
+    return limit > STORE_PAGE_MAX ? STORE_PAGE_MAX : limit;
+}
+
+void store_run_page_free(store_run_page_t *p)
+{
+    if (p == NULL)
+        return;
+    for (size_t i = 0; i < p->count; i++)
+        run_free(p->runs[i]);
+    free(p->runs);
+    free(p->next_cursor);
+    p->runs = NULL;
+    p->count = 0;
+    p->next_cursor = NULL;
+}
+
+void store_job_stats_free(store_job_stats_t *st, size_t n)
+{
+    for (size_t i = 0; st != NULL && i < n; i++) {
+        free(st[i].job);
+        run_free(st[i].last);
+    }
+    free(st);
+}
+
+void store_overrides_free(store_override_t *ov, size_t n)
+{
+    for (size_t i = 0; ov != NULL && i < n; i++) {
+        free(ov[i].job);
+        free(ov[i].field);
+        free(ov[i].value);
+        free(ov[i].updated_by);
+    }
+    free(ov);
+}
+
+void store_audit_page_free(store_audit_page_t *p)
+{
+    if (p == NULL)
+        return;
+    for (size_t i = 0; i < p->count; i++) {
+        store_audit_t *a = &p->entries[i];
+        free(a->actor);
+        free(a->action);
+        free(a->job);
+        free(a->before);
+        free(a->after);
+    }
+    free(p->entries);
+    free(p->next_cursor);
+    p->entries = NULL;
+    p->count = 0;
+    p->next_cursor = NULL;
+}

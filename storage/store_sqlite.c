@@ -1,0 +1,601 @@
+/* SQLite backend: the request queue, the worker thread with group commit, and delivery of results
+ * on the loop thread. The SQL of each operation is in store_sqlite_exec.c. */
+#include "storage/store_sqlite.h"
+#include "storage/store_sqlite_int.h"
+
+#include "core/log.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const store_ops_t sqlite_ops;
+
+static char *dup_or_null(const char *s)
+{
+    return s ? cv_strdup(s) : NULL;
+}
+
+/* ---- opening ---- */
+
+/* mkdir -p of the directory that will hold path. */
+static int make_parent_dir(const char *path)
+{
+    char *dir = cv_strdup(path);
+    char *slash = strrchr(dir, '/');
+    int rc = 0;
+    if (slash == NULL || slash == dir)
+        goto out;
+    *slash = '\0';
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+            rc = -errno;
+            goto out;
+        }
+        *p = '/';
+    }
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        rc = -errno;
+out:
+    if (rc < 0)
+        cv_error("store", "cannot create the directory of database %s: %s", path, strerror(-rc));
+    free(dir);
+    return rc;
+}
+
+static int open_db(store_sqlite_t *s, const store_config_t *cfg)
+{
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI;
+    int rc = sqlite3_open_v2(s->path, &s->db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        cv_error("store", "cannot open database %s: %s", s->path,
+                 s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+        return rc == SQLITE_CANTOPEN ? -EACCES : -EIO;
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    sqlite3_busy_timeout(s->db, cfg->busy_timeout_ms > 0 ? cfg->busy_timeout_ms : 5000);
+    int err = store_sqlite__exec_sql(s, "PRAGMA journal_mode=WAL", "set WAL mode");
+    if (err == 0)
+        err = store_sqlite__exec_sql(s,
+                                     cfg->sync == STORE_SYNC_NORMAL ? "PRAGMA synchronous=NORMAL"
+                                                                    : "PRAGMA synchronous=FULL",
+                                     "set synchronous");
+    return err;
+}
+
+static void worker_main(void *arg);
+static void on_async(uv_async_t *h);
+
+static void sqlite_free(store_sqlite_t *s)
+{
+    free(s->path);
+    free(s->instance);
+    free(s);
+}
+
+int store_sqlite_open(uv_loop_t *loop, const store_config_t *cfg, store_t **out)
+{
+    store_sqlite_t *s = cv_calloc(1, sizeof(*s));
+    const char *path = strncmp(cfg->dsn, "sqlite:", 7) == 0 ? cfg->dsn + 7 : cfg->dsn;
+    int err = 0;
+    s->base.ops = &sqlite_ops;
+    s->base.loop = loop;
+    s->path = cv_strdup(path);
+    s->instance = cv_strdup(cfg->instance);
+    cv_list_init(&s->queue);
+    cv_list_init(&s->done);
+    if (strncmp(path, "file:", 5) != 0 && strcmp(path, ":memory:") != 0)
+        err = make_parent_dir(path);
+    if (err == 0)
+        err = open_db(s, cfg);
+    if (err < 0)
+        goto fail;
+    uv_mutex_init(&s->mu);
+    uv_cond_init(&s->cond);
+    uv_async_init(loop, &s->async, on_async);
+    uv_unref((uv_handle_t *)&s->async); /* referenced only while requests are outstanding */
+    if (uv_thread_create(&s->thread, worker_main, s) != 0)
+        abort(); /* cannot happen short of resource exhaustion at start-up */
+    *out = &s->base;
+    return 0;
+fail:
+    sqlite3_close(s->db);
+    sqlite_free(s);
+    return err;
+}
+
+/* ---- the worker ---- */
+
+/* A batch: requests run so far inside the open transaction wait in txn until it commits. */
+typedef struct batch {
+    cv_list_t todo, txn, done, again;
+    bool in_txn;
+} batch_t;
+
+static void fail_all(cv_list_t *list, int status)
+{
+    for (cv_list_t *n = list->next; n != list; n = n->next) {
+        store_sqlite_req_t *r = cv_container_of(n, store_sqlite_req_t, link);
+        if (r->status == 0)
+            r->status = status;
+    }
+}
+
+/* Moves every node of from to the tail of to, in order, in constant time. */
+static void move_all(cv_list_t *to, cv_list_t *from)
+{
+    if (cv_list_empty(from))
+        return;
+    from->next->prev = to->prev;
+    to->prev->next = from->next;
+    from->prev->next = to;
+    to->prev = from->prev;
+    cv_list_init(from);
+}
+
+static void batch_commit(store_sqlite_t *s, batch_t *b)
+{
+    if (!b->in_txn)
+        return;
+    b->in_txn = false;
+    int err = store_sqlite__exec_sql(s, "COMMIT", "commit");
+    if (err == 0) {
+        atomic_fetch_add(&s->commits, 1);
+    } else {
+        if (!sqlite3_get_autocommit(s->db))
+            sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+        fail_all(&b->txn, err);
+    }
+    move_all(&b->done, &b->txn);
+}
+
+/* Runs one write or read request of the batch. */
+static void batch_run(store_sqlite_t *s, batch_t *b, store_sqlite_req_t *r)
+{
+    if (r->status == 0 && STORE_SQLITE_IS_WRITE(r->op) && !b->in_txn) {
+        int err = store_sqlite__exec_sql(s, "BEGIN IMMEDIATE", "begin a transaction");
+        if (err < 0)
+            r->status = err;
+        else
+            b->in_txn = true;
+    }
+    bool again = r->status == 0 && store_sqlite__exec(s, r);
+    cv_list_insert_tail(again ? &b->again : b->in_txn ? &b->txn : &b->done, &r->link);
+    if (b->in_txn && sqlite3_get_autocommit(s->db)) {
+        /* SQLite rolled the whole transaction back (disk full, I/O error): everything run in it
+         * is lost, and a request that is to run again must redo its step. */
+        b->in_txn = false;
+        fail_all(&b->txn, r->status < 0 ? r->status : -EIO);
+        move_all(&b->done, &b->txn);
+    }
+}
+
+/* Returns true when the batch closed the store. */
+static bool batch_process(store_sqlite_t *s, batch_t *b)
+{
+    while (!cv_list_empty(&b->todo)) {
+        store_sqlite_req_t *r = cv_container_of(b->todo.next, store_sqlite_req_t, link);
+        cv_list_remove(&r->link);
+        if (r->op == SQ_CLOSE && !cv_list_empty(&b->again)) {
+            cv_list_insert_tail(&b->again, &r->link); /* let unfinished work drain first */
+        } else if (r->op == SQ_CLOSE) {
+            batch_commit(s, b);
+            cv_list_insert_tail(&b->done, &r->link);
+            return true;
+        } else if (r->op == SQ_MIGRATE) {
+            batch_commit(s, b);
+            if (r->status == 0)
+                store_sqlite__migrate(s, r);
+            cv_list_insert_tail(&b->done, &r->link);
+        } else {
+            batch_run(s, b, r);
+        }
+    }
+    batch_commit(s, b);
+    return false;
+}
+
+static void worker_main(void *arg)
+{
+    store_sqlite_t *s = arg;
+    bool closed = false;
+    while (!closed) {
+        batch_t b = {.in_txn = false};
+        cv_list_init(&b.todo);
+        cv_list_init(&b.txn);
+        cv_list_init(&b.done);
+        cv_list_init(&b.again);
+        uv_mutex_lock(&s->mu);
+        while (cv_list_empty(&s->queue))
+            uv_cond_wait(&s->cond, &s->mu);
+        move_all(&b.todo, &s->queue);
+        uv_mutex_unlock(&s->mu);
+
+        closed = batch_process(s, &b);
+        if (closed) {
+            store_sqlite__finalize(s);
+            sqlite3_close(s->db);
+            s->db = NULL;
+        }
+        uv_mutex_lock(&s->mu);
+        move_all(&s->done, &b.done);
+        move_all(&s->queue, &b.again);
+        uv_mutex_unlock(&s->mu);
+        uv_async_send(&s->async);
+    }
+}
+
+/* ---- submitting (loop thread) ---- */
+
+static store_sqlite_req_t *req_new(store_t *base, store_sqlite_op_t op, void *ud)
+{
+    store_sqlite_req_t *r = cv_calloc(1, sizeof(*r));
+    r->op = op;
+    r->ud = ud;
+    (void)base;
+    return r;
+}
+
+static void submit(store_t *base, store_sqlite_req_t *r)
+{
+    store_sqlite_t *s = (store_sqlite_t *)base;
+    assert(!s->closing && "store request after store_close");
+    if (s->outstanding++ == 0)
+        uv_ref((uv_handle_t *)&s->async);
+    uv_mutex_lock(&s->mu);
+    bool was_empty = cv_list_empty(&s->queue);
+    cv_list_insert_tail(&s->queue, &r->link);
+    uv_mutex_unlock(&s->mu);
+    if (was_empty)
+        uv_cond_signal(&s->cond);
+}
+
+static void sq_close(store_t *base, store_status_cb cb, void *ud)
+{
+    store_sqlite_t *s = (store_sqlite_t *)base;
+    store_sqlite_req_t *r = req_new(base, SQ_CLOSE, ud);
+    r->cb.status = cb;
+    submit(base, r);
+    s->closing = true;
+}
+
+static void sq_migrate(store_t *base, store_count_cb cb, void *ud)
+{
+    store_sqlite_req_t *r = req_new(base, SQ_MIGRATE, ud);
+    r->cb.count = cb;
+    submit(base, r);
+}
+
+static void sq_ping(store_t *base, store_status_cb cb, void *ud)
+{
+    store_sqlite_req_t *r = req_new(base, SQ_PING, ud);
+    r->cb.status = cb;
+    submit(base, r);
+}
+
+static void sq_insert_run(store_t *base, const run_t *run, store_id_cb cb, void *ud)
+{
+    store_sqlite_t *s = (store_sqlite_t *)base;
+    store_sqlite_req_t *r = req_new(base, SQ_INSERT_RUN, ud);
+    r->cb.id = cb;
+    r->u.run = run_dup(run);
+    if (r->u.run->instance == NULL)
+        r->u.run->instance = cv_strdup(s->instance);
+    submit(base, r);
+}
+
+static void sq_update_run(store_t *base, const run_t *run, store_status_cb cb, void *ud)
+{
+    store_sqlite_req_t *r = req_new(base, SQ_UPDATE_RUN, ud);
+    r->cb.status = cb;
+    r->u.run = run_dup(run);
+    submit(base, r);
+}
+
+static void sq_get_run(store_t *base, int64_t id, store_run_cb cb, void *ud)
+{
+    store_sqlite_req_t *r = req_new(base, SQ_GET_RUN, ud);
+    r->cb.run = cb;
+    r->u.id = id;
+    submit(base, r);
+}
+
+static void sq_query_runs(store_t *base, const store_run_filter_t *f, store_page_cb cb, void *ud)
+{
+    store_sqlite_req_t *r = req_new(base, SQ_QUERY_RUNS, ud);
+    r->cb.page = cb;
+    r->u.query.f = *f;
+    r->u.query.f.job = dup_or_null(f->job);
+    r->u.query.f.trigger = dup_or_null(f->trigger);
+    r->u.query.f.cursor = dup_or_null(f->cursor);
+    submit(base, r);
+}
+
+static char **dup_strv(const char *const *v, size_t n)
+{
+    char **c = cv_calloc(n ? n : 1, sizeof(*c));
+    for (size_t i = 0; i < n; i++)
+        c[i] = dup_or_null(v[i]);
+    return c;
+}
+
+static void free_strv(char **v, size_t n)
+{
+    for (size_t i = 0; v != NULL && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static void sq_job_stats(store_t *base, const char *const *jobs, size_t njobs, int last_n,
+                         store_stats_cb cb, void *ud)
+{
+    store_sqlite_req_t *r = req_new(base, SQ_JOB_STATS, ud);
+    r->cb.stats = cb;
+    r->u.stats.jobs = dup_strv(jobs, njobs);
+    r->u.stats.njobs = njobs;
+    r->u.stats.last_n = last_n > 0 ? last_n : 20;
+    for (size_t i = 0; i < njobs; i++)
+        if (jobs[i] == NULL)
+            r->status = -EINVAL;
+    submit(base, r);
+}
+
+static void sq_summary(store_t *base, int64_t since, store_summary_cb cb, void *ud)
+{
+    store_sqlite_req_t *r = req_new(base, SQ_SUMMARY, ud);
+    r->cb.summary = cb;
+    r->u.summary.since = since;
+    submit(base, r);
+}
+
+static void sq_abandon_stale(store_t *base, const char *instance, const char *reason,
+                             store_count_cb cb, void *ud)
+{
+    store_sqlite_req_t *r = req_new(base, SQ_ABANDON, ud);
+    r->cb.count = cb;
+    r->u.abandon.instance = dup_or_null(instance);
+    r->u.abandon.reason = cv_strdup(reason ? reason : "abandoned");
+    submit(base, r);
+}
+
+static void sq_retention(store_t *base, int days, int max_runs_per_job, store_count_cb cb, void *ud)
+{
+    store_sqlite_req_t *r = req_new(base, SQ_RETENTION, ud);
+    r->cb.count = cb;
+    r->u.retention.days = days;
+    r->u.retention.max_runs = max_runs_per_job;
+    if (days < 0 || max_runs_per_job < 0)
+        r->status = -EINVAL;
+    submit(base, r);
+}
+
+static void sq_override_set(store_t *base, const store_override_t *ov, store_status_cb cb, void *ud)
+{
+    store_sqlite_req_t *r = req_new(base, SQ_OV_SET, ud);
+    r->cb.status = cb;
+    r->u.ov.ov.job = dup_or_null(ov->job);
+    r->u.ov.ov.field = dup_or_null(ov->field);
+    r->u.ov.ov.value = dup_or_null(ov->value);
+    r->u.ov.ov.updated_by = dup_or_null(ov->updated_by);
+    r->u.ov.ov.updated_at = ov->updated_at ? ov->updated_at : cv_now_ms();
+    if (!ov->job || !ov->field || !ov->value)
+        r->status = -EINVAL;
+    submit(base, r);
+}
+
+static void sq_override_delete(store_t *base, const char *job, const char *field,
+                               store_status_cb cb, void *ud)
+{
+    store_sqlite_req_t *r = req_new(base, SQ_OV_DELETE, ud);
+    r->cb.status = cb;
+    r->u.ov.ov.job = dup_or_null(job);
+    r->u.ov.ov.field = dup_or_null(field);
+    if (!job || !field)
+        r->status = -EINVAL;
+    submit(base, r);
+}
+
+static void sq_override_list(store_t *base, const char *job, store_overrides_cb cb, void *ud)
+{
+    store_sqlite_req_t *r = req_new(base, SQ_OV_LIST, ud);
+    r->cb.overrides = cb;
+    r->u.ov.ov.job = dup_or_null(job);
+    submit(base, r);
+}
+
+static void sq_audit_append(store_t *base, const store_audit_t *a, store_id_cb cb, void *ud)
+{
+    store_sqlite_req_t *r = req_new(base, SQ_AUDIT_APPEND, ud);
+    r->cb.id = cb;
+    r->u.audit = *a;
+    r->u.audit.at = a->at ? a->at : cv_now_ms();
+    r->u.audit.actor = dup_or_null(a->actor);
+    r->u.audit.action = dup_or_null(a->action);
+    r->u.audit.job = dup_or_null(a->job);
+    r->u.audit.before = dup_or_null(a->before);
+    r->u.audit.after = dup_or_null(a->after);
+    if (!a->actor || !a->action)
+        r->status = -EINVAL;
+    submit(base, r);
+}
+
+static void sq_audit_list(store_t *base, const char *job, int limit, const char *cursor,
+                          store_audit_cb cb, void *ud)
+{
+    store_sqlite_req_t *r = req_new(base, SQ_AUDIT_LIST, ud);
+    r->cb.audit = cb;
+    r->u.audit_list.job = dup_or_null(job);
+    r->u.audit_list.cursor = dup_or_null(cursor);
+    r->u.audit_list.limit = limit;
+    submit(base, r);
+}
+
+static uint64_t sq_commits(store_t *base)
+{
+    return atomic_load(&((store_sqlite_t *)base)->commits);
+}
+
+/* ---- delivering (loop thread) ---- */
+
+static void req_free(store_sqlite_req_t *r)
+{
+    switch (r->op) {
+    case SQ_INSERT_RUN:
+    case SQ_UPDATE_RUN:
+    case SQ_GET_RUN:
+        run_free(r->u.run);
+        break;
+    case SQ_QUERY_RUNS:
+        free((char *)r->u.query.f.job);
+        free((char *)r->u.query.f.trigger);
+        free((char *)r->u.query.f.cursor);
+        store_run_page_free(&r->u.query.page);
+        break;
+    case SQ_JOB_STATS:
+        free_strv(r->u.stats.jobs, r->u.stats.njobs);
+        store_job_stats_free(r->u.stats.out, r->u.stats.njobs);
+        break;
+    case SQ_ABANDON:
+        free(r->u.abandon.instance);
+        free(r->u.abandon.reason);
+        break;
+    case SQ_RETENTION:
+        free_strv(r->u.retention.jobs, r->u.retention.njobs);
+        break;
+    case SQ_OV_SET:
+    case SQ_OV_DELETE:
+    case SQ_OV_LIST:
+        free(r->u.ov.ov.job);
+        free(r->u.ov.ov.field);
+        free(r->u.ov.ov.value);
+        free(r->u.ov.ov.updated_by);
+        store_overrides_free(r->u.ov.list, r->u.ov.count);
+        break;
+    case SQ_AUDIT_APPEND:
+        free(r->u.audit.actor);
+        free(r->u.audit.action);
+        free(r->u.audit.job);
+        free(r->u.audit.before);
+        free(r->u.audit.after);
+        break;
+    case SQ_AUDIT_LIST:
+        free(r->u.audit_list.job);
+        free(r->u.audit_list.cursor);
+        store_audit_page_free(&r->u.audit_list.page);
+        break;
+    default:
+        break;
+    }
+    free(r);
+}
+
+static void deliver(store_sqlite_req_t *r)
+{
+    int st = r->status;
+    bool ok = st == 0;
+    switch (r->op) {
+    case SQ_CLOSE:
+    case SQ_PING:
+    case SQ_UPDATE_RUN:
+    case SQ_OV_SET:
+    case SQ_OV_DELETE:
+        if (r->cb.status)
+            r->cb.status(r->ud, st);
+        break;
+    case SQ_INSERT_RUN:
+    case SQ_AUDIT_APPEND:
+        r->cb.id(r->ud, st, ok ? r->result : 0);
+        break;
+    case SQ_MIGRATE:
+    case SQ_ABANDON:
+    case SQ_RETENTION:
+        r->cb.count(r->ud, st, ok ? r->result : 0);
+        break;
+    case SQ_GET_RUN: {
+        bool taken = false;
+        r->cb.run(r->ud, st, ok ? r->u.run : NULL, &taken);
+        if (taken)
+            r->u.run = NULL;
+        break;
+    }
+    case SQ_QUERY_RUNS:
+        r->cb.page(r->ud, st, ok ? &r->u.query.page : NULL);
+        break;
+    case SQ_JOB_STATS:
+        r->cb.stats(r->ud, st, ok ? r->u.stats.out : NULL, ok ? r->u.stats.njobs : 0);
+        break;
+    case SQ_SUMMARY:
+        r->cb.summary(r->ud, st, ok ? &r->u.summary.out : NULL);
+        break;
+    case SQ_OV_LIST:
+        r->cb.overrides(r->ud, st, ok ? r->u.ov.list : NULL, ok ? r->u.ov.count : 0);
+        break;
+    case SQ_AUDIT_LIST:
+        r->cb.audit(r->ud, st, ok ? &r->u.audit_list.page : NULL);
+        break;
+    }
+}
+
+static void on_closed(uv_handle_t *h)
+{
+    store_sqlite_t *s = cv_container_of(h, store_sqlite_t, async);
+    if (s->close_cb)
+        s->close_cb(s->close_ud, 0);
+    uv_mutex_destroy(&s->mu);
+    uv_cond_destroy(&s->cond);
+    sqlite_free(s);
+}
+
+static void on_async(uv_async_t *h)
+{
+    store_sqlite_t *s = cv_container_of(h, store_sqlite_t, async);
+    cv_list_t ready;
+    cv_list_init(&ready);
+    uv_mutex_lock(&s->mu);
+    move_all(&ready, &s->done);
+    uv_mutex_unlock(&s->mu);
+    while (!cv_list_empty(&ready)) {
+        store_sqlite_req_t *r = cv_container_of(ready.next, store_sqlite_req_t, link);
+        cv_list_remove(&r->link);
+        if (--s->outstanding == 0)
+            uv_unref((uv_handle_t *)&s->async);
+        if (r->op == SQ_CLOSE) {
+            /* The worker has closed the database and is leaving: join it, then release the
+             * handle; the close callback runs once the handle is closed. */
+            uv_thread_join(&s->thread);
+            s->close_cb = r->cb.status;
+            s->close_ud = r->ud;
+            free(r);
+            uv_close((uv_handle_t *)&s->async, on_closed);
+            return;
+        }
+        deliver(r);
+        req_free(r);
+    }
+}
+
+static const store_ops_t sqlite_ops = {
+    .name = "sqlite",
+    .close = sq_close,
+    .migrate = sq_migrate,
+    .ping = sq_ping,
+    .insert_run = sq_insert_run,
+    .update_run = sq_update_run,
+    .get_run = sq_get_run,
+    .query_runs = sq_query_runs,
+    .job_stats = sq_job_stats,
+    .summary = sq_summary,
+    .abandon_stale = sq_abandon_stale,
+    .retention = sq_retention,
+    .override_set = sq_override_set,
+    .override_delete = sq_override_delete,
+    .override_list = sq_override_list,
+    .audit_append = sq_audit_append,
+    .audit_list = sq_audit_list,
+    .commits = sq_commits,
+};

@@ -1,0 +1,137 @@
+/* Private to the SQLite backend: the request record shared by its queue (store_sqlite.c) and its
+ * SQL (store_sqlite_exec.c). */
+#ifndef CV_STORAGE_STORE_SQLITE_INT_H
+#define CV_STORAGE_STORE_SQLITE_INT_H
+
+#include "storage/store.h"
+#include "core/util.h"
+
+#include <sqlite3.h>
+#include <stdatomic.h>
+
+typedef enum {
+    SQ_CLOSE,
+    SQ_MIGRATE,
+    SQ_PING,
+    SQ_GET_RUN,
+    SQ_QUERY_RUNS,
+    SQ_JOB_STATS,
+    SQ_SUMMARY,
+    SQ_OV_LIST,
+    SQ_AUDIT_LIST,
+    /* writes from here on */
+    SQ_INSERT_RUN,
+    SQ_UPDATE_RUN,
+    SQ_ABANDON,
+    SQ_RETENTION,
+    SQ_OV_SET,
+    SQ_OV_DELETE,
+    SQ_AUDIT_APPEND,
+} store_sqlite_op_t;
+
+#define STORE_SQLITE_IS_WRITE(op) ((op) >= SQ_INSERT_RUN)
+
+/* Statements prepared once and kept for the life of the handle. */
+typedef enum {
+    SQS_INSERT_RUN,
+    SQS_UPDATE_RUN,
+    SQS_GET_RUN,
+    SQS_AUDIT_APPEND,
+    SQS__COUNT
+} store_sqlite_stmt_t;
+
+typedef struct store_sqlite_req {
+    cv_list_t link;
+    store_sqlite_op_t op;
+    int status;     /* set < 0 before queueing: fail without running */
+    int64_t result; /* id or count */
+    void *ud;
+    union {
+        store_status_cb status;
+        store_id_cb id;
+        store_count_cb count;
+        store_run_cb run;
+        store_page_cb page;
+        store_stats_cb stats;
+        store_summary_cb summary;
+        store_overrides_cb overrides;
+        store_audit_cb audit;
+    } cb;
+    union {
+        run_t *run; /* insert/update argument; get_run result */
+        int64_t id;
+        struct {
+            store_run_filter_t f; /* strings owned by the request */
+            store_run_page_t page;
+        } query;
+        struct {
+            char **jobs;
+            size_t njobs;
+            int last_n;
+            store_job_stats_t *out;
+        } stats;
+        struct {
+            int64_t since;
+            store_summary_t out;
+        } summary;
+        struct {
+            char *instance, *reason;
+        } abandon;
+        struct {
+            int days, max_runs;
+            int phase;
+            int64_t last_id;
+            char **jobs;
+            size_t njobs, next_job;
+        } retention;
+        struct {
+            store_override_t ov; /* set/delete argument (strings owned) */
+            store_override_t *list;
+            size_t count;
+        } ov;
+        store_audit_t audit; /* append argument (strings owned) */
+        struct {
+            char *job, *cursor;
+            int limit;
+            store_audit_page_t page;
+        } audit_list;
+    } u;
+} store_sqlite_req_t;
+
+typedef struct store_sqlite {
+    store_t base;
+    char *path;     /* for messages */
+    char *instance; /* default instance of inserted runs */
+    sqlite3 *db;    /* owned by the worker once it started */
+    sqlite3_stmt *stmts[SQS__COUNT];
+    atomic_uint_least64_t commits;
+
+    uv_thread_t thread;
+    uv_mutex_t mu;
+    uv_cond_t cond;
+    cv_list_t queue; /* loop -> worker, under mu */
+    cv_list_t done;  /* worker -> loop, under mu */
+    uv_async_t async;
+
+    /* loop thread only */
+    size_t outstanding;
+    bool closing;
+    store_status_cb close_cb;
+    void *close_ud;
+} store_sqlite_t;
+
+/** Runs one request on the worker, inside the batch transaction for writes. Sets req->status
+ * and the results. Returns true when the request has more work (retention) and must be queued
+ * again for a later batch. */
+bool store_sqlite__exec(store_sqlite_t *s, store_sqlite_req_t *req);
+/** Applies the missing migrations, each in its own transaction (outside any batch). */
+void store_sqlite__migrate(store_sqlite_t *s, store_sqlite_req_t *req);
+/** Executes a statement without results (BEGIN, COMMIT, pragmas). Returns 0 or a mapped errno,
+ * logging what failed. */
+int store_sqlite__exec_sql(store_sqlite_t *s, const char *sql, const char *what);
+/** Maps an SQLite result code to a negative errno, logging what failed unless it is expected. */
+int store_sqlite__error(store_sqlite_t *s, int rc, const char *what);
+/** Finalizes the cached statements (worker, before sqlite3_close). */
+void store_sqlite__finalize(store_sqlite_t *s);
+
+#endif
