@@ -1,0 +1,517 @@
+/* actors/proc.c and core/reaper.c against real child processes. Every test runs its own loop
+ * until the completion callback, then releases the proc, stops the reaper and checks that the
+ * loop closes cleanly. The test process is a child subreaper (set in main) so that orphaned
+ * grandchildren come back to it and their fate can be checked. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "actors/proc.h"
+#include "core/reaper.h"
+
+static const char *const test_env[] = {"PATH=/usr/local/bin:/usr/bin:/bin", NULL};
+
+typedef struct ctx {
+    uv_loop_t loop;
+    proc_t *p;
+    const proc_result_t *r;
+    int completions;
+    int lines[PROC_STREAM__COUNT];
+    int values_updates;
+    pid_t first_number; /* first stdout line parsed as a number (a pid the job prints) */
+    bool cancel_on_first_line;
+    bool release_on_first_line;
+} ctx_t;
+
+static void on_complete(proc_t *p, const proc_result_t *r, void *data)
+{
+    ctx_t *c = data;
+    c->completions++;
+    c->r = r;
+}
+
+static void on_line(proc_t *p, const proc_line_t *line, void *data)
+{
+    ctx_t *c = data;
+    c->lines[line->stream]++;
+    if (line->stream != PROC_STREAM_STDOUT || c->lines[PROC_STREAM_STDOUT] != 1)
+        return;
+    c->first_number = (pid_t)atoi(line->text);
+    if (c->cancel_on_first_line)
+        assert_int_equal(proc_cancel(p, 2000), 0);
+    if (c->release_on_first_line)
+        proc_release(p);
+}
+
+static void on_values(proc_t *p, const result_values_t *v, void *data)
+{
+    ((ctx_t *)data)->values_updates++;
+}
+
+/* Starts opts on a fresh loop and runs it until nothing is left (the completion came). */
+static void run(ctx_t *c, proc_opts_t *o)
+{
+    proc_callbacks_t cbs = {on_complete, on_line, on_values, c};
+    if (o->env == NULL)
+        o->env = test_env;
+    assert_int_equal(uv_loop_init(&c->loop), 0);
+    assert_int_equal(proc_start(&c->loop, o, &cbs, &c->p), 0);
+    assert_int_equal(uv_run(&c->loop, UV_RUN_DEFAULT), 0);
+}
+
+static void finish(ctx_t *c)
+{
+    if (!c->release_on_first_line)
+        proc_release(c->p);
+    reaper_stop();
+    uv_run(&c->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&c->loop), 0);
+}
+
+static const proc_result_t *run_command(ctx_t *c, const char *command)
+{
+    proc_opts_t o = {.command = command};
+    run(c, &o);
+    assert_int_equal(c->completions, 1);
+    return c->r;
+}
+
+static void assert_contains(const char *hay, const char *needle)
+{
+    if (strstr(hay, needle) == NULL)
+        fail_msg("expected to find \"%s\" in:\n%s", needle, hay);
+}
+
+/* Zombie children of this process, from /proc. */
+static int count_zombie_children(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        char path[300], buf[512];
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[len] = '\0';
+        char *rp = strrchr(buf, ')'); /* the command name may hold spaces */
+        char state;
+        int ppid;
+        if (rp && sscanf(rp + 1, " %c %d", &state, &ppid) == 2 && ppid == getpid() && state == 'Z')
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static long rss_kb(void)
+{
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    assert_non_null(f);
+    assert_int_equal(fscanf(f, "%ld %ld", &pages, &resident), 2);
+    fclose(f);
+    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+}
+
+/* ---- exit codes and signals ------------------------------------------------------------------ */
+
+static void reports_the_exit_code_of_the_command(void **state)
+{
+    ctx_t c = {0};
+    const proc_result_t *r = run_command(&c, "exit 3");
+    assert_int_equal(r->exit_code, 3);
+    assert_int_equal(r->signal, 0);
+    assert_false(r->spawn_failed || r->timed_out || r->cancelled || r->drain_forced);
+    assert_true(r->pid > 0);
+    assert_true(r->started_at_ms <= r->exited_at_ms && r->exited_at_ms <= r->finished_at_ms);
+    finish(&c);
+}
+
+static void reports_signal_9_when_the_job_kills_itself(void **state)
+{
+    ctx_t c = {0};
+    const proc_result_t *r = run_command(&c, "kill -9 $$");
+    assert_int_equal(r->signal, SIGKILL);
+    assert_int_equal(r->exit_code, -1);
+    finish(&c);
+}
+
+static void exits_127_when_the_argv_command_is_not_found(void **state)
+{
+    ctx_t c = {0};
+    const char *argv[] = {"no-such-command-cv", "x", NULL};
+    proc_opts_t o = {.argv = argv};
+    run(&c, &o);
+    assert_int_equal(c.completions, 1);
+    assert_int_equal(c.r->exit_code, 127);
+    assert_true(c.r->spawn_failed);
+    assert_int_equal(c.r->pid, 0);
+    assert_string_equal(c.r->error, "command not found: no-such-command-cv");
+    assert_contains(c.r->output, "system | command not found: no-such-command-cv");
+    finish(&c);
+
+    ctx_t c2 = {0};
+    const char *argv2[] = {"/no/such/dir/cmd", NULL};
+    proc_opts_t o2 = {.argv = argv2};
+    run(&c2, &o2);
+    assert_int_equal(c2.r->exit_code, 127);
+    assert_string_equal(c2.r->error, "command not found: /no/such/dir/cmd");
+    finish(&c2);
+}
+
+static void exits_126_when_the_argv_file_is_not_executable(void **state)
+{
+    char path[] = "/tmp/cv-proc-noexec-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "#!/bin/sh\nexit 0\n", 17), 17);
+    close(fd);
+    chmod(path, 0644);
+    ctx_t c = {0};
+    const char *argv[] = {path, NULL};
+    proc_opts_t o = {.argv = argv};
+    run(&c, &o);
+    assert_int_equal(c.r->exit_code, 126);
+    assert_true(c.r->spawn_failed);
+    assert_contains(c.r->error, "cannot execute");
+    finish(&c);
+    unlink(path);
+}
+
+static void exits_127_through_the_shell_for_a_missing_command(void **state)
+{
+    ctx_t c = {0};
+    const proc_result_t *r = run_command(&c, "no-such-command-cv");
+    assert_int_equal(r->exit_code, 127);
+    assert_false(r->spawn_failed);
+    assert_contains(r->output, "stderr | ");
+    finish(&c);
+}
+
+static void fails_to_start_in_a_missing_working_directory(void **state)
+{
+    ctx_t c = {0};
+    proc_opts_t o = {.command = "true", .cwd = "/no/such/dir"};
+    run(&c, &o);
+    assert_true(c.r->spawn_failed);
+    assert_int_equal(c.r->exit_code, 126);
+    assert_contains(c.r->error, "working directory /no/such/dir");
+    finish(&c);
+}
+
+/* ---- output ---------------------------------------------------------------------------------- */
+
+static void captures_stdout_and_stderr_with_tags_in_order(void **state)
+{
+    ctx_t c = {0};
+    const proc_result_t *r =
+        run_command(&c, "for i in 1 2 3; do echo out$i; echo err$i >&2; done; printf tail");
+    assert_int_equal(r->exit_code, 0);
+    assert_int_equal(c.lines[PROC_STREAM_STDOUT], 4);
+    assert_int_equal(c.lines[PROC_STREAM_STDERR], 3);
+    const char *o1 = strstr(r->output, "Z stdout | out1\n"),
+               *o2 = strstr(r->output, "stdout | out2\n"),
+               *o3 = strstr(r->output, "stdout | out3\n"),
+               *e1 = strstr(r->output, "stderr | err1\n"),
+               *e3 = strstr(r->output, "stderr | err3\n");
+    assert_true(o1 && o2 && o3 && e1 && e3);
+    assert_true(o1 < o2 && o2 < o3 && e1 < e3);
+    assert_contains(r->output, "stdout | tail\n");
+    assert_int_equal(r->output_bytes, 3 * 5 + 3 * 5 + 4);
+    assert_int_equal(r->output_dropped, 0);
+    /* "2026-03-29T01:30:00.123Z stdout | out1" */
+    assert_true(strlen(r->output) > 24 && r->output[4] == '-' && r->output[10] == 'T' &&
+                r->output[23] == 'Z' && r->output[24] == ' ');
+    finish(&c);
+}
+
+static void keeps_memory_bounded_when_a_job_prints_a_gigabyte(void **state)
+{
+    ctx_t c = {0};
+    long before = rss_kb();
+    proc_opts_t o = {.command = "head -c 1G /dev/zero | tr '\\0' x; echo; echo last line",
+                     .max_output = 64 * 1024};
+    run(&c, &o);
+    const proc_result_t *r = c.r;
+    long growth = rss_kb() - before;
+    assert_int_equal(r->exit_code, 0);
+    assert_true(r->output_bytes >= (1ULL << 30));
+    assert_true(r->output_len <= 64 * 1024 + 64);
+    assert_contains(r->output, " bytes dropped ...]\n");
+    assert_contains(r->output, "stdout | last line\n");
+    assert_true(r->output_dropped > (1ULL << 30) - 64 * 1024);
+    assert_true(c.lines[PROC_STREAM_STDOUT] >= (1 << 30) / PROC_OUTPUT_LINE_MAX);
+    if (growth > 8 * 1024)
+        fail_msg("RSS grew by %ld kB while capturing 1 GB", growth);
+    finish(&c);
+}
+
+/* ---- timeouts, cancel, drain ----------------------------------------------------------------- */
+
+static void assert_process_gone(pid_t pid)
+{
+    reaper_poll(); /* it may be our (subreaper) zombie: reap it first */
+    assert_int_equal(kill(pid, 0), -1);
+    assert_int_equal(errno, ESRCH);
+}
+
+static void kills_the_whole_group_at_the_timeout(void **state)
+{
+    ctx_t c = {0};
+    proc_opts_t o = {
+        .command = "sleep 1000 & echo $!; sleep 1000", .timeout_ms = 200, .kill_grace_ms = 5000};
+    run(&c, &o);
+    const proc_result_t *r = c.r;
+    assert_true(r->timed_out);
+    assert_false(r->cancelled);
+    assert_int_equal(r->signal, SIGTERM);
+    assert_true(r->duration_ms >= 200 && r->duration_ms < 4000);
+    assert_contains(r->error, "timed out after");
+    assert_contains(r->output, "system | timed out after");
+    assert_true(c.first_number > 0);
+    assert_process_gone(c.first_number);
+    assert_int_equal(kill(-r->pid, 0), -1);
+    finish(&c);
+}
+
+static void sigkills_a_job_that_ignores_sigterm_after_the_grace(void **state)
+{
+    ctx_t c = {0};
+    proc_opts_t o = {.command = "trap '' TERM; echo ready; sleep 1000; echo survived",
+                     .timeout_ms = 150,
+                     .kill_grace_ms = 300};
+    run(&c, &o);
+    const proc_result_t *r = c.r;
+    assert_true(r->timed_out);
+    assert_int_equal(r->signal, SIGKILL);
+    assert_true(r->duration_ms >= 450);
+    assert_contains(r->output, "SIGKILL to process group");
+    assert_null(strstr(r->output, "survived"));
+    finish(&c);
+}
+
+static void cancel_terminates_the_group_and_marks_the_run(void **state)
+{
+    ctx_t c = {.cancel_on_first_line = true};
+    proc_opts_t o = {.command = "echo $$; sleep 1000"};
+    run(&c, &o);
+    assert_true(c.r->cancelled);
+    assert_false(c.r->timed_out);
+    assert_int_equal(c.r->signal, SIGTERM);
+    assert_int_equal(proc_cancel(c.p, 0), -ESRCH);
+    assert_int_equal(proc_signal_group(c.p, SIGTERM), -ESRCH);
+    finish(&c);
+}
+
+static void release_before_completion_kills_and_frees_without_a_callback(void **state)
+{
+    ctx_t c = {.release_on_first_line = true};
+    proc_opts_t o = {.command = "echo $$; sleep 1000"};
+    run(&c, &o);
+    assert_int_equal(c.completions, 0);
+    finish(&c);
+}
+
+static void completes_after_the_drain_grace_when_a_grandchild_holds_the_pipes(void **state)
+{
+    ctx_t c = {0};
+    proc_opts_t o = {.command = "sleep 1000 & echo $!; exit 4", .drain_grace_ms = 300};
+    run(&c, &o);
+    const proc_result_t *r = c.r;
+    assert_int_equal(c.completions, 1);
+    assert_int_equal(r->exit_code, 4);
+    assert_true(r->drain_forced);
+    assert_true(r->finished_at_ms - r->exited_at_ms >= 250);
+    assert_contains(r->output, "system | output still open");
+    pid_t gc = c.first_number;
+    assert_true(gc > 0);
+    assert_int_equal(kill(gc, 0), 0); /* it was left running: not our decision */
+    kill(gc, SIGKILL);
+    assert_int_equal(waitpid(gc, NULL, 0), gc); /* re-parented to us, the subreaper */
+    finish(&c);
+}
+
+/* ---- environment, descriptors, result protocol ----------------------------------------------- */
+
+static void applies_environment_and_working_directory(void **state)
+{
+    char dir[] = "/tmp/cv-proc-cwd-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    const char *env[] = {"PATH=/usr/bin:/bin", "FOO=bar baz", "CRONVISOR_RESULT_FD=99", NULL};
+    ctx_t c = {0};
+    proc_opts_t o = {.command = "echo \"foo=$FOO\"; echo \"cwd=$(pwd)\"; "
+                                "echo \"fd=$CRONVISOR_RESULT_FD\"; echo \"home=${HOME-unset}\"",
+                     .env = env,
+                     .cwd = dir};
+    run(&c, &o);
+    char *want = NULL;
+    assert_true(asprintf(&want, "stdout | cwd=%s\n", dir) > 0);
+    assert_contains(c.r->output, "stdout | foo=bar baz\n");
+    assert_contains(c.r->output, want);
+    assert_contains(c.r->output, "stdout | fd=3\n");
+    assert_contains(c.r->output, "stdout | home=unset\n");
+    free(want);
+    finish(&c);
+    rmdir(dir);
+}
+
+static void leaks_no_daemon_descriptor_into_the_child(void **state)
+{
+    int fd = open("/dev/null", O_RDONLY);
+    int leak = dup2(fd, 20); /* deliberately without O_CLOEXEC */
+    assert_int_equal(leak, 20);
+    close(fd);
+    ctx_t c = {0};
+    const proc_result_t *r =
+        run_command(&c, "ls /proc/$$/fd | tr '\\n' ' '; echo; readlink /proc/$$/fd/0");
+    assert_contains(r->output, "stdout | 0 1 2 3 \n");
+    assert_contains(r->output, "stdout | /dev/null\n");
+    close(leak);
+    finish(&c);
+}
+
+static void applies_result_lines_and_reports_a_bad_one_without_failing(void **state)
+{
+    ctx_t c = {0};
+    const proc_result_t *r = run_command(
+        &c, "echo '{\"items_processed\": 10, \"progress\": 0.5}' >&$CRONVISOR_RESULT_FD; "
+            "echo '{\"items_failed_add\": 1}' >&3; echo '{\"items_failed_add\": 2}' >&3; "
+            "echo 'not json' >&3; "
+            "echo '{\"summary\": {\"rows\": 5, \"ok\": true}, \"message\": \"all done\"}' >&3; "
+            "printf '{\"progress\": 1}' >&3");
+    assert_int_equal(r->exit_code, 0);
+    assert_int_equal(r->values.items_processed, 10);
+    assert_int_equal(r->values.items_failed, 3);
+    assert_true(r->values.progress == 1.0);
+    assert_string_equal(r->values.summary_json, "{\"rows\":5,\"ok\":true}");
+    assert_int_equal(r->values.errors, 1);
+    assert_int_equal(r->values.lines, 5);
+    assert_int_equal(c.values_updates, 5);
+    assert_contains(r->output, "result-error | result line 4: not JSON");
+    assert_contains(r->output, "result | all done\n");
+    finish(&c);
+}
+
+/* ---- reaping and resource usage -------------------------------------------------------------- */
+
+typedef struct orphan_wait {
+    uint64_t target;
+    uv_timer_t guard;
+} orphan_wait_t;
+
+static void on_orphan(void *data, pid_t pid, int status)
+{
+    orphan_wait_t *w = data;
+    if (reaper_orphans_reaped() >= w->target && !uv_is_closing((uv_handle_t *)&w->guard))
+        uv_close((uv_handle_t *)&w->guard, NULL);
+}
+
+static void on_guard(uv_timer_t *t)
+{
+    fail_msg("orphans not reaped within 10 s");
+}
+
+static void reaps_orphans_left_by_a_double_forking_job(void **state)
+{
+    ctx_t c = {0};
+    uint64_t before = reaper_orphans_reaped();
+    const proc_result_t *r = run_command(
+        &c, "(sleep 0.2 >/dev/null 2>&1 3>&- &); (sleep 0.3 >/dev/null 2>&1 3>&- &); exit 0");
+    assert_int_equal(r->exit_code, 0);
+    assert_false(r->drain_forced);
+    /* The job is over; its two grandchildren are still sleeping. Wait for their reaping. */
+    orphan_wait_t w = {.target = before + 2};
+    uv_timer_init(&c.loop, &w.guard);
+    uv_timer_start(&w.guard, on_guard, 10000, 0);
+    reaper_set_orphan_cb(on_orphan, &w);
+    uv_run(&c.loop, UV_RUN_DEFAULT);
+    reaper_set_orphan_cb(NULL, NULL);
+    assert_true(reaper_orphans_reaped() >= before + 2);
+    assert_int_equal(count_zombie_children(), 0);
+    finish(&c);
+}
+
+static void measures_cpu_time_and_peak_memory(void **state)
+{
+    ctx_t c = {0};
+    const char *cpu[] = {"/usr/bin/perl", "-e", "1 while (times)[0] < 0.25", NULL};
+    proc_opts_t o = {.argv = cpu};
+    run(&c, &o);
+    assert_int_equal(c.r->exit_code, 0);
+    assert_true(c.r->cpu_user_ms >= 100);
+    finish(&c);
+
+    ctx_t m = {0};
+    const char *mem[] = {"/usr/bin/perl", "-e", "my $x = 'x' x (50 * 1024 * 1024); print length $x",
+                         NULL};
+    proc_opts_t o2 = {.argv = mem};
+    run(&m, &o2);
+    assert_int_equal(m.r->exit_code, 0);
+    assert_true(m.r->max_rss_kb >= 40000);
+    finish(&m);
+}
+
+static void rejects_invalid_options(void **state)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    proc_t *p = NULL;
+    proc_callbacks_t cbs = {on_complete, NULL, NULL, NULL};
+    const char *empty[] = {NULL};
+    proc_opts_t none = {0}, both = {.command = "true", .argv = empty}, bad = {.argv = empty};
+    assert_int_equal(proc_start(&loop, &none, &cbs, &p), -EINVAL);
+    assert_int_equal(proc_start(&loop, &both, &cbs, &p), -EINVAL);
+    assert_int_equal(proc_start(&loop, &bad, &cbs, &p), -EINVAL);
+    assert_null(p);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN); /* like the daemon: the child must still get SIGPIPE by default */
+    if (reaper_set_subreaper(true) < 0) {
+        fprintf(stderr, "cannot become a child subreaper\n");
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(reports_the_exit_code_of_the_command),
+        cmocka_unit_test(reports_signal_9_when_the_job_kills_itself),
+        cmocka_unit_test(exits_127_when_the_argv_command_is_not_found),
+        cmocka_unit_test(exits_126_when_the_argv_file_is_not_executable),
+        cmocka_unit_test(exits_127_through_the_shell_for_a_missing_command),
+        cmocka_unit_test(fails_to_start_in_a_missing_working_directory),
+        cmocka_unit_test(captures_stdout_and_stderr_with_tags_in_order),
+        cmocka_unit_test(keeps_memory_bounded_when_a_job_prints_a_gigabyte),
+        cmocka_unit_test(kills_the_whole_group_at_the_timeout),
+        cmocka_unit_test(sigkills_a_job_that_ignores_sigterm_after_the_grace),
+        cmocka_unit_test(cancel_terminates_the_group_and_marks_the_run),
+        cmocka_unit_test(release_before_completion_kills_and_frees_without_a_callback),
+        cmocka_unit_test(completes_after_the_drain_grace_when_a_grandchild_holds_the_pipes),
+        cmocka_unit_test(applies_environment_and_working_directory),
+        cmocka_unit_test(leaks_no_daemon_descriptor_into_the_child),
+        cmocka_unit_test(applies_result_lines_and_reports_a_bad_one_without_failing),
+        cmocka_unit_test(reaps_orphans_left_by_a_double_forking_job),
+        cmocka_unit_test(measures_cpu_time_and_peak_memory),
+        cmocka_unit_test(rejects_invalid_options),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
