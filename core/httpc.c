@@ -8,13 +8,13 @@
 #include "core/httpc.h"
 
 #include <assert.h>
-#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <curl/curl.h>
 
+#include "core/httpc_text.h"
 #include "core/log.h"
 #include "core/util.h"
 
@@ -90,142 +90,6 @@ bool httpc_async_dns(void)
     return (curl_version_info(CURLVERSION_NOW)->features & CURL_VERSION_ASYNCHDNS) != 0;
 }
 
-/* ---- small text helpers ---- */
-
-/* Copy of s where every needle (at least 3 bytes long) is replaced by "***", then the global
- * secret registry applied. */
-static char *scrub(const char *s, const char *const *needles, size_t n)
-{
-    cv_buf_t b = {0};
-    cv_buf_appends(&b, "");
-    while (*s) {
-        size_t best = 0;
-        for (size_t i = 0; i < n; i++) {
-            size_t len = needles[i] ? strlen(needles[i]) : 0;
-            if (len >= 3 && len > best && strncmp(s, needles[i], len) == 0)
-                best = len;
-        }
-        if (best) {
-            cv_buf_appends(&b, "***");
-            s += best;
-        } else {
-            cv_buf_append(&b, s++, 1);
-        }
-    }
-    char *r = cv_secret_redact(b.data);
-    cv_buf_free(&b);
-    return r;
-}
-
-static void redact_query(cv_buf_t *b, const char *q, size_t len)
-{
-    const char *end = q + len;
-    while (q < end) {
-        const char *amp = memchr(q, '&', (size_t)(end - q));
-        const char *item_end = amp ? amp : end;
-        const char *eq = memchr(q, '=', (size_t)(item_end - q));
-        if (eq)
-            cv_buf_printf(b, "%.*s=***", (int)(eq - q), q);
-        else if (item_end > q)
-            cv_buf_appends(b, "***");
-        if (amp)
-            cv_buf_appends(b, "&");
-        q = amp ? amp + 1 : end;
-    }
-}
-
-char *httpc_redact_url(const char *url)
-{
-    if (url == NULL)
-        return cv_strdup("");
-    cv_buf_t b = {0};
-    cv_buf_appends(&b, "");
-    const char *sep = strstr(url, "://");
-    const char *auth = url;
-    if (sep != NULL && (size_t)(sep - url) <= strcspn(url, "/?#"))
-        auth = sep + 3;
-    cv_buf_append(&b, url, (size_t)(auth - url));
-    const char *auth_end = auth + strcspn(auth, "/?#");
-    const char *at = memrchr(auth, '@', (size_t)(auth_end - auth));
-    if (at != NULL) {
-        cv_buf_appends(&b, "***@");
-        auth = at + 1;
-    }
-    const char *path_end = auth_end + strcspn(auth_end, "?#");
-    cv_buf_append(&b, auth, (size_t)(path_end - auth));
-    if (*path_end == '?') {
-        cv_buf_appends(&b, "?");
-        redact_query(&b, path_end + 1, strcspn(path_end + 1, "#"));
-    }
-    return b.data;
-}
-
-/* "host:port" of a URL (scheme default port filled in), or a placeholder. */
-static char *url_peer(const char *url)
-{
-    CURLU *u = curl_url();
-    char *host = NULL, *port = NULL, *r = NULL;
-    if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK)
-        r = cv_sprintf("%s:%s", host, port);
-    curl_free(host);
-    curl_free(port);
-    curl_url_cleanup(u);
-    return r ? r : cv_strdup("(unparsable URL)");
-}
-
-/* ---- validation ---- */
-
-static bool is_token(const char *s, size_t max)
-{
-    size_t n = 0;
-    for (; s[n]; n++)
-        if (n >= max || !(isalnum((unsigned char)s[n]) || strchr("!#$%&'*+-.^_`|~", s[n])))
-            return false;
-    return n > 0;
-}
-
-int httpc_req_validate(const httpc_req_t *req, char *err, size_t errlen)
-{
-    char dummy[8];
-    if (err == NULL) {
-        err = dummy;
-        errlen = sizeof(dummy);
-    }
-    if (req->url == NULL || req->url[0] == '\0')
-        return snprintf(err, errlen, "HTTP request: url is missing"), -EINVAL;
-    for (const char *p = req->url; *p; p++)
-        if ((unsigned char)*p <= ' ' || *p == 0x7f)
-            return snprintf(err, errlen,
-                            "HTTP request: url has a space or control character at "
-                            "offset %zu",
-                            (size_t)(p - req->url)),
-                   -EINVAL;
-    if (req->method != NULL && !is_token(req->method, 16))
-        return snprintf(err, errlen, "HTTP request: method is not a word like GET or POST"),
-               -EINVAL;
-    if (req->body == NULL && req->body_len > 0)
-        return snprintf(err, errlen, "HTTP request: body is NULL with body_len %zu", req->body_len),
-               -EINVAL;
-    for (size_t i = 0; i < req->n_headers; i++) {
-        const httpc_header_t *h = &req->headers[i];
-        if (h->name == NULL || !is_token(h->name, 256))
-            return snprintf(err, errlen,
-                            "HTTP request: header %zu: name is empty or has "
-                            "characters not allowed in a header name",
-                            i + 1),
-                   -EINVAL;
-        if (h->value == NULL || strpbrk(h->value, "\r\n") != NULL)
-            return snprintf(err, errlen,
-                            "HTTP request: header %zu (%s): value is missing or "
-                            "contains CR or LF",
-                            i + 1, h->name),
-                   -EINVAL;
-    }
-    return 0;
-}
-
 /* ---- body tail ---- */
 
 static void tail_append(httpc_xfer_t *x, const char *p, size_t n)
@@ -280,31 +144,10 @@ static size_t on_write(char *p, size_t size, size_t n, void *ud)
 
 /* ---- results ---- */
 
-/* Curl's error text with every secret of this request masked (it can echo URL parts). */
+/* Curl's error text with this request's secrets masked (it can echo URL parts). */
 static char *safe_curl_text(httpc_xfer_t *x, CURLcode rc)
 {
-    const char *txt = x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc);
-    const char *needles[64];
-    size_t n = 0;
-    char *parts[4] = {NULL, NULL, NULL, NULL};
-    CURLU *u = curl_url();
-    if (curl_url_set(u, CURLUPART_URL, x->url, 0) == CURLUE_OK) {
-        CURLUPart which[4] = {CURLUPART_USER, CURLUPART_PASSWORD, CURLUPART_QUERY,
-                              CURLUPART_FRAGMENT};
-        for (int i = 0; i < 4; i++)
-            if (curl_url_get(u, which[i], &parts[i], 0) == CURLUE_OK)
-                needles[n++] = parts[i];
-    }
-    for (struct curl_slist *h = x->hdrs; h != NULL && n < CV_ARRAY_SIZE(needles); h = h->next) {
-        const char *v = h->data + strcspn(h->data, ":;");
-        if (*v)
-            needles[n++] = v + 1 + strspn(v + 1, " ");
-    }
-    char *r = scrub(txt, needles, n);
-    for (int i = 0; i < 4; i++)
-        curl_free(parts[i]);
-    curl_url_cleanup(u);
-    return r;
+    return httpc__scrub(x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc), x->url, x->hdrs);
 }
 
 static char *timeout_message(httpc_xfer_t *x)
@@ -329,86 +172,75 @@ static char *connect_message(httpc_xfer_t *x, long os_errno)
     return cv_sprintf("could not connect to %s", x->peer);
 }
 
-static httpc_error_t error_kind(CURLcode rc)
-{
-    switch (rc) {
-    case CURLE_OK:
-        return HTTPC_OK;
-    case CURLE_OPERATION_TIMEDOUT:
-        return HTTPC_ERR_TIMEOUT;
-    case CURLE_COULDNT_CONNECT:
-        return HTTPC_ERR_CONNECT;
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-        return HTTPC_ERR_DNS;
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_ISSUER_ERROR:
-    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CIPHER:
-        return HTTPC_ERR_TLS;
-    case CURLE_UNSUPPORTED_PROTOCOL:
-    case CURLE_URL_MALFORMAT:
-        return HTTPC_ERR_URL;
-    case CURLE_GOT_NOTHING:
-    case CURLE_WEIRD_SERVER_REPLY:
-    case CURLE_TOO_MANY_REDIRECTS:
-    case CURLE_HTTP2:
-    case CURLE_HTTP2_STREAM:
-        return HTTPC_ERR_PROTOCOL;
-    default:
-        return HTTPC_ERR_IO;
-    }
-}
+enum { D_NONE, D_CURL, D_OS }; /* what fills the second %s of a message */
 
-static char *error_message(httpc_xfer_t *x, CURLcode rc)
+/* How curl failures read. Other codes: HTTPC_ERR_IO, "request to host:port failed: ...". */
+static const struct {
+    CURLcode rc;
+    httpc_error_t kind;
+    int detail;
+    const char *fmt; /* %s: host:port, then the detail */
+} curl_errors[] = {
+    {CURLE_COULDNT_RESOLVE_HOST, HTTPC_ERR_DNS, D_NONE, "could not resolve host %s"},
+    {CURLE_COULDNT_RESOLVE_PROXY, HTTPC_ERR_DNS, D_NONE, "could not resolve the proxy for %s"},
+    {CURLE_PEER_FAILED_VERIFICATION, HTTPC_ERR_TLS, D_CURL, "TLS verification failed for %s: %s"},
+    {CURLE_SSL_CACERT_BADFILE, HTTPC_ERR_TLS, D_CURL, "TLS verification failed for %s: %s"},
+    {CURLE_SSL_ISSUER_ERROR, HTTPC_ERR_TLS, D_CURL, "TLS verification failed for %s: %s"},
+    {CURLE_SSL_PINNEDPUBKEYNOTMATCH, HTTPC_ERR_TLS, D_CURL, "TLS verification failed for %s: %s"},
+    {CURLE_SSL_CONNECT_ERROR, HTTPC_ERR_TLS, D_CURL, "TLS handshake with %s failed: %s"},
+    {CURLE_SSL_CERTPROBLEM, HTTPC_ERR_TLS, D_CURL, "TLS handshake with %s failed: %s"},
+    {CURLE_SSL_CIPHER, HTTPC_ERR_TLS, D_CURL, "TLS handshake with %s failed: %s"},
+    {CURLE_GOT_NOTHING, HTTPC_ERR_PROTOCOL, D_NONE, "empty reply from %s"},
+    {CURLE_WEIRD_SERVER_REPLY, HTTPC_ERR_PROTOCOL, D_NONE, "invalid HTTP response from %s"},
+    {CURLE_HTTP2, HTTPC_ERR_PROTOCOL, D_CURL, "HTTP/2 error with %s: %s"},
+    {CURLE_HTTP2_STREAM, HTTPC_ERR_PROTOCOL, D_CURL, "HTTP/2 error with %s: %s"},
+    {CURLE_PARTIAL_FILE, HTTPC_ERR_PROTOCOL, D_NONE, "response from %s ended early"},
+    {CURLE_SEND_ERROR, HTTPC_ERR_IO, D_OS, "connection to %s failed while sending: %s"},
+    {CURLE_RECV_ERROR, HTTPC_ERR_IO, D_OS, "connection to %s failed while receiving: %s"},
+};
+
+/* Classifies rc and returns a secret-free message (NULL for CURLE_OK). */
+static char *error_message(httpc_xfer_t *x, CURLcode rc, httpc_error_t *kind)
 {
     long os_errno = 0;
     curl_easy_getinfo(x->easy, CURLINFO_OS_ERRNO, &os_errno);
-    char *detail = NULL, *url = NULL, *msg = NULL;
+    const char *why = os_errno ? strerror((int)os_errno) : curl_easy_strerror(rc);
+    *kind = HTTPC_ERR_IO;
     switch (rc) {
+    case CURLE_OK:
+        *kind = HTTPC_OK;
+        return NULL;
     case CURLE_OPERATION_TIMEDOUT:
+        *kind = HTTPC_ERR_TIMEOUT;
         return timeout_message(x);
     case CURLE_COULDNT_CONNECT:
+        *kind = HTTPC_ERR_CONNECT;
         return connect_message(x, os_errno);
-    case CURLE_COULDNT_RESOLVE_HOST:
-        return cv_sprintf("could not resolve host %s", x->peer);
-    case CURLE_PEER_FAILED_VERIFICATION:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_ISSUER_ERROR:
-    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-        detail = safe_curl_text(x, rc);
-        msg = cv_sprintf("TLS verification failed for %s: %s", x->peer, detail);
-        break;
-    case CURLE_SSL_CONNECT_ERROR:
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CIPHER:
-        detail = safe_curl_text(x, rc);
-        msg = cv_sprintf("TLS handshake with %s failed: %s", x->peer, detail);
-        break;
+    case CURLE_TOO_MANY_REDIRECTS:
+        *kind = HTTPC_ERR_PROTOCOL;
+        return cv_sprintf("more than %u redirects from %s", x->max_redirects, x->peer);
     case CURLE_UNSUPPORTED_PROTOCOL:
-    case CURLE_URL_MALFORMAT:
-        url = httpc_redact_url(x->url);
+    case CURLE_URL_MALFORMAT: {
+        char *url = httpc_redact_url(x->url), *msg;
+        *kind = HTTPC_ERR_URL;
         msg = cv_sprintf("%s URL %s (expected http://host[:port]/path or https://...)",
                          rc == CURLE_URL_MALFORMAT ? "malformed" : "unsupported scheme in", url);
-        break;
-    case CURLE_GOT_NOTHING:
-        return cv_sprintf("empty reply from %s", x->peer);
-    case CURLE_TOO_MANY_REDIRECTS:
-        return cv_sprintf("more than %u redirects from %s", x->max_redirects, x->peer);
-    case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
-        return cv_sprintf("connection to %s failed while %s: %s", x->peer,
-                          rc == CURLE_SEND_ERROR ? "sending" : "receiving",
-                          os_errno ? strerror((int)os_errno) : curl_easy_strerror(rc));
-    default:
-        return cv_sprintf("request to %s failed: %s", x->peer, curl_easy_strerror(rc));
+        free(url);
+        return msg;
     }
-    free(detail);
-    free(url);
-    return msg;
+    default:
+        break;
+    }
+    for (size_t i = 0; i < CV_ARRAY_SIZE(curl_errors); i++) {
+        if (curl_errors[i].rc != rc)
+            continue;
+        char *detail = curl_errors[i].detail == D_CURL ? safe_curl_text(x, rc) : NULL;
+        char *msg = cv_sprintf(curl_errors[i].fmt, x->peer, detail ? detail : why);
+        *kind = curl_errors[i].kind;
+        free(detail);
+        return msg;
+    }
+    return cv_sprintf("request to %s failed: %s", x->peer, curl_easy_strerror(rc));
 }
 
 static void on_idle(uv_idle_t *h);
@@ -436,9 +268,12 @@ static void xfer_finish(httpc_xfer_t *x, CURLcode rc, const char *cancel_msg)
     r->first_byte_ms = info_ms(x->easy, CURLINFO_STARTTRANSFER_TIME_T);
     r->total_ms = (double)(cv_mono_ns() - x->start_ns) / 1e6;
     r->curl_code = cancel_msg ? CURLE_ABORTED_BY_CALLBACK : (int)rc;
-    r->error = cancel_msg ? HTTPC_ERR_CANCELLED : error_kind(rc);
-    if (r->error != HTTPC_OK)
-        x->message = cancel_msg ? cv_strdup(cancel_msg) : error_message(x, rc);
+    if (cancel_msg != NULL) {
+        r->error = HTTPC_ERR_CANCELLED;
+        x->message = cv_strdup(cancel_msg);
+    } else {
+        x->message = error_message(x, rc, &r->error);
+    }
     r->message = x->message;
     tail_finish(x);
 
@@ -673,7 +508,7 @@ int httpc_request(httpc_t *c, const httpc_req_t *req, httpc_done_cb done, void *
     x->done = done;
     x->ud = ud;
     x->url = cv_strdup(req->url);
-    x->peer = url_peer(req->url);
+    x->peer = httpc__url_peer(req->url);
     x->timeout_ms = req->timeout_ms ? req->timeout_ms : HTTPC_DEFAULT_TIMEOUT_MS;
     x->connect_timeout_ms =
         req->connect_timeout_ms ? req->connect_timeout_ms : HTTPC_DEFAULT_CONNECT_TIMEOUT_MS;

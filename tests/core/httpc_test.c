@@ -5,6 +5,9 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
 #include <cmocka.h>
 
 #include "core/httpc.h"
@@ -112,23 +115,17 @@ static void fetch(fx_t *f, httpc_req_t req, const char *path, got_t *g)
     assert_int_equal(g->calls, 1);
 }
 
-/* A TCP port on 127.0.0.1 that nothing listens on (bound, then released). */
-static int closed_port(void)
+/* A TCP port on 127.0.0.1 where connections are refused: bound without SO_REUSEADDR and not
+ * listening, so nothing else can take it while *fd stays open (close it at the end). */
+static int closed_port(int *fd)
 {
-    uv_loop_t loop;
-    uv_tcp_t t;
-    struct sockaddr_in a;
-    struct sockaddr_storage got;
-    int len = sizeof(got);
-    uv_loop_init(&loop);
-    uv_tcp_init(&loop, &t);
-    uv_ip4_addr("127.0.0.1", 0, &a);
-    assert_int_equal(uv_tcp_bind(&t, (const struct sockaddr *)&a, 0), 0);
-    uv_tcp_getsockname(&t, (struct sockaddr *)&got, &len);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&loop), 0);
-    return ntohs(((struct sockaddr_in *)&got)->sin_port);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    *fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(*fd >= 0);
+    assert_int_equal(bind(*fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(getsockname(*fd, (struct sockaddr *)&a, &len), 0);
+    return ntohs(a.sin_port);
 }
 
 static void returns_200_with_body_content_type_and_timings(void **state)
@@ -216,7 +213,7 @@ static void reports_connection_refused_on_a_closed_port(void **state)
 {
     fx_t f;
     got_t g = {0};
-    int port = closed_port();
+    int fd, port = closed_port(&fd);
     fx_start(&f);
     char *u = cv_sprintf("http://127.0.0.1:%d/x", port);
     assert_int_equal(httpc_request(f.c, &(httpc_req_t){.url = u}, on_done, &g, NULL), 0);
@@ -228,6 +225,7 @@ static void reports_connection_refused_on_a_closed_port(void **state)
     free(u);
     got_free(&g);
     fx_finish(&f);
+    close(fd);
 }
 
 static void sends_the_method_headers_and_body(void **state)
@@ -339,13 +337,14 @@ static void cancel_delivers_one_cancelled_callback_later_not_inside_the_call(voi
     assert_int_equal(httpc_request(f.c, &(httpc_req_t){.url = u}, on_done, &later, &x), 0);
     uv_timer_init(&f.loop, &t);
     t.data = x;
+    uv_update_time(&f.loop); /* the timer counts from now, not from the last loop pass */
     uv_timer_start(&t, on_cancel_timer, 50, 0);
     run_until_calls(&f, &later.calls, 1);
     run_until_calls(&f, &now.calls, 1);
     assert_int_equal(now.error, HTTPC_ERR_CANCELLED);
     assert_int_equal(later.error, HTTPC_ERR_CANCELLED);
     assert_string_equal(later.message, "cancelled");
-    assert_true(later.total_ms >= 49 && later.total_ms < 5000);
+    assert_true(later.total_ms >= 45 && later.total_ms < 1000); /* at the cancel, not the timeout */
     uv_run(&f.loop, UV_RUN_NOWAIT);
     assert_int_equal(now.calls + later.calls, 2);
     free(u);
@@ -396,7 +395,7 @@ static void never_puts_url_or_header_secrets_in_error_messages(void **state)
     fx_t f;
     got_t refused = {0}, timeout = {0}, tls = {0};
     httpc_header_t h[] = {{"Authorization", "Bearer sekrit-token"}};
-    int port = closed_port();
+    int fd, port = closed_port(&fd);
     fx_start(&f);
     char *u1 = cv_sprintf("http://alice:hunter2secret@127.0.0.1:%d/p?token=tok123456", port);
     char *u2 = cv_sprintf("http://alice:hunter2secret@127.0.0.1:%d/hang?token=tok123456#frag-"
@@ -429,6 +428,7 @@ static void never_puts_url_or_header_secrets_in_error_messages(void **state)
     got_free(&timeout);
     got_free(&tls);
     fx_finish(&f);
+    close(fd);
 }
 
 static void rejects_non_http_schemes_with_a_clear_message(void **state)
@@ -525,8 +525,8 @@ static void keeps_the_loop_responsive_while_a_request_hangs(void **state)
     printf("# async DNS: %s; 10 ms ticker during a 500 ms hang: %d ticks, max gap %.2f ms\n",
            httpc_async_dns() ? "yes" : "no", k.ticks, k.max_gap_ms);
     assert_int_equal(g.error, HTTPC_ERR_TIMEOUT);
-    assert_true(k.ticks >= 40);
-    assert_true(k.max_gap_ms < 100);
+    assert_true(k.ticks >= 20); /* a blocked loop would give ~1 tick and a ~500 ms gap */
+    assert_true(k.max_gap_ms < 250);
     free(u);
     got_free(&g);
     fx_finish(&f);
