@@ -1,0 +1,372 @@
+/* Bearer tokens, roles, token buckets and WebSocket tickets. See auth.h. */
+#include "http/auth.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "core/log.h"
+#include "core/util.h"
+
+#define DIGEST_LEN  32
+#define TICKETS_MAX 1024
+
+typedef struct bucket {
+    double level;
+    uint64_t last_ms;
+    bool started;
+} bucket_t;
+
+typedef struct token {
+    char name[AUTH_NAME_MAX];
+    auth_role_t role;
+    unsigned char digest[DIGEST_LEN];
+    bucket_t bucket;
+} token_t;
+
+typedef struct ticket {
+    unsigned char digest[DIGEST_LEN]; /* of the ticket text: a leaked table reveals nothing */
+    auth_principal_t principal;
+    uint64_t expires_ms;
+} ticket_t;
+
+struct auth {
+    token_t *tokens;
+    size_t ntokens;
+    bucket_t shared_bucket; /* anonymous callers, names not in the table */
+    double rate_per_sec, rate_burst;
+    uint32_t ticket_ttl_ms;
+    ticket_t tickets[TICKETS_MAX];
+    size_t ntickets;
+    uint64_t compares;
+};
+
+static void sha256(const void *data, size_t len, unsigned char out[DIGEST_LEN])
+{
+    unsigned int outlen = DIGEST_LEN;
+    if (EVP_Digest(data, len, out, &outlen, EVP_sha256(), NULL) != 1 || outlen != DIGEST_LEN) {
+        cv_error("auth", "SHA-256 failed in OpenSSL");
+        abort();
+    }
+}
+
+static int parse_hex_digest(const char *hex, unsigned char out[DIGEST_LEN])
+{
+    if (strlen(hex) != 2 * DIGEST_LEN)
+        return -EINVAL;
+    for (size_t i = 0; i < DIGEST_LEN; i++) {
+        unsigned v;
+        if (sscanf(hex + 2 * i, "%2x", &v) != 1 || !strchr("0123456789abcdefABCDEF", hex[2 * i]) ||
+            !strchr("0123456789abcdefABCDEF", hex[2 * i + 1]))
+            return -EINVAL;
+        out[i] = (unsigned char)v;
+    }
+    return 0;
+}
+
+static int load_token(auth_t *a, const auth_token_conf_t *c, size_t idx, char **err)
+{
+    token_t *t = &a->tokens[idx];
+    if (c->name == NULL || c->name[0] == '\0' || strlen(c->name) >= AUTH_NAME_MAX) {
+        *err = cv_sprintf("api token #%zu: a name of 1 to %d characters is required", idx + 1,
+                          AUTH_NAME_MAX - 1);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < idx; i++) {
+        if (strcmp(a->tokens[i].name, c->name) == 0) {
+            *err = cv_sprintf("api token \"%s\": the name is used twice", c->name);
+            return -EINVAL;
+        }
+    }
+    if (c->role < AUTH_ROLE_VIEWER || c->role > AUTH_ROLE_ADMIN) {
+        *err = cv_sprintf("api token \"%s\": role must be viewer, operator or admin", c->name);
+        return -EINVAL;
+    }
+    if ((c->token == NULL) == (c->sha256_hex == NULL)) {
+        *err = cv_sprintf("api token \"%s\": give exactly one of token or sha256", c->name);
+        return -EINVAL;
+    }
+    snprintf(t->name, sizeof(t->name), "%s", c->name);
+    t->role = c->role;
+    if (c->token != NULL) {
+        if (c->token[0] == '\0') {
+            *err = cv_sprintf("api token \"%s\": the token is empty", c->name);
+            return -EINVAL;
+        }
+        cv_secret_register(c->token);
+        sha256(c->token, strlen(c->token), t->digest);
+    } else if (parse_hex_digest(c->sha256_hex, t->digest) != 0) {
+        *err = cv_sprintf("api token \"%s\": sha256 must be 64 hex digits", c->name);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+auth_t *auth_create(const auth_opts_t *opts, char **err)
+{
+    auth_t *a = cv_calloc(1, sizeof(*a));
+    *err = NULL;
+    a->rate_per_sec = opts->rate_per_sec > 0 ? opts->rate_per_sec : 5.0;
+    a->rate_burst = opts->rate_burst >= 1 ? opts->rate_burst : 20.0;
+    a->ticket_ttl_ms = opts->ticket_ttl_ms > 0 ? opts->ticket_ttl_ms : 60000;
+    a->ntokens = opts->ntokens;
+    a->tokens = cv_calloc(opts->ntokens ? opts->ntokens : 1, sizeof(token_t));
+    for (size_t i = 0; i < opts->ntokens; i++) {
+        if (load_token(a, &opts->tokens[i], i, err) != 0)
+            goto fail;
+    }
+    return a;
+fail:
+    auth_destroy(a);
+    return NULL;
+}
+
+void auth_destroy(auth_t *a)
+{
+    if (a == NULL)
+        return;
+    OPENSSL_cleanse(a->tokens, a->ntokens * sizeof(token_t));
+    free(a->tokens);
+    OPENSSL_cleanse(a, sizeof(*a));
+    free(a);
+}
+
+bool auth_is_open(const auth_t *a)
+{
+    return a == NULL || a->ntokens == 0;
+}
+
+int auth_role_parse(const char *s, auth_role_t *out)
+{
+    static const struct {
+        const char *name;
+        auth_role_t role;
+    } roles[] = {
+        {"viewer", AUTH_ROLE_VIEWER}, {"operator", AUTH_ROLE_OPERATOR}, {"admin", AUTH_ROLE_ADMIN}};
+    for (size_t i = 0; i < CV_ARRAY_SIZE(roles); i++) {
+        if (s != NULL && strcmp(s, roles[i].name) == 0) {
+            *out = roles[i].role;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+const char *auth_role_name(auth_role_t role)
+{
+    switch (role) {
+    case AUTH_ROLE_VIEWER:
+        return "viewer";
+    case AUTH_ROLE_OPERATOR:
+        return "operator";
+    case AUTH_ROLE_ADMIN:
+        return "admin";
+    default:
+        return "none";
+    }
+}
+
+static void set_anonymous(auth_principal_t *out)
+{
+    snprintf(out->name, sizeof(out->name), "anonymous");
+    out->role = AUTH_ROLE_ADMIN;
+}
+
+int auth_verify_token(auth_t *a, const char *token, size_t len, auth_principal_t *out)
+{
+    if (auth_is_open(a)) {
+        set_anonymous(out);
+        return 0;
+    }
+    unsigned char digest[DIGEST_LEN];
+    sha256(token != NULL ? token : "", token != NULL ? len : 0, digest);
+    /* Walk the whole table whatever matches, and select without a data-dependent branch. */
+    size_t found = SIZE_MAX;
+    for (size_t i = 0; i < a->ntokens; i++) {
+        int diff = CRYPTO_memcmp(digest, a->tokens[i].digest, DIGEST_LEN);
+        size_t mask = (size_t)0 - (size_t)(diff == 0);
+        found = (found & ~mask) | (i & mask);
+        a->compares++;
+    }
+    OPENSSL_cleanse(digest, sizeof(digest));
+    if (found == SIZE_MAX || token == NULL || len == 0)
+        return -EACCES;
+    snprintf(out->name, sizeof(out->name), "%s", a->tokens[found].name);
+    out->role = a->tokens[found].role;
+    return 0;
+}
+
+int auth_verify_header(auth_t *a, const char *value, size_t len, auth_principal_t *out)
+{
+    if (auth_is_open(a)) {
+        set_anonymous(out);
+        return 0;
+    }
+    if (value == NULL || len < 7 || strncasecmp(value, "Bearer ", 7) != 0)
+        return -EACCES;
+    value += 7;
+    len -= 7;
+    while (len > 0 && *value == ' ') {
+        value++;
+        len--;
+    }
+    while (len > 0 && (value[len - 1] == ' ' || value[len - 1] == '\t'))
+        len--;
+    return auth_verify_token(a, value, len, out);
+}
+
+uint64_t auth_compare_count(const auth_t *a)
+{
+    return a->compares;
+}
+
+static bucket_t *find_bucket(auth_t *a, const char *name)
+{
+    for (size_t i = 0; i < a->ntokens; i++) {
+        if (strcmp(a->tokens[i].name, name) == 0)
+            return &a->tokens[i].bucket;
+    }
+    return &a->shared_bucket;
+}
+
+int64_t auth_rate_take(auth_t *a, const char *name, uint64_t now_ms)
+{
+    bucket_t *b = find_bucket(a, name != NULL ? name : "");
+    if (!b->started) {
+        b->started = true;
+        b->level = a->rate_burst;
+        b->last_ms = now_ms;
+    }
+    if (now_ms > b->last_ms) {
+        b->level += (double)(now_ms - b->last_ms) * a->rate_per_sec / 1000.0;
+        if (b->level > a->rate_burst)
+            b->level = a->rate_burst;
+        b->last_ms = now_ms;
+    }
+    if (b->level >= 1.0) {
+        b->level -= 1.0;
+        return 0;
+    }
+    int64_t wait = (int64_t)((1.0 - b->level) * 1000.0 / a->rate_per_sec) + 1;
+    return wait > 0 ? wait : 1;
+}
+
+static void expire_tickets(auth_t *a, uint64_t now_ms)
+{
+    for (size_t i = 0; i < a->ntickets;) {
+        if (a->tickets[i].expires_ms <= now_ms)
+            a->tickets[i] = a->tickets[--a->ntickets];
+        else
+            i++;
+    }
+}
+
+int auth_ticket_issue(auth_t *a, const auth_principal_t *principal, uint64_t now_ms, char *out)
+{
+    unsigned char raw[32];
+    expire_tickets(a, now_ms);
+    if (RAND_bytes(raw, sizeof(raw)) != 1)
+        return -EIO;
+    for (size_t i = 0; i < sizeof(raw); i++)
+        sprintf(out + 2 * i, "%02x", raw[i]);
+    OPENSSL_cleanse(raw, sizeof(raw));
+    if (a->ntickets == TICKETS_MAX) /* full of live tickets: the oldest issued goes */
+        memmove(&a->tickets[0], &a->tickets[1], --a->ntickets * sizeof(ticket_t));
+    ticket_t *t = &a->tickets[a->ntickets++];
+    sha256(out, 64, t->digest);
+    t->principal = *principal;
+    t->expires_ms = now_ms + a->ticket_ttl_ms;
+    return 0;
+}
+
+int auth_ticket_redeem(auth_t *a, const char *ticket, size_t len, uint64_t now_ms,
+                       auth_principal_t *out)
+{
+    unsigned char digest[DIGEST_LEN];
+    expire_tickets(a, now_ms);
+    if (ticket == NULL || len != 64)
+        return -EACCES;
+    sha256(ticket, len, digest);
+    for (size_t i = 0; i < a->ntickets; i++) {
+        if (CRYPTO_memcmp(digest, a->tickets[i].digest, DIGEST_LEN) == 0) {
+            *out = a->tickets[i].principal;
+            a->tickets[i] = a->tickets[--a->ntickets];
+            return 0;
+        }
+    }
+    return -EACCES;
+}
+
+int auth_split_listen(const char *addr, char *host, size_t hostlen, int *port)
+{
+    const char *colon, *h = addr;
+    size_t hlen;
+    if (addr == NULL)
+        return -EINVAL;
+    if (addr[0] == '[') {
+        const char *end = strchr(addr, ']');
+        if (end == NULL || end[1] != ':')
+            return -EINVAL;
+        h = addr + 1;
+        hlen = (size_t)(end - h);
+        colon = end + 1;
+    } else {
+        colon = strrchr(addr, ':');
+        if (colon == NULL || memchr(addr, ':', (size_t)(colon - addr)) != NULL)
+            return -EINVAL;
+        hlen = (size_t)(colon - addr);
+    }
+    if (hlen == 0) {
+        h = "0.0.0.0";
+        hlen = 7;
+    }
+    char *end;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end != '\0' || errno != 0 || p < 0 || p > 65535 || hlen >= hostlen)
+        return -EINVAL;
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    *port = (int)p;
+    return 0;
+}
+
+static bool host_is_loopback(const char *host)
+{
+    struct in_addr v4;
+    struct in6_addr v6;
+    if (strcmp(host, "localhost") == 0)
+        return true;
+    if (inet_pton(AF_INET, host, &v4) == 1)
+        return (ntohl(v4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &v6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&v6);
+    return false;
+}
+
+int auth_listen_allowed(const char *listen_addr, size_t ntokens, char **err)
+{
+    char host[256];
+    int port;
+    *err = NULL;
+    if (auth_split_listen(listen_addr, host, sizeof(host), &port) != 0) {
+        *err = cv_sprintf("api listen address \"%s\" is not host:port (e.g. 127.0.0.1:8080 or "
+                          "[::1]:8080)",
+                          listen_addr ? listen_addr : "(null)");
+        return -EINVAL;
+    }
+    if (ntokens == 0 && !host_is_loopback(host)) {
+        *err = cv_sprintf("api listen address \"%s\" is not loopback but no api token is "
+                          "configured: add tokens or listen on 127.0.0.1",
+                          listen_addr);
+        return -EPERM;
+    }
+    return 0;
+}

@@ -1,0 +1,98 @@
+/* API authentication: bearer tokens with roles, per-token rate limiting, and short-lived
+ * single-use tickets for WebSocket connections.
+ *
+ * Tokens are kept only as SHA-256 digests. A presented token is hashed and compared against
+ * every configured digest with CRYPTO_memcmp, always walking the whole table, so the time
+ * taken does not reveal which token (or how much of one) matched.
+ *
+ * With no token configured the API is open: every caller is "anonymous" with the admin role.
+ * That is only allowed when the server listens on a loopback address (auth_listen_allowed).
+ *
+ * Not thread-safe: use from the loop thread. Times are passed in (milliseconds of any
+ * monotonic clock, e.g. uv_now()) so tests control them. */
+#ifndef CV_HTTP_AUTH_H
+#define CV_HTTP_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    AUTH_ROLE_NONE = 0, /* a route that needs no authentication */
+    AUTH_ROLE_VIEWER = 1,
+    AUTH_ROLE_OPERATOR = 2,
+    AUTH_ROLE_ADMIN = 3,
+} auth_role_t;
+
+#define AUTH_NAME_MAX 64
+
+/** Who made a request: the configured token name and its role. */
+typedef struct auth_principal {
+    char name[AUTH_NAME_MAX];
+    auth_role_t role;
+} auth_principal_t;
+
+/** One configured token: give either the plain token or the hex SHA-256 of it. */
+typedef struct auth_token_conf {
+    const char *name;
+    auth_role_t role;
+    const char *token;      /* plain token, or NULL */
+    const char *sha256_hex; /* 64 hex digits, or NULL */
+} auth_token_conf_t;
+
+typedef struct auth_opts {
+    const auth_token_conf_t *tokens;
+    size_t ntokens;
+    double rate_per_sec;    /* refill of each token's bucket; default 5/s */
+    double rate_burst;      /* bucket size; default 20 */
+    uint32_t ticket_ttl_ms; /* lifetime of a WebSocket ticket; default 60000 */
+} auth_opts_t;
+
+typedef struct auth auth_t;
+
+/** Builds the token table (copies everything; plain tokens are registered as log secrets and
+ * then forgotten). Returns NULL and sets *err (heap string, caller frees) when a token has no
+ * name, a duplicate name, no value, a malformed digest or role NONE. */
+auth_t *auth_create(const auth_opts_t *opts, char **err);
+/** Frees the table and every outstanding ticket. NULL is allowed. */
+void auth_destroy(auth_t *a);
+
+/** True when no token is configured: every caller is an anonymous admin. */
+bool auth_is_open(const auth_t *a);
+
+/** Parses "viewer", "operator", "admin". Returns 0 or -EINVAL. */
+int auth_role_parse(const char *s, auth_role_t *out);
+/** "none", "viewer", "operator", "admin". */
+const char *auth_role_name(auth_role_t role);
+
+/** Checks a presented token (not NUL-terminated). Returns 0 and fills *out, or -EACCES. In open
+ * mode any token (or none) yields the anonymous admin. Constant time over the table. */
+int auth_verify_token(auth_t *a, const char *token, size_t len, auth_principal_t *out);
+/** Same for the value of an Authorization header ("Bearer <token>", scheme case-insensitive).
+ * value may be NULL (no header). Returns 0, or -EACCES (missing, malformed, unknown). */
+int auth_verify_header(auth_t *a, const char *value, size_t len, auth_principal_t *out);
+/** Number of digest comparisons done so far (tests check that every lookup walks the table). */
+uint64_t auth_compare_count(const auth_t *a);
+
+/** Takes one unit from the principal's bucket. Returns 0 when allowed, else the number of
+ * milliseconds until a unit is available (> 0). Unknown names share one bucket. */
+int64_t auth_rate_take(auth_t *a, const char *name, uint64_t now_ms);
+
+/** Issues a ticket for principal: 64 hex digits (32 random bytes) written to out (>= 65 bytes),
+ * valid ticket_ttl_ms, redeemable once. Returns 0, or -EIO when no randomness is available. */
+int auth_ticket_issue(auth_t *a, const auth_principal_t *principal, uint64_t now_ms, char *out);
+/** Redeems a ticket: returns 0 and fills *out (the ticket is consumed), or -EACCES when it is
+ * unknown, used or expired. */
+int auth_ticket_redeem(auth_t *a, const char *ticket, size_t len, uint64_t now_ms,
+                       auth_principal_t *out);
+
+/** Splits a listen address "host:port", "[v6]:port" or ":port" (host = "0.0.0.0") into host
+ * (NUL-terminated, brackets removed) and port (0..65535). Returns 0 or -EINVAL. */
+int auth_split_listen(const char *addr, char *host, size_t hostlen, int *port);
+
+/** Decides whether the API may listen on listen_addr ("host:port", "[v6]:port") given the
+ * number of configured tokens: with none, only loopback hosts (127.0.0.0/8, ::1, localhost)
+ * are allowed. Returns 0, or -EPERM / -EINVAL with a heap message in *err (caller frees). */
+int auth_listen_allowed(const char *listen_addr, size_t ntokens, char **err);
+
+#endif

@@ -1,0 +1,271 @@
+/* The request view handed to handlers and the reply helpers. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "http/api_internal.h"
+
+/* Called when h2o clears the request's pool: the request is finished or torn down. */
+static void on_pool_dispose(void *p)
+{
+    api__req_t **slot = p;
+    if (*slot != NULL) {
+        (*slot)->h2o = NULL;
+        (*slot)->slot = NULL;
+    }
+}
+
+api__req_t *api__req_new(api_server_t *srv, h2o_req_t *h2o, cv_list_t *pending)
+{
+    api__req_t *r = cv_calloc(1, sizeof(*r));
+    r->h2o = h2o;
+    r->slot = h2o_mem_alloc_shared(&h2o->pool, sizeof(*r->slot), on_pool_dispose);
+    *r->slot = r;
+    r->method = cv_strndup(h2o->method.base, h2o->method.len);
+    size_t plen = h2o->query_at != SIZE_MAX ? h2o->query_at : h2o->path.len;
+    r->path = cv_strndup(h2o->path.base, plen);
+    r->body = h2o->entity.base ? cv_strndup(h2o->entity.base, h2o->entity.len) : cv_strdup("");
+    r->head = strcmp(r->method, "HEAD") == 0;
+    r->pub.method = r->method;
+    r->pub.path = r->path;
+    r->pub.body = r->body;
+    r->pub.body_len = h2o->entity.base ? h2o->entity.len : 0;
+    r->pub.principal = &r->principal;
+    r->pub.server = srv;
+    cv_list_insert_tail(pending, &r->link);
+    return r;
+}
+
+static void req_free(api__req_t *r)
+{
+    if (r->replied != NULL)
+        *r->replied = true;
+    if (r->slot != NULL)
+        *r->slot = NULL;
+    cv_list_remove(&r->link);
+    api__kvs_free(&r->params);
+    api__kvs_free(&r->query);
+    api__kvs_free(&r->headers);
+    json_decref(r->pub.json);
+    free(r->method);
+    free(r->path);
+    free(r->body);
+    free(r);
+}
+
+h2o_req_t *api__req_h2o(api_req_t *req)
+{
+    return ((api__req_t *)req)->h2o;
+}
+
+void api__req_consume(api_req_t *req)
+{
+    req_free((api__req_t *)req);
+}
+
+const char *api_req_param(const api_req_t *req, const char *name)
+{
+    return api__kvs_get(&((const api__req_t *)req)->params, name);
+}
+
+const char *api_req_query(const api_req_t *req, const char *name)
+{
+    return api__kvs_get(&((const api__req_t *)req)->query, name);
+}
+
+const char *api_req_header(api_req_t *req, const char *name)
+{
+    api__req_t *r = (api__req_t *)req;
+    if (r->h2o == NULL)
+        return NULL;
+    char *lower = cv_strdup(name);
+    for (char *c = lower; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    ssize_t i = h2o_find_header_by_str(&r->h2o->headers, lower, strlen(lower), -1);
+    if (i < 0) {
+        free(lower);
+        return NULL;
+    }
+    h2o_iovec_t v = r->h2o->headers.entries[i].value;
+    api__kvs_add(&r->headers, lower, cv_strndup(v.base, v.len));
+    return r->headers.v[r->headers.n - 1].value;
+}
+
+void api_req_defer(api_req_t *req)
+{
+    ((api__req_t *)req)->deferred = true;
+}
+
+bool api_req_gone(const api_req_t *req)
+{
+    return ((const api__req_t *)req)->h2o == NULL;
+}
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 304:
+        return "Not Modified";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Payload Too Large";
+    case 422:
+        return "Unprocessable Entity";
+    case 429:
+        return "Too Many Requests";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return status < 400 ? "OK" : "Error";
+    }
+}
+
+static void add_header(h2o_req_t *h2o, const char *name, const char *value)
+{
+    h2o_iovec_t n = h2o_strdup(&h2o->pool, name, strlen(name));
+    for (size_t i = 0; i < n.len; i++)
+        n.base[i] = (char)tolower((unsigned char)n.base[i]);
+    h2o_iovec_t v = h2o_strdup(&h2o->pool, value, strlen(value));
+    h2o_add_header_by_str(&h2o->pool, &h2o->res.headers, n.base, n.len, 1, NULL, v.base, v.len);
+}
+
+/* Sends the response for h2o (the body is copied into its pool). HEAD gets the same headers,
+ * including the length of the body it does not get. */
+static void send_response(h2o_req_t *h2o, int status, const char *content_type, const void *data,
+                          size_t len, const api_header_t *extra, size_t nextra)
+{
+    h2o->res.status = status;
+    h2o->res.reason = reason_phrase(status);
+    if (content_type != NULL)
+        add_header(h2o, "content-type", content_type);
+    for (size_t i = 0; i < nextra; i++)
+        add_header(h2o, extra[i].name, extra[i].value);
+    h2o->res.content_length = len;
+    h2o_send_inline(h2o, data, len);
+}
+
+static int reply(api_req_t *req, int status, const char *content_type, const void *data, size_t len,
+                 const api_header_t *extra, size_t nextra)
+{
+    api__req_t *r = (api__req_t *)req;
+    h2o_req_t *h2o = r->h2o;
+    if (h2o == NULL) {
+        req_free(r);
+        return -ECONNRESET;
+    }
+    cv_debug("http", "%s %s -> %d", r->method, r->path, status);
+    /* Disarm the pool hook first: once sent, h2o may free its request at any time. The data
+     * may point into r (a parameter, a header): free r only after the copy into the pool. */
+    *r->slot = NULL;
+    r->slot = NULL;
+    r->h2o = NULL;
+    send_response(h2o, status, content_type, data, len, extra, nextra);
+    req_free(r);
+    return 0;
+}
+
+int api_reply_bytes(api_req_t *req, int status, const char *content_type, const void *data,
+                    size_t len, const api_header_t *extra, size_t nextra)
+{
+    return reply(req, status, content_type, data, len, extra, nextra);
+}
+
+int api_reply_json(api_req_t *req, int status, json_t *body)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(body);
+    int rc = reply(req, status, "application/json", text ? text : "null", text ? strlen(text) : 4,
+                   NULL, 0);
+    free(text);
+    return rc;
+}
+
+static json_t *error_body(const char *code, const char *message)
+{
+    return json_pack("{s:{s:s,s:s}}", "error", "code", code ? code : "error", "message",
+                     message ? message : "");
+}
+
+int api_reply_error(api_req_t *req, int status, const char *code, const char *message)
+{
+    json_t *body = error_body(code, message);
+    if (body == NULL) /* message is not UTF-8 */
+        body = error_body(code, "(message not valid UTF-8)");
+    return api_reply_json(req, status, body);
+}
+
+void api__req_abandon(api__req_t *r, int status, const char *code, const char *message)
+{
+    h2o_req_t *h2o = r->h2o;
+    cv_list_remove(&r->link);
+    if (h2o == NULL)
+        return;
+    *r->slot = NULL;
+    r->slot = NULL;
+    r->h2o = NULL;
+    json_t *body = error_body(code, message);
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    send_response(h2o, status, "application/json", text, strlen(text), NULL, 0);
+    free(text);
+}
+
+/* True when the comma-separated header value lists token with a non-zero q (if any). */
+static bool header_lists(const char *value, const char *token)
+{
+    size_t tlen = strlen(token);
+    for (const char *p = value; p != NULL && *p != '\0'; p = strchr(p, ',')) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        if (strncasecmp(p, token, tlen) != 0 || strchr(" ,;", p[tlen]) == NULL)
+            continue;
+        const char *q = strstr(p + tlen, "q=");
+        const char *next = strchr(p + tlen, ',');
+        return q == NULL || (next != NULL && q > next) || strtod(q + 2, NULL) > 0;
+    }
+    return false;
+}
+
+int api_reply_asset(api_req_t *req, const api_asset_t *a)
+{
+    api_header_t hdrs[4];
+    size_t n = 0;
+    if (a->etag != NULL)
+        hdrs[n++] = (api_header_t){"etag", a->etag};
+    if (a->cache_control != NULL)
+        hdrs[n++] = (api_header_t){"cache-control", a->cache_control};
+    if (a->gz != NULL)
+        hdrs[n++] = (api_header_t){"vary", "Accept-Encoding"};
+    const char *inm = api_req_header(req, "if-none-match");
+    if (a->etag != NULL && inm != NULL && (strcmp(inm, "*") == 0 || strstr(inm, a->etag)))
+        return reply(req, 304, NULL, "", 0, hdrs, n);
+    const char *ae = api_req_header(req, "accept-encoding");
+    if (a->gz != NULL && ae != NULL && header_lists(ae, "gzip")) {
+        hdrs[n++] = (api_header_t){"content-encoding", "gzip"};
+        return reply(req, 200, a->content_type, a->gz, a->gz_len, hdrs, n);
+    }
+    return reply(req, 200, a->content_type, a->data, a->len, hdrs, n);
+}
