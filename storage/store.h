@@ -15,7 +15,6 @@
  *   -EEXIST  insert_run of a cron first attempt whose (job, scheduled_for) is already claimed
  *   -EPROTO  the database schema is newer than this binary (migrate)
  *   -EIO, -ENOSPC, -EBUSY, -EROFS, -ENOMEM  database failures, described in the log
- *   -ECANCELED the store is closing and the request was not run
  *
  * Ownership of results. Results handed to a callback (run_t, pages, stats, overrides, audit
  * entries) belong to the store and are freed right after the callback returns. A receiver that

@@ -89,6 +89,7 @@ int store_sqlite_open(uv_loop_t *loop, const store_config_t *cfg, store_t **out)
     s->instance = cv_strdup(cfg->instance);
     cv_list_init(&s->queue);
     cv_list_init(&s->done);
+    cv_list_init(&s->pending);
     if (strncmp(path, "file:", 5) != 0 && strcmp(path, ":memory:") != 0)
         err = make_parent_dir(path);
     if (err == 0)
@@ -98,6 +99,8 @@ int store_sqlite_open(uv_loop_t *loop, const store_config_t *cfg, store_t **out)
     uv_mutex_init(&s->mu);
     uv_cond_init(&s->cond);
     uv_async_init(loop, &s->async, on_async);
+    uv_prepare_init(loop, &s->prepare);
+    s->handles_open = 2;
     uv_unref((uv_handle_t *)&s->async); /* referenced only while requests are outstanding */
     if (uv_thread_create(&s->thread, worker_main, s) != 0)
         abort(); /* cannot happen short of resource exhaustion at start-up */
@@ -181,7 +184,10 @@ static bool batch_process(store_sqlite_t *s, batch_t *b)
     while (!cv_list_empty(&b->todo)) {
         store_sqlite_req_t *r = cv_container_of(b->todo.next, store_sqlite_req_t, link);
         cv_list_remove(&r->link);
-        if (r->op == SQ_CLOSE && !cv_list_empty(&b->again)) {
+        if (r->op == SQ_CLOSE && !cv_list_empty(&b->todo)) {
+            /* A step of unfinished work (retention) was queued again behind the close. */
+            cv_list_insert_tail(&b->todo, &r->link);
+        } else if (r->op == SQ_CLOSE && !cv_list_empty(&b->again)) {
             cv_list_insert_tail(&b->again, &r->link); /* let unfinished work drain first */
         } else if (r->op == SQ_CLOSE) {
             batch_commit(s, b);
@@ -241,18 +247,29 @@ static store_sqlite_req_t *req_new(store_t *base, store_sqlite_op_t op, void *ud
     return r;
 }
 
+/* Hands every request made during this loop pass to the worker at once, just before the loop
+ * polls: a burst of writes from one callback becomes one batch, hence one transaction. */
+static void on_prepare(uv_prepare_t *h)
+{
+    store_sqlite_t *s = cv_container_of(h, store_sqlite_t, prepare);
+    uv_prepare_stop(h);
+    uv_mutex_lock(&s->mu);
+    bool was_empty = cv_list_empty(&s->queue);
+    move_all(&s->queue, &s->pending);
+    uv_mutex_unlock(&s->mu);
+    if (was_empty)
+        uv_cond_signal(&s->cond);
+}
+
 static void submit(store_t *base, store_sqlite_req_t *r)
 {
     store_sqlite_t *s = (store_sqlite_t *)base;
     assert(!s->closing && "store request after store_close");
     if (s->outstanding++ == 0)
         uv_ref((uv_handle_t *)&s->async);
-    uv_mutex_lock(&s->mu);
-    bool was_empty = cv_list_empty(&s->queue);
-    cv_list_insert_tail(&s->queue, &r->link);
-    uv_mutex_unlock(&s->mu);
-    if (was_empty)
-        uv_cond_signal(&s->cond);
+    if (cv_list_empty(&s->pending))
+        uv_prepare_start(&s->prepare, on_prepare);
+    cv_list_insert_tail(&s->pending, &r->link);
 }
 
 static void sq_close(store_t *base, store_status_cb cb, void *ud)
@@ -543,7 +560,9 @@ static void deliver(store_sqlite_req_t *r)
 
 static void on_closed(uv_handle_t *h)
 {
-    store_sqlite_t *s = cv_container_of(h, store_sqlite_t, async);
+    store_sqlite_t *s = h->data;
+    if (--s->handles_open > 0)
+        return;
     if (s->close_cb)
         s->close_cb(s->close_ud, 0);
     uv_mutex_destroy(&s->mu);
@@ -571,7 +590,10 @@ static void on_async(uv_async_t *h)
             s->close_cb = r->cb.status;
             s->close_ud = r->ud;
             free(r);
+            s->async.data = s;
+            s->prepare.data = s;
             uv_close((uv_handle_t *)&s->async, on_closed);
+            uv_close((uv_handle_t *)&s->prepare, on_closed);
             return;
         }
         deliver(r);

@@ -1,8 +1,9 @@
 /* The SQLite backend of the store (see store.h for the contract of every operation).
  *
- * One worker thread owns the sqlite3 handle. The loop thread appends requests to a
- * mutex-protected queue (the request is the queue node); the worker takes everything queued when
- * it wakes, runs the batch with all its writes in one transaction (group commit), commits, and
+ * One worker thread owns the sqlite3 handle. Requests made during one loop pass are collected on
+ * the loop thread and appended, once per pass (a uv_prepare hook, before the loop polls), to a
+ * mutex-protected queue; the request itself is the queue node. The worker takes everything queued
+ * when it wakes, runs the batch with all its writes in one transaction (group commit), commits, and
  * hands the finished requests back through one uv_async_t; the loop delivers them in order. */
 #ifndef CV_STORAGE_STORE_SQLITE_H
 #define CV_STORAGE_STORE_SQLITE_H

@@ -114,6 +114,9 @@ typedef struct store_sqlite {
     uv_async_t async;
 
     /* loop thread only */
+    cv_list_t pending;    /* made during this loop pass, handed to the worker before polling */
+    uv_prepare_t prepare; /* started while pending is not empty */
+    int handles_open;     /* async and prepare, until both are closed */
     size_t outstanding;
     bool closing;
     store_status_cb close_cb;
