@@ -150,17 +150,24 @@ static char *safe_curl_text(httpc_xfer_t *x, CURLcode rc)
     return httpc__scrub(x->errbuf[0] ? x->errbuf : curl_easy_strerror(rc), x->url, x->hdrs);
 }
 
+/* Says in which phase the request ran out of time, and which limit that was. */
 static char *timeout_message(httpc_xfer_t *x)
 {
     const httpc_result_t *r = &x->res;
-    if (r->connect_ms == 0 && x->connect_timeout_ms < x->timeout_ms)
-        return cv_sprintf("connect to %s timed out after %u ms", x->peer, x->connect_timeout_ms);
+    unsigned limit = x->timeout_ms;
+    if (r->connect_ms == 0 && x->connect_timeout_ms < limit)
+        limit = x->connect_timeout_ms; /* curl's connect timeout covers resolving too */
+    if (r->dns_ms == 0)
+        return cv_sprintf("timed out after %u ms resolving the host name of %s", limit, x->peer);
+    if (r->connect_ms == 0)
+        return cv_sprintf("timed out after %u ms connecting to %s", limit, x->peer);
+    if (r->tls_ms == 0 && strncasecmp(x->url, "https:", 6) == 0)
+        return cv_sprintf("timed out after %u ms in the TLS handshake with %s", limit, x->peer);
     if (r->first_byte_ms == 0)
-        return cv_sprintf("timed out after %u ms waiting for %s to respond", x->timeout_ms,
-                          x->peer);
+        return cv_sprintf("timed out after %u ms waiting for %s to respond", limit, x->peer);
     return cv_sprintf("timed out after %u ms receiving the response from %s (%llu body bytes "
                       "received)",
-                      x->timeout_ms, x->peer, (unsigned long long)r->body_total);
+                      limit, x->peer, (unsigned long long)r->body_total);
 }
 
 static char *connect_message(httpc_xfer_t *x, long os_errno)
@@ -263,6 +270,7 @@ static void xfer_finish(httpc_xfer_t *x, CURLcode rc, const char *cancel_msg)
     curl_easy_getinfo(x->easy, CURLINFO_CONTENT_TYPE, &ct);
     x->content_type = ct ? cv_strdup(ct) : NULL;
     r->content_type = x->content_type;
+    r->dns_ms = info_ms(x->easy, CURLINFO_NAMELOOKUP_TIME_T);
     r->connect_ms = info_ms(x->easy, CURLINFO_CONNECT_TIME_T);
     r->tls_ms = info_ms(x->easy, CURLINFO_APPCONNECT_TIME_T);
     r->first_byte_ms = info_ms(x->easy, CURLINFO_STARTTRANSFER_TIME_T);
@@ -471,6 +479,11 @@ static CURL *build_easy(httpc_xfer_t *x, const httpc_req_t *req)
     curl_easy_setopt(e, CURLOPT_URL, req->url);
     curl_easy_setopt(e, CURLOPT_PRIVATE, x);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+#if LIBCURL_VERSION_NUM >= 0x075700
+    /* Without it, ending a transfer whose lookup is still running (timeout, cancel) joins the
+     * resolver thread: the loop would block until getaddrinfo() returns. */
+    curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L);
+#endif
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->errbuf);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, x);

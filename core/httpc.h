@@ -12,7 +12,10 @@
  *   inside curl or inside an httpc_* call, so it may start, cancel or close freely.
  * - Name resolution: this libcurl has AsynchDNS with the threaded resolver (curl's own short-lived
  *   thread per lookup; no c-ares). httpc_global_init() logs a warning when a libcurl without
- *   AsynchDNS is found, since getaddrinfo() would then block the loop.
+ *   AsynchDNS is found, since getaddrinfo() would then block the loop. Trap: when a transfer ends
+ *   while its lookup still runs (timeout, cancel, close), curl joins the resolver thread and so
+ *   blocks the loop until getaddrinfo() returns, unless CURLOPT_QUICK_EXIT (7.87+) is set, which
+ *   detaches the thread instead. It is set on every handle (a test checks it).
  * - curl_global_init is not thread-safe on every build: call httpc_global_init() from main()
  *   before any thread starts. CURLOPT_NOSIGNAL is set on every handle; SIGPIPE is avoided with
  *   MSG_NOSIGNAL on Linux.
@@ -86,6 +89,7 @@ typedef struct httpc_result {
     bool body_truncated;      /* body_total > body_len */
     const char *content_type; /* response Content-Type or NULL */
     double total_ms;          /* from httpc_request() to completion, on the monotonic clock */
+    double dns_ms;            /* from start to the name resolved; 0 if never */
     double connect_ms;        /* from start to TCP connected; 0 if never */
     double tls_ms;            /* from start to TLS handshake done; 0 for plain http or if never */
     double first_byte_ms;     /* from start to the first response byte; 0 if none */

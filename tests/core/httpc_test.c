@@ -6,6 +6,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <unistd.h>
+#include <dlfcn.h>
+#include <netdb.h>
+#include <semaphore.h>
 #include <arpa/inet.h>
 #include <sys/socket.h>
 #include <cmocka.h>
@@ -532,6 +535,81 @@ static void keeps_the_loop_responsive_while_a_request_hangs(void **state)
     fx_finish(&f);
 }
 
+static sem_t dns_entered, dns_release, dns_returned;
+static int dns_slow_calls;
+
+/* Interposes libc's getaddrinfo for libcurl's resolver thread: "slow-dns.test" blocks until the
+ * test releases it (10 s at most), other names go to libc. */
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res)
+{
+    if (node != NULL && strcmp(node, "slow-dns.test") == 0) {
+        struct timespec ts;
+        __atomic_add_fetch(&dns_slow_calls, 1, __ATOMIC_SEQ_CST);
+        sem_post(&dns_entered);
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 10;
+        sem_timedwait(&dns_release, &ts);
+        sem_post(&dns_returned);
+        return EAI_NONAME;
+    }
+    int (*real)(const char *, const char *, const struct addrinfo *, struct addrinfo **) =
+        (int (*)(const char *, const char *, const struct addrinfo *, struct addrinfo **))dlsym(
+            RTLD_NEXT, "getaddrinfo");
+    return real(node, service, hints, res);
+}
+
+static void a_slow_lookup_delays_neither_a_timeout_nor_a_close_nor_the_loop(void **state)
+{
+    fx_t f;
+    got_t g = {0};
+    ticker_t k = {0};
+    sem_init(&dns_entered, 0, 0);
+    sem_init(&dns_release, 0, 0);
+    sem_init(&dns_returned, 0, 0);
+    fx_start(&f);
+    uv_timer_init(&f.loop, &k.t);
+    k.last_ns = cv_mono_ns();
+    uv_timer_start(&k.t, on_tick, 10, 10);
+    g.start_ns = cv_mono_ns();
+    httpc_req_t req = {.url = "http://slow-dns.test:8080/", .timeout_ms = 200};
+    assert_int_equal(httpc_request(f.c, &req, on_done, &g, NULL), 0);
+    run_until_calls(&f, &g.calls, 1);
+    uv_close((uv_handle_t *)&k.t, NULL);
+    double elapsed = (double)(g.end_ns - g.start_ns) / 1e6;
+    printf("# lookup hanging: timeout after %.1f ms, ticker max gap %.2f ms\n", elapsed,
+           k.max_gap_ms);
+    assert_int_equal(dns_slow_calls, 1);
+    assert_int_equal(g.error, HTTPC_ERR_TIMEOUT);
+    assert_string_equal(g.message,
+                        "timed out after 200 ms resolving the host name of slow-dns.test:8080");
+    assert_true(elapsed >= 199 && elapsed < 200 + 300);
+    assert_true(k.max_gap_ms < 150);
+
+    /* Closing the client while a lookup runs does not wait for it either. */
+    got_t g2 = {0};
+    struct timespec ts;
+    req.timeout_ms = 0;
+    assert_int_equal(httpc_request(f.c, &req, on_done, &g2, NULL), 0);
+    uv_run(&f.loop, UV_RUN_ONCE); /* curl's 0 ms timer: the lookup starts */
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 5;
+    assert_int_equal(sem_timedwait(&dns_entered, &ts), 0);
+    assert_int_equal(sem_timedwait(&dns_entered, &ts), 0);
+    int64_t t0 = cv_mono_ns();
+    fx_finish(&f);
+    double close_ms = (double)(cv_mono_ns() - t0) / 1e6;
+    printf("# close with a lookup hanging took %.1f ms\n", close_ms);
+    assert_int_equal(g2.error, HTTPC_ERR_CANCELLED);
+    assert_true(close_ms < 300);
+    for (int i = 0; i < 2; i++) { /* let curl's detached resolver threads finish */
+        sem_post(&dns_release);
+        sem_wait(&dns_returned);
+    }
+    got_free(&g);
+    got_free(&g2);
+}
+
 static got_t chain_second;
 
 static void on_first_then_start_another(httpc_xfer_t *x, const httpc_result_t *r, void *ud)
@@ -582,6 +660,7 @@ int main(void)
         cmocka_unit_test(redact_url_hides_userinfo_query_values_and_fragment),
         cmocka_unit_test(keeps_the_loop_responsive_while_a_request_hangs),
         cmocka_unit_test(a_callback_may_start_another_request),
+        cmocka_unit_test(a_slow_lookup_delays_neither_a_timeout_nor_a_close_nor_the_loop),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

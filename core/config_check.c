@@ -1,0 +1,302 @@
+/* Configuration: defaults and the checks shared by the YAML and crontab readers. */
+#include "core/config_int.h"
+
+#include <ctype.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEF_LISTEN         "127.0.0.1:8080"
+#define DEF_SQLITE         "./data/cronvisor.db"
+#define DEF_TIMEZONE       "UTC"
+#define DEF_KILL_GRACE     10000
+#define DEF_BACKOFF        1000
+#define DEF_BACKOFF_MAX    30000
+#define DEF_SHUTDOWN_GRACE 30000
+#define DEF_MAX_OUTPUT     (1024 * 1024)
+#define DEF_RETENTION_DAYS 90
+
+static void dflt_str(char **s, const char *v)
+{
+    if (*s == NULL)
+        *s = cv_strdup(v);
+}
+
+static void dflt_i64(int64_t *v, int64_t d)
+{
+    if (*v == CFG__INHERIT)
+        *v = d;
+}
+
+static void dflt_int(int *v, int d)
+{
+    if (*v == CFG__INHERIT)
+        *v = d;
+}
+
+static void apply_top_defaults(cfg_t *cfg)
+{
+    cfg_defaults_t *d = &cfg->defaults;
+    dflt_str(&cfg->server.listen, DEF_LISTEN);
+    if (cfg->storage.postgres == NULL)
+        dflt_str(&cfg->storage.sqlite.path, DEF_SQLITE);
+    dflt_str(&d->timezone, DEF_TIMEZONE);
+    dflt_i64(&d->timeout_ms, 0);
+    dflt_i64(&d->kill_grace_ms, DEF_KILL_GRACE);
+    if (d->concurrency == CFG_CONC_INHERIT)
+        d->concurrency = CFG_CONC_FORBID;
+    dflt_int(&d->retries.max, 0);
+    dflt_i64(&d->retries.backoff_ms, DEF_BACKOFF);
+    dflt_i64(&d->retries.backoff_max_ms, DEF_BACKOFF_MAX);
+    dflt_i64(&d->shutdown_grace_ms, DEF_SHUTDOWN_GRACE);
+    dflt_i64(&d->max_output, DEF_MAX_OUTPUT);
+    dflt_int(&cfg->retention.days, DEF_RETENTION_DAYS);
+}
+
+static void apply_job_defaults(const cfg_defaults_t *d, cfg_job_t *j)
+{
+    dflt_str(&j->timezone, d->timezone);
+    dflt_i64(&j->timeout_ms, d->timeout_ms);
+    dflt_i64(&j->kill_grace_ms, d->kill_grace_ms);
+    if (j->concurrency == CFG_CONC_INHERIT)
+        j->concurrency = d->concurrency;
+    dflt_int(&j->retries.max, d->retries.max);
+    dflt_i64(&j->retries.backoff_ms, d->retries.backoff_ms);
+    dflt_i64(&j->retries.backoff_max_ms, d->retries.backoff_max_ms);
+    dflt_i64(&j->max_output, d->max_output);
+    dflt_i64(&j->catch_up_ms, 0);
+    if (j->action == CFG_ACTION_HTTP) {
+        dflt_str(&j->http.method, "GET");
+        dflt_i64(&j->http.timeout_ms, j->timeout_ms);
+    }
+}
+
+static void apply_probe_defaults(cfg_probe_t *p)
+{
+    dflt_i64(&p->interval_ms, 60000);
+    dflt_i64(&p->timeout_ms, 5000);
+    dflt_i64(&p->degraded_after_ms, 1000);
+    dflt_int(&p->fail_after, 1);
+    if (p->type == CFG_PROBE_HTTP)
+        dflt_str(&p->method, "GET");
+}
+
+static cfg_pos_t where(cfg__where_fn fn, void *ud, const cfg_t *cfg, unsigned job, const char *key,
+                       int item)
+{
+    if (fn)
+        return fn(ud, cfg, job, key, item);
+    return cfg->jobs[job].pos;
+}
+
+static void check_job_names(cfg__ctx_t *c, const cfg_t *cfg, cfg__where_fn fn, void *ud)
+{
+    for (unsigned i = 0; i < cfg->n_jobs; i++) {
+        const cfg_job_t *j = &cfg->jobs[i];
+        if (j->name == NULL || j->name[0] == '\0')
+            continue; /* reported as missing by the reader */
+        if (!cfg__valid_name(j->name)) {
+            cfg__error_at(c, where(fn, ud, cfg, i, "name", -1), NULL,
+                          "invalid job name '%s' (use lower-case letters, digits, '-' and '_')",
+                          j->name);
+            continue;
+        }
+        for (unsigned k = 0; k < i; k++) {
+            if (cfg->jobs[k].name && strcmp(cfg->jobs[k].name, j->name) == 0) {
+                cfg__error_at(c, where(fn, ud, cfg, i, "name", -1), j->name,
+                              "duplicate job name (first defined at line %d)",
+                              cfg->jobs[k].pos.line);
+                break;
+            }
+        }
+    }
+}
+
+static bool check_tz(cfg__ctx_t *c, const char *tz, cfg_pos_t pos, const char *job)
+{
+    if (c->opts == NULL || c->opts->check_timezone == NULL || tz == NULL)
+        return true;
+    char msg[256] = "";
+    if (c->opts->check_timezone(c->opts->ud, tz, msg, sizeof(msg)) == 0)
+        return true;
+    cfg__error_at(c, pos, job, "unknown time zone '%s'%s%s", tz, msg[0] ? ": " : "", msg);
+    return false;
+}
+
+static void check_schedule(cfg__ctx_t *c, cfg_job_t *j)
+{
+    if (j->schedule == NULL)
+        return;
+    if (strcmp(j->schedule, "manual") == 0 || strcmp(j->schedule, "@manual") == 0) {
+        j->manual = true;
+        return;
+    }
+    if (c->opts == NULL || c->opts->check_schedule == NULL)
+        return;
+    char msg[256] = "";
+    int col = 1;
+    if (c->opts->check_schedule(c->opts->ud, j->schedule, j->timezone, j->name, msg, sizeof(msg),
+                                &col) == 0)
+        return;
+    if (col < 1 || (size_t)col > strlen(j->schedule) + 1)
+        col = 1;
+    cfg_pos_t p = j->schedule_pos;
+    p.column += col - 1;
+    cfg__error_at(c, p, j->name, "invalid schedule '%s': %s", j->schedule,
+                  msg[0] ? msg : "not a cron expression");
+}
+
+static const char *nearest(const char *word, const char *const *cands, size_t n)
+{
+    const char *best = NULL;
+    size_t bestd = SIZE_MAX;
+    for (size_t i = 0; i < n; i++) {
+        size_t d = cv_edit_distance(word, cands[i]);
+        if (d < bestd) {
+            bestd = d;
+            best = cands[i];
+        }
+    }
+    size_t limit = strlen(word) / 3 + 1;
+    return bestd <= (limit < 2 ? 2 : limit) ? best : NULL;
+}
+
+static void check_requires(cfg__ctx_t *c, const cfg_t *cfg, unsigned i, cfg__where_fn fn, void *ud)
+{
+    const cfg_job_t *j = &cfg->jobs[i];
+    const char **names = cv_calloc(cfg->n_probes + 1, sizeof(*names));
+    for (unsigned k = 0; k < cfg->n_probes; k++)
+        names[k] = cfg->probes[k].name ? cfg->probes[k].name : "";
+    for (unsigned r = 0; r < j->n_requires; r++) {
+        bool found = false;
+        for (unsigned k = 0; k < cfg->n_probes && !found; k++)
+            found = strcmp(names[k], j->requires[r]) == 0;
+        if (found)
+            continue;
+        const char *hint = nearest(j->requires[r], names, cfg -> n_probes);
+        cfg__error_at(c, where(fn, ud, cfg, i, "requires", (int)r), j->name,
+                      "requires unknown probe '%s'%s%s%s", j->requires[r],
+                      hint ? " — did you mean '" : "", hint ? hint : "", hint ? "'?" : "");
+    }
+    free(names);
+}
+
+static void check_jobs(cfg__ctx_t *c, cfg_t *cfg, cfg__where_fn fn, void *ud)
+{
+    check_job_names(c, cfg, fn, ud);
+    for (unsigned i = 0; i < cfg->n_jobs; i++) {
+        cfg_job_t *j = &cfg->jobs[i];
+        bool tz_ok = check_tz(c, j->timezone, where(fn, ud, cfg, i, "timezone", -1), j->name);
+        apply_job_defaults(&cfg->defaults, j);
+        if (tz_ok)
+            check_schedule(c, j);
+        check_requires(c, cfg, i, fn, ud);
+        if (j->retries.backoff_max_ms < j->retries.backoff_ms)
+            cfg__error_at(c, where(fn, ud, cfg, i, "retries", -1), j->name,
+                          "retries: backoff_max is shorter than backoff");
+    }
+}
+
+static const char *probe_needs(const cfg_probe_t *p)
+{
+    switch (p->type) {
+    case CFG_PROBE_HTTP:
+        return p->url ? NULL : "url";
+    case CFG_PROBE_REDIS:
+        return p->url ? NULL : "url";
+    case CFG_PROBE_POSTGRES:
+        return p->conninfo ? NULL : "conninfo";
+    case CFG_PROBE_TCP:
+        return p->address ? NULL : "address (host:port)";
+    case CFG_PROBE_EXEC:
+        return (p->shell || p->argv) ? NULL : "command";
+    }
+    return NULL;
+}
+
+static void check_probes(cfg__ctx_t *c, cfg_t *cfg)
+{
+    static const char *types[] = {"", "http", "postgres", "redis", "tcp", "exec"};
+    for (unsigned i = 0; i < cfg->n_probes; i++) {
+        cfg_probe_t *p = &cfg->probes[i];
+        apply_probe_defaults(p);
+        if (p->name == NULL || p->name[0] == '\0' || p->type == 0)
+            continue; /* reported as missing by the reader */
+        if (!cfg__valid_name(p->name))
+            cfg__error_at(c, p->pos, NULL, "probe '%s': invalid name (use [a-z0-9_-])", p->name);
+        for (unsigned k = 0; k < i; k++)
+            if (cfg->probes[k].name && strcmp(cfg->probes[k].name, p->name) == 0)
+                cfg__error_at(c, p->pos, NULL, "probe '%s': duplicate probe name", p->name);
+        const char *need = probe_needs(p);
+        if (need)
+            cfg__error_at(c, p->pos, NULL, "probe '%s': type %s needs '%s'", p->name,
+                          types[p->type], need);
+        if (p->type == CFG_PROBE_TCP && p->address && strrchr(p->address, ':') == NULL)
+            cfg__error_at(c, p->pos, NULL, "probe '%s': address '%s' is not host:port", p->name,
+                          p->address);
+        if (p->interval_ms <= 0)
+            cfg__error_at(c, p->pos, NULL, "probe '%s': interval must be positive", p->name);
+    }
+}
+
+static void check_notify(cfg__ctx_t *c, cfg_t *cfg)
+{
+    for (unsigned i = 0; i < cfg->n_notify; i++) {
+        cfg_notify_t *n = &cfg->notify[i];
+        if (n->events == 0)
+            n->events = CFG_EV_DEFAULT;
+        if (n->slow_factor <= 0)
+            n->slow_factor = 2.0;
+        for (unsigned k = 0; k < n->n_jobs; k++)
+            if (cfg_find_job(cfg, n->jobs[k]) == NULL)
+                cfg__error_at(c, n->pos, NULL, "notify '%s': unknown job '%s' in jobs",
+                              n->name ? n->name : "", n->jobs[k]);
+        for (unsigned k = 0; n->name && k < i; k++)
+            if (cfg->notify[k].name && strcmp(cfg->notify[k].name, n->name) == 0)
+                cfg__error_at(c, n->pos, NULL, "notify '%s': duplicate name", n->name);
+    }
+}
+
+static bool is_hex64(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!isxdigit((unsigned char)s[n]))
+            return false;
+    return n == 64;
+}
+
+static void check_tokens(cfg__ctx_t *c, cfg_t *cfg)
+{
+    for (unsigned i = 0; i < cfg->auth.n_tokens; i++) {
+        cfg_token_t *t = &cfg->auth.tokens[i];
+        const char *name = t->name ? t->name : "";
+        if (t->token && t->sha256)
+            cfg__error_at(c, t->pos, NULL, "token '%s': set either token or sha256, not both",
+                          name);
+        else if (!t->token && !t->sha256)
+            cfg__error_at(c, t->pos, NULL, "token '%s': needs token or sha256", name);
+        if (t->token && t->token[0] == '\0')
+            cfg__error_at(c, t->pos, NULL, "token '%s': token is empty (is its variable set?)",
+                          name);
+        if (t->sha256 && !is_hex64(t->sha256))
+            cfg__error_at(c, t->pos, NULL, "token '%s': sha256 must be 64 hex digits", name);
+        for (char *p = t->sha256; p && *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+    }
+}
+
+void cfg__finish(cfg__ctx_t *c, cfg_t *cfg, cfg__where_fn fn, void *ud)
+{
+    apply_top_defaults(cfg);
+    if (cfg->storage.postgres && cfg->storage.sqlite.path) {
+        cfg_pos_t p = fn ? fn(ud, cfg, UINT_MAX, "storage", -1) : (cfg_pos_t){0};
+        cfg__error_at(c, p, NULL, "storage: choose sqlite or postgres, not both");
+    }
+    if (fn)
+        check_tz(c, cfg->defaults.timezone, fn(ud, cfg, UINT_MAX, "defaults.timezone", -1), NULL);
+    check_probes(c, cfg);
+    check_jobs(c, cfg, fn, ud);
+    check_notify(c, cfg);
+    check_tokens(c, cfg);
+}
