@@ -57,7 +57,7 @@ void exec__output(exec__run_t *xr, int64_t at_ms, const char *stream, const char
     cv_actor_post(xr->ex->hub, &o->hdr);
 }
 
-static exec__run_t *run_new(executor_t *ex, const msg_fire_t *f, const cfg_job_t *job)
+static exec__run_t *xrun_new(executor_t *ex, const msg_fire_t *f, const cfg_job_t *job)
 {
     exec__run_t *xr = cv_calloc(1, sizeof(*xr));
     cv_list_init(&xr->link);
@@ -75,7 +75,7 @@ static exec__run_t *run_new(executor_t *ex, const msg_fire_t *f, const cfg_job_t
     return xr;
 }
 
-static void run_release(exec__run_t *xr)
+static void xrun_release(exec__run_t *xr)
 {
     run_free(xr->run);
     cfgref_put(xr->cfg);
@@ -124,7 +124,7 @@ static void finish_unstarted(exec__run_t *xr, run_status_t st, const char *why)
     xr->run->error = cv_strdup(why);
     log_event(xr);
     exec__publish(xr, RUN_EV_FINISHED, !xr->persisted);
-    run_release(xr);
+    xrun_release(xr);
 }
 
 static void start_queued(executor_t *ex)
@@ -169,7 +169,7 @@ static void on_fire(executor_t *ex, msg_fire_t *f)
         reply(f, FIRE_UNKNOWN, 0, RUN_SKIPPED, "no such job");
         return;
     }
-    exec__run_t *xr = run_new(ex, f, job);
+    exec__run_t *xr = xrun_new(ex, f, job);
     if (xr->js->active > 0 && job->concurrency == CFG_CONC_FORBID) {
         char *why = cv_sprintf("skipped: a run of '%s' is still active (concurrency: forbid)",
                                job->name);
@@ -287,7 +287,7 @@ void exec__finished(exec__run_t *xr)
         auto_disable(ex, xr);
     else if (failed && !ex->shutting && r->attempt <= xr->job->retries.max)
         schedule_retry(ex, xr);
-    run_release(xr);
+    xrun_release(xr);
     start_queued(ex);
     maybe_shutdown_done(ex);
 }

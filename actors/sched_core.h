@@ -7,6 +7,7 @@
 #define CV_ACTORS_SCHED_CORE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define SCHED_NEVER INT64_MAX

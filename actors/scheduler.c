@@ -39,14 +39,23 @@ static void arm(scheduler_t *s)
     s->armed = deadline;
 }
 
+static void post_fire(scheduler_t *s, const char *job, const char *trigger, int64_t at)
+{
+    msg_fire_t *m = msg_fire_new(job, trigger, at * 1000);
+    cv_actor_post(s->executor, &m->hdr);
+}
+
 static void fire(void *ud, const char *job, int64_t scheduled_for, int64_t missed)
 {
-    scheduler_t *s = ud;
     if (missed > 0)
         cv_warn("sched", "job '%s': the clock jumped forward past %lld more instant(s); firing once",
                 job, (long long)missed);
-    msg_fire_t *m = msg_fire_new(job, "cron", scheduled_for * 1000);
-    cv_actor_post(s->executor, &m->hdr);
+    post_fire(ud, job, "cron", scheduled_for);
+}
+
+static void fire_reboot(void *ud, const char *job, int64_t at, int64_t missed)
+{
+    post_fire(ud, job, "reboot", at);
 }
 
 static void on_timer(uv_poll_t *h, int status, int events)
@@ -72,7 +81,7 @@ static void load_jobs(scheduler_t *s, msg_sched_jobs_t *m)
     }
     size_t removed = sched_core_end_sync(s->core);
     if (m->first)
-        sched_core_fire_reboot(s->core, now, fire, s);
+        sched_core_fire_reboot(s->core, now, fire_reboot, s);
     cv_info("sched", "%zu job(s) scheduled, %zu removed", sched_core_count(s->core), removed);
     arm(s);
 }

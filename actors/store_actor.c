@@ -38,6 +38,9 @@ static void write_done(write_t *w, int status)
         cv_error("store", "run %lld of job '%s' (%s) could not be recorded: %s",
                  (long long)w->run->id, w->run->job, run_status_name(w->run->status),
                  strerror(-status));
+    else
+        cv_debug("store", "run %lld %s recorded", (long long)w->run->id,
+                 run_status_name(w->run->status));
     if (!sa->destroyed && w->kind == RUN_EV_FINISHED)
         forward(sa, w);
     sa->pending--;

@@ -2,6 +2,7 @@
 #include "actors/executor.h"
 #include "actors/scheduler.h"
 #include "actors/store_actor.h"
+#include "core/httpc.h"
 #include "core/log.h"
 #include "core/reaper.h"
 #include "proto/msg.h"
@@ -40,6 +41,11 @@ typedef struct daemon {
 } daemon_t;
 
 static void begin_close(daemon_t *d);
+
+static void on_orphan(void *data, pid_t pid, int status)
+{
+    cv_debug("daemon", "reaped orphan pid %d", (int)pid);
+}
 
 /* ---- configuration for the actors ---- */
 
@@ -432,12 +438,14 @@ int daemon_main(const daemon_opts_t *opts, cfg_t *cfg)
     d->cfg = cfgref_new(cfg);
     d->instance = make_instance_id(cfg);
     signal(SIGPIPE, SIG_IGN);
+    httpc_global_init(); /* before any thread (the SQLite worker) starts */
     uv_loop_init(&d->loop);
     int rc = reaper_start(&d->loop);
     if (rc == 0 && getpid() != 1)
         rc = reaper_set_subreaper(true);
     if (rc != 0)
         cv_warn("daemon", "orphan reaping is limited: %s", strerror(-rc));
+    reaper_set_orphan_cb(on_orphan, d);
     d->rt = cv_runtime_create(&d->loop, &rc);
     d->self = cv_actor_create(d->rt, "daemon", handle, d);
 

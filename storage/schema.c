@@ -95,8 +95,8 @@ const char store_sql_run_insert[] =
     "INSERT INTO runs (job, status, \"trigger\", scheduled_for, queued_at, started_at, "
     "finished_at, duration_ms, attempt, retry_of, exit_code, signal, items_processed, "
     "items_failed, progress, summary_json, error, output_tail, output_bytes, max_rss_kb, "
-    "cpu_user_ms, cpu_sys_ms, instance) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
-    "$12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)";
+    "cpu_user_ms, cpu_sys_ms, instance, id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
+    "$12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)";
 
 const char store_sql_run_update[] =
     "UPDATE runs SET job = $1, status = $2, \"trigger\" = $3, scheduled_for = $4, queued_at = $5, "

@@ -210,6 +210,10 @@ static void exec_insert_run(store_sqlite_t *s, store_sqlite_req_t *req)
         return;
     }
     bind_run(st, req->u.run);
+    if (req->u.run->id > 0)
+        sqlite3_bind_int64(st, 24, req->u.run->id);
+    else
+        sqlite3_bind_null(st, 24); /* the database assigns it */
     req->status = step_done(s, st, "insert a run");
     if (req->status == 0)
         req->result = sqlite3_last_insert_rowid(s->db);

@@ -170,8 +170,9 @@ static void ten_thousand_jobs_keep_the_heap_ordered(void **state)
         for (int i = 0; i < f.n; i++)
             assert_int_equal(f.at[i], t);
     }
-    assert_true(prev < now + 86400);
-    assert_true(sched_core_deadline(s) >= now + 86400);
+    /* Each job fired once within one day (a job due exactly at `now` waits a whole day). */
+    assert_true(prev <= now + 86400);
+    assert_true(sched_core_deadline(s) > now + 86400);
     sched_core_free(s);
 }
 

@@ -380,6 +380,21 @@ static void reports_missing_runs_and_bad_arguments(void **state)
     assert_int_equal(pg.status, -EINVAL);
 }
 
+static void keeps_an_explicit_run_id_and_refuses_a_duplicate(void **state)
+{
+    fx_t *f = *state;
+    run_t *r = mk_run("j", RUN_RUNNING, "api:ops", 1);
+    r->id = 5000;
+    int64_t id = 0;
+    assert_int_equal(insert(f, r, &id), 0);
+    assert_int_equal(id, 5000);
+    assert_int_equal(insert(f, r, &id), -EEXIST);
+    r->id = 0;
+    assert_int_equal(insert(f, r, &id), 0);
+    assert_int_equal(id, 5001);
+    run_free(r);
+}
+
 static void callbacks_never_run_inside_the_call(void **state)
 {
     fx_t *f = *state;
@@ -962,6 +977,8 @@ static int run_suite(const store_backend_t *backend)
         cmocka_unit_test_setup_teardown(stamps_the_store_instance_and_keeps_absent_strings_null,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(reports_missing_runs_and_bad_arguments, setup, teardown),
+        cmocka_unit_test_setup_teardown(keeps_an_explicit_run_id_and_refuses_a_duplicate, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(callbacks_never_run_inside_the_call, setup, teardown),
         cmocka_unit_test_setup_teardown(query_filters_by_job_status_trigger_and_time, setup,
                                         teardown),
