@@ -34,6 +34,7 @@
 
 typedef struct ws_hub ws_hub_t;
 
+/* Zero fields take the defaults. */
 typedef struct ws_hub_opts {
     const char *path;          /* default "/api/events" */
     size_t ring_size;          /* events kept for resume; default 10000 */
