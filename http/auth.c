@@ -57,16 +57,23 @@ static void sha256(const void *data, size_t len, unsigned char out[DIGEST_LEN])
     }
 }
 
+static int nibble(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
 static int parse_hex_digest(const char *hex, unsigned char out[DIGEST_LEN])
 {
     if (strlen(hex) != 2 * DIGEST_LEN)
         return -EINVAL;
     for (size_t i = 0; i < DIGEST_LEN; i++) {
-        unsigned v;
-        if (sscanf(hex + 2 * i, "%2x", &v) != 1 || !strchr("0123456789abcdefABCDEF", hex[2 * i]) ||
-            !strchr("0123456789abcdefABCDEF", hex[2 * i + 1]))
+        int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
             return -EINVAL;
-        out[i] = (unsigned char)v;
+        out[i] = (unsigned char)(hi << 4 | lo);
     }
     return 0;
 }

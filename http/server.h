@@ -50,7 +50,8 @@ typedef struct api_route {
 typedef struct api_server_opts {
     const char *listen;        /* "127.0.0.1:8080", "[::1]:0", ":8080"; port 0 = ephemeral */
     auth_t *auth;              /* borrowed, outlives the server; NULL = open (anonymous admin) */
-    size_t max_body;           /* request bodies above this get 413; default 65536 */
+    size_t max_body;           /* bodies above get a JSON 413; default 65536 (h2o itself answers
+                                * a plain-text 413 above 4 * max_body + 64 KiB, unread) */
     const char *tls_cert_file; /* both set: TLS with HTTP/2 by ALPN (PEM files) */
     const char *tls_key_file;
     uint32_t idle_timeout_ms; /* HTTP/1 keep-alive and request read timeout; default 10000 */

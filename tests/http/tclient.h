@@ -13,6 +13,8 @@
 
 #include <uv.h>
 
+#include <jansson.h>
+
 #include "core/util.h"
 
 #define TC_WAIT_MS 5000
@@ -329,6 +331,148 @@ static inline bool tc_close_server(api_server_t *srv, uv_loop_t *loop)
 static inline bool tc_wait_flag(uv_loop_t *loop, bool *flag)
 {
     return tc_wait_for(loop, tc__flag, flag);
+}
+
+/* ---- WebSocket ---- */
+
+#include <openssl/evp.h>
+
+typedef struct tc_frame {
+    int opcode;
+    cv_buf_t payload;
+    int close_code; /* for close frames */
+} tc_frame_t;
+
+/* The Sec-WebSocket-Accept value the server must send for key. */
+static inline void tc_ws_accept_key(const char *key, char out[64])
+{
+    unsigned char sha[20];
+    unsigned int n = sizeof(sha);
+    char *src = cv_sprintf("%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11", key);
+    EVP_Digest(src, strlen(src), sha, &n, EVP_sha1(), NULL);
+    EVP_EncodeBlock((unsigned char *)out, sha, (int)n);
+    free(src);
+}
+
+/* Connects and upgrades on target ("/api/events?ticket=..."). headers: extra header lines.
+ * Returns the response status (101 on success), or -1. resp gets the response head. */
+static inline int tc_ws_connect(tc_conn_t *c, uv_loop_t *loop, int port, const char *target,
+                                const char *headers, int rcvbuf, tc_resp_t *resp)
+{
+    static const char *key = "dGhlIHNhbXBsZSBub25jZQ==";
+    if (tc_connect_opts(c, loop, port, rcvbuf) != 0)
+        return -1;
+    tc_sendf(c,
+             "GET %s HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n",
+             target, key, headers ? headers : "");
+    if (tc_read_response(c, resp) != 0) /* a 101 has no body; an error response has one */
+        return -1;
+    if (resp->status == 101) {
+        char want[64], got[64];
+        tc_ws_accept_key(key, want);
+        if (tc_header(resp, "sec-websocket-accept", got, sizeof(got)) == NULL ||
+            strcmp(got, want) != 0)
+            return -1;
+    }
+    return resp->status;
+}
+
+/* Sends one frame with FIN set; masked unless mask is false (a protocol error from a client). */
+static inline void tc_ws_send_frame(tc_conn_t *c, int opcode, const void *data, size_t len,
+                                    bool mask)
+{
+    unsigned char hdr[14];
+    size_t h = 0;
+    const unsigned char key[4] = {0x37, 0xfa, 0x21, 0x3d};
+    hdr[h++] = (unsigned char)(0x80 | opcode);
+    unsigned char m = mask ? 0x80 : 0;
+    if (len < 126) {
+        hdr[h++] = (unsigned char)(m | len);
+    } else if (len < 65536) {
+        hdr[h++] = m | 126;
+        hdr[h++] = (unsigned char)(len >> 8);
+        hdr[h++] = (unsigned char)len;
+    } else {
+        hdr[h++] = m | 127;
+        for (int i = 7; i >= 0; i--)
+            hdr[h++] = (unsigned char)((uint64_t)len >> (8 * i));
+    }
+    if (mask) {
+        memcpy(hdr + h, key, 4);
+        h += 4;
+    }
+    unsigned char *frame = cv_malloc(h + len);
+    memcpy(frame, hdr, h);
+    for (size_t i = 0; i < len; i++)
+        frame[h + i] = ((const unsigned char *)data)[i] ^ (mask ? key[i % 4] : 0);
+    tc_send(c, frame, h + len);
+    free(frame);
+}
+
+static inline void tc_ws_send_text(tc_conn_t *c, const char *text)
+{
+    tc_ws_send_frame(c, 1, text, strlen(text), true);
+}
+
+typedef struct tc__frame_wait {
+    tc_conn_t *c;
+    tc_frame_t *f;
+    bool done;
+} tc__frame_wait_t;
+
+static inline bool tc__take_frame(void *arg)
+{
+    tc__frame_wait_t *w = arg;
+    tc_conn_t *c = w->c;
+    const unsigned char *p = (const unsigned char *)c->in.data;
+    if (c->in.len < 2)
+        return c->eof;
+    size_t h = 2, len = p[1] & 0x7f;
+    if (len == 126) {
+        if (c->in.len < 4)
+            return c->eof;
+        len = (size_t)p[2] << 8 | p[3];
+        h = 4;
+    } else if (len == 127) {
+        if (c->in.len < 10)
+            return c->eof;
+        len = 0;
+        for (int i = 0; i < 8; i++)
+            len = len << 8 | p[2 + i];
+        h = 10;
+    }
+    if (c->in.len < h + len)
+        return c->eof;
+    w->f->opcode = p[0] & 0x0f;
+    cv_buf_reset(&w->f->payload);
+    cv_buf_append(&w->f->payload, p + h, len);
+    w->f->close_code = (w->f->opcode == 8 && len >= 2) ? (p[h] << 8 | p[h + 1]) : 0;
+    tc_consume(c, h + len);
+    w->done = true;
+    return true;
+}
+
+/* Waits for one frame. Returns 0, or -1 on EOF / timeout first. */
+static inline int tc_ws_read(tc_conn_t *c, tc_frame_t *f)
+{
+    tc__frame_wait_t w = {c, f, false};
+    if (!tc_wait_for(c->loop, tc__take_frame, &w) || !w.done)
+        return -1;
+    return 0;
+}
+
+/* Waits for the next text frame (skipping pings) and parses it; NULL on EOF, close or junk. */
+static inline json_t *tc_ws_read_json(tc_conn_t *c)
+{
+    tc_frame_t f = {0};
+    json_t *j = NULL;
+    while (tc_ws_read(c, &f) == 0 && (f.opcode == 9 || f.opcode == 10))
+        ;
+    if (f.opcode == 1)
+        j = json_loadb(f.payload.data, f.payload.len, 0, NULL);
+    cv_buf_free(&f.payload);
+    return j;
 }
 
 #endif

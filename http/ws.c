@@ -1,0 +1,627 @@
+/* The WebSocket hub. See ws.h for the protocol.
+ *
+ * Rules kept here (h2o 2.2.5 + wslay): a client's socket is NULL until the 101 is written, so
+ * messages are only queued into wslay then and h2o_websocket_proceed() waits for the socket;
+ * the message callback with a NULL argument means the connection is gone and is the one place
+ * a client is freed besides hard drops from the timer; a message callback never closes its
+ * connection (it queues a close frame); loops over clients save the next pointer first. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <h2o/websocket.h>
+
+#include "core/log.h"
+#include "http/api_internal.h"
+#include "http/ws.h"
+
+typedef struct event {
+    uint64_t seq;
+    char *data;
+    size_t len;
+} event_t;
+
+typedef struct client {
+    cv_list_t link;
+    struct ws_hub *hub;
+    h2o_websocket_conn_t *conn;
+    auth_principal_t principal;
+    bool authed, doomed, awaiting_pong, in_callback;
+    bool close_pending; /* a close frame waits for the queued messages to go first */
+    uint16_t close_code;
+    const char *close_reason; /* a literal */
+    uint64_t cursor;          /* next seq to send */
+    uint64_t connected_ms, doomed_ms, pinged_ms;
+    char **topics;
+    size_t ntopics;
+} client_t;
+
+struct ws_hub {
+    api_server_t *srv;
+    api__close_hook_t close_hook;
+    uv_timer_t timer;
+    uv_check_t check; /* runs while a close frame waits (close_pending) */
+    int open_handles;
+    ws_hub_opts_t o;
+    cv_list_t clients;
+    event_t *ring; /* ring[seq % ring_size] */
+    uint64_t latest;
+    bool closing;
+    ws_hub_stats_t stats;
+};
+
+/* ---- sending ---- */
+
+static void queue_text(client_t *c, const char *data, size_t len)
+{
+    struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)data, len};
+    wslay_event_queue_msg(c->conn->ws_ctx, &msg); /* fails only after a close: ignored */
+}
+
+static void queue_json(client_t *c, json_t *j)
+{
+    char *text = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    if (text != NULL)
+        queue_text(c, text, strlen(text));
+    free(text);
+}
+
+static void queue_close(client_t *c, uint16_t code, const char *reason)
+{
+    wslay_event_queue_close(c->conn->ws_ctx, code, (const uint8_t *)reason, strlen(reason));
+}
+
+static void queue_error(client_t *c, const char *code, const char *message)
+{
+    queue_json(c, json_pack("{s:s,s:s,s:s}", "type", "error", "code", code, "message", message));
+}
+
+/* Pushes what wslay holds to the socket. May free c (the NULL callback): call it last. */
+static void flush(client_t *c)
+{
+    if (!c->in_callback && c->conn->sock != NULL)
+        h2o_websocket_proceed(c->conn);
+}
+
+static void schedule(struct ws_hub *hub);
+static void on_check(uv_check_t *check);
+
+/* Stops sending events to c and closes it gracefully: the close frame follows the messages
+ * already queued (wslay would send it ahead of them), and the timer ends c after the grace. */
+static void doom(client_t *c, uint16_t code, const char *reason)
+{
+    if (c->doomed)
+        return;
+    c->doomed = true;
+    c->doomed_ms = uv_now(api_server_loop(c->hub->srv));
+    c->close_pending = true;
+    c->close_code = code;
+    c->close_reason = reason;
+    uv_check_start(&c->hub->check, on_check);
+    schedule(c->hub);
+}
+
+static bool over_limit(client_t *c)
+{
+    return wslay_event_get_queued_msg_length(c->conn->ws_ctx) > c->hub->o.max_queued;
+}
+
+static void drop_slow(client_t *c)
+{
+    c->hub->stats.dropped_slow++;
+    cv_info("ws", "dropping slow client \"%s\": more than %zu bytes queued", c->principal.name,
+            c->hub->o.max_queued);
+    const char *notice = "{\"type\":\"resync\",\"reason\":\"slow_consumer\"}";
+    queue_text(c, notice, strlen(notice));
+    doom(c, 1013, "slow consumer: resync");
+}
+
+/* Sends the kept events from c->cursor to the latest. */
+static void pump(client_t *c)
+{
+    struct ws_hub *hub = c->hub;
+    while (!c->doomed && c->cursor <= hub->latest) {
+        event_t *e = &hub->ring[c->cursor % hub->o.ring_size];
+        queue_text(c, e->data, e->len);
+        c->cursor++;
+        if (over_limit(c))
+            drop_slow(c);
+    }
+}
+
+static uint64_t oldest_kept(const struct ws_hub *hub)
+{
+    return hub->latest >= hub->o.ring_size ? hub->latest - hub->o.ring_size + 1 : 1;
+}
+
+static void resume(client_t *c, uint64_t since)
+{
+    struct ws_hub *hub = c->hub;
+    if (since > hub->latest || since + 1 < oldest_kept(hub)) {
+        queue_json(c, json_pack("{s:s,s:I}", "type", "resync", "seq", (json_int_t)hub->latest));
+        c->cursor = hub->latest + 1;
+        return;
+    }
+    c->cursor = since + 1;
+    pump(c);
+}
+
+/* ---- client life ---- */
+
+static void client_free(client_t *c)
+{
+    struct ws_hub *hub = c->hub;
+    cv_list_remove(&c->link);
+    hub->stats.clients--;
+    if (c->authed)
+        hub->stats.authenticated--;
+    for (size_t i = 0; i < c->ntopics; i++)
+        free(c->topics[i]);
+    free(c->topics);
+    free(c);
+}
+
+static void hub_maybe_free(struct ws_hub *hub);
+
+/* Ends a client from outside any of its callbacks. Not while its 101 is being written. */
+static void hard_close(client_t *c)
+{
+    struct ws_hub *hub = c->hub;
+    h2o_websocket_close(c->conn);
+    client_free(c);
+    hub_maybe_free(hub);
+}
+
+static void authenticate(client_t *c, const auth_principal_t *p, bool resume_from, uint64_t since)
+{
+    struct ws_hub *hub = c->hub;
+    c->authed = true;
+    c->principal = *p;
+    hub->stats.authenticated++;
+    queue_json(c, json_pack("{s:s,s:I,s:s,s:s}", "type", "authenticated", "seq",
+                            (json_int_t)hub->latest, "name", p->name, "role",
+                            auth_role_name(p->role)));
+    c->cursor = hub->latest + 1;
+    if (resume_from)
+        resume(c, since);
+    schedule(hub); /* the next deadline is now a ping */
+}
+
+static bool topic_valid(const char *t, size_t len)
+{
+    if (t == NULL || len == 0 || len > 64)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        if (!isalnum((unsigned char)t[i]) && !strchr(":._-", t[i]))
+            return false;
+    }
+    return true;
+}
+
+static ssize_t topic_index(const client_t *c, const char *topic)
+{
+    for (size_t i = 0; i < c->ntopics; i++) {
+        if (strcmp(c->topics[i], topic) == 0)
+            return (ssize_t)i;
+    }
+    return -1;
+}
+
+static void on_subscribe(client_t *c, const char *type, const char *topic)
+{
+    bool sub = strcmp(type, "subscribe") == 0;
+    if (topic == NULL || !topic_valid(topic, strlen(topic))) {
+        queue_error(c, "bad_topic", "topic must be 1 to 64 characters of A-Z a-z 0-9 : . _ -");
+        return;
+    }
+    ssize_t i = topic_index(c, topic);
+    if (sub && i < 0) {
+        if (c->ntopics == c->hub->o.max_topics) {
+            queue_error(c, "too_many_topics", "unsubscribe from a topic first");
+            return;
+        }
+        c->topics = cv_realloc(c->topics, (c->ntopics + 1) * sizeof(char *));
+        c->topics[c->ntopics++] = cv_strdup(topic);
+    } else if (!sub && i >= 0) {
+        free(c->topics[i]);
+        c->topics[i] = c->topics[--c->ntopics];
+    }
+    queue_json(c,
+               json_pack("{s:s,s:s}", "type", sub ? "subscribed" : "unsubscribed", "topic", topic));
+}
+
+static bool get_since(json_t *msg, uint64_t *since)
+{
+    json_t *s = json_object_get(msg, "since");
+    if (!json_is_integer(s) || json_integer_value(s) < 0)
+        return false;
+    *since = (uint64_t)json_integer_value(s);
+    return true;
+}
+
+static void on_auth_message(client_t *c, json_t *msg, const char *type)
+{
+    auth_principal_t p;
+    const char *token = json_string_value(json_object_get(msg, "token"));
+    auth_t *auth = api_server_auth(c->hub->srv);
+    if (strcmp(type, "auth") != 0) {
+        queue_error(c, "unauthorized", "the first message must be {\"type\":\"auth\",...}");
+        doom(c, WSLAY_CODE_POLICY_VIOLATION, "authentication required");
+        return;
+    }
+    if (token == NULL ||
+        auth_verify_token(auth, token, json_string_length(json_object_get(msg, "token")), &p)) {
+        queue_error(c, "unauthorized", "the token is not valid");
+        doom(c, WSLAY_CODE_POLICY_VIOLATION, "authentication failed");
+        return;
+    }
+    uint64_t since = 0;
+    bool has_since = get_since(msg, &since);
+    authenticate(c, &p, has_since, since);
+}
+
+static void on_text(client_t *c, const uint8_t *data, size_t len)
+{
+    json_error_t jerr;
+    json_t *msg = json_loadb((const char *)data, len, 0, &jerr);
+    const char *type = json_string_value(json_object_get(msg, "type"));
+    if (msg == NULL || type == NULL) {
+        queue_error(c, "bad_message",
+                    msg == NULL ? "the message is not JSON" : "the message has no \"type\"");
+    } else if (!c->authed) {
+        on_auth_message(c, msg, type);
+    } else if (strcmp(type, "resume") == 0) {
+        uint64_t since;
+        if (get_since(msg, &since))
+            resume(c, since);
+        else
+            queue_error(c, "bad_message", "resume needs \"since\": a sequence number");
+    } else if (strcmp(type, "subscribe") == 0 || strcmp(type, "unsubscribe") == 0) {
+        on_subscribe(c, type, json_string_value(json_object_get(msg, "topic")));
+    } else if (strcmp(type, "auth") == 0) {
+        queue_json(
+            c, json_pack("{s:s,s:I}", "type", "authenticated", "seq", (json_int_t)c->hub->latest));
+    } else {
+        queue_error(c, "unknown_type", "known types: auth, resume, subscribe, unsubscribe");
+    }
+    json_decref(msg);
+}
+
+static void on_ws_msg(h2o_websocket_conn_t *conn, const struct wslay_event_on_msg_recv_arg *arg)
+{
+    client_t *c = conn->data;
+    if (arg == NULL) { /* gone: the only place h2o expects us to close */
+        struct ws_hub *hub = c->hub;
+        h2o_websocket_close(conn);
+        client_free(c);
+        hub_maybe_free(hub);
+        return;
+    }
+    c->in_callback = true;
+    if (arg->opcode == WSLAY_TEXT_FRAME && !c->doomed)
+        on_text(c, arg->msg, arg->msg_length);
+    else if (arg->opcode == WSLAY_BINARY_FRAME && !c->doomed)
+        doom(c, WSLAY_CODE_UNSUPPORTED_DATA, "binary messages are not supported");
+    else if (arg->opcode == WSLAY_PONG)
+        c->awaiting_pong = false;
+    c->in_callback = false;
+    /* h2o_websocket_proceed, our caller, sends what was queued. */
+}
+
+/* Sends the close frames whose clients' queues have drained. */
+static void on_check(uv_check_t *check)
+{
+    struct ws_hub *hub = check->data;
+    bool waiting = false;
+    for (cv_list_t *it = hub->clients.next, *next; it != &hub->clients; it = next) {
+        next = it->next;
+        client_t *c = cv_container_of(it, client_t, link);
+        if (!c->close_pending)
+            continue;
+        if (c->conn->sock == NULL || wslay_event_get_queued_msg_count(c->conn->ws_ctx) > 0) {
+            waiting = true;
+            continue;
+        }
+        c->close_pending = false;
+        queue_close(c, c->close_code, c->close_reason);
+        flush(c); /* may free c */
+    }
+    if (!waiting)
+        uv_check_stop(check);
+}
+
+/* ---- timer: auth timeouts, pings, grace ends ---- */
+
+static uint64_t client_deadline(const struct ws_hub *hub, const client_t *c)
+{
+    if (c->doomed)
+        return c->doomed_ms + hub->o.drop_grace_ms;
+    if (!c->authed)
+        return c->connected_ms + hub->o.auth_timeout_ms;
+    return c->pinged_ms + hub->o.ping_interval_ms;
+}
+
+static void on_timer(uv_timer_t *t);
+
+/* Arms the timer for the earliest client deadline; idle without clients. */
+static void schedule(struct ws_hub *hub)
+{
+    uint64_t next = UINT64_MAX, now = uv_now(api_server_loop(hub->srv));
+    for (cv_list_t *it = hub->clients.next; it != &hub->clients; it = it->next) {
+        uint64_t d = client_deadline(hub, cv_container_of(it, client_t, link));
+        next = d < next ? d : next;
+    }
+    if (next == UINT64_MAX || hub->closing)
+        uv_timer_stop(&hub->timer);
+    else
+        uv_timer_start(&hub->timer, on_timer, next > now ? next - now : 1, 0);
+}
+
+/* Applies c's due deadline. May free c. */
+static void expire(struct ws_hub *hub, client_t *c, uint64_t now)
+{
+    if (now < client_deadline(hub, c) || c->conn->sock == NULL)
+        return;
+    if (c->doomed) {
+        hard_close(c);
+    } else if (!c->authed) {
+        queue_error(c, "auth_timeout", "no valid auth message in time");
+        doom(c, WSLAY_CODE_POLICY_VIOLATION, "authentication timeout");
+        flush(c);
+    } else if (c->awaiting_pong) {
+        hub->stats.dropped_silent++;
+        cv_info("ws", "dropping client \"%s\": no answer to ping", c->principal.name);
+        hard_close(c);
+    } else {
+        struct wslay_event_msg ping = {WSLAY_PING, (const uint8_t *)"", 0};
+        wslay_event_queue_msg(c->conn->ws_ctx, &ping);
+        c->awaiting_pong = true;
+        c->pinged_ms = now;
+        flush(c);
+    }
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    struct ws_hub *hub = t->data;
+    uint64_t now = uv_now(t->loop);
+    for (cv_list_t *it = hub->clients.next, *next; it != &hub->clients; it = next) {
+        next = it->next;
+        expire(hub, cv_container_of(it, client_t, link), now);
+    }
+    if (!hub->closing)
+        schedule(hub);
+}
+
+/* ---- the upgrade ---- */
+
+static bool upgrade_auth(api_req_t *req, auth_principal_t *p)
+{
+    auth_t *auth = api_server_auth(req->server);
+    const char *ticket = api_req_query(req, "ticket");
+    const char *authz = api_req_header(req, "authorization");
+    if (auth_is_open(auth))
+        return auth_verify_token(auth, "", 0, p) == 0;
+    if (ticket != NULL)
+        return auth_ticket_redeem(auth, ticket, strlen(ticket),
+                                  uv_now(api_server_loop(req->server)), p) == 0;
+    if (authz != NULL)
+        return auth_verify_header(auth, authz, strlen(authz), p) == 0;
+    return false;
+}
+
+static void on_upgrade(api_req_t *req, void *data)
+{
+    struct ws_hub *hub = data;
+    h2o_req_t *h2o = api__req_h2o(req);
+    const char *key = NULL, *since_s = api_req_query(req, "since");
+    char *end = NULL;
+    uint64_t since = since_s ? strtoull(since_s, &end, 10) : 0;
+    auth_principal_t p;
+    if (hub->closing) {
+        api_reply_error(req, 503, "shutting_down", "the server is shutting down");
+        return;
+    }
+    if (h2o->version >= 0x200 || h2o_is_websocket_handshake(h2o, &key) != 0 || key == NULL) {
+        api_reply_error(req, 400, "not_websocket",
+                        "this endpoint needs a WebSocket upgrade over "
+                        "HTTP/1.1");
+        return;
+    }
+    if (since_s != NULL && (since_s[0] == '\0' || *end != '\0')) {
+        api_reply_error(req, 400, "bad_since", "since must be a sequence number");
+        return;
+    }
+    bool authed = upgrade_auth(req, &p);
+    if (!authed && (api_req_query(req, "ticket") || api_req_header(req, "authorization"))) {
+        api_header_t h = {"www-authenticate", "Bearer realm=\"cronvisor\""};
+        const char *text = "{\"error\":{\"code\":\"unauthorized\",\"message\":\"the ticket or "
+                           "token is not valid (tickets are single use)\"}}";
+        api_reply_bytes(req, 401, "application/json", text, strlen(text), &h, 1);
+        return;
+    }
+    client_t *c = cv_calloc(1, sizeof(*c));
+    c->hub = hub;
+    c->connected_ms = c->pinged_ms = uv_now(api_server_loop(hub->srv));
+    cv_list_insert_tail(&hub->clients, &c->link);
+    hub->stats.clients++;
+    c->conn = h2o_upgrade_to_websocket(h2o, key, c, on_ws_msg);
+    wslay_event_config_set_max_recv_msg_length(c->conn->ws_ctx, hub->o.max_msg);
+    api__req_consume(req);
+    if (authed)
+        authenticate(c, &p, since_s != NULL, since); /* queued: sent after the 101 */
+    schedule(hub);
+}
+
+/* ---- publishing ---- */
+
+/* Trims json to "{...}" and returns the part after '{' (members, possibly empty). */
+static bool object_body(const char *json, size_t len, const char **members, size_t *mlen)
+{
+    if (json == NULL)
+        return false;
+    while (len > 0 && isspace((unsigned char)json[0])) {
+        json++;
+        len--;
+    }
+    while (len > 0 && isspace((unsigned char)json[len - 1]))
+        len--;
+    if (len < 2 || json[0] != '{' || json[len - 1] != '}')
+        return false;
+    const char *p = json + 1;
+    size_t n = len - 1;
+    while (n > 1 && isspace((unsigned char)*p)) {
+        p++;
+        n--;
+    }
+    *members = p;
+    *mlen = n; /* includes the closing brace */
+    return true;
+}
+
+/* "{" + prefix + ("," unless the object is empty) + members */
+static char *wrap(const char *prefix, const char *members, size_t mlen, size_t *outlen)
+{
+    cv_buf_t b = {0};
+    cv_buf_append(&b, "{", 1);
+    cv_buf_appends(&b, prefix);
+    if (!(mlen == 1 && members[0] == '}'))
+        cv_buf_append(&b, ",", 1);
+    cv_buf_append(&b, members, mlen);
+    *outlen = b.len;
+    return b.data;
+}
+
+int64_t ws_hub_publish(ws_hub_t *hub, const char *json, size_t len)
+{
+    const char *members;
+    size_t mlen;
+    if (!object_body(json, len, &members, &mlen))
+        return -EINVAL;
+    uint64_t seq = ++hub->latest;
+    char prefix[40];
+    snprintf(prefix, sizeof(prefix), "\"seq\":%llu", (unsigned long long)seq);
+    event_t *e = &hub->ring[seq % hub->o.ring_size];
+    free(e->data);
+    e->seq = seq;
+    e->data = wrap(prefix, members, mlen, &e->len);
+    hub->stats.events = seq;
+    for (cv_list_t *it = hub->clients.next, *next; it != &hub->clients; it = next) {
+        next = it->next;
+        client_t *c = cv_container_of(it, client_t, link);
+        if (!c->authed || c->doomed)
+            continue;
+        pump(c);
+        flush(c); /* may free c */
+    }
+    return (int64_t)seq;
+}
+
+int ws_hub_publish_topic(ws_hub_t *hub, const char *topic, const char *json, size_t len)
+{
+    const char *members;
+    size_t mlen, wlen;
+    int n = 0;
+    if (!topic_valid(topic, topic ? strlen(topic) : 0) || !object_body(json, len, &members, &mlen))
+        return -EINVAL;
+    char *prefix = cv_sprintf("\"topic\":\"%s\"", topic);
+    char *data = wrap(prefix, members, mlen, &wlen);
+    free(prefix);
+    for (cv_list_t *it = hub->clients.next, *next; it != &hub->clients; it = next) {
+        next = it->next;
+        client_t *c = cv_container_of(it, client_t, link);
+        if (!c->authed || c->doomed || topic_index(c, topic) < 0)
+            continue;
+        queue_text(c, data, wlen);
+        n++;
+        if (over_limit(c))
+            drop_slow(c);
+        flush(c); /* may free c */
+    }
+    free(data);
+    return n;
+}
+
+void ws_hub_stats(const ws_hub_t *hub, ws_hub_stats_t *out)
+{
+    *out = hub->stats;
+}
+
+/* ---- creation and shutdown ---- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct ws_hub *hub = h->data;
+    if (--hub->open_handles > 0)
+        return;
+    api_server_t *srv = hub->srv;
+    for (size_t i = 0; i < hub->o.ring_size; i++)
+        free(hub->ring[i].data);
+    free(hub->ring);
+    free(hub);
+    api__server_release(srv);
+}
+
+/* Frees the hub once the server closes it and its last client is gone. */
+static void hub_maybe_free(struct ws_hub *hub)
+{
+    if (hub->closing && cv_list_empty(&hub->clients) &&
+        !uv_is_closing((uv_handle_t *)&hub->timer)) {
+        uv_close((uv_handle_t *)&hub->timer, on_handle_closed);
+        uv_close((uv_handle_t *)&hub->check, on_handle_closed);
+    }
+}
+
+static void on_server_close(api__close_hook_t *hook, api_server_t *srv)
+{
+    struct ws_hub *hub = cv_container_of(hook, struct ws_hub, close_hook);
+    (void)srv;
+    hub->closing = true;
+    uv_timer_stop(&hub->timer);
+    for (cv_list_t *it = hub->clients.next, *next; it != &hub->clients; it = next) {
+        next = it->next;
+        client_t *c = cv_container_of(it, client_t, link);
+        if (c->conn->sock != NULL) /* else the end of its 101 write reports it gone */
+            hard_close(c);
+    }
+    hub_maybe_free(hub);
+}
+
+static void apply_defaults(ws_hub_opts_t *o, const ws_hub_opts_t *in)
+{
+    if (in != NULL)
+        *o = *in;
+    o->path = o->path ? o->path : "/api/events";
+    o->ring_size = o->ring_size ? o->ring_size : 10000;
+    o->max_queued = o->max_queued ? o->max_queued : 1024 * 1024;
+    o->max_msg = o->max_msg ? o->max_msg : 4096;
+    o->ping_interval_ms = o->ping_interval_ms ? o->ping_interval_ms : 30000;
+    o->auth_timeout_ms = o->auth_timeout_ms ? o->auth_timeout_ms : 10000;
+    o->drop_grace_ms = o->drop_grace_ms ? o->drop_grace_ms : 1000;
+    o->max_topics = o->max_topics ? o->max_topics : 16;
+}
+
+ws_hub_t *ws_hub_create(api_server_t *srv, const ws_hub_opts_t *opts)
+{
+    struct ws_hub *hub = cv_calloc(1, sizeof(*hub));
+    apply_defaults(&hub->o, opts);
+    hub->srv = srv;
+    cv_list_init(&hub->clients);
+    hub->ring = cv_calloc(hub->o.ring_size, sizeof(event_t));
+    api_route_t route = {"GET", hub->o.path, on_upgrade, hub, AUTH_ROLE_NONE, 0};
+    if (api_server_route(srv, &route) != 0) {
+        free(hub->ring);
+        free(hub);
+        return NULL;
+    }
+    uv_timer_init(api_server_loop(srv), &hub->timer);
+    uv_check_init(api_server_loop(srv), &hub->check);
+    hub->timer.data = hub->check.data = hub;
+    hub->open_handles = 2;
+    api__server_hold(srv);
+    hub->close_hook.fn = on_server_close;
+    api__server_add_close_hook(srv, &hub->close_hook);
+    return hub;
+}

@@ -1,0 +1,72 @@
+/* The WebSocket hub: pushes daemon events to browsers over one endpoint (e.g. /api/events).
+ *
+ * Protocol (text frames, JSON):
+ * - Authentication: "?ticket=<auth_ticket_issue() value>" or an "Authorization: Bearer" header
+ *   on the upgrade request, or as the first message {"type":"auth","token":"..."} within
+ *   auth_timeout_ms. Until then the client gets nothing; anything else first, a bad token or the
+ *   timeout is answered {"type":"error",...} and a close (1008). In open mode (no tokens) every
+ *   client is authenticated at once. The server confirms with
+ *   {"type":"authenticated","seq":<latest>,"name":...,"role":...}.
+ * - Events: ws_hub_publish() numbers each event and sends it as {"seq":N, ...the event's own
+ *   members} to every authenticated client, in order. The last ring_size events are kept.
+ * - Resume: {"type":"resume","since":N} (or "?since=N" on the upgrade, or "since" in the auth
+ *   message) replays every kept event after N in order, then continues live. When N is older
+ *   than the ring (or newer than the latest, e.g. after a restart) the client gets
+ *   {"type":"resync","seq":<latest>} instead and must reload its state.
+ * - Topics: {"type":"subscribe","topic":"run:42"} / "unsubscribe". ws_hub_publish_topic()
+ *   sends {"topic":"run:42", ...} to subscribers only; topic events are not numbered nor kept.
+ * - Slow clients: when more than max_queued bytes wait for one client it is sent
+ *   {"type":"resync","reason":"slow_consumer"} and a close (1013), and dropped after drop_grace_ms
+ *   at the latest. Memory per client stays bounded.
+ * - Liveness: a ping every ping_interval_ms; a client that has not answered the previous ping is
+ *   dropped.
+ * - Bad input: non-JSON or unknown messages get an error message; binary frames get a close
+ *   (1003); messages above max_msg a close (1009); protocol errors a close (1002).
+ *
+ * The hub belongs to the server: api_server_close() closes its clients and frees it. */
+#ifndef CV_HTTP_WS_H
+#define CV_HTTP_WS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "http/server.h"
+
+typedef struct ws_hub ws_hub_t;
+
+/* Zero fields take the defaults. */
+typedef struct ws_hub_opts {
+    const char *path;          /* default "/api/events" */
+    size_t ring_size;          /* events kept for resume; default 10000 */
+    size_t max_queued;         /* bytes waiting for one client before it is dropped; 1 MiB */
+    size_t max_msg;            /* largest message accepted from a client; default 4096 */
+    uint32_t ping_interval_ms; /* default 30000 */
+    uint32_t auth_timeout_ms;  /* default 10000 */
+    uint32_t drop_grace_ms;    /* a dropped client's time to get its notice; default 1000 */
+    size_t max_topics;         /* subscriptions per client; default 16 */
+} ws_hub_opts_t;
+
+typedef struct ws_hub_stats {
+    size_t clients;          /* connected, authenticated or not */
+    size_t authenticated;    /* receiving events */
+    uint64_t dropped_slow;   /* closed for a queue above max_queued */
+    uint64_t dropped_silent; /* closed for not answering a ping */
+    uint64_t events;         /* published events (the latest seq) */
+} ws_hub_stats_t;
+
+/** Creates the hub and adds its route (GET opts->path, no role: authentication is in-band) to
+ * srv. opts may be NULL for the defaults. Returns NULL (logged) when the route cannot be added. */
+ws_hub_t *ws_hub_create(api_server_t *srv, const ws_hub_opts_t *opts);
+
+/** Publishes an event. json must be a JSON object ("{...}"; copied, not re-validated). Returns
+ * its sequence number (1, 2, ...), or -EINVAL when json is not an object. */
+int64_t ws_hub_publish(ws_hub_t *hub, const char *json, size_t len);
+
+/** Sends a JSON object to the clients subscribed to topic ([A-Za-z0-9:._-], 1..64 chars).
+ * Returns the number of recipients, or -EINVAL for a bad topic or json. */
+int ws_hub_publish_topic(ws_hub_t *hub, const char *topic, const char *json, size_t len);
+
+/** Counters for /metrics and tests. */
+void ws_hub_stats(const ws_hub_t *hub, ws_hub_stats_t *out);
+
+#endif
