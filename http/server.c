@@ -443,9 +443,9 @@ static void on_finisher_closed(uv_handle_t *h)
     h2o_config_dispose(&srv->config);
     void (*cb)(api_server_t *, void *) = srv->close_cb;
     void *data = srv->close_data;
-    free_server(srv);
     if (cb != NULL)
-        cb(srv, data);
+        cb(srv, data); /* srv is still valid here; it is freed right after */
+    free_server(srv);
 }
 
 void api__server_release(api_server_t *srv)
