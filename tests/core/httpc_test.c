@@ -14,6 +14,8 @@
 #include <cmocka.h>
 
 #include "core/httpc.h"
+#include "core/httpc_text.h"
+#include "core/log.h"
 #include "tests/core/httpc_test_server.h"
 
 typedef struct got {
@@ -407,10 +409,11 @@ static void never_puts_url_or_header_secrets_in_error_messages(void **state)
     char *u3 =
         cv_sprintf("https://alice:hunter2secret@127.0.0.1:%d/ok?token=tok123456", f.srv.port);
     httpc_req_t r = {.headers = h, .n_headers = 1, .timeout_ms = 200};
-    r.url = u1;
-    assert_int_equal(httpc_request(f.c, &r, on_done, &refused, NULL), 0);
     r.url = u2;
     assert_int_equal(httpc_request(f.c, &r, on_done, &timeout, NULL), 0);
+    r.timeout_ms = 10000; /* the other two fail on their own, well before */
+    r.url = u1;
+    assert_int_equal(httpc_request(f.c, &r, on_done, &refused, NULL), 0);
     r.url = u3; /* TLS to a plain-text server: the handshake fails with curl's own text */
     assert_int_equal(httpc_request(f.c, &r, on_done, &tls, NULL), 0);
     while (f.completed < 3)
@@ -490,6 +493,21 @@ static void redact_url_hides_userinfo_query_values_and_fragment(void **state)
     char *r = httpc_redact_url(NULL);
     assert_string_equal(r, "");
     free(r);
+}
+
+static void scrub_masks_url_parts_header_values_and_registered_secrets(void **state)
+{
+    struct curl_slist *h = curl_slist_append(NULL, "Authorization: Bearer sekrit-token");
+    h = curl_slist_append(h, "X-Empty;");
+    cv_secret_register("registered-secret");
+    char *r =
+        httpc__scrub("alice:hunter2secret token=tok123456 frag-secret Bearer sekrit-token "
+                     "registered-secret at example.com:443",
+                     "https://alice:hunter2secret@example.com/p?token=tok123456#frag-secret", h);
+    assert_string_equal(r, "***:*** *** *** *** *** at example.com:443");
+    free(r);
+    cv_secret_clear();
+    curl_slist_free_all(h);
 }
 
 typedef struct ticker {
@@ -658,6 +676,7 @@ int main(void)
         cmocka_unit_test(rejects_non_http_schemes_with_a_clear_message),
         cmocka_unit_test(rejects_header_injection_without_echoing_the_value),
         cmocka_unit_test(redact_url_hides_userinfo_query_values_and_fragment),
+        cmocka_unit_test(scrub_masks_url_parts_header_values_and_registered_secrets),
         cmocka_unit_test(keeps_the_loop_responsive_while_a_request_hangs),
         cmocka_unit_test(a_callback_may_start_another_request),
         cmocka_unit_test(a_slow_lookup_delays_neither_a_timeout_nor_a_close_nor_the_loop),
