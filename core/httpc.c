@@ -513,6 +513,8 @@ int httpc_request(httpc_t *c, const httpc_req_t *req, httpc_done_cb done, void *
 {
     if (c->closing)
         return -ESHUTDOWN;
+    if (done == NULL)
+        return -EINVAL;
     int rc = httpc_req_validate(req, NULL, 0);
     if (rc < 0)
         return rc;

@@ -22,6 +22,9 @@
  * - uv_poll_init on an fd that curl closed and reused while the previous poll handle is still
  *   closing works: uv_poll_stop unregisters the fd from the loop at once.
  * - Only http and https are allowed (also for redirects): a webhook URL cannot read file://.
+ * - libcurl honours http_proxy / https_proxy / no_proxy from the environment.
+ * - Connections are kept in the multi handle's cache and reused between requests to the same
+ *   host; httpc_close() closes them.
  *
  * Secrets: header values, URL userinfo and query strings never appear in result messages or
  * logs. Messages name the peer as host:port (never the path); curl's own error text is used only
@@ -122,8 +125,8 @@ int httpc_req_validate(const httpc_req_t *req, char *err, size_t errlen);
 
 /** Starts a request. Everything in req is copied: the caller may free it on return. On success
  * returns 0, sets *out (if not NULL) to a handle valid until done returns, and done(ud) will be
- * called exactly once. Returns -EINVAL (see httpc_req_validate) or -ESHUTDOWN (closing) without
- * calling done. */
+ * called exactly once. Returns -EINVAL (see httpc_req_validate, or done is NULL) or -ESHUTDOWN
+ * (closing) without calling done. */
 int httpc_request(httpc_t *c, const httpc_req_t *req, httpc_done_cb done, void *ud,
                   httpc_xfer_t **out);
 
