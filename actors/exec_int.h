@@ -60,7 +60,6 @@ void exec__finished(exec__run_t *xr);
 /** Posts a RUNNING or PROGRESS event. */
 void exec__publish(exec__run_t *xr, run_ev_kind_t kind, bool insert);
 /** Posts an output line to the hub (live tail). */
-void exec__output(exec__run_t *xr, int64_t at_ms, const char *stream, const char *text,
-                  size_t len);
+void exec__output(exec__run_t *xr, int64_t at_ms, const char *stream, const char *text, size_t len);
 
 #endif

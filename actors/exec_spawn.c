@@ -91,9 +91,8 @@ static void on_values(proc_t *p, const result_values_t *v, void *data)
 static char *describe_exit(const proc_result_t *res)
 {
     if (res->signal)
-        return cv_sprintf("killed by signal %d (SIG%s)", res->signal, sigabbrev_np(res->signal)
-                                                                          ? sigabbrev_np(res->signal)
-                                                                          : "?");
+        return cv_sprintf("killed by signal %d (SIG%s)", res->signal,
+                          sigabbrev_np(res->signal) ? sigabbrev_np(res->signal) : "?");
     return cv_sprintf("exit code %d", res->exit_code);
 }
 

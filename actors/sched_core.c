@@ -212,8 +212,7 @@ int sched_core_put(sched_core_t *s, const sched_job_spec_t *spec, const char *ha
         s->buckets[b] = j;
         s->count++;
     } else if (strcmp(j->schedule, spec->schedule) == 0 &&
-               strcmp(j->timezone, zone_name(spec->timezone)) == 0 &&
-               j->enabled == spec->enabled) {
+               strcmp(j->timezone, zone_name(spec->timezone)) == 0 && j->enabled == spec->enabled) {
         cron_free(expr);
         return 0; /* unchanged: keep its next instant */
     }

@@ -41,7 +41,8 @@ int sched_core_set_enabled(sched_core_t *s, const char *name, bool enabled, int6
 
 /** The earliest next instant of any enabled job, or SCHED_NEVER. */
 int64_t sched_core_deadline(const sched_core_t *s);
-/** The next instant of one job (SCHED_NEVER when disabled, manual or @reboot), -ENOENT if unknown. */
+/** The next instant of one job (SCHED_NEVER when disabled, manual or @reboot), -ENOENT if unknown.
+ */
 int64_t sched_core_next_of(const sched_core_t *s, const char *name);
 
 /** Fires every job whose instant is <= now, once each, then computes its next instant strictly

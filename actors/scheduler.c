@@ -48,8 +48,9 @@ static void post_fire(scheduler_t *s, const char *job, const char *trigger, int6
 static void fire(void *ud, const char *job, int64_t scheduled_for, int64_t missed)
 {
     if (missed > 0)
-        cv_warn("sched", "job '%s': the clock jumped forward past %lld more instant(s); firing once",
-                job, (long long)missed);
+        cv_warn("sched",
+                "job '%s': the clock jumped forward past %lld more instant(s); firing once", job,
+                (long long)missed);
     post_fire(ud, job, "cron", scheduled_for);
 }
 

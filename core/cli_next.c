@@ -58,9 +58,12 @@ static int parse_count(const char *s, long *out)
 int cli_next(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"count", required_argument, NULL, 'n'}, {"from", required_argument, NULL, 'f'},
-        {"tz", required_argument, NULL, 'z'},    {"local", no_argument, NULL, 'l'},
-        {"job", required_argument, NULL, 'j'},   {"help", no_argument, NULL, 'h'},
+        {"count", required_argument, NULL, 'n'},
+        {"from", required_argument, NULL, 'f'},
+        {"tz", required_argument, NULL, 'z'},
+        {"local", no_argument, NULL, 'l'},
+        {"job", required_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     long count = 5;

@@ -29,9 +29,12 @@ static const char run_usage[] =
 int cli_run(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},     {"once", required_argument, NULL, 'o'},
-        {"log-format", required_argument, NULL, 'F'}, {"log-level", required_argument, NULL, 'L'},
-        {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"once", required_argument, NULL, 'o'},
+        {"log-format", required_argument, NULL, 'F'},
+        {"log-level", required_argument, NULL, 'L'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     daemon_opts_t opts = {0};
     cv_log_level_t level = CV_LOG_INFO;
@@ -48,16 +51,16 @@ int cli_run(int argc, char **argv)
             break;
         case 'F':
             if (strcmp(optarg, "json") != 0 && strcmp(optarg, "human") != 0) {
-                fprintf(stderr, "cronvisor run: --log-format: '%s' is not human or json\n",
-                        optarg);
+                fprintf(stderr, "cronvisor run: --log-format: '%s' is not human or json\n", optarg);
                 return CV_EXIT_USAGE;
             }
             json = strcmp(optarg, "json") == 0;
             break;
         case 'L':
             if (cv_log_level_parse(optarg, &level) != 0) {
-                fprintf(stderr, "cronvisor run: --log-level: '%s' is not debug, info, warn or "
-                                "error\n",
+                fprintf(stderr,
+                        "cronvisor run: --log-level: '%s' is not debug, info, warn or "
+                        "error\n",
                         optarg);
                 return CV_EXIT_USAGE;
             }

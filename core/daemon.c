@@ -66,8 +66,10 @@ static msg_sched_jobs_t *sched_jobs(const daemon_t *d, bool first)
     msg_sched_jobs_t *m = msg_sched_jobs_new(first);
     for (unsigned i = 0; i < cfg->n_jobs; i++) {
         const cfg_job_t *j = &cfg->jobs[i];
-        sched_job_spec_t spec = {
-            .name = j->name, .schedule = j->schedule, .timezone = j->timezone, .enabled = j->enabled};
+        sched_job_spec_t spec = {.name = j->name,
+                                 .schedule = j->schedule,
+                                 .timezone = j->timezone,
+                                 .enabled = j->enabled};
         json_t *en = override_of(d, j->name, "enabled");
         json_t *sc = override_of(d, j->name, "schedule");
         json_t *tz = override_of(d, j->name, "timezone");

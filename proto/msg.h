@@ -47,10 +47,10 @@ typedef struct {
 } msg_fire_t;
 
 typedef enum {
-    FIRE_ACCEPTED,  /* started or queued: run_id is set */
-    FIRE_SKIPPED,   /* the concurrency policy forbids it: run_id of the SKIPPED record */
-    FIRE_UNKNOWN,   /* no such job */
-    FIRE_SHUTTING,  /* the daemon is shutting down */
+    FIRE_ACCEPTED, /* started or queued: run_id is set */
+    FIRE_SKIPPED,  /* the concurrency policy forbids it: run_id of the SKIPPED record */
+    FIRE_UNKNOWN,  /* no such job */
+    FIRE_SHUTTING, /* the daemon is shutting down */
 } fire_outcome_t;
 
 typedef struct {

@@ -6,9 +6,9 @@
 #include <strings.h>
 
 static const char *const status_names[RUN__COUNT] = {
-    [RUN_QUEUED] = "QUEUED",       [RUN_RUNNING] = "RUNNING",     [RUN_SUCCESS] = "SUCCESS",
-    [RUN_PARTIAL] = "PARTIAL",     [RUN_FAILED] = "FAILED",       [RUN_TIMED_OUT] = "TIMED_OUT",
-    [RUN_CANCELLED] = "CANCELLED", [RUN_SKIPPED] = "SKIPPED",     [RUN_ABANDONED] = "ABANDONED",
+    [RUN_QUEUED] = "QUEUED",       [RUN_RUNNING] = "RUNNING", [RUN_SUCCESS] = "SUCCESS",
+    [RUN_PARTIAL] = "PARTIAL",     [RUN_FAILED] = "FAILED",   [RUN_TIMED_OUT] = "TIMED_OUT",
+    [RUN_CANCELLED] = "CANCELLED", [RUN_SKIPPED] = "SKIPPED", [RUN_ABANDONED] = "ABANDONED",
 };
 
 const char *run_status_name(run_status_t s)

@@ -30,8 +30,8 @@ bool run_status_final(run_status_t s);
 /** One run. Strings are heap-owned by the record (run_free releases them); NULL when absent.
  * Times are Unix milliseconds, 0 when not (yet) known. */
 typedef struct run {
-    int64_t id;            /* assigned by the store; 0 until then */
-    char *job;             /* job name */
+    int64_t id; /* assigned by the store; 0 until then */
+    char *job;  /* job name */
     run_status_t status;
     char *trigger;         /* "cron", "api:<token name>", "retry", "catch_up", "reboot", "once" */
     int64_t scheduled_for; /* the fire instant (ms), or the trigger instant for manual runs */
@@ -39,21 +39,21 @@ typedef struct run {
     int64_t started_at;
     int64_t finished_at;
     int64_t duration_ms;
-    int attempt;           /* 1 for the first attempt */
-    int64_t retry_of;      /* id of the first attempt, 0 for a first attempt */
-    int exit_code;         /* -1 when it did not exit normally */
-    int signal;            /* signal that ended it, 0 when none */
+    int attempt;      /* 1 for the first attempt */
+    int64_t retry_of; /* id of the first attempt, 0 for a first attempt */
+    int exit_code;    /* -1 when it did not exit normally */
+    int signal;       /* signal that ended it, 0 when none */
     int64_t items_processed;
     int64_t items_failed;
-    double progress;       /* 0..1, -1 when never reported */
-    char *summary_json;    /* the last {"summary": ...} object, as JSON text */
-    char *error;           /* why it failed, for a person */
-    char *output_tail;     /* captured output (head + marker + tail), see max_output */
-    int64_t output_bytes;  /* total bytes the job wrote, dropped ones included */
+    double progress;      /* 0..1, -1 when never reported */
+    char *summary_json;   /* the last {"summary": ...} object, as JSON text */
+    char *error;          /* why it failed, for a person */
+    char *output_tail;    /* captured output (head + marker + tail), see max_output */
+    int64_t output_bytes; /* total bytes the job wrote, dropped ones included */
     int64_t max_rss_kb;
     int64_t cpu_user_ms;
     int64_t cpu_sys_ms;
-    char *instance;        /* id of the instance that ran it */
+    char *instance; /* id of the instance that ran it */
 } run_t;
 
 /** Allocates a zeroed run with exit_code -1 and progress -1. */

@@ -200,8 +200,9 @@ uint64_t store_commits(store_t *s);
 
 /** Inserts a copy of r (instance defaults to the store's) and returns its id: r->id when positive
  * (the executor assigns ids so a child knows its run id before any database round trip), else
- * a new one from the database. An id already present fails with -EEXIST. A cron first attempt (trigger "cron", attempt 1) whose (job, scheduled_for) already exists
- * fails with -EEXIST: that is how an instance claims a firing. */
+ * a new one from the database. An id already present fails with -EEXIST. A cron first attempt
+ * (trigger "cron", attempt 1) whose (job, scheduled_for) already exists fails with -EEXIST: that is
+ * how an instance claims a firing. */
 void store_insert_run(store_t *s, const run_t *r, store_id_cb cb, void *ud);
 /** Replaces every column of the run r->id. -ENOENT when no such run. */
 void store_update_run(store_t *s, const run_t *r, store_status_cb cb, void *ud);
