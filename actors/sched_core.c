@@ -20,6 +20,7 @@ typedef struct sjob {
     uint64_t seq;      /* tie-breaker: jobs due at one instant fire in insertion order */
     size_t heap_idx;   /* SIZE_MAX when not in the heap */
     uint64_t gen;      /* last synchronisation that named this job */
+    int64_t catch_up;  /* seconds, 0: off */
     struct sjob *hnext;
 } sjob_t;
 
@@ -224,6 +225,9 @@ int sched_core_put(sched_core_t *s, const sched_job_spec_t *spec, const char *ha
     j->expr = expr;
     j->tz = tz;
     j->enabled = spec->enabled;
+    j->catch_up = spec->catch_up;
+    if (spec->last_run > 0 && (j->last_fire == SCHED_NEVER || spec->last_run > j->last_fire))
+        j->last_fire = spec->last_run;
     reschedule(s, j, now);
     return 0;
 }
@@ -290,6 +294,38 @@ size_t sched_core_run_due(sched_core_t *s, int64_t now, sched_fire_cb cb, void *
         reschedule(s, j, now > at ? now : at);
         fired++;
         cb(ud, j->name, at, missed);
+    }
+    return fired;
+}
+
+/* The latest instant of j in (after, now], or SCHED_NEVER. Bounded: a per-second job with a one
+ * day deadline walks 86,400 instants once, at start. */
+static int64_t latest_due(const sjob_t *j, int64_t after, int64_t now)
+{
+    int64_t t = after, next, found = SCHED_NEVER;
+    for (int i = 0; i < 200000 && cron_next(j->expr, j->tz, t, &next) == 0 && next <= now; i++)
+        found = t = next;
+    return found;
+}
+
+size_t sched_core_catch_up(sched_core_t *s, int64_t now, sched_fire_cb cb, void *ud)
+{
+    size_t fired = 0;
+    for (size_t i = 0; i < s->nbuckets; i++) {
+        for (sjob_t *j = s->buckets[i]; j; j = j->hnext) {
+            if (!j->enabled || j->catch_up <= 0 || cron_kind(j->expr) == CRON_KIND_MANUAL ||
+                cron_kind(j->expr) == CRON_KIND_REBOOT)
+                continue;
+            int64_t from = now - j->catch_up - 1;
+            if (j->last_fire != SCHED_NEVER && j->last_fire > from)
+                from = j->last_fire;
+            int64_t at = latest_due(j, from, now);
+            if (at == SCHED_NEVER)
+                continue;
+            j->last_fire = at;
+            fired++;
+            cb(ud, j->name, at, 0);
+        }
     }
     return fired;
 }

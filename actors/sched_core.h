@@ -20,6 +20,8 @@ typedef struct sched_job_spec {
     const char *schedule; /* cron text, "@every 90s", "@reboot" or "manual" */
     const char *timezone; /* IANA name; NULL or "" means UTC */
     bool enabled;
+    int64_t catch_up; /* seconds: on start, fire once a missed instant this young (0: off) */
+    int64_t last_run; /* the last instant recorded as fired (from the store), 0 when unknown */
 } sched_job_spec_t;
 
 /** Called once per firing: the job and the instant it was due. `missed` counts the instants that
@@ -49,6 +51,11 @@ int64_t sched_core_next_of(const sched_core_t *s, const char *name);
  * after max(now, the instant fired): a forward clock jump fires what became due once, and no
  * instant ever fires twice, even if the clock later goes back. Returns the number fired. */
 size_t sched_core_run_due(sched_core_t *s, int64_t now, sched_fire_cb cb, void *ud);
+
+/** At start: for every enabled job with a catch-up deadline, fires once the latest instant in
+ * [now - catch_up, now] that is after its last recorded run, if there is one. Returns the
+ * number fired. */
+size_t sched_core_catch_up(sched_core_t *s, int64_t now, sched_fire_cb cb, void *ud);
 
 /** Calls cb for every enabled @reboot job (once at start). */
 size_t sched_core_fire_reboot(sched_core_t *s, int64_t now, sched_fire_cb cb, void *ud);

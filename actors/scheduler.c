@@ -59,6 +59,12 @@ static void fire_reboot(void *ud, const char *job, int64_t at, int64_t missed)
     post_fire(ud, job, "reboot", at);
 }
 
+static void fire_catch_up(void *ud, const char *job, int64_t at, int64_t missed)
+{
+    cv_info("sched", "job '%s': catching up the firing missed at %lld", job, (long long)at);
+    post_fire(ud, job, "catch_up", at);
+}
+
 static void on_timer(uv_poll_t *h, int status, int events)
 {
     scheduler_t *s = h->data;
@@ -81,8 +87,10 @@ static void load_jobs(scheduler_t *s, msg_sched_jobs_t *m)
             cv_error("sched", "job '%s' keeps its previous schedule: %s", m->jobs[i].name, err);
     }
     size_t removed = sched_core_end_sync(s->core);
-    if (m->first)
+    if (m->first) {
+        sched_core_catch_up(s->core, now, fire_catch_up, s);
         sched_core_fire_reboot(s->core, now, fire_reboot, s);
+    }
     cv_info("sched", "%zu job(s) scheduled, %zu removed", sched_core_count(s->core), removed);
     arm(s);
 }
@@ -191,4 +199,6 @@ void msg_sched_jobs_add(msg_sched_jobs_t *m, const sched_job_spec_t *spec)
     j->schedule = cv_strdup(spec->schedule);
     j->timezone = cv_strdup(spec->timezone ? spec->timezone : "UTC");
     j->enabled = spec->enabled;
+    j->catch_up = spec->catch_up;
+    j->last_run = spec->last_run;
 }

@@ -76,12 +76,57 @@ static void persist(store_actor_t *sa, msg_run_event_t *e)
         store_update_run(sa->st, w->run, on_updated, w);
 }
 
+static void on_side_write(void *ud, int status)
+{
+    store_actor_t *sa = ud;
+    if (status != 0)
+        cv_error("store", "an override or audit record could not be written: %s",
+                 strerror(-status));
+    if (--sa->pending == 0 && sa->destroyed)
+        free(sa);
+}
+
+static void on_audit_written(void *ud, int status, int64_t id)
+{
+    on_side_write(ud, status);
+}
+
+static void write_audit(store_actor_t *sa, const msg_audit_t *m)
+{
+    store_audit_t a = {.actor = m->actor,
+                       .action = m->action,
+                       .job = m->job,
+                       .run_id = m->run_id,
+                       .before = m->before,
+                       .after = m->after};
+    sa->pending++;
+    cv_debug("store", "audit %s by %s recorded", m->action, m->actor);
+    store_audit_append(sa->st, &a, on_audit_written, sa);
+}
+
+static void write_override(store_actor_t *sa, const msg_override_t *m)
+{
+    sa->pending++;
+    if (m->value == NULL) {
+        store_override_delete(sa->st, m->job, m->field, on_side_write, sa);
+        return;
+    }
+    store_override_t o = {.job = m->job, .field = m->field, .value = m->value, .updated_by = m->by};
+    store_override_set(sa->st, &o, on_side_write, sa);
+}
+
 static void handle(cv_actor_t *self, cv_msg_t *msg)
 {
     store_actor_t *sa = cv_actor_state(self);
     switch (msg->type) {
     case MSG_RUN_EVENT:
         persist(sa, (msg_run_event_t *)msg);
+        break;
+    case MSG_AUDIT:
+        write_audit(sa, (msg_audit_t *)msg);
+        break;
+    case MSG_OVERRIDE:
+        write_override(sa, (msg_override_t *)msg);
         break;
     case MSG_STORE_CALL: {
         msg_store_call_t *c = (msg_store_call_t *)msg;

@@ -35,6 +35,8 @@ typedef struct daemon {
     store_override_t *overrides;
     size_t n_overrides;
     int64_t first_run_id;
+    int64_t *last_run; /* per config job: last cron firing recorded (s), for catch-up */
+    int pending_queries;
     int exit_code;
     int stopping; /* 0 running, 1 stopping jobs, 2 closing */
     int64_t once_run_id;
@@ -318,6 +320,46 @@ static void start_actors(daemon_t *d)
             d->cfg->cfg->storage.postgres ? "postgres" : d->cfg->cfg->storage.sqlite.path);
 }
 
+typedef struct {
+    daemon_t *d;
+    unsigned job;
+} last_run_query_t;
+
+static void on_last_runs(void *ud, int status, store_run_page_t *page)
+{
+    last_run_query_t *q = ud;
+    daemon_t *d = q->d;
+    for (size_t i = 0; status == 0 && i < page->count; i++) {
+        const run_t *r = page->runs[i];
+        bool clock = strcmp(r->trigger, "cron") == 0 || strcmp(r->trigger, "catch_up") == 0;
+        if (clock && r->scheduled_for / 1000 > d->last_run[q->job])
+            d->last_run[q->job] = r->scheduled_for / 1000;
+    }
+    free(q);
+    if (--d->pending_queries == 0)
+        start_actors(d);
+}
+
+/* Catch-up needs each such job's last recorded firing; the other jobs need nothing. */
+static void query_last_runs(daemon_t *d)
+{
+    const cfg_t *cfg = d->cfg->cfg;
+    d->last_run = cv_calloc(cfg->n_jobs ? cfg->n_jobs : 1, sizeof(int64_t));
+    d->pending_queries = 1;
+    for (unsigned i = 0; i < cfg->n_jobs && !d->opts.once_job; i++) {
+        if (cfg->jobs[i].catch_up_ms <= 0)
+            continue;
+        last_run_query_t *q = cv_malloc(sizeof(*q));
+        q->d = d;
+        q->job = i;
+        store_run_filter_t f = {.job = cfg->jobs[i].name, .limit = 20};
+        d->pending_queries++;
+        store_query_runs(d->store, &f, on_last_runs, q);
+    }
+    if (--d->pending_queries == 0)
+        start_actors(d);
+}
+
 static void on_overrides(void *ud, int status, const store_override_t *ov, size_t count)
 {
     daemon_t *d = ud;
@@ -332,7 +374,7 @@ static void on_overrides(void *ud, int status, const store_override_t *ov, size_
         d->overrides[i].value = cv_strdup(ov[i].value);
     }
     d->n_overrides = count;
-    start_actors(d);
+    query_last_runs(d);
 }
 
 static void on_newest_run(void *ud, int status, store_run_page_t *page)
@@ -471,6 +513,7 @@ int daemon_main(const daemon_opts_t *opts, cfg_t *cfg)
     int code = d->exit_code;
     cfgref_put(d->cfg);
     store_overrides_free(d->overrides, d->n_overrides);
+    free(d->last_run);
     free(d->instance);
     free(d);
     return code;

@@ -176,6 +176,54 @@ static void ten_thousand_jobs_keep_the_heap_ordered(void **state)
     sched_core_free(s);
 }
 
+static void put_catch_up(sched_core_t *s, const char *name, const char *expr, int64_t catch_up,
+                         int64_t last_run, int64_t now)
+{
+    char err[256];
+    sched_job_spec_t spec = {.name = name,
+                             .schedule = expr,
+                             .enabled = true,
+                             .catch_up = catch_up,
+                             .last_run = last_run};
+    assert_int_equal(sched_core_put(s, &spec, name, now, err, sizeof(err)), 0);
+}
+
+static void catch_up_fires_the_latest_missed_instant_once_when_young_enough(void **state)
+{
+    int64_t now = utc("2026-01-01T10:20:00Z");
+    sched_core_t *s = sched_core_create();
+    put_catch_up(s, "quarter", "*/15 * * * *", 3600, utc("2026-01-01T09:45:00Z"), now);
+    put_catch_up(s, "off", "*/15 * * * *", 0, 0, now);
+    fired_t f = {0};
+    assert_int_equal(sched_core_catch_up(s, now, record, &f), 1);
+    assert_string_equal(f.job[0], "quarter");
+    assert_int_equal(f.at[0], utc("2026-01-01T10:15:00Z"));
+    /* A second start-up pass finds nothing more to catch up. */
+    assert_int_equal(sched_core_catch_up(s, now, record, &f), 0);
+    sched_core_free(s);
+}
+
+static void catch_up_ignores_a_miss_older_than_the_deadline(void **state)
+{
+    int64_t now = utc("2026-01-01T10:20:00Z");
+    sched_core_t *s = sched_core_create();
+    put_catch_up(s, "daily", "0 2 * * *", 3600, 0, now); /* missed at 02:00, 8 h ago */
+    fired_t f = {0};
+    assert_int_equal(sched_core_catch_up(s, now, record, &f), 0);
+    sched_core_free(s);
+}
+
+static void catch_up_never_repeats_an_instant_already_recorded(void **state)
+{
+    int64_t now = utc("2026-01-01T10:20:00Z");
+    sched_core_t *s = sched_core_create();
+    put_catch_up(s, "quarter", "*/15 * * * *", 3600, utc("2026-01-01T10:15:00Z"), now);
+    fired_t f = {0};
+    assert_int_equal(sched_core_catch_up(s, now, record, &f), 0);
+    assert_int_equal(sched_core_next_of(s, "quarter"), utc("2026-01-01T10:30:00Z"));
+    sched_core_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -187,6 +235,9 @@ int main(void)
         cmocka_unit_test(an_invalid_new_definition_keeps_the_old_one),
         cmocka_unit_test(a_sync_removes_the_jobs_it_does_not_name_and_keeps_unchanged_instants),
         cmocka_unit_test(ten_thousand_jobs_keep_the_heap_ordered),
+        cmocka_unit_test(catch_up_fires_the_latest_missed_instant_once_when_young_enough),
+        cmocka_unit_test(catch_up_ignores_a_miss_older_than_the_deadline),
+        cmocka_unit_test(catch_up_never_repeats_an_instant_already_recorded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

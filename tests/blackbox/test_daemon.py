@@ -72,6 +72,54 @@ class Firing(unittest.TestCase):
         self.assertEqual(len(d.db("SELECT id FROM runs WHERE job='boot'")), 1)
 
 
+class CatchUp(unittest.TestCase):
+    def test_a_missed_firing_younger_than_the_deadline_runs_once_on_start(self):
+        jobs = """
+  - name: minutely
+    schedule: "* * * * *"
+    catch_up: 2m
+    command: "true"
+  - name: no-catch-up
+    schedule: "* * * * *"
+    command: "true"
+"""
+        d = Daemon(config(jobs)).start()
+        try:
+            run_id = int(d.wait_log(r"run (\d+) job=minutely trigger=catch_up").group(1))
+            d.wait_log(r"run %d SUCCESS recorded" % run_id)
+        finally:
+            d.stop()
+        d2 = Daemon(config(jobs), workdir=d.tmp).start()
+        try:
+            d2.wait_log(r"cronvisor .* running")
+        finally:
+            d2.stop()
+        rows = d2.db("SELECT scheduled_for FROM runs WHERE trigger='catch_up'")
+        instants = [r["scheduled_for"] for r in rows]
+        self.assertEqual(len(instants), len(set(instants)), "an instant was caught up twice")
+        self.assertEqual(instants[0] % 60000, 0)
+        self.assertFalse(d2.db("SELECT id FROM runs WHERE job='no-catch-up' AND trigger='catch_up'"))
+
+
+class AutoDisable(unittest.TestCase):
+    def test_a_job_is_disabled_after_n_consecutive_failures_with_an_audit_record(self):
+        jobs = """
+  - name: broken
+    schedule: "* * * * * *"
+    auto_disable_after: 2
+    command: "exit 1"
+"""
+        with Daemon(config(jobs)) as d:
+            d.wait_log(r"job broken: disabled after 2 consecutive failures", timeout=20)
+        rows = d.db("SELECT status FROM runs WHERE job='broken'")
+        self.assertEqual([r["status"] for r in rows], ["FAILED", "FAILED"])
+        a = d.db("SELECT * FROM audit WHERE action='job.auto_disabled'")
+        self.assertEqual(len(a), 1)
+        self.assertEqual(a[0]["actor"], "system")
+        ov = d.db("SELECT * FROM job_overrides WHERE job='broken'")
+        self.assertEqual(ov[0]["value"], "false")
+
+
 class Outcomes(unittest.TestCase):
     def test_statuses_exit_codes_and_the_result_protocol(self):
         tmp_script = "/tmp/cvtest-noexec-%d.sh" % os.getpid()
