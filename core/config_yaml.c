@@ -321,17 +321,31 @@ static int map_get(yl_t *y, int idx, const char *key)
 
 /* ---- JSON output ---- */
 
+/* Writes s as a double-quoted scalar. Characters YAML does not allow unescaped in a stream
+ * (C0 and C1 controls, DEL, BOM, U+FFFE/FFFF) and the YAML 1.1 line breaks a quoted scalar
+ * would fold (NEL, U+2028, U+2029) are escaped so libcyaml reads back the same string. */
 static void json_str(cv_buf_t *b, const char *s)
 {
+    const unsigned char *p = (const unsigned char *)s;
     cv_buf_append(b, "\"", 1);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            cv_buf_printf(b, "\\%c", ch);
-        else if (ch < 0x20 || ch == 0x7f)
-            cv_buf_printf(b, "\\u%04x", ch);
+    while (*p) {
+        unsigned cp = *p;
+        size_t n = 1;
+        if (cp >= 0xc0 && p[1]) {
+            n = cp >= 0xf0 ? 4 : cp >= 0xe0 ? 3 : 2;
+            cp &= 0xff >> (n + 1);
+            for (size_t i = 1; i < n; i++)
+                cp = p[i] ? (cp << 6) | (p[i] & 0x3f) : 0;
+        }
+        if (cp == '"' || cp == '\\')
+            cv_buf_printf(b, "\\%c", cp);
+        else if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0) || cp == 0x2028 || cp == 0x2029 ||
+                 cp == 0xfeff || cp == 0xfffe || cp == 0xffff)
+            cv_buf_printf(b, "\\u%04x", cp);
         else
-            cv_buf_append(b, s, 1);
+            cv_buf_append(b, p, n);
+        for (size_t i = 0; i < n && *p; i++)
+            p++;
     }
     cv_buf_append(b, "\"", 1);
 }

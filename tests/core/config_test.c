@@ -751,6 +751,17 @@ static void the_format_follows_the_extension_then_the_content(void **state)
     cfg_errors_free(&e);
 }
 
+static void escaped_control_characters_survive_the_load(void **state)
+{
+    (void)state;
+    cfg_t *cfg = load_ok("jobs:\n  - name: a\n    schedule: '@daily'\n"
+                         "    title: \"t\\x01\\x7f\\u0085\\u0086\\u2028\\uFEFF\\\"\\\\é\"\n"
+                         "    command: x\n");
+    assert_string_equal(cfg->jobs[0].title,
+                        "t\x01\x7f\xc2\x85\xc2\x86\xe2\x80\xa8\xef\xbb\xbf\"\\\xc3\xa9");
+    cfg_free(cfg);
+}
+
 static void a_nul_byte_is_an_error_with_its_position(void **state)
 {
     (void)state;
@@ -851,6 +862,7 @@ int main(void)
         cmocka_unit_test(a_name_comment_applies_only_to_the_line_right_below_it),
         cmocka_unit_test(crontab_errors_carry_line_and_job),
         cmocka_unit_test(the_format_follows_the_extension_then_the_content),
+        cmocka_unit_test(escaped_control_characters_survive_the_load),
         cmocka_unit_test(a_nul_byte_is_an_error_with_its_position),
         cmocka_unit_test(the_example_yaml_file_loads),
         cmocka_unit_test(the_example_crontab_loads),
