@@ -1,8 +1,8 @@
 /* Configuration: the YAML reader.
  *
  * Three passes. (1) libyaml loads the document as a tree whose nodes know their line and
- * column; a walk guided by the libcyaml schema tables below (the single source of truth for
- * which keys exist, their types and which are required) expands ${} in every scalar, checks
+ * column; a walk guided by the libcyaml schema tables (config_schema.c, the single source of truth
+ * for which keys exist, their types and which are required) expands ${} in every scalar, checks
  * keys and types, collects every error, and writes the valid part of the document as JSON
  * (a subset of YAML) with the expanded values. (2) libcyaml loads that JSON into cfg_t.
  * (3) The fields libcyaml cannot express (declared CYAML_FIELD_IGNORE: durations, sizes,
@@ -25,181 +25,7 @@
 
 #define WALK_BUDGET 200000
 
-/* ---- schema ---- */
-
-#define STR(k, s, m)     CYAML_FIELD_STRING_PTR(k, CYAML_FLAG_OPTIONAL, s, m, 0, CYAML_UNLIMITED)
-#define STR_REQ(k, s, m) CYAML_FIELD_STRING_PTR(k, CYAML_FLAG_DEFAULT, s, m, 0, CYAML_UNLIMITED)
-#define INT(k, s, m)     CYAML_FIELD_INT(k, CYAML_FLAG_OPTIONAL, s, m)
-#define BOOL(k, s, m)    CYAML_FIELD_BOOL(k, CYAML_FLAG_OPTIONAL, s, m)
-#define IGN(k)           CYAML_FIELD_IGNORE(k, CYAML_FLAG_OPTIONAL)
-#define MAP(k, s, m, f)  CYAML_FIELD_MAPPING(k, CYAML_FLAG_OPTIONAL, s, m, f)
-#define STRSEQ(k, s, m, n)                                                                         \
-    CYAML_FIELD_SEQUENCE_COUNT(k, CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, s, m, n, &str_entry,   \
-                               0, CYAML_UNLIMITED)
-#define SEQ(k, s, m, n, e)                                                                         \
-    CYAML_FIELD_SEQUENCE_COUNT(k, CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, s, m, n, e, 0,         \
-                               CYAML_UNLIMITED)
-
-static const cyaml_schema_value_t str_entry = {
-    CYAML_VALUE_STRING(CYAML_FLAG_POINTER, char, 0, CYAML_UNLIMITED),
-};
-
-/* An empty string maps to 0 in the tables of required enums: it is what the walk writes in
- * place of a missing value (the load has failed by then) and is never accepted from a file. */
-static const cyaml_strval_t concurrency_strings[] = {
-    {"forbid", CFG_CONC_FORBID}, {"allow", CFG_CONC_ALLOW}, {"replace", CFG_CONC_REPLACE}};
-static const cyaml_strval_t role_strings[] = {{"", 0},
-                                              {"viewer", CFG_ROLE_VIEWER},
-                                              {"operator", CFG_ROLE_OPERATOR},
-                                              {"admin", CFG_ROLE_ADMIN}};
-static const cyaml_strval_t probe_type_strings[] = {{"", 0},
-                                                    {"http", CFG_PROBE_HTTP},
-                                                    {"postgres", CFG_PROBE_POSTGRES},
-                                                    {"redis", CFG_PROBE_REDIS},
-                                                    {"tcp", CFG_PROBE_TCP},
-                                                    {"exec", CFG_PROBE_EXEC}};
-static const cyaml_strval_t format_strings[] = {{"json", CFG_NOTIFY_JSON},
-                                                {"slack", CFG_NOTIFY_SLACK}};
-static const cyaml_strval_t event_strings[] = {{"run.failed", CFG_EV_RUN_FAILED},
-                                               {"run.recovered", CFG_EV_RUN_RECOVERED},
-                                               {"run.timed_out", CFG_EV_RUN_TIMED_OUT},
-                                               {"run.slow", CFG_EV_RUN_SLOW},
-                                               {"job.auto_disabled", CFG_EV_JOB_AUTO_DISABLED},
-                                               {"probe.unhealthy", CFG_EV_PROBE_UNHEALTHY},
-                                               {"probe.recovered", CFG_EV_PROBE_RECOVERED}};
-
-#define ENUM(k, flags, s, m, t) CYAML_FIELD_ENUM(k, flags, s, m, t, CYAML_ARRAY_LEN(t))
-
-static const cyaml_schema_field_t retries_fields[] = {
-    INT("max", cfg_retries_t, max), IGN("backoff"), IGN("backoff_max"), CYAML_FIELD_END};
-
-static const cyaml_schema_field_t tls_fields[] = {STR_REQ("cert", cfg_tls_t, cert),
-                                                  STR_REQ("key", cfg_tls_t, key), CYAML_FIELD_END};
-
-static const cyaml_schema_field_t server_fields[] = {STR("listen", cfg_server_t, listen),
-                                                     MAP("tls", cfg_server_t, tls, tls_fields),
-                                                     CYAML_FIELD_END};
-
-static const cyaml_schema_field_t sqlite_fields[] = {STR("path", cfg_sqlite_t, path),
-                                                     CYAML_FIELD_END};
-
-static const cyaml_schema_field_t storage_fields[] = {
-    MAP("sqlite", cfg_storage_t, sqlite, sqlite_fields), STR("postgres", cfg_storage_t, postgres),
-    CYAML_FIELD_END};
-
-static const cyaml_schema_field_t defaults_fields[] = {
-    STR("timezone", cfg_defaults_t, timezone),
-    IGN("timeout"),
-    IGN("kill_grace"),
-    ENUM("concurrency", CYAML_FLAG_OPTIONAL, cfg_defaults_t, concurrency, concurrency_strings),
-    MAP("retries", cfg_defaults_t, retries, retries_fields),
-    IGN("shutdown_grace"),
-    IGN("max_output"),
-    CYAML_FIELD_END};
-
-static const cyaml_schema_field_t limits_fields[] = {
-    INT("max_concurrent", cfg_limits_t, max_concurrent), CYAML_FIELD_END};
-
-static const cyaml_schema_field_t retention_fields[] = {
-    INT("days", cfg_retention_t, days), INT("max_runs_per_job", cfg_retention_t, max_runs_per_job),
-    CYAML_FIELD_END};
-
-static const cyaml_schema_field_t token_fields[] = {
-    STR_REQ("name", cfg_token_t, name),
-    ENUM("role", CYAML_FLAG_DEFAULT, cfg_token_t, role, role_strings),
-    STR("token", cfg_token_t, token), STR("sha256", cfg_token_t, sha256), CYAML_FIELD_END};
-static const cyaml_schema_value_t token_entry = {
-    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, cfg_token_t, token_fields)};
-
-static const cyaml_schema_field_t auth_fields[] = {
-    SEQ("tokens", cfg_auth_t, tokens, n_tokens, &token_entry), CYAML_FIELD_END};
-
-static const cyaml_schema_field_t link_fields[] = {
-    STR_REQ("title", cfg_link_t, title), STR_REQ("url", cfg_link_t, url), CYAML_FIELD_END};
-static const cyaml_schema_value_t link_entry = {
-    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, cfg_link_t, link_fields)};
-
-static const cyaml_schema_field_t http_fields[] = {STR("method", cfg_http_t, method),
-                                                   STR_REQ("url", cfg_http_t, url),
-                                                   IGN("headers"),
-                                                   STR("body", cfg_http_t, body),
-                                                   IGN("expect_status"),
-                                                   IGN("timeout"),
-                                                   CYAML_FIELD_END};
-
-static const cyaml_schema_field_t job_fields[] = {
-    STR_REQ("name", cfg_job_t, name),
-    STR("title", cfg_job_t, title),
-    STR("description", cfg_job_t, description),
-    STR_REQ("schedule", cfg_job_t, schedule),
-    STR("schedule_human", cfg_job_t, schedule_human),
-    STR("timezone", cfg_job_t, timezone),
-    BOOL("enabled", cfg_job_t, enabled),
-    BOOL("locked", cfg_job_t, locked),
-    IGN("command"),
-    MAP("http", cfg_job_t, http, http_fields),
-    STR("workdir", cfg_job_t, workdir),
-    IGN("env"),
-    IGN("timeout"),
-    IGN("kill_grace"),
-    MAP("retries", cfg_job_t, retries, retries_fields),
-    ENUM("concurrency", CYAML_FLAG_OPTIONAL, cfg_job_t, concurrency, concurrency_strings),
-    IGN("max_output"),
-    IGN("catch_up"),
-    INT("auto_disable_after", cfg_job_t, auto_disable_after),
-    STRSEQ("requires", cfg_job_t, requires, n_requires),
-    STRSEQ("tags", cfg_job_t, tags, n_tags),
-    CYAML_FIELD_END};
-static const cyaml_schema_value_t job_entry = {
-    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, cfg_job_t, job_fields)};
-
-static const cyaml_schema_field_t probe_fields[] = {
-    STR_REQ("name", cfg_probe_t, name),
-    ENUM("type", CYAML_FLAG_DEFAULT, cfg_probe_t, type, probe_type_strings),
-    IGN("interval"),
-    IGN("timeout"),
-    IGN("degraded_after"),
-    INT("fail_after", cfg_probe_t, fail_after),
-    STR("url", cfg_probe_t, url),
-    STR("method", cfg_probe_t, method),
-    IGN("headers"),
-    IGN("expect_status"),
-    STR("body_contains", cfg_probe_t, body_contains),
-    BOOL("tls_verify", cfg_probe_t, tls_verify),
-    STR("conninfo", cfg_probe_t, conninfo),
-    STR("address", cfg_probe_t, address),
-    IGN("command"),
-    CYAML_FIELD_END};
-static const cyaml_schema_value_t probe_entry = {
-    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, cfg_probe_t, probe_fields)};
-
-static const cyaml_schema_field_t notify_fields[] = {
-    STR_REQ("name", cfg_notify_t, name),
-    STR_REQ("url", cfg_notify_t, url),
-    ENUM("format", CYAML_FLAG_OPTIONAL, cfg_notify_t, format, format_strings),
-    CYAML_FIELD_FLAGS("events", CYAML_FLAG_OPTIONAL, cfg_notify_t, events, event_strings,
-                      CYAML_ARRAY_LEN(event_strings)),
-    STRSEQ("jobs", cfg_notify_t, jobs, n_jobs),
-    CYAML_FIELD_FLOAT("slow_factor", CYAML_FLAG_OPTIONAL, cfg_notify_t, slow_factor),
-    CYAML_FIELD_END};
-static const cyaml_schema_value_t notify_entry = {
-    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, cfg_notify_t, notify_fields)};
-
-static const cyaml_schema_field_t top_fields[] = {
-    MAP("server", cfg_t, server, server_fields),
-    MAP("storage", cfg_t, storage, storage_fields),
-    MAP("defaults", cfg_t, defaults, defaults_fields),
-    MAP("limits", cfg_t, limits, limits_fields),
-    MAP("retention", cfg_t, retention, retention_fields),
-    MAP("auth", cfg_t, auth, auth_fields),
-    SEQ("links", cfg_t, links, n_links, &link_entry),
-    STR("instance", cfg_t, instance),
-    SEQ("jobs", cfg_t, jobs, n_jobs, &job_entry),
-    SEQ("probes", cfg_t, probes, n_probes, &probe_entry),
-    SEQ("notify", cfg_t, notify, n_notify, &notify_entry),
-    CYAML_FIELD_END};
-static const cyaml_schema_value_t top_schema = {
-    CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, cfg_t, top_fields)};
+#include "core/config_schema.h"
 
 /* What the walk checks in a CYAML_FIELD_IGNORE field, by key (one meaning per key name). */
 typedef enum { SP_NONE, SP_DURATION, SP_SIZE, SP_COMMAND, SP_STRMAP, SP_STATUS } special_t;
@@ -321,17 +147,31 @@ static int map_get(yl_t *y, int idx, const char *key)
 
 /* ---- JSON output ---- */
 
+/* Writes s as a double-quoted scalar. Characters YAML does not allow unescaped in a stream
+ * (C0 and C1 controls, DEL, BOM, U+FFFE/FFFF) and the YAML 1.1 line breaks a quoted scalar
+ * would fold (NEL, U+2028, U+2029) are escaped so libcyaml reads back the same string. */
 static void json_str(cv_buf_t *b, const char *s)
 {
+    const unsigned char *p = (const unsigned char *)s;
     cv_buf_append(b, "\"", 1);
-    for (; *s; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\')
-            cv_buf_printf(b, "\\%c", ch);
-        else if (ch < 0x20 || ch == 0x7f)
-            cv_buf_printf(b, "\\u%04x", ch);
+    while (*p) {
+        unsigned cp = *p;
+        size_t n = 1;
+        if (cp >= 0xc0 && p[1]) {
+            n = cp >= 0xf0 ? 4 : cp >= 0xe0 ? 3 : 2;
+            cp &= 0xff >> (n + 1);
+            for (size_t i = 1; i < n; i++)
+                cp = p[i] ? (cp << 6) | (p[i] & 0x3f) : 0;
+        }
+        if (cp == '"' || cp == '\\')
+            cv_buf_printf(b, "\\%c", cp);
+        else if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0) || cp == 0x2028 || cp == 0x2029 ||
+                 cp == 0xfeff || cp == 0xfffe || cp == 0xffff)
+            cv_buf_printf(b, "\\u%04x", cp);
         else
-            cv_buf_append(b, s, 1);
+            cv_buf_append(b, p, n);
+        for (size_t i = 0; i < n && *p; i++)
+            p++;
     }
     cv_buf_append(b, "\"", 1);
 }
@@ -351,13 +191,13 @@ static bool walk_value(yl_t *y, int idx, const cyaml_schema_value_t *s, const ch
 static bool is_secret_field(yl_t *y, const cyaml_schema_field_t *parent, int parent_idx,
                             const char *key)
 {
-    if (parent == token_fields)
+    if (parent == cfg__token_fields)
         return strcmp(key, "token") == 0;
-    if (parent == storage_fields)
+    if (parent == cfg__storage_fields)
         return strcmp(key, "postgres") == 0;
-    if (parent == notify_fields)
+    if (parent == cfg__notify_fields)
         return strcmp(key, "url") == 0;
-    if (parent == probe_fields) {
+    if (parent == cfg__probe_fields) {
         if (strcmp(key, "conninfo") == 0)
             return true;
         const char *type = sval(y, map_get(y, parent_idx, "type"), false);
@@ -512,11 +352,11 @@ static bool walk_sequence(yl_t *y, int idx, const cyaml_schema_value_t *s, const
         return false;
     }
     const cyaml_schema_value_t *e = s->sequence.entry;
-    ivec_t *track = e == &job_entry      ? &y->jobs
-                    : e == &probe_entry  ? &y->probes
-                    : e == &notify_entry ? &y->notify
-                    : e == &token_entry  ? &y->tokens
-                                         : NULL;
+    ivec_t *track = e == &cfg__job_entry      ? &y->jobs
+                    : e == &cfg__probe_entry  ? &y->probes
+                    : e == &cfg__notify_entry ? &y->notify
+                    : e == &cfg__token_entry  ? &y->tokens
+                                              : NULL;
     cv_buf_append(&y->json, "[", 1);
     bool first = true;
     for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
@@ -704,7 +544,7 @@ static bool walk_mapping(yl_t *y, int idx, const cyaml_schema_field_t *fields, c
         return false;
     }
     const char *saved_job = y->job;
-    if (fields == job_fields)
+    if (fields == cfg__job_fields)
         y->job = sval(y, map_get(y, idx, "name"), false);
     size_t nf = 0;
     while (fields[nf].key)
@@ -1000,14 +840,14 @@ int cfg__load_yaml(cfg__ctx_t *c, const char *data, size_t len, cfg_t **out)
     y.nnodes = (int)(y.doc.nodes.top - y.doc.nodes.start);
     y.exp = cv_calloc((size_t)y.nnodes + 1, sizeof(*y.exp));
     y.expst = cv_calloc((size_t)y.nnodes + 1, 1);
-    if (y.nnodes == 0 || !walk_mapping(&y, 1, top_fields, NULL)) {
+    if (y.nnodes == 0 || !walk_mapping(&y, 1, cfg__top_fields, NULL)) {
         json_truncate(&y.json, 0);
         cv_buf_appends(&y.json, "{}");
     }
     cyaml_config_t cy = {
         .log_fn = NULL, .mem_fn = cy_mem, .log_level = CYAML_LOG_ERROR, .flags = CYAML_CFG_DEFAULT};
-    cyaml_err_t err = cyaml_load_data((const uint8_t *)y.json.data, y.json.len, &cy, &top_schema,
-                                      (cyaml_data_t **)&cfg, NULL);
+    cyaml_err_t err = cyaml_load_data((const uint8_t *)y.json.data, y.json.len, &cy,
+                                      &cfg__top_schema, (cyaml_data_t **)&cfg, NULL);
     if (err != CYAML_OK) {
         if (c->nerrors == 0)
             cfg__error(c, 1, 1, NULL, "could not load the configuration (libcyaml: %s)",
