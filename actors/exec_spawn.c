@@ -84,6 +84,8 @@ static void on_values(proc_t *p, const result_values_t *v, void *data)
     int64_t now = cv_now_ms();
     if (now - xr->last_progress_ms >= PROGRESS_MIN_INTERVAL_MS) {
         xr->last_progress_ms = now;
+        cv_debug("exec", "run %lld progress=%.2f items=%lld/%lld", (long long)r->id, r->progress,
+                 (long long)r->items_processed, (long long)r->items_failed);
         exec__publish(xr, RUN_EV_PROGRESS, false);
     }
 }

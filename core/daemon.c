@@ -71,7 +71,9 @@ static msg_sched_jobs_t *sched_jobs(const daemon_t *d, bool first)
         sched_job_spec_t spec = {.name = j->name,
                                  .schedule = j->schedule,
                                  .timezone = j->timezone,
-                                 .enabled = j->enabled};
+                                 .enabled = j->enabled,
+                                 .catch_up = j->catch_up_ms / 1000,
+                                 .last_run = first && d->last_run ? d->last_run[i] : 0};
         json_t *en = override_of(d, j->name, "enabled");
         json_t *sc = override_of(d, j->name, "schedule");
         json_t *tz = override_of(d, j->name, "timezone");
