@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stdarg.h>
 
-#define CV_ARRAY_SIZE(a)                   (sizeof(a) / sizeof((a)[0]))
+#define CV_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define cv_container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /** Allocators that never return NULL: on out-of-memory they print a line and abort(). */
