@@ -89,7 +89,13 @@ static int parse_value(pfield_t *pf, int *out)
         *out = (int)v;
         return 0;
     }
-    if (pf->p + 3 <= pf->end && fd->names) {
+    const char *q = start;
+    while (q < pf->end && isalpha((unsigned char)*q))
+        q++;
+    /* a name is three letters; in day-of-week an L may follow (FRIL) */
+    bool name_len =
+        q - start == 3 || (pf->f == F_DOW && q - start == 4 && toupper(start[3]) == 'L');
+    if (name_len && fd->names) {
         for (int i = 0; fd->names[i]; i++)
             if (strncasecmp(pf->p, fd->names[i], 3) == 0) {
                 pf->p += 3;
@@ -97,16 +103,17 @@ static int parse_value(pfield_t *pf, int *out)
                 return 0;
             }
     }
-    const char *q = start;
     while (q < pf->end && isalnum((unsigned char)*q))
         q++;
+    if (pf->f == F_DOM && q - start == 1 && toupper(*start) == 'W')
+        return FAIL(pf, start, "'W' needs a day before it, as in 15W (weekday nearest the 15th)");
     if (q == start && q < pf->end)
         return FAIL(pf, start, "expected a number, found '%c'", *q);
     if (q == start)
         return FAIL(pf, start, "expected a number after '%c'", start[-1]);
     if (fd->names)
-        return FAIL(pf, start, "'%.*s' is not a %s name", (int)(q - start), start,
-                    pf->f == F_MON ? "month (JAN-DEC)" : "day (SUN-SAT)");
+        return FAIL(pf, start, "'%.*s' is not a %s", (int)(q - start), start,
+                    pf->f == F_MON ? "month name (JAN-DEC)" : "day name (SUN-SAT)");
     return FAIL(pf, start, "'%.*s' is not a number", (int)(q - start), start);
 }
 

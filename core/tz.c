@@ -1,5 +1,5 @@
 /* TZif reader (RFC 8536) and POSIX TZ rule evaluator. See tz.h. */
-#include "core/tz.h"
+#include "core/tz_internal.h"
 #include "core/util.h"
 
 #include <dirent.h>
@@ -18,6 +18,8 @@
 #define TZ_MAX_OFFSET  (26 * 3600)
 #define TZ_MAX_NAME    255
 #define TZ_DEFAULT_DIR "/usr/share/zoneinfo"
+/* Instants beyond +-2^60 s (36 billion years) are clamped, so that no sum overflows. */
+#define TZ_TIME_LIMIT (INT64_C(1) << 60)
 
 /* One end of a DST period in a POSIX TZ rule: Jn, n or Mm.w.d, at `time` seconds of local time. */
 typedef struct tz_rule {
@@ -150,6 +152,8 @@ static int parse_footer(const char *s, tz_footer_t *f)
             return -EINVAL;
         f->dst_off = -off;
     }
+    if (*p == '\0' && f->dst_off == f->std_off)
+        f->has_dst = false;
     if (*p == '\0') { /* POSIX default rules (US) */
         f->start = (tz_rule_t){.kind = 'M', .month = 3, .week = 2, .wday = 0, .time = 7200};
         f->end = (tz_rule_t){.kind = 'M', .month = 11, .week = 1, .wday = 0, .time = 7200};
@@ -224,6 +228,7 @@ const char *tz_zone_name(const tz_zone_t *z)
 int tz_offset_at(const tz_zone_t *z, int64_t t)
 {
     size_t n = z->count;
+    t = t > TZ_TIME_LIMIT ? TZ_TIME_LIMIT : t < -TZ_TIME_LIMIT ? -TZ_TIME_LIMIT : t;
     if (n == 0)
         return z->footer.present ? footer_offset(&z->footer, t) : z->initial;
     if (t < z->times[0])
@@ -263,6 +268,10 @@ static int64_t footer_next(const tz_zone_t *z, int64_t t, int o)
 
 int64_t tz_next_transition(const tz_zone_t *z, int64_t t)
 {
+    if (t >= TZ_TIME_LIMIT)
+        return INT64_MAX;
+    if (t < -TZ_TIME_LIMIT)
+        t = -TZ_TIME_LIMIT;
     int o = tz_offset_at(z, t);
     size_t n = z->count;
     if (n > 0 && t < z->times[n - 1]) {
@@ -302,7 +311,7 @@ int tz_local_to_utc(const tz_zone_t *z, int64_t local, tz_local_t *out)
             if (found++ == 0) {
                 out->first = out->second = local - o;
                 out->offset_before = out->offset_after = o;
-            } else if (found == 2) {
+            } else { /* the last occurrence, should a zone repeat a time more than twice */
                 out->second = local - o;
                 out->offset_after = o;
                 out->transition = s;
@@ -386,7 +395,8 @@ static int read_block(tz_zone_t *z, const tzif_hdr_t *h, const unsigned char *p,
     z->offsets = cv_calloc(z->count + 1, sizeof(int32_t));
     for (size_t i = 0; i < z->count; i++) {
         z->times[i] = be(p + i * (size_t)tb, tb);
-        if (idx[i] >= h->type || (i > 0 && z->times[i] <= z->times[i - 1]))
+        if (idx[i] >= h->type || (i > 0 && z->times[i] <= z->times[i - 1]) ||
+            z->times[i] > TZ_TIME_LIMIT / 2 || z->times[i] < -TZ_TIME_LIMIT / 2)
             return -EINVAL;
         z->offsets[i] = (int32_t)be(types + 6 * idx[i], 4);
     }
@@ -502,7 +512,7 @@ static void suggest(const char *name, char *best, size_t bestlen)
         if (de->d_name[0] == '.')
             continue;
         size_t dist = cv_edit_distance(slash ? slash + 1 : name, de->d_name);
-        if (dist < best_dist) {
+        if (dist > 0 && dist < best_dist) {
             best_dist = dist;
             snprintf(best, bestlen, "%.*s%s", slash ? (int)(slash - name + 1) : 0, name,
                      de->d_name);
@@ -511,6 +521,32 @@ static void suggest(const char *name, char *best, size_t bestlen)
     if (d)
         closedir(d);
     free(dirpath);
+}
+
+tz_zone_t *tz__parse(const char *name, const void *data, size_t len, char *err, size_t errlen)
+{
+    tz_zone_t *z = cv_calloc(1, sizeof(*z));
+    const char *why = "";
+    int rc = parse_tzif(z, data, len, &why);
+    if (rc < 0) {
+        if (rc == -ENOTSUP)
+            snprintf(err, errlen, "time zone '%s' counts leap seconds, which is not supported",
+                     name);
+        else
+            snprintf(err, errlen, "time zone '%s': %s", name, why);
+        tz__free(z);
+        return NULL;
+    }
+    z->name = cv_strdup(name);
+    return z;
+}
+
+void tz__free(tz_zone_t *z)
+{
+    free(z->name);
+    free(z->times);
+    free(z->offsets);
+    free(z);
 }
 
 static tz_zone_t *load_file(const char *name, char *err, size_t errlen)
@@ -527,22 +563,8 @@ static tz_zone_t *load_file(const char *name, char *err, size_t errlen)
                  hint[0] ? " (did you mean " : "", hint, hint[0] ? "?)" : "");
         return NULL;
     }
-    tz_zone_t *z = cv_calloc(1, sizeof(*z));
-    const char *why = "";
-    rc = parse_tzif(z, data, len, &why);
+    tz_zone_t *z = tz__parse(name, data, len, err, errlen);
     free(data);
-    if (rc < 0) {
-        if (rc == -ENOTSUP)
-            snprintf(err, errlen, "time zone '%s' counts leap seconds, which is not supported",
-                     name);
-        else
-            snprintf(err, errlen, "time zone '%s': %s", name, why);
-        free(z->times);
-        free(z->offsets);
-        free(z);
-        return NULL;
-    }
-    z->name = cv_strdup(name);
     return z;
 }
 
@@ -577,10 +599,7 @@ void tz_cache_clear(void)
     while (cache_head) {
         tz_zone_t *z = cache_head;
         cache_head = z->next;
-        free(z->name);
-        free(z->times);
-        free(z->offsets);
-        free(z);
+        tz__free(z);
     }
     pthread_mutex_unlock(&cache_lock);
 }

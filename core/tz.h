@@ -5,7 +5,8 @@
  * overlap).
  *
  * Times are Unix seconds (int64_t, leap seconds not counted). A "wall-clock time" or "local time"
- * is written as the Unix seconds it would be if the wall clock were UTC: local = utc + offset. */
+ * is written as the Unix seconds it would be if the wall clock were UTC: local = utc + offset.
+ * Instants beyond +-2^60 seconds are treated as those bounds. */
 #ifndef CV_CORE_TZ_H
 #define CV_CORE_TZ_H
 
@@ -16,7 +17,9 @@
 typedef struct tz_zone tz_zone_t;
 
 /** Loads the IANA zone `name` ("Europe/Stockholm") from $TZDIR, else /usr/share/zoneinfo, or
- * returns the cached copy. "UTC" and "Etc/UTC" always work, even without a tz database. Names
+ * returns the cached copy (the cache is keyed by name: a later change of $TZDIR is seen only after
+ * tz_cache_clear). "UTC", "Etc/UTC" and NULL give the built-in zone named "UTC", which works even
+ * without a tz database. Zones that count leap seconds ("right/...") are refused. Names
  * must be relative paths of letters, digits and `_+-./`, with no empty, "." or ".." component.
  * The zone stays valid until tz_cache_clear(); never free it. Thread-safe.
  * On failure returns NULL and writes a sentence into err (when errlen > 0), such as
@@ -56,7 +59,8 @@ typedef struct tz_local {
     /** ONCE: the instant. TWICE: the earlier instant. GAP: the instant it would be when moved
      * forward by the gap's length (local - offset_before): 02:30 in a 02:00->03:00 gap is 03:30. */
     int64_t first;
-    /** TWICE: the later instant. Otherwise equal to first. */
+    /** TWICE: the later instant (the last one, were a zone to repeat a time more than twice).
+     * Otherwise equal to first. */
     int64_t second;
     /** GAP: the instant the gap ends (the transition); TWICE: the instant the clock went back. */
     int64_t transition;

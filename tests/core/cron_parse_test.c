@@ -167,6 +167,12 @@ static void syntax_errors_point_at_the_offending_character(void **state)
                  7);
     expect_error("* * * * MOM", "day-of-week: 'MOM' is not a day name (SUN-SAT) (column 9)",
                  "day-of-week", 9);
+    expect_error("0 0 * * sunday", "day-of-week: 'sunday' is not a day name (SUN-SAT) (column 9)",
+                 "day-of-week", 9);
+    expect_error("0 0 W * *",
+                 "day-of-month: 'W' needs a day before it, as in 15W (weekday nearest the 15th) "
+                 "(column 5)",
+                 "day-of-month", 5);
     expect_error("5-1 * * * *",
                  "minute: range 5-1 is reversed (write it from low to high) (column 1)", "minute",
                  1);
@@ -301,6 +307,18 @@ static void hash_ranges_and_steps_stay_inside_their_bounds(void **state)
         assert_int_equal(cron_next(e, NULL, t1, &t2), 0);
         assert_true(t1 % 3600 / 60 < 15);
         assert_int_equal(t2 - t1, 15 * 60);
+        cron_free(e);
+        /* H(0-29)/10: three firings in the first half hour, 10 minutes apart */
+        e = parse_ok("H(0-29)/10 * * * *", name);
+        int64_t t3;
+        assert_int_equal(cron_next(e, NULL, utc("2026-01-01T00:00:00Z") - 1, &t1), 0);
+        assert_int_equal(cron_next(e, NULL, t1, &t2), 0);
+        assert_int_equal(cron_next(e, NULL, t2, &t3), 0);
+        assert_true(t1 % 3600 / 60 < 10);
+        assert_int_equal(t2 - t1, 600);
+        assert_int_equal(t3 - t2, 600);
+        assert_int_equal(cron_next(e, NULL, t3, &t), 0);
+        assert_int_equal(t - t1, 3600);
         cron_free(e);
         /* H in day-of-month stays in 1-28 so that it fires every month */
         e = parse_ok("0 0 H 2 *", name);

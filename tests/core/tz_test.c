@@ -149,6 +149,8 @@ static void unknown_zone_is_an_error_that_names_it(void **state)
                         "unknown time zone 'Europe/Stokholm' (did you mean Europe/Stockholm?)");
     assert_null(tz_load("Nowhere/Special_Place_Xyz", err, sizeof(err)));
     assert_non_null(strstr(err, "unknown time zone 'Nowhere/Special_Place_Xyz'"));
+    assert_null(tz_load("Europe", err, sizeof(err))); /* a directory, not a zone */
+    assert_non_null(strstr(err, "unknown time zone 'Europe'"));
 }
 
 static void names_that_leave_the_database_are_rejected(void **state)
