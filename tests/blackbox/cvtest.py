@@ -33,11 +33,7 @@ def run_cli(*args, env=None, timeout=30, cwd=None, input=None):
 class Daemon:
     """A running `cronvisor run` in a temporary directory.
 
-    config: YAML text;
-`
-{
-    dir
-}` in it is replaced by the temporary directory.
+    config: YAML text; `{dir}` in it is replaced by the temporary directory.
     """
 
     def __init__(self, config, env=None, args=(), prefix=(), workdir=None):
@@ -68,25 +64,28 @@ class Daemon:
     def _read(self):
         for raw in self.proc.stderr:
             raw = raw.rstrip("\n")
-try : rec
-    = json.loads(raw) except ValueError
-        : rec = {"level" : "raw", "component" : "", "msg" : raw} self.log.append(rec)
-                    self.lines.put(rec) self.lines
-                        .put(None)
+            try:
+                rec = json.loads(raw)
+            except ValueError:
+                rec = {"level": "raw", "component": "", "msg": raw}
+            self.log.append(rec)
+            self.lines.put(rec)
+        self.lines.put(None)
 
-                            def
-                            _drain_stdout(self)
-        : self.stdout = self.proc.stdout.read()
+    def _drain_stdout(self):
+        self.stdout = self.proc.stdout.read()
 
-                            def
-                            wait_log(self, pattern, timeout = 30.0)
-        : ""
-          "Waits for a log line whose message matches the regex; returns the match object."
-          "" rx = re.compile(pattern) deadline = time.monotonic() + timeout while True : left =
-                                                     deadline - time.monotonic() if left <= 0
-        : raise AssertionError("no log line matching %r within %.1fs; last lines:\n%s" %
-                               (pattern, timeout, self.tail()))
-    try : rec = self.lines.get(timeout=left)
+    def wait_log(self, pattern, timeout=30.0):
+        """Waits for a log line whose message matches the regex; returns the match object."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("no log line matching %r within %.1fs; last lines:\n%s" %
+                                     (pattern, timeout, self.tail()))
+            try:
+                rec = self.lines.get(timeout=left)
             except queue.Empty:
                 continue
             if rec is None:
@@ -117,28 +116,24 @@ try : rec
     def stop(self, timeout=60.0):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.wait_exit(timeout) except subprocess.TimeoutExpired
-                : os.killpg(self.proc.pid, signal.SIGKILL) self.proc
-                      .wait() raise AssertionError(
-                          "daemon did not stop within %.0fs:\n%s" %
-                          (timeout, self.tail())) return self.proc.returncode if self
-                      .proc else None
-
-                          def
-                          kill9(self)
-                : os.killpg(self.proc.pid, signal.SIGKILL) self.proc.wait()
-                      self._reader.join(timeout = 5)
-
-                          def
-                          db(self, sql, args = ())
-                : ""
-                  "Runs a read-only query on the daemon's SQLite history; returns a list of dict "
-                  "rows."
-                  "" con = sqlite3
-                               .connect("file:%s?mode=ro" % self.db_path, uri = True, timeout = 10)
-                                   con.row_factory = sqlite3.Row
             try:
+                return self.wait_exit(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+                raise AssertionError("daemon did not stop within %.0fs:\n%s" % (timeout, self.tail()))
+        return self.proc.returncode if self.proc else None
+
+    def kill9(self):
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self._reader.join(timeout=5)
+
+    def db(self, sql, args=()):
+        """Runs a read-only query on the daemon's SQLite history; returns a list of dict rows."""
+        con = sqlite3.connect("file:%s?mode=ro" % self.db_path, uri=True, timeout=10)
+        con.row_factory = sqlite3.Row
+        try:
             return [dict(r) for r in con.execute(sql, args)]
         finally:
             con.close()
@@ -147,9 +142,13 @@ try : rec
         return self.start()
 
     def __exit__(self, *exc):
-            try : self
-.stop() except Exception : if self.proc and self.proc.poll() is None
-    : os.killpg(self.proc.pid, signal.SIGKILL) raise
+        try:
+            self.stop()
+        except Exception:
+            if self.proc and self.proc.poll() is None:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            raise
 
-      def main()
-    : unittest.main(verbosity = 2)
+
+def main():
+    unittest.main(verbosity=2)

@@ -15,8 +15,7 @@ class NextCommand(unittest.TestCase):
                                             "2026-01-01T01:00:00Z"])
 
     def test_shifts_a_skipped_wall_clock_time_forward_by_the_gap(self):
-#Stockholm springs forward at 02 : 00 on 2026 - 03 - 29 : 02 : 30 does not exist,                  \
-    so it runs at 03 : 30.
+        # Stockholm springs forward at 02:00 on 2026-03-29: 02:30 does not exist, so it runs at 03:30.
         r = run_cli("next", "--from", "2026-03-28T00:00:00Z", "--count", "3", "--tz",
                     "Europe/Stockholm", "--local", "30 2 * * *")
         self.assertEqual(r.returncode, 0, r.stderr)

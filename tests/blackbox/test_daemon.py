@@ -1,30 +1,39 @@
-""
-    "`cronvisor run`: the supervisor end to end, against the real binary and its SQLite history."
-    "" import http.server import json import os import signal import socket import stat import
-        subprocess import threading import time import unittest
+"""`cronvisor run`: the supervisor end to end, against the real binary and its SQLite history."""
+import http.server
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import threading
+import time
+import unittest
 
-            from cvtest import BIN,
-    Daemon, main,
-    run_cli
+from cvtest import BIN, Daemon, main, run_cli
 
-        HEADER = ""
-                 "
-                 server : listen : "127.0.0.1:0" defaults : kill_grace : 1s shutdown_grace : 5s jobs
-    : ""
-      "
+HEADER = """
+server:
+  listen: "127.0.0.1:0"
+defaults:
+  kill_grace: 1s
+  shutdown_grace: 5s
+jobs:
+"""
 
-      def
-      config(jobs, extra = "")
-    : return extra + HEADER +
-      jobs
 
-          def
-          pid_alive(pid)
-    :
-try : os
-    .kill(pid, 0) except ProcessLookupError : return False
-#A zombie still answers kill(0); it is gone for our purposes once reaped or a zombie.
-    try : with open("/proc/%d/stat" % pid) as f:
+def config(jobs, extra=""):
+    return extra + HEADER + jobs
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie still answers kill(0); it is gone for our purposes once reaped or a zombie.
+    try:
+        with open("/proc/%d/stat" % pid) as f:
             return f.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
@@ -75,11 +84,14 @@ class CatchUp(unittest.TestCase):
     command: "true"
 """
         d = Daemon(config(jobs)).start()
-        try : run_id
-            = int(d.wait_log(r "run (\d+) job=minutely trigger=catch_up").group(1))
-                  d.wait_log(r "run %d SUCCESS recorded" % run_id) finally
-                : d.stop() d2 = Daemon(config(jobs), workdir = d.tmp).start()
-            try : d2.wait_log(r"cronvisor .* running")
+        try:
+            run_id = int(d.wait_log(r"run (\d+) job=minutely trigger=catch_up").group(1))
+            d.wait_log(r"run %d SUCCESS recorded" % run_id)
+        finally:
+            d.stop()
+        d2 = Daemon(config(jobs), workdir=d.tmp).start()
+        try:
+            d2.wait_log(r"cronvisor .* running")
         finally:
             d2.stop()
         rows = d2.db("SELECT scheduled_for FROM runs WHERE trigger='catch_up'")
@@ -137,7 +149,8 @@ class Outcomes(unittest.TestCase):
     schedule: "@reboot"
     command: "kill -9 $$$$"
 """ % tmp_script
-                try : with Daemon(config(jobs)) as d:
+        try:
+            with Daemon(config(jobs)) as d:
                 got = {}
                 for _ in range(6):
                     m = d.wait_log(r"run (\d+) job=(\S+) status=(\w+) exit=(-?\d+) signal=(\d+)")
@@ -372,7 +385,7 @@ class Durability(unittest.TestCase):
         d = Daemon(config(jobs)).start()
         m = d.wait_log(r"run (\d+) job=long .*status=RUNNING")
         run_id = int(m.group(1))
-#The RUNNING row is committed by the store's worker; wait for the record, not for time.
+        # The RUNNING row is committed by the store's worker; wait for the record, not for time.
         d.wait_log(r"run %d RUNNING recorded" % run_id)
         d.kill9()
         d2 = Daemon(config(jobs), workdir=d.tmp).start()
@@ -464,7 +477,7 @@ class Pid1(unittest.TestCase):
         d = Daemon(config(jobs), prefix=["unshare", "--pid", "--fork", "--mount-proc"]).start()
         for _ in range(3):
             d.run_finished("orphaner")
-#The orphans of three runs have been re - parented to the daemon(PID 1) and must be reaped.
+        # The orphans of three runs have been re-parented to the daemon (PID 1) and must be reaped.
         for _ in range(4):
             d.wait_log(r"reaped orphan pid \d+", timeout=10)
         inner = subprocess.run(["pgrep", "-P", str(d.proc.pid)], capture_output=True, text=True).stdout.split()
