@@ -464,26 +464,35 @@ static char *check_cwd(const char *cwd)
     return NULL;
 }
 
+/* Checks the working directory and finds the program; *path stays NULL when argv[0] holds a '/'
+ * (posix_spawn takes it as it is, relative to cwd). Returns false after fail_start(). */
+static bool resolve(proc_t *p, const proc_opts_t *o, const char *name, char **path)
+{
+    int rc = 0;
+    char *err = check_cwd(o->cwd);
+    if (err) {
+        fail_start(p, 126, err);
+        return false;
+    }
+    if (strchr(name, '/') || (*path = search_path(name, o->env, o->cwd, &rc)) != NULL)
+        return true;
+    fail_start(p, rc == -ENOENT ? 127 : 126,
+               rc == -ENOENT ? cv_sprintf("command not found: %s", name)
+                             : cv_sprintf("cannot execute %s: %s", name, strerror(-rc)));
+    return false;
+}
+
 /* Resolves the program, creates the pipes and spawns. On any failure, fail_start(). */
 static void launch(proc_t *p, const proc_opts_t *o)
 {
     const char *shell_argv[] = {"/bin/sh", "-c", o->command, NULL};
     const char *const *argv = o->command ? shell_argv : o->argv;
     int fds[P_N][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
-    char *path = NULL, *err = check_cwd(o->cwd);
+    char *path = NULL;
     char **envp = NULL;
     int rc = 0;
-    if (err) {
-        fail_start(p, 126, err);
+    if (!resolve(p, o, argv[0], &path))
         return;
-    }
-    if (strchr(argv[0], '/') == NULL &&
-        (path = search_path(argv[0], o->env, o->cwd, &rc)) == NULL) {
-        fail_start(p, rc == -ENOENT ? 127 : 126,
-                   rc == -ENOENT ? cv_sprintf("command not found: %s", argv[0])
-                                 : cv_sprintf("cannot execute %s: %s", argv[0], strerror(-rc)));
-        return;
-    }
     for (int i = 0; i < P_N && rc == 0; i++)
         rc = make_pipe(fds[i]);
     if (rc < 0) {

@@ -194,6 +194,21 @@ static void exits_126_when_the_argv_file_is_not_executable(void **state)
     assert_true(c.r->spawn_failed);
     assert_contains(c.r->error, "cannot execute");
     finish(&c);
+
+    /* The same file found through PATH (argv[0] without a slash). */
+    char *slash = strrchr(path, '/'), *env_path = NULL;
+    *slash = '\0';
+    assert_true(asprintf(&env_path, "PATH=/no/such/dir:%s", path) > 0);
+    const char *env[] = {env_path, NULL};
+    const char *argv2[] = {slash + 1, NULL};
+    ctx_t c2 = {0};
+    proc_opts_t o2 = {.argv = argv2, .env = env};
+    run(&c2, &o2);
+    assert_int_equal(c2.r->exit_code, 126);
+    assert_true(c2.r->spawn_failed);
+    finish(&c2);
+    free(env_path);
+    *slash = '/';
     unlink(path);
 }
 
@@ -265,12 +280,58 @@ static void keeps_memory_bounded_when_a_job_prints_a_gigabyte(void **state)
     finish(&c);
 }
 
+/* ---- waiting for orphans ----------------------------------------------------------------------
+ */
+
+/* Waits (on the loop, with a 10 s guard) until the orphan pid was reaped, or, with pid 0, until
+ * reaper_orphans_reaped() reaches target. */
+typedef struct orphan_wait {
+    uint64_t target;
+    pid_t pid;
+    bool done, armed;
+    uv_timer_t guard;
+} orphan_wait_t;
+
+static void on_orphan(void *data, pid_t pid, int status)
+{
+    orphan_wait_t *w = data;
+    if ((w->pid && pid == w->pid) || (!w->pid && reaper_orphans_reaped() >= w->target))
+        w->done = true;
+    if (w->done && w->armed && !uv_is_closing((uv_handle_t *)&w->guard))
+        uv_close((uv_handle_t *)&w->guard, NULL);
+}
+
+static void on_guard(uv_timer_t *t)
+{
+    fail_msg("orphan not reaped within 10 s");
+}
+
+static void await_orphans(uv_loop_t *loop, orphan_wait_t *w)
+{
+    w->done = !w->pid && reaper_orphans_reaped() >= w->target;
+    reaper_set_orphan_cb(on_orphan, w);
+    reaper_poll();
+    if (!w->done) {
+        uv_timer_init(loop, &w->guard);
+        uv_timer_start(&w->guard, on_guard, 10000, 0);
+        w->armed = true;
+        uv_run(loop, UV_RUN_DEFAULT);
+    }
+    reaper_set_orphan_cb(NULL, NULL);
+    assert_true(w->done);
+}
+
 /* ---- timeouts, cancel, drain ----------------------------------------------------------------- */
 
-static void assert_process_gone(pid_t pid)
+/* Members of a killed group close their pipes as soon as they start exiting, which can be a
+ * moment before they are zombies: wait until we (their subreaper, their parent being dead) have
+ * reaped every one of them. */
+static void await_group_gone(uv_loop_t *loop, pid_t pgid)
 {
-    reaper_poll(); /* it may be our (subreaper) zombie: reap it first */
-    assert_int_equal(kill(pid, 0), -1);
+    while (kill(-pgid, 0) == 0) {
+        orphan_wait_t w = {.target = reaper_orphans_reaped() + 1};
+        await_orphans(loop, &w);
+    }
     assert_int_equal(errno, ESRCH);
 }
 
@@ -288,8 +349,9 @@ static void kills_the_whole_group_at_the_timeout(void **state)
     assert_contains(r->error, "timed out after");
     assert_contains(r->output, "system | timed out after");
     assert_true(c.first_number > 0);
-    assert_process_gone(c.first_number);
-    assert_int_equal(kill(-r->pid, 0), -1);
+    await_group_gone(&c.loop, r->pid);
+    assert_int_equal(kill(c.first_number, 0), -1); /* the grandchild is gone with its group */
+    assert_int_equal(errno, ESRCH);
     finish(&c);
 }
 
@@ -352,6 +414,28 @@ static void completes_after_the_drain_grace_when_a_grandchild_holds_the_pipes(vo
 
 /* ---- environment, descriptors, result protocol ----------------------------------------------- */
 
+/* "pid pgrp sid" of the job's shell, from /proc. */
+static const char *const ids_command =
+    "read -r pid comm state ppid pgrp sid rest < /proc/$$/stat; echo \"$pid $pgrp $sid\"";
+
+static void puts_the_child_in_its_own_process_group_or_session(void **state)
+{
+    ctx_t c = {0};
+    const proc_result_t *r = run_command(&c, ids_command);
+    char want[64];
+    snprintf(want, sizeof(want), "stdout | %d %d %d\n", (int)r->pid, (int)r->pid, (int)getsid(0));
+    assert_contains(r->output, want);
+    finish(&c);
+
+    ctx_t s = {0};
+    proc_opts_t o = {.command = ids_command, .new_session = true};
+    run(&s, &o);
+    snprintf(want, sizeof(want), "stdout | %d %d %d\n", (int)s.r->pid, (int)s.r->pid,
+             (int)s.r->pid);
+    assert_contains(s.r->output, want);
+    finish(&s);
+}
+
 static void applies_environment_and_working_directory(void **state)
 {
     char dir[] = "/tmp/cv-proc-cwd-XXXXXX";
@@ -381,9 +465,11 @@ static void leaks_no_daemon_descriptor_into_the_child(void **state)
     assert_int_equal(leak, 20);
     close(fd);
     ctx_t c = {0};
-    const proc_result_t *r =
-        run_command(&c, "ls /proc/$$/fd | tr '\\n' ' '; echo; readlink /proc/$$/fd/0");
-    assert_contains(r->output, "stdout | 0 1 2 3 \n");
+    /* Simple commands only: a pipe or $(...) would open descriptors in the listed shell. */
+    const proc_result_t *r = run_command(&c, "ls /proc/$$/fd; readlink /proc/$$/fd/0");
+    assert_contains(r->output, "stdout | 0\n");
+    assert_int_equal(c.lines[PROC_STREAM_STDOUT], 5); /* 0 1 2 3 and the readlink */
+    assert_contains(r->output, "stdout | 3\n");
     assert_contains(r->output, "stdout | /dev/null\n");
     close(leak);
     finish(&c);
@@ -413,23 +499,6 @@ static void applies_result_lines_and_reports_a_bad_one_without_failing(void **st
 
 /* ---- reaping and resource usage -------------------------------------------------------------- */
 
-typedef struct orphan_wait {
-    uint64_t target;
-    uv_timer_t guard;
-} orphan_wait_t;
-
-static void on_orphan(void *data, pid_t pid, int status)
-{
-    orphan_wait_t *w = data;
-    if (reaper_orphans_reaped() >= w->target && !uv_is_closing((uv_handle_t *)&w->guard))
-        uv_close((uv_handle_t *)&w->guard, NULL);
-}
-
-static void on_guard(uv_timer_t *t)
-{
-    fail_msg("orphans not reaped within 10 s");
-}
-
 static void reaps_orphans_left_by_a_double_forking_job(void **state)
 {
     ctx_t c = {0};
@@ -440,11 +509,7 @@ static void reaps_orphans_left_by_a_double_forking_job(void **state)
     assert_false(r->drain_forced);
     /* The job is over; its two grandchildren are still sleeping. Wait for their reaping. */
     orphan_wait_t w = {.target = before + 2};
-    uv_timer_init(&c.loop, &w.guard);
-    uv_timer_start(&w.guard, on_guard, 10000, 0);
-    reaper_set_orphan_cb(on_orphan, &w);
-    uv_run(&c.loop, UV_RUN_DEFAULT);
-    reaper_set_orphan_cb(NULL, NULL);
+    await_orphans(&c.loop, &w);
     assert_true(reaper_orphans_reaped() >= before + 2);
     assert_int_equal(count_zombie_children(), 0);
     finish(&c);
@@ -506,6 +571,7 @@ int main(void)
         cmocka_unit_test(cancel_terminates_the_group_and_marks_the_run),
         cmocka_unit_test(release_before_completion_kills_and_frees_without_a_callback),
         cmocka_unit_test(completes_after_the_drain_grace_when_a_grandchild_holds_the_pipes),
+        cmocka_unit_test(puts_the_child_in_its_own_process_group_or_session),
         cmocka_unit_test(applies_environment_and_working_directory),
         cmocka_unit_test(leaks_no_daemon_descriptor_into_the_child),
         cmocka_unit_test(applies_result_lines_and_reports_a_bad_one_without_failing),
