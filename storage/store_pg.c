@@ -133,11 +133,8 @@ static void setup_options(store_pg_t *s, PQconninfoOption *opts, const store_con
     s->connect_timeout_ms = secs > 0 ? secs * 1000 : CONNECT_TIMEOUT_MS;
     const char *host = option(s, "host"), *port = option(s, "port");
     const char *dbname = option(s, "dbname"), *user = option(s, "user");
-    s->where = cv_sprintf("%s:%s/%s",
-                          host                    ? host
-                          : option(s, "hostaddr") ? option(s, "hostaddr")
-                                                  : "local",
-                          port ? port : "5432",
+    const char *shown = host ? host : option(s, "hostaddr");
+    s->where = cv_sprintf("%s:%s/%s", shown ? shown : "local", port ? port : "5432",
                           dbname ? dbname
                           : user ? user
                                  : "postgres");
