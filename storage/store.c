@@ -1,5 +1,6 @@
 /* Backend selection, dispatch through the ops table, and the helpers every backend shares. */
 #include "storage/store.h"
+#include "storage/store_pg.h"
 #include "storage/store_sqlite.h"
 
 #include "core/log.h"
@@ -10,11 +11,6 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-
-static bool has_prefix(const char *s, const char *p)
-{
-    return strncmp(s, p, strlen(p)) == 0;
-}
 
 int store_open(uv_loop_t *loop, const store_config_t *cfg, store_t **out)
 {
@@ -27,11 +23,8 @@ int store_open(uv_loop_t *loop, const store_config_t *cfg, store_t **out)
         cv_error("store", "no instance id given to the store");
         return -EINVAL;
     }
-    if (has_prefix(cfg->dsn, "postgres://") || has_prefix(cfg->dsn, "postgresql://")) {
-        /* The DSN may hold a password: never log it. */
-        cv_error("store", "the PostgreSQL backend is not built into this binary yet");
-        return -ENOTSUP;
-    }
+    if (store_pg_dsn_matches(cfg->dsn))
+        return store_pg_open(loop, cfg, out); /* the DSN may hold a password: never log it */
     return store_sqlite_open(loop, cfg, out);
 }
 

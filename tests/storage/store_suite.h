@@ -947,12 +947,14 @@ static void a_burst_of_10000_inserts_commits_in_few_transactions(void **state)
     assert_int_equal(count_runs(f, "burst"), 10000);
 }
 
-static void refuses_a_postgres_dsn_until_that_backend_exists_and_bad_configs(void **state)
+static void refuses_bad_configs_and_a_malformed_postgres_dsn(void **state)
 {
     fx_t *f = *state;
     store_t *s = NULL;
-    store_config_t pg = {.dsn = "postgres://u:secret@127.0.0.1/db", .instance = "x"};
-    assert_int_equal(store_open(&f->loop, &pg, &s), -ENOTSUP);
+    store_config_t pg = {.dsn = "postgres://u:secret@127.0.0.1:notaport/db?bogus=1",
+                         .instance = "x"};
+    assert_int_equal(store_open(&f->loop, &pg, &s), -EINVAL);
+    assert_null(s);
     store_config_t none = {.dsn = "", .instance = "x"};
     assert_int_equal(store_open(&f->loop, &none, &s), -EINVAL);
     store_config_t noinst = {.dsn = f->dsn};
@@ -1010,8 +1012,8 @@ static int run_suite(const store_backend_t *backend)
         cmocka_unit_test_setup_teardown(close_waits_for_a_retention_in_progress, setup, teardown),
         cmocka_unit_test_setup_teardown(a_burst_of_10000_inserts_commits_in_few_transactions, setup,
                                         teardown),
-        cmocka_unit_test_setup_teardown(
-            refuses_a_postgres_dsn_until_that_backend_exists_and_bad_configs, setup, teardown),
+        cmocka_unit_test_setup_teardown(refuses_bad_configs_and_a_malformed_postgres_dsn, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests_name(backend->name, tests, NULL, NULL);
 }

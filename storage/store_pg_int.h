@@ -1,0 +1,177 @@
+/* Private to the PostgreSQL backend: the request record and backend state shared by the
+ * connection and pipeline engine (store_pg.c) and the SQL of each operation (store_pg_sql.c). */
+#ifndef CV_STORAGE_STORE_PG_INT_H
+#define CV_STORAGE_STORE_PG_INT_H
+
+#include "storage/store_pg.h"
+#include "core/util.h"
+
+#include <libpq-fe.h>
+
+typedef enum {
+    PG_CLOSE,
+    PG_MIGRATE,
+    PG_PING,
+    PG_GET_RUN,
+    PG_QUERY_RUNS,
+    PG_JOB_STATS,
+    PG_SUMMARY,
+    PG_OV_LIST,
+    PG_AUDIT_LIST,
+    /* writes from here on */
+    PG_INSERT_RUN,
+    PG_UPDATE_RUN,
+    PG_ABANDON,
+    PG_RETENTION,
+    PG_OV_SET,
+    PG_OV_DELETE,
+    PG_AUDIT_APPEND,
+} store_pg_op_t;
+
+#define STORE_PG_IS_WRITE(op) ((op) >= PG_INSERT_RUN)
+
+/* Statements prepared once per connection, on first use. */
+typedef enum {
+    PGS_INSERT_ID,
+    PGS_INSERT_AUTO,
+    PGS_UPDATE_RUN,
+    PGS_GET_RUN,
+    PGS_AUDIT_APPEND,
+    PGS__COUNT
+} store_pg_stmt_t;
+
+/* The steps of retention: by age, then by count per job. */
+enum { STORE_PG_RET_AGE, STORE_PG_RET_COUNT, STORE_PG_RET_DONE };
+
+/* The steps of a migration: lock and read the version, apply one, unlock. */
+enum { STORE_PG_MIG_LOCK, STORE_PG_MIG_APPLY, STORE_PG_MIG_UNLOCK };
+
+/* What finishing a step of a request leads to. */
+typedef enum { PG_DONE, PG_AGAIN_FIRST, PG_AGAIN_LAST } store_pg_next_t;
+
+typedef struct store_pg_req {
+    cv_list_t link;
+    store_pg_op_t op;
+    int status;     /* set < 0 before queueing: fail without a round trip */
+    int64_t result; /* id or count */
+    void *ud;
+    bool solo;      /* send alone in its own transaction (its batch failed) */
+    bool rejected;  /* answered -EAGAIN ahead of the queue */
+    int step;       /* multi-step requests: migrate, retention */
+    PGresult **res; /* results of the current step, in order */
+    size_t nres, res_cap;
+    union {
+        store_status_cb status;
+        store_id_cb id;
+        store_count_cb count;
+        store_run_cb run;
+        store_page_cb page;
+        store_stats_cb stats;
+        store_summary_cb summary;
+        store_overrides_cb overrides;
+        store_audit_cb audit;
+    } cb;
+    union {
+        run_t *run; /* insert/update argument; get_run result */
+        int64_t id;
+        struct {
+            store_run_filter_t f; /* strings owned by the request */
+            store_run_page_t page;
+        } query;
+        struct {
+            char **jobs;
+            size_t njobs;
+            int last_n;
+            store_job_stats_t *out;
+        } stats;
+        struct {
+            int64_t since;
+            store_summary_t out;
+        } summary;
+        struct {
+            char *instance, *reason;
+        } abandon;
+        struct {
+            int days, max_runs;
+        } retention;
+        struct {
+            store_override_t ov; /* set/delete argument (strings owned) */
+            store_override_t *list;
+            size_t count;
+        } ov;
+        store_audit_t audit; /* append argument (strings owned) */
+        struct {
+            char *job, *cursor;
+            int limit;
+            store_audit_page_t page;
+        } audit_list;
+        struct {
+            size_t next; /* index in store_migrations of the migration the step applies */
+        } migrate;
+    } u;
+} store_pg_req_t;
+
+typedef enum { PGC_IDLE, PGC_RESOLVING, PGC_CONNECTING, PGC_READY, PGC_BACKOFF } store_pg_conn_t;
+
+/* One expected result of the batch in flight. */
+typedef struct store_pg_item {
+    store_pg_req_t *req; /* NULL for a prepare or the sync */
+    enum { PGI_QUERY, PGI_PREPARE, PGI_SYNC } kind;
+    int stmt;
+} store_pg_item_t;
+
+typedef struct store_pg {
+    store_t base;
+    char *instance;   /* default instance of inserted runs */
+    char *where;      /* host:port/dbname, for messages (no credentials) */
+    char **kw, **val; /* connection options, NULL-terminated; hostaddr filled per attempt */
+    size_t host_slot, hostaddr_slot;   /* both filled per attempt when resolve_host is set */
+    char *resolve_host, *resolve_port; /* set when host must be resolved before connecting */
+    int connect_timeout_ms;
+
+    PGconn *conn;
+    uv_poll_t *poll; /* heap: replaced when PQsocket changes during connect */
+    int poll_fd, poll_events;
+    uv_timer_t timer; /* connect timeout, then reconnect backoff */
+    uv_getaddrinfo_t *gai;
+    uv_prepare_t prepare; /* started while requests wait to be sent or answered */
+    store_pg_conn_t state;
+    bool ever_connected;
+    int backoff_ms;
+    bool prepared[PGS__COUNT];
+
+    cv_list_t queue;    /* waiting to be sent, in order */
+    cv_list_t batch;    /* sent in the batch in flight, in order */
+    cv_list_t rejected; /* answered -EAGAIN on the next loop pass */
+    size_t nqueued;
+    store_pg_item_t *items;
+    size_t nitems, items_cap, item_next;
+    bool item_got; /* the current item's result arrived; its NULL terminator has not */
+    bool in_flight;
+    int batch_err; /* first SQL error of the batch in flight, 0 if none */
+    bool batch_aborted;
+    bool batch_writes;
+    size_t batch_nreq;
+    bool session_over; /* the server sent FATAL: the connection is gone */
+
+    uint64_t commits;
+    size_t outstanding;
+    bool closing;
+    store_pg_req_t *close_req;
+    int handles_open;
+} store_pg_t;
+
+/** Queues the queries of the request's current step on the connection (pipeline mode), adding
+ * one item per expected result. Returns 0, or -EIO when libpq refused to queue (connection). */
+int store_pg__send(store_pg_t *s, store_pg_req_t *r);
+/** Finishes the current step once its batch committed (err 0) or failed alone (err < 0): reads
+ * the results into the request, sets its status, and says whether another step follows. */
+store_pg_next_t store_pg__finish(store_pg_t *s, store_pg_req_t *r, int err);
+/** Adds an expected result. */
+void store_pg__expect(store_pg_t *s, store_pg_req_t *req, int kind, int stmt);
+/** Maps a failed result to a negative errno, logging it (when log) unless it is expected. */
+int store_pg__error(store_pg_t *s, const PGresult *res, const char *what, bool log);
+/** Frees the step's results. */
+void store_pg__clear_results(store_pg_req_t *r);
+
+#endif

@@ -1,0 +1,744 @@
+/* PostgreSQL backend, the SQL of every operation: what each request sends into the pipeline and
+ * how its results are read once the batch committed. Loop thread only. */
+#include "storage/schema.h"
+#include "storage/store_pg_int.h"
+
+#include "core/log.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RETENTION_BATCH 500
+/* Session advisory lock held while migrating ("cronvisr"). */
+#define MIGRATE_LOCK "7165061209011778418"
+
+/* ---- parameters and results ---- */
+
+#define MAX_PARAMS 32
+
+typedef struct params {
+    const char *v[MAX_PARAMS];
+    char num[MAX_PARAMS][32];
+    int n;
+} params_t;
+
+static void p_text(params_t *p, const char *v)
+{
+    p->v[p->n++] = v;
+}
+
+static void p_i64(params_t *p, int64_t v)
+{
+    snprintf(p->num[p->n], sizeof(p->num[0]), "%" PRId64, v);
+    p->v[p->n] = p->num[p->n];
+    p->n++;
+}
+
+static void p_dbl(params_t *p, double v)
+{
+    snprintf(p->num[p->n], sizeof(p->num[0]), "%.17g", v);
+    p->v[p->n] = p->num[p->n];
+    p->n++;
+}
+
+static int64_t r_i64(const PGresult *res, int row, int col)
+{
+    return strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+static char *r_text(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? NULL : cv_strdup(PQgetvalue(res, row, col));
+}
+
+static int64_t r_changes(const PGresult *res)
+{
+    return strtoll(PQcmdTuples((PGresult *)res), NULL, 10);
+}
+
+void store_pg__clear_results(store_pg_req_t *r)
+{
+    for (size_t i = 0; i < r->nres; i++)
+        PQclear(r->res[i]);
+    r->nres = 0;
+}
+
+int store_pg__error(store_pg_t *s, const PGresult *res, const char *what, bool log)
+{
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    int err = -EIO;
+    if (state == NULL)
+        state = "";
+    if (strcmp(state, "23505") == 0)
+        return -EEXIST; /* expected: a claim lost to another instance */
+    if (strncmp(state, "22", 2) == 0 || strncmp(state, "23", 2) == 0)
+        err = -EINVAL;
+    else if (strcmp(state, "53100") == 0)
+        err = -ENOSPC;
+    else if (strcmp(state, "53200") == 0)
+        err = -ENOMEM;
+    else if (strcmp(state, "25006") == 0)
+        err = -EROFS;
+    else if (strncmp(state, "40", 2) == 0 || strcmp(state, "55P03") == 0)
+        err = -EBUSY;
+    if (log)
+        cv_warn("store", "database %s: cannot %s: %s (SQLSTATE %s)", s->where, what,
+                msg ? msg : PQresultErrorMessage(res), state);
+    return err;
+}
+
+/* Sends one query, prepared once per connection when stmt >= 0. */
+static const struct {
+    const char *name;
+    const char *sql;
+    int nparams;
+} stmts[PGS__COUNT] = {
+#define INSERT_COLS                                                                                \
+    "INSERT INTO runs (job, status, \"trigger\", scheduled_for, queued_at, started_at, "           \
+    "finished_at, duration_ms, attempt, retry_of, exit_code, signal, items_processed, "            \
+    "items_failed, progress, summary_json, error, output_tail, output_bytes, max_rss_kb, "         \
+    "cpu_user_ms, cpu_sys_ms, instance, id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "     \
+    "$11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, "
+    /* An explicit id (the executor's) moves the identity sequence past it, so a later automatic
+     * id neither collides with it nor reuses it after retention deleted it. */
+    [PGS_INSERT_ID] = {"cv_insert_id",
+                       "WITH ins AS (" INSERT_COLS "$24) ON CONFLICT DO NOTHING RETURNING id) "
+                       "SELECT id, setval('runs_id_seq', GREATEST(id, (SELECT last_value FROM "
+                       "runs_id_seq))) FROM ins",
+                       24},
+    /* An automatic id is above every id present, even one inserted by another instance that has
+     * not moved the sequence yet. */
+    [PGS_INSERT_AUTO] = {"cv_insert_auto",
+                         INSERT_COLS "GREATEST(nextval('runs_id_seq'), (SELECT COALESCE(MAX(id), "
+                                     "0) + 1 FROM runs))) ON CONFLICT DO NOTHING RETURNING id",
+                         23},
+#undef INSERT_COLS
+    [PGS_UPDATE_RUN] = {"cv_update_run", store_sql_run_update, 24},
+    [PGS_GET_RUN] = {"cv_get_run", store_sql_run_get, 1},
+    [PGS_AUDIT_APPEND] = {"cv_audit_append",
+                          "INSERT INTO audit (at, actor, action, job, run_id, \"before\", "
+                          "\"after\") VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+                          7},
+};
+
+static int send_stmt(store_pg_t *s, store_pg_req_t *r, store_pg_stmt_t st, const params_t *p)
+{
+    if (!s->prepared[st]) {
+        if (!PQsendPrepare(s->conn, stmts[st].name, stmts[st].sql, stmts[st].nparams, NULL))
+            return -EIO;
+        s->prepared[st] = true; /* confirmed or cleared by the prepare's result */
+        store_pg__expect(s, NULL, PGI_PREPARE, st);
+    }
+    if (!PQsendQueryPrepared(s->conn, stmts[st].name, p->n, p->v, NULL, NULL, 0))
+        return -EIO;
+    store_pg__expect(s, r, PGI_QUERY, -1);
+    return 0;
+}
+
+static int send_sql(store_pg_t *s, store_pg_req_t *r, const char *sql, const params_t *p)
+{
+    if (!PQsendQueryParams(s->conn, sql, p ? p->n : 0, NULL, p ? p->v : NULL, NULL, NULL, 0))
+        return -EIO;
+    store_pg__expect(s, r, PGI_QUERY, -1);
+    return 0;
+}
+
+/* ---- runs ---- */
+
+static void params_run(params_t *p, const run_t *r)
+{
+    p_text(p, r->job);
+    p_text(p, run_status_name(r->status));
+    p_text(p, r->trigger);
+    p_i64(p, r->scheduled_for);
+    p_i64(p, r->queued_at);
+    p_i64(p, r->started_at);
+    p_i64(p, r->finished_at);
+    p_i64(p, r->duration_ms);
+    p_i64(p, r->attempt);
+    p_i64(p, r->retry_of);
+    p_i64(p, r->exit_code);
+    p_i64(p, r->signal);
+    p_i64(p, r->items_processed);
+    p_i64(p, r->items_failed);
+    p_dbl(p, r->progress);
+    p_text(p, r->summary_json);
+    p_text(p, r->error);
+    p_text(p, r->output_tail);
+    p_i64(p, r->output_bytes);
+    p_i64(p, r->max_rss_kb);
+    p_i64(p, r->cpu_user_ms);
+    p_i64(p, r->cpu_sys_ms);
+    p_text(p, r->instance);
+}
+
+/* Reads a row selected with STORE_RUN_COLUMNS. */
+static run_t *read_run(const PGresult *res, int row, int c)
+{
+    run_t *r = cv_calloc(1, sizeof(*r));
+    r->id = r_i64(res, row, c + 0);
+    r->job = r_text(res, row, c + 1);
+    const char *status = PQgetvalue(res, row, c + 2);
+    if (run_status_parse(status, &r->status) < 0) {
+        cv_warn("store", "run %lld has an unknown status '%s'; shown as FAILED", (long long)r->id,
+                status);
+        r->status = RUN_FAILED;
+    }
+    r->trigger = r_text(res, row, c + 3);
+    r->scheduled_for = r_i64(res, row, c + 4);
+    r->queued_at = r_i64(res, row, c + 5);
+    r->started_at = r_i64(res, row, c + 6);
+    r->finished_at = r_i64(res, row, c + 7);
+    r->duration_ms = r_i64(res, row, c + 8);
+    r->attempt = (int)r_i64(res, row, c + 9);
+    r->retry_of = r_i64(res, row, c + 10);
+    r->exit_code = (int)r_i64(res, row, c + 11);
+    r->signal = (int)r_i64(res, row, c + 12);
+    r->items_processed = r_i64(res, row, c + 13);
+    r->items_failed = r_i64(res, row, c + 14);
+    r->progress = strtod(PQgetvalue(res, row, c + 15), NULL);
+    r->summary_json = r_text(res, row, c + 16);
+    r->error = r_text(res, row, c + 17);
+    r->output_tail = r_text(res, row, c + 18);
+    r->output_bytes = r_i64(res, row, c + 19);
+    r->max_rss_kb = r_i64(res, row, c + 20);
+    r->cpu_user_ms = r_i64(res, row, c + 21);
+    r->cpu_sys_ms = r_i64(res, row, c + 22);
+    r->instance = r_text(res, row, c + 23);
+    return r;
+}
+
+static int send_insert_run(store_pg_t *s, store_pg_req_t *r)
+{
+    params_t p = {.n = 0};
+    params_run(&p, r->u.run);
+    if (r->u.run->id > 0) {
+        p_i64(&p, r->u.run->id);
+        return send_stmt(s, r, PGS_INSERT_ID, &p);
+    }
+    return send_stmt(s, r, PGS_INSERT_AUTO, &p);
+}
+
+static void finish_insert_run(store_pg_req_t *r)
+{
+    if (PQntuples(r->res[0]) == 1) {
+        r->result = r_i64(r->res[0], 0, 0);
+        return;
+    }
+    /* ON CONFLICT DO NOTHING: the id or the (job, scheduled_for) claim is taken. */
+    r->status = -EEXIST;
+    cv_debug("store", "run %s at %lld: id or firing already claimed", r->u.run->job,
+             (long long)r->u.run->scheduled_for);
+}
+
+static int send_update_run(store_pg_t *s, store_pg_req_t *r)
+{
+    params_t p = {.n = 0};
+    params_run(&p, r->u.run);
+    p_i64(&p, r->u.run->id);
+    return send_stmt(s, r, PGS_UPDATE_RUN, &p);
+}
+
+static int send_get_run(store_pg_t *s, store_pg_req_t *r)
+{
+    params_t p = {.n = 0};
+    p_i64(&p, r->u.id);
+    return send_stmt(s, r, PGS_GET_RUN, &p);
+}
+
+static void finish_get_run(store_pg_req_t *r)
+{
+    if (PQntuples(r->res[0]) == 0)
+        r->status = -ENOENT;
+    else
+        r->u.run = read_run(r->res[0], 0, 0);
+}
+
+static int send_query_runs(store_pg_t *s, store_pg_req_t *r)
+{
+    const store_run_filter_t *f = &r->u.query.f;
+    int64_t before = 0;
+    store_cursor_decode(f->cursor, &before); /* checked when the request was made */
+    cv_buf_t sql = {0};
+    params_t p = {.n = 0};
+    cv_buf_appends(&sql, "SELECT " STORE_RUN_COLUMNS " FROM runs WHERE true");
+    if (f->job) {
+        p_text(&p, f->job);
+        cv_buf_printf(&sql, " AND job = $%d", p.n);
+    }
+    for (int i = 0, first = 1; f->status_mask && i < RUN__COUNT; i++) {
+        if (f->status_mask & (1u << i)) {
+            cv_buf_printf(&sql, "%s'%s'", first ? " AND status IN (" : ", ",
+                          run_status_name((run_status_t)i));
+            first = 0;
+        }
+    }
+    if (f->status_mask)
+        cv_buf_appends(&sql, ")");
+    if (f->trigger) {
+        p_text(&p, f->trigger);
+        cv_buf_printf(&sql, " AND \"trigger\" = $%d", p.n);
+    }
+    if (f->since) {
+        p_i64(&p, f->since);
+        cv_buf_printf(&sql, " AND started_at >= $%d::bigint", p.n);
+    }
+    if (f->until) {
+        p_i64(&p, f->until);
+        cv_buf_printf(&sql, " AND started_at < $%d::bigint", p.n);
+    }
+    if (before) {
+        p_i64(&p, before);
+        cv_buf_printf(&sql, " AND id < $%d::bigint", p.n);
+    }
+    cv_buf_printf(&sql, " ORDER BY id DESC LIMIT %d", store_page_limit(f->limit) + 1);
+    int err = send_sql(s, r, sql.data, &p);
+    cv_buf_free(&sql);
+    return err;
+}
+
+static void finish_query_runs(store_pg_req_t *r)
+{
+    int limit = store_page_limit(r->u.query.f.limit), n = PQntuples(r->res[0]);
+    store_run_page_t *page = &r->u.query.page;
+    page->runs = cv_calloc((size_t)limit, sizeof(*page->runs));
+    for (int i = 0; i < n && i < limit; i++)
+        page->runs[page->count++] = read_run(r->res[0], i, 0);
+    if (n > limit)
+        page->next_cursor = store_cursor_encode(page->runs[limit - 1]->id);
+}
+
+/* ---- statistics ---- */
+
+#define STATS_QUERIES 4
+
+static int send_job_stats(store_pg_t *s, store_pg_req_t *r)
+{
+    static const char *const sql[STATS_QUERIES] = {
+        "SELECT COUNT(*), COUNT(*) FILTER (WHERE status = 'SUCCESS'),"
+        " COUNT(*) FILTER (WHERE status = 'PARTIAL'),"
+        " COUNT(*) FILTER (WHERE status IN ('FAILED', 'TIMED_OUT')) FROM runs WHERE job = $1",
+        "SELECT COUNT(*) FROM runs WHERE job = $1"
+        " AND status IN ('FAILED', 'TIMED_OUT', 'ABANDONED') AND id > "
+        "COALESCE((SELECT MAX(id) FROM runs WHERE job = $1"
+        " AND status IN ('SUCCESS', 'PARTIAL')), 0)",
+        "SELECT duration_ms FROM runs WHERE job = $1 AND status IN"
+        " ('SUCCESS', 'PARTIAL', 'FAILED', 'TIMED_OUT') ORDER BY id DESC LIMIT $2::integer",
+        "SELECT " STORE_RUN_COLUMNS " FROM runs WHERE job = $1 ORDER BY id DESC LIMIT 1",
+    };
+    for (size_t j = 0; j < r->u.stats.njobs; j++) {
+        for (int q = 0; q < STATS_QUERIES; q++) {
+            params_t p = {.n = 0};
+            p_text(&p, r->u.stats.jobs[j]);
+            if (q == 2)
+                p_i64(&p, r->u.stats.last_n);
+            int err = send_sql(s, r, sql[q], &p);
+            if (err < 0)
+                return err;
+        }
+    }
+    return 0;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static void stats_durations(store_job_stats_t *js, const PGresult *res)
+{
+    int n = PQntuples(res);
+    if (n == 0)
+        return;
+    int64_t *d = cv_malloc((size_t)n * sizeof(*d));
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        d[i] = r_i64(res, i, 0);
+        sum += (double)d[i];
+    }
+    qsort(d, (size_t)n, sizeof(*d), cmp_i64);
+    size_t rank = (size_t)ceil(0.95 * (double)n); /* nearest rank, 1-based */
+    js->p95_duration_ms = d[rank - 1];
+    js->avg_duration_ms = sum / (double)n;
+    js->duration_samples = n;
+    free(d);
+}
+
+static void finish_job_stats(store_pg_req_t *r)
+{
+    size_t n = r->u.stats.njobs;
+    store_job_stats_t *out = cv_calloc(n ? n : 1, sizeof(*out));
+    r->u.stats.out = out;
+    for (size_t i = 0; i < n; i++) {
+        PGresult **res = &r->res[i * STATS_QUERIES];
+        store_job_stats_t *js = &out[i];
+        js->job = cv_strdup(r->u.stats.jobs[i]);
+        js->runs = r_i64(res[0], 0, 0);
+        js->successes = r_i64(res[0], 0, 1);
+        js->partials = r_i64(res[0], 0, 2);
+        js->failures = r_i64(res[0], 0, 3);
+        int64_t judged = js->successes + js->partials + js->failures;
+        js->success_rate = judged ? (double)js->successes / (double)judged : 0;
+        js->consecutive_failures = r_i64(res[1], 0, 0);
+        stats_durations(js, res[2]);
+        if (PQntuples(res[3]) == 1)
+            js->last = read_run(res[3], 0, 0);
+    }
+}
+
+static int send_summary(store_pg_t *s, store_pg_req_t *r)
+{
+    params_t p = {.n = 0};
+    p_i64(&p, r->u.summary.since);
+    return send_sql(s, r,
+                    "SELECT COUNT(*) FILTER (WHERE status = 'RUNNING'),"
+                    " COUNT(*) FILTER (WHERE status = 'QUEUED'),"
+                    " COUNT(*) FILTER (WHERE status = 'SUCCESS' AND finished_at >= $1::bigint),"
+                    " COUNT(*) FILTER (WHERE status = 'PARTIAL' AND finished_at >= $1::bigint),"
+                    " COUNT(*) FILTER (WHERE status IN ('FAILED', 'TIMED_OUT')"
+                    " AND finished_at >= $1::bigint) FROM runs"
+                    " WHERE status IN ('RUNNING', 'QUEUED') OR (status IN ('SUCCESS', 'PARTIAL',"
+                    " 'FAILED', 'TIMED_OUT') AND finished_at >= $1::bigint)",
+                    &p);
+}
+
+static void finish_summary(store_pg_req_t *r)
+{
+    store_summary_t *o = &r->u.summary.out;
+    o->running = r_i64(r->res[0], 0, 0);
+    o->queued = r_i64(r->res[0], 0, 1);
+    o->success = r_i64(r->res[0], 0, 2);
+    o->partial = r_i64(r->res[0], 0, 3);
+    o->failed = r_i64(r->res[0], 0, 4);
+}
+
+/* ---- maintenance ---- */
+
+static int send_abandon(store_pg_t *s, store_pg_req_t *r)
+{
+    params_t p = {.n = 0};
+    p_text(&p, r->u.abandon.reason);
+    p_i64(&p, cv_now_ms());
+    p_text(&p, r->u.abandon.instance);
+    return send_sql(s, r,
+                    "UPDATE runs SET status = 'ABANDONED', error = $1, finished_at = $2::bigint,"
+                    " duration_ms = CASE WHEN started_at > 0 THEN $2::bigint - started_at"
+                    " ELSE 0 END WHERE status IN ('RUNNING', 'QUEUED')"
+                    " AND ($3::text IS NULL OR instance = $3::text)",
+                    &p);
+}
+
+/* One step of retention deletes at most RETENTION_BATCH rows, in its own batch. */
+static int send_retention(store_pg_t *s, store_pg_req_t *r)
+{
+    params_t p = {.n = 0};
+    if (r->step == STORE_PG_RET_AGE) {
+        p_i64(&p, cv_now_ms() - (int64_t)r->u.retention.days * 86400000);
+        return send_sql(s, r,
+                        "WITH d AS (DELETE FROM runs WHERE id IN (SELECT id FROM runs WHERE"
+                        " status NOT IN ('QUEUED', 'RUNNING') AND (CASE WHEN finished_at > 0"
+                        " THEN finished_at ELSE scheduled_for END) < $1::bigint"
+                        " ORDER BY id LIMIT 500) RETURNING 1) SELECT COUNT(*) FROM d",
+                        &p);
+    }
+    p_i64(&p, r->u.retention.max_runs);
+    return send_sql(s, r,
+                    "WITH ranked AS (SELECT id, status, row_number() OVER (PARTITION BY job"
+                    " ORDER BY id DESC) AS n FROM runs), d AS (DELETE FROM runs WHERE id IN"
+                    " (SELECT id FROM ranked WHERE n > $1::bigint AND status NOT IN ('QUEUED',"
+                    " 'RUNNING') ORDER BY id LIMIT 500) RETURNING 1) SELECT COUNT(*) FROM d",
+                    &p);
+}
+
+static store_pg_next_t finish_retention(store_pg_req_t *r)
+{
+    if (r->nres == 0)
+        return PG_DONE; /* nothing to do: no age and no count limit */
+    int64_t n = r_i64(r->res[0], 0, 0);
+    r->result += n;
+    if (n < RETENTION_BATCH)
+        r->step++;
+    if (r->step == STORE_PG_RET_COUNT && r->u.retention.max_runs == 0)
+        r->step = STORE_PG_RET_DONE;
+    return r->step == STORE_PG_RET_DONE ? PG_DONE : PG_AGAIN_LAST;
+}
+
+/* ---- overrides and audit ---- */
+
+static int send_override_set(store_pg_t *s, store_pg_req_t *r)
+{
+    const store_override_t *ov = &r->u.ov.ov;
+    params_t p = {.n = 0};
+    p_text(&p, ov->job);
+    p_text(&p, ov->field);
+    p_text(&p, ov->value);
+    p_i64(&p, ov->updated_at);
+    p_text(&p, ov->updated_by);
+    return send_sql(s, r,
+                    "INSERT INTO job_overrides (job, field, value, updated_at, updated_by)"
+                    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (job, field) DO UPDATE SET"
+                    " value = excluded.value, updated_at = excluded.updated_at,"
+                    " updated_by = excluded.updated_by",
+                    &p);
+}
+
+static int send_override_delete(store_pg_t *s, store_pg_req_t *r)
+{
+    params_t p = {.n = 0};
+    p_text(&p, r->u.ov.ov.job);
+    p_text(&p, r->u.ov.ov.field);
+    return send_sql(s, r, "DELETE FROM job_overrides WHERE job = $1 AND field = $2", &p);
+}
+
+static int send_override_list(store_pg_t *s, store_pg_req_t *r)
+{
+    params_t p = {.n = 0};
+    p_text(&p, r->u.ov.ov.job);
+    return send_sql(s, r,
+                    "SELECT job, field, value, updated_at, updated_by FROM job_overrides"
+                    " WHERE $1::text IS NULL OR job = $1::text ORDER BY job, field",
+                    &p);
+}
+
+static void finish_override_list(store_pg_req_t *r)
+{
+    const PGresult *res = r->res[0];
+    int n = PQntuples(res);
+    r->u.ov.list = cv_calloc(n ? (size_t)n : 1, sizeof(*r->u.ov.list));
+    for (int i = 0; i < n; i++) {
+        store_override_t *o = &r->u.ov.list[r->u.ov.count++];
+        o->job = r_text(res, i, 0);
+        o->field = r_text(res, i, 1);
+        o->value = r_text(res, i, 2);
+        o->updated_at = r_i64(res, i, 3);
+        o->updated_by = r_text(res, i, 4);
+    }
+}
+
+static int send_audit_append(store_pg_t *s, store_pg_req_t *r)
+{
+    const store_audit_t *a = &r->u.audit;
+    params_t p = {.n = 0};
+    p_i64(&p, a->at);
+    p_text(&p, a->actor);
+    p_text(&p, a->action);
+    p_text(&p, a->job);
+    p_i64(&p, a->run_id);
+    p_text(&p, a->before);
+    p_text(&p, a->after);
+    return send_stmt(s, r, PGS_AUDIT_APPEND, &p);
+}
+
+static int send_audit_list(store_pg_t *s, store_pg_req_t *r)
+{
+    int64_t before = 0;
+    store_cursor_decode(r->u.audit_list.cursor, &before); /* checked when the request was made */
+    params_t p = {.n = 0};
+    p_text(&p, r->u.audit_list.job);
+    p_i64(&p, before);
+    char *sql = cv_sprintf("SELECT id, at, actor, action, job, run_id, \"before\", \"after\""
+                           " FROM audit WHERE ($1::text IS NULL OR job = $1::text)"
+                           " AND ($2::bigint = 0 OR id < $2::bigint) ORDER BY id DESC LIMIT %d",
+                           store_page_limit(r->u.audit_list.limit) + 1);
+    int err = send_sql(s, r, sql, &p);
+    free(sql);
+    return err;
+}
+
+static void finish_audit_list(store_pg_req_t *r)
+{
+    const PGresult *res = r->res[0];
+    int limit = store_page_limit(r->u.audit_list.limit), n = PQntuples(res);
+    store_audit_page_t *page = &r->u.audit_list.page;
+    page->entries = cv_calloc((size_t)limit, sizeof(store_audit_t));
+    for (int i = 0; i < n && i < limit; i++) {
+        store_audit_t *a = &page->entries[page->count++];
+        a->id = r_i64(res, i, 0);
+        a->at = r_i64(res, i, 1);
+        a->actor = r_text(res, i, 2);
+        a->action = r_text(res, i, 3);
+        a->job = r_text(res, i, 4);
+        a->run_id = r_i64(res, i, 5);
+        a->before = r_text(res, i, 6);
+        a->after = r_text(res, i, 7);
+    }
+    if (n > limit)
+        page->next_cursor = store_cursor_encode(page->entries[limit - 1].id);
+}
+
+/* ---- migrations ----
+ * Step LOCK takes a session advisory lock (two instances starting together migrate one after
+ * the other), creates the version table and reads the version; each step MIGRATE applies one
+ * migration in its own transaction; step UNLOCK releases the lock, also after a failure. */
+
+static int send_migrate(store_pg_t *s, store_pg_req_t *r)
+{
+    int err = 0;
+    if (r->step == STORE_PG_MIG_LOCK) {
+        err = send_sql(s, r, "SELECT pg_advisory_lock(" MIGRATE_LOCK ")", NULL);
+        if (err == 0)
+            err = send_sql(s, r, store_sql_version_table, NULL);
+        if (err == 0)
+            err = send_sql(s, r, store_sql_version_get, NULL);
+        return err;
+    }
+    if (r->step == STORE_PG_MIG_UNLOCK)
+        return send_sql(s, r, "SELECT pg_advisory_unlock(" MIGRATE_LOCK ")", NULL);
+    const store_migration_t *m = &store_migrations[r->u.migrate.next];
+    for (const char *const *sql = m->statements; err == 0 && *sql; sql++) {
+        char *text = store_schema_render(*sql, &store_dialect_postgres);
+        err = send_sql(s, r, text, NULL);
+        free(text);
+    }
+    params_t p = {.n = 0};
+    p_i64(&p, m->version);
+    p_text(&p, m->name);
+    p_i64(&p, cv_now_ms());
+    return err < 0 ? err : send_sql(s, r, store_sql_version_put, &p);
+}
+
+/* The next migration after version current, or UNLOCK when none is missing. */
+static void migrate_next(store_pg_req_t *r, int64_t current)
+{
+    r->step = STORE_PG_MIG_UNLOCK;
+    for (size_t i = 0; i < store_migration_count; i++) {
+        if (store_migrations[i].version > current) {
+            r->u.migrate.next = i;
+            r->step = STORE_PG_MIG_APPLY;
+            return;
+        }
+    }
+}
+
+static store_pg_next_t finish_migrate(store_pg_t *s, store_pg_req_t *r, int err)
+{
+    if (r->step == STORE_PG_MIG_UNLOCK)
+        return PG_DONE;
+    if (err < 0) {
+        if (r->step == STORE_PG_MIG_APPLY)
+            cv_error("store", "database %s: migration %d (%s) failed; nothing of it was kept",
+                     s->where, store_migrations[r->u.migrate.next].version,
+                     store_migrations[r->u.migrate.next].name);
+        r->status = err;
+        r->step = STORE_PG_MIG_UNLOCK;
+        return PG_AGAIN_FIRST;
+    }
+    if (r->step == STORE_PG_MIG_LOCK) {
+        int64_t current = r_i64(r->res[2], 0, 0), latest = store_schema_latest();
+        if (current > latest) {
+            cv_error("store",
+                     "database %s has schema version %lld, newer than version %lld, the newest "
+                     "this cronvisor " CV_VERSION " knows: run a newer cronvisor or use another "
+                     "database",
+                     s->where, (long long)current, (long long)latest);
+            r->status = -EPROTO;
+            r->step = STORE_PG_MIG_UNLOCK;
+        } else {
+            migrate_next(r, current);
+        }
+        return PG_AGAIN_FIRST;
+    }
+    s->commits++;
+    r->result++;
+    migrate_next(r, store_migrations[r->u.migrate.next].version);
+    return PG_AGAIN_FIRST;
+}
+
+/* ---- dispatch ---- */
+
+int store_pg__send(store_pg_t *s, store_pg_req_t *r)
+{
+    switch (r->op) {
+    case PG_MIGRATE:
+        return send_migrate(s, r);
+    case PG_PING:
+        return send_sql(s, r, "SELECT 1", NULL);
+    case PG_GET_RUN:
+        return send_get_run(s, r);
+    case PG_QUERY_RUNS:
+        return send_query_runs(s, r);
+    case PG_JOB_STATS:
+        return send_job_stats(s, r);
+    case PG_SUMMARY:
+        return send_summary(s, r);
+    case PG_OV_LIST:
+        return send_override_list(s, r);
+    case PG_AUDIT_LIST:
+        return send_audit_list(s, r);
+    case PG_INSERT_RUN:
+        return send_insert_run(s, r);
+    case PG_UPDATE_RUN:
+        return send_update_run(s, r);
+    case PG_ABANDON:
+        return send_abandon(s, r);
+    case PG_RETENTION:
+        return r->step == STORE_PG_RET_DONE ? 0 : send_retention(s, r);
+    case PG_OV_SET:
+        return send_override_set(s, r);
+    case PG_OV_DELETE:
+        return send_override_delete(s, r);
+    case PG_AUDIT_APPEND:
+        return send_audit_append(s, r);
+    case PG_CLOSE:
+        break;
+    }
+    return 0;
+}
+
+store_pg_next_t store_pg__finish(store_pg_t *s, store_pg_req_t *r, int err)
+{
+    store_pg_next_t next = PG_DONE;
+    if (r->op == PG_MIGRATE) {
+        next = finish_migrate(s, r, err);
+    } else if (err < 0) {
+        r->status = err;
+    } else if (r->status == 0) {
+        switch (r->op) {
+        case PG_INSERT_RUN:
+            finish_insert_run(r);
+            break;
+        case PG_UPDATE_RUN:
+        case PG_OV_DELETE:
+            if (r_changes(r->res[0]) == 0)
+                r->status = -ENOENT;
+            break;
+        case PG_GET_RUN:
+            finish_get_run(r);
+            break;
+        case PG_QUERY_RUNS:
+            finish_query_runs(r);
+            break;
+        case PG_JOB_STATS:
+            finish_job_stats(r);
+            break;
+        case PG_SUMMARY:
+            finish_summary(r);
+            break;
+        case PG_OV_LIST:
+            finish_override_list(r);
+            break;
+        case PG_AUDIT_APPEND:
+            r->result = r_i64(r->res[0], 0, 0);
+            break;
+        case PG_AUDIT_LIST:
+            finish_audit_list(r);
+            break;
+        case PG_ABANDON:
+            r->result = r_changes(r->res[0]);
+            break;
+        case PG_RETENTION:
+            next = finish_retention(r);
+            break;
+        default:
+            break;
+        }
+    }
+    store_pg__clear_results(r);
+    return next;
+}

@@ -1,0 +1,460 @@
+/* The store suite (store_suite.h) against the PostgreSQL backend on a real PostgreSQL 15 server
+ * started for this test (a fresh database per case), then cases only a server can show: a
+ * restart mid-way, two instances racing for firings and migrations, a wrong password, a server
+ * that never answers. */
+#include "store_suite.h"
+
+#include "core/log.h"
+#include "storage/store_pg.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PG_BIN "/usr/lib/postgresql/15/bin"
+
+static char pg_dir[64];
+static int pg_port;
+static const char *pg_user = "postgres"; /* the unprivileged system user running the server */
+static bool pg_running;
+
+static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *cmd = cv_vsprintf(fmt, ap);
+    va_end(ap);
+    int rc = system(cmd);
+    free(cmd);
+    return rc;
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0)
+        abort();
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static int pg_ctl(const char *action)
+{
+    return run("runuser -u %s -- " PG_BIN "/pg_ctl -D %s/data -l %s/server.log -w -t 60 "
+               "-m fast %s >/dev/null",
+               pg_user, pg_dir, pg_dir, action);
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static void pg_server_stop(void)
+{
+    if (pg_running)
+        pg_ctl("stop");
+    pg_running = false;
+    if (pg_dir[0])
+        nftw(pg_dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    pg_dir[0] = '\0';
+}
+
+/* initdb as an unprivileged user (PostgreSQL refuses root), trust on loopback except for the
+ * role used by the wrong-password case, the socket in the temporary directory. */
+static int pg_server_start(void)
+{
+    struct passwd *pw = getpwnam(pg_user);
+    if (pw == NULL) {
+        pg_user = "nobody";
+        pw = getpwnam(pg_user);
+    }
+    snprintf(pg_dir, sizeof(pg_dir), "/tmp/cv-pg-test-XXXXXX");
+    if (pw == NULL || mkdtemp(pg_dir) == NULL || chown(pg_dir, pw->pw_uid, pw->pw_gid) != 0)
+        return -1;
+    atexit(pg_server_stop);
+    pg_port = free_port();
+    if (run("runuser -u %s -- " PG_BIN "/initdb -D %s/data -U postgres -A trust -E UTF8 "
+            "--locale=C --no-sync >%s/initdb.log 2>&1",
+            pg_user, pg_dir, pg_dir) != 0)
+        return -1;
+    char *conf = cv_sprintf("%s/data/postgresql.conf", pg_dir);
+    char *hba = cv_sprintf("%s/data/pg_hba.conf", pg_dir);
+    FILE *c = fopen(conf, "a"), *h = fopen(hba, "w");
+    if (c == NULL || h == NULL)
+        return -1;
+    fprintf(c,
+            "port = %d\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\n"
+            "fsync = off\nmax_connections = 50\n",
+            pg_port, pg_dir);
+    fprintf(h, "local all all trust\nhost all cv_wrongpw 127.0.0.1/32 scram-sha-256\n"
+               "host all all 127.0.0.1/32 trust\n");
+    fclose(c);
+    fclose(h);
+    free(conf);
+    free(hba);
+    if (pg_ctl("start") != 0)
+        return -1;
+    pg_running = true;
+    /* Stops the server even when this process is killed (a ctest timeout skips atexit). */
+    run("setsid -f sh -c 'while kill -0 %d 2>/dev/null; do sleep 1; done; "
+        "runuser -u %s -- " PG_BIN "/pg_ctl -D %s/data -m immediate stop; rm -rf %s' "
+        ">/dev/null 2>&1 </dev/null",
+        (int)getpid(), pg_user, pg_dir, pg_dir);
+    return 0;
+}
+
+static char *dsn_for(const char *db)
+{
+    return cv_sprintf("postgresql://postgres@127.0.0.1:%d/%s", pg_port, db);
+}
+
+static int sql_on(const char *dsn, const char *sql)
+{
+    PGconn *c = PQconnectdb(dsn);
+    int rc = -1;
+    if (PQstatus(c) == CONNECTION_OK) {
+        PGresult *r = PQexec(c, sql);
+        rc = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : -1;
+        if (rc < 0)
+            fprintf(stderr, "pg test: %s: %s", sql, PQresultErrorMessage(r));
+        PQclear(r);
+    }
+    PQfinish(c);
+    return rc;
+}
+
+static char *admin_dsn(void)
+{
+    return dsn_for("postgres");
+}
+
+static int admin_exec(const char *sql)
+{
+    char *dsn = admin_dsn();
+    int rc = sql_on(dsn, sql);
+    free(dsn);
+    return rc;
+}
+
+static char *pg_fresh_dsn(void)
+{
+    static int n;
+    char db[32], sql[96];
+    snprintf(db, sizeof(db), "cvtest_%d", ++n);
+    snprintf(sql, sizeof(sql), "CREATE DATABASE %s", db);
+    assert_int_equal(admin_exec(sql), 0);
+    return dsn_for(db);
+}
+
+static void pg_drop(const char *dsn)
+{
+    const char *db = strrchr(dsn, '/') + 1;
+    char *sql = cv_sprintf("DROP DATABASE IF EXISTS %s WITH (FORCE)", db);
+    admin_exec(sql);
+    free(sql);
+}
+
+static const store_backend_t pg_backend = {
+    .name = "postgres",
+    .fresh_dsn = pg_fresh_dsn,
+    .drop = pg_drop,
+    .raw_exec = sql_on,
+};
+
+/* ---- cases only a server can show ---- */
+
+/* Runs the loop for ms milliseconds (a timer wakes it), letting the store work meanwhile. */
+static void on_wait(uv_timer_t *t)
+{
+    (void)t;
+}
+
+static void run_for(uv_loop_t *loop, int ms)
+{
+    uv_timer_t t;
+    uv_timer_init(loop, &t);
+    uv_timer_start(&t, on_wait, (uint64_t)ms, 0);
+    while (uv_is_active((uv_handle_t *)&t))
+        uv_run(loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+}
+
+static void requests_made_while_the_server_restarts_complete_once_it_is_back(void **state)
+{
+    fx_t *f = *state;
+    add(f, "before", RUN_SUCCESS, "cron", 1000);
+    assert_int_equal(pg_ctl("stop"), 0);
+    enum { N = 50 };
+    res_t r[N] = {{0}}, over = {0}, ping = {0};
+    store_ping(f->store, on_status, &ping);
+    run_for(&f->loop, 300); /* the store sees the connection go and retries in vain */
+    assert_int_equal(ping.calls, 0);
+    run_t *run = mk_run("during", RUN_SUCCESS, "cron", 0);
+    for (int i = 0; i < N; i++) {
+        run->scheduled_for = 2000 + i;
+        store_insert_run(f->store, run, on_value, &r[i]);
+    }
+    /* Fill the queue to its bound: the next request is refused at once, the others wait. */
+    res_t *filler = cv_calloc(STORE_PG_QUEUE_MAX, sizeof(*filler));
+    for (int i = 0; i < STORE_PG_QUEUE_MAX - N - 1; i++)
+        store_ping(f->store, on_status, &filler[i]);
+    store_insert_run(f->store, run, on_value, &over);
+    run_free(run);
+    while (over.calls == 0)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    assert_int_equal(over.status, -EAGAIN);
+    assert_int_equal(r[0].calls, 0);
+
+    assert_int_equal(pg_ctl("start"), 0);
+    drain(f);
+    assert_int_equal(ping.status, 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(r[i].calls, 1);
+        assert_int_equal(r[i].status, 0);
+    }
+    for (int i = 0; i < STORE_PG_QUEUE_MAX - N - 1; i++)
+        assert_int_equal(filler[i].status, 0);
+    free(filler);
+    assert_int_equal(count_runs(f, "during"), N);
+    assert_int_equal(count_runs(f, "before"), 1);
+}
+
+static void two_stores_racing_for_many_firings_claim_each_exactly_once(void **state)
+{
+    fx_t *f = *state;
+    store_t *first = f->store;
+    store_t *second = open_store(f, STORE_SYNC_FULL);
+    enum { N = 300 };
+    res_t a[N] = {{0}}, b[N] = {{0}};
+    run_t *r = mk_run("contended", RUN_QUEUED, "cron", 0);
+    for (int i = 0; i < N; i++) {
+        r->scheduled_for = 60000 * (i + 1);
+        store_insert_run(first, r, on_value, &a[i]);
+        store_insert_run(second, r, on_value, &b[i]);
+    }
+    run_free(r);
+    drain(f);
+    int wins = 0;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(a[i].calls + b[i].calls, 2);
+        assert_true((a[i].status == 0 && b[i].status == -EEXIST) ||
+                    (a[i].status == -EEXIST && b[i].status == 0));
+        wins += a[i].status == 0;
+    }
+    print_message("first store won %d of %d firings\n", wins, N);
+    assert_int_equal(count_runs(f, "contended"), N);
+    res_t closed = {0};
+    store_close(second, on_status, &closed);
+    drain(f);
+    assert_int_equal(closed.calls, 1);
+    f->store = first;
+}
+
+static void two_stores_migrating_a_new_database_together_apply_each_migration_once(void **state)
+{
+    fx_t *f = *state;
+    close_store(f);
+    B->drop(f->dsn);
+    free(f->dsn);
+    f->dsn = B->fresh_dsn();
+    store_t *one = open_store(f, STORE_SYNC_FULL), *two = open_store(f, STORE_SYNC_FULL);
+    res_t a = {0}, b = {0}, ca = {0};
+    store_migrate(one, on_value, &a);
+    store_migrate(two, on_value, &b);
+    drain(f);
+    assert_int_equal(a.status, 0);
+    assert_int_equal(b.status, 0);
+    assert_int_equal(a.val + b.val, (int64_t)store_migration_count);
+    store_close(two, on_status, &ca);
+    f->store = one;
+    add(f, "after-race", RUN_SUCCESS, "cron", 1);
+}
+
+/* Captures what the store logs (stderr) while fn runs. */
+static char *capture_stderr(void (*fn)(fx_t *, res_t *), fx_t *f, res_t *r)
+{
+    char path[] = "/tmp/cv-pg-log-XXXXXX";
+    int fd = mkstemp(path), saved = dup(2);
+    fflush(stderr);
+    dup2(fd, 2);
+    fn(f, r);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    off_t len = lseek(fd, 0, SEEK_END);
+    char *text = cv_calloc(1, (size_t)len + 1);
+    assert_int_equal(pread(fd, text, (size_t)len, 0), len);
+    close(fd);
+    unlink(path);
+    fputs(text, stderr);
+    return text;
+}
+
+static const char *other_dsn; /* the database migrate_with_dsn opens */
+
+static void migrate_with_dsn(fx_t *f, res_t *r)
+{
+    store_t *s = NULL;
+    store_config_t cfg = {.dsn = other_dsn, .instance = "test-1"};
+    assert_int_equal(store_open(&f->loop, &cfg, &s), 0);
+    int64_t t0 = cv_mono_ns();
+    store_migrate(s, on_value, r);
+    drain(f);
+    r->val = (cv_mono_ns() - t0) / 1000000; /* ms until the answer */
+    res_t closed = {0};
+    store_close(s, on_status, &closed);
+    drain(f);
+    assert_int_equal(closed.calls, 1);
+}
+
+static void a_wrong_password_fails_clearly_without_showing_the_password(void **state)
+{
+    fx_t *f = *state;
+    assert_int_equal(admin_exec("CREATE ROLE cv_wrongpw LOGIN PASSWORD 'right-one'"), 0);
+    char *dsn =
+        cv_sprintf("postgresql://cv_wrongpw:Wr0ngHorseBattery@127.0.0.1:%d/postgres", pg_port);
+    other_dsn = dsn;
+    res_t r = {0};
+    char *log = capture_stderr(migrate_with_dsn, f, &r);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.status, -EACCES);
+    assert_non_null(strstr(log, "password authentication failed for user \"cv_wrongpw\""));
+    assert_non_null(strstr(log, "127.0.0.1"));
+    assert_null(strstr(log, "Wr0ngHorseBattery"));
+    free(log);
+    free(dsn);
+    admin_exec("DROP ROLE cv_wrongpw");
+}
+
+static void a_server_that_accepts_but_never_answers_times_out(void **state)
+{
+    fx_t *f = *state;
+    /* The kernel completes the handshake for a listening socket nobody accepts on. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, 8), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    /* A conninfo string with a host name: resolved off the loop, then connected by address. */
+    char *dsn =
+        cv_sprintf("host=localhost port=%d dbname=x user=y connect_timeout=1", ntohs(a.sin_port));
+    other_dsn = dsn;
+    res_t r = {0};
+    char *log = capture_stderr(migrate_with_dsn, f, &r);
+    close(fd);
+    assert_int_equal(r.status, -ETIMEDOUT);
+    assert_true(r.val >= 900 && r.val < 5000);
+    assert_non_null(strstr(log, "no answer within 1000 ms"));
+    free(log);
+    free(dsn);
+}
+
+static void a_conninfo_dsn_with_a_host_name_works_like_a_uri(void **state)
+{
+    fx_t *f = *state;
+    add(f, "via-uri", RUN_SUCCESS, "cron", 1);
+    close_store(f);
+    char *uri = f->dsn;
+    f->dsn = cv_sprintf("host=localhost port=%d dbname=%s user=postgres", pg_port,
+                        strrchr(uri, '/') + 1);
+    f->store = open_store(f, STORE_SYNC_NORMAL);
+    assert_int_equal(migrate(f, 0), 0);
+    assert_int_equal(count_runs(f, "via-uri"), 1);
+    free(f->dsn);
+    f->dsn = uri;
+}
+
+static void invalid_utf8_in_output_is_stored_with_replacement_characters(void **state)
+{
+    fx_t *f = *state;
+    run_t *r = mk_run("binary", RUN_SUCCESS, "cron", 1);
+    r->output_tail = cv_strdup("ok \xff\xfe end \xc3\xa9");
+    int64_t id = 0;
+    assert_int_equal(insert(f, r, &id), 0);
+    int st = 1;
+    run_t *g = get(f, id, &st);
+    assert_int_equal(st, 0);
+    assert_string_equal(g->output_tail, "ok \xef\xbf\xbd\xef\xbf\xbd end \xc3\xa9");
+    run_free(g);
+    run_free(r);
+}
+
+static void a_failing_request_in_a_batch_fails_alone(void **state)
+{
+    fx_t *f = *state;
+    /* A value the column cannot hold makes the batch's transaction fail; the other requests of
+     * the batch are sent again one by one and succeed. */
+    res_t ok1 = {0}, bad = {0}, ok2 = {0}, ovr = {0};
+    run_t *r = mk_run("mixed", RUN_SUCCESS, "cron", 1);
+    store_insert_run(f->store, r, on_value, &ok1);
+    store_override_t ov = {"mixed", "enabled", "true", 0, "bob"};
+    store_override_set(f->store, &ov, on_status, &ovr);
+    r->exit_code = 255;
+    r->scheduled_for = 2;
+    store_insert_run(f->store, r, on_value, &bad);
+    r->exit_code = 0;
+    r->scheduled_for = 3;
+    store_insert_run(f->store, r, on_value, &ok2);
+    run_free(r);
+    /* Nothing was sent yet: the requests above go out together once the loop runs. */
+    assert_int_equal(B->raw_exec(f->dsn, "ALTER TABLE runs ADD CONSTRAINT small_exit"
+                                         " CHECK (exit_code < 100)"),
+                     0);
+    uint64_t commits = store_commits(f->store);
+    drain(f);
+    assert_int_equal(ok1.status, 0);
+    assert_int_equal(ovr.status, 0);
+    assert_int_equal(bad.status, -EINVAL);
+    assert_int_equal(ok2.status, 0);
+    assert_int_equal(count_runs(f, "mixed"), 2);
+    assert_int_equal(store_commits(f->store) - commits, 3); /* one by one after the rollback */
+}
+
+int main(void)
+{
+    if (pg_server_start() != 0) {
+        fprintf(stderr,
+                "store_pg_test: cannot start PostgreSQL 15 from " PG_BIN " (see %s/*.log)\n",
+                pg_dir);
+        return 1;
+    }
+    if (getenv("CV_TEST_FILTER")) /* e.g. CV_TEST_FILTER='*restart*' */
+        cmocka_set_test_filter(getenv("CV_TEST_FILTER"));
+    if (getenv("CV_TEST_DEBUG"))
+        cv_log_setup(CV_LOG_DEBUG, false);
+    int failed = run_suite(&pg_backend);
+    const struct CMUnitTest pg_tests[] = {
+        cmocka_unit_test_setup_teardown(
+            requests_made_while_the_server_restarts_complete_once_it_is_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(two_stores_racing_for_many_firings_claim_each_exactly_once,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            two_stores_migrating_a_new_database_together_apply_each_migration_once, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(a_wrong_password_fails_clearly_without_showing_the_password,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(a_server_that_accepts_but_never_answers_times_out, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(a_conninfo_dsn_with_a_host_name_works_like_a_uri, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            invalid_utf8_in_output_is_stored_with_replacement_characters, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_failing_request_in_a_batch_fails_alone, setup, teardown),
+    };
+    failed += cmocka_run_group_tests_name("postgres-specific", pg_tests, NULL, NULL);
+    pg_server_stop();
+    return failed;
+}
