@@ -34,7 +34,7 @@ plain)
     work="$(mktemp -d)"
     [ -d "$corpus" ] && cp -r "$corpus"/. "$work"/
     echo "fuzz: $name for ${secs}s"
-    ./build-fuzz/"$name" -max_total_time="$secs" -print_final_stats=1 "$work"
+    ./build-fuzz/tests/fuzz/"$name" -max_total_time="$secs" -print_final_stats=1 "$work"
     rm -rf "$work"
   done
   ;;
