@@ -30,7 +30,7 @@ plain)
   shopt -s nullglob
   for src in tests/fuzz/*_fuzz.c; do
     name="$(basename "$src" .c)"
-    corpus="tests/fuzz/corpus/${name%_fuzz}"
+    corpus="tests/fuzz/corpus/${name%%_*}"
     work="$(mktemp -d)"
     [ -d "$corpus" ] && cp -r "$corpus"/. "$work"/
     echo "fuzz: $name for ${secs}s"
