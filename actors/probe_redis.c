@@ -4,7 +4,10 @@
  * on_close() (no function of ours has that name); it has no asynchronous connect timeout (the
  * prober's deadline applies: redisAsyncFree); a host name would be resolved with a blocking
  * lookup, so it is resolved first with uv_getaddrinfo. Commands are sent from the connect
- * callback, so a failed connect has no pending command callbacks. */
+ * callback, so a failed connect has no pending command callbacks. The adapter also ignores poll
+ * errors, and libuv reports a refused non-blocking connect as one (UV_EBADF, poll stopped): the
+ * connect would then only end at the deadline. So while connecting, a short timer reads the
+ * socket's SO_ERROR and ends the check with the real reason (connection refused). */
 #include "actors/probe_int.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -15,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 typedef struct {
     probe_check_t *c; /* NULL once aborted or reported */
@@ -22,6 +26,8 @@ typedef struct {
     probe_resolve_t *res;
     redisAsyncContext *ac;
     bool freeing; /* redisAsyncFree by abort: callbacks must not free us */
+    bool connected, timer_on;
+    uv_timer_t watch; /* SO_ERROR while connecting */
     char *host, *user, *pass;
     int port;
 } redis_impl_t;
@@ -89,12 +95,42 @@ static void report(redis_impl_t *r, bool ok, const char *what)
     free(msg);
 }
 
+static void on_watch_closed(uv_handle_t *h)
+{
+    redis_impl_t *r = h->data;
+    free(r);
+}
+
+/* Final: nothing of hiredis refers to r any more. */
 static void impl_free(redis_impl_t *r)
 {
     free(r->host);
     free(r->user);
     free(r->pass);
-    free(r);
+    r->host = r->user = r->pass = NULL;
+    if (r->timer_on)
+        uv_close((uv_handle_t *)&r->watch, on_watch_closed);
+    else
+        free(r);
+}
+
+static void on_watch(uv_timer_t *t)
+{
+    redis_impl_t *r = t->data;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (r->connected || r->ac == NULL) {
+        uv_timer_stop(t);
+        return;
+    }
+    if (getsockopt(r->ac->c.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0)
+        return;
+    char *msg = cv_sprintf("connect failed: %s", strerror(err));
+    report(r, false, msg);
+    free(msg);
+    r->freeing = true;
+    redisAsyncFree(r->ac);
+    impl_free(r);
 }
 
 static void on_ping(redisAsyncContext *ac, void *reply, void *priv)
@@ -135,6 +171,7 @@ static void on_connected(const redisAsyncContext *cac, int status)
 {
     redisAsyncContext *ac = (redisAsyncContext *)cac;
     redis_impl_t *r = ac->data;
+    r->connected = status == REDIS_OK;
     if (status != REDIS_OK) {
         /* hiredis frees the context after this callback; no command is pending */
         char *msg = cv_sprintf("connect failed: %s", ac->errstr);
@@ -183,6 +220,10 @@ static void connect_to(redis_impl_t *r, const char *ip)
     redisLibuvAttach(ac, r->loop);
     redisAsyncSetConnectCallback(ac, on_connected);
     redisAsyncSetDisconnectCallback(ac, on_disconnected);
+    uv_timer_init(r->loop, &r->watch);
+    r->watch.data = r;
+    r->timer_on = true;
+    uv_timer_start(&r->watch, on_watch, 20, 20);
 }
 
 static void on_resolved(void *ud, int status, const struct sockaddr *sa)
