@@ -107,7 +107,8 @@ class Receiver:
     """Webhook receiver (and the slow / hanging endpoints of the http probes)."""
 
     def __init__(self):
-        self.events = queue.Queue()
+        self.received = []  # (path, doc), in arrival order
+        self.cond = threading.Condition()
         self.bodies = []
         self.release = threading.Event()
         outer = self
@@ -134,30 +135,30 @@ class Receiver:
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
-                outer.events.put((self.path, json.loads(raw)))
+                with outer.cond:
+                    outer.received.append((self.path, json.loads(raw)))
+                    outer.cond.notify_all()
 
         self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.srv.daemon_threads = True
         self.port = self.srv.server_address[1]
         threading.Thread(target=self.srv.serve_forever, daemon=True).start()
 
-    def wait(self, event, subject=None, path=None, timeout=30):
+    def wait(self, event=None, subject=None, path=None, timeout=30):
+        """The first notification received so far (or within timeout) that matches."""
+        def match(p, doc):
+            return ((not path or p.startswith(path)) and (event is None or doc.get("event") == event) and
+                    (not subject or subject in (doc.get("job"), (doc.get("probe") or {}).get("name"))))
         deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError("no %s %s notification within %ds" % (event, subject, timeout))
-            try:
-                p, doc = self.events.get(timeout=left)
-            except queue.Empty:
-                continue
-            if path and not p.startswith(path):
-                continue
-            if doc.get("event") != event:
-                continue
-            if subject and subject not in (doc.get("job"), (doc.get("probe") or {}).get("name")):
-                continue
-            return doc
+        with self.cond:
+            while True:
+                for p, doc in self.received:
+                    if match(p, doc):
+                        return doc
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError("no %s %s notification within %ds" % (event, subject, timeout))
+                self.cond.wait(left)
 
     def close(self):
         self.release.set()
@@ -208,6 +209,12 @@ class ServiceProbes(unittest.TestCase):
         cls.pg.start()
         cls.rx = Receiver()
 
+    def setUp(self):
+        # a failed test may leave a server stopped
+        for srv in (self.redis, self.pg):
+            if srv.proc is None or srv.proc.poll() is not None:
+                srv.start()
+
     @classmethod
     def tearDownClass(cls):
         cls.rx.close()
@@ -257,12 +264,9 @@ jobs:
             self.assertEqual(doc["probe"]["status"], "unhealthy")
             self.assertEqual(doc["probe"]["previous"], "healthy")
             # the Slack-compatible notifier gets only a text
-            while True:
-                p, doc = self.rx.events.get(timeout=30)
-                if p.startswith("/slack"):
-                    self.assertEqual(list(doc), ["text"])
-                    self.assertIn("cache", doc["text"])
-                    break
+            doc = self.rx.wait(path="/slack")
+            self.assertEqual(list(doc), ["text"])
+            self.assertIn("Probe cache is unhealthy", doc["text"])
             run_id, status = d.run_finished("needs-cache")
             self.assertEqual(status, "SKIPPED")
 
