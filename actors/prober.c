@@ -248,6 +248,7 @@ static void start_check(pprobe_t *pp)
     c->seq = ++pp->seq;
     c->owner = pp;
     pp->check = c;
+    uv_update_time(p->loop); /* the deadline counts from now, not from the loop's cached time */
     pp->start_ns = cv_mono_ns();
     uv_timer_start(&pp->deadline, on_deadline, (uint64_t)pp->cfg->timeout_ms, 0);
     pp->type->start(c); /* may finish (and free c) at once */
