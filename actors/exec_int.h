@@ -16,6 +16,12 @@ typedef struct exec__job {
     int consecutive_failures;
 } exec__job_t;
 
+/* The last known status of a probe (for `requires:`). */
+typedef struct exec__health {
+    health_status_t status;
+    char *message;
+} exec__health_t;
+
 /* One run the executor is responsible for, from queued to finished. */
 typedef struct exec__run {
     cv_list_t link; /* in executor.active or executor.queue */
@@ -33,7 +39,11 @@ typedef struct exec__run {
 
 struct executor {
     cv_actor_t *actor;
-    cv_actor_t *store, *hub, *scheduler;
+    cv_actor_t *store, *scheduler;
+    cv_actor_t *observers[EXECUTOR_MAX_OBSERVERS]; /* the hub first, when given */
+    bool observer_output[EXECUTOR_MAX_OBSERVERS];  /* also wants MSG_RUN_OUTPUT */
+    size_t nobservers;
+    cv_strmap_t health; /* probe name -> exec__health_t, from MSG_HEALTH */
     char *instance;
     cfgref_t *cfg;
     cv_strmap_t jobs; /* name -> exec__job_t */

@@ -42,18 +42,20 @@ void exec__publish(exec__run_t *xr, run_ev_kind_t kind, bool insert)
         e->insert = insert;
         cv_actor_post(ex->store, &e->hdr);
     }
-    if (ex->hub && kind != RUN_EV_FINISHED) {
+    for (size_t i = 0; i < ex->nobservers && kind != RUN_EV_FINISHED; i++) {
         msg_run_event_t *e = msg_run_event_new(kind, xr->run);
-        cv_actor_post(ex->hub, &e->hdr);
+        cv_actor_post(ex->observers[i], &e->hdr);
     }
 }
 
 void exec__output(exec__run_t *xr, int64_t at_ms, const char *stream, const char *text, size_t len)
 {
-    if (xr->ex->hub == NULL)
-        return;
-    msg_run_output_t *o = msg_run_output_new(xr->run->id, at_ms, stream, text, len);
-    cv_actor_post(xr->ex->hub, &o->hdr);
+    for (size_t i = 0; i < xr->ex->nobservers; i++) {
+        if (!xr->ex->observer_output[i])
+            continue;
+        msg_run_output_t *o = msg_run_output_new(xr->run->id, at_ms, stream, text, len);
+        cv_actor_post(xr->ex->observers[i], &o->hdr);
+    }
 }
 
 static exec__run_t *xrun_new(executor_t *ex, const msg_fire_t *f, const cfg_job_t *job)
@@ -156,6 +158,38 @@ static void stop_job_runs(executor_t *ex, const char *job, const char *reason)
     }
 }
 
+/* The reason a job may not start because of its `requires:`, or NULL (caller frees). */
+static char *requires_blocked(const executor_t *ex, const cfg_job_t *job)
+{
+    for (unsigned i = 0; i < job->n_requires; i++) {
+        const exec__health_t *h = cv_strmap_get(&ex->health, job->requires[i]);
+        if (h && h->status == HEALTH_UNHEALTHY)
+            return cv_sprintf("required probe '%s' is unhealthy: %s", job->requires[i],
+                              h -> message ? h -> message : "no detail");
+    }
+    return NULL;
+}
+
+static void on_health(executor_t *ex, msg_health_t *m)
+{
+    exec__health_t *h = cv_strmap_get(&ex->health, m->h.probe);
+    if (h == NULL) {
+        h = cv_calloc(1, sizeof(*h));
+        cv_strmap_put(&ex->health, m->h.probe, h);
+    }
+    h->status = m->h.status;
+    free(h->message);
+    h->message = m->h.message; /* stolen */
+    m->h.message = NULL;
+}
+
+static void health_free(void *v)
+{
+    exec__health_t *h = v;
+    free(h->message);
+    free(h);
+}
+
 static void on_fire(executor_t *ex, msg_fire_t *f)
 {
     if (ex->shutting) {
@@ -169,6 +203,13 @@ static void on_fire(executor_t *ex, msg_fire_t *f)
         return;
     }
     exec__run_t *xr = xrun_new(ex, f, job);
+    char *blocked = requires_blocked(ex, job);
+    if (blocked) {
+        reply(f, FIRE_SKIPPED, xr->run->id, RUN_SKIPPED, blocked);
+        finish_unstarted(xr, RUN_SKIPPED, blocked);
+        free(blocked);
+        return;
+    }
     if (xr->js->active > 0 && job->concurrency == CFG_CONC_FORBID) {
         char *why =
             cv_sprintf("skipped: a run of '%s' is still active (concurrency: forbid)", job->name);
@@ -252,6 +293,8 @@ static void auto_disable(executor_t *ex, const exec__run_t *xr)
     msg_audit_t *a =
         msg_audit_new("system", "job.auto_disabled", job, xr->run->id, "{\"enabled\":true}", after);
     free(after);
+    for (size_t i = 0; i < ex->nobservers; i++)
+        cv_actor_post(ex->observers[i], &msg_audit_dup(a)->hdr);
     cv_actor_post(ex->store, &a->hdr);
 }
 
@@ -369,6 +412,9 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
     case MSG_SHUTDOWN:
         on_shutdown(ex, (msg_shutdown_t *)msg);
         break;
+    case MSG_HEALTH:
+        on_health(ex, (msg_health_t *)msg);
+        break;
     default:
         cv_warn("exec", "unexpected message type %d", msg->type);
     }
@@ -378,7 +424,8 @@ executor_t *executor_create(cv_runtime_t *rt, const executor_opts_t *opts)
 {
     executor_t *ex = cv_calloc(1, sizeof(*ex));
     ex->store = opts->store;
-    ex->hub = opts->hub;
+    if (opts->hub)
+        executor_add_observer(ex, opts->hub, true);
     ex->scheduler = opts->scheduler;
     ex->instance = cv_strdup(opts->instance ? opts->instance : "local");
     ex->next_id = opts->first_run_id > 0 ? opts->first_run_id : 1;
@@ -394,6 +441,15 @@ cv_actor_t *executor_actor(executor_t *ex)
     return ex->actor;
 }
 
+int executor_add_observer(executor_t *ex, cv_actor_t *observer, bool with_output)
+{
+    if (ex->nobservers >= EXECUTOR_MAX_OBSERVERS)
+        return -ENOSPC;
+    ex->observer_output[ex->nobservers] = with_output;
+    ex->observers[ex->nobservers++] = observer;
+    return 0;
+}
+
 void executor_set_scheduler(executor_t *ex, cv_actor_t *scheduler)
 {
     ex->scheduler = scheduler;
@@ -403,6 +459,7 @@ void executor_destroy(executor_t *ex)
 {
     cv_actor_destroy(ex->actor);
     cv_strmap_free(&ex->jobs, free);
+    cv_strmap_free(&ex->health, health_free);
     if (ex->cfg)
         cfgref_put(ex->cfg);
     free(ex->instance);

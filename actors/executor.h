@@ -5,15 +5,25 @@
  * backoff, disables a job after auto_disable_after consecutive failures, and reports every state
  * change as MSG_RUN_EVENT to the store (and the live ones to the hub).
  *
- * Messages it takes: MSG_EXEC_CONFIG, MSG_FIRE, MSG_CANCEL, MSG_SHUTDOWN. */
+ * A job with `requires:` is not started while one of those probes is unhealthy (as last told by
+ * MSG_HEALTH from the prober): the run is recorded SKIPPED with the probe's message.
+ *
+ * Observers: the hub and up to EXECUTOR_MAX_OBSERVERS-1 more actors (the notifier...) receive
+ * the live run events (QUEUED, STARTED, PROGRESS), the output lines and a copy of the
+ * MSG_AUDIT of each job.auto_disabled.
+ *
+ * Messages it takes: MSG_EXEC_CONFIG, MSG_FIRE, MSG_CANCEL, MSG_SHUTDOWN, MSG_HEALTH. */
 #ifndef CV_ACTORS_EXECUTOR_H
 #define CV_ACTORS_EXECUTOR_H
 
 #include "core/actor.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct executor executor_t;
+
+#define EXECUTOR_MAX_OBSERVERS 8
 
 typedef struct executor_opts {
     cv_actor_t *store;     /* required: receives every run event, audits and overrides */
@@ -27,6 +37,9 @@ executor_t *executor_create(cv_runtime_t *rt, const executor_opts_t *opts);
 cv_actor_t *executor_actor(executor_t *ex);
 /** Sets the scheduler told of auto-disables (created after the executor). */
 void executor_set_scheduler(executor_t *ex, cv_actor_t *scheduler);
+/** Adds an observer (see above) besides opts.hub; with_output false: no output lines. Returns 0,
+ * or -ENOSPC when the list is full. */
+int executor_add_observer(executor_t *ex, cv_actor_t *observer, bool with_output);
 /** Frees the executor. Only after its shutdown completed (MSG_SHUTDOWN_DONE): no run may be
  * active. */
 void executor_destroy(executor_t *ex);

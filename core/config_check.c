@@ -168,7 +168,7 @@ static void check_requires(cfg__ctx_t *c, const cfg_t *cfg, unsigned i, cfg__whe
     for (unsigned k = 0; k < cfg->n_probes; k++)
         names[k] = cfg->probes[k].name ? cfg->probes[k].name : "";
     for (unsigned r = 0; r < j->n_requires; r++) {
-        bool found = false;
+        bool found = strcmp(j->requires[r], "store") == 0; /* the built-in probe */
         for (unsigned k = 0; k < cfg->n_probes && !found; k++)
             found = strcmp(names[k], j->requires[r]) == 0;
         if (found)

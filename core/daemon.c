@@ -1,5 +1,7 @@
 #include "core/daemon.h"
 #include "actors/executor.h"
+#include "actors/notifier.h"
+#include "actors/prober.h"
 #include "actors/scheduler.h"
 #include "actors/store_actor.h"
 #include "core/httpc.h"
@@ -29,6 +31,8 @@ typedef struct daemon {
     store_actor_t *sa;
     executor_t *ex;
     scheduler_t *sched;
+    prober_t *prober;
+    notifier_t *notifier;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t retention;
     bool signals_on, retention_on;
@@ -282,6 +286,42 @@ static void fatal(daemon_t *d, const char *what, int status)
     begin_close(d);
 }
 
+/* ---- health probes and notifications ---- */
+
+/* The notifier hears durable FINISHED runs from the store, live STARTED runs and auto-disables
+ * from the executor, and probe changes from the prober (started after it). */
+static void start_notifier(daemon_t *d)
+{
+    notifier_opts_t no = {
+        .cfg = d->cfg, .store = store_actor_actor(d->sa), .instance = d->instance};
+    d->notifier = notifier_create(d->rt, &no);
+    store_actor_subscribe(d->sa, notifier_actor(d->notifier));
+    executor_add_observer(d->ex, notifier_actor(d->notifier), false);
+    notifier_start(d->notifier);
+}
+
+/* The prober tells the executor (requires:) and the notifier of every status change. The API
+ * adds its hub with prober_add_observer(d->prober, ...). */
+static void start_prober(daemon_t *d)
+{
+    prober_opts_t po = {.cfg = d->cfg, .store = store_actor_actor(d->sa)};
+    d->prober = prober_create(d->rt, &po);
+    prober_add_observer(d->prober, executor_actor(d->ex));
+    if (d->notifier)
+        prober_add_observer(d->prober, notifier_actor(d->notifier));
+    prober_start(d->prober);
+}
+
+static void stop_prober_and_notifier(daemon_t *d)
+{
+    if (d->prober)
+        prober_close(d->prober, NULL, NULL);
+    if (d->notifier)
+        notifier_close(d->notifier, NULL, NULL);
+    d->prober = NULL;
+    d->notifier = NULL;
+}
+
 static void start_actors(daemon_t *d)
 {
     d->sa = store_actor_create(d->rt, d->store);
@@ -301,6 +341,8 @@ static void start_actors(daemon_t *d)
             return;
         }
         executor_set_scheduler(d->ex, scheduler_actor(d->sched));
+        start_notifier(d);
+        start_prober(d);
     } else {
         d->ex = executor_create(d->rt, &eo);
         store_actor_subscribe(d->sa, d->self);
@@ -455,6 +497,7 @@ static void begin_close(daemon_t *d)
         uv_close((uv_handle_t *)&d->retention, on_handle_closed);
     if (d->sched)
         scheduler_close(d->sched, on_sched_closed, d);
+    stop_prober_and_notifier(d);
     if (d->ex)
         executor_destroy(d->ex);
     if (d->sa)

@@ -2,6 +2,7 @@
 #include "core/cfgcheck.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 static void fire_dispose(cv_msg_t *m)
 {
@@ -165,4 +166,128 @@ msg_exec_config_t *msg_exec_config_new(struct cfgref *cfg)
     c->hdr.dispose = exec_config_dispose;
     c->cfg = cfgref_get(cfg);
     return c;
+}
+
+/* ---- health ---- */
+
+const char *health_status_name(health_status_t s)
+{
+    static const char *const names[] = {"unknown", "healthy", "degraded", "unhealthy"};
+    return (unsigned)s < CV_ARRAY_SIZE(names) ? names[s] : "unknown";
+}
+
+void health_result_copy(health_result_t *dst, const health_result_t *src)
+{
+    *dst = *src;
+    dst->probe = dup_opt(src->probe);
+    dst->message = dup_opt(src->message);
+}
+
+void health_result_clear(health_result_t *h)
+{
+    free(h->probe);
+    free(h->message);
+    memset(h, 0, sizeof(*h));
+}
+
+static void health_dispose(cv_msg_t *m)
+{
+    msg_health_t *h = (msg_health_t *)m;
+    health_result_clear(&h->h);
+    free(h);
+}
+
+msg_health_t *msg_health_new(const health_result_t *h, health_status_t previous)
+{
+    msg_health_t *m = cv_msg_new(sizeof(*m), MSG_HEALTH);
+    m->hdr.dispose = health_dispose;
+    health_result_copy(&m->h, h);
+    m->previous = previous;
+    return m;
+}
+
+static void health_query_dispose(cv_msg_t *m)
+{
+    msg_health_query_t *q = (msg_health_query_t *)m;
+    free(q->probe);
+    free(q);
+}
+
+msg_health_query_t *msg_health_query_new(int type, const char *probe, cv_actor_t *reply_to,
+                                         uint64_t corr)
+{
+    msg_health_query_t *q = cv_msg_new(sizeof(*q), type);
+    q->hdr.dispose = health_query_dispose;
+    q->probe = dup_opt(probe);
+    q->reply_to = reply_to;
+    q->corr = corr;
+    return q;
+}
+
+static void health_list_dispose(cv_msg_t *m)
+{
+    msg_health_list_t *l = (msg_health_list_t *)m;
+    for (size_t i = 0; i < l->count; i++)
+        health_result_clear(&l->items[i]);
+    free(l->items);
+    free(l->error);
+    free(l);
+}
+
+msg_health_list_t *msg_health_list_new(uint64_t corr, const health_result_t *items, size_t count,
+                                       const char *error)
+{
+    msg_health_list_t *l = cv_msg_new(sizeof(*l), MSG_HEALTH_LIST);
+    l->hdr.dispose = health_list_dispose;
+    l->corr = corr;
+    l->items = cv_calloc(count ? count : 1, sizeof(*l->items));
+    for (size_t i = 0; i < count; i++)
+        health_result_copy(&l->items[i], &items[i]);
+    l->count = count;
+    l->error = dup_opt(error);
+    return l;
+}
+
+/* ---- notifications ---- */
+
+void notify_record_copy(notify_record_t *dst, const notify_record_t *src)
+{
+    *dst = *src;
+    dst->notifier = dup_opt(src->notifier);
+    dst->event = dup_opt(src->event);
+    dst->subject = dup_opt(src->subject);
+    dst->last_error = dup_opt(src->last_error);
+}
+
+void notify_record_clear(notify_record_t *r)
+{
+    free(r->notifier);
+    free(r->event);
+    free(r->subject);
+    free(r->last_error);
+    memset(r, 0, sizeof(*r));
+}
+
+static void notify_list_dispose(cv_msg_t *m)
+{
+    msg_notify_list_t *l = (msg_notify_list_t *)m;
+    for (size_t i = 0; i < l->count; i++)
+        notify_record_clear(&l->items[i]);
+    free(l->items);
+    free(l);
+}
+
+msg_notify_list_t *msg_notify_list_new(uint64_t corr, notify_record_t *items, size_t count)
+{
+    msg_notify_list_t *l = cv_msg_new(sizeof(*l), MSG_NOTIFY_LIST);
+    l->hdr.dispose = notify_list_dispose;
+    l->corr = corr;
+    l->items = items;
+    l->count = count;
+    return l;
+}
+
+msg_audit_t *msg_audit_dup(const msg_audit_t *a)
+{
+    return msg_audit_new(a->actor, a->action, a->job, a->run_id, a->before, a->after);
 }

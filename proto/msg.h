@@ -9,6 +9,16 @@
  *   executor  --MSG_RUN_EVENT(FINISHED)--> store
  *   store     --MSG_RUN_EVENT(FINISHED)--> hub, notifier, executor   once it is durably on disk
  *
+ * Health and notifications (actors/prober.h, actors/notifier.h):
+ *
+ *   prober    --MSG_STORE_CALL(store_ping)--> store   the built-in probe "store"
+ *   prober    --MSG_HEALTH--> executor, notifier, observers (API hub)   a probe changed status
+ *   api       --MSG_HEALTH_GET--> prober      --MSG_HEALTH_LIST--> api   the current list, at once
+ *   api       --MSG_HEALTH_REFRESH--> prober  --MSG_HEALTH_LIST--> api   once fresh results are in
+ *   executor  --MSG_RUN_EVENT(QUEUED/STARTED/PROGRESS), MSG_RUN_OUTPUT--> observers (hub, notifier)
+ *   executor  --MSG_AUDIT(job.auto_disabled)--> observers       a copy of the audit record
+ *   api       --MSG_NOTIFY_GET--> notifier    --MSG_NOTIFY_LIST--> api   recent deliveries
+ *
  * The executor assigns run ids itself (from the highest id the store holds at start), so a child
  * knows its CRONVISOR_RUN_ID the moment it starts without waiting for a database round trip.
  *
@@ -21,18 +31,25 @@
 #include "proto/run.h"
 
 typedef enum {
-    MSG_FIRE = 1,      /* msg_fire_t: run a job now */
-    MSG_FIRE_REPLY,    /* msg_fire_reply_t: the executor's answer to a FIRE that asked for one */
-    MSG_CANCEL,        /* msg_cancel_t: cancel a queued or running run */
-    MSG_RUN_EVENT,     /* msg_run_event_t: a run changed state */
-    MSG_RUN_OUTPUT,    /* msg_run_output_t: one line of a run's output */
-    MSG_STORE_CALL,    /* msg_store_call_t: run a function with the store (reads for the API) */
-    MSG_AUDIT,         /* msg_audit_t: append an audit record */
-    MSG_OVERRIDE,      /* msg_override_t: set (or delete, value NULL) a runtime override */
-    MSG_EXEC_CONFIG,   /* msg_exec_config_t: the executor's (new) job definitions */
-    MSG_JOB_ENABLE,    /* msg_job_enable_t: enable or disable a job at run time */
-    MSG_SHUTDOWN,      /* msg_shutdown_t: stop firing / stop running, then report done */
-    MSG_SHUTDOWN_DONE, /* cv_msg_t: an actor finished its shutdown */
+    MSG_FIRE = 1,       /* msg_fire_t: run a job now */
+    MSG_FIRE_REPLY,     /* msg_fire_reply_t: the executor's answer to a FIRE that asked for one */
+    MSG_CANCEL,         /* msg_cancel_t: cancel a queued or running run */
+    MSG_RUN_EVENT,      /* msg_run_event_t: a run changed state */
+    MSG_RUN_OUTPUT,     /* msg_run_output_t: one line of a run's output */
+    MSG_STORE_CALL,     /* msg_store_call_t: run a function with the store (reads for the API) */
+    MSG_AUDIT,          /* msg_audit_t: append an audit record */
+    MSG_OVERRIDE,       /* msg_override_t: set (or delete, value NULL) a runtime override */
+    MSG_EXEC_CONFIG,    /* msg_exec_config_t: the executor's (new) job definitions */
+    MSG_JOB_ENABLE,     /* msg_job_enable_t: enable or disable a job at run time */
+    MSG_SHUTDOWN,       /* msg_shutdown_t: stop firing / stop running, then report done */
+    MSG_SHUTDOWN_DONE,  /* cv_msg_t: an actor finished its shutdown */
+    MSG_HEALTH,         /* msg_health_t: a probe changed status */
+    MSG_HEALTH_GET,     /* msg_health_query_t: reply MSG_HEALTH_LIST with the current results */
+    MSG_HEALTH_REFRESH, /* msg_health_query_t: check now, reply MSG_HEALTH_LIST when done */
+    MSG_HEALTH_LIST,    /* msg_health_list_t: the prober's answer to GET / REFRESH */
+    MSG_NOTIFY_GET,     /* msg_notify_query_t: reply MSG_NOTIFY_LIST */
+    MSG_NOTIFY_LIST,    /* msg_notify_list_t: recent notifications, newest first */
+    MSG_ACTOR_PRIVATE = 1000, /* types from here on are private to one actor */
 } msg_type_t;
 
 typedef struct {
@@ -130,6 +147,107 @@ typedef struct {
     cv_msg_t hdr;
     struct cfgref *cfg; /* a reference, released by dispose */
 } msg_exec_config_t;
+
+/* ---- health ---- */
+
+typedef enum {
+    HEALTH_UNKNOWN = 0, /* not checked yet (or failing, but fewer than fail_after times) */
+    HEALTH_HEALTHY,
+    HEALTH_DEGRADED,  /* answered, but slower than degraded_after */
+    HEALTH_UNHEALTHY, /* failed fail_after times in a row (error or timeout) */
+} health_status_t;
+
+/** The latest result of one probe. Strings are heap copies owned by whatever holds the struct. */
+typedef struct health_result {
+    char *probe;      /* probe name; "store" for the built-in one */
+    const char *type; /* "http", "postgres", "redis", "tcp", "exec", "store" (static) */
+    health_status_t status;
+    int64_t latency_ms; /* of the latest check; -1 before the first */
+    char *message;      /* what the latest check said (an error, secrets removed), or NULL */
+    int64_t checked_at; /* ms (wall clock) of the latest check; 0 before the first */
+    int64_t since;      /* ms: when the probe entered `status` (0 while unknown since start) */
+    int consecutive_failures;
+} health_result_t;
+
+/** MSG_HEALTH: sent on every status change (also from unknown), to the executor (requires:),
+ * the notifier (probe.unhealthy / probe.recovered) and the observers (API: health.changed). */
+typedef struct {
+    cv_msg_t hdr;
+    health_result_t h;
+    health_status_t previous;
+} msg_health_t;
+
+/** MSG_HEALTH_GET and MSG_HEALTH_REFRESH. probe NULL means every probe. The reply always comes
+ * (as MSG_HEALTH_LIST with the same corr), with error set for an unknown probe. */
+typedef struct {
+    cv_msg_t hdr;
+    char *probe;
+    cv_actor_t *reply_to;
+    uint64_t corr;
+} msg_health_query_t;
+
+/** MSG_HEALTH_LIST: items in configuration order (the built-in "store" first); only the asked
+ * probe when the query named one. error is NULL, or why nothing is listed. */
+typedef struct {
+    cv_msg_t hdr;
+    uint64_t corr;
+    health_result_t *items;
+    size_t count;
+    char *error;
+} msg_health_list_t;
+
+/* ---- notifications ---- */
+
+/** One notification and what became of it. */
+typedef struct notify_record {
+    uint64_t id;
+    char *notifier; /* cfg_notify_t.name */
+    char *event;    /* "run.failed", "probe.unhealthy", ... */
+    char *subject;  /* the job or probe name */
+    int64_t run_id; /* 0 when not about a run */
+    int64_t created_at;
+    int64_t finished_at; /* 0 while pending */
+    int attempts;
+    bool pending;
+    bool delivered;
+    long http_status; /* of the last attempt; 0 when no response */
+    char *last_error; /* secret-free, or NULL */
+} notify_record_t;
+
+/** MSG_NOTIFY_GET: the reply lists at most `limit` records (0: all kept), newest first. */
+typedef struct {
+    cv_msg_t hdr;
+    cv_actor_t *reply_to;
+    uint64_t corr;
+    size_t limit;
+} msg_notify_query_t;
+
+typedef struct {
+    cv_msg_t hdr;
+    uint64_t corr;
+    notify_record_t *items;
+    size_t count;
+} msg_notify_list_t;
+
+const char *health_status_name(health_status_t s); /* "healthy", "degraded", ... */
+/** Deep copy of src into dst (dst's previous content is not freed). */
+void health_result_copy(health_result_t *dst, const health_result_t *src);
+/** Frees the strings of h (not h itself) and zeroes it. */
+void health_result_clear(health_result_t *h);
+/** A MSG_HEALTH with a deep copy of h. */
+msg_health_t *msg_health_new(const health_result_t *h, health_status_t previous);
+/** A MSG_HEALTH_GET or MSG_HEALTH_REFRESH (type); probe may be NULL (all). */
+msg_health_query_t *msg_health_query_new(int type, const char *probe, cv_actor_t *reply_to,
+                                         uint64_t corr);
+/** A MSG_HEALTH_LIST with deep copies of items[0..count); error may be NULL. */
+msg_health_list_t *msg_health_list_new(uint64_t corr, const health_result_t *items, size_t count,
+                                       const char *error);
+void notify_record_copy(notify_record_t *dst, const notify_record_t *src);
+void notify_record_clear(notify_record_t *r);
+/** A MSG_NOTIFY_LIST that takes ownership of items (an array of count records, may be NULL). */
+msg_notify_list_t *msg_notify_list_new(uint64_t corr, notify_record_t *items, size_t count);
+/** A copy of an audit message (for observers). */
+msg_audit_t *msg_audit_dup(const msg_audit_t *a);
 
 /** Constructors: copy their string arguments; the returned message is ready to post. */
 msg_fire_t *msg_fire_new(const char *job, const char *trigger, int64_t scheduled_for);

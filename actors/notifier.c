@@ -1,0 +1,759 @@
+/* The notifier: which events go to which webhook, run.slow timers, and delivery with retries.
+ * See actors/notifier.h. */
+#include "actors/notifier.h"
+#include "core/httpc.h"
+#include "core/log.h"
+#include "core/strmap.h"
+#include "storage/store.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { MSG_NOTIFIER_STATS = MSG_ACTOR_PRIVATE + 11 };
+
+/* Lets store callbacks know whether the notifier still exists. */
+typedef struct {
+    bool alive;
+    int refs;
+} liveness_t;
+
+typedef struct stat_entry {
+    char *job;
+    int64_t consecutive_failures;
+    int64_t p95_ms;
+    int64_t samples;
+} stat_entry_t;
+
+typedef struct {
+    cv_msg_t hdr;
+    int64_t run_id; /* 0: the start-up read of every job */
+    stat_entry_t *entries;
+    size_t count;
+} msg_stats_t;
+
+typedef struct {
+    cv_msg_t hdr_unused;
+    liveness_t *live;
+    cv_actor_t *actor;
+    int64_t run_id;
+    char **jobs;
+    size_t njobs;
+    bool ran;
+} stats_req_t;
+
+/* A run being watched for run.slow. */
+typedef struct active {
+    cv_list_t link;
+    struct notifier *n;
+    run_t *run;
+    uv_timer_t timer;
+    bool timer_on;
+    int64_t *threshold; /* per notifier, 0: not wanted or already sent */
+} active_t;
+
+typedef struct delivery {
+    cv_list_t link;
+    struct notifier *n;
+    const cfg_notify_t *cfg;
+    uint64_t id;
+    char *event, *subject, *body;
+    int attempts;
+    uv_timer_t timer;
+    bool waiting; /* the backoff timer is running */
+    httpc_xfer_t *xfer;
+} delivery_t;
+
+struct notifier {
+    cv_actor_t *actor;
+    uv_loop_t *loop;
+    cfgref_t *cfg;
+    cv_actor_t *store;
+    char *instance;
+    httpc_t *http;
+    notifier_opts_t o;
+    liveness_t *live;
+    cv_strmap_t failing; /* job -> (void *)1 failing, (void *)2 not failing */
+    cv_list_t active, deliveries;
+    notify_record_t *ring;
+    size_t ring_next; /* total records ever pushed */
+    uint64_t next_id, delivered, failed;
+    size_t timers; /* active_t timers not yet closed */
+    bool closing, http_closed;
+    void (*close_cb)(void *ud);
+    void *close_ud;
+};
+
+static void maybe_free(notifier_t *n)
+{
+    if (!n->closing || !n->http_closed || n->timers > 0)
+        return;
+    void (*cb)(void *) = n->close_cb;
+    void *ud = n->close_ud;
+    for (size_t i = 0; i < n->o.ring_size; i++)
+        notify_record_clear(&n->ring[i]);
+    free(n->ring);
+    cv_strmap_free(&n->failing, NULL);
+    cfgref_put(n->cfg);
+    free(n->instance);
+    free(n);
+    if (cb)
+        cb(ud);
+}
+
+/* ---- the record ring ---- */
+
+static notify_record_t *record_of(notifier_t *n, uint64_t id)
+{
+    if (id == 0 || id + n->o.ring_size < n->next_id + 1)
+        return NULL; /* overwritten */
+    notify_record_t *r = &n->ring[(id - 1) % n->o.ring_size];
+    return r->id == id ? r : NULL;
+}
+
+static uint64_t record_push(notifier_t *n, const cfg_notify_t *c, const char *event,
+                            const char *subject, int64_t run_id)
+{
+    uint64_t id = ++n->next_id;
+    notify_record_t *r = &n->ring[(id - 1) % n->o.ring_size];
+    notify_record_clear(r);
+    r->id = id;
+    r->notifier = cv_strdup(c->name);
+    r->event = cv_strdup(event);
+    r->subject = cv_strdup(subject ? subject : "");
+    r->run_id = run_id;
+    r->created_at = cv_now_ms();
+    r->pending = true;
+    return id;
+}
+
+/* ---- delivery ---- */
+
+/* "scheme://host:port" of a URL, without path or query (caller frees). */
+static char *origin_of(const char *url)
+{
+    char *red = httpc_redact_url(url);
+    char *sep = strstr(red, "://");
+    char *slash = sep ? strchr(sep + 3, '/') : NULL;
+    if (slash)
+        *slash = '\0';
+    char *at = sep ? strchr(sep + 3, '@') : NULL; /* userinfo is "***" already; drop it */
+    char *out = at ? cv_sprintf("%.*s%s", (int)(sep + 3 - red), red, at + 1) : cv_strdup(red);
+    free(red);
+    return out;
+}
+
+static void delivery_free(delivery_t *d)
+{
+    free(d->event);
+    free(d->subject);
+    free(d->body);
+    free(d);
+}
+
+static void on_delivery_timer_closed(uv_handle_t *h)
+{
+    delivery_free(h->data);
+}
+
+static void finish_delivery(delivery_t *d, bool ok, long status, const char *why)
+{
+    notifier_t *n = d->n;
+    notify_record_t *r = record_of(n, d->id);
+    if (r) {
+        r->pending = false;
+        r->delivered = ok;
+        r->finished_at = cv_now_ms();
+        r->attempts = d->attempts;
+        r->http_status = status;
+    }
+    char *origin = origin_of(d->cfg->url);
+    if (ok) {
+        n->delivered++;
+        cv_info("notify", "notify %s: %s %s delivered (attempt %d, HTTP %ld) to %s/...",
+                d->cfg->name, d->event, d->subject, d->attempts, status, origin);
+    } else {
+        n->failed++;
+        cv_error("notify", "notify %s: %s %s failed after %d attempt(s): %s (%s/...)", d->cfg->name,
+                 d->event, d->subject, d->attempts, why, origin);
+    }
+    free(origin);
+    cv_list_remove(&d->link);
+    d->n = NULL; /* the notifier does not wait for this handle */
+    uv_close((uv_handle_t *)&d->timer, on_delivery_timer_closed);
+}
+
+static void attempt(delivery_t *d);
+
+static void on_backoff(uv_timer_t *t)
+{
+    delivery_t *d = t->data;
+    d->waiting = false;
+    attempt(d);
+}
+
+static void on_sent(httpc_xfer_t *x, const httpc_result_t *res, void *ud)
+{
+    delivery_t *d = ud;
+    notifier_t *n = d->n;
+    d->xfer = NULL;
+    bool ok = res->error == HTTPC_OK && res->status >= 200 && res->status < 300;
+    char why[300];
+    if (res->error != HTTPC_OK)
+        snprintf(why, sizeof(why), "%s", res->message ? res->message : "request failed");
+    else
+        snprintf(why, sizeof(why), "HTTP %ld", res->status);
+    notify_record_t *r = record_of(n, d->id);
+    if (r) {
+        r->attempts = d->attempts;
+        r->http_status = res->status;
+        free(r->last_error);
+        r->last_error = ok ? NULL : cv_secret_redact(why);
+    }
+    if (ok || d->attempts >= n->o.attempts || n->closing || res->error == HTTPC_ERR_CANCELLED) {
+        finish_delivery(d, ok, res->status, why);
+        return;
+    }
+    int64_t delay = n->o.backoff_ms;
+    for (int i = 1; i < d->attempts; i++)
+        delay *= 2;
+    cv_warn("notify", "notify %s: %s %s attempt %d failed: %s; retry in %lldms", d->cfg->name,
+            d->event, d->subject, d->attempts, why, (long long)delay);
+    d->waiting = true;
+    uv_timer_start(&d->timer, on_backoff, (uint64_t)delay, 0);
+}
+
+static void attempt(delivery_t *d)
+{
+    notifier_t *n = d->n;
+    static const httpc_header_t hdrs[] = {{"Content-Type", "application/json"},
+                                          {"User-Agent", "cronvisor/" CV_VERSION}};
+    httpc_req_t req = {.method = "POST",
+                       .url = d->cfg->url,
+                       .headers = hdrs,
+                       .n_headers = CV_ARRAY_SIZE(hdrs),
+                       .body = d->body,
+                       .body_len = strlen(d->body),
+                       .timeout_ms = (uint32_t)n->o.timeout_ms,
+                       .connect_timeout_ms = (uint32_t)n->o.timeout_ms,
+                       .max_body = HTTPC_BODY_NONE};
+    d->attempts++;
+    char err[256] = "";
+    int rc = httpc_req_validate(&req, err, sizeof(err));
+    if (rc == 0)
+        rc = httpc_request(n->http, &req, on_sent, d, &d->xfer);
+    if (rc != 0)
+        finish_delivery(d, false, 0, rc == -EINVAL ? err : "the HTTP client is closing");
+}
+
+static void deliver(notifier_t *n, const cfg_notify_t *c, const char *event, const char *subject,
+                    int64_t run_id, const char *body)
+{
+    delivery_t *d = cv_calloc(1, sizeof(*d));
+    d->n = n;
+    d->cfg = c;
+    d->event = cv_strdup(event);
+    d->subject = cv_strdup(subject ? subject : "");
+    d->body = cv_strdup(body);
+    d->id = record_push(n, c, event, subject, run_id);
+    uv_timer_init(n->loop, &d->timer);
+    d->timer.data = d;
+    cv_list_insert_tail(&n->deliveries, &d->link);
+    attempt(d);
+}
+
+/* ---- events ---- */
+
+static unsigned event_bit(const char *event)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } t[] = {{"run.failed", CFG_EV_RUN_FAILED},
+             {"run.recovered", CFG_EV_RUN_RECOVERED},
+             {"run.timed_out", CFG_EV_RUN_TIMED_OUT},
+             {"run.slow", CFG_EV_RUN_SLOW},
+             {"job.auto_disabled", CFG_EV_JOB_AUTO_DISABLED},
+             {"probe.unhealthy", CFG_EV_PROBE_UNHEALTHY},
+             {"probe.recovered", CFG_EV_PROBE_RECOVERED}};
+    for (size_t i = 0; i < CV_ARRAY_SIZE(t); i++)
+        if (strcmp(t[i].name, event) == 0)
+            return t[i].bit;
+    return 0;
+}
+
+static bool wants(const cfg_notify_t *c, const char *event, const char *job)
+{
+    if (!(c->events & event_bit(event)))
+        return false;
+    if (job == NULL || c->n_jobs == 0)
+        return true;
+    for (unsigned i = 0; i < c->n_jobs; i++)
+        if (strcmp(c->jobs[i], job) == 0)
+            return true;
+    return false;
+}
+
+static json_t *run_json(const run_t *r)
+{
+    char *err = r->error ? cv_secret_redact(r->error) : NULL;
+    json_t *j =
+        json_pack("{s:I,s:s,s:s,s:s?,s:i,s:i,s:i,s:I,s:I,s:I,s:s?}", "id", (json_int_t)r->id, "job",
+                  r->job, "status", run_status_name(r->status), "trigger", r->trigger, "attempt",
+                  r->attempt, "exit_code", r->exit_code, "signal", r->signal, "duration_ms",
+                  (json_int_t)r->duration_ms, "started_at", (json_int_t)r->started_at,
+                  "finished_at", (json_int_t)r->finished_at, "error", err);
+    free(err);
+    return j;
+}
+
+/* Sends event to every notifier that wants it. run or probe (or neither) describe it. */
+static void emit(notifier_t *n, const char *event, const char *job, const run_t *run,
+                 const msg_health_t *probe, const char *text)
+{
+    const cfg_t *cfg = n->cfg->cfg;
+    char at[40];
+    cv_format_utc_ms(cv_now_ms(), at, sizeof(at));
+    char *safe = cv_secret_redact(text);
+    for (unsigned i = 0; i < cfg->n_notify; i++) {
+        const cfg_notify_t *c = &cfg->notify[i];
+        if (!wants(c, event, probe ? NULL : job))
+            continue;
+        json_t *doc;
+        if (c->format == CFG_NOTIFY_SLACK) {
+            doc = json_pack("{s:s}", "text", safe);
+        } else {
+            doc = json_pack("{s:s,s:s,s:s,s:s,s:s}", "event", event, "at", at, "instance",
+                            n->instance, "notifier", c->name, "text", safe);
+            if (job)
+                json_object_set_new(doc, "job", json_string(job));
+            if (run)
+                json_object_set_new(doc, "run", run_json(run));
+            if (probe)
+                json_object_set_new(doc, "probe",
+                                    json_pack("{s:s,s:s,s:s,s:s,s:s?,s:I}", "name", probe->h.probe,
+                                              "type", probe->h.type ? probe->h.type : "", "status",
+                                              health_status_name(probe->h.status), "previous",
+                                              health_status_name(probe->previous), "message",
+                                              probe->h.message, "latency_ms",
+                                              (json_int_t)probe->h.latency_ms));
+        }
+        char *body = json_dumps(doc, JSON_COMPACT);
+        json_decref(doc);
+        deliver(n, c, event, probe ? probe->h.probe : job, run ? run->id : 0, body);
+        free(body);
+    }
+    free(safe);
+}
+
+static bool job_failing(notifier_t *n, const char *job)
+{
+    return cv_strmap_get(&n->failing, job) == (void *)1;
+}
+
+static void set_failing(notifier_t *n, const char *job, bool failing)
+{
+    cv_strmap_put(&n->failing, job, failing ? (void *)1 : (void *)2);
+}
+
+static void on_finished(notifier_t *n, const run_t *r);
+
+static void run_finished(notifier_t *n, const run_t *r)
+{
+    char *text = NULL;
+    switch (r->status) {
+    case RUN_FAILED:
+        text = cv_sprintf("Job %s failed (run %lld, exit %d%s%s)", r->job, (long long)r->id,
+                          r->exit_code, r->error ? ": " : "", r->error ? r->error : "");
+        emit(n, "run.failed", r->job, r, NULL, text);
+        set_failing(n, r->job, true);
+        break;
+    case RUN_TIMED_OUT:
+        text = cv_sprintf("Job %s timed out after %lldms (run %lld)", r->job,
+                          (long long)r->duration_ms, (long long)r->id);
+        emit(n, "run.timed_out", r->job, r, NULL, text);
+        set_failing(n, r->job, true);
+        break;
+    case RUN_SUCCESS:
+    case RUN_PARTIAL:
+        if (job_failing(n, r->job)) {
+            text = cv_sprintf("Job %s recovered: run %lld %s", r->job, (long long)r->id,
+                              run_status_name(r->status));
+            emit(n, "run.recovered", r->job, r, NULL, text);
+        }
+        set_failing(n, r->job, false);
+        break;
+    default:
+        break;
+    }
+    free(text);
+}
+
+static void on_health(notifier_t *n, const msg_health_t *m)
+{
+    const health_result_t *h = &m->h;
+    char *text = NULL;
+    if (h->status == HEALTH_UNHEALTHY && m->previous != HEALTH_UNHEALTHY) {
+        text = cv_sprintf("Probe %s is unhealthy: %s", h->probe, h->message ? h->message : "");
+        emit(n, "probe.unhealthy", NULL, NULL, m, text);
+    } else if (m->previous == HEALTH_UNHEALTHY &&
+               (h->status == HEALTH_HEALTHY || h->status == HEALTH_DEGRADED)) {
+        text = cv_sprintf("Probe %s recovered (%s): %s", h->probe, health_status_name(h->status),
+                          h->message ? h->message : "");
+        emit(n, "probe.recovered", NULL, NULL, m, text);
+    }
+    free(text);
+}
+
+static void on_audit(notifier_t *n, const msg_audit_t *a)
+{
+    if (a->action == NULL || strcmp(a->action, "job.auto_disabled") != 0 || a->job == NULL)
+        return;
+    char *text = cv_sprintf("Job %s was disabled after repeated failures (run %lld)", a->job,
+                            (long long)a->run_id);
+    emit(n, "job.auto_disabled", a->job, NULL, NULL, text);
+    free(text);
+}
+
+/* ---- store statistics ---- */
+
+static void live_put(liveness_t *l)
+{
+    if (--l->refs == 0)
+        free(l);
+}
+
+static void stats_msg_dispose(cv_msg_t *m)
+{
+    msg_stats_t *s = (msg_stats_t *)m;
+    for (size_t i = 0; i < s->count; i++)
+        free(s->entries[i].job);
+    free(s->entries);
+    free(s);
+}
+
+static void stats_req_free(stats_req_t *q)
+{
+    for (size_t i = 0; i < q->njobs; i++)
+        free(q->jobs[i]);
+    free(q->jobs);
+    live_put(q->live);
+    free(q);
+}
+
+static void on_stats(void *ud, int status, store_job_stats_t *stats, size_t count)
+{
+    stats_req_t *q = ud;
+    if (status == 0 && q->live->alive) {
+        msg_stats_t *m = cv_msg_new(sizeof(*m), MSG_NOTIFIER_STATS);
+        m->hdr.dispose = stats_msg_dispose;
+        m->run_id = q->run_id;
+        m->entries = cv_calloc(count ? count : 1, sizeof(*m->entries));
+        for (size_t i = 0; i < count; i++) {
+            m->entries[i] = (stat_entry_t){cv_strdup(stats[i].job ? stats[i].job : q->jobs[i]),
+                                           stats[i].consecutive_failures, stats[i].p95_duration_ms,
+                                           stats[i].duration_samples};
+        }
+        m->count = count;
+        cv_actor_post(q->actor, &m->hdr);
+    }
+    stats_req_free(q);
+}
+
+static void stats_fn(store_t *st, void *ud)
+{
+    stats_req_t *q = ud;
+    q->ran = true;
+    store_job_stats(st, (const char *const *)q->jobs, q->njobs, 20, on_stats, q);
+}
+
+typedef struct {
+    msg_store_call_t call;
+    stats_req_t *req;
+} stats_call_t;
+
+static void stats_call_dispose(cv_msg_t *m)
+{
+    stats_call_t *c = (stats_call_t *)m;
+    if (!c->req->ran)
+        stats_req_free(c->req);
+    free(c);
+}
+
+static void ask_stats(notifier_t *n, int64_t run_id, const char *const *jobs, size_t njobs)
+{
+    if (n->store == NULL || njobs == 0)
+        return;
+    stats_req_t *q = cv_calloc(1, sizeof(*q));
+    q->live = n->live;
+    n->live->refs++;
+    q->actor = n->actor;
+    q->run_id = run_id;
+    q->jobs = cv_calloc(njobs, sizeof(char *));
+    for (size_t i = 0; i < njobs; i++)
+        q->jobs[i] = cv_strdup(jobs[i]);
+    q->njobs = njobs;
+    stats_call_t *m = cv_msg_new(sizeof(*m), MSG_STORE_CALL);
+    m->call.hdr.dispose = stats_call_dispose;
+    m->call.fn = stats_fn;
+    m->call.ud = q;
+    m->req = q;
+    cv_actor_post(n->store, &m->call.hdr);
+}
+
+/* ---- run.slow ---- */
+
+static active_t *find_active(notifier_t *n, int64_t run_id)
+{
+    for (cv_list_t *l = n->active.next; l != &n->active; l = l->next) {
+        active_t *a = cv_container_of(l, active_t, link);
+        if (a->run->id == run_id)
+            return a;
+    }
+    return NULL;
+}
+
+static void active_free(active_t *a)
+{
+    run_free(a->run);
+    free(a->threshold);
+    free(a);
+}
+
+static void on_active_closed(uv_handle_t *h)
+{
+    active_t *a = h->data;
+    notifier_t *n = a->n;
+    active_free(a);
+    n->timers--;
+    maybe_free(n);
+}
+
+static void active_drop(notifier_t *n, active_t *a)
+{
+    cv_list_remove(&a->link);
+    if (a->timer_on)
+        uv_close((uv_handle_t *)&a->timer, on_active_closed);
+    else
+        active_free(a);
+}
+
+static void arm_slow(active_t *a);
+
+static void on_slow(uv_timer_t *t)
+{
+    active_t *a = t->data;
+    notifier_t *n = a->n;
+    const cfg_t *cfg = n->cfg->cfg;
+    int64_t elapsed = cv_now_ms() - a->run->started_at;
+    for (unsigned i = 0; i < cfg->n_notify; i++) {
+        if (a->threshold[i] == 0 || a->threshold[i] > elapsed)
+            continue;
+        char *text = cv_sprintf("Job %s is running slow: %llds so far (run %lld, threshold %lldms)",
+                                a->run->job, (long long)(elapsed / 1000), (long long)a->run->id,
+                                (long long)a->threshold[i]);
+        a->run->duration_ms = elapsed;
+        /* only this notifier: emit filters by event, so send directly */
+        const cfg_notify_t *c = &cfg->notify[i];
+        json_t *doc =
+            c->format == CFG_NOTIFY_SLACK
+                ? json_pack("{s:s}", "text", text)
+                : json_pack("{s:s,s:s,s:s,s:s,s:o,s:I}", "event", "run.slow", "instance",
+                            n->instance, "notifier", c->name, "job", a->run->job, "run",
+                            run_json(a->run), "threshold_ms", (json_int_t)a->threshold[i]);
+        char *body = json_dumps(doc, JSON_COMPACT);
+        json_decref(doc);
+        deliver(n, c, "run.slow", a->run->job, a->run->id, body);
+        free(body);
+        free(text);
+        a->threshold[i] = 0;
+    }
+    arm_slow(a);
+}
+
+static void arm_slow(active_t *a)
+{
+    const cfg_t *cfg = a->n->cfg->cfg;
+    int64_t next = 0;
+    for (unsigned i = 0; i < cfg->n_notify; i++)
+        if (a->threshold[i] && (next == 0 || a->threshold[i] < next))
+            next = a->threshold[i];
+    if (next == 0)
+        return;
+    if (!a->timer_on) {
+        uv_timer_init(a->n->loop, &a->timer);
+        a->n->timers++;
+        a->timer.data = a;
+        a->timer_on = true;
+    }
+    int64_t wait = next - (cv_now_ms() - a->run->started_at);
+    uv_timer_start(&a->timer, on_slow, (uint64_t)(wait > 0 ? wait : 0), 0);
+}
+
+static void on_started(notifier_t *n, const run_t *r)
+{
+    const cfg_t *cfg = n->cfg->cfg;
+    bool any = false;
+    for (unsigned i = 0; i < cfg->n_notify && !any; i++)
+        any = wants(&cfg->notify[i], "run.slow", r->job);
+    if (!any || find_active(n, r->id))
+        return;
+    active_t *a = cv_calloc(1, sizeof(*a));
+    a->n = n;
+    a->run = run_dup(r);
+    a->threshold = cv_calloc(cfg->n_notify + 1, sizeof(int64_t));
+    cv_list_insert_tail(&n->active, &a->link);
+    const char *job = r->job;
+    ask_stats(n, r->id, &job, 1);
+}
+
+static void on_stats_msg(notifier_t *n, const msg_stats_t *m)
+{
+    if (m->run_id == 0) {
+        for (size_t i = 0; i < m->count; i++)
+            if (cv_strmap_get(&n->failing, m->entries[i].job) == NULL)
+                set_failing(n, m->entries[i].job, m->entries[i].consecutive_failures > 0);
+        return;
+    }
+    active_t *a = find_active(n, m->run_id);
+    if (a == NULL || m->count != 1 || m->entries[0].samples < n->o.min_slow_samples ||
+        m->entries[0].p95_ms <= 0)
+        return;
+    const cfg_t *cfg = n->cfg->cfg;
+    for (unsigned i = 0; i < cfg->n_notify; i++)
+        if (wants(&cfg->notify[i], "run.slow", a->run->job))
+            a->threshold[i] = (int64_t)((double)m->entries[0].p95_ms * cfg->notify[i].slow_factor);
+    arm_slow(a);
+}
+
+static void on_finished(notifier_t *n, const run_t *r)
+{
+    active_t *a = find_active(n, r->id);
+    if (a)
+        active_drop(n, a);
+    run_finished(n, r);
+}
+
+/* ---- the actor ---- */
+
+static void on_query(notifier_t *n, const msg_notify_query_t *q)
+{
+    if (q->reply_to == NULL)
+        return;
+    size_t kept = n->next_id < n->o.ring_size ? n->next_id : n->o.ring_size;
+    size_t want = q->limit && q->limit < kept ? q->limit : kept;
+    notify_record_t *items = cv_calloc(want ? want : 1, sizeof(*items));
+    for (size_t i = 0; i < want; i++)
+        notify_record_copy(&items[i], record_of(n, n->next_id - i));
+    cv_actor_post(q->reply_to, &msg_notify_list_new(q->corr, items, want)->hdr);
+}
+
+static void handle(cv_actor_t *self, cv_msg_t *msg)
+{
+    notifier_t *n = cv_actor_state(self);
+    switch (msg->type) {
+    case MSG_RUN_EVENT: {
+        const msg_run_event_t *e = (const msg_run_event_t *)msg;
+        if (e->kind == RUN_EV_STARTED)
+            on_started(n, e->run);
+        else if (e->kind == RUN_EV_FINISHED)
+            on_finished(n, e->run);
+        break;
+    }
+    case MSG_HEALTH:
+        on_health(n, (const msg_health_t *)msg);
+        break;
+    case MSG_AUDIT:
+        on_audit(n, (const msg_audit_t *)msg);
+        break;
+    case MSG_NOTIFY_GET:
+        on_query(n, (const msg_notify_query_t *)msg);
+        break;
+    case MSG_NOTIFIER_STATS:
+        on_stats_msg(n, (const msg_stats_t *)msg);
+        break;
+    default:
+        break; /* output lines and the like: not ours */
+    }
+}
+
+notifier_t *notifier_create(cv_runtime_t *rt, const notifier_opts_t *o)
+{
+    notifier_t *n = cv_calloc(1, sizeof(*n));
+    n->o = *o;
+    n->o.attempts = o->attempts > 0 ? o->attempts : 3;
+    n->o.backoff_ms = o->backoff_ms > 0 ? o->backoff_ms : 1000;
+    n->o.timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 10000;
+    n->o.ring_size = o->ring_size > 0 ? o->ring_size : 200;
+    n->o.min_slow_samples = o->min_slow_samples > 0 ? o->min_slow_samples : 5;
+    n->loop = cv_runtime_loop(rt);
+    n->cfg = cfgref_get(o->cfg);
+    n->store = o->store;
+    n->instance = cv_strdup(o->instance ? o->instance : "local");
+    n->http = httpc_create(n->loop);
+    n->live = cv_calloc(1, sizeof(*n->live));
+    n->live->alive = true;
+    n->live->refs = 1;
+    n->ring = cv_calloc(n->o.ring_size, sizeof(*n->ring));
+    cv_list_init(&n->active);
+    cv_list_init(&n->deliveries);
+    for (unsigned i = 0; i < n->cfg->cfg->n_notify; i++)
+        cv_secret_register(n->cfg->cfg->notify[i].url);
+    n->actor = cv_actor_create(rt, "notifier", handle, n);
+    return n;
+}
+
+cv_actor_t *notifier_actor(notifier_t *n)
+{
+    return n->actor;
+}
+
+void notifier_start(notifier_t *n)
+{
+    const cfg_t *cfg = n->cfg->cfg;
+    const char **jobs = cv_calloc(cfg->n_jobs + 1, sizeof(char *));
+    for (unsigned i = 0; i < cfg->n_jobs; i++)
+        jobs[i] = cfg->jobs[i].name;
+    ask_stats(n, 0, jobs, cfg->n_jobs);
+    free(jobs);
+}
+
+uint64_t notifier_delivered(const notifier_t *n)
+{
+    return n->delivered;
+}
+
+uint64_t notifier_failed(const notifier_t *n)
+{
+    return n->failed;
+}
+
+static void on_http_closed(void *ud)
+{
+    notifier_t *n = ud;
+    n->http_closed = true;
+    maybe_free(n);
+}
+
+void notifier_close(notifier_t *n, void (*cb)(void *ud), void *ud)
+{
+    n->closing = true;
+    n->close_cb = cb;
+    n->close_ud = ud;
+    cv_actor_destroy(n->actor);
+    n->live->alive = false;
+    live_put(n->live);
+    /* deliveries waiting for a retry end now; those in flight end through httpc's cancel */
+    for (cv_list_t *l = n->deliveries.next, *next; l != &n->deliveries; l = next) {
+        next = l->next;
+        delivery_t *d = cv_container_of(l, delivery_t, link);
+        if (d->waiting) {
+            uv_timer_stop(&d->timer);
+            finish_delivery(d, false, 0, "the daemon is stopping");
+        }
+    }
+    while (!cv_list_empty(&n->active))
+        active_drop(n, cv_container_of(n->active.next, active_t, link));
+    httpc_close(n->http, on_http_closed, n);
+}
