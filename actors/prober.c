@@ -19,6 +19,7 @@ typedef struct pprobe {
     const probe_type_t *type;
     health_result_t res;
     uv_timer_t interval, deadline;
+    int64_t min_latency_ms; /* set when the deadline ends a check */
     probe_check_t *check; /* the check in flight, or NULL */
     int64_t start_ns;
     uint64_t seq;
@@ -194,6 +195,11 @@ static void finish(pprobe_t *pp, bool ok, const char *message)
     prober_t *p = pp->p;
     health_result_t *r = &pp->res;
     int64_t latency = (cv_mono_ns() - pp->start_ns) / 1000000;
+    /* A libuv timer counts in whole milliseconds from a truncated loop time, so it may fire up
+     * to 1 ms before the timeout has fully elapsed on the monotonic clock. */
+    if (latency < pp->min_latency_ms)
+        latency = pp->min_latency_ms;
+    pp->min_latency_ms = 0;
     uv_timer_stop(&pp->deadline);
     free(pp->check);
     pp->check = NULL;
@@ -229,6 +235,7 @@ static void on_deadline(uv_timer_t *t)
     if (pp->check == NULL)
         return;
     pp->type->abort(pp->check);
+    pp->min_latency_ms = pp->cfg->timeout_ms;
     char *msg = cv_sprintf("timed out after %lldms", (long long)pp->cfg->timeout_ms);
     finish(pp, false, msg);
     free(msg);
