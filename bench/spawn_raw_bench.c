@@ -3,9 +3,10 @@
  *
  *   spawn_raw_bench timer N             a libuv 1 ms one-shot timer, re-armed N times: lateness
  *                                       of each callback past its due time (uv_hrtime)
- *   spawn_raw_bench tick N STAMP FILE   N times: sleep on CLOCK_REALTIME until the next whole
- *                                       second (TIMER_ABSTIME), posix_spawn STAMP FILE with
- *                                       CRONVISOR_SCHEDULED_FOR set to that second
+ *   spawn_raw_bench tick N STAMP FILE [OFFSET_MS]
+ *                                       N times: sleep on CLOCK_REALTIME until OFFSET_MS past the
+ *                                       next whole second (TIMER_ABSTIME), posix_spawn STAMP FILE
+ *                                       with CRONVISOR_SCHEDULED_FOR set to that second
  *   spawn_raw_bench burst N AT STAMP FILE
  *                                       sleep until Unix second AT, then posix_spawn N STAMP FILE
  *                                       back to back, then reap them all
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <uv.h>
@@ -69,6 +71,15 @@ static int bench_timer(size_t n)
     return 0;
 }
 
+/* CPU time this process used so far (children excluded), ms. */
+static double self_cpu_ms(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+           (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+}
+
 /* ---- spawning ---------------------------------------------------------------------------- */
 
 static char **env_with_scheduled(time_t sec)
@@ -98,19 +109,19 @@ static int spawn(const char *prog, const char *arg, char **env, pid_t *pid)
     return rc;
 }
 
-static void sleep_until(time_t sec)
+static void sleep_until(time_t sec, long nsec)
 {
-    struct timespec at = {.tv_sec = sec};
+    struct timespec at = {.tv_sec = sec, .tv_nsec = nsec};
     while (clock_nanosleep(CLOCK_REALTIME, TIMER_ABSTIME, &at, NULL) == EINTR)
         ;
 }
 
-static int bench_tick(int n, const char *stamp, const char *file)
+static int bench_tick(int n, const char *stamp, const char *file, long offset_ms)
 {
     for (int i = 0; i < n; i++) {
         time_t next = time(NULL) + 1;
         char **env = env_with_scheduled(next);
-        sleep_until(next);
+        sleep_until(next, offset_ms * 1000000L);
         pid_t pid;
         if (spawn(stamp, file, env, &pid) != 0)
             return 1;
@@ -124,7 +135,8 @@ static int bench_tick(int n, const char *stamp, const char *file)
 static int bench_burst(int n, time_t at, const char *stamp, const char *file)
 {
     char **env = env_with_scheduled(at);
-    sleep_until(at);
+    sleep_until(at, 0);
+    double cpu0 = self_cpu_ms();
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (int i = 0; i < n; i++) {
@@ -136,8 +148,8 @@ static int bench_burst(int n, time_t at, const char *stamp, const char *file)
     while (wait(NULL) > 0)
         ;
     free(env);
-    printf("{\"spawned\": %d, \"spawn_loop_ms\": %.2f}\n", n,
-           (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
+    printf("{\"spawned\": %d, \"spawn_loop_ms\": %.2f, \"cpu_ms\": %.1f}\n", n,
+           (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6, self_cpu_ms() - cpu0);
     return 0;
 }
 
@@ -145,6 +157,7 @@ static int bench_throughput(int n, int k, const char *prog)
 {
     struct timespec t0, t1;
     int started = 0, running = 0, done = 0;
+    double cpu0 = self_cpu_ms();
     clock_gettime(CLOCK_MONOTONIC, &t0);
     while (done < n) {
         while (running < k && started < n) {
@@ -162,8 +175,9 @@ static int bench_throughput(int n, int k, const char *prog)
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double s = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
-    printf("{\"runs\": %d, \"in_flight\": %d, \"seconds\": %.3f, \"runs_per_s\": %.1f}\n", n, k, s,
-           n / s);
+    printf("{\"runs\": %d, \"in_flight\": %d, \"seconds\": %.3f, \"runs_per_s\": %.1f, "
+           "\"cpu_ms\": %.1f}\n",
+           n, k, s, n / s, self_cpu_ms() - cpu0);
     return 0;
 }
 
@@ -172,12 +186,14 @@ int main(int argc, char **argv)
     if (argc >= 3 && strcmp(argv[1], "timer") == 0)
         return bench_timer((size_t)atol(argv[2]));
     if (argc >= 5 && strcmp(argv[1], "tick") == 0)
-        return bench_tick(atoi(argv[2]), argv[3], argv[4]);
+        return bench_tick(atoi(argv[2]), argv[3], argv[4], argc > 5 ? atol(argv[5]) : 0);
     if (argc >= 6 && strcmp(argv[1], "burst") == 0)
         return bench_burst(atoi(argv[2]), (time_t)atoll(argv[3]), argv[4], argv[5]);
     if (argc >= 5 && strcmp(argv[1], "throughput") == 0)
         return bench_throughput(atoi(argv[2]), atoi(argv[3]), argv[4]);
-    fprintf(stderr, "usage: spawn_raw_bench timer N | tick N STAMP FILE | burst N AT STAMP FILE |"
-                    " throughput N K PROG\n");
+    fprintf(
+        stderr,
+        "usage: spawn_raw_bench timer N | tick N STAMP FILE [OFFSET_MS] | burst N AT STAMP FILE |"
+        " throughput N K PROG\n");
     return 2;
 }

@@ -164,6 +164,13 @@ class Daemon:
             self.proc.wait()
 
 
+def proc_cpu_ms(pid):
+    """utime + stime of a process (all its threads, not its children), ms."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def log_ts(rec):
     """The daemon's own timestamp of a log record, Unix seconds (ms resolution)."""
     ts = rec["ts"]
@@ -215,33 +222,41 @@ def show(title, obj):
 
 def precision(b, samples=60, fillers=2000):
     timer = b.raw_bench("timer", 5000)
-    show("baseline libuv 1 ms timer lateness (us)", timer)
-
-    wd = b.workdir("precision-raw")
-    out = os.path.join(wd, "stamps")
-    b.raw_bench("tick", 20, b.stamp, out)
-    raw = [(ns - s * 10 ** 9) / 1e6 for ns, s in read_stamps(out)]
-    show("baseline clock_nanosleep(REALTIME, ABSTIME) + posix_spawn(stamp), lateness",
-         summary_ms(raw))
+    show("baseline: libuv 1 ms timer lateness (us)", timer)
 
     wd = b.workdir("precision")
     out = os.path.join(wd, "stamps")
+    raw_out = os.path.join(wd, "raw-stamps")
     jobs = hourly_fillers(fillers, samples + 60) + [job("tick", "* * * * * *", [b.stamp, out])]
     d = Daemon(b, wd, config(wd, jobs)).start()
+    # The raw floor runs in the same window, half a second out of phase with the daemon's ticks.
+    raw_proc = subprocess.Popen([b.raw, "tick", str(samples + 2), b.stamp, raw_out, "500"],
+                                stdout=subprocess.DEVNULL)
     try:
         deadline = time.time() + samples + 60
-        while count_lines(out) < samples + 2 and time.time() < deadline:
+        while count_lines(out) < samples + 3 and time.time() < deadline:
             time.sleep(1)
+        raw_proc.wait(60)
     finally:
         d.stop()
+    raw = [(ns - s * 10 ** 9) / 1e6 - 500 for ns, s in read_stamps(raw_out)][1:samples + 1]
+    show("baseline: clock_nanosleep(REALTIME, ABSTIME) + posix_spawn(stamp), child start lateness",
+         summary_ms(raw))
     stamps = read_stamps(out)
     # The first instant may have been due while the daemon was still starting.
     stamps = [(ns, s) for ns, s in stamps if s > d.t_running + 1][:samples]
     late = [(ns - s * 10 ** 9) / 1e6 for ns, s in stamps]
     res = summary_ms(late)
-    show("cronvisor: per-second job with %d hourly jobs loaded, lateness of the child's start"
-         % fillers, res)
-    return {"timer_us": timer, "raw_ms": summary_ms(raw), "daemon_ms": res}
+    show("cronvisor: per-second job, %d hourly jobs loaded, child start lateness" % fillers, res)
+    with sqlite3.connect(os.path.join(wd, "cronvisor.db")) as db:
+        rows = db.execute("SELECT started_at - scheduled_for FROM runs WHERE job='tick' AND "
+                          "scheduled_for > ? ORDER BY id LIMIT ?",
+                          (int((d.t_running + 1) * 1000), samples)).fetchall()
+    spawn_at = summary_ms([r[0] for r in rows])
+    show("cronvisor: instant -> posix_spawn call (runs.started_at, ms resolution)", spawn_at)
+    ratio = res["p50_ms"] / summary_ms(raw)["p50_ms"]
+    show("precision: p50 ratio (cronvisor / raw)", round(ratio, 3))
+    return {"timer_us": timer, "raw_ms": summary_ms(raw), "daemon_ms": res, "spawn_at": spawn_at}
 
 
 # ---- 2. bursts -------------------------------------------------------------------------------
@@ -267,10 +282,14 @@ def burst_daemon(b, n):
         try:
             if d.t_running >= at - 0.5:
                 continue  # started too late for the instant: try again with more lead time
+            cpu0 = proc_cpu_ms(d.proc.pid)
             d.wait(r"status=SUCCESS", at - time.time() + 60, count=n)
+            cpu = proc_cpu_ms(d.proc.pid) - cpu0
         finally:
             d.stop()
-        return burst_stats(out, at, n)
+        res = burst_stats(out, at, n)
+        res["cpu_ms"] = cpu
+        return res
     raise RuntimeError("the daemon did not start in time for the burst")
 
 
@@ -283,11 +302,14 @@ def burst(b, n=1000, reps=3):
         loop = b.raw_bench("burst", n, at, b.stamp, out)
         raw = burst_stats(out, at, n)
         raw["spawn_loop_ms"] = loop["spawn_loop_ms"]
+        raw["cpu_ms"] = loop["cpu_ms"]
         cv = burst_daemon(b, n)
         ratio = cv["last_ms"] / raw["last_ms"]
         show("burst %d/%d: raw posix_spawn x%d" % (rep + 1, reps, n), raw)
         show("burst %d/%d: cronvisor, %d jobs due at one instant" % (rep + 1, reps, n), cv)
         show("burst %d/%d: ratio last child (cronvisor / raw)" % (rep + 1, reps), round(ratio, 3))
+        show("burst %d/%d: supervisor CPU per child, us (cronvisor, raw)" % (rep + 1, reps),
+             [round(cv["cpu_ms"] * 1000 / n), round(raw["cpu_ms"] * 1000 / n)])
         rows.append((raw, cv, ratio))
     show("burst: median ratio", round(median([r[2] for r in rows]), 3))
     return rows
@@ -300,7 +322,9 @@ def throughput_daemon(b, n, k):
     jobs = [job("r%05d" % i, "@reboot", ["/bin/true"]) for i in range(n)]
     d = Daemon(b, wd, config(wd, jobs, max_concurrent=k), level="debug").start()
     try:
+        cpu0 = proc_cpu_ms(d.proc.pid)
         d.wait(r"^run \d+ SUCCESS recorded", 600, count=n)
+        cpu = proc_cpu_ms(d.proc.pid) - cpu0
     finally:
         d.stop()
     started = d.matching(r"^run \d+ job=\S+ trigger=reboot attempt=1 status=RUNNING")
@@ -313,7 +337,7 @@ def throughput_daemon(b, n, k):
     return {"runs": n, "in_flight": k, "recorded_rows": rows[0],
             "first_start_to_last_commit_s": round(t1 - t0, 3),
             "runs_per_s": round(n / (t1 - t0), 1),
-            "first_start_to_last_exit_s": round((rows[2] - rows[1]) / 1000, 3)}
+            "first_start_to_last_exit_s": round((rows[2] - rows[1]) / 1000, 3), "cpu_ms": cpu}
 
 
 def throughput(b, n=2000, k=8, reps=3):
@@ -326,6 +350,8 @@ def throughput(b, n=2000, k=8, reps=3):
         show("throughput %d/%d: cronvisor @reboot jobs, started+finished+recorded"
              % (rep + 1, reps), cv)
         show("throughput %d/%d: ratio (cronvisor / raw)" % (rep + 1, reps), round(ratio, 3))
+        show("throughput %d/%d: supervisor CPU per run, us (cronvisor, raw)" % (rep + 1, reps),
+             [round(cv["cpu_ms"] * 1000 / n), round(raw["cpu_ms"] * 1000 / n)])
         rows.append((raw, cv, ratio))
     show("throughput: median ratio", round(median([r[2] for r in rows]), 3))
     return rows
@@ -381,10 +407,11 @@ def idle_window(d, seconds):
         _, err = perf.communicate()
         for line in err.splitlines():
             parts = line.split(",")
-            if len(parts) > 2 and parts[2] == "context-switches":
-                res["perf_context_switches"] = int(float(parts[0]))
-            if len(parts) > 2 and parts[2] == "task-clock":
-                res["perf_task_clock_ms"] = round(float(parts[0]), 1)
+            if len(parts) < 3 or parts[2] not in ("context-switches", "task-clock"):
+                continue
+            # "<not counted>": the counter was never scheduled in, i.e. the task never ran.
+            value = 0.0 if parts[0].startswith("<not") else float(parts[0])
+            res["perf_" + parts[2].replace("-", "_")] = round(value, 1)
     return res
 
 
