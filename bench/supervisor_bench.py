@@ -24,7 +24,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 HEADER = """
@@ -53,6 +52,9 @@ class Bench:
         self.root = tempfile.mkdtemp(prefix="cv-supbench-", dir=args.dir)
         self.keep = args.keep
         self.seq = 0
+        # --rt: the daemon and every baseline under SCHED_FIFO (children inherit it), to take the
+        # machine's other load out of the picture.
+        self.prefix = ["chrt", "-f", "10"] if args.rt else []
 
     def workdir(self, name):
         self.seq += 1
@@ -65,7 +67,7 @@ class Bench:
             shutil.rmtree(self.root, ignore_errors=True)
 
     def raw_bench(self, *args):
-        out = subprocess.run([self.raw, *map(str, args)], check=True, capture_output=True, text=True)
+        out = subprocess.run(self.prefix + [self.raw, *map(str, args)], check=True, capture_output=True, text=True)
         return json.loads(out.stdout)
 
 
@@ -92,68 +94,70 @@ def hourly_fillers(n, window_s):
 # ---- the daemon ------------------------------------------------------------------------------
 
 class Daemon:
-    """`cronvisor run` in workdir; every stderr line is kept with the time it arrived."""
+    """`cronvisor run` in workdir. Its log goes to a file, read only while waiting for a line (a
+    reader woken by every line would compete with the children for the CPU)."""
 
     def __init__(self, bench, workdir, cfg_text, level="info"):
         self.workdir = workdir
         self.cfg = os.path.join(workdir, "cronvisor.yaml")
+        self.log_path = os.path.join(workdir, "daemon-%d.log" % time.monotonic_ns())
         with open(self.cfg, "w") as f:
             f.write(cfg_text)
-        self.cmd = [bench.bin, "run", "-c", self.cfg, "--log-format", "json", "--log-level", level]
-        self.lines = []
-        self.cond = threading.Condition()
+        self.cmd = bench.prefix + [bench.bin, "run", "-c", self.cfg, "--log-format", "json", "--log-level", level]
+        self.lines = []  # (time read, record)
+        self.partial = ""
+        self.pos = 0
 
     def start(self):
         self.t_exec = time.time()
-        self.proc = subprocess.Popen(self.cmd, cwd=self.workdir, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
-        threading.Thread(target=self._read, daemon=True).start()
-        m = self.wait(r"running: ", 120)
-        self.t_running = m[0]
+        with open(self.log_path, "w") as log:
+            self.proc = subprocess.Popen(self.cmd, cwd=self.workdir, stdout=subprocess.DEVNULL,
+                                         stderr=log)
+        self.t_running = self.wait(r"running: ", 120, poll=0.01)[0]
         return self
 
-    def _read(self):
-        for raw in self.proc.stderr:
+    def _read_more(self):
+        with open(self.log_path) as f:
+            f.seek(self.pos)
+            data = f.read()
+            self.pos = f.tell()
+        now = time.time()
+        chunks = (self.partial + data).split("\n")
+        self.partial = chunks.pop()
+        for raw in chunks:
             try:
                 rec = json.loads(raw)
             except ValueError:
-                rec = {"msg": raw.rstrip("\n"), "ts": None}
-            with self.cond:
-                self.lines.append((time.time(), rec))
-                self.cond.notify_all()
-        with self.cond:
-            self.lines.append((time.time(), None))
-            self.cond.notify_all()
+                rec = {"msg": raw, "ts": None}
+            self.lines.append((now, rec))
 
-    def wait(self, pattern, timeout, count=1):
-        """Waits for `count` lines matching pattern; returns (arrival, record) of the last one."""
+    def wait(self, pattern, timeout, count=1, poll=0.2):
+        """Waits for `count` lines matching pattern; returns (time read, record) of the last."""
         rx = re.compile(pattern)
         deadline = time.time() + timeout
         seen, i = 0, 0
-        with self.cond:
-            while True:
-                while i < len(self.lines):
-                    t, rec = self.lines[i]
-                    i += 1
-                    if rec is None:
-                        raise RuntimeError("the daemon exited: %s" % self.tail())
-                    if rx.search(rec.get("msg", "")):
-                        seen += 1
-                        if seen == count:
-                            return t, rec
-                left = deadline - time.time()
-                if left <= 0:
-                    raise RuntimeError("timed out waiting for %r (%d/%d): %s" %
-                                       (pattern, seen, count, self.tail()))
-                self.cond.wait(left)
+        while True:
+            self._read_more()
+            for t, rec in self.lines[i:]:
+                if rx.search(rec.get("msg", "")):
+                    seen += 1
+                    if seen == count:
+                        return t, rec
+            i = len(self.lines)
+            if self.proc.poll() is not None:
+                raise RuntimeError("the daemon exited: %s" % self.tail())
+            if time.time() > deadline:
+                raise RuntimeError("timed out waiting for %r (%d/%d): %s" %
+                                   (pattern, seen, count, self.tail()))
+            time.sleep(poll)
 
     def matching(self, pattern):
+        self._read_more()
         rx = re.compile(pattern)
-        with self.cond:
-            return [rec for _, rec in self.lines if rec and rx.search(rec.get("msg", ""))]
+        return [rec for _, rec in self.lines if rx.search(rec.get("msg", ""))]
 
     def tail(self):
-        return " | ".join(str(r.get("msg")) for _, r in self.lines[-5:] if r)
+        return " | ".join(str(r.get("msg")) for _, r in self.lines[-5:])
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
@@ -230,7 +234,7 @@ def precision(b, samples=60, fillers=2000):
     jobs = hourly_fillers(fillers, samples + 60) + [job("tick", "* * * * * *", [b.stamp, out])]
     d = Daemon(b, wd, config(wd, jobs)).start()
     # The raw floor runs in the same window, half a second out of phase with the daemon's ticks.
-    raw_proc = subprocess.Popen([b.raw, "tick", str(samples + 2), b.stamp, raw_out, "500"],
+    raw_proc = subprocess.Popen(b.prefix + [b.raw, "tick", str(samples + 2), b.stamp, raw_out, "500"],
                                 stdout=subprocess.DEVNULL)
     try:
         deadline = time.time() + samples + 60
@@ -468,14 +472,17 @@ def main():
     ap.add_argument("which", choices=["precision", "burst", "throughput", "idle", "all"])
     ap.add_argument("--build", default=os.environ.get("CV_BUILD_DIR", "build"))
     ap.add_argument("--dir", default="/var/tmp")
+    ap.add_argument("--rt", action="store_true",
+                    help="run the daemon and the baselines under SCHED_FIFO (chrt -f 10)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     b = Bench(args)
-    print("machine: %d CPU(s), load average %s; %s" %
+    print("machine: %d CPU(s), load average %s; %s%s" %
           (os.cpu_count(), " ".join("%.2f" % x for x in os.getloadavg()),
-           time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())), flush=True)
+           time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "; SCHED_FIFO" if args.rt else ""),
+          flush=True)
     try:
         for name in ("precision", "burst", "throughput", "idle"):
             if args.which in (name, "all"):
