@@ -443,6 +443,8 @@ def response_schema(path, method, status):
     """The schema of a documented response, or None when it has no JSON body."""
     op = openapi()["paths"][path][method.lower()]
     resp = op["responses"].get(str(status))
+    if resp is None and status in openapi().get("x-common-errors", []):
+        resp = openapi()["components"]["responses"]["Error"]
     if resp is None:
         raise AssertionError("%s %s: status %s is not documented" % (method, path, status))
     resp = _resolve(resp)
