@@ -105,8 +105,8 @@ static int parse_value(pfield_t *pf, int *out)
     if (q == start)
         return FAIL(pf, start, "expected a number after '%c'", start[-1]);
     if (fd->names)
-        return FAIL(pf, start, "'%.*s' is not a %s name", (int)(q - start), start,
-                    pf->f == F_MON ? "month (JAN-DEC)" : "day (SUN-SAT)");
+        return FAIL(pf, start, "'%.*s' is not a %s", (int)(q - start), start,
+                    pf->f == F_MON ? "month name (JAN-DEC)" : "day name (SUN-SAT)");
     return FAIL(pf, start, "'%.*s' is not a number", (int)(q - start), start);
 }
 
