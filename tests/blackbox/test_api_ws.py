@@ -97,8 +97,10 @@ class Events(unittest.TestCase):
     def test_job_updated_follows_a_change(self):
         ws, _ = self.client()
         self.d.api("POST", "/api/jobs/quick/disable", token=TOKEN)
-        m, _ = ws.recv_until(lambda m: m.get("type") == "job.updated")
-        self.assertEqual((m["job"]["name"], m["job"]["enabled"]), ("quick", False))
+        # other jobs' statistics refreshes may publish job.updated too
+        m, _ = ws.recv_until(lambda m: m.get("type") == "job.updated" and m["job"]["name"] == "quick")
+        self.assertEqual(m["job"]["enabled"], False)
+        self.assertEqual(m["job"]["overridden"], ["enabled"])
         self.d.api("POST", "/api/jobs/quick/enable", token=TOKEN)
         ws.close()
 
@@ -136,7 +138,8 @@ class Events(unittest.TestCase):
         ws, last = self.client(since=None)
         ws.send({"type": "resume", "since": last + 100000})
         m, _ = ws.recv_until(lambda m: m.get("type") == "resync")
-        self.assertEqual(m["seq"], last)
+        self.assertGreaterEqual(m["seq"], last)  # events published meanwhile may count
+        self.assertLess(m["seq"], last + 100000)
         ws.close()
 
     def test_a_slow_client_is_dropped_while_a_fast_one_keeps_receiving(self):
