@@ -288,6 +288,10 @@ static void auto_disable(executor_t *ex, const exec__run_t *xr)
     }
     msg_override_t *o = msg_override_new(job, "enabled", "false", "system");
     cv_actor_post(ex->store, &o->hdr);
+    for (size_t i = 0; i < ex->nobservers; i++) { /* the API's view of the job */
+        msg_override_t *copy = msg_override_new(job, "enabled", "false", "system");
+        cv_actor_post(ex->observers[i], &copy->hdr);
+    }
     char *after =
         cv_sprintf("{\"enabled\":false,\"consecutive_failures\":%d}", xr->js->consecutive_failures);
     msg_audit_t *a =

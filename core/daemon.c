@@ -7,6 +7,7 @@
 #include "core/httpc.h"
 #include "core/log.h"
 #include "core/reaper.h"
+#include "http/api.h"
 #include "proto/msg.h"
 #include "storage/store.h"
 
@@ -33,6 +34,7 @@ typedef struct daemon {
     scheduler_t *sched;
     prober_t *prober;
     notifier_t *notifier;
+    api_t *api;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t retention;
     bool signals_on, retention_on;
@@ -101,6 +103,10 @@ static void configure_actors(daemon_t *d, bool first)
     cv_actor_post(executor_actor(d->ex), &c->hdr);
     if (d->sched)
         cv_actor_post(scheduler_actor(d->sched), &sched_jobs(d, first)->hdr);
+    if (d->api) {
+        c = msg_exec_config_new(d->cfg);
+        cv_actor_post(api_actor(d->api), &c->hdr);
+    }
 }
 
 /* ---- signals ---- */
@@ -135,6 +141,33 @@ static void request_stop(daemon_t *d, const char *why)
         begin_close(d);
 }
 
+static void keep_overrides(daemon_t *d, const store_override_t *ov, size_t count)
+{
+    store_overrides_free(d->overrides, d->n_overrides);
+    d->overrides = cv_calloc(count ? count : 1, sizeof(*ov));
+    for (size_t i = 0; i < count; i++) {
+        d->overrides[i].job = cv_strdup(ov[i].job);
+        d->overrides[i].field = cv_strdup(ov[i].field);
+        d->overrides[i].value = cv_strdup(ov[i].value);
+    }
+    d->n_overrides = count;
+}
+
+static void on_reload_overrides(void *ud, int status, const store_override_t *ov, size_t count)
+{
+    daemon_t *d = ud;
+    if (d->stopping)
+        return;
+    if (status == 0)
+        keep_overrides(d, ov, count);
+    else
+        cv_warn("daemon", "reload: runtime overrides could not be read (%s); using the known ones",
+                strerror(-status));
+    configure_actors(d, false);
+    cv_info("daemon", "configuration reloaded from %s: %u job(s)", d->opts.config_path,
+            d->cfg->cfg->n_jobs);
+}
+
 static void reload(daemon_t *d)
 {
     cfg_t *cfg = NULL;
@@ -153,9 +186,8 @@ static void reload(daemon_t *d)
     cfg_errors_free(&errs);
     cfgref_put(d->cfg);
     d->cfg = cfgref_new(cfg);
-    configure_actors(d, false);
-    cv_info("daemon", "configuration reloaded from %s: %u job(s)", d->opts.config_path,
-            cfg->n_jobs);
+    /* Overrides changed at run time (API, auto-disable) are in the store: read them again. */
+    store_override_list(d->store, NULL, on_reload_overrides, d);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -309,6 +341,8 @@ static void start_prober(daemon_t *d)
     prober_add_observer(d->prober, executor_actor(d->ex));
     if (d->notifier)
         prober_add_observer(d->prober, notifier_actor(d->notifier));
+    if (d->api)
+        prober_add_observer(d->prober, api_actor(d->api));
     prober_start(d->prober);
 }
 
@@ -322,10 +356,33 @@ static void stop_prober_and_notifier(daemon_t *d)
     d->notifier = NULL;
 }
 
+/* The http actor (REST API, WebSocket events, /metrics): before the executor, whose hub it is. */
+static int start_http(daemon_t *d)
+{
+    char *err = NULL;
+    api_opts_t ao = {.cfg = d->cfg,
+                     .store = store_actor_actor(d->sa),
+                     .overrides = d->overrides,
+                     .n_overrides = d->n_overrides,
+                     .instance = d->instance};
+    d->api = api_create(d->rt, &ao, &err);
+    if (d->api == NULL) {
+        cv_error("daemon", "%s", err ? err : "the API server could not start");
+        free(err);
+        d->exit_code = 1;
+        begin_close(d);
+        return -1;
+    }
+    store_actor_subscribe(d->sa, api_actor(d->api));
+    return 0;
+}
+
 static void start_actors(daemon_t *d)
 {
     d->sa = store_actor_create(d->rt, d->store);
-    cv_actor_t *hub = d->opts.once_job ? d->self : NULL;
+    if (!d->opts.once_job && start_http(d) != 0)
+        return;
+    cv_actor_t *hub = d->opts.once_job ? d->self : api_actor(d->api);
     executor_opts_t eo = {.store = store_actor_actor(d->sa),
                           .hub = hub,
                           .instance = d->instance,
@@ -341,6 +398,7 @@ static void start_actors(daemon_t *d)
             return;
         }
         executor_set_scheduler(d->ex, scheduler_actor(d->sched));
+        api_set_peers(d->api, executor_actor(d->ex), scheduler_actor(d->sched));
         start_notifier(d);
         start_prober(d);
     } else {
@@ -411,13 +469,7 @@ static void on_overrides(void *ud, int status, const store_override_t *ov, size_
         fatal(d, "reading runtime overrides", status);
         return;
     }
-    d->overrides = cv_calloc(count ? count : 1, sizeof(*ov));
-    for (size_t i = 0; i < count; i++) {
-        d->overrides[i].job = cv_strdup(ov[i].job);
-        d->overrides[i].field = cv_strdup(ov[i].field);
-        d->overrides[i].value = cv_strdup(ov[i].value);
-    }
-    d->n_overrides = count;
+    keep_overrides(d, ov, count);
     query_last_runs(d);
 }
 
@@ -488,6 +540,15 @@ static void on_store_closed(void *ud, int status)
     cv_info("daemon", "stopped");
 }
 
+static void close_store(void *ud)
+{
+    daemon_t *d = ud;
+    if (d->store)
+        store_close(d->store, on_store_closed, d);
+    else
+        on_store_closed(d, 0);
+}
+
 static void begin_close(daemon_t *d)
 {
     if (d->stopping == 2)
@@ -505,10 +566,13 @@ static void begin_close(daemon_t *d)
     d->sched = NULL;
     d->ex = NULL;
     d->sa = NULL;
-    if (d->store)
-        store_close(d->store, on_store_closed, d);
-    else
-        on_store_closed(d, 0);
+    if (d->api) {
+        api_t *api = d->api;
+        d->api = NULL;
+        api_close(api, close_store, d); /* the API goes before the store */
+    } else {
+        close_store(d);
+    }
 }
 
 static char *make_instance_id(const cfg_t *cfg)

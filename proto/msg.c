@@ -190,6 +190,27 @@ void health_result_clear(health_result_t *h)
     memset(h, 0, sizeof(*h));
 }
 
+static void job_schedule_dispose(cv_msg_t *m)
+{
+    msg_job_schedule_t *s = (msg_job_schedule_t *)m;
+    free(s->job);
+    free(s->schedule);
+    free(s->timezone);
+    free(s);
+}
+
+msg_job_schedule_t *msg_job_schedule_new(const char *job, const char *schedule,
+                                         const char *timezone, bool enabled)
+{
+    msg_job_schedule_t *s = cv_msg_new(sizeof(*s), MSG_JOB_SCHEDULE);
+    s->hdr.dispose = job_schedule_dispose;
+    s->job = cv_strdup(job);
+    s->schedule = cv_strdup(schedule);
+    s->timezone = dup_opt(timezone);
+    s->enabled = enabled;
+    return s;
+}
+
 static void health_dispose(cv_msg_t *m)
 {
     msg_health_t *h = (msg_health_t *)m;

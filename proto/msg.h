@@ -43,6 +43,7 @@ typedef enum {
     MSG_JOB_ENABLE,     /* msg_job_enable_t: enable or disable a job at run time */
     MSG_SHUTDOWN,       /* msg_shutdown_t: stop firing / stop running, then report done */
     MSG_SHUTDOWN_DONE,  /* cv_msg_t: an actor finished its shutdown */
+    MSG_JOB_SCHEDULE,   /* msg_job_schedule_t: a job's schedule changed at run time (API) */
     MSG_HEALTH,         /* msg_health_t: a probe changed status */
     MSG_HEALTH_GET,     /* msg_health_query_t: reply MSG_HEALTH_LIST with the current results */
     MSG_HEALTH_REFRESH, /* msg_health_query_t: check now, reply MSG_HEALTH_LIST when done */
@@ -147,6 +148,14 @@ typedef struct {
     cv_msg_t hdr;
     struct cfgref *cfg; /* a reference, released by dispose */
 } msg_exec_config_t;
+
+typedef struct {
+    cv_msg_t hdr;
+    char *job;
+    char *schedule; /* the effective schedule and time zone (config or override) */
+    char *timezone;
+    bool enabled;
+} msg_job_schedule_t;
 
 /* ---- health ---- */
 
@@ -264,5 +273,7 @@ msg_override_t *msg_override_new(const char *job, const char *field, const char 
 /** Takes a new reference on cfg. */
 msg_exec_config_t *msg_exec_config_new(struct cfgref *cfg);
 const char *run_ev_kind_name(run_ev_kind_t k);
+msg_job_schedule_t *msg_job_schedule_new(const char *job, const char *schedule,
+                                         const char *timezone, bool enabled);
 
 #endif
