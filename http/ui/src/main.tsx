@@ -1,0 +1,2 @@
+import { render } from "preact";
+render(<p>cronvisor</p>, document.getElementById("app")!);
