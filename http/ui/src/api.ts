@@ -172,11 +172,16 @@ export const api = {
   resetOverrides: (name: string) => request<Job>("DELETE", `/api/jobs/${enc(name)}/overrides`),
   preview: (schedule: string, timezone: string, job?: string) =>
     request<Preview>("POST", "/api/schedule/preview", { schedule, timezone, job, count: 5 }),
-  runs: (q: { job?: string; status?: string; trigger?: string; limit: number; offset: number; since?: string }) => {
+  /** One page of runs, newest first; pass next_cursor back for the following page. */
+  runs: (q: { job?: string; status?: string; trigger?: string; limit: number; cursor?: string; since?: string }) => {
     const p = new URLSearchParams();
-    for (const [k, v] of Object.entries(q)) if (v !== undefined && v !== "") p.set(k, String(v));
-    return request<{ runs: Run[]; total?: number }>("GET", `/api/runs?${p}`);
+    for (const [k, v] of Object.entries(q)) if (v !== undefined && v !== "" && k !== "job") p.set(k, String(v));
+    const base = q.job ? `/api/jobs/${enc(q.job)}/runs` : "/api/runs";
+    return request<{ runs: Run[]; next_cursor: string | null }>("GET", `${base}?${p}`);
   },
+  /** Counts of the last 24 hours (running and queued: now). */
+  summary: () =>
+    request<{ running: number; queued: number; succeeded: number; partial: number; failed: number }>("GET", "/api/summary"),
   run: (id: number) => request<Run>("GET", `/api/runs/${id}`),
   health: () => request<{ probes: Probe[] }>("GET", "/api/health").then((r) => r.probes ?? []),
   checkProbe: (name: string) => request<Probe>("POST", `/api/health/${enc(name)}/check`),

@@ -18,20 +18,25 @@ function RunHistory({ job }: { job: string }) {
   const [status, setStatus] = useState("");
   const [trigger, setTrigger] = useState("");
   const [page, setPage] = useState(0);
+  const [cursors, setCursors] = useState<(string | undefined)[]>([undefined]); // cursor of each page
   const [runs, setRuns] = useState<Run[] | null>(null);
-  const [total, setTotal] = useState<number | undefined>();
   const [err, setErr] = useState("");
   const [chartRuns, setChartRuns] = useState<Run[]>([]);
 
   useEffect(() => {
     let gone = false;
-    api.runs({ job, status, trigger, limit: PAGE, offset: page * PAGE })
-      .then((r) => { if (!gone) { setRuns(r.runs); setTotal(r.total); setErr(""); } })
+    api.runs({ job, status, trigger, limit: PAGE, cursor: cursors[page] })
+      .then((r) => {
+        if (gone) return;
+        setRuns(r.runs);
+        setErr("");
+        setCursors((c) => { const n = c.slice(0, page + 1); if (r.next_cursor) n.push(r.next_cursor); return n; });
+      })
       .catch((e: ApiError) => !gone && setErr(e.message));
     return () => { gone = true; };
   }, [job, status, trigger, page, s.loaded]);
   useEffect(() => {
-    api.runs({ job, limit: 200, offset: 0 }).then((r) => setChartRuns(r.runs)).catch(() => {});
+    api.runs({ job, limit: 200 }).then((r) => setChartRuns(r.runs)).catch(() => {});
   }, [job, s.loaded]);
 
   // Run events update the rows in place; a new run appears at the top of the first page.
@@ -39,7 +44,7 @@ function RunHistory({ job }: { job: string }) {
     const ev = s.lastEvent;
     if (!ev || !ev.type.startsWith("run.") || ev.run?.job !== job) return;
     const run = ev.run as Run;
-    const fits = (!status || status === run.status) && (!trigger || run.trigger.startsWith(trigger));
+    const fits = (!status || status === run.status) && (!trigger || run.trigger === trigger);
     const merge = (list: Run[] | null, limit: number): Run[] | null => {
       if (!list) return list;
       const i = list.findIndex((r) => r.id === run.id);
@@ -50,22 +55,28 @@ function RunHistory({ job }: { job: string }) {
     if (ev.type === "run.finished") setChartRuns((l) => merge(l, 200) ?? []);
   }, [s.lastEvent]);
 
-  const pages = total !== undefined ? Math.max(1, Math.ceil(total / PAGE)) : undefined;
+  const triggers = Array.from(new Set(["cron", "retry", "catch_up", "reboot", s.name ? `api:${s.name}` : "", trigger,
+    ...(runs ?? []).map((r) => r.trigger)].filter(Boolean)));
+  const filterBy = (f: (v: string) => void) => (e: Event) => {
+    f((e.target as HTMLSelectElement).value);
+    setPage(0);
+    setCursors([undefined]);
+  };
   return (
     <section aria-labelledby="hist-h">
       <h2 id="hist-h">{t("runHistory")}</h2>
       <RunChart runs={chartRuns} />
       <div class="row filters">
         <label>{t("status")}{" "}
-          <select value={status} onChange={(e) => { setStatus((e.target as HTMLSelectElement).value); setPage(0); }} data-filter="status">
+          <select value={status} onChange={filterBy(setStatus)} data-filter="status">
             <option value="">{t("all")}</option>
             {STATUSES.map((x) => <option key={x} value={x}>{t(`st_${x}` as Key)}</option>)}
           </select>
         </label>
         <label>{t("trigger")}{" "}
-          <select value={trigger} onChange={(e) => { setTrigger((e.target as HTMLSelectElement).value); setPage(0); }} data-filter="trigger">
+          <select value={trigger} onChange={filterBy(setTrigger)} data-filter="trigger">
             <option value="">{t("all")}</option>
-            {["cron", "api", "retry", "catch_up", "reboot", "once"].map((x) => <option key={x} value={x}>{x}</option>)}
+            {triggers.map((x) => <option key={x} value={x}>{x}</option>)}
           </select>
         </label>
       </div>
@@ -95,8 +106,8 @@ function RunHistory({ job }: { job: string }) {
       )}
       <nav class="row pager" aria-label={t("runHistory")}>
         <button type="button" disabled={page === 0} onClick={() => setPage(page - 1)}>← {t("prev")}</button>
-        <span>{t("page", { n: page + 1 })}{pages ? ` / ${pages}` : ""}</span>
-        <button type="button" disabled={!runs || (pages !== undefined ? page + 1 >= pages : runs.length < PAGE)} onClick={() => setPage(page + 1)}>{t("next")} →</button>
+        <span>{t("page", { n: page + 1 })}</span>
+        <button type="button" disabled={cursors.length <= page + 1} onClick={() => setPage(page + 1)}>{t("next")} →</button>
       </nav>
     </section>
   );

@@ -19,11 +19,12 @@ export interface State {
   failed24: number;
   loginError: string;
   lastEvent: LiveEvent | null; // for screens that follow runs (history, run detail)
+  summaryAt: number; // when ok24/failed24 were read: runs finished after it are counted on top
 }
 
 export const state: State = {
   token: getToken(), name: "", role: "", conn: "connecting", loaded: false,
-  jobs: [], probes: [], links: [], version: "", ok24: 0, failed24: 0, loginError: "", lastEvent: null,
+  jobs: [], probes: [], links: [], version: "", ok24: 0, failed24: 0, loginError: "", lastEvent: null, summaryAt: 0,
 };
 
 const listeners = new Set<() => void>();
@@ -75,26 +76,16 @@ function refetchJob(name: string): void {
   }, 150));
 }
 
-async function count24(status: string): Promise<number> {
-  const since = new Date(Date.now() - 86400e3).toISOString();
-  const r = await api.runs({ status, since, limit: 500, offset: 0 });
-  for (const run of r.runs) seen24.add(run.id);
-  return r.total ?? r.runs.length;
-}
-
 export async function loadAll(): Promise<void> {
-  const [jobs, probes, info] = await Promise.all([
+  const [jobs, probes, info, sum] = await Promise.all([
     api.jobs(),
-    api.health().catch(() => [] as Probe[]),
+    api.health().catch(() => state.probes),
     api.info().catch(() => ({} as { links?: Link[]; version?: string })),
+    api.summary().catch(() => ({ succeeded: 0, failed: 0 })),
   ]);
-  set({ jobs, probes, links: info.links ?? [], version: info.version ?? "", loaded: true });
   seen24.clear();
-  const [ok, failed] = await Promise.all([
-    count24("SUCCESS").catch(() => 0),
-    Promise.all(FAILED.map((s) => count24(s).catch(() => 0))).then((v) => v.reduce((a, b) => a + b, 0)),
-  ]);
-  set({ ok24: ok, failed24: failed });
+  set({ jobs, probes, links: info.links ?? [], version: info.version ?? "", loaded: true,
+    ok24: sum.succeeded, failed24: sum.failed, summaryAt: Date.now() });
 }
 
 function applyRun(type: string, run: Run): void {
@@ -112,7 +103,7 @@ function applyRun(type: string, run: Run): void {
     if (type === "run.finished" && j.running > 0) copy.running = j.running - 1;
     upsertJob(copy);
   }
-  if (type === "run.finished" && !seen24.has(run.id)) {
+  if (type === "run.finished" && !seen24.has(run.id) && Date.parse(run.finished_at ?? "") >= state.summaryAt - 1000) {
     seen24.add(run.id);
     if (run.status === "SUCCESS") set({ ok24: state.ok24 + 1 });
     else if (FAILED.includes(run.status)) set({ failed24: state.failed24 + 1 });
