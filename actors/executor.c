@@ -48,8 +48,7 @@ void exec__publish(exec__run_t *xr, run_ev_kind_t kind, bool insert)
     }
 }
 
-void exec__output(exec__run_t *xr, int64_t at_ms, const char *stream, const char *text,
-                  size_t len)
+void exec__output(exec__run_t *xr, int64_t at_ms, const char *stream, const char *text, size_t len)
 {
     if (xr->ex->hub == NULL)
         return;
@@ -87,8 +86,8 @@ static void log_event(const exec__run_t *xr)
 {
     const run_t *r = xr->run;
     if (!run_status_final(r->status)) {
-        cv_info("exec", "run %lld job=%s trigger=%s attempt=%d status=%s", (long long)r->id,
-                r->job, r->trigger, r->attempt, run_status_name(r->status));
+        cv_info("exec", "run %lld job=%s trigger=%s attempt=%d status=%s", (long long)r->id, r->job,
+                r->trigger, r->attempt, run_status_name(r->status));
         return;
     }
     cv_log(r->status == RUN_SUCCESS ? CV_LOG_INFO : CV_LOG_WARN, "exec",
@@ -171,8 +170,8 @@ static void on_fire(executor_t *ex, msg_fire_t *f)
     }
     exec__run_t *xr = xrun_new(ex, f, job);
     if (xr->js->active > 0 && job->concurrency == CFG_CONC_FORBID) {
-        char *why = cv_sprintf("skipped: a run of '%s' is still active (concurrency: forbid)",
-                               job->name);
+        char *why =
+            cv_sprintf("skipped: a run of '%s' is still active (concurrency: forbid)", job->name);
         reply(f, FIRE_SKIPPED, xr->run->id, RUN_SKIPPED, why);
         finish_unstarted(xr, RUN_SKIPPED, why);
         free(why);
@@ -248,10 +247,14 @@ static void auto_disable(executor_t *ex, const exec__run_t *xr)
     }
     msg_override_t *o = msg_override_new(job, "enabled", "false", "system");
     cv_actor_post(ex->store, &o->hdr);
-    char *after = cv_sprintf("{\"enabled\":false,\"consecutive_failures\":%d}",
-                             xr->js->consecutive_failures);
-    msg_audit_t *a = msg_audit_new("system", "job.auto_disabled", job, xr->run->id,
-                                   "{\"enabled\":true}", after);
+    if (ex->hub) { /* the API's view of the job */
+        o = msg_override_new(job, "enabled", "false", "system");
+        cv_actor_post(ex->hub, &o->hdr);
+    }
+    char *after =
+        cv_sprintf("{\"enabled\":false,\"consecutive_failures\":%d}", xr->js->consecutive_failures);
+    msg_audit_t *a =
+        msg_audit_new("system", "job.auto_disabled", job, xr->run->id, "{\"enabled\":true}", after);
     free(after);
     cv_actor_post(ex->store, &a->hdr);
 }

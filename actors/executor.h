@@ -17,7 +17,8 @@ typedef struct executor executor_t;
 
 typedef struct executor_opts {
     cv_actor_t *store;     /* required: receives every run event, audits and overrides */
-    cv_actor_t *hub;       /* optional: receives started/progress events and output lines */
+    cv_actor_t *hub;       /* optional: receives queued/started/progress events, output lines and
+                            * MSG_OVERRIDE copies of auto-disables */
     cv_actor_t *scheduler; /* optional: told to disable a job (auto_disable_after) */
     const char *instance;  /* this daemon's id, stamped on every run */
     int64_t first_run_id;  /* the id of the next run (the store's highest id + 1) */

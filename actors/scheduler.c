@@ -48,8 +48,9 @@ static void post_fire(scheduler_t *s, const char *job, const char *trigger, int6
 static void fire(void *ud, const char *job, int64_t scheduled_for, int64_t missed)
 {
     if (missed > 0)
-        cv_warn("sched", "job '%s': the clock jumped forward past %lld more instant(s); firing once",
-                job, (long long)missed);
+        cv_warn("sched",
+                "job '%s': the clock jumped forward past %lld more instant(s); firing once", job,
+                (long long)missed);
     post_fire(ud, job, "cron", scheduled_for);
 }
 
@@ -86,6 +87,20 @@ static void load_jobs(scheduler_t *s, msg_sched_jobs_t *m)
     arm(s);
 }
 
+/* A schedule changed through the API (already validated there; a failure keeps the old one). */
+static void put_schedule(scheduler_t *s, const msg_job_schedule_t *m)
+{
+    char err[256];
+    sched_job_spec_t spec = {
+        .name = m->job, .schedule = m->schedule, .timezone = m->timezone, .enabled = m->enabled};
+    if (sched_core_put(s->core, &spec, m->job, now_sec(), err, sizeof(err)) != 0)
+        cv_error("sched", "job '%s' keeps its previous schedule: %s", m->job, err);
+    else
+        cv_info("sched", "job '%s' rescheduled: \"%s\" (%s)", m->job, m->schedule,
+                m->timezone ? m->timezone : "UTC");
+    arm(s);
+}
+
 static void handle(cv_actor_t *self, cv_msg_t *msg)
 {
     scheduler_t *s = cv_actor_state(self);
@@ -99,6 +114,9 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
         arm(s);
         break;
     }
+    case MSG_JOB_SCHEDULE:
+        put_schedule(s, (msg_job_schedule_t *)msg);
+        break;
     case MSG_SHUTDOWN:
         sched_core_free(s->core);
         s->core = sched_core_create();

@@ -2,6 +2,7 @@
 #include "core/log.h"
 #include "proto/msg.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,6 +77,46 @@ static void persist(store_actor_t *sa, msg_run_event_t *e)
         store_update_run(sa->st, w->run, on_updated, w);
 }
 
+static void on_meta_written(void *ud, int status)
+{
+    store_actor_t *sa = ud;
+    if (status != 0 && status != -ENOENT)
+        cv_error("store", "an override or audit record could not be written: %s",
+                 strerror(-status));
+    sa->pending--;
+    if (sa->destroyed && sa->pending == 0)
+        free(sa);
+}
+
+static void on_audit_written(void *ud, int status, int64_t id)
+{
+    on_meta_written(ud, status);
+}
+
+static void write_override(store_actor_t *sa, const msg_override_t *o)
+{
+    sa->pending++;
+    if (o->value == NULL) {
+        store_override_delete(sa->st, o->job, o->field, on_meta_written, sa);
+        return;
+    }
+    store_override_t ov = {
+        .job = o->job, .field = o->field, .value = o->value, .updated_by = o->by};
+    store_override_set(sa->st, &ov, on_meta_written, sa);
+}
+
+static void write_audit(store_actor_t *sa, const msg_audit_t *a)
+{
+    store_audit_t rec = {.actor = a->actor,
+                         .action = a->action,
+                         .job = a->job,
+                         .run_id = a->run_id,
+                         .before = a->before,
+                         .after = a->after};
+    sa->pending++;
+    store_audit_append(sa->st, &rec, on_audit_written, sa);
+}
+
 static void handle(cv_actor_t *self, cv_msg_t *msg)
 {
     store_actor_t *sa = cv_actor_state(self);
@@ -88,6 +129,12 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
         c->fn(sa->st, c->ud);
         break;
     }
+    case MSG_OVERRIDE:
+        write_override(sa, (msg_override_t *)msg);
+        break;
+    case MSG_AUDIT:
+        write_audit(sa, (msg_audit_t *)msg);
+        break;
     default:
         cv_warn("store", "unexpected message type %d", msg->type);
     }

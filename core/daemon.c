@@ -5,6 +5,7 @@
 #include "core/httpc.h"
 #include "core/log.h"
 #include "core/reaper.h"
+#include "http/api.h"
 #include "proto/msg.h"
 #include "storage/store.h"
 
@@ -29,6 +30,7 @@ typedef struct daemon {
     store_actor_t *sa;
     executor_t *ex;
     scheduler_t *sched;
+    api_t *api;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t retention;
     bool signals_on, retention_on;
@@ -66,8 +68,10 @@ static msg_sched_jobs_t *sched_jobs(const daemon_t *d, bool first)
     msg_sched_jobs_t *m = msg_sched_jobs_new(first);
     for (unsigned i = 0; i < cfg->n_jobs; i++) {
         const cfg_job_t *j = &cfg->jobs[i];
-        sched_job_spec_t spec = {
-            .name = j->name, .schedule = j->schedule, .timezone = j->timezone, .enabled = j->enabled};
+        sched_job_spec_t spec = {.name = j->name,
+                                 .schedule = j->schedule,
+                                 .timezone = j->timezone,
+                                 .enabled = j->enabled};
         json_t *en = override_of(d, j->name, "enabled");
         json_t *sc = override_of(d, j->name, "schedule");
         json_t *tz = override_of(d, j->name, "timezone");
@@ -91,6 +95,10 @@ static void configure_actors(daemon_t *d, bool first)
     cv_actor_post(executor_actor(d->ex), &c->hdr);
     if (d->sched)
         cv_actor_post(scheduler_actor(d->sched), &sched_jobs(d, first)->hdr);
+    if (d->api) {
+        c = msg_exec_config_new(d->cfg);
+        cv_actor_post(api_actor(d->api), &c->hdr);
+    }
 }
 
 /* ---- signals ---- */
@@ -125,6 +133,33 @@ static void request_stop(daemon_t *d, const char *why)
         begin_close(d);
 }
 
+static void keep_overrides(daemon_t *d, const store_override_t *ov, size_t count)
+{
+    store_overrides_free(d->overrides, d->n_overrides);
+    d->overrides = cv_calloc(count ? count : 1, sizeof(*ov));
+    for (size_t i = 0; i < count; i++) {
+        d->overrides[i].job = cv_strdup(ov[i].job);
+        d->overrides[i].field = cv_strdup(ov[i].field);
+        d->overrides[i].value = cv_strdup(ov[i].value);
+    }
+    d->n_overrides = count;
+}
+
+static void on_reload_overrides(void *ud, int status, const store_override_t *ov, size_t count)
+{
+    daemon_t *d = ud;
+    if (d->stopping)
+        return;
+    if (status == 0)
+        keep_overrides(d, ov, count);
+    else
+        cv_warn("daemon", "reload: runtime overrides could not be read (%s); using the known ones",
+                strerror(-status));
+    configure_actors(d, false);
+    cv_info("daemon", "configuration reloaded from %s: %u job(s)", d->opts.config_path,
+            d->cfg->cfg->n_jobs);
+}
+
 static void reload(daemon_t *d)
 {
     cfg_t *cfg = NULL;
@@ -143,9 +178,8 @@ static void reload(daemon_t *d)
     cfg_errors_free(&errs);
     cfgref_put(d->cfg);
     d->cfg = cfgref_new(cfg);
-    configure_actors(d, false);
-    cv_info("daemon", "configuration reloaded from %s: %u job(s)", d->opts.config_path,
-            cfg->n_jobs);
+    /* Overrides changed at run time (API, auto-disable) are in the store: read them again. */
+    store_override_list(d->store, NULL, on_reload_overrides, d);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -276,10 +310,33 @@ static void fatal(daemon_t *d, const char *what, int status)
     begin_close(d);
 }
 
+/* The http actor (REST API, WebSocket events, /metrics): before the executor, whose hub it is. */
+static int start_http(daemon_t *d)
+{
+    char *err = NULL;
+    api_opts_t ao = {.cfg = d->cfg,
+                     .store = store_actor_actor(d->sa),
+                     .overrides = d->overrides,
+                     .n_overrides = d->n_overrides,
+                     .instance = d->instance};
+    d->api = api_create(d->rt, &ao, &err);
+    if (d->api == NULL) {
+        cv_error("daemon", "%s", err ? err : "the API server could not start");
+        free(err);
+        d->exit_code = 1;
+        begin_close(d);
+        return -1;
+    }
+    store_actor_subscribe(d->sa, api_actor(d->api));
+    return 0;
+}
+
 static void start_actors(daemon_t *d)
 {
     d->sa = store_actor_create(d->rt, d->store);
-    cv_actor_t *hub = d->opts.once_job ? d->self : NULL;
+    if (!d->opts.once_job && start_http(d) != 0)
+        return;
+    cv_actor_t *hub = d->opts.once_job ? d->self : api_actor(d->api);
     executor_opts_t eo = {.store = store_actor_actor(d->sa),
                           .hub = hub,
                           .instance = d->instance,
@@ -295,6 +352,7 @@ static void start_actors(daemon_t *d)
             return;
         }
         executor_set_scheduler(d->ex, scheduler_actor(d->sched));
+        api_set_peers(d->api, executor_actor(d->ex), scheduler_actor(d->sched));
     } else {
         d->ex = executor_create(d->rt, &eo);
         store_actor_subscribe(d->sa, d->self);
@@ -323,13 +381,7 @@ static void on_overrides(void *ud, int status, const store_override_t *ov, size_
         fatal(d, "reading runtime overrides", status);
         return;
     }
-    d->overrides = cv_calloc(count ? count : 1, sizeof(*ov));
-    for (size_t i = 0; i < count; i++) {
-        d->overrides[i].job = cv_strdup(ov[i].job);
-        d->overrides[i].field = cv_strdup(ov[i].field);
-        d->overrides[i].value = cv_strdup(ov[i].value);
-    }
-    d->n_overrides = count;
+    keep_overrides(d, ov, count);
     start_actors(d);
 }
 
@@ -400,6 +452,15 @@ static void on_store_closed(void *ud, int status)
     cv_info("daemon", "stopped");
 }
 
+static void close_store(void *ud)
+{
+    daemon_t *d = ud;
+    if (d->store)
+        store_close(d->store, on_store_closed, d);
+    else
+        on_store_closed(d, 0);
+}
+
 static void begin_close(daemon_t *d)
 {
     if (d->stopping == 2)
@@ -416,10 +477,13 @@ static void begin_close(daemon_t *d)
     d->sched = NULL;
     d->ex = NULL;
     d->sa = NULL;
-    if (d->store)
-        store_close(d->store, on_store_closed, d);
-    else
-        on_store_closed(d, 0);
+    if (d->api) {
+        api_t *api = d->api;
+        d->api = NULL;
+        api_close(api, close_store, d); /* the API goes before the store */
+    } else {
+        close_store(d);
+    }
 }
 
 static char *make_instance_id(const cfg_t *cfg)

@@ -166,3 +166,46 @@ msg_exec_config_t *msg_exec_config_new(struct cfgref *cfg)
     c->cfg = cfgref_get(cfg);
     return c;
 }
+
+static void job_schedule_dispose(cv_msg_t *m)
+{
+    msg_job_schedule_t *s = (msg_job_schedule_t *)m;
+    free(s->job);
+    free(s->schedule);
+    free(s->timezone);
+    free(s);
+}
+
+msg_job_schedule_t *msg_job_schedule_new(const char *job, const char *schedule,
+                                         const char *timezone, bool enabled)
+{
+    msg_job_schedule_t *s = cv_msg_new(sizeof(*s), MSG_JOB_SCHEDULE);
+    s->hdr.dispose = job_schedule_dispose;
+    s->job = cv_strdup(job);
+    s->schedule = cv_strdup(schedule);
+    s->timezone = dup_opt(timezone);
+    s->enabled = enabled;
+    return s;
+}
+
+static void health_dispose(cv_msg_t *m)
+{
+    msg_health_t *h = (msg_health_t *)m;
+    free(h->probe);
+    free(h->status);
+    free(h->error);
+    free(h);
+}
+
+msg_health_t *msg_health_new(const char *probe, const char *status, int64_t latency_ms,
+                             int64_t checked_at, const char *error)
+{
+    msg_health_t *h = cv_msg_new(sizeof(*h), MSG_HEALTH);
+    h->hdr.dispose = health_dispose;
+    h->probe = cv_strdup(probe);
+    h->status = cv_strdup(status);
+    h->latency_ms = latency_ms;
+    h->checked_at = checked_at;
+    h->error = dup_opt(error);
+    return h;
+}

@@ -33,6 +33,8 @@ typedef enum {
     MSG_JOB_ENABLE,    /* msg_job_enable_t: enable or disable a job at run time */
     MSG_SHUTDOWN,      /* msg_shutdown_t: stop firing / stop running, then report done */
     MSG_SHUTDOWN_DONE, /* cv_msg_t: an actor finished its shutdown */
+    MSG_JOB_SCHEDULE,  /* msg_job_schedule_t: a job's schedule changed at run time (API) */
+    MSG_HEALTH,        /* msg_health_t: a probe's state (prober -> http actor: metrics, events) */
 } msg_type_t;
 
 typedef struct {
@@ -47,10 +49,10 @@ typedef struct {
 } msg_fire_t;
 
 typedef enum {
-    FIRE_ACCEPTED,  /* started or queued: run_id is set */
-    FIRE_SKIPPED,   /* the concurrency policy forbids it: run_id of the SKIPPED record */
-    FIRE_UNKNOWN,   /* no such job */
-    FIRE_SHUTTING,  /* the daemon is shutting down */
+    FIRE_ACCEPTED, /* started or queued: run_id is set */
+    FIRE_SKIPPED,  /* the concurrency policy forbids it: run_id of the SKIPPED record */
+    FIRE_UNKNOWN,  /* no such job */
+    FIRE_SHUTTING, /* the daemon is shutting down */
 } fire_outcome_t;
 
 typedef struct {
@@ -131,6 +133,23 @@ typedef struct {
     struct cfgref *cfg; /* a reference, released by dispose */
 } msg_exec_config_t;
 
+typedef struct {
+    cv_msg_t hdr;
+    char *job;
+    char *schedule; /* the effective schedule and time zone (config or override) */
+    char *timezone;
+    bool enabled;
+} msg_job_schedule_t;
+
+typedef struct {
+    cv_msg_t hdr;
+    char *probe;
+    char *status;       /* "healthy", "degraded", "unhealthy", "unknown" */
+    int64_t latency_ms; /* of the latest check, -1 when none */
+    int64_t checked_at; /* ms */
+    char *error;        /* why it is not healthy, or NULL */
+} msg_health_t;
+
 /** Constructors: copy their string arguments; the returned message is ready to post. */
 msg_fire_t *msg_fire_new(const char *job, const char *trigger, int64_t scheduled_for);
 msg_run_event_t *msg_run_event_new(run_ev_kind_t kind, const run_t *run);
@@ -146,5 +165,9 @@ msg_override_t *msg_override_new(const char *job, const char *field, const char 
 /** Takes a new reference on cfg. */
 msg_exec_config_t *msg_exec_config_new(struct cfgref *cfg);
 const char *run_ev_kind_name(run_ev_kind_t k);
+msg_job_schedule_t *msg_job_schedule_new(const char *job, const char *schedule,
+                                         const char *timezone, bool enabled);
+msg_health_t *msg_health_new(const char *probe, const char *status, int64_t latency_ms,
+                             int64_t checked_at, const char *error);
 
 #endif

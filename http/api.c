@@ -1,0 +1,226 @@
+/* The http actor: creation, its mailbox, store calls and shutdown. See http/api.h. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "http/api_int.h"
+
+/* ---- store calls ---- */
+
+typedef struct call {
+    void (*fn)(store_t *st, void *ud);
+    void (*gone)(void *ud);
+    void *ud;
+    bool ran;
+} call_t;
+
+static void call_run(store_t *st, void *ud)
+{
+    call_t *c = ud;
+    c->ran = true;
+    c->fn(st, c->ud);
+}
+
+static void call_dispose(cv_msg_t *m)
+{
+    msg_store_call_t *sc = (msg_store_call_t *)m;
+    call_t *c = sc->ud;
+    if (!c->ran && c->gone)
+        c->gone(c->ud);
+    free(c);
+    free(sc);
+}
+
+void api__store_call(api_t *a, void (*fn)(store_t *st, void *ud), void (*gone)(void *ud), void *ud)
+{
+    call_t *c = cv_calloc(1, sizeof(*c));
+    c->fn = fn;
+    c->gone = gone;
+    c->ud = ud;
+    msg_store_call_t *m = cv_msg_new(sizeof(*m), MSG_STORE_CALL);
+    m->hdr.dispose = call_dispose;
+    m->fn = call_run;
+    m->ud = c;
+    cv_actor_post(a->store, &m->hdr);
+}
+
+/* ---- the mailbox ---- */
+
+static void on_config(api_t *a, msg_exec_config_t *c)
+{
+    api__model_config(a, c->cfg);
+    api__model_refresh_stats(a, NULL);
+}
+
+static void on_override(api_t *a, const msg_override_t *o)
+{
+    api__model_override(a, o->job, o->field, o->value);
+    api__job_t *j = api__job_find(a, o->job);
+    if (j != NULL)
+        api__publish_job(a, j);
+}
+
+static void handle(cv_actor_t *self, cv_msg_t *msg)
+{
+    api_t *a = cv_actor_state(self);
+    switch (msg->type) {
+    case MSG_EXEC_CONFIG:
+        on_config(a, (msg_exec_config_t *)msg);
+        break;
+    case MSG_RUN_EVENT:
+        api__model_event(a, (msg_run_event_t *)msg);
+        break;
+    case MSG_RUN_OUTPUT:
+        api__model_output(a, (msg_run_output_t *)msg);
+        break;
+    case MSG_FIRE_REPLY:
+        api__trigger_replied(a, (msg_fire_reply_t *)msg);
+        break;
+    case MSG_OVERRIDE:
+        on_override(a, (msg_override_t *)msg);
+        break;
+    case MSG_HEALTH:
+        api__model_health(a, (msg_health_t *)msg);
+        break;
+    default:
+        cv_warn("http", "unexpected message type %d", msg->type);
+    }
+}
+
+/* ---- creation ---- */
+
+static auth_t *make_auth(const cfg_t *cfg, char **err)
+{
+    auth_token_conf_t *confs = cv_calloc(cfg->auth.n_tokens + 1, sizeof(*confs));
+    for (unsigned i = 0; i < cfg->auth.n_tokens; i++) {
+        const cfg_token_t *t = &cfg->auth.tokens[i];
+        confs[i].name = t->name;
+        confs[i].role = (auth_role_t)t->role;
+        confs[i].token = t->token;
+        confs[i].sha256_hex = t->sha256;
+    }
+    auth_opts_t ao = {.tokens = confs, .ntokens = cfg->auth.n_tokens};
+    auth_t *auth = auth_create(&ao, err);
+    free(confs);
+    return auth;
+}
+
+static int add_routes(api_t *a)
+{
+    int rc = api__routes_jobs(a);
+    if (rc == 0)
+        rc = api__routes_runs(a);
+    if (rc == 0)
+        rc = api__routes_metrics(a);
+    return rc;
+}
+
+static void apply_overrides(api_t *a, const store_override_t *ov, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        api__model_override(a, ov[i].job, ov[i].field, ov[i].value);
+}
+
+static void log_listening(api_t *a, const cfg_t *cfg)
+{
+    char host[256];
+    int port = 0;
+    auth_split_listen(cfg->server.listen, host, sizeof(host), &port);
+    bool v6 = strchr(host, ':') != NULL;
+    cv_info("http", "listening on %s://%s%s%s:%d", cfg->server.tls.cert ? "https" : "http",
+            v6 ? "[" : "", host, v6 ? "]" : "", api_server_port(a->srv));
+    if (auth_is_open(a->auth))
+        cv_warn("http",
+                "no API tokens configured: the API is open (read-write, admin) to anyone "
+                "who can reach %s (loopback only)",
+                cfg->server.listen);
+}
+
+api_t *api_create(cv_runtime_t *rt, const api_opts_t *opts, char **err)
+{
+    const cfg_t *cfg = opts->cfg->cfg;
+    *err = NULL;
+    auth_t *auth = make_auth(cfg, err);
+    if (auth == NULL)
+        return NULL;
+    api_server_opts_t so = {.listen = cfg->server.listen ? cfg->server.listen : "127.0.0.1:8080",
+                            .auth = auth,
+                            .tls_cert_file = cfg->server.tls.cert,
+                            .tls_key_file = cfg->server.tls.key};
+    api_server_t *srv = api_server_create(cv_runtime_loop(rt), &so, err);
+    if (srv == NULL) {
+        auth_destroy(auth);
+        return NULL;
+    }
+    api_t *a = cv_calloc(1, sizeof(*a));
+    a->auth = auth;
+    a->srv = srv;
+    a->store = opts->store;
+    a->instance = cv_strdup(opts->instance ? opts->instance : "local");
+    a->started_ms = cv_now_ms();
+    cv_list_init(&a->active);
+    cv_list_init(&a->triggers);
+    a->hub = ws_hub_create(srv, NULL);
+    if (a->hub == NULL || add_routes(a) != 0)
+        cv_error("http", "the API routes could not all be added");
+    api__model_config(a, opts->cfg);
+    apply_overrides(a, opts->overrides, opts->n_overrides);
+    a->actor = cv_actor_create(rt, "http", handle, a);
+    log_listening(a, cfg);
+    return a;
+}
+
+cv_actor_t *api_actor(api_t *a)
+{
+    return a->actor;
+}
+
+void api_set_peers(api_t *a, cv_actor_t *executor, cv_actor_t *scheduler)
+{
+    a->executor = executor;
+    a->scheduler = scheduler;
+    api__model_refresh_stats(a, NULL);
+}
+
+int api_port(const api_t *a)
+{
+    return api_server_port(a->srv);
+}
+
+/* ---- closing ---- */
+
+void api__free(api_t *a)
+{
+    api__model_free(a);
+    if (a->cfg)
+        cfgref_put(a->cfg);
+    free(a->instance);
+    free(a);
+}
+
+static void on_server_closed(api_server_t *srv, void *data)
+{
+    api_t *a = data;
+    auth_destroy(a->auth);
+    a->auth = NULL;
+    a->srv = NULL;
+    void (*cb)(void *) = a->close_cb;
+    void *ud = a->close_ud;
+    if (a->pending == 0)
+        api__free(a);
+    if (cb)
+        cb(ud);
+}
+
+void api_close(api_t *a, void (*cb)(void *ud), void *ud)
+{
+    a->closed = true;
+    a->close_cb = cb;
+    a->close_ud = ud;
+    cv_actor_destroy(a->actor);
+    a->actor = NULL;
+    api__triggers_abort(a);
+    a->hub = NULL; /* freed by the server */
+    api_server_close(a->srv, on_server_closed, a);
+}

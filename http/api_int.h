@@ -1,0 +1,158 @@
+/* Shared between the files of the http actor (http/api_*.c) only. */
+#ifndef CV_HTTP_API_INT_H
+#define CV_HTTP_API_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "core/cron.h"
+#include "core/strmap.h"
+#include "http/api.h"
+#include "http/server.h"
+#include "http/ws.h"
+#include "proto/msg.h"
+
+#define API_STATS_WINDOW 20 /* runs the average and p95 duration are taken over */
+#define API_HIST_BUCKETS 12
+#define API_LIVE_LOG_MAX (1024 * 1024) /* output of an active run kept for /log */
+
+extern const double api__hist_bounds[API_HIST_BUCKETS]; /* seconds */
+
+/** The read model of one job. Entries outlive reloads (cfg is NULL while the job is not in the
+ * configuration). */
+typedef struct api__job {
+    char *name;
+    const cfg_job_t *cfg;                           /* in api->cfg, or NULL */
+    json_t *ov_enabled, *ov_schedule, *ov_timezone; /* override values, or NULL */
+    /* next fire, computed from the effective schedule */
+    char *expr_key; /* "schedule\ntimezone" the expression below was made from */
+    cron_expr_t *expr;
+    const tz_zone_t *zone;
+    int64_t next; /* Unix s; 0 = not computed; INT64_MAX = never */
+    /* from the store */
+    store_job_stats_t stats; /* job and last unused: see last below */
+    run_t *last;             /* the latest run seen (store or events) */
+    /* live */
+    int running, queued;
+    /* counters since the daemon started, for /metrics */
+    uint64_t by_status[RUN__COUNT];
+    uint64_t hist[API_HIST_BUCKETS];
+    double dur_sum;
+    uint64_t dur_count;
+    int64_t last_start_ms, last_success_ms;
+    uint64_t items_processed, items_failed;
+} api__job_t;
+
+/** A run that is queued or running: its snapshot and its output so far. */
+typedef struct api__active {
+    cv_list_t link;
+    run_t *run;
+    cv_buf_t log;
+    bool log_truncated;
+} api__active_t;
+
+typedef struct api__probe {
+    char *name, *status, *error;
+    int64_t latency_ms, checked_at;
+} api__probe_t;
+
+struct api {
+    cv_actor_t *actor;
+    cv_actor_t *store, *executor, *scheduler;
+    cfgref_t *cfg;
+    auth_t *auth;
+    api_server_t *srv;
+    ws_hub_t *hub;
+    char *instance;
+    int64_t started_ms;
+    /* jobs in configuration order, and by name */
+    api__job_t **jobs;
+    size_t njobs;
+    cv_strmap_t by_name; /* name -> api__job_t (every job ever seen) */
+    api__job_t **all;    /* the same, for freeing */
+    size_t nall;
+    cv_list_t active;   /* api__active_t */
+    cv_list_t triggers; /* api__trigger_t waiting for MSG_FIRE_REPLY */
+    uint64_t next_corr;
+    api__probe_t *probes;
+    size_t nprobes;
+    char *jobs_cache; /* the body of GET /api/jobs, NULL when stale */
+    size_t jobs_cache_len;
+    int64_t jobs_cache_until; /* Unix s at which a next fire in it passes */
+    size_t pending;           /* store calls in flight that hold the api */
+    bool closed;
+    void (*close_cb)(void *ud);
+    void *close_ud;
+};
+
+/** Frees the actor's memory (after the server closed and no store call holds it). */
+void api__free(api_t *a);
+
+/* ---- api_model.c: the read model ---- */
+
+/** The job named name that is in the configuration, or NULL. */
+api__job_t *api__job_find(api_t *a, const char *name);
+/** Rebuilds the job list from a (new) configuration. */
+void api__model_config(api_t *a, cfgref_t *cfg);
+/** Sets (value JSON text) or clears (NULL) an override in the model. */
+void api__model_override(api_t *a, const char *job, const char *field, const char *value);
+/** Applies a run event / output line to the model (and publishes it on the hub). */
+void api__model_event(api_t *a, msg_run_event_t *e);
+void api__model_output(api_t *a, const msg_run_output_t *o);
+void api__model_health(api_t *a, const msg_health_t *h);
+/** Reads the statistics of one job (NULL: every job) from the store into the model. */
+void api__model_refresh_stats(api_t *a, const char *job);
+/** The active run with this id, or NULL. */
+api__active_t *api__active_find(api_t *a, int64_t id);
+/** Marks derived data (the cached GET /api/jobs body) stale. */
+void api__model_changed(api_t *a);
+/** Effective values. */
+bool api__job_enabled(const api__job_t *j);
+const char *api__job_schedule(const api__job_t *j);
+const char *api__job_timezone(const api__job_t *j);
+/** The next fire instant (Unix s), INT64_MAX when none. */
+int64_t api__job_next(api_t *a, api__job_t *j, int64_t now);
+/** Publishes job.updated for j. */
+void api__publish_job(api_t *a, api__job_t *j);
+void api__model_free(api_t *a);
+
+/* ---- api_json.c: encodings ---- */
+
+/** A string value of any bytes (invalid UTF-8 replaced by U+FFFD), secrets redacted. */
+json_t *api__jstr(const char *s);
+json_t *api__jstrn(const char *s, size_t len);
+/** RFC 3339 UTC with milliseconds, or null for 0. */
+json_t *api__jtime(int64_t ms);
+/** A run; with_output adds output_tail. */
+json_t *api__run_json(const run_t *r, bool with_output);
+/** A job as listed by GET /api/jobs. */
+json_t *api__job_json(api_t *a, api__job_t *j, int64_t now);
+/** Parses RFC 3339 to ms. Returns 0 or -EINVAL. */
+int api__parse_time(const char *s, int64_t *ms);
+
+/* ---- store calls ---- */
+
+/** Runs fn(store, ud) on the store actor. When the store actor is gone before it runs,
+ * gone(ud) runs instead (from a message dispose). */
+void api__store_call(api_t *a, void (*fn)(store_t *st, void *ud), void (*gone)(void *ud), void *ud);
+
+/* ---- routes (api_jobs.c, api_runs.c, api_metrics.c) ---- */
+
+int api__routes_jobs(api_t *a);
+int api__routes_runs(api_t *a);
+int api__routes_metrics(api_t *a);
+/** Audit record and log line for a mutation by req's principal. */
+void api__audit(api_t *a, const api_req_t *req, const char *action, const char *job, int64_t run_id,
+                json_t *before, json_t *after);
+/** Answers a pending trigger (MSG_FIRE_REPLY). */
+void api__trigger_replied(api_t *a, const msg_fire_reply_t *r);
+/** Answers every pending trigger 503 (closing). */
+void api__triggers_abort(api_t *a);
+
+/* the embedded OpenAPI document (generated at build time from proto/openapi.yaml) */
+extern const unsigned char cv_openapi_yaml[];
+extern const size_t cv_openapi_yaml_len;
+
+#endif

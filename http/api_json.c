@@ -1,0 +1,214 @@
+/* JSON encodings of runs and jobs. Times are RFC 3339 UTC strings with milliseconds (null when
+ * unknown); durations are integer milliseconds. Secrets are redacted from every free text. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "http/api_int.h"
+
+/* Copies s[0..len) replacing every byte sequence that is not valid UTF-8 by U+FFFD. */
+static char *utf8_clean(const char *s, size_t len, size_t *outlen)
+{
+    cv_buf_t b = {0};
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    while (p < end) {
+        size_t n = *p < 0x80         ? 1
+                   : (*p >> 5) == 6  ? 2
+                   : (*p >> 4) == 14 ? 3
+                   : (*p >> 3) == 30 ? 4
+                                     : 0;
+        bool ok = n > 0 && (size_t)(end - p) >= n && *p != 0;
+        for (size_t i = 1; ok && i < n; i++)
+            ok = (p[i] & 0xC0) == 0x80;
+        if (ok && n == 2)
+            ok = *p >= 0xC2;
+        if (ok && n == 3)
+            ok = !(*p == 0xE0 && p[1] < 0xA0) && !(*p == 0xED && p[1] >= 0xA0);
+        if (ok && n == 4)
+            ok = *p <= 0xF4 && !(*p == 0xF0 && p[1] < 0x90) && !(*p == 0xF4 && p[1] >= 0x90);
+        if (ok) {
+            cv_buf_append(&b, p, n);
+            p += n;
+        } else {
+            cv_buf_appends(&b, "\xEF\xBF\xBD");
+            p++;
+        }
+    }
+    *outlen = b.len;
+    return b.data ? b.data : cv_strdup("");
+}
+
+json_t *api__jstrn(const char *s, size_t len)
+{
+    size_t n;
+    char *raw = cv_strndup(s, len);
+    char *red = cv_secret_redact(raw);
+    char *clean = utf8_clean(red, strlen(red), &n);
+    json_t *j = json_stringn(clean, n);
+    free(raw);
+    free(red);
+    free(clean);
+    return j ? j : json_string("");
+}
+
+json_t *api__jstr(const char *s)
+{
+    return s ? api__jstrn(s, strlen(s)) : json_null();
+}
+
+json_t *api__jtime(int64_t ms)
+{
+    if (ms <= 0)
+        return json_null();
+    char buf[40];
+    cv_format_utc_ms(ms, buf, sizeof(buf));
+    return json_string(buf);
+}
+
+int api__parse_time(const char *s, int64_t *ms)
+{
+    int64_t sec;
+    if (s == NULL || cv_parse_rfc3339(s, &sec) != 0)
+        return -EINVAL;
+    *ms = sec * 1000;
+    return 0;
+}
+
+static json_t *summary_json(const char *text)
+{
+    json_t *v = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+    return v ? v : json_null();
+}
+
+json_t *api__run_json(const run_t *r, bool with_output)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "id", json_integer(r->id));
+    json_object_set_new(o, "job", api__jstr(r->job));
+    json_object_set_new(o, "status", json_string(run_status_name(r->status)));
+    json_object_set_new(o, "trigger", api__jstr(r->trigger));
+    json_object_set_new(o, "scheduled_for", api__jtime(r->scheduled_for));
+    json_object_set_new(o, "queued_at", api__jtime(r->queued_at));
+    json_object_set_new(o, "started_at", api__jtime(r->started_at));
+    json_object_set_new(o, "finished_at", api__jtime(r->finished_at));
+    json_object_set_new(o, "duration_ms", json_integer(r->duration_ms));
+    json_object_set_new(o, "attempt", json_integer(r->attempt));
+    json_object_set_new(o, "retry_of", r->retry_of ? json_integer(r->retry_of) : json_null());
+    json_object_set_new(o, "exit_code", json_integer(r->exit_code));
+    json_object_set_new(o, "signal", json_integer(r->signal));
+    json_object_set_new(o, "items_processed", json_integer(r->items_processed));
+    json_object_set_new(o, "items_failed", json_integer(r->items_failed));
+    json_object_set_new(o, "progress", r->progress >= 0 ? json_real(r->progress) : json_null());
+    json_object_set_new(o, "summary", summary_json(r->summary_json));
+    json_object_set_new(o, "error", api__jstr(r->error));
+    json_object_set_new(o, "output_bytes", json_integer(r->output_bytes));
+    json_object_set_new(o, "max_rss_kb", json_integer(r->max_rss_kb));
+    json_object_set_new(o, "cpu_user_ms", json_integer(r->cpu_user_ms));
+    json_object_set_new(o, "cpu_sys_ms", json_integer(r->cpu_sys_ms));
+    json_object_set_new(o, "instance", api__jstr(r->instance));
+    if (with_output)
+        json_object_set_new(o, "output_tail", api__jstr(r->output_tail ? r->output_tail : ""));
+    return o;
+}
+
+static json_t *last_run_json(const run_t *r)
+{
+    if (r == NULL)
+        return json_null();
+    return json_pack("{s:I,s:s,s:o,s:I,s:I,s:I}", "id", (json_int_t)r->id, "status",
+                     run_status_name(r->status), "started_at", api__jtime(r->started_at),
+                     "duration_ms", (json_int_t)r->duration_ms, "items_processed",
+                     (json_int_t)r->items_processed, "items_failed", (json_int_t)r->items_failed);
+}
+
+static json_t *stats_json(const store_job_stats_t *s)
+{
+    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:f,s:f,s:I,s:I,s:i}", "runs", (json_int_t)s->runs,
+                     "successes", (json_int_t)s->successes, "partials", (json_int_t)s->partials,
+                     "failures", (json_int_t)s->failures, "consecutive_failures",
+                     (json_int_t)s->consecutive_failures, "success_rate", s->success_rate,
+                     "avg_duration_ms", s->avg_duration_ms, "p95_duration_ms",
+                     (json_int_t)s->p95_duration_ms, "duration_samples",
+                     (json_int_t)s->duration_samples, "window", API_STATS_WINDOW);
+}
+
+static const char *action_name(cfg_action_t a)
+{
+    return a == CFG_ACTION_HTTP ? "http" : a == CFG_ACTION_ARGV ? "argv" : "shell";
+}
+
+static const char *concurrency_name(cfg_concurrency_t c)
+{
+    return c == CFG_CONC_ALLOW ? "allow" : c == CFG_CONC_REPLACE ? "replace" : "forbid";
+}
+
+static json_t *strings_json(char **v, unsigned n)
+{
+    json_t *arr = json_array();
+    for (unsigned i = 0; i < n; i++)
+        json_array_append_new(arr, api__jstr(v[i]));
+    return arr;
+}
+
+/* What the job does: the command (secrets redacted) or, for HTTP, method and header names only
+ * (URLs and header values often carry credentials). */
+static json_t *action_json(const cfg_job_t *c)
+{
+    json_t *o = json_pack("{s:s}", "type", action_name(c->action));
+    if (c->action == CFG_ACTION_SHELL)
+        json_object_set_new(o, "command", api__jstr(c->shell));
+    else if (c->action == CFG_ACTION_ARGV)
+        json_object_set_new(o, "argv", strings_json(c->argv, c->argc));
+    else {
+        json_t *names = json_array();
+        for (unsigned i = 0; i < c->http.n_headers; i++)
+            json_array_append_new(names, api__jstr(c->http.headers[i].key));
+        json_object_set_new(o, "method", api__jstr(c->http.method));
+        json_object_set_new(o, "header_names", names);
+    }
+    return o;
+}
+
+static json_t *overridden_json(const api__job_t *j)
+{
+    json_t *arr = json_array();
+    if (j->ov_enabled)
+        json_array_append_new(arr, json_string("enabled"));
+    if (j->ov_schedule && !j->cfg->locked)
+        json_array_append_new(arr, json_string("schedule"));
+    if (j->ov_timezone && !j->cfg->locked)
+        json_array_append_new(arr, json_string("timezone"));
+    return arr;
+}
+
+json_t *api__job_json(api_t *a, api__job_t *j, int64_t now)
+{
+    const cfg_job_t *c = j->cfg;
+    int64_t next = api__job_next(a, j, now);
+    json_t *o = json_object();
+    json_object_set_new(o, "name", json_string(j->name));
+    json_object_set_new(o, "title", api__jstr(c->title));
+    json_object_set_new(o, "description", api__jstr(c->description));
+    json_object_set_new(o, "schedule", api__jstr(api__job_schedule(j)));
+    json_object_set_new(o, "schedule_human", api__jstr(c->schedule_human));
+    json_object_set_new(o, "timezone", api__jstr(api__job_timezone(j)));
+    json_object_set_new(o, "enabled", json_boolean(api__job_enabled(j)));
+    json_object_set_new(o, "locked", json_boolean(c->locked));
+    json_object_set_new(o, "overridden", overridden_json(j));
+    json_object_set_new(o, "config",
+                        json_pack("{s:o,s:o,s:b}", "schedule", api__jstr(c->schedule), "timezone",
+                                  api__jstr(c->timezone), "enabled", c->enabled));
+    json_object_set_new(o, "next_fire", next == INT64_MAX ? json_null() : api__jtime(next * 1000));
+    json_object_set_new(o, "running", json_integer(j->running));
+    json_object_set_new(o, "queued", json_integer(j->queued));
+    json_object_set_new(o, "last_run", last_run_json(j->last));
+    json_object_set_new(o, "stats", stats_json(&j->stats));
+    json_object_set_new(o, "action", action_json(c));
+    json_object_set_new(o, "concurrency", json_string(concurrency_name(c->concurrency)));
+    json_object_set_new(o, "timeout_ms", json_integer(c->timeout_ms));
+    json_object_set_new(o, "retries", json_integer(c->retries.max));
+    json_object_set_new(o, "tags", strings_json(c->tags, c->n_tags));
+    json_object_set_new(o, "requires", strings_json(c->requires, c->n_requires));
+    return o;
+}

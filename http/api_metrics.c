@@ -1,0 +1,247 @@
+/* GET /metrics: Prometheus text format 0.0.4 (checked with `promtool check metrics`).
+ * Counters count since the daemon started; gauges come from the read model. Probe states
+ * arrive as MSG_HEALTH (the prober's hook). */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "http/api_int.h"
+
+/* Appends s as a label value (escaping \, " and newlines). */
+static void label(cv_buf_t *b, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            cv_buf_printf(b, "\\%c", *s);
+        else if (*s == '\n')
+            cv_buf_appends(b, "\\n");
+        else
+            cv_buf_append(b, s, 1);
+    }
+}
+
+static void head(cv_buf_t *b, const char *name, const char *type, const char *help)
+{
+    cv_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* One sample per configured job: name{job="x"} value. */
+static void per_job(cv_buf_t *b, api_t *a, const char *name, const char *type, const char *help,
+                    double (*value)(api_t *a, api__job_t *j))
+{
+    head(b, name, type, help);
+    for (size_t i = 0; i < a->njobs; i++) {
+        cv_buf_printf(b, "%s{job=\"", name);
+        label(b, a->jobs[i]->name);
+        cv_buf_printf(b, "\"} %.17g\n", value(a, a->jobs[i]));
+    }
+}
+
+static double v_last_start(api_t *a, api__job_t *j)
+{
+    int64_t t = j->last_start_ms;
+    if (j->last && j->last->started_at > t)
+        t = j->last->started_at;
+    return (double)t / 1000.0;
+}
+
+static double v_last_success(api_t *a, api__job_t *j)
+{
+    int64_t t = j->last_success_ms;
+    if (j->last && j->last->status == RUN_SUCCESS && j->last->finished_at > t)
+        t = j->last->finished_at;
+    return (double)t / 1000.0;
+}
+
+static double v_next(api_t *a, api__job_t *j)
+{
+    int64_t n = api__job_next(a, j, cv_now_ms() / 1000);
+    return n == INT64_MAX ? 0 : (double)n;
+}
+
+static double v_running(api_t *a, api__job_t *j)
+{
+    return j->running;
+}
+
+static double v_queued(api_t *a, api__job_t *j)
+{
+    return j->queued;
+}
+
+static double v_consecutive(api_t *a, api__job_t *j)
+{
+    return (double)j->stats.consecutive_failures;
+}
+
+static double v_enabled(api_t *a, api__job_t *j)
+{
+    return api__job_enabled(j) ? 1 : 0;
+}
+
+static double v_items_ok(api_t *a, api__job_t *j)
+{
+    return (double)j->items_processed;
+}
+
+static double v_items_failed(api_t *a, api__job_t *j)
+{
+    return (double)j->items_failed;
+}
+
+static void runs_by_status(cv_buf_t *b, api_t *a)
+{
+    head(b, "cronvisor_job_runs_total", "counter", "Finished runs by final status.");
+    for (size_t i = 0; i < a->njobs; i++)
+        for (int s = RUN_SUCCESS; s < RUN__COUNT; s++) {
+            cv_buf_appends(b, "cronvisor_job_runs_total{job=\"");
+            label(b, a->jobs[i]->name);
+            cv_buf_printf(b, "\",status=\"%s\"} %llu\n", run_status_name((run_status_t)s),
+                          (unsigned long long)a->jobs[i]->by_status[s]);
+        }
+}
+
+static void durations(cv_buf_t *b, api_t *a)
+{
+    const char *n = "cronvisor_job_duration_seconds";
+    head(b, n, "histogram", "Duration of finished runs that started.");
+    for (size_t i = 0; i < a->njobs; i++) {
+        const api__job_t *j = a->jobs[i];
+        for (int k = 0; k <= API_HIST_BUCKETS; k++) {
+            cv_buf_printf(b, "%s_bucket{job=\"", n);
+            label(b, j->name);
+            if (k < API_HIST_BUCKETS)
+                cv_buf_printf(b, "\",le=\"%g\"} %llu\n", api__hist_bounds[k],
+                              (unsigned long long)j->hist[k]);
+            else
+                cv_buf_printf(b, "\",le=\"+Inf\"} %llu\n", (unsigned long long)j->dur_count);
+        }
+        cv_buf_printf(b, "%s_sum{job=\"", n);
+        label(b, j->name);
+        cv_buf_printf(b, "\"} %.17g\n%s_count{job=\"", j->dur_sum, n);
+        label(b, j->name);
+        cv_buf_printf(b, "\"} %llu\n", (unsigned long long)j->dur_count);
+    }
+}
+
+static void probes(cv_buf_t *b, api_t *a)
+{
+    static const char *const states[] = {"healthy", "degraded", "unhealthy", "unknown"};
+    head(b, "cronvisor_probe_status", "gauge", "1 for the probe's current state.");
+    for (size_t i = 0; i < a->nprobes; i++)
+        for (size_t s = 0; s < CV_ARRAY_SIZE(states); s++) {
+            cv_buf_appends(b, "cronvisor_probe_status{probe=\"");
+            label(b, a->probes[i].name);
+            cv_buf_printf(b, "\",status=\"%s\"} %d\n", states[s],
+                          strcmp(a->probes[i].status, states[s]) == 0);
+        }
+    head(b, "cronvisor_probe_latency_seconds", "gauge", "Latency of the probe's latest check.");
+    for (size_t i = 0; i < a->nprobes; i++) {
+        cv_buf_appends(b, "cronvisor_probe_latency_seconds{probe=\"");
+        label(b, a->probes[i].name);
+        cv_buf_printf(b, "\"} %.17g\n", (double)a->probes[i].latency_ms / 1000.0);
+    }
+}
+
+static int open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    if (d == NULL)
+        return 0;
+    while (readdir(d) != NULL)
+        n++;
+    closedir(d);
+    return n > 3 ? n - 3 : 0; /* ".", ".." and the directory's own fd */
+}
+
+static long rss_bytes(void)
+{
+    long pages = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+        rss = 0;
+    fclose(f);
+    return rss * sysconf(_SC_PAGESIZE);
+}
+
+static void process(cv_buf_t *b, api_t *a)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                 (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    head(b, "process_cpu_seconds_total", "counter", "User and system CPU time of the daemon.");
+    cv_buf_printf(b, "process_cpu_seconds_total %.6f\n", cpu);
+    head(b, "process_resident_memory_bytes", "gauge", "Resident set size of the daemon.");
+    cv_buf_printf(b, "process_resident_memory_bytes %ld\n", rss_bytes());
+    head(b, "process_open_fds", "gauge", "Open file descriptors of the daemon.");
+    cv_buf_printf(b, "process_open_fds %d\n", open_fds());
+    head(b, "process_start_time_seconds", "gauge", "Start time of the daemon (Unix seconds).");
+    cv_buf_printf(b, "process_start_time_seconds %.3f\n", (double)a->started_ms / 1000.0);
+    head(b, "cronvisor_build_info", "gauge", "Version of the daemon (always 1).");
+    cv_buf_appends(b, "cronvisor_build_info{version=\"" CV_VERSION "\",instance=\"");
+    label(b, a->instance);
+    cv_buf_appends(b, "\"} 1\n");
+}
+
+static void hub(cv_buf_t *b, api_t *a)
+{
+    ws_hub_stats_t s = {0};
+    if (a->hub)
+        ws_hub_stats(a->hub, &s);
+    head(b, "cronvisor_ws_clients", "gauge", "Connected WebSocket clients.");
+    cv_buf_printf(b, "cronvisor_ws_clients %zu\n", s.clients);
+    head(b, "cronvisor_ws_dropped_total", "counter", "WebSocket clients dropped, by reason.");
+    cv_buf_printf(b, "cronvisor_ws_dropped_total{reason=\"slow\"} %llu\n",
+                  (unsigned long long)s.dropped_slow);
+    cv_buf_printf(b, "cronvisor_ws_dropped_total{reason=\"silent\"} %llu\n",
+                  (unsigned long long)s.dropped_silent);
+    head(b, "cronvisor_ws_events_total", "counter", "Events published on the WebSocket stream.");
+    cv_buf_printf(b, "cronvisor_ws_events_total %llu\n", (unsigned long long)s.events);
+}
+
+static void h_metrics(api_req_t *req, void *data)
+{
+    api_t *a = data;
+    cv_buf_t b = {0};
+    runs_by_status(&b, a);
+    durations(&b, a);
+    per_job(&b, a, "cronvisor_job_last_start_timestamp_seconds", "gauge",
+            "Start of the job's latest run (0: never).", v_last_start);
+    per_job(&b, a, "cronvisor_job_last_success_timestamp_seconds", "gauge",
+            "End of the job's latest successful run (0: none known).", v_last_success);
+    per_job(&b, a, "cronvisor_job_next_fire_timestamp_seconds", "gauge",
+            "Next scheduled fire instant (0: none: disabled, manual or @reboot).", v_next);
+    per_job(&b, a, "cronvisor_job_running", "gauge", "Runs of the job running now.", v_running);
+    per_job(&b, a, "cronvisor_job_queued", "gauge", "Runs of the job waiting for a slot.",
+            v_queued);
+    per_job(&b, a, "cronvisor_job_consecutive_failures", "gauge",
+            "Failed runs since the latest success.", v_consecutive);
+    per_job(&b, a, "cronvisor_job_enabled", "gauge", "1 when the job is enabled.", v_enabled);
+    per_job(&b, a, "cronvisor_job_items_processed_total", "counter",
+            "Items reported processed by finished runs.", v_items_ok);
+    per_job(&b, a, "cronvisor_job_items_failed_total", "counter",
+            "Items reported failed by finished runs.", v_items_failed);
+    size_t depth = 0;
+    for (size_t i = 0; i < a->njobs; i++)
+        depth += (size_t)a->jobs[i]->queued;
+    head(&b, "cronvisor_queue_depth", "gauge", "Runs waiting under limits.max_concurrent.");
+    cv_buf_printf(&b, "cronvisor_queue_depth %zu\n", depth);
+    probes(&b, a);
+    hub(&b, a);
+    process(&b, a);
+    api_reply_bytes(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len, NULL, 0);
+    cv_buf_free(&b);
+}
+
+int api__routes_metrics(api_t *a)
+{
+    api_route_t r = {"GET", "/metrics", h_metrics, a, AUTH_ROLE_VIEWER, 0};
+    return api_server_route(a->srv, &r);
+}

@@ -1,0 +1,423 @@
+/* The http actor's read model: jobs (config + overrides + next fire + stats + live counts),
+ * active runs with their output, probe states; and the events published from it. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/tz.h"
+#include "http/api_int.h"
+
+const double api__hist_bounds[API_HIST_BUCKETS] = {0.1, 0.5, 1,   5,    10,   30,
+                                                   60,  300, 900, 1800, 3600, 21600};
+
+/* ---- jobs ---- */
+
+static api__job_t *job_get(api_t *a, const char *name)
+{
+    api__job_t *j = cv_strmap_get(&a->by_name, name);
+    if (j == NULL) {
+        j = cv_calloc(1, sizeof(*j));
+        j->name = cv_strdup(name);
+        cv_strmap_put(&a->by_name, name, j);
+        a->all = cv_realloc(a->all, (a->nall + 1) * sizeof(*a->all));
+        a->all[a->nall++] = j;
+    }
+    return j;
+}
+
+api__job_t *api__job_find(api_t *a, const char *name)
+{
+    api__job_t *j = name ? cv_strmap_get(&a->by_name, name) : NULL;
+    return j && j->cfg ? j : NULL;
+}
+
+void api__model_changed(api_t *a)
+{
+    free(a->jobs_cache);
+    a->jobs_cache = NULL;
+}
+
+static void job_reset_expr(api__job_t *j)
+{
+    cron_free(j->expr);
+    j->expr = NULL;
+    free(j->expr_key);
+    j->expr_key = NULL;
+    j->next = 0;
+}
+
+void api__model_config(api_t *a, cfgref_t *cfg)
+{
+    for (size_t i = 0; i < a->nall; i++)
+        a->all[i]->cfg = NULL;
+    free(a->jobs);
+    a->jobs = cv_calloc(cfg->cfg->n_jobs + 1, sizeof(*a->jobs));
+    a->njobs = 0;
+    for (unsigned i = 0; i < cfg->cfg->n_jobs; i++) {
+        api__job_t *j = job_get(a, cfg->cfg->jobs[i].name);
+        j->cfg = &cfg->cfg->jobs[i];
+        j->next = 0;
+        a->jobs[a->njobs++] = j;
+    }
+    cfgref_t *old = a->cfg;
+    a->cfg = cfgref_get(cfg);
+    if (old)
+        cfgref_put(old);
+    api__model_changed(a);
+}
+
+static json_t **ov_slot(api__job_t *j, const char *field)
+{
+    if (strcmp(field, "enabled") == 0)
+        return &j->ov_enabled;
+    if (strcmp(field, "schedule") == 0)
+        return &j->ov_schedule;
+    if (strcmp(field, "timezone") == 0)
+        return &j->ov_timezone;
+    return NULL;
+}
+
+void api__model_override(api_t *a, const char *job, const char *field, const char *value)
+{
+    api__job_t *j = job_get(a, job);
+    json_t **slot = ov_slot(j, field);
+    if (slot == NULL)
+        return;
+    json_decref(*slot);
+    *slot = value ? json_loads(value, JSON_DECODE_ANY, NULL) : NULL;
+    j->next = 0;
+    api__model_changed(a);
+}
+
+bool api__job_enabled(const api__job_t *j)
+{
+    if (json_is_boolean(j->ov_enabled))
+        return json_is_true(j->ov_enabled);
+    return j->cfg ? j->cfg->enabled : false;
+}
+
+const char *api__job_schedule(const api__job_t *j)
+{
+    if (json_is_string(j->ov_schedule) && j->cfg && !j->cfg->locked)
+        return json_string_value(j->ov_schedule);
+    return j->cfg ? j->cfg->schedule : "manual";
+}
+
+const char *api__job_timezone(const api__job_t *j)
+{
+    if (json_is_string(j->ov_timezone) && j->cfg && !j->cfg->locked)
+        return json_string_value(j->ov_timezone);
+    return j->cfg && j->cfg->timezone ? j->cfg->timezone : "UTC";
+}
+
+/* Makes sure j->expr matches the effective schedule. Returns false when it cannot be parsed. */
+static bool job_expr(api__job_t *j)
+{
+    char *key = cv_sprintf("%s\n%s", api__job_schedule(j), api__job_timezone(j));
+    if (j->expr_key && strcmp(j->expr_key, key) == 0) {
+        free(key);
+        return j->expr != NULL;
+    }
+    job_reset_expr(j);
+    j->expr_key = key;
+    char err[128];
+    j->zone = tz_load(api__job_timezone(j), err, sizeof(err));
+    if (j->zone == NULL || cron_parse(api__job_schedule(j), j->name, &j->expr, NULL) != 0)
+        j->expr = NULL;
+    return j->expr != NULL;
+}
+
+int64_t api__job_next(api_t *a, api__job_t *j, int64_t now)
+{
+    if (j->next != 0 && (j->next == INT64_MAX || j->next > now))
+        return j->next;
+    int64_t next = INT64_MAX;
+    if (api__job_enabled(j) && job_expr(j) && cron_next(j->expr, j->zone, now, &next) != 0)
+        next = INT64_MAX;
+    j->next = next;
+    return next;
+}
+
+void api__publish_job(api_t *a, api__job_t *j)
+{
+    api__model_changed(a);
+    if (a->hub == NULL || a->closed || j->cfg == NULL)
+        return;
+    json_t *ev = json_pack("{s:s,s:o}", "type", "job.updated", "job",
+                           api__job_json(a, j, cv_now_ms() / 1000));
+    char *text = json_dumps(ev, JSON_COMPACT);
+    ws_hub_publish(a->hub, text, strlen(text));
+    free(text);
+    json_decref(ev);
+}
+
+/* ---- statistics ---- */
+
+typedef struct stats_call {
+    api_t *a;
+    char **jobs;
+    size_t njobs;
+} stats_call_t;
+
+static void stats_call_free(stats_call_t *c)
+{
+    api_t *a = c->a;
+    for (size_t i = 0; i < c->njobs; i++)
+        free(c->jobs[i]);
+    free(c->jobs);
+    free(c);
+    a->pending--;
+    if (a->closed && a->pending == 0 && a->srv == NULL)
+        api__free(a);
+}
+
+static void stats_apply(api_t *a, store_job_stats_t *st)
+{
+    api__job_t *j = cv_strmap_get(&a->by_name, st->job);
+    if (j == NULL)
+        return;
+    store_job_stats_t keep = *st;
+    keep.job = NULL;
+    keep.last = NULL;
+    j->stats = keep;
+    if (st->last && (j->last == NULL || st->last->id >= j->last->id)) {
+        run_free(j->last);
+        j->last = st->last;
+        st->last = NULL; /* taken */
+    }
+}
+
+static void on_stats(void *ud, int status, store_job_stats_t *stats, size_t count)
+{
+    stats_call_t *c = ud;
+    api_t *a = c->a;
+    if (status != 0)
+        cv_warn("http", "job statistics could not be read: %s", strerror(-status));
+    for (size_t i = 0; status == 0 && !a->closed && i < count; i++)
+        stats_apply(a, &stats[i]);
+    if (!a->closed && status == 0) {
+        api__model_changed(a);
+        for (size_t i = 0; c->njobs == 1 && i < count; i++) {
+            api__job_t *j = api__job_find(a, stats[i].job);
+            if (j)
+                api__publish_job(a, j);
+        }
+    }
+    stats_call_free(c);
+}
+
+static void stats_run(store_t *st, void *ud)
+{
+    stats_call_t *c = ud;
+    store_job_stats(st, (const char *const *)c->jobs, c->njobs, API_STATS_WINDOW, on_stats, c);
+}
+
+static void stats_gone(void *ud)
+{
+    stats_call_free(ud);
+}
+
+void api__model_refresh_stats(api_t *a, const char *job)
+{
+    if (a->njobs == 0 || a->closed)
+        return;
+    stats_call_t *c = cv_calloc(1, sizeof(*c));
+    c->a = a;
+    size_t n = job ? 1 : a->njobs;
+    c->jobs = cv_calloc(n, sizeof(*c->jobs));
+    for (size_t i = 0; i < n; i++)
+        c->jobs[i] = cv_strdup(job ? job : a->jobs[i]->name);
+    c->njobs = n;
+    a->pending++;
+    api__store_call(a, stats_run, stats_gone, c);
+}
+
+/* ---- run events ---- */
+
+api__active_t *api__active_find(api_t *a, int64_t id)
+{
+    for (cv_list_t *n = a->active.next; n != &a->active; n = n->next) {
+        api__active_t *ar = cv_container_of(n, api__active_t, link);
+        if (ar->run->id == id)
+            return ar;
+    }
+    return NULL;
+}
+
+static void active_free(api__active_t *ar)
+{
+    cv_list_remove(&ar->link);
+    run_free(ar->run);
+    cv_buf_free(&ar->log);
+    free(ar);
+}
+
+static void recount(api_t *a, api__job_t *j)
+{
+    j->running = j->queued = 0;
+    for (cv_list_t *n = a->active.next; n != &a->active; n = n->next) {
+        const run_t *r = cv_container_of(n, api__active_t, link)->run;
+        if (strcmp(r->job, j->name) == 0) {
+            j->running += r->status == RUN_RUNNING;
+            j->queued += r->status == RUN_QUEUED;
+        }
+    }
+}
+
+static void count_finished(api__job_t *j, const run_t *r)
+{
+    j->by_status[r->status]++;
+    j->items_processed += (uint64_t)(r->items_processed > 0 ? r->items_processed : 0);
+    j->items_failed += (uint64_t)(r->items_failed > 0 ? r->items_failed : 0);
+    if (r->status == RUN_SUCCESS)
+        j->last_success_ms = r->finished_at;
+    if (r->started_at == 0)
+        return;
+    double secs = (double)r->duration_ms / 1000.0;
+    for (int b = 0; b < API_HIST_BUCKETS; b++)
+        if (secs <= api__hist_bounds[b])
+            j->hist[b]++;
+    j->dur_sum += secs;
+    j->dur_count++;
+}
+
+static void track(api_t *a, api__job_t *j, const msg_run_event_t *e)
+{
+    api__active_t *ar = api__active_find(a, e->run->id);
+    if (e->kind == RUN_EV_FINISHED) {
+        if (ar)
+            active_free(ar);
+        count_finished(j, e->run);
+    } else if (ar == NULL) {
+        ar = cv_calloc(1, sizeof(*ar));
+        ar->run = run_dup(e->run);
+        cv_list_insert_tail(&a->active, &ar->link);
+    } else {
+        run_free(ar->run);
+        ar->run = run_dup(e->run);
+    }
+    if (e->kind == RUN_EV_STARTED)
+        j->last_start_ms = e->run->started_at;
+    if (e->kind != RUN_EV_PROGRESS && e->kind != RUN_EV_QUEUED &&
+        (j->last == NULL || e->run->id >= j->last->id)) {
+        run_free(j->last);
+        j->last = run_dup(e->run);
+    }
+    recount(a, j);
+}
+
+static void publish_run(api_t *a, const msg_run_event_t *e)
+{
+    if (a->hub == NULL || a->closed)
+        return;
+    json_t *ev = json_pack("{s:s,s:o}", "type", run_ev_kind_name(e->kind), "run",
+                           api__run_json(e->run, false));
+    char *text = json_dumps(ev, JSON_COMPACT);
+    ws_hub_publish(a->hub, text, strlen(text));
+    free(text);
+    json_decref(ev);
+}
+
+void api__model_event(api_t *a, msg_run_event_t *e)
+{
+    api__job_t *j = job_get(a, e->run->job);
+    track(a, j, e);
+    publish_run(a, e);
+    if (e->kind == RUN_EV_FINISHED)
+        api__model_refresh_stats(a, j->name);
+    if (e->kind != RUN_EV_PROGRESS)
+        api__model_changed(a);
+}
+
+void api__model_output(api_t *a, const msg_run_output_t *o)
+{
+    api__active_t *ar = api__active_find(a, o->run_id);
+    if (ar && !ar->log_truncated) {
+        size_t len = strlen(o->line);
+        if (ar->log.len + len + 1 > API_LIVE_LOG_MAX) {
+            ar->log_truncated = true;
+        } else {
+            cv_buf_append(&ar->log, o->line, len);
+            cv_buf_append(&ar->log, "\n", 1);
+        }
+    }
+    if (a->hub == NULL || a->closed)
+        return;
+    char topic[40];
+    snprintf(topic, sizeof(topic), "run:%lld", (long long)o->run_id);
+    json_t *ev =
+        json_pack("{s:s,s:I,s:s,s:o,s:o}", "type", "output", "run_id", (json_int_t)o->run_id,
+                  "stream", o->stream, "ts", api__jtime(o->at_ms), "line", api__jstr(o->line));
+    char *text = json_dumps(ev, JSON_COMPACT);
+    ws_hub_publish_topic(a->hub, topic, text, strlen(text));
+    free(text);
+    json_decref(ev);
+}
+
+/* ---- probes ---- */
+
+void api__model_health(api_t *a, const msg_health_t *h)
+{
+    api__probe_t *p = NULL;
+    for (size_t i = 0; i < a->nprobes && p == NULL; i++)
+        if (strcmp(a->probes[i].name, h->probe) == 0)
+            p = &a->probes[i];
+    if (p == NULL) {
+        a->probes = cv_realloc(a->probes, (a->nprobes + 1) * sizeof(*a->probes));
+        p = &a->probes[a->nprobes++];
+        memset(p, 0, sizeof(*p));
+        p->name = cv_strdup(h->probe);
+    }
+    bool changed = p->status == NULL || strcmp(p->status, h->status) != 0;
+    free(p->status);
+    free(p->error);
+    p->status = cv_strdup(h->status);
+    p->error = h->error ? cv_strdup(h->error) : NULL;
+    p->latency_ms = h->latency_ms;
+    p->checked_at = h->checked_at;
+    if (!changed || a->hub == NULL || a->closed)
+        return;
+    json_t *ev = json_pack("{s:s,s:{s:s,s:s,s:I,s:o,s:o}}", "type", "health.changed", "probe",
+                           "name", p->name, "status", p->status, "latency_ms",
+                           (json_int_t)p->latency_ms, "checked_at", api__jtime(p->checked_at),
+                           "error", p->error ? api__jstr(p->error) : json_null());
+    char *text = json_dumps(ev, JSON_COMPACT);
+    ws_hub_publish(a->hub, text, strlen(text));
+    free(text);
+    json_decref(ev);
+}
+
+/* ---- freeing ---- */
+
+static void job_free(void *v)
+{
+    api__job_t *j = v;
+    free(j->name);
+    json_decref(j->ov_enabled);
+    json_decref(j->ov_schedule);
+    json_decref(j->ov_timezone);
+    job_reset_expr(j);
+    run_free(j->last);
+    free(j);
+}
+
+void api__model_free(api_t *a)
+{
+    cv_strmap_free(&a->by_name, job_free);
+    free(a->all);
+    free(a->jobs);
+    a->all = a->jobs = NULL;
+    a->nall = a->njobs = 0;
+    while (!cv_list_empty(&a->active))
+        active_free(cv_container_of(a->active.next, api__active_t, link));
+    for (size_t i = 0; i < a->nprobes; i++) {
+        free(a->probes[i].name);
+        free(a->probes[i].status);
+        free(a->probes[i].error);
+    }
+    free(a->probes);
+    a->probes = NULL;
+    a->nprobes = 0;
+    api__model_changed(a);
+}

@@ -1,0 +1,442 @@
+/* Run endpoints (list, show, log, cancel), summary, audit, probes for containers, WebSocket
+ * tickets and the OpenAPI document. Store reads go through MSG_STORE_CALL; their callbacks run
+ * on the loop thread and reply the deferred request directly. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "http/api_int.h"
+
+#define LOG_CHUNK_MAX (1024 * 1024)
+
+/* One deferred request waiting for the store. */
+typedef struct rcall {
+    api_req_t *req;
+    store_run_filter_t filter;
+    int64_t id, offset, since;
+    int limit;
+    const char *job, *cursor;
+} rcall_t;
+
+static void rcall_gone(void *ud)
+{
+    rcall_t *c = ud;
+    api_reply_error(c->req, 503, "unavailable", "the store is not available");
+    free(c);
+}
+
+static rcall_t *rcall_new(api_req_t *req)
+{
+    rcall_t *c = cv_calloc(1, sizeof(*c));
+    c->req = req;
+    api_req_defer(req);
+    return c;
+}
+
+static void reply_store_error(api_req_t *req, int status)
+{
+    if (status == -EINVAL)
+        api_reply_error(req, 400, "bad_request", "the cursor is not valid");
+    else if (status == -ENOENT)
+        api_reply_error(req, 404, "not_found", "no such run");
+    else
+        api_reply_error(req, 503, "store_error", strerror(-status));
+}
+
+/* ---- query parameters ---- */
+
+static int parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (*s == '\0' || *end != '\0' || errno != 0 || v < lo || v > hi)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+static int parse_status_mask(const char *s, uint32_t *mask)
+{
+    char *copy = cv_strdup(s), *save = NULL;
+    int rc = 0;
+    *mask = 0;
+    for (char *tok = strtok_r(copy, ",", &save); tok && rc == 0; tok = strtok_r(NULL, ",", &save)) {
+        run_status_t st;
+        rc = run_status_parse(tok, &st);
+        if (rc == 0)
+            *mask |= 1u << st;
+    }
+    free(copy);
+    return *mask ? rc : -EINVAL;
+}
+
+static bool bad_param(api_req_t *req, const char *name, const char *expect)
+{
+    char *msg = cv_sprintf("query parameter \"%s\" must be %s", name, expect);
+    api_reply_error(req, 400, "bad_request", msg);
+    free(msg);
+    return false;
+}
+
+/* Fills the filter from the query (strings stay owned by req). false after a 400. */
+static bool run_filter(api_req_t *req, store_run_filter_t *f)
+{
+    const char *v;
+    int64_t n;
+    if ((v = api_req_query(req, "limit")) != NULL) {
+        if (parse_int(v, 1, STORE_PAGE_MAX, &n) != 0)
+            return bad_param(req, "limit", "an integer from 1 to 500");
+        f->limit = (int)n;
+    }
+    if ((v = api_req_query(req, "status")) != NULL && parse_status_mask(v, &f->status_mask) != 0)
+        return bad_param(req, "status", "a comma list of run statuses (SUCCESS,FAILED,...)");
+    if ((v = api_req_query(req, "since")) != NULL && api__parse_time(v, &f->since) != 0)
+        return bad_param(req, "since", "an RFC 3339 time");
+    if ((v = api_req_query(req, "until")) != NULL && api__parse_time(v, &f->until) != 0)
+        return bad_param(req, "until", "an RFC 3339 time");
+    f->trigger = api_req_query(req, "trigger");
+    f->cursor = api_req_query(req, "cursor");
+    if (f->job == NULL)
+        f->job = api_req_query(req, "job");
+    return true;
+}
+
+/* ---- runs ---- */
+
+static void on_page(void *ud, int status, store_run_page_t *page)
+{
+    rcall_t *c = ud;
+    if (status != 0) {
+        reply_store_error(c->req, status);
+    } else {
+        json_t *runs = json_array();
+        for (size_t i = 0; i < page->count; i++)
+            json_array_append_new(runs, api__run_json(page->runs[i], false));
+        json_t *cur = page->next_cursor ? json_string(page->next_cursor) : json_null();
+        api_reply_json(c->req, 200, json_pack("{s:o,s:o}", "runs", runs, "next_cursor", cur));
+    }
+    free(c);
+}
+
+static void query_runs(store_t *st, void *ud)
+{
+    rcall_t *c = ud;
+    store_query_runs(st, &c->filter, on_page, c);
+}
+
+static void list_runs(api_t *a, api_req_t *req, const char *job)
+{
+    store_run_filter_t f = {.job = job};
+    if (!run_filter(req, &f))
+        return;
+    rcall_t *c = rcall_new(req);
+    c->filter = f;
+    api__store_call(a, query_runs, rcall_gone, c);
+}
+
+static void h_runs(api_req_t *req, void *data)
+{
+    list_runs(data, req, NULL);
+}
+
+static void h_job_runs(api_req_t *req, void *data)
+{
+    api_t *a = data;
+    const char *name = api_req_param(req, "name");
+    if (api__job_find(a, name) == NULL) {
+        char *msg = cv_sprintf("no job named \"%s\"", name);
+        api_reply_error(req, 404, "not_found", msg);
+        free(msg);
+        return;
+    }
+    list_runs(a, req, name);
+}
+
+/* The {id} parameter, or false after a 400. */
+static bool run_id_param(api_req_t *req, int64_t *id)
+{
+    if (parse_int(api_req_param(req, "id"), 1, INT64_MAX, id) == 0)
+        return true;
+    api_reply_error(req, 400, "bad_request", "a run id is a positive integer");
+    return false;
+}
+
+static void on_run(void *ud, int status, run_t *run, bool *taken)
+{
+    rcall_t *c = ud;
+    if (status != 0)
+        reply_store_error(c->req, status);
+    else
+        api_reply_json(c->req, 200, api__run_json(run, true));
+    free(c);
+}
+
+static void get_run(store_t *st, void *ud)
+{
+    rcall_t *c = ud;
+    store_get_run(st, c->id, on_run, c);
+}
+
+static void h_run(api_req_t *req, void *data)
+{
+    api_t *a = data;
+    int64_t id;
+    if (!run_id_param(req, &id))
+        return;
+    api__active_t *ar = api__active_find(a, id);
+    if (ar != NULL) { /* the store has it too, but the live snapshot is newer */
+        json_t *o = api__run_json(ar->run, true);
+        json_object_set_new(o, "output_tail",
+                            api__jstrn(ar->log.data ? ar->log.data : "", ar->log.len));
+        api_reply_json(req, 200, o);
+        return;
+    }
+    rcall_t *c = rcall_new(req);
+    c->id = id;
+    api__store_call(a, get_run, rcall_gone, c);
+}
+
+/* ---- log ---- */
+
+static void reply_log(api_req_t *req, int64_t id, const char *data, size_t size, int64_t offset,
+                      bool complete, bool truncated)
+{
+    size_t from = offset > (int64_t)size ? size : (size_t)offset;
+    size_t n = size - from > LOG_CHUNK_MAX ? LOG_CHUNK_MAX : size - from;
+    api_reply_json(req, 200,
+                   json_pack("{s:I,s:I,s:I,s:I,s:b,s:b,s:o}", "run_id", (json_int_t)id, "offset",
+                             (json_int_t)from, "next_offset", (json_int_t)(from + n), "size",
+                             (json_int_t)size, "complete", complete, "truncated", truncated, "data",
+                             api__jstrn(data ? data + from : "", n)));
+}
+
+static void on_log_run(void *ud, int status, run_t *run, bool *taken)
+{
+    rcall_t *c = ud;
+    if (status != 0) {
+        reply_store_error(c->req, status);
+    } else {
+        const char *t = run->output_tail ? run->output_tail : "";
+        reply_log(c->req, c->id, t, strlen(t), c->offset, run_status_final(run->status),
+                  run->output_bytes > (int64_t)strlen(t));
+    }
+    free(c);
+}
+
+static void get_log(store_t *st, void *ud)
+{
+    rcall_t *c = ud;
+    store_get_run(st, c->id, on_log_run, c);
+}
+
+static void h_log(api_req_t *req, void *data)
+{
+    api_t *a = data;
+    int64_t id, offset = 0;
+    const char *off = api_req_query(req, "offset");
+    if (!run_id_param(req, &id))
+        return;
+    if (off && parse_int(off, 0, INT64_MAX, &offset) != 0) {
+        bad_param(req, "offset", "a non-negative integer");
+        return;
+    }
+    api__active_t *ar = api__active_find(a, id);
+    if (ar != NULL) {
+        reply_log(req, id, ar->log.data, ar->log.len, offset, false, ar->log_truncated);
+        return;
+    }
+    rcall_t *c = rcall_new(req);
+    c->id = id;
+    c->offset = offset;
+    api__store_call(a, get_log, rcall_gone, c);
+}
+
+/* ---- cancel ---- */
+
+static void cancel_dispose(cv_msg_t *m)
+{
+    free(((msg_cancel_t *)m)->by);
+    free(m);
+}
+
+static void on_cancel_lookup(void *ud, int status, run_t *run, bool *taken)
+{
+    rcall_t *c = ud;
+    if (status != 0)
+        reply_store_error(c->req, status);
+    else
+        api_reply_error(c->req, 409, "conflict", "the run is not queued or running");
+    free(c);
+}
+
+static void cancel_lookup(store_t *st, void *ud)
+{
+    rcall_t *c = ud;
+    store_get_run(st, c->id, on_cancel_lookup, c);
+}
+
+static void h_cancel(api_req_t *req, void *data)
+{
+    api_t *a = data;
+    int64_t id;
+    if (!run_id_param(req, &id))
+        return;
+    api__active_t *ar = api__active_find(a, id);
+    if (ar == NULL || a->executor == NULL) {
+        rcall_t *c = rcall_new(req);
+        c->id = id;
+        api__store_call(a, cancel_lookup, rcall_gone, c);
+        return;
+    }
+    msg_cancel_t *m = cv_msg_new(sizeof(*m), MSG_CANCEL);
+    m->hdr.dispose = cancel_dispose;
+    m->run_id = id;
+    m->by = cv_sprintf("api:%s", req->principal->name);
+    cv_actor_post(a->executor, &m->hdr);
+    api__audit(a, req, "run.cancel", ar->run->job, id,
+               json_pack("{s:s}", "status", run_status_name(ar->run->status)), NULL);
+    api_reply_json(req, 202,
+                   json_pack("{s:I,s:s}", "run_id", (json_int_t)id, "status", "cancelling"));
+}
+
+/* ---- summary, audit ---- */
+
+static void on_summary(void *ud, int status, const store_summary_t *s)
+{
+    rcall_t *c = ud;
+    if (status != 0)
+        reply_store_error(c->req, status);
+    else
+        api_reply_json(c->req, 200,
+                       json_pack("{s:I,s:I,s:I,s:I,s:I,s:o}", "running", (json_int_t)s->running,
+                                 "queued", (json_int_t)s->queued, "succeeded",
+                                 (json_int_t)s->success, "partial", (json_int_t)s->partial,
+                                 "failed", (json_int_t)s->failed, "since", api__jtime(c->since)));
+    free(c);
+}
+
+static void get_summary(store_t *st, void *ud)
+{
+    rcall_t *c = ud;
+    store_summary(st, c->since, on_summary, c);
+}
+
+static void h_summary(api_req_t *req, void *data)
+{
+    rcall_t *c = rcall_new(req);
+    c->since = cv_now_ms() - 24 * 3600 * 1000;
+    api__store_call(data, get_summary, rcall_gone, c);
+}
+
+static json_t *json_text(const char *text)
+{
+    json_t *v = text ? json_loads(text, JSON_DECODE_ANY, NULL) : NULL;
+    return v ? v : json_null();
+}
+
+static void on_audit(void *ud, int status, const store_audit_page_t *page)
+{
+    rcall_t *c = ud;
+    if (status != 0) {
+        reply_store_error(c->req, status);
+        free(c);
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < page->count; i++) {
+        const store_audit_t *e = &page->entries[i];
+        json_array_append_new(
+            arr, json_pack("{s:I,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "id", (json_int_t)e->id, "at",
+                           api__jtime(e->at), "actor", api__jstr(e->actor), "action",
+                           api__jstr(e->action), "job", api__jstr(e->job), "run_id",
+                           e->run_id ? json_integer(e->run_id) : json_null(), "before",
+                           json_text(e->before), "after", json_text(e->after)));
+    }
+    json_t *cur = page->next_cursor ? json_string(page->next_cursor) : json_null();
+    api_reply_json(c->req, 200, json_pack("{s:o,s:o}", "entries", arr, "next_cursor", cur));
+    free(c);
+}
+
+static void get_audit(store_t *st, void *ud)
+{
+    rcall_t *c = ud;
+    store_audit_list(st, c->job, c->limit, c->cursor, on_audit, c);
+}
+
+static void h_audit(api_req_t *req, void *data)
+{
+    int64_t n = 0;
+    const char *v = api_req_query(req, "limit");
+    if (v && parse_int(v, 1, STORE_PAGE_MAX, &n) != 0) {
+        bad_param(req, "limit", "an integer from 1 to 500");
+        return;
+    }
+    rcall_t *c = rcall_new(req);
+    c->limit = (int)n;
+    c->job = api_req_query(req, "job");
+    c->cursor = api_req_query(req, "cursor");
+    api__store_call(data, get_audit, rcall_gone, c);
+}
+
+/* ---- probes, tickets, the document ---- */
+
+static void h_healthz(api_req_t *req, void *data)
+{
+    api_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void on_ping(void *ud, int status)
+{
+    rcall_t *c = ud;
+    if (status == 0)
+        api_reply_json(c->req, 200, json_pack("{s:s}", "status", "ready"));
+    else
+        api_reply_error(c->req, 503, "not_ready", "the store does not answer");
+    free(c);
+}
+
+static void ping(store_t *st, void *ud)
+{
+    store_ping(st, on_ping, ud);
+}
+
+static void h_readyz(api_req_t *req, void *data)
+{
+    api__store_call(data, ping, rcall_gone, rcall_new(req));
+}
+
+static void h_ticket(api_req_t *req, void *data)
+{
+    api_t *a = data;
+    char ticket[80];
+    if (auth_ticket_issue(a->auth, req->principal, uv_now(api_server_loop(a->srv)), ticket) != 0) {
+        api_reply_error(req, 503, "unavailable", "no randomness available for a ticket");
+        return;
+    }
+    api_reply_json(req, 200, json_pack("{s:s,s:i}", "ticket", ticket, "expires_in_ms", 60000));
+}
+
+static void h_openapi(api_req_t *req, void *data)
+{
+    api_reply_bytes(req, 200, "application/yaml", cv_openapi_yaml, cv_openapi_yaml_len, NULL, 0);
+}
+
+int api__routes_runs(api_t *a)
+{
+    const api_route_t routes[] = {
+        {"GET", "/api/runs", h_runs, a, AUTH_ROLE_VIEWER, 0},
+        {"GET", "/api/jobs/{name}/runs", h_job_runs, a, AUTH_ROLE_VIEWER, 0},
+        {"GET", "/api/runs/{id}", h_run, a, AUTH_ROLE_VIEWER, 0},
+        {"GET", "/api/runs/{id}/log", h_log, a, AUTH_ROLE_VIEWER, 0},
+        {"POST", "/api/runs/{id}/cancel", h_cancel, a, AUTH_ROLE_OPERATOR, 0},
+        {"GET", "/api/summary", h_summary, a, AUTH_ROLE_VIEWER, 0},
+        {"GET", "/api/audit", h_audit, a, AUTH_ROLE_VIEWER, 0},
+        {"GET", "/healthz", h_healthz, a, AUTH_ROLE_NONE, 0},
+        {"GET", "/readyz", h_readyz, a, AUTH_ROLE_NONE, 0},
+        {"POST", "/api/events/ticket", h_ticket, a, AUTH_ROLE_VIEWER, 0},
+        {"GET", "/api/openapi.yaml", h_openapi, a, AUTH_ROLE_NONE, 0},
+    };
+    return api_server_routes(a->srv, routes, CV_ARRAY_SIZE(routes));
+}
