@@ -73,7 +73,7 @@ export function JobRow({ job }: { job: Job }) {
   const href = `/jobs/${encodeURIComponent(job.name)}`;
   return (
     <tr data-job={job.name} class={job.enabled ? "" : "is-disabled"}>
-      <td data-label={t("status")}><StatusBadge status={jobStatus(job)} /></td>
+      <td data-label={t("status")}><StatusBadge status={jobStatus(job)} runId={job.last_run?.id} /></td>
       <td data-label={t("job")}>
         <a href={href} class="job-title">{job.title ?? job.name}</a>
         {job.locked && <span class="tag" title={t("lockedReason")}>🔒</span>}

@@ -43,6 +43,11 @@ export class Live {
     this.ws = null;
   }
 
+  /** Closes the socket as a network failure would (tests use it): the usual reconnect follows. */
+  drop(): void {
+    this.ws?.close(4000, "dropped");
+  }
+
   subscribe(topic: string, fn: (ev: LiveEvent) => void): () => void {
     let set = this.topics.get(topic);
     if (!set) {

@@ -56,6 +56,9 @@ export const FAILED = ["FAILED", "TIMED_OUT", "ABANDONED"];
 
 function upsertJob(j: Job): void {
   const i = state.jobs.findIndex((x) => x.name === j.name);
+  // The job record's last_run may lack the error text that the run event carried: keep it.
+  const old = i >= 0 ? state.jobs[i].last_run : null;
+  if (j.last_run && old && old.id === j.last_run.id && j.last_run.error === undefined) j.last_run.error = old.error;
   const jobs = state.jobs.slice();
   if (i >= 0) jobs[i] = j;
   else jobs.push(j);
@@ -146,6 +149,8 @@ export function signOut(rejected = false): void {
 }
 
 setUnauthorizedHandler(() => signOut(true));
+// For the browser tests: simulate a dropped connection.
+(window as unknown as { __cronvisor: object }).__cronvisor = { drop: () => live?.drop() };
 
 export function can(action: "trigger" | "edit"): boolean {
   if (action === "trigger") return state.role === "operator" || state.role === "admin";

@@ -31,11 +31,11 @@ const ICONS: Record<Tone, string> = {
   ok: "✓", partial: "!", failed: "✕", running: "↻", never: "–", queued: "…", neutral: "○",
 };
 
-export function StatusBadge({ status, compact }: { status: RunStatus | "NEVER"; compact?: boolean }) {
+export function StatusBadge({ status, compact, runId }: { status: RunStatus | "NEVER"; compact?: boolean; runId?: number }) {
   const tone = toneOf(status);
   const label = t(`st_${status}` as Key);
   return (
-    <span class={`badge tone-${tone}`} data-status={status} title={label}>
+    <span class={`badge tone-${tone}`} data-status={status} data-run-id={runId} title={label}>
       <span class="dot" aria-hidden="true">{ICONS[tone]}</span>
       {compact ? <span class="sr-only">{label}</span> : <span class="badge-text">{label}</span>}
     </span>
