@@ -7,7 +7,7 @@ import { duration, percent } from "./fmt";
 import { describeSchedule, Key, t } from "./i18n";
 import { EnableToggle, RunNowButton } from "./jobs";
 import { ScheduleEditor } from "./schedule";
-import { useStore } from "./store";
+import { useEvents, useStore } from "./store";
 import { jobStatus, StatusBadge, Time } from "./ui";
 
 const PAGE = 20;
@@ -40,9 +40,8 @@ function RunHistory({ job }: { job: string }) {
   }, [job, s.loaded]);
 
   // Run events update the rows in place; a new run appears at the top of the first page.
-  useEffect(() => {
-    const ev = s.lastEvent;
-    if (!ev || !ev.type.startsWith("run.") || ev.run?.job !== job) return;
+  useEvents((ev) => {
+    if (!ev.type.startsWith("run.") || ev.run?.job !== job) return;
     const run = ev.run as Run;
     const fits = (!status || status === run.status) && (!trigger || run.trigger === trigger);
     const merge = (list: Run[] | null, limit: number): Run[] | null => {
@@ -53,7 +52,7 @@ function RunHistory({ job }: { job: string }) {
     };
     setRuns((l) => merge(l, PAGE));
     if (ev.type === "run.finished") setChartRuns((l) => merge(l, 200) ?? []);
-  }, [s.lastEvent]);
+  }, [job, status, trigger, page]);
 
   const triggers = Array.from(new Set(["cron", "retry", "catch_up", "reboot", s.name ? `api:${s.name}` : "", trigger,
     ...(runs ?? []).map((r) => r.trigger)].filter(Boolean)));

@@ -76,7 +76,7 @@ export function JobRow({ job }: { job: Job }) {
       <td data-label={t("status")}><StatusBadge status={jobStatus(job)} runId={job.last_run?.id} /></td>
       <td data-label={t("job")}>
         <a href={href} class="job-title">{job.title ?? job.name}</a>
-        {job.locked && <span class="tag" title={t("lockedReason")}>🔒</span>}
+        {job.locked && <span class="tag" title={t("lockedReason")} data-role="locked">{t("locked")}</span>}
         {job.description && <div class="muted small">{job.description}</div>}
         {job.last_run?.error && FAILED.includes(job.last_run.status) && (
           <div class="error-text small" data-role="last-error">{job.last_run.error}</div>

@@ -4,7 +4,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { api, ApiError, Run } from "./api";
 import { absTime, duration, kib } from "./fmt";
 import { t } from "./i18n";
-import { live, useStore } from "./store";
+import { live, useEvents, useStore } from "./store";
 import { StatusBadge } from "./ui";
 
 export function RunDetail({ id }: { id: number }) {
@@ -15,7 +15,16 @@ export function RunDetail({ id }: { id: number }) {
   const pre = useRef<HTMLPreElement>(null);
   const active = run?.status === "RUNNING" || run?.status === "QUEUED";
 
-  const load = () => api.run(id).then((r) => { setRun(r); setLines([]); setErr(""); }).catch((e: ApiError) => setErr(e.message));
+  const loads = useRef(0);
+  const load = () => {
+    const my = ++loads.current; // only the latest answer counts (answers may cross)
+    api.run(id).then((r) => {
+      if (my !== loads.current) return;
+      setRun(r);
+      setLines([]);
+      setErr("");
+    }).catch((e: ApiError) => my === loads.current && setErr(e.message));
+  };
   useEffect(() => { load(); }, [id, s.loaded]);
 
   // Follow the output while the run is active.
@@ -27,12 +36,11 @@ export function RunDetail({ id }: { id: number }) {
   }, [id, active, s.conn]);
 
   // Status changes arrive as run events.
-  useEffect(() => {
-    const ev = s.lastEvent;
-    if (!ev?.run || ev.run.id !== id) return;
+  useEvents((ev) => {
+    if (!ev.run || ev.run.id !== id) return;
     if (ev.type === "run.finished") load();
     else setRun((r) => (r ? { ...r, ...(ev.run as Run), output_tail: r.output_tail } : r));
-  }, [s.lastEvent]);
+  }, [id]);
 
   useEffect(() => {
     const el = pre.current;

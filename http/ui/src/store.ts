@@ -18,13 +18,12 @@ export interface State {
   ok24: number;
   failed24: number;
   loginError: string;
-  lastEvent: LiveEvent | null; // for screens that follow runs (history, run detail)
   summaryAt: number; // when ok24/failed24 were read: runs finished after it are counted on top
 }
 
 export const state: State = {
   token: getToken(), name: "", role: "", conn: "connecting", loaded: false,
-  jobs: [], probes: [], links: [], version: "", ok24: 0, failed24: 0, loginError: "", lastEvent: null, summaryAt: 0,
+  jobs: [], probes: [], links: [], version: "", ok24: 0, failed24: 0, loginError: "", summaryAt: 0,
 };
 
 const listeners = new Set<() => void>();
@@ -122,7 +121,16 @@ function onEvent(ev: LiveEvent): void {
     const probes = state.probes.filter((x) => x.name !== p.name).concat(p).sort((a, b) => a.name.localeCompare(b.name));
     set({ probes });
   }
-  set({ lastEvent: ev });
+  eventListeners.forEach((f) => f(ev));
+}
+
+const eventListeners = new Set<(ev: LiveEvent) => void>();
+/** Calls fn with every live event (each one, even when several arrive before a render). */
+export function useEvents(fn: (ev: LiveEvent) => void, deps: unknown[]): void {
+  useEffect(() => {
+    eventListeners.add(fn);
+    return () => void eventListeners.delete(fn);
+  }, deps);
 }
 
 export function signIn(token: string): void {
