@@ -5,6 +5,7 @@
 
 #include "core/log.h"
 #include "http/api_int.h"
+#include "http/ui.h"
 
 /* ---- store calls ---- */
 
@@ -113,6 +114,8 @@ static int add_routes(api_t *a)
         rc = api__routes_runs(a);
     if (rc == 0)
         rc = api__routes_metrics(a);
+    if (rc == 0)
+        rc = ui_routes(a->srv); /* the dashboard (http/ui.h) */
     return rc;
 }
 

@@ -1,0 +1,169 @@
+// Languages: English, Swedish and Danish. The browser's language picks one; the user can switch
+// (kept in localStorage). Schedules are put in words by cronstrue in the same language.
+import cronstrue from "cronstrue";
+import "cronstrue/locales/sv";
+import "cronstrue/locales/da";
+
+export type Lang = "en" | "sv" | "da";
+export const LANGS: { id: Lang; label: string }[] = [
+  { id: "en", label: "English" },
+  { id: "sv", label: "Svenska" },
+  { id: "da", label: "Dansk" },
+];
+
+const en = {
+  overview: "Overview", jobs: "Jobs", signOut: "Sign out", language: "Language",
+  signInTitle: "Sign in to cronvisor", token: "API token", signIn: "Sign in",
+  tokenHelp: "Kept only for this browser tab (session storage).",
+  badToken: "That token was not accepted.", signedInAs: "Signed in as",
+  runningNow: "Running now", queued: "Queued", succeeded24: "Succeeded (24 h)", failed24: "Failed (24 h)",
+  health: "Health", refresh: "Refresh", links: "Links", latency: "Latency", lastChecked: "Last checked",
+  noProbes: "No probes configured.",
+  status: "Status", job: "Job", schedule: "Schedule", lastRun: "Last run", nextRun: "Next run",
+  successRate: "Success rate", actions: "Actions", runNow: "Run now", enable: "Enable", disable: "Disable",
+  enabled: "Enabled", disabled: "Disabled", never: "never", items: "items", failedItems: "failed",
+  confirmRun: "Run “{job}” now?", confirmRunBody: "It starts at once, outside its schedule.",
+  cancel: "Cancel", confirm: "Run", started: "Started run #{id}",
+  st_RUNNING: "Running", st_SUCCESS: "Succeeded", st_PARTIAL: "Partial", st_FAILED: "Failed",
+  st_TIMED_OUT: "Timed out", st_CANCELLED: "Cancelled", st_SKIPPED: "Skipped", st_ABANDONED: "Abandoned",
+  st_QUEUED: "Queued", st_NEVER: "Never run", st_DISABLED: "Disabled",
+  filter: "Filter", all: "All", clearFilter: "Show all jobs", manual: "Manual only",
+  runHistory: "Run history", trigger: "Trigger", started_: "Started", duration: "Duration", attempt: "Attempt",
+  prev: "Previous", next: "Next", page: "Page {n}", noRuns: "No runs yet.",
+  chartTitle: "Duration and outcome over time", consecutiveFailures: "Consecutive failures",
+  editSchedule: "Schedule", save: "Save", reset: "Reset to configuration", overridden: "overridden",
+  configValue: "Configuration: {v}", lockedReason: "Locked in the configuration: runtime changes are not allowed.",
+  roleReason: "Your role ({role}) may not change schedules.", nextFires: "Next fires", errorAt: "Column {col}",
+  saved: "Saved.", timezone: "Time zone", audit: "Audit", noAudit: "No audit entries.",
+  who: "Who", what: "What", when: "When",
+  run: "Run", exit: "Exit code", signal: "Signal", output: "Output", summary: "Summary", error: "Error",
+  maxRss: "Max RSS", cpu: "CPU (user / system)", scheduledFor: "Scheduled for", finished: "Finished",
+  following: "Following live", noOutput: "No output.", back: "Back",
+  connLost: "Connection lost — reconnecting…", connBack: "Live", connConnecting: "Connecting…",
+  locked: "locked", notFound: "Not found.", loading: "Loading…", viewerCannot: "Your role may not do this.",
+};
+type Dict = typeof en;
+
+const sv: Dict = {
+  overview: "Översikt", jobs: "Jobb", signOut: "Logga ut", language: "Språk",
+  signInTitle: "Logga in i cronvisor", token: "API-token", signIn: "Logga in",
+  tokenHelp: "Sparas bara för den här fliken (session storage).",
+  badToken: "Token godkändes inte.", signedInAs: "Inloggad som",
+  runningNow: "Körs nu", queued: "I kö", succeeded24: "Lyckade (24 h)", failed24: "Misslyckade (24 h)",
+  health: "Hälsa", refresh: "Uppdatera", links: "Länkar", latency: "Svarstid", lastChecked: "Senast kontrollerad",
+  noProbes: "Inga kontroller konfigurerade.",
+  status: "Status", job: "Jobb", schedule: "Schema", lastRun: "Senaste körning", nextRun: "Nästa körning",
+  successRate: "Lyckandegrad", actions: "Åtgärder", runNow: "Kör nu", enable: "Aktivera", disable: "Inaktivera",
+  enabled: "Aktiv", disabled: "Inaktiv", never: "aldrig", items: "poster", failedItems: "misslyckade",
+  confirmRun: "Kör ”{job}” nu?", confirmRunBody: "Jobbet startar direkt, utanför sitt schema.",
+  cancel: "Avbryt", confirm: "Kör", started: "Körning #{id} startad",
+  st_RUNNING: "Körs", st_SUCCESS: "Lyckades", st_PARTIAL: "Delvis", st_FAILED: "Misslyckades",
+  st_TIMED_OUT: "Tidsgräns", st_CANCELLED: "Avbruten", st_SKIPPED: "Överhoppad", st_ABANDONED: "Övergiven",
+  st_QUEUED: "I kö", st_NEVER: "Aldrig körd", st_DISABLED: "Inaktiv",
+  filter: "Filter", all: "Alla", clearFilter: "Visa alla jobb", manual: "Endast manuellt",
+  runHistory: "Körhistorik", trigger: "Utlösare", started_: "Startad", duration: "Varaktighet", attempt: "Försök",
+  prev: "Föregående", next: "Nästa", page: "Sida {n}", noRuns: "Inga körningar än.",
+  chartTitle: "Varaktighet och utfall över tid", consecutiveFailures: "Misslyckanden i rad",
+  editSchedule: "Schema", save: "Spara", reset: "Återställ till konfigurationen", overridden: "ändrat",
+  configValue: "Konfiguration: {v}", lockedReason: "Låst i konfigurationen: ändringar under drift är inte tillåtna.",
+  roleReason: "Din roll ({role}) får inte ändra scheman.", nextFires: "Nästa körningar", errorAt: "Kolumn {col}",
+  saved: "Sparat.", timezone: "Tidszon", audit: "Granskningslogg", noAudit: "Inga poster.",
+  who: "Vem", what: "Vad", when: "När",
+  run: "Körning", exit: "Slutkod", signal: "Signal", output: "Utdata", summary: "Sammanfattning", error: "Fel",
+  maxRss: "Max RSS", cpu: "CPU (användare / system)", scheduledFor: "Schemalagd", finished: "Klar",
+  following: "Följer live", noOutput: "Ingen utdata.", back: "Tillbaka",
+  connLost: "Anslutningen bröts — återansluter…", connBack: "Live", connConnecting: "Ansluter…",
+  locked: "låst", notFound: "Hittades inte.", loading: "Laddar…", viewerCannot: "Din roll får inte göra detta.",
+};
+
+const da: Dict = {
+  overview: "Oversigt", jobs: "Jobs", signOut: "Log ud", language: "Sprog",
+  signInTitle: "Log ind i cronvisor", token: "API-token", signIn: "Log ind",
+  tokenHelp: "Gemmes kun for denne fane (session storage).",
+  badToken: "Token blev ikke godkendt.", signedInAs: "Logget ind som",
+  runningNow: "Kører nu", queued: "I kø", succeeded24: "Lykkedes (24 t)", failed24: "Fejlede (24 t)",
+  health: "Helbred", refresh: "Opdater", links: "Links", latency: "Svartid", lastChecked: "Sidst tjekket",
+  noProbes: "Ingen tjek konfigureret.",
+  status: "Status", job: "Job", schedule: "Tidsplan", lastRun: "Seneste kørsel", nextRun: "Næste kørsel",
+  successRate: "Succesrate", actions: "Handlinger", runNow: "Kør nu", enable: "Aktivér", disable: "Deaktivér",
+  enabled: "Aktiv", disabled: "Deaktiveret", never: "aldrig", items: "elementer", failedItems: "fejlede",
+  confirmRun: "Kør “{job}” nu?", confirmRunBody: "Jobbet starter med det samme, uden for sin tidsplan.",
+  cancel: "Annullér", confirm: "Kør", started: "Kørsel #{id} startet",
+  st_RUNNING: "Kører", st_SUCCESS: "Lykkedes", st_PARTIAL: "Delvis", st_FAILED: "Fejlede",
+  st_TIMED_OUT: "Tidsgrænse", st_CANCELLED: "Annulleret", st_SKIPPED: "Sprunget over", st_ABANDONED: "Opgivet",
+  st_QUEUED: "I kø", st_NEVER: "Aldrig kørt", st_DISABLED: "Deaktiveret",
+  filter: "Filter", all: "Alle", clearFilter: "Vis alle jobs", manual: "Kun manuelt",
+  runHistory: "Kørselshistorik", trigger: "Udløser", started_: "Startet", duration: "Varighed", attempt: "Forsøg",
+  prev: "Forrige", next: "Næste", page: "Side {n}", noRuns: "Ingen kørsler endnu.",
+  chartTitle: "Varighed og udfald over tid", consecutiveFailures: "Fejl i træk",
+  editSchedule: "Tidsplan", save: "Gem", reset: "Nulstil til konfigurationen", overridden: "ændret",
+  configValue: "Konfiguration: {v}", lockedReason: "Låst i konfigurationen: ændringer under drift er ikke tilladt.",
+  roleReason: "Din rolle ({role}) må ikke ændre tidsplaner.", nextFires: "Næste kørsler", errorAt: "Kolonne {col}",
+  saved: "Gemt.", timezone: "Tidszone", audit: "Revisionslog", noAudit: "Ingen poster.",
+  who: "Hvem", what: "Hvad", when: "Hvornår",
+  run: "Kørsel", exit: "Exitkode", signal: "Signal", output: "Output", summary: "Resumé", error: "Fejl",
+  maxRss: "Maks RSS", cpu: "CPU (bruger / system)", scheduledFor: "Planlagt til", finished: "Færdig",
+  following: "Følger live", noOutput: "Intet output.", back: "Tilbage",
+  connLost: "Forbindelsen blev afbrudt — genforbinder…", connBack: "Live", connConnecting: "Forbinder…",
+  locked: "låst", notFound: "Ikke fundet.", loading: "Indlæser…", viewerCannot: "Din rolle må ikke gøre dette.",
+};
+
+const DICTS: Record<Lang, Dict> = { en, sv, da };
+export type Key = keyof Dict;
+
+function detect(): Lang {
+  const saved = localStorage.getItem("cronvisor.lang");
+  if (saved === "en" || saved === "sv" || saved === "da") return saved;
+  for (const l of navigator.languages ?? [navigator.language]) {
+    const p = l.toLowerCase().slice(0, 2);
+    if (p === "sv") return "sv";
+    if (p === "da") return "da";
+    if (p === "en") return "en";
+  }
+  return "en";
+}
+
+let lang: Lang = detect();
+const listeners = new Set<() => void>();
+
+export function currentLang(): Lang {
+  return lang;
+}
+export function setLang(l: Lang): void {
+  lang = l;
+  localStorage.setItem("cronvisor.lang", l);
+  document.documentElement.lang = l;
+  listeners.forEach((f) => f());
+}
+export function onLangChange(f: () => void): () => void {
+  listeners.add(f);
+  return () => listeners.delete(f);
+}
+document.documentElement.lang = lang;
+
+export function t(key: Key, vars?: Record<string, string | number>): string {
+  let s: string = DICTS[lang][key] ?? en[key];
+  if (vars) for (const [k, v] of Object.entries(vars)) s = s.replace(`{${k}}`, String(v));
+  return s;
+}
+
+/** The schedule in words: the job's schedule_human when set, else cronstrue in the current
+ * language; macros and cronvisor's own forms are handled before cronstrue. */
+export function describeSchedule(schedule: string, human?: string | null): string {
+  if (human) return human;
+  const s = schedule.trim();
+  if (s === "manual") return t("manual");
+  const every = /^@every\s+(.+)$/.exec(s);
+  if (every) return `@every ${every[1]}`;
+  if (s === "@reboot") return "@reboot";
+  try {
+    return cronstrue.toString(s.replace(/\bH\b/g, "*"), {
+      locale: lang,
+      use24HourTimeFormat: lang !== "en",
+      verbose: false,
+      throwExceptionOnParseError: true,
+    });
+  } catch {
+    return s;
+  }
+}

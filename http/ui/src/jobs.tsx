@@ -1,0 +1,140 @@
+// The job list: one row per job with status, schedule in words, last and next run, success
+// rate, and the actions the role allows. Also used on the overview when a card filters it.
+import { useState } from "preact/hooks";
+import { api, ApiError, Job } from "./api";
+import { percent } from "./fmt";
+import { describeSchedule, t } from "./i18n";
+import { navigate } from "./router";
+import { can, FAILED, useStore } from "./store";
+import { Dialog, jobStatus, LastRunCell, StatusBadge, Time } from "./ui";
+
+export type JobFilter = "" | "running" | "queued" | "succeeded" | "failed";
+
+export function matches(j: Job, f: JobFilter): boolean {
+  const s = jobStatus(j);
+  if (f === "running") return j.running > 0;
+  if (f === "queued") return j.queued > 0;
+  if (f === "succeeded") return s === "SUCCESS";
+  if (f === "failed") return FAILED.includes(s);
+  return true;
+}
+
+export function RunNowButton({ job }: { job: Job }) {
+  const [open, setOpen] = useState(false);
+  const [msg, setMsg] = useState("");
+  const allowed = can("trigger");
+  if (!allowed) return null;
+  const go = async () => {
+    setOpen(false);
+    try {
+      const r = await api.trigger(job.name);
+      setMsg(t("started", { id: r.run_id }));
+    } catch (e) {
+      setMsg((e as ApiError).message);
+    }
+  };
+  return (
+    <>
+      <button type="button" class="primary" onClick={() => setOpen(true)}
+        aria-label={`${t("runNow")}: ${job.title ?? job.name}`} data-action="run-now">
+        ▶ {t("runNow")}
+      </button>
+      {msg && <span class="toast" role="status">{msg}</span>}
+      <Dialog open={open} title={t("confirmRun", { job: job.title ?? job.name })} confirmLabel={t("confirm")}
+        onConfirm={go} onCancel={() => setOpen(false)}>
+        <p>{t("confirmRunBody")}</p>
+      </Dialog>
+    </>
+  );
+}
+
+export function EnableToggle({ job }: { job: Job }) {
+  const [err, setErr] = useState("");
+  const allowed = can("trigger") && !job.locked;
+  const toggle = async () => {
+    try {
+      await api.setEnabled(job.name, !job.enabled);
+      setErr("");
+    } catch (e) {
+      setErr((e as ApiError).message);
+    }
+  };
+  return (
+    <label class="switch" title={job.locked ? t("lockedReason") : undefined}>
+      <input type="checkbox" role="switch" checked={job.enabled} disabled={!allowed} onChange={toggle}
+        aria-label={`${t("enabled")}: ${job.title ?? job.name}`} />
+      <span>{job.enabled ? t("enabled") : t("disabled")}</span>
+      {err && <span class="error-text" role="alert">{err}</span>}
+    </label>
+  );
+}
+
+export function JobRow({ job }: { job: Job }) {
+  const href = `/jobs/${encodeURIComponent(job.name)}`;
+  return (
+    <tr data-job={job.name} class={job.enabled ? "" : "is-disabled"}>
+      <td data-label={t("status")}><StatusBadge status={jobStatus(job)} runId={job.last_run?.id} /></td>
+      <td data-label={t("job")}>
+        <a href={href} class="job-title">{job.title ?? job.name}</a>
+        {job.locked && <span class="tag" title={t("lockedReason")} data-role="locked">{t("locked")}</span>}
+        {job.description && <div class="muted small">{job.description}</div>}
+        {job.last_run?.error && FAILED.includes(job.last_run.status) && (
+          <div class="error-text small" data-role="last-error">{job.last_run.error}</div>
+        )}
+      </td>
+      <td data-label={t("schedule")}>
+        <div>{describeSchedule(job.schedule, job.overridden.includes("schedule") ? null : job.schedule_human)}</div>
+        <code class="small">{job.schedule}</code>
+        {job.timezone && job.timezone !== "UTC" && <span class="muted small"> {job.timezone}</span>}
+      </td>
+      <td data-label={t("lastRun")}><LastRunCell r={job.last_run} /></td>
+      <td data-label={t("nextRun")}>{job.enabled ? <Time iso={job.next_fire} /> : <span class="muted">{t("disabled")}</span>}</td>
+      <td data-label={t("successRate")}>{job.stats && job.stats.runs > 0 ? percent(job.stats.success_rate) : "—"}</td>
+      <td data-label={t("actions")} class="actions">
+        <RunNowButton job={job} />
+        <EnableToggle job={job} />
+      </td>
+    </tr>
+  );
+}
+
+export function JobTable({ filter }: { filter: JobFilter }) {
+  const s = useStore();
+  const jobs = s.jobs.filter((j) => matches(j, filter));
+  return (
+    <table class="jobs">
+      <thead>
+        <tr>
+          <th scope="col">{t("status")}</th><th scope="col">{t("job")}</th><th scope="col">{t("schedule")}</th>
+          <th scope="col">{t("lastRun")}</th><th scope="col">{t("nextRun")}</th>
+          <th scope="col">{t("successRate")}</th><th scope="col">{t("actions")}</th>
+        </tr>
+      </thead>
+      <tbody>{jobs.map((j) => <JobRow key={j.name} job={j} />)}</tbody>
+    </table>
+  );
+}
+
+export function JobsPage({ filter }: { filter: JobFilter }) {
+  return (
+    <section aria-labelledby="jobs-h">
+      <div class="row between">
+        <h1 id="jobs-h">{t("jobs")}</h1>
+        <label>
+          {t("filter")}{" "}
+          <select value={filter} onChange={(e) => {
+            const v = (e.target as HTMLSelectElement).value;
+            navigate(v ? `/jobs?filter=${v}` : "/jobs");
+          }}>
+            <option value="">{t("all")}</option>
+            <option value="running">{t("runningNow")}</option>
+            <option value="queued">{t("queued")}</option>
+            <option value="succeeded">{t("st_SUCCESS")}</option>
+            <option value="failed">{t("st_FAILED")}</option>
+          </select>
+        </label>
+      </div>
+      <JobTable filter={filter} />
+    </section>
+  );
+}

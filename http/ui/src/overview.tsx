@@ -1,0 +1,90 @@
+// The overview: summary cards (each filters the job list), probes, and the configured links.
+import { useState } from "preact/hooks";
+import { api, ApiError } from "./api";
+import { num } from "./fmt";
+import { t } from "./i18n";
+import { JobFilter, JobTable } from "./jobs";
+import { navigate } from "./router";
+import { set, state, useStore } from "./store";
+import { Time } from "./ui";
+
+function Card(p: { label: string; value: number; filter: JobFilter; tone: string; active: boolean }) {
+  return (
+    <button type="button" class={`card tone-${p.tone}${p.active ? " active" : ""}`} aria-pressed={p.active}
+      data-card={p.filter} onClick={() => navigate(p.active ? "/" : `/?filter=${p.filter}`)}>
+      <span class="card-value">{num(p.value)}</span>
+      <span class="card-label">{p.label}</span>
+    </button>
+  );
+}
+
+function ProbeCard({ name }: { name: string }) {
+  const s = useStore();
+  const p = s.probes.find((x) => x.name === name)!;
+  const [busy, setBusy] = useState(false);
+  const refresh = async () => {
+    setBusy(true);
+    try {
+      const np = await api.checkProbe(name);
+      if (np?.name) set({ probes: state.probes.map((x) => (x.name === name ? np : x)) });
+    } catch (e) {
+      set({ probes: state.probes.map((x) => (x.name === name ? { ...x, error: (e as ApiError).message } : x)) });
+    } finally {
+      setBusy(false);
+    }
+  };
+  const tone = p.status === "healthy" || p.status === "ok" ? "ok" : p.status === "unhealthy" || p.status === "down" ? "failed" : "never";
+  return (
+    <li class={`probe tone-${tone}`} data-probe={name}>
+      <div class="row between">
+        <strong>{name}</strong>
+        <span class="badge"><span class="dot" aria-hidden="true">{tone === "ok" ? "✓" : tone === "failed" ? "✕" : "–"}</span>{p.status}</span>
+      </div>
+      <div class="small muted">{t("latency")}: {p.latency_ms} ms · {t("lastChecked")}: <Time iso={p.checked_at} /></div>
+      {p.error && <div class="small error-text">{p.error}</div>}
+      <button type="button" class="small-btn" onClick={refresh} disabled={busy} aria-label={`${t("refresh")}: ${name}`}>
+        ↻ {t("refresh")}
+      </button>
+    </li>
+  );
+}
+
+export function Overview({ filter }: { filter: JobFilter }) {
+  const s = useStore();
+  const running = s.jobs.reduce((a, j) => a + j.running, 0);
+  const queued = s.jobs.reduce((a, j) => a + j.queued, 0);
+  return (
+    <>
+      <h1 class="sr-only">{t("overview")}</h1>
+      <section class="cards" aria-label={t("overview")}>
+        <Card label={t("runningNow")} value={running} filter="running" tone="running" active={filter === "running"} />
+        <Card label={t("queued")} value={queued} filter="queued" tone="queued" active={filter === "queued"} />
+        <Card label={t("succeeded24")} value={s.ok24} filter="succeeded" tone="ok" active={filter === "succeeded"} />
+        <Card label={t("failed24")} value={s.failed24} filter="failed" tone="failed" active={filter === "failed"} />
+      </section>
+      <section aria-labelledby="jobs-h">
+        <div class="row between">
+          <h2 id="jobs-h">{t("jobs")}</h2>
+          {filter && <a href="/">{t("clearFilter")}</a>}
+        </div>
+        <JobTable filter={filter} />
+      </section>
+      <div class="two-col">
+        <section aria-labelledby="health-h">
+          <h2 id="health-h">{t("health")}</h2>
+          {s.probes.length === 0 ? <p class="muted">{t("noProbes")}</p> : (
+            <ul class="probes">{s.probes.map((p) => <ProbeCard key={p.name} name={p.name} />)}</ul>
+          )}
+        </section>
+        {s.links.length > 0 && (
+          <section aria-labelledby="links-h">
+            <h2 id="links-h">{t("links")}</h2>
+            <ul class="links">
+              {s.links.map((l) => <li key={l.url}><a href={l.url} target="_blank" rel="noopener noreferrer">{l.title} ↗</a></li>)}
+            </ul>
+          </section>
+        )}
+      </div>
+    </>
+  );
+}

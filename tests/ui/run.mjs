@@ -1,0 +1,315 @@
+// Browser tests of the dashboard against the real daemon: starts `cronvisor run` with a test
+// config on an ephemeral port, drives Debian's chromium through playwright-core (never a
+// downloaded browser), and saves a screenshot of each screen into $CV_UI_SHOTS (default
+// <build>/ui-shots). Exits 0 when every check passed, 1 on the first failure, 77 (skipped) when
+// chromium or the REST API is not there.
+//
+// env: CRONVISOR_BIN (the daemon), CHROMIUM (default /usr/bin/chromium), CV_UI_SHOTS.
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { chromium } from "playwright-core";
+
+const BIN = resolve(process.env.CRONVISOR_BIN ?? "build/cronvisor");
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const SHOTS = process.env.CV_UI_SHOTS ?? join(process.env.CV_BUILD_DIR ?? "build", "ui-shots");
+const SKIP = 77;
+const T = 20000; // per wait
+
+const TOKENS = { admin: "ui-admin-token", operator: "ui-operator-token", viewer: "ui-viewer-token" };
+
+const CONFIG = (dir) => `
+server:
+  listen: "127.0.0.1:0"
+storage:
+  sqlite:
+    path: ${dir}/cronvisor.db
+defaults:
+  timezone: UTC
+auth:
+  tokens:
+    - { name: admin, role: admin, token: ${TOKENS.admin} }
+    - { name: ops, role: operator, token: ${TOKENS.operator} }
+    - { name: watcher, role: viewer, token: ${TOKENS.viewer} }
+links:
+  - { title: Runbook, url: "https://example.com/runbook" }
+jobs:
+  - name: quick-ok
+    title: Quick OK
+    description: Succeeds after a short while and reports items.
+    schedule: manual
+    command: 'echo starting; sleep 1.5; echo "{\\"items_processed\\": 7}" >&$$CRONVISOR_RESULT_FD; echo finished'
+  - name: always-fails
+    title: Always fails
+    description: Exits 3 with a message on stderr.
+    schedule: manual
+    command: 'echo "upstream answered 503" >&2; exit 3'
+  - name: chatty
+    title: Chatty export
+    description: Prints a line every 300 ms for about 9 seconds.
+    schedule: manual
+    command: 'i=1; while [ $$i -le 30 ]; do echo "exported batch $$i"; i=$$((i + 1)); sleep 0.3; done'
+  - name: nightly
+    title: Nightly rebuild
+    description: Editable schedule.
+    schedule: "0 3 * * *"
+    command: "true"
+  - name: billing
+    title: Monthly billing
+    description: Locked in the configuration.
+    schedule: "0 4 1 * *"
+    schedule_human: At 04:00 on the 1st of every month
+    locked: true
+    command: "true"
+`;
+
+let failures = 0;
+let current = "";
+function check(cond, what) {
+  if (!cond) throw new Error(`${current}: ${what}`);
+}
+
+async function step(name, fn) {
+  current = name;
+  const t0 = Date.now();
+  try {
+    await fn();
+    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
+  } catch (e) {
+    failures++;
+    console.log(`FAIL ${name}: ${e.message.split("\n").slice(0, 3).join(" / ")}`);
+  }
+}
+
+function startDaemon() {
+  const dir = mkdtempSync(join(tmpdir(), "cvui-"));
+  writeFileSync(join(dir, "cronvisor.yaml"), CONFIG(dir));
+  const proc = spawn(BIN, ["run", "-c", join(dir, "cronvisor.yaml")], { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
+  let log = "";
+  const port = new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no "listening on" line in 20 s:\n${log}`)), 20000);
+    proc.stderr.on("data", (d) => {
+      log += d;
+      const m = /listening on https?:\/\/[^\s:]+:(\d+)/.exec(log);
+      if (m) { clearTimeout(timer); resolve(Number(m[1])); }
+    });
+    proc.on("exit", (code) => reject(new Error(`daemon exited ${code}:\n${log}`)));
+  });
+  return { proc, dir, port, log: () => log };
+}
+
+async function login(page, base, token) {
+  await page.goto(base + "/");
+  await page.fill("#token", token);
+  await page.click("button[type=submit]");
+  await page.waitForSelector("[data-conn=live]", { timeout: T });
+  await page.waitForSelector("tr[data-job]", { timeout: T });
+}
+
+const row = (name) => `tr[data-job="${name}"]`;
+const badge = (name) => `${row(name)} [data-status]`;
+
+async function statusOf(page, name) {
+  return page.getAttribute(badge(name), "data-status");
+}
+
+async function waitStatus(page, sel, status) {
+  await page.waitForSelector(`${sel} [data-status="${status}"], ${sel}[data-status="${status}"]`, { timeout: T });
+}
+
+async function runNow(page, name) {
+  await page.click(`${row(name)} [data-action=run-now]`);
+  await page.waitForSelector("dialog[open]", { timeout: T });
+  await page.click("dialog[open] button.primary");
+}
+
+async function main() {
+  if (!existsSync(CHROMIUM)) {
+    console.log(`skip: no chromium at ${CHROMIUM}`);
+    return SKIP;
+  }
+  mkdirSync(SHOTS, { recursive: true });
+  const d = startDaemon();
+  let browser;
+  try {
+    const port = await d.port;
+    const base = `http://127.0.0.1:${port}`;
+    const probe = await fetch(`${base}/api/jobs`, { headers: { Authorization: `Bearer ${TOKENS.viewer}` } });
+    if (probe.status === 404) {
+      console.log("skip: this daemon has no REST API (/api/jobs is 404)");
+      return SKIP;
+    }
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+      // playwright gives every launch a fresh temporary --user-data-dir of its own.
+    });
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: "en-GB" });
+    const page = await ctx.newPage();
+    const consoleErrors = [];
+    page.on("pageerror", (e) => consoleErrors.push(String(e)));
+
+    await step("the login screen asks for a token and refuses a wrong one", async () => {
+      await page.goto(base + "/");
+      await page.waitForSelector("#token");
+      await page.screenshot({ path: join(SHOTS, "login.png") });
+      await page.fill("#token", "not-a-token");
+      await page.click("button[type=submit]");
+      await page.waitForSelector("[role=alert]", { timeout: T });
+      check(await page.isVisible("#token"), "still on the login screen");
+    });
+
+    await step("an admin signs in and sees the role", async () => {
+      await login(page, base, TOKENS.admin);
+      const role = await page.textContent("[data-role=role]");
+      check(/admin/.test(role), `role shown is "${role}"`);
+      check(await page.evaluate(() => sessionStorage.getItem("cronvisor.token")) === TOKENS.admin, "token kept in sessionStorage");
+      check(await page.evaluate(() => localStorage.getItem("cronvisor.token")) === null, "token not in localStorage");
+    });
+
+    await step("the list shows every job with its status", async () => {
+      for (const name of ["quick-ok", "always-fails", "chatty", "nightly", "billing"])
+        check(await page.isVisible(row(name)), `row for ${name}`);
+      check(await statusOf(page, "quick-ok") === "NEVER", "quick-ok never ran");
+      const sched = await page.textContent(`${row("billing")} td:nth-child(3)`);
+      check(sched.includes("At 04:00 on the 1st of every month"), `schedule_human wins: ${sched}`);
+      const nightly = await page.textContent(`${row("nightly")} td:nth-child(3)`);
+      check(/03:00|3:00 AM/.test(nightly) && nightly.includes("0 3 * * *"), `schedule in words beside the cron text: ${nightly}`);
+    });
+
+    await step("Run now asks to confirm, shows running, then success, without a reload", async () => {
+      await page.evaluate(() => { window.__noReload = true; });
+      await runNow(page, "quick-ok");
+      await waitStatus(page, row("quick-ok"), "RUNNING");
+      await page.screenshot({ path: join(SHOTS, "overview.png"), fullPage: true });
+      await waitStatus(page, row("quick-ok"), "SUCCESS");
+      const cell = await page.textContent(`${row("quick-ok")} td:nth-child(4)`);
+      check(cell.includes("7"), `items processed shown: ${cell}`);
+      check(await page.evaluate(() => window.__noReload === true), "the page was not reloaded");
+    });
+
+    await step("a failing job turns red and shows its error", async () => {
+      await runNow(page, "always-fails");
+      await waitStatus(page, row("always-fails"), "FAILED");
+      await page.waitForSelector(`${row("always-fails")} [data-role=last-error]`, { timeout: T });
+      const err = await page.textContent(`${row("always-fails")} [data-role=last-error]`);
+      check(err.length > 0, "error text");
+      const color = await page.$eval(`${row("always-fails")} .dot`, (e) => getComputedStyle(e).backgroundColor);
+      check(/rgb\((207|255), (34|123), (46|114)\)/.test(color), `red dot, got ${color}`);
+      const failedCard = await page.textContent("[data-card=failed] .card-value");
+      check(Number(failedCard) >= 1, `failed card counts it: ${failedCard}`);
+    });
+
+    await step("the failed card filters the list", async () => {
+      await page.click("[data-card=failed]");
+      await page.waitForFunction(() => document.querySelectorAll("tr[data-job]").length === 1, null, { timeout: T });
+      check(await page.isVisible(row("always-fails")), "only the failed job");
+      await page.click("[data-card=failed]");
+      await page.waitForFunction(() => document.querySelectorAll("tr[data-job]").length === 5, null, { timeout: T });
+    });
+
+    await step("the live log shows lines while the job prints them", async () => {
+      await runNow(page, "chatty");
+      const toast = await page.waitForSelector(`${row("chatty")} .toast`, { timeout: T });
+      const id = /#(\d+)/.exec(await toast.textContent())[1];
+      await page.click(`a[href="/jobs/chatty"]`);
+      await page.waitForSelector(`tr[data-run="${id}"]`, { timeout: T });
+      await page.click(`tr[data-run="${id}"] a`);
+      await page.waitForSelector(`dl[data-run="${id}"]`, { timeout: T });
+      await page.waitForFunction(() => /exported batch ([3-9]|1\d)\b/.test(document.querySelector("[data-role=output]")?.textContent ?? "")
+        && document.querySelector("dl[data-run]")?.getAttribute("data-status") === "RUNNING", null, { timeout: T });
+      await page.screenshot({ path: join(SHOTS, "run-live.png"), fullPage: true });
+      await page.waitForSelector(`dl[data-run="${id}"][data-status=SUCCESS]`, { timeout: T });
+      const out = await page.textContent("[data-role=output]");
+      check(out.includes("exported batch 30"), "the whole output at the end");
+      await page.screenshot({ path: join(SHOTS, "run.png"), fullPage: true });
+    });
+
+    await step("an invalid schedule shows its error and column; a valid one its next fires; saving moves the next run", async () => {
+      await page.goto(base + "/jobs/nightly");
+      await page.waitForSelector("#sched-input", { timeout: T });
+      const before = await page.getAttribute(".job-head time", "datetime");
+      await page.fill("#sched-input", "0 25 * * *");
+      await page.waitForSelector("[data-role=schedule-error]", { timeout: T });
+      const err = await page.textContent("[data-role=schedule-error]");
+      check(/Column 3/.test(err), `error names column 3: ${err}`);
+      await page.fill("#sched-input", "*/20 * * * *");
+      await page.waitForFunction(() => document.querySelectorAll("[data-role=next-fires] li").length === 5, null, { timeout: T });
+      await page.click("[data-role=schedule-editor] button[type=submit]");
+      await page.waitForFunction((b) => {
+        const t = document.querySelector(".job-head time")?.getAttribute("datetime");
+        return t && t !== b;
+      }, before, { timeout: T });
+      const after = await page.getAttribute(".job-head time", "datetime");
+      check(Date.parse(after) - Date.now() <= 20 * 60e3 + 5000, `next run within 20 minutes: ${after}`);
+      await page.waitForSelector("[data-role=overrides]", { timeout: T });
+      await page.screenshot({ path: join(SHOTS, "job.png"), fullPage: true });
+    });
+
+    await step("a locked job's editor is disabled with the reason", async () => {
+      await page.goto(base + "/jobs/billing");
+      await page.waitForSelector("#sched-input", { timeout: T });
+      check(await page.isDisabled("#sched-input"), "input disabled");
+      check(/Locked/.test(await page.textContent("[data-role=disabled-reason]")), "reason shown");
+    });
+
+    await step("the job list works at phone width", async () => {
+      await page.setViewportSize({ width: 390, height: 844 });
+      await page.goto(base + "/jobs");
+      await page.waitForSelector(row("quick-ok"), { timeout: T });
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      check(overflow <= 1, `no horizontal scroll (${overflow}px)`);
+      await page.screenshot({ path: join(SHOTS, "jobs-phone.png"), fullPage: true });
+      await page.setViewportSize({ width: 1280, height: 900 });
+    });
+
+    await step("a lost connection is shown, and events missed meanwhile arrive after reconnecting", async () => {
+      await page.goto(base + "/jobs");
+      await page.waitForSelector("[data-conn=live]", { timeout: T });
+      await ctx.setOffline(true); // blocks the reconnection until we allow it
+      await page.evaluate(() => window.__cronvisor.drop());
+      await page.waitForSelector("[data-conn=lost]", { timeout: T });
+      await page.screenshot({ path: join(SHOTS, "connection-lost.png") });
+      const r = await fetch(`${base}/api/jobs/always-fails/trigger`, { method: "POST", headers: { Authorization: `Bearer ${TOKENS.admin}` } });
+      check(r.status === 202, `trigger while disconnected: ${r.status}`);
+      const runId = (await r.json()).run_id;
+      await ctx.setOffline(false);
+      await page.waitForSelector("[data-conn=live]", { timeout: 30000 });
+      await page.waitForSelector(`${row("always-fails")} [data-run-id="${runId}"][data-status=FAILED]`, { timeout: T });
+    });
+
+    await step("a viewer cannot trigger or edit", async () => {
+      const vctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+      const vp = await vctx.newPage();
+      await login(vp, base, TOKENS.viewer);
+      check(/viewer/.test(await vp.textContent("[data-role=role]")), "role shown");
+      check(await vp.locator("[data-action=run-now]").count() === 0, "no Run now buttons");
+      check(await vp.isDisabled(`${row("nightly")} input[role=switch]`), "enable switch disabled");
+      await vp.goto(base + "/jobs/nightly");
+      await vp.waitForSelector("#sched-input", { timeout: T });
+      check(await vp.isDisabled("#sched-input"), "schedule editor disabled");
+      const r = await vp.evaluate(async (tok) => (await fetch("/api/jobs/quick-ok/trigger", { method: "POST", headers: { Authorization: `Bearer ${tok}` } })).status, TOKENS.viewer);
+      check(r === 403, `the API refuses a viewer's trigger: ${r}`);
+      await vctx.close();
+    });
+
+    await step("no script errors on the page", async () => {
+      check(consoleErrors.length === 0, consoleErrors.join("; "));
+    });
+  } catch (e) {
+    failures++;
+    console.log(`FAIL setup: ${e.message}`);
+  } finally {
+    await browser?.close().catch(() => {});
+    d.proc.kill("SIGTERM");
+    await new Promise((r) => (d.proc.exitCode !== null ? r() : d.proc.on("exit", r)));
+    if (failures) console.log(`--- daemon log ---\n${d.log().slice(-4000)}`);
+    rmSync(d.dir, { recursive: true, force: true });
+  }
+  console.log(failures ? `${failures} failed` : "all passed");
+  return failures ? 1 : 0;
+}
+
+process.exit(await main());
