@@ -24,7 +24,7 @@ if(CV_UI)
   # node_modules/.package-lock.json on every install).
   add_custom_command(
     OUTPUT ${CV_UI_DIR}/node_modules/.package-lock.json
-    COMMAND ${NPM} ci --no-audit --no-fund --loglevel=error
+    COMMAND sh ${CMAKE_SOURCE_DIR}/scripts/npm-install.sh
     DEPENDS ${CV_UI_DIR}/package-lock.json ${CV_UI_DIR}/package.json
     WORKING_DIRECTORY ${CV_UI_DIR}
     COMMENT "npm ci (dashboard dependencies)"
