@@ -20,7 +20,7 @@ typedef struct pprobe {
     health_result_t res;
     uv_timer_t interval, deadline;
     int64_t min_latency_ms; /* set when the deadline ends a check */
-    probe_check_t *check; /* the check in flight, or NULL */
+    probe_check_t *check;   /* the check in flight, or NULL */
     int64_t start_ns;
     uint64_t seq;
 } pprobe_t;

@@ -401,6 +401,7 @@ static void start_actors(daemon_t *d)
         api_set_peers(d->api, executor_actor(d->ex), scheduler_actor(d->sched));
         start_notifier(d);
         start_prober(d);
+        api_set_health_peers(d->api, prober_actor(d->prober), notifier_actor(d->notifier));
     } else {
         d->ex = executor_create(d->rt, &eo);
         store_actor_subscribe(d->sa, d->self);

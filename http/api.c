@@ -84,6 +84,12 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
     case MSG_HEALTH:
         api__model_health(a, (msg_health_t *)msg);
         break;
+    case MSG_HEALTH_LIST:
+        api__health_replied(a, (msg_health_list_t *)msg);
+        break;
+    case MSG_NOTIFY_LIST:
+        api__notifications_replied(a, (msg_notify_list_t *)msg);
+        break;
     default:
         cv_warn("http", "unexpected message type %d", msg->type);
     }
@@ -114,6 +120,8 @@ static int add_routes(api_t *a)
         rc = api__routes_runs(a);
     if (rc == 0)
         rc = api__routes_metrics(a);
+    if (rc == 0)
+        rc = api__health_routes(a);
     if (rc == 0)
         rc = ui_routes(a->srv); /* the dashboard (http/ui.h) */
     return rc;
@@ -164,6 +172,7 @@ api_t *api_create(cv_runtime_t *rt, const api_opts_t *opts, char **err)
     a->started_ms = cv_now_ms();
     cv_list_init(&a->active);
     cv_list_init(&a->triggers);
+    cv_list_init(&a->queries);
     a->hub = ws_hub_create(srv, NULL);
     if (a->hub == NULL || add_routes(a) != 0)
         cv_error("http", "the API routes could not all be added");
@@ -184,6 +193,12 @@ void api_set_peers(api_t *a, cv_actor_t *executor, cv_actor_t *scheduler)
     a->executor = executor;
     a->scheduler = scheduler;
     api__model_refresh_stats(a, NULL);
+}
+
+void api_set_health_peers(api_t *a, cv_actor_t *prober, cv_actor_t *notifier)
+{
+    a->prober = prober;
+    a->notifier = notifier;
 }
 
 int api_port(const api_t *a)
@@ -224,6 +239,7 @@ void api_close(api_t *a, void (*cb)(void *ud), void *ud)
     cv_actor_destroy(a->actor);
     a->actor = NULL;
     api__triggers_abort(a);
+    api__queries_abort(a);
     a->hub = NULL; /* freed by the server */
     api_server_close(a->srv, on_server_closed, a);
 }

@@ -50,6 +50,9 @@ cv_actor_t *api_actor(api_t *a);
 /** Tells the actor where the executor (triggers, cancels) and the scheduler (enable, schedule)
  * are; both are created after it. scheduler may be NULL (--once). */
 void api_set_peers(api_t *a, cv_actor_t *executor, cv_actor_t *scheduler);
+/** Tells the API where the prober and the notifier are (GET /api/health, /api/notifications);
+ * either may be NULL. */
+void api_set_health_peers(api_t *a, cv_actor_t *prober, cv_actor_t *notifier);
 /** The bound TCP port. */
 int api_port(const api_t *a);
 /** Stops taking messages, closes the server (requests waiting for an answer get 503) and frees

@@ -75,6 +75,8 @@ struct api {
     size_t nall;
     cv_list_t active;   /* api__active_t */
     cv_list_t triggers; /* api__trigger_t waiting for MSG_FIRE_REPLY */
+    cv_list_t queries;  /* requests waiting for the prober or the notifier (api_health.c) */
+    cv_actor_t *prober, *notifier;
     uint64_t next_corr;
     api__probe_t *probes;
     size_t nprobes;
@@ -102,6 +104,14 @@ void api__model_override(api_t *a, const char *job, const char *field, const cha
 void api__model_event(api_t *a, msg_run_event_t *e);
 void api__model_output(api_t *a, const msg_run_output_t *o);
 void api__model_health(api_t *a, const msg_health_t *h);
+/* ---- api_health.c ---- */
+
+int api__health_routes(api_t *a);
+void api__health_replied(api_t *a, const msg_health_list_t *l);
+void api__notifications_replied(api_t *a, const msg_notify_list_t *l);
+/** Answers every request still waiting for the prober or the notifier 503 (closing). */
+void api__queries_abort(api_t *a);
+
 /** One probe result as the JSON of GET /api/health and health.changed events. */
 json_t *api__health_json(const health_result_t *h);
 /** Reads the statistics of one job (NULL: every job) from the store into the model. */

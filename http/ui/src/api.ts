@@ -77,7 +77,9 @@ export interface Probe {
   status: string; // "healthy" | "unhealthy" | "unknown"
   latency_ms: number;
   checked_at: string | null;
-  error: string | null;
+  since?: string | null;
+  message?: string | null; // what the latest check said (the error when not healthy)
+  error?: string | null; // set by the page when a refresh request itself failed
 }
 
 export interface Link {
@@ -184,7 +186,8 @@ export const api = {
     request<{ running: number; queued: number; succeeded: number; partial: number; failed: number }>("GET", "/api/summary"),
   run: (id: number) => request<Run>("GET", `/api/runs/${id}`),
   health: () => request<{ probes: Probe[] }>("GET", "/api/health").then((r) => r.probes ?? []),
-  checkProbe: (name: string) => request<Probe>("POST", `/api/health/${enc(name)}/check`),
+  checkProbe: (name: string) =>
+    request<{ probes: Probe[] }>("POST", `/api/health/refresh?probe=${enc(name)}`).then((r) => r.probes[0]),
   info: () => request<{ version?: string; links?: Link[]; instance?: string }>("GET", "/api/info"),
   audit: (job: string) =>
     request<{ entries: AuditEntry[] }>("GET", `/api/audit?job=${enc(job)}&limit=50`).then((r) => r.entries ?? []),

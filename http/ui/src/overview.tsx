@@ -41,7 +41,9 @@ function ProbeCard({ name }: { name: string }) {
         <span class="badge"><span class="dot" aria-hidden="true">{tone === "ok" ? "✓" : tone === "failed" ? "✕" : "–"}</span>{p.status}</span>
       </div>
       <div class="small muted">{t("latency")}: {p.latency_ms} ms · {t("lastChecked")}: <Time iso={p.checked_at} /></div>
-      {p.error && <div class="small error-text">{p.error}</div>}
+      {(p.error || (p.status !== "healthy" && p.message)) && (
+        <div class="small error-text">{p.error || p.message}</div>
+      )}
       <button type="button" class="small-btn" onClick={refresh} disabled={busy} aria-label={`${t("refresh")}: ${name}`}>
         ↻ {t("refresh")}
       </button>

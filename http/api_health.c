@@ -1,0 +1,153 @@
+/* Health and notification endpoints: GET /api/health, POST /api/health/refresh (all probes or
+ * ?probe=NAME; answers once the fresh results are in), GET /api/notifications, and GET /api/info
+ * (version, instance, the configuration's links). The prober and the notifier own the data; the
+ * http actor asks them by message (MSG_HEALTH_GET / MSG_HEALTH_REFRESH / MSG_NOTIFY_GET) and
+ * answers the deferred request when their reply arrives. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/api_int.h"
+
+/* A request waiting for the prober's or the notifier's answer. */
+typedef struct query {
+    cv_list_t link;
+    uint64_t corr;
+    api_req_t *req;
+} query_t;
+
+static void ask(api_t *a, api_req_t *req, cv_actor_t *to, cv_msg_t *m, uint64_t corr)
+{
+    query_t *q = cv_calloc(1, sizeof(*q));
+    q->corr = corr;
+    q->req = req;
+    cv_list_insert_tail(&a->queries, &q->link);
+    api_req_defer(req);
+    cv_actor_post(to, m);
+}
+
+static query_t *take(api_t *a, uint64_t corr)
+{
+    for (cv_list_t *n = a->queries.next; n != &a->queries; n = n->next) {
+        query_t *q = cv_container_of(n, query_t, link);
+        if (q->corr == corr) {
+            cv_list_remove(n);
+            return q;
+        }
+    }
+    return NULL;
+}
+
+static void h_health(api_req_t *req, void *data)
+{
+    api_t *a = data;
+    if (a->prober == NULL) {
+        api_reply_json(req, 200, json_pack("{s:[]}", "probes"));
+        return;
+    }
+    uint64_t corr = ++a->next_corr;
+    msg_health_query_t *m = msg_health_query_new(MSG_HEALTH_GET, NULL, a->actor, corr);
+    ask(a, req, a->prober, &m->hdr, corr);
+}
+
+static void h_health_refresh(api_req_t *req, void *data)
+{
+    api_t *a = data;
+    const char *probe = api_req_query(req, "probe");
+    if (a->prober == NULL) {
+        api_reply_error(req, 404, "not_found", "no probes are configured");
+        return;
+    }
+    uint64_t corr = ++a->next_corr;
+    msg_health_query_t *m =
+        msg_health_query_new(MSG_HEALTH_REFRESH, probe && *probe ? probe : NULL, a->actor, corr);
+    ask(a, req, a->prober, &m->hdr, corr);
+}
+
+void api__health_replied(api_t *a, const msg_health_list_t *l)
+{
+    query_t *q = take(a, l->corr);
+    if (q == NULL)
+        return;
+    if (l->error) {
+        api_reply_error(q->req, 404, "not_found", l->error);
+    } else {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < l->count; i++)
+            json_array_append_new(arr, api__health_json(&l->items[i]));
+        api_reply_json(q->req, 200, json_pack("{s:o}", "probes", arr));
+    }
+    free(q);
+}
+
+static void h_notifications(api_req_t *req, void *data)
+{
+    api_t *a = data;
+    if (a->notifier == NULL) {
+        api_reply_json(req, 200, json_pack("{s:[]}", "notifications"));
+        return;
+    }
+    const char *limit = api_req_query(req, "limit");
+    uint64_t corr = ++a->next_corr;
+    msg_notify_query_t *m = cv_msg_new(sizeof(*m), MSG_NOTIFY_GET);
+    m->reply_to = a->actor;
+    m->corr = corr;
+    m->limit = limit ? (size_t)strtoul(limit, NULL, 10) : 100;
+    ask(a, req, a->notifier, &m->hdr, corr);
+}
+
+static json_t *notify_json(const notify_record_t *r)
+{
+    return json_pack(
+        "{s:I,s:s,s:s,s:s,s:o,s:o,s:o,s:i,s:b,s:b,s:I,s:o}", "id", (json_int_t)r->id, "notifier",
+        r->notifier, "event", r->event, "subject", r->subject ? r->subject : "", "run_id",
+        r->run_id ? json_integer(r->run_id) : json_null(), "created_at", api__jtime(r->created_at),
+        "finished_at", api__jtime(r->finished_at), "attempts", r->attempts, "pending", r->pending,
+        "delivered", r->delivered, "http_status", (json_int_t)r->http_status, "last_error",
+        r->last_error ? api__jstr(r->last_error) : json_null());
+}
+
+void api__notifications_replied(api_t *a, const msg_notify_list_t *l)
+{
+    query_t *q = take(a, l->corr);
+    if (q == NULL)
+        return;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < l->count; i++)
+        json_array_append_new(arr, notify_json(&l->items[i]));
+    api_reply_json(q->req, 200, json_pack("{s:o}", "notifications", arr));
+    free(q);
+}
+
+void api__queries_abort(api_t *a)
+{
+    while (!cv_list_empty(&a->queries)) {
+        query_t *q = cv_container_of(a->queries.next, query_t, link);
+        cv_list_remove(&q->link);
+        api_reply_error(q->req, 503, "shutting_down", "the daemon is shutting down");
+        free(q);
+    }
+}
+
+static void h_info(api_req_t *req, void *data)
+{
+    api_t *a = data;
+    const cfg_t *cfg = a->cfg->cfg;
+    json_t *links = json_array();
+    for (unsigned i = 0; i < cfg->n_links; i++)
+        json_array_append_new(
+            links, json_pack("{s:s,s:s}", "title", cfg->links[i].title, "url", cfg->links[i].url));
+    api_reply_json(req, 200,
+                   json_pack("{s:s,s:s,s:o,s:o}", "version", CV_VERSION, "instance", a->instance,
+                             "started_at", api__jtime(a->started_ms), "links", links));
+}
+
+int api__health_routes(api_t *a)
+{
+    const api_route_t routes[] = {
+        {"GET", "/api/health", h_health, a, AUTH_ROLE_VIEWER, 0},
+        {"POST", "/api/health/refresh", h_health_refresh, a, AUTH_ROLE_OPERATOR, 0},
+        {"GET", "/api/notifications", h_notifications, a, AUTH_ROLE_VIEWER, 0},
+        {"GET", "/api/info", h_info, a, AUTH_ROLE_VIEWER, 0},
+    };
+    return api_server_routes(a->srv, routes, CV_ARRAY_SIZE(routes));
+}

@@ -1,0 +1,120 @@
+"""Health, notifications and info endpoints: GET /api/health, POST /api/health/refresh,
+GET /api/notifications, GET /api/info, checked against proto/openapi.yaml."""
+import http.server
+import json
+import threading
+import unittest
+
+from cvtest import Daemon, main, response_schema, schema_errors
+
+VIEWER, OPERATOR = "viewer-token-health-1", "operator-token-health-2"
+
+CONFIG = """
+server:
+  listen: "127.0.0.1:0"
+auth:
+  tokens:
+    - name: dash
+      role: viewer
+      token: %s
+    - name: ops
+      role: operator
+      token: %s
+links:
+  - title: Runbook
+    url: https://runbooks.example/cron
+probes:
+  - name: fine
+    type: exec
+    interval: 1h
+    command: "true"
+  - name: broken
+    type: exec
+    interval: 1h
+    command: "echo nope >&2; exit 3"
+notify:
+  - name: receiver
+    url: "http://127.0.0.1:%%d/hook?token=${HOOK_TOKEN}"
+    events: [probe.unhealthy]
+jobs:
+  - name: noop
+    schedule: manual
+    command: "true"
+""" % (VIEWER, OPERATOR)
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    bodies = []
+
+    def log_message(self, *a):
+        pass
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        Receiver.bodies.append(json.loads(self.rfile.read(n)))
+        self.send_response(204)
+        self.end_headers()
+
+
+class HealthApi(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+        threading.Thread(target=cls.srv.serve_forever, daemon=True).start()
+        cfg = CONFIG % cls.srv.server_address[1]
+        cls.d = Daemon(cfg, env={"HOOK_TOKEN": "hook-token-secret-77"}).start()
+        cls.d.port()
+        cls.d.wait_log(r"probe broken status=unhealthy")
+        cls.d.wait_log(r"notify receiver: probe.unhealthy broken delivered")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.stop()
+        cls.srv.shutdown()
+        cls.srv.server_close()
+
+    def call(self, method, path, token=VIEWER, expect=200, doc=None):
+        r = self.d.api(method, path, token=token)
+        self.assertEqual(r.status, expect, r)
+        self.assertNotIn(b"hook-token-secret-77", r.body)
+        schema = response_schema(doc or path.split("?")[0], method, expect)
+        if schema is not None:
+            self.assertEqual(schema_errors(r.json, schema), [], r.json)
+        return r.json
+
+    def test_health_lists_every_probe_with_its_status_and_message(self):
+        probes = {p["name"]: p for p in self.call("GET", "/api/health")["probes"]}
+        self.assertEqual(set(probes), {"store", "fine", "broken"})
+        self.assertEqual(probes["fine"]["status"], "healthy")
+        self.assertEqual(probes["broken"]["status"], "unhealthy")
+        self.assertIn("exit 3", probes["broken"]["message"])
+        self.assertEqual(probes["store"]["type"], "store")
+
+    def test_refresh_of_one_probe_answers_with_its_fresh_result(self):
+        before = {p["name"]: p for p in self.call("GET", "/api/health")["probes"]}["fine"]
+        after = self.call("POST", "/api/health/refresh?probe=fine", token=OPERATOR)["probes"]
+        self.assertEqual([p["name"] for p in after], ["fine"])
+        self.assertGreaterEqual(after[0]["checked_at"], before["checked_at"])
+        self.assertEqual(after[0]["status"], "healthy")
+
+    def test_refresh_of_an_unknown_probe_is_404_and_viewers_may_not_refresh(self):
+        r = self.call("POST", "/api/health/refresh?probe=nope", token=OPERATOR, expect=404)
+        self.assertIn("nope", r["error"]["message"])
+        self.call("POST", "/api/health/refresh", token=VIEWER, expect=403)
+
+    def test_notifications_show_the_delivery_of_probe_unhealthy(self):
+        notes = self.call("GET", "/api/notifications")["notifications"]
+        mine = [n for n in notes if n["event"] == "probe.unhealthy" and n["subject"] == "broken"]
+        self.assertEqual(len(mine), 1)
+        self.assertTrue(mine[0]["delivered"])
+        self.assertEqual(mine[0]["http_status"], 204)
+        self.assertTrue(any(b.get("event") == "probe.unhealthy" for b in Receiver.bodies))
+
+    def test_info_has_the_version_and_the_configured_links(self):
+        info = self.call("GET", "/api/info")
+        self.assertEqual(info["links"], [{"title": "Runbook", "url": "https://runbooks.example/cron"}])
+        self.assertRegex(info["version"], r"^\d+\.\d+\.\d+$")
+
+
+if __name__ == "__main__":
+    main()
