@@ -12,6 +12,7 @@ build_pkgs=(
 test_pkgs=(
   libcmocka-dev clang libclang-rt-14-dev clang-format python3 sqlite3
   postgresql redis-server prometheus wrk nginx-light chromium util-linux procps
+  curl openssl
 )
 
 want=("${build_pkgs[@]}")
