@@ -10,7 +10,7 @@ static int check_timezone(void *ud, const char *tz, char *msg, size_t msglen)
     return tz_load(tz, msg, msglen) ? 0 : -1;
 }
 
-static int check_schedule(void *ud, const char *schedule, const char *timezone,
+static int check_schedule(void *ud, const char *schedule, const char *zone_name,
                           const char *job_name, char *msg, size_t msglen, int *column)
 {
     cron_expr_t *e = NULL;

@@ -254,7 +254,7 @@ typedef struct cfg_load_opts {
     const char *(*getenv)(void *ud, const char *name);
     /** Validates a schedule (NULL: not checked). Returns 0 if valid; otherwise writes a
      * message and the 1-based column in the schedule string where the problem is. */
-    int (*check_schedule)(void *ud, const char *schedule, const char *timezone,
+    int (*check_schedule)(void *ud, const char *schedule, const char *zone_name,
                           const char *job_name, char *msg, size_t msglen, int *column);
     /** Validates a time zone name (NULL: not checked). Returns 0 if known. */
     int (*check_timezone)(void *ud, const char *tz, char *msg, size_t msglen);

@@ -232,12 +232,12 @@ static void h_disable(api_req_t *req, void *data)
 /* ---- schedules ---- */
 
 /* Parses schedule and zone; on an error replies 422 and returns -EINVAL. */
-static int check_schedule(api_req_t *req, const char *schedule, const char *timezone,
+static int check_schedule(api_req_t *req, const char *schedule, const char *zone_name,
                           const char *seed, cron_expr_t **expr, const tz_zone_t **zone)
 {
     char err[192];
     cron_error_t cerr = {0};
-    *zone = tz_load(timezone, err, sizeof(err));
+    *zone = tz_load(zone_name, err, sizeof(err));
     if (*zone == NULL) {
         api_reply_json(req, 422,
                        json_pack("{s:{s:s,s:o}}", "error", "code", "invalid_timezone", "message",
@@ -300,17 +300,18 @@ static void h_schedule(api_req_t *req, void *data)
     if (j == NULL || refuse_locked(j, req) || !need_schedule_body(req))
         return;
     const char *schedule = body_string(req, "schedule");
-    const char *tzname = body_string(req, "timezone");
+    const char *zone_text = body_string(req, "timezone");
     cron_expr_t *e = NULL;
     const tz_zone_t *z;
-    if (check_schedule(req, schedule, tzname ? tzname : api__job_timezone(j), j->name, &e, &z) != 0)
+    if (check_schedule(req, schedule, zone_text ? zone_text : api__job_timezone(j), j->name, &e,
+                       &z) != 0)
         return;
     json_t *before = schedule_pair(j);
     json_t *v = json_string(schedule);
     post_override(a, req, j->name, "schedule", v);
     json_decref(v);
-    if (tzname) {
-        v = json_string(tzname);
+    if (zone_text) {
+        v = json_string(zone_text);
         post_override(a, req, j->name, "timezone", v);
         json_decref(v);
     }
@@ -350,12 +351,12 @@ static void h_preview(api_req_t *req, void *data)
         api_reply_error(req, 400, "bad_request", "\"count\" must be an integer from 1 to 100");
         return;
     }
-    const char *tzname = body_string(req, "timezone");
+    const char *zone_text = body_string(req, "timezone");
     const char *seed = body_string(req, "job");
     cron_expr_t *e = NULL;
     const tz_zone_t *z;
-    if (check_schedule(req, body_string(req, "schedule"), tzname ? tzname : "UTC", seed, &e, &z) !=
-        0)
+    if (check_schedule(req, body_string(req, "schedule"), zone_text ? zone_text : "UTC", seed, &e,
+                       &z) != 0)
         return;
     static const char *const kinds[] = {"", "cron", "every", "reboot", "manual"};
     api_reply_json(req, 200,

@@ -199,14 +199,14 @@ static void job_schedule_dispose(cv_msg_t *m)
     free(s);
 }
 
-msg_job_schedule_t *msg_job_schedule_new(const char *job, const char *schedule,
-                                         const char *timezone, bool enabled)
+msg_job_schedule_t *msg_job_schedule_new(const char *job, const char *schedule, const char *zone,
+                                         bool enabled)
 {
     msg_job_schedule_t *s = cv_msg_new(sizeof(*s), MSG_JOB_SCHEDULE);
     s->hdr.dispose = job_schedule_dispose;
     s->job = cv_strdup(job);
     s->schedule = cv_strdup(schedule);
-    s->timezone = dup_opt(timezone);
+    s->timezone = dup_opt(zone);
     s->enabled = enabled;
     return s;
 }

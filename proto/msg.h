@@ -273,7 +273,7 @@ msg_override_t *msg_override_new(const char *job, const char *field, const char 
 /** Takes a new reference on cfg. */
 msg_exec_config_t *msg_exec_config_new(struct cfgref *cfg);
 const char *run_ev_kind_name(run_ev_kind_t k);
-msg_job_schedule_t *msg_job_schedule_new(const char *job, const char *schedule,
-                                         const char *timezone, bool enabled);
+msg_job_schedule_t *msg_job_schedule_new(const char *job, const char *schedule, const char *zone,
+                                         bool enabled);
 
 #endif

@@ -253,7 +253,8 @@ static size_t oracle(const char *m, const char *h, int64_t from, int64_t to, int
     return u;
 }
 
-static void check_against_oracle(const char *tzname, const char *m, const char *h, int64_t around)
+static void check_against_oracle(const char *zone_name, const char *m, const char *h,
+                                 int64_t around)
 {
     int64_t from = around - 2 * 86400, to = around + 2 * 86400;
     static int64_t want[8192];
@@ -264,12 +265,12 @@ static void check_against_oracle(const char *tzname, const char *m, const char *
     assert_int_equal(cron_parse(text, NULL, &e, NULL), 0);
     int64_t t = from;
     for (size_t i = 0; i < n; i++) {
-        assert_int_equal(cron_next(e, zone(tzname), t, &t), 0);
+        assert_int_equal(cron_next(e, zone(zone_name), t, &t), 0);
         if (t != want[i])
-            fail_msg("%s '%s' firing %zu: got %lld, oracle %lld", tzname, text, i, (long long)t,
+            fail_msg("%s '%s' firing %zu: got %lld, oracle %lld", zone_name, text, i, (long long)t,
                      (long long)want[i]);
     }
-    assert_int_equal(cron_next(e, zone(tzname), t, &t), 0);
+    assert_int_equal(cron_next(e, zone(zone_name), t, &t), 0);
     assert_true(t > to);
     cron_free(e);
     free(text);
