@@ -601,6 +601,9 @@ static const char *op_what(store_pg_op_t op)
         [PG_OV_SET] = "set an override",
         [PG_OV_DELETE] = "delete an override",
         [PG_AUDIT_APPEND] = "append to the audit",
+        [PG_INSTANCES] = "list instances",
+        [PG_HEARTBEAT] = "record a heartbeat",
+        [PG_ABANDON_DEAD] = "abandon the runs of dead instances",
     };
     return what[op];
 }
@@ -1128,6 +1131,39 @@ static void pg_audit_list(store_t *base, const char *job, int limit, const char 
     submit(base, r);
 }
 
+static void pg_heartbeat(store_t *base, const store_instance_t *inst, store_status_cb cb, void *ud)
+{
+    store_pg_req_t *r = req_new(PG_HEARTBEAT, ud);
+    store_instance_t *o = &r->u.inst.one;
+    r->cb.status = cb;
+    *o = *inst;
+    o->id = dup_or_null(inst->id);
+    o->hostname = dup_or_null(inst->hostname);
+    o->version = dup_or_null(inst->version);
+    o->last_seen = inst->last_seen ? inst->last_seen : cv_now_ms();
+    fix_utf8(&o->id);
+    fix_utf8(&o->hostname);
+    fix_utf8(&o->version);
+    if (inst->id == NULL)
+        r->status = -EINVAL;
+    submit(base, r);
+}
+
+static void pg_abandon_dead(store_t *base, int64_t seen_before, store_count_cb cb, void *ud)
+{
+    store_pg_req_t *r = req_new(PG_ABANDON_DEAD, ud);
+    r->cb.count = cb;
+    r->u.abandon.seen_before = seen_before;
+    submit(base, r);
+}
+
+static void pg_list_instances(store_t *base, store_instances_cb cb, void *ud)
+{
+    store_pg_req_t *r = req_new(PG_INSTANCES, ud);
+    r->cb.instances = cb;
+    submit(base, r);
+}
+
 static uint64_t pg_commits(store_t *base)
 {
     return ((store_pg_t *)base)->commits;
@@ -1181,6 +1217,13 @@ static void req_free(store_pg_req_t *r)
         free(r->u.audit_list.cursor);
         store_audit_page_free(&r->u.audit_list.page);
         break;
+    case PG_HEARTBEAT:
+    case PG_INSTANCES:
+        free(r->u.inst.one.id);
+        free(r->u.inst.one.hostname);
+        free(r->u.inst.one.version);
+        store_instances_free(r->u.inst.list, r->u.inst.count);
+        break;
     default:
         break;
     }
@@ -1197,8 +1240,12 @@ static void deliver(store_pg_req_t *r)
     case PG_UPDATE_RUN:
     case PG_OV_SET:
     case PG_OV_DELETE:
+    case PG_HEARTBEAT:
         if (r->cb.status)
             r->cb.status(r->ud, st);
+        break;
+    case PG_INSTANCES:
+        r->cb.instances(r->ud, st, ok ? r->u.inst.list : NULL, ok ? r->u.inst.count : 0);
         break;
     case PG_INSERT_RUN:
     case PG_AUDIT_APPEND:
@@ -1207,6 +1254,7 @@ static void deliver(store_pg_req_t *r)
         break;
     case PG_MIGRATE:
     case PG_ABANDON:
+    case PG_ABANDON_DEAD:
     case PG_RETENTION:
         if (r->cb.count)
             r->cb.count(r->ud, st, ok ? r->result : 0);
@@ -1255,4 +1303,8 @@ static const store_ops_t pg_ops = {
     .audit_append = pg_audit_append,
     .audit_list = pg_audit_list,
     .commits = pg_commits,
+    .shared = true,
+    .heartbeat = pg_heartbeat,
+    .abandon_dead = pg_abandon_dead,
+    .list_instances = pg_list_instances,
 };

@@ -18,6 +18,7 @@ typedef enum {
     PG_SUMMARY,
     PG_OV_LIST,
     PG_AUDIT_LIST,
+    PG_INSTANCES,
     /* writes from here on */
     PG_INSERT_RUN,
     PG_UPDATE_RUN,
@@ -26,6 +27,8 @@ typedef enum {
     PG_OV_SET,
     PG_OV_DELETE,
     PG_AUDIT_APPEND,
+    PG_HEARTBEAT,
+    PG_ABANDON_DEAD,
 } store_pg_op_t;
 
 #define STORE_PG_IS_WRITE(op) ((op) >= PG_INSERT_RUN)
@@ -70,6 +73,7 @@ typedef struct store_pg_req {
         store_summary_cb summary;
         store_overrides_cb overrides;
         store_audit_cb audit;
+        store_instances_cb instances;
     } cb;
     union {
         run_t *run; /* insert/update argument; get_run result */
@@ -90,7 +94,13 @@ typedef struct store_pg_req {
         } summary;
         struct {
             char *instance, *reason;
+            int64_t seen_before; /* abandon_dead */
         } abandon;
+        struct {
+            store_instance_t one; /* heartbeat argument (strings owned) */
+            store_instance_t *list;
+            size_t count;
+        } inst;
         struct {
             int days, max_runs;
         } retention;
