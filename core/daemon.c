@@ -32,6 +32,9 @@ typedef struct daemon {
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t retention;
     bool signals_on, retention_on;
+    uv_timer_t heartbeat; /* shared store: this instance's heartbeat and the dead-instance sweep */
+    bool heartbeat_on, heartbeat_busy;
+    int64_t started_at;
     store_override_t *overrides;
     size_t n_overrides;
     int64_t first_run_id;
@@ -191,6 +194,64 @@ static void on_retention_timer(uv_timer_t *t)
         store_retention(d->store, r->days, r->max_runs_per_job, on_retention_done, d);
 }
 
+/* ---- heartbeats (shared store) ---- */
+
+static void heartbeat_send(daemon_t *d, store_status_cb cb);
+
+static void on_dead_swept(void *ud, int status, int64_t count)
+{
+    daemon_t *d = ud;
+    d->heartbeat_busy = false;
+    if (status == 0 && count > 0)
+        cv_warn("store", "%lld run(s) of instances that stopped heart-beating marked ABANDONED",
+                (long long)count);
+}
+
+static void on_heartbeat_sent(void *ud, int status)
+{
+    daemon_t *d = ud;
+    if (status != 0 || d->stopping || d->opts.once_job) {
+        d->heartbeat_busy = false;
+        return;
+    }
+    store_abandon_dead(d->store, cv_now_ms() - d->cfg->cfg->cluster.heartbeat_timeout_ms,
+                       on_dead_swept, d);
+}
+
+static void on_heartbeat_timer(uv_timer_t *t)
+{
+    daemon_t *d = t->data;
+    if (d->stopping == 0 && !d->heartbeat_busy) {
+        d->heartbeat_busy = true;
+        heartbeat_send(d, on_heartbeat_sent);
+    }
+}
+
+static void heartbeat_send(daemon_t *d, store_status_cb cb)
+{
+    char host[256] = "localhost";
+    gethostname(host, sizeof(host) - 1);
+    store_instance_t in = {.id = d->instance,
+                           .hostname = host,
+                           .pid = getpid(),
+                           .started_at = d->started_at,
+                           .version = CV_VERSION};
+    store_heartbeat(d->store, &in, cb, d);
+}
+
+/* Beats every sixth of the timeout (between 0.2 s and 5 s), each beat followed by a sweep. */
+static void start_heartbeat(daemon_t *d)
+{
+    if (!store_is_shared(d->store))
+        return;
+    int64_t every = d->cfg->cfg->cluster.heartbeat_timeout_ms / 6;
+    every = every < 200 ? 200 : every > 5000 ? 5000 : every;
+    uv_timer_init(&d->loop, &d->heartbeat);
+    d->heartbeat.data = d;
+    d->heartbeat_on = true;
+    uv_timer_start(&d->heartbeat, on_heartbeat_timer, (uint64_t)every, (uint64_t)every);
+}
+
 /* ---- --once ---- */
 
 static int once_exit_code(const run_t *r)
@@ -289,7 +350,8 @@ static void start_actors(daemon_t *d)
     executor_opts_t eo = {.store = store_actor_actor(d->sa),
                           .hub = hub,
                           .instance = d->instance,
-                          .first_run_id = d->first_run_id};
+                          .first_run_id = d->first_run_id,
+                          .shared_store = store_is_shared(d->store)};
     if (!d->opts.once_job) {
         int err = 0;
         /* The scheduler needs the executor and the executor the scheduler: create the
@@ -307,6 +369,7 @@ static void start_actors(daemon_t *d)
     }
     configure_actors(d, true);
     start_signals(d);
+    start_heartbeat(d);
     if (d->opts.once_job) {
         msg_fire_t *f = msg_fire_new(d->opts.once_job, "once", cv_now_ms());
         f->reply_to = d->self;
@@ -404,6 +467,41 @@ static void on_abandoned(void *ud, int status, int64_t count)
     store_query_runs(d->store, &f, on_newest_run, d);
 }
 
+/* Shared store, at start: this instance's own leftovers (same configured id), then a first
+ * heartbeat, then the runs of instances that stopped heart-beating; never another live
+ * instance's runs. */
+static void on_first_heartbeat(void *ud, int status)
+{
+    daemon_t *d = ud;
+    if (status != 0) {
+        fatal(d, "recording this instance's heartbeat", status);
+        return;
+    }
+    store_abandon_dead(d->store, cv_now_ms() - d->cfg->cfg->cluster.heartbeat_timeout_ms,
+                       on_abandoned, d);
+}
+
+static void on_own_abandoned(void *ud, int status, int64_t count)
+{
+    daemon_t *d = ud;
+    if (status != 0) {
+        fatal(d, "marking stale runs", status);
+        return;
+    }
+    if (count > 0)
+        cv_warn("store",
+                "%lld run(s) left by a previous daemon with instance id %s marked ABANDONED",
+                (long long)count, d->instance);
+    heartbeat_send(d, on_first_heartbeat);
+}
+
+static void abandon_shared(daemon_t *d)
+{
+    store_abandon_stale(d->store, d->instance,
+                        "the daemon that ran it stopped without recording its end",
+                        on_own_abandoned, d);
+}
+
 static void on_migrated(void *ud, int status, int64_t applied)
 {
     daemon_t *d = ud;
@@ -413,8 +511,16 @@ static void on_migrated(void *ud, int status, int64_t applied)
     }
     if (applied > 0)
         cv_info("store", "%lld migration(s) applied", (long long)applied);
+    if (d->opts.once_job && store_is_shared(d->store)) {
+        heartbeat_send(d, on_first_heartbeat); /* so that the others do not abandon its run */
+        return;
+    }
     if (d->opts.once_job) {
         on_abandoned(d, 0, 0); /* a daemon may be running on this store: leave its runs alone */
+        return;
+    }
+    if (store_is_shared(d->store)) {
+        abandon_shared(d);
         return;
     }
     store_abandon_stale(d->store, NULL, "the daemon that ran it stopped without recording its end",
@@ -453,6 +559,8 @@ static void begin_close(daemon_t *d)
     d->stopping = 2;
     if (d->retention_on)
         uv_close((uv_handle_t *)&d->retention, on_handle_closed);
+    if (d->heartbeat_on)
+        uv_close((uv_handle_t *)&d->heartbeat, on_handle_closed);
     if (d->sched)
         scheduler_close(d->sched, on_sched_closed, d);
     if (d->ex)
@@ -483,6 +591,7 @@ int daemon_main(const daemon_opts_t *opts, cfg_t *cfg)
     d->opts = *opts;
     d->cfg = cfgref_new(cfg);
     d->instance = make_instance_id(cfg);
+    d->started_at = cv_now_ms();
     signal(SIGPIPE, SIG_IGN);
     httpc_global_init(); /* before any thread (the SQLite worker) starts */
     uv_loop_init(&d->loop);

@@ -33,6 +33,8 @@ typedef enum {
     MSG_JOB_ENABLE,    /* msg_job_enable_t: enable or disable a job at run time */
     MSG_SHUTDOWN,      /* msg_shutdown_t: stop firing / stop running, then report done */
     MSG_SHUTDOWN_DONE, /* cv_msg_t: an actor finished its shutdown */
+    MSG_CLAIM,         /* msg_claim_t: insert a run before it runs (shared store) */
+    MSG_CLAIM_REPLY,   /* msg_claim_reply_t: the store actor's answer to a MSG_CLAIM */
 } msg_type_t;
 
 typedef struct {
@@ -131,6 +133,25 @@ typedef struct {
     struct cfgref *cfg; /* a reference, released by dispose */
 } msg_exec_config_t;
 
+/** With a shared store (several daemons on one PostgreSQL database) the executor inserts each
+ * run before running it: the database assigns its id (run->id 0), and for a cron first attempt
+ * the insert is the claim of the firing, which only one instance wins (-EEXIST for the others).
+ *
+ *   executor --MSG_CLAIM--> store --MSG_CLAIM_REPLY{status, run_id}--> executor */
+typedef struct {
+    cv_msg_t hdr;
+    run_t *run; /* QUEUED snapshot to insert; owned by the message */
+    cv_actor_t *reply_to;
+    uint64_t corr;
+} msg_claim_t;
+
+typedef struct {
+    cv_msg_t hdr;
+    uint64_t corr;
+    int status;     /* 0 won, -EEXIST another instance won, other negative errno: failed */
+    int64_t run_id; /* the id the database assigned, when status is 0 */
+} msg_claim_reply_t;
+
 /** Constructors: copy their string arguments; the returned message is ready to post. */
 msg_fire_t *msg_fire_new(const char *job, const char *trigger, int64_t scheduled_for);
 msg_run_event_t *msg_run_event_new(run_ev_kind_t kind, const run_t *run);
@@ -146,5 +167,7 @@ msg_override_t *msg_override_new(const char *job, const char *field, const char 
 /** Takes a new reference on cfg. */
 msg_exec_config_t *msg_exec_config_new(struct cfgref *cfg);
 const char *run_ev_kind_name(run_ev_kind_t k);
+msg_claim_t *msg_claim_new(const run_t *run, cv_actor_t *reply_to, uint64_t corr);
+msg_claim_reply_t *msg_claim_reply_new(uint64_t corr, int status, int64_t run_id);
 
 #endif
