@@ -9,7 +9,8 @@ import time
 import unittest
 
 import pgserver
-from cvtest import Daemon, main
+from cvtest import Daemon, main, run_cli
+import re
 
 CONFIG = """
 instance: {name}
@@ -116,6 +117,24 @@ class Cluster(unittest.TestCase):
         # Every instance recorded heartbeats.
         ids = sorted(r[0] for r in self.q("SELECT id FROM instances"))
         self.assertEqual(ids, ["node-1", "node-2", "node-3"])
+
+    def test_a_manual_run_next_to_a_daemon_gets_its_id_from_the_database(self):
+        d = self.daemon("node-1")
+        d.wait_log(r"running: instance node-1")
+        wait_until("two firings", lambda: len(self.cron_instants()) >= 2, 15)
+        path = os.path.join(self.shared, "once.yaml")
+        with open(path, "w") as f:
+            f.write(CONFIG.format(name="manual", dsn=self.dsn, ran=self.ran)
+                    .replace("sleep 3", "true"))
+        r = run_cli("run", "-c", path, "--once", "tick", cwd=self.shared)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        run_id = int(re.search(r"SUCCESS run=(\d+)", r.stdout).group(1))
+        row = self.q("SELECT status, \"trigger\", instance FROM runs WHERE id = %d" % run_id)
+        self.assertEqual(row, [["SUCCESS", "once", "manual"]])
+        # The manual run's start did not abandon the live daemon's runs.
+        self.assertEqual(self.q("SELECT COUNT(*) FROM runs WHERE instance = 'node-1' AND "
+                                "status = 'ABANDONED'"), [["0"]])
+        self.assertEqual(d.stop(), 0)
 
 
 if __name__ == "__main__":
