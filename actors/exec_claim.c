@@ -76,15 +76,20 @@ void exec__claim_reply(executor_t *ex, const msg_claim_reply_t *m)
     ex->nclaiming--;
     exec__run_t *xr = c->xr;
     const run_t *r = xr->run;
+    /* store: until the commit was seen; here: until this reply is handled, which includes the
+     * runs started for the claims answered before it in the same batch */
     long long us = (long long)((cv_mono_ns() - c->sent_ns) / 1000);
+    long long store_us = (long long)((m->done_ns - c->sent_ns) / 1000);
     if (m->status == 0) {
         xr->run->id = m->run_id;
         xr->persisted = true;
-        cv_debug("exec", "run %lld job=%s claimed in %lldus", (long long)m->run_id, r->job, us);
+        cv_debug("exec", "run %lld job=%s claimed in %lldus (store %lldus)", (long long)m->run_id,
+                 r->job, us, store_us);
         exec__admit(xr, c->fire);
     } else if (m->status == -EEXIST) {
-        cv_debug("exec", "job %s: the firing at %lld was claimed by another instance (%lldus)",
-                 r->job, (long long)r->scheduled_for, us);
+        cv_debug("exec",
+                 "job %s: the firing at %lld was claimed by another instance (%lldus, store %lldus)",
+                 r->job, (long long)r->scheduled_for, us, store_us);
         exec__drop(xr);
     } else {
         cv_warn("exec", "job %s: firing at %lld not run: it could not be recorded (%s)", r->job,

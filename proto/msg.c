@@ -190,5 +190,6 @@ msg_claim_reply_t *msg_claim_reply_new(uint64_t corr, int status, int64_t run_id
     r->corr = corr;
     r->status = status;
     r->run_id = run_id;
+    r->done_ns = cv_mono_ns();
     return r;
 }

@@ -150,6 +150,7 @@ typedef struct {
     uint64_t corr;
     int status;     /* 0 won, -EEXIST another instance won, other negative errno: failed */
     int64_t run_id; /* the id the database assigned, when status is 0 */
+    uint64_t done_ns; /* cv_mono_ns() when the store answered (for latency figures) */
 } msg_claim_reply_t;
 
 /** Constructors: copy their string arguments; the returned message is ready to post. */

@@ -31,7 +31,8 @@ def _free_port():
 
 
 class PgServer:
-    def __init__(self):
+    def __init__(self, fsync=False):
+        self.fsync = fsync
         self.user = "postgres"
         try:
             self.pw = pwd.getpwnam(self.user)
@@ -66,7 +67,8 @@ class PgServer:
             raise RuntimeError("initdb failed: " + r.stderr)
         with open(os.path.join(self.data, "postgresql.conf"), "a") as c:
             c.write("port = %d\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\n"
-                    "fsync = off\nmax_connections = 100\n" % (self.port, self.dir))
+                    "fsync = %s\nmax_connections = 100\n" %
+                    (self.port, self.dir, "on" if self.fsync else "off"))
         r = self._ctl("start")
         if r.returncode != 0:
             raise RuntimeError("pg_ctl start failed: " + r.stderr + r.stdout)
