@@ -87,9 +87,10 @@ void exec__claim_reply(executor_t *ex, const msg_claim_reply_t *m)
                  r->job, us, store_us);
         exec__admit(xr, c->fire);
     } else if (m->status == -EEXIST) {
-        cv_debug("exec",
-                 "job %s: the firing at %lld was claimed by another instance (%lldus, store %lldus)",
-                 r->job, (long long)r->scheduled_for, us, store_us);
+        cv_debug(
+            "exec",
+            "job %s: the firing at %lld was claimed by another instance (%lldus, store %lldus)",
+            r->job, (long long)r->scheduled_for, us, store_us);
         exec__drop(xr);
     } else {
         cv_warn("exec", "job %s: firing at %lld not run: it could not be recorded (%s)", r->job,

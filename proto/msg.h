@@ -148,8 +148,8 @@ typedef struct {
 typedef struct {
     cv_msg_t hdr;
     uint64_t corr;
-    int status;     /* 0 won, -EEXIST another instance won, other negative errno: failed */
-    int64_t run_id; /* the id the database assigned, when status is 0 */
+    int status;       /* 0 won, -EEXIST another instance won, other negative errno: failed */
+    int64_t run_id;   /* the id the database assigned, when status is 0 */
     uint64_t done_ns; /* cv_mono_ns() when the store answered (for latency figures) */
 } msg_claim_reply_t;
 
