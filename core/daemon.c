@@ -252,6 +252,45 @@ static void start_heartbeat(daemon_t *d)
     uv_timer_start(&d->heartbeat, on_heartbeat_timer, (uint64_t)every, (uint64_t)every);
 }
 
+/* ---- override changes made by other instances (shared store) ---- */
+
+static void copy_overrides(daemon_t *d, const store_override_t *ov, size_t count)
+{
+    store_overrides_free(d->overrides, d->n_overrides);
+    d->overrides = cv_calloc(count ? count : 1, sizeof(*ov));
+    for (size_t i = 0; i < count; i++) {
+        d->overrides[i].job = cv_strdup(ov[i].job);
+        d->overrides[i].field = cv_strdup(ov[i].field);
+        d->overrides[i].value = cv_strdup(ov[i].value);
+    }
+    d->n_overrides = count;
+}
+
+static void on_overrides_reread(void *ud, int status, const store_override_t *ov, size_t count)
+{
+    daemon_t *d = ud;
+    if (status != 0 || d->stopping || d->sched == NULL)
+        return;
+    copy_overrides(d, ov, count);
+    cv_actor_post(scheduler_actor(d->sched), &sched_jobs(d, false)->hdr);
+}
+
+static void on_override_notify(void *ud, const char *job)
+{
+    daemon_t *d = ud;
+    if (d->stopping)
+        return;
+    cv_info("daemon", "runtime overrides changed%s%s: re-reading them", job ? " for job " : "",
+            job ? job : " while the database was unreachable");
+    store_override_list(d->store, NULL, on_overrides_reread, d);
+}
+
+static void start_override_watch(daemon_t *d)
+{
+    if (store_is_shared(d->store))
+        store_watch_overrides(d->store, on_override_notify, d);
+}
+
 /* ---- --once ---- */
 
 static int once_exit_code(const run_t *r)
@@ -376,6 +415,7 @@ static void start_actors(daemon_t *d)
         cv_actor_post(executor_actor(d->ex), &f->hdr);
         return;
     }
+    start_override_watch(d);
     uv_timer_init(&d->loop, &d->retention);
     d->retention.data = d;
     d->retention_on = true;
@@ -432,13 +472,7 @@ static void on_overrides(void *ud, int status, const store_override_t *ov, size_
         fatal(d, "reading runtime overrides", status);
         return;
     }
-    d->overrides = cv_calloc(count ? count : 1, sizeof(*ov));
-    for (size_t i = 0; i < count; i++) {
-        d->overrides[i].job = cv_strdup(ov[i].job);
-        d->overrides[i].field = cv_strdup(ov[i].field);
-        d->overrides[i].value = cv_strdup(ov[i].value);
-    }
-    d->n_overrides = count;
+    copy_overrides(d, ov, count);
     query_last_runs(d);
 }
 

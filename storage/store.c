@@ -137,6 +137,11 @@ void store_list_instances(store_t *s, store_instances_cb cb, void *ud)
     s->ops->list_instances(s, cb, ud);
 }
 
+int store_watch_overrides(store_t *s, store_notify_cb cb, void *ud)
+{
+    return s->ops->watch_overrides ? s->ops->watch_overrides(s, cb, ud) : -ENOTSUP;
+}
+
 void store_instances_free(store_instance_t *inst, size_t n)
 {
     for (size_t i = 0; inst != NULL && i < n; i++) {

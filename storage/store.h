@@ -147,6 +147,7 @@ typedef void (*store_stats_cb)(void *ud, int status, store_job_stats_t *stats, s
 typedef void (*store_summary_cb)(void *ud, int status, const store_summary_t *summary);
 typedef void (*store_overrides_cb)(void *ud, int status, const store_override_t *ov, size_t count);
 typedef void (*store_audit_cb)(void *ud, int status, const store_audit_page_t *page);
+typedef void (*store_notify_cb)(void *ud, const char *job);
 typedef void (*store_instances_cb)(void *ud, int status, const store_instance_t *inst,
                                    size_t count);
 
@@ -180,6 +181,7 @@ typedef struct store_ops {
     void (*heartbeat)(store_t *s, const store_instance_t *inst, store_status_cb cb, void *ud);
     void (*abandon_dead)(store_t *s, int64_t seen_before, store_count_cb cb, void *ud);
     void (*list_instances)(store_t *s, store_instances_cb cb, void *ud);
+    int (*watch_overrides)(store_t *s, store_notify_cb cb, void *ud); /* NULL: not supported */
 } store_ops_t;
 
 /** Every backend's state begins with this. */
@@ -261,6 +263,12 @@ void store_abandon_dead(store_t *s, int64_t seen_before, store_count_cb cb, void
 /** Lists the instances table, most recently seen first. */
 void store_list_instances(store_t *s, store_instances_cb cb, void *ud);
 void store_instances_free(store_instance_t *inst, size_t n);
+/** Calls cb(ud, job) on the loop thread, within about a round trip, whenever any daemon on the
+ * database (this one included) committed an override_set or override_delete of job; and
+ * cb(ud, NULL) after the connection came back (changes may have been missed: re-read them all).
+ * One watcher per store; it does not keep the loop alive. PostgreSQL (LISTEN/NOTIFY); other
+ * backends return -ENOTSUP. */
+int store_watch_overrides(store_t *s, store_notify_cb cb, void *ud);
 
 /* ---- overrides and audit ---- */
 

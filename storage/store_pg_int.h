@@ -19,6 +19,7 @@ typedef enum {
     PG_OV_LIST,
     PG_AUDIT_LIST,
     PG_INSTANCES,
+    PG_LISTEN,
     /* writes from here on */
     PG_INSERT_RUN,
     PG_UPDATE_RUN,
@@ -162,7 +163,9 @@ typedef struct store_pg {
     bool batch_aborted;
     bool batch_writes;
     size_t batch_nreq;
-    bool session_over; /* the server sent FATAL: the connection is gone */
+    bool session_over;         /* the server sent FATAL: the connection is gone */
+    store_notify_cb on_notify; /* override changes (LISTEN cronvisor_overrides) */
+    void *notify_ud;
 
     uint64_t commits;
     size_t outstanding;
@@ -170,6 +173,9 @@ typedef struct store_pg {
     store_pg_req_t *close_req;
     int handles_open;
 } store_pg_t;
+
+/** The channel override changes are announced on; the payload is the job name. */
+#define STORE_PG_OV_CHANNEL "cronvisor_overrides"
 
 /** Queues the queries of the request's current step on the connection (pipeline mode), adding
  * one item per expected result. Returns 0, or -EIO when libpq refused to queue (connection). */

@@ -518,11 +518,13 @@ static int send_override_set(store_pg_t *s, store_pg_req_t *r)
     p_text(&p, ov->value);
     p_i64(&p, ov->updated_at);
     p_text(&p, ov->updated_by);
+    /* The notification goes out when the batch commits, to every listening daemon. */
     return send_sql(s, r,
-                    "INSERT INTO job_overrides (job, field, value, updated_at, updated_by)"
-                    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (job, field) DO UPDATE SET"
-                    " value = excluded.value, updated_at = excluded.updated_at,"
-                    " updated_by = excluded.updated_by",
+                    "WITH up AS (INSERT INTO job_overrides (job, field, value, updated_at,"
+                    " updated_by) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (job, field) DO UPDATE"
+                    " SET value = excluded.value, updated_at = excluded.updated_at,"
+                    " updated_by = excluded.updated_by RETURNING job)"
+                    " SELECT pg_notify('" STORE_PG_OV_CHANNEL "', job) FROM up",
                     &p);
 }
 
@@ -531,7 +533,10 @@ static int send_override_delete(store_pg_t *s, store_pg_req_t *r)
     params_t p = {.n = 0};
     p_text(&p, r->u.ov.ov.job);
     p_text(&p, r->u.ov.ov.field);
-    return send_sql(s, r, "DELETE FROM job_overrides WHERE job = $1 AND field = $2", &p);
+    return send_sql(s, r,
+                    "WITH del AS (DELETE FROM job_overrides WHERE job = $1 AND field = $2"
+                    " RETURNING job) SELECT pg_notify('" STORE_PG_OV_CHANNEL "', job) FROM del",
+                    &p);
 }
 
 static int send_override_list(store_pg_t *s, store_pg_req_t *r)
@@ -721,6 +726,8 @@ int store_pg__send(store_pg_t *s, store_pg_req_t *r)
         return send_abandon_dead(s, r);
     case PG_INSTANCES:
         return send_sql(s, r, store_sql_list_instances, NULL);
+    case PG_LISTEN:
+        return send_sql(s, r, "LISTEN " STORE_PG_OV_CHANNEL, NULL);
     case PG_RETENTION:
         return r->step == STORE_PG_RET_DONE ? 0 : send_retention(s, r);
     case PG_OV_SET:

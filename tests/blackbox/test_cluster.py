@@ -136,6 +136,31 @@ class Cluster(unittest.TestCase):
                                 "status = 'ABANDONED'"), [["0"]])
         self.assertEqual(d.stop(), 0)
 
+    def test_a_job_disabled_in_the_database_stops_firing_on_every_instance_within_a_second(self):
+        nodes = [self.daemon("node-%d" % i) for i in (1, 2)]
+        for d in nodes:
+            d.wait_log(r"running: instance node-\d")
+        wait_until("two firings", lambda: len(self.cron_instants()) >= 2, 15)
+        # What the API or an auto-disable does on one instance: an override, announced on commit.
+        self.q("BEGIN; INSERT INTO job_overrides (job, field, value, updated_at, updated_by) "
+               "VALUES ('tick', 'enabled', 'false', 0, 'test'); "
+               "SELECT pg_notify('cronvisor_overrides', 'tick'); COMMIT")
+        changed = time.time() * 1000
+        for d in nodes:
+            d.wait_log(r"runtime overrides changed for job tick", timeout=5)
+        # Give a firing already claimed at the change a second to show up, then none may follow.
+        time.sleep(3)
+        late = [s for s in self.cron_instants() if s > changed + 1000]
+        self.assertEqual(late, [], "firings after the job was disabled")
+
+        self.q("BEGIN; DELETE FROM job_overrides WHERE job = 'tick'; "
+               "SELECT pg_notify('cronvisor_overrides', 'tick'); COMMIT")
+        enabled = time.time() * 1000
+        wait_until("a firing after re-enabling",
+                   lambda: [s for s in self.cron_instants() if s > enabled], 5)
+        for d in nodes:
+            self.assertEqual(d.stop(), 0)
+
 
 if __name__ == "__main__":
     main()

@@ -621,6 +621,8 @@ static void runs_of_instances_that_stopped_heart_beating_are_abandoned(void **st
     fx_t *f = *state;
     int64_t now = cv_now_ms();
     assert_int_equal(store_is_shared(f->store), strcmp(B->name, "sqlite") != 0);
+    if (!store_is_shared(f->store))
+        assert_int_equal(store_watch_overrides(f->store, NULL, NULL), -ENOTSUP);
     beat(f, "node-a", 11, now);
     beat(f, "node-b", 22, now - 60000);
     int64_t alive = add_on(f, "a", RUN_RUNNING, "node-a");
