@@ -35,6 +35,7 @@ typedef struct daemon {
     uv_timer_t heartbeat; /* shared store: this instance's heartbeat and the dead-instance sweep */
     bool heartbeat_on, heartbeat_busy;
     int64_t started_at;
+    int64_t beat_every, last_beat, beating_since; /* ms */
     store_override_t *overrides;
     size_t n_overrides;
     int64_t first_run_id;
@@ -207,10 +208,17 @@ static void on_dead_swept(void *ud, int status, int64_t count)
                 (long long)count);
 }
 
+/* Sweeps only after beating without a gap for a whole timeout: after an outage of the
+ * database every live instance gets that long to beat again before anyone judges it dead. */
 static void on_heartbeat_sent(void *ud, int status)
 {
     daemon_t *d = ud;
-    if (status != 0 || d->stopping || d->opts.once_job) {
+    int64_t now = cv_now_ms(), timeout = d->cfg->cfg->cluster.heartbeat_timeout_ms;
+    if (status == 0 && (d->beating_since == 0 || now - d->last_beat > 2 * d->beat_every))
+        d->beating_since = now;
+    if (status == 0)
+        d->last_beat = now;
+    if (status != 0 || d->stopping || d->opts.once_job || now - d->beating_since < timeout) {
         d->heartbeat_busy = false;
         return;
     }
@@ -246,6 +254,8 @@ static void start_heartbeat(daemon_t *d)
         return;
     int64_t every = d->cfg->cfg->cluster.heartbeat_timeout_ms / 6;
     every = every < 200 ? 200 : every > 5000 ? 5000 : every;
+    d->beat_every = every;
+    d->last_beat = d->beating_since = cv_now_ms(); /* the first heartbeat was sent at start */
     uv_timer_init(&d->loop, &d->heartbeat);
     d->heartbeat.data = d;
     d->heartbeat_on = true;
