@@ -56,6 +56,11 @@ struct executor {
     httpc_t *http;
     bool shutting;
     cv_actor_t *shutdown_reply;
+    /* shared store (exec_claim.c): every run is inserted before it runs */
+    bool shared;
+    cv_list_t claims; /* claim_t waiting for MSG_CLAIM_REPLY */
+    size_t nclaiming;
+    uint64_t claim_corr;
 };
 
 /** Starts a command run (exec_spawn.c). On a start failure the run is finished as FAILED. */
@@ -71,5 +76,22 @@ void exec__finished(exec__run_t *xr);
 void exec__publish(exec__run_t *xr, run_ev_kind_t kind, bool insert);
 /** Posts an output line to the hub (live tail). */
 void exec__output(exec__run_t *xr, int64_t at_ms, const char *stream, const char *text, size_t len);
+
+/* ---- shared store (exec_claim.c) ---- */
+
+/** Inserts xr's run as QUEUED through the store actor (the database assigns its id); once
+ * claimed, the run goes on through exec__admit with f (copied). A cron first attempt another
+ * instance claimed first is dropped without a record. Takes xr. */
+void exec__claim(exec__run_t *xr, const msg_fire_t *f);
+/** Handles the store actor's answer to a claim. */
+void exec__claim_reply(executor_t *ex, const msg_claim_reply_t *m);
+/** The claims still waiting for the store are answered as lost at shutdown. */
+void exec__claims_free(executor_t *ex);
+
+/** Applies the concurrency policy and the global limit to a new run, then starts or queues it
+ * (executor.c). f is the fire it came from (for the reply). Takes xr. */
+void exec__admit(exec__run_t *xr, const msg_fire_t *f);
+/** Forgets a run that will not run and is not recorded (a lost claim). Takes xr. */
+void exec__drop(exec__run_t *xr);
 
 #endif

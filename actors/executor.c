@@ -15,6 +15,8 @@ typedef struct retry {
     msg_fire_t *fire;
 } retry_t;
 
+static void maybe_shutdown_done(executor_t *ex);
+
 static exec__job_t *job_state(executor_t *ex, const char *name)
 {
     exec__job_t *js = cv_strmap_get(&ex->jobs, name);
@@ -67,7 +69,7 @@ static exec__run_t *xrun_new(executor_t *ex, const msg_fire_t *f, const cfg_job_
     xr->cfg = cfgref_get(ex->cfg);
     xr->js = job_state(ex, job->name);
     xr->run = run_new(job->name, f->trigger);
-    xr->run->id = ex->next_id++;
+    xr->run->id = ex->shared ? 0 : ex->next_id++; /* shared: the database assigns it */
     xr->run->scheduled_for = f->scheduled_for;
     xr->run->attempt = f->attempt > 0 ? f->attempt : 1;
     xr->run->retry_of = f->retry_of;
@@ -203,6 +205,22 @@ static void on_fire(executor_t *ex, msg_fire_t *f)
         return;
     }
     exec__run_t *xr = xrun_new(ex, f, job);
+    if (ex->shared)
+        exec__claim(xr, f); /* exec_claim.c: insert first, then exec__admit */
+    else
+        exec__admit(xr, f);
+}
+
+void exec__admit(exec__run_t *xr, const msg_fire_t *f)
+{
+    executor_t *ex = xr->ex;
+    const cfg_job_t *job = xr->job;
+    if (ex->shutting) { /* claimed while the daemon began to stop */
+        reply(f, FIRE_SHUTTING, xr->run->id, RUN_CANCELLED, "the daemon is shutting down");
+        finish_unstarted(xr, RUN_CANCELLED, "cancelled: the daemon is shutting down");
+        maybe_shutdown_done(ex);
+        return;
+    }
     char *blocked = requires_blocked(ex, job);
     if (blocked) {
         reply(f, FIRE_SKIPPED, xr->run->id, RUN_SKIPPED, blocked);
@@ -230,7 +248,7 @@ static void on_fire(executor_t *ex, msg_fire_t *f)
         cv_list_insert_tail(&ex->queue, &xr->link);
         ex->nqueued++;
         log_event(xr);
-        exec__publish(xr, RUN_EV_QUEUED, true);
+        exec__publish(xr, RUN_EV_QUEUED, !xr->persisted);
         xr->persisted = true;
         reply(f, FIRE_ACCEPTED, xr->run->id, RUN_QUEUED, NULL);
         return;
@@ -304,11 +322,18 @@ static void auto_disable(executor_t *ex, const exec__run_t *xr)
 
 static void maybe_shutdown_done(executor_t *ex)
 {
-    if (!ex->shutting || ex->nactive || ex->nqueued || ex->shutdown_reply == NULL)
+    if (!ex->shutting || ex->nactive || ex->nqueued || ex->nclaiming || ex->shutdown_reply == NULL)
         return;
     cv_msg_t *done = cv_msg_new(sizeof(cv_msg_t), MSG_SHUTDOWN_DONE);
     cv_actor_post(ex->shutdown_reply, done);
     ex->shutdown_reply = NULL;
+}
+
+void exec__drop(exec__run_t *xr)
+{
+    executor_t *ex = xr->ex;
+    xrun_release(xr);
+    maybe_shutdown_done(ex);
 }
 
 void exec__finished(exec__run_t *xr)
@@ -419,6 +444,9 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
     case MSG_HEALTH:
         on_health(ex, (msg_health_t *)msg);
         break;
+    case MSG_CLAIM_REPLY:
+        exec__claim_reply(ex, (msg_claim_reply_t *)msg);
+        break;
     default:
         cv_warn("exec", "unexpected message type %d", msg->type);
     }
@@ -436,6 +464,8 @@ executor_t *executor_create(cv_runtime_t *rt, const executor_opts_t *opts)
     cv_list_init(&ex->active);
     cv_list_init(&ex->queue);
     cv_list_init(&ex->retries);
+    cv_list_init(&ex->claims);
+    ex->shared = opts->shared_store;
     ex->actor = cv_actor_create(rt, "executor", handle, ex);
     return ex;
 }
@@ -462,6 +492,7 @@ void executor_set_scheduler(executor_t *ex, cv_actor_t *scheduler)
 void executor_destroy(executor_t *ex)
 {
     cv_actor_destroy(ex->actor);
+    exec__claims_free(ex);
     cv_strmap_free(&ex->jobs, free);
     cv_strmap_free(&ex->health, health_free);
     if (ex->cfg)

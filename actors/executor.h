@@ -32,6 +32,9 @@ typedef struct executor_opts {
     cv_actor_t *scheduler; /* optional: told to disable a job (auto_disable_after) */
     const char *instance;  /* this daemon's id, stamped on every run */
     int64_t first_run_id;  /* the id of the next run (the store's highest id + 1) */
+    /* several daemons share the store (store_is_shared): each run is inserted before it runs,
+     * with an id from the database, and a cron firing runs only where that insert won */
+    bool shared_store;
 } executor_opts_t;
 
 executor_t *executor_create(cv_runtime_t *rt, const executor_opts_t *opts);

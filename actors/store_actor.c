@@ -77,6 +77,40 @@ static void persist(store_actor_t *sa, msg_run_event_t *e)
         store_update_run(sa->st, w->run, on_updated, w);
 }
 
+/* A claim in flight: who to answer. */
+typedef struct {
+    store_actor_t *sa;
+    cv_actor_t *reply_to;
+    uint64_t corr;
+} claim_t;
+
+static void on_claimed(void *ud, int status, int64_t id)
+{
+    claim_t *c = ud;
+    store_actor_t *sa = c->sa;
+    if (status == 0)
+        cv_debug("store", "run %lld QUEUED recorded", (long long)id);
+    else if (status != -EEXIST)
+        cv_error("store", "a run could not be claimed: %s", strerror(-status));
+    if (!sa->destroyed) {
+        msg_claim_reply_t *r = msg_claim_reply_new(c->corr, status, id);
+        cv_actor_post(c->reply_to, &r->hdr);
+    }
+    free(c);
+    if (--sa->pending == 0 && sa->destroyed)
+        free(sa);
+}
+
+static void claim(store_actor_t *sa, const msg_claim_t *m)
+{
+    claim_t *c = cv_malloc(sizeof(*c));
+    c->sa = sa;
+    c->reply_to = m->reply_to;
+    c->corr = m->corr;
+    sa->pending++;
+    store_insert_run(sa->st, m->run, on_claimed, c);
+}
+
 static void on_side_write(void *ud, int status)
 {
     store_actor_t *sa = ud;
@@ -128,6 +162,9 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
         break;
     case MSG_OVERRIDE:
         write_override(sa, (msg_override_t *)msg);
+        break;
+    case MSG_CLAIM:
+        claim(sa, (msg_claim_t *)msg);
         break;
     case MSG_STORE_CALL: {
         msg_store_call_t *c = (msg_store_call_t *)msg;

@@ -203,6 +203,10 @@ typedef struct cfg_retention {
     int max_runs_per_job; /* 0: unlimited */
 } cfg_retention_t;
 
+typedef struct cfg_cluster {
+    int64_t heartbeat_timeout_ms; /* default 30s: an instance silent this long is dead */
+} cfg_cluster_t;
+
 typedef struct cfg_auth {
     cfg_token_t *tokens;
     unsigned n_tokens;
@@ -216,6 +220,7 @@ typedef struct cfg {
     cfg_defaults_t defaults;
     cfg_limits_t limits;
     cfg_retention_t retention;
+    cfg_cluster_t cluster;
     cfg_auth_t auth;
     cfg_link_t *links;
     unsigned n_links;

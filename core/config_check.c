@@ -51,6 +51,8 @@ static void apply_top_defaults(cfg_t *cfg)
     dflt_i64(&d->shutdown_grace_ms, DEF_SHUTDOWN_GRACE);
     dflt_i64(&d->max_output, DEF_MAX_OUTPUT);
     dflt_int(&cfg->retention.days, DEF_RETENTION_DAYS);
+    if (cfg->cluster.heartbeat_timeout_ms <= 0) /* unset (or 0s) */
+        cfg->cluster.heartbeat_timeout_ms = 30000;
 }
 
 static void apply_job_defaults(const cfg_defaults_t *d, cfg_job_t *j)

@@ -82,6 +82,8 @@ static const cyaml_schema_field_t retention_fields[] = {
     INT("days", cfg_retention_t, days), INT("max_runs_per_job", cfg_retention_t, max_runs_per_job),
     CYAML_FIELD_END};
 
+static const cyaml_schema_field_t cluster_fields[] = {IGN("heartbeat_timeout"), CYAML_FIELD_END};
+
 const cyaml_schema_field_t cfg__token_fields[] = {
     STR_REQ("name", cfg_token_t, name),
     ENUM("role", CYAML_FLAG_DEFAULT, cfg_token_t, role, role_strings),
@@ -169,6 +171,7 @@ const cyaml_schema_field_t cfg__top_fields[] = {
     MAP("defaults", cfg_t, defaults, defaults_fields),
     MAP("limits", cfg_t, limits, limits_fields),
     MAP("retention", cfg_t, retention, retention_fields),
+    MAP("cluster", cfg_t, cluster, cluster_fields),
     MAP("auth", cfg_t, auth, auth_fields),
     SEQ("links", cfg_t, links, n_links, &link_entry),
     STR("instance", cfg_t, instance),

@@ -43,6 +43,7 @@ static special_t special_of(const char *key)
                {"interval", SP_DURATION},
                {"degraded_after", SP_DURATION},
                {"catch_up", SP_DURATION},
+               {"heartbeat_timeout", SP_DURATION},
                {"max_output", SP_SIZE},
                {"command", SP_COMMAND},
                {"env", SP_STRMAP},
@@ -770,6 +771,8 @@ static void finish_tree(yl_t *y, cfg_t *cfg, int root)
     cfg->defaults.shutdown_grace_ms = get_duration(y, d, "shutdown_grace");
     cfg->defaults.max_output = get_size(y, d, "max_output");
     get_retries(y, d, &cfg->defaults.retries);
+    cfg->cluster.heartbeat_timeout_ms =
+        get_duration(y, map_get(y, root, "cluster"), "heartbeat_timeout");
     if (!map_get(y, map_get(y, root, "retention"), "days"))
         cfg->retention.days = CFG__INHERIT;
     for (unsigned i = 0; i < cfg->n_jobs && i < y->jobs.n; i++)

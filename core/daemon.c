@@ -38,6 +38,10 @@ typedef struct daemon {
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t retention;
     bool signals_on, retention_on;
+    uv_timer_t heartbeat; /* shared store: this instance's heartbeat and the dead-instance sweep */
+    bool heartbeat_on, heartbeat_busy;
+    int64_t started_at;
+    int64_t beat_every, last_beat, beating_since; /* ms */
     store_override_t *overrides;
     size_t n_overrides;
     int64_t first_run_id;
@@ -227,6 +231,100 @@ static void on_retention_timer(uv_timer_t *t)
         store_retention(d->store, r->days, r->max_runs_per_job, on_retention_done, d);
 }
 
+/* ---- heartbeats (shared store) ---- */
+
+static void heartbeat_send(daemon_t *d, store_status_cb cb);
+
+static void on_dead_swept(void *ud, int status, int64_t count)
+{
+    daemon_t *d = ud;
+    d->heartbeat_busy = false;
+    if (status == 0 && count > 0)
+        cv_warn("store", "%lld run(s) of instances that stopped heart-beating marked ABANDONED",
+                (long long)count);
+}
+
+/* Sweeps only after beating without a gap for a whole timeout: after an outage of the
+ * database every live instance gets that long to beat again before anyone judges it dead. */
+static void on_heartbeat_sent(void *ud, int status)
+{
+    daemon_t *d = ud;
+    int64_t now = cv_now_ms(), timeout = d->cfg->cfg->cluster.heartbeat_timeout_ms;
+    if (status == 0 && (d->beating_since == 0 || now - d->last_beat > 2 * d->beat_every))
+        d->beating_since = now;
+    if (status == 0)
+        d->last_beat = now;
+    if (status != 0 || d->stopping || d->opts.once_job || now - d->beating_since < timeout) {
+        d->heartbeat_busy = false;
+        return;
+    }
+    store_abandon_dead(d->store, cv_now_ms() - d->cfg->cfg->cluster.heartbeat_timeout_ms,
+                       on_dead_swept, d);
+}
+
+static void on_heartbeat_timer(uv_timer_t *t)
+{
+    daemon_t *d = t->data;
+    if (d->stopping == 0 && !d->heartbeat_busy) {
+        d->heartbeat_busy = true;
+        heartbeat_send(d, on_heartbeat_sent);
+    }
+}
+
+static void heartbeat_send(daemon_t *d, store_status_cb cb)
+{
+    char host[256] = "localhost";
+    gethostname(host, sizeof(host) - 1);
+    store_instance_t in = {.id = d->instance,
+                           .hostname = host,
+                           .pid = getpid(),
+                           .started_at = d->started_at,
+                           .version = CV_VERSION};
+    store_heartbeat(d->store, &in, cb, d);
+}
+
+/* Beats every sixth of the timeout (between 0.2 s and 5 s), each beat followed by a sweep. */
+static void start_heartbeat(daemon_t *d)
+{
+    if (!store_is_shared(d->store))
+        return;
+    int64_t every = d->cfg->cfg->cluster.heartbeat_timeout_ms / 6;
+    every = every < 200 ? 200 : every > 5000 ? 5000 : every;
+    d->beat_every = every;
+    d->last_beat = d->beating_since = cv_now_ms(); /* the first heartbeat was sent at start */
+    uv_timer_init(&d->loop, &d->heartbeat);
+    d->heartbeat.data = d;
+    d->heartbeat_on = true;
+    uv_timer_start(&d->heartbeat, on_heartbeat_timer, (uint64_t)every, (uint64_t)every);
+}
+
+/* ---- override changes made by other instances (shared store) ---- */
+
+static void on_overrides_reread(void *ud, int status, const store_override_t *ov, size_t count)
+{
+    daemon_t *d = ud;
+    if (status != 0 || d->stopping || d->sched == NULL)
+        return;
+    keep_overrides(d, ov, count);
+    cv_actor_post(scheduler_actor(d->sched), &sched_jobs(d, false)->hdr);
+}
+
+static void on_override_notify(void *ud, const char *job)
+{
+    daemon_t *d = ud;
+    if (d->stopping)
+        return;
+    cv_info("daemon", "runtime overrides changed%s%s: re-reading them", job ? " for job " : "",
+            job ? job : " while the database was unreachable");
+    store_override_list(d->store, NULL, on_overrides_reread, d);
+}
+
+static void start_override_watch(daemon_t *d)
+{
+    if (store_is_shared(d->store))
+        store_watch_overrides(d->store, on_override_notify, d);
+}
+
 /* ---- --once ---- */
 
 static int once_exit_code(const run_t *r)
@@ -386,7 +484,8 @@ static void start_actors(daemon_t *d)
     executor_opts_t eo = {.store = store_actor_actor(d->sa),
                           .hub = hub,
                           .instance = d->instance,
-                          .first_run_id = d->first_run_id};
+                          .first_run_id = d->first_run_id,
+                          .shared_store = store_is_shared(d->store)};
     if (!d->opts.once_job) {
         int err = 0;
         /* The scheduler needs the executor and the executor the scheduler: create the
@@ -408,12 +507,14 @@ static void start_actors(daemon_t *d)
     }
     configure_actors(d, true);
     start_signals(d);
+    start_heartbeat(d);
     if (d->opts.once_job) {
         msg_fire_t *f = msg_fire_new(d->opts.once_job, "once", cv_now_ms());
         f->reply_to = d->self;
         cv_actor_post(executor_actor(d->ex), &f->hdr);
         return;
     }
+    start_override_watch(d);
     uv_timer_init(&d->loop, &d->retention);
     d->retention.data = d;
     d->retention_on = true;
@@ -499,6 +600,41 @@ static void on_abandoned(void *ud, int status, int64_t count)
     store_query_runs(d->store, &f, on_newest_run, d);
 }
 
+/* Shared store, at start: this instance's own leftovers (same configured id), then a first
+ * heartbeat, then the runs of instances that stopped heart-beating; never another live
+ * instance's runs. */
+static void on_first_heartbeat(void *ud, int status)
+{
+    daemon_t *d = ud;
+    if (status != 0) {
+        fatal(d, "recording this instance's heartbeat", status);
+        return;
+    }
+    store_abandon_dead(d->store, cv_now_ms() - d->cfg->cfg->cluster.heartbeat_timeout_ms,
+                       on_abandoned, d);
+}
+
+static void on_own_abandoned(void *ud, int status, int64_t count)
+{
+    daemon_t *d = ud;
+    if (status != 0) {
+        fatal(d, "marking stale runs", status);
+        return;
+    }
+    if (count > 0)
+        cv_warn("store",
+                "%lld run(s) left by a previous daemon with instance id %s marked ABANDONED",
+                (long long)count, d->instance);
+    heartbeat_send(d, on_first_heartbeat);
+}
+
+static void abandon_shared(daemon_t *d)
+{
+    store_abandon_stale(d->store, d->instance,
+                        "the daemon that ran it stopped without recording its end",
+                        on_own_abandoned, d);
+}
+
 static void on_migrated(void *ud, int status, int64_t applied)
 {
     daemon_t *d = ud;
@@ -508,8 +644,16 @@ static void on_migrated(void *ud, int status, int64_t applied)
     }
     if (applied > 0)
         cv_info("store", "%lld migration(s) applied", (long long)applied);
+    if (d->opts.once_job && store_is_shared(d->store)) {
+        heartbeat_send(d, on_first_heartbeat); /* so that the others do not abandon its run */
+        return;
+    }
     if (d->opts.once_job) {
         on_abandoned(d, 0, 0); /* a daemon may be running on this store: leave its runs alone */
+        return;
+    }
+    if (store_is_shared(d->store)) {
+        abandon_shared(d);
         return;
     }
     store_abandon_stale(d->store, NULL, "the daemon that ran it stopped without recording its end",
@@ -557,6 +701,8 @@ static void begin_close(daemon_t *d)
     d->stopping = 2;
     if (d->retention_on)
         uv_close((uv_handle_t *)&d->retention, on_handle_closed);
+    if (d->heartbeat_on)
+        uv_close((uv_handle_t *)&d->heartbeat, on_handle_closed);
     if (d->sched)
         scheduler_close(d->sched, on_sched_closed, d);
     stop_prober_and_notifier(d);
@@ -591,6 +737,7 @@ int daemon_main(const daemon_opts_t *opts, cfg_t *cfg)
     d->opts = *opts;
     d->cfg = cfgref_new(cfg);
     d->instance = make_instance_id(cfg);
+    d->started_at = cv_now_ms();
     signal(SIGPIPE, SIG_IGN);
     httpc_global_init(); /* before any thread (the SQLite worker) starts */
     uv_loop_init(&d->loop);

@@ -312,3 +312,30 @@ msg_audit_t *msg_audit_dup(const msg_audit_t *a)
 {
     return msg_audit_new(a->actor, a->action, a->job, a->run_id, a->before, a->after);
 }
+
+static void claim_dispose(cv_msg_t *m)
+{
+    msg_claim_t *c = (msg_claim_t *)m;
+    run_free(c->run);
+    free(c);
+}
+
+msg_claim_t *msg_claim_new(const run_t *run, cv_actor_t *reply_to, uint64_t corr)
+{
+    msg_claim_t *c = cv_msg_new(sizeof(*c), MSG_CLAIM);
+    c->hdr.dispose = claim_dispose;
+    c->run = run_dup(run);
+    c->reply_to = reply_to;
+    c->corr = corr;
+    return c;
+}
+
+msg_claim_reply_t *msg_claim_reply_new(uint64_t corr, int status, int64_t run_id)
+{
+    msg_claim_reply_t *r = cv_msg_new(sizeof(*r), MSG_CLAIM_REPLY);
+    r->corr = corr;
+    r->status = status;
+    r->run_id = run_id;
+    r->done_ns = cv_mono_ns();
+    return r;
+}

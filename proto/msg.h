@@ -50,6 +50,8 @@ typedef enum {
     MSG_HEALTH_LIST,    /* msg_health_list_t: the prober's answer to GET / REFRESH */
     MSG_NOTIFY_GET,     /* msg_notify_query_t: reply MSG_NOTIFY_LIST */
     MSG_NOTIFY_LIST,    /* msg_notify_list_t: recent notifications, newest first */
+    MSG_CLAIM,          /* msg_claim_t: insert a run before it runs (shared store) */
+    MSG_CLAIM_REPLY,    /* msg_claim_reply_t: the store actor's answer to a MSG_CLAIM */
     MSG_ACTOR_PRIVATE = 1000, /* types from here on are private to one actor */
 } msg_type_t;
 
@@ -258,6 +260,26 @@ msg_notify_list_t *msg_notify_list_new(uint64_t corr, notify_record_t *items, si
 /** A copy of an audit message (for observers). */
 msg_audit_t *msg_audit_dup(const msg_audit_t *a);
 
+/** With a shared store (several daemons on one PostgreSQL database) the executor inserts each
+ * run before running it: the database assigns its id (run->id 0), and for a cron first attempt
+ * the insert is the claim of the firing, which only one instance wins (-EEXIST for the others).
+ *
+ *   executor --MSG_CLAIM--> store --MSG_CLAIM_REPLY{status, run_id}--> executor */
+typedef struct {
+    cv_msg_t hdr;
+    run_t *run; /* QUEUED snapshot to insert; owned by the message */
+    cv_actor_t *reply_to;
+    uint64_t corr;
+} msg_claim_t;
+
+typedef struct {
+    cv_msg_t hdr;
+    uint64_t corr;
+    int status;       /* 0 won, -EEXIST another instance won, other negative errno: failed */
+    int64_t run_id;   /* the id the database assigned, when status is 0 */
+    uint64_t done_ns; /* cv_mono_ns() when the store answered (for latency figures) */
+} msg_claim_reply_t;
+
 /** Constructors: copy their string arguments; the returned message is ready to post. */
 msg_fire_t *msg_fire_new(const char *job, const char *trigger, int64_t scheduled_for);
 msg_run_event_t *msg_run_event_new(run_ev_kind_t kind, const run_t *run);
@@ -272,6 +294,8 @@ msg_override_t *msg_override_new(const char *job, const char *field, const char 
                                  const char *by);
 /** Takes a new reference on cfg. */
 msg_exec_config_t *msg_exec_config_new(struct cfgref *cfg);
+msg_claim_t *msg_claim_new(const run_t *run, cv_actor_t *reply_to, uint64_t corr);
+msg_claim_reply_t *msg_claim_reply_new(uint64_t corr, int status, int64_t run_id);
 const char *run_ev_kind_name(run_ev_kind_t k);
 msg_job_schedule_t *msg_job_schedule_new(const char *job, const char *schedule, const char *zone,
                                          bool enabled);

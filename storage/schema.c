@@ -72,9 +72,22 @@ static const char *const v2_overrides_audit[] = {
     NULL,
 };
 
+/* Version 3: the daemons sharing the database and their heartbeats. */
+static const char *const v3_instances[] = {
+    "CREATE TABLE instances ("
+    " id TEXT PRIMARY KEY,"
+    " hostname TEXT,"
+    " pid BIGINT NOT NULL DEFAULT 0,"
+    " started_at BIGINT NOT NULL DEFAULT 0,"
+    " last_seen BIGINT NOT NULL DEFAULT 0,"
+    " version TEXT)",
+    NULL,
+};
+
 const store_migration_t store_migrations[] = {
     {1, "runs", v1_runs},
     {2, "job_overrides and audit", v2_overrides_audit},
+    {3, "instances", v3_instances},
 };
 const size_t store_migration_count = CV_ARRAY_SIZE(store_migrations);
 
@@ -106,6 +119,24 @@ const char store_sql_run_update[] =
     "cpu_user_ms = $21, cpu_sys_ms = $22, instance = $23 WHERE id = $24";
 
 const char store_sql_run_get[] = "SELECT " STORE_RUN_COLUMNS " FROM runs WHERE id = $1";
+
+const char store_sql_heartbeat[] =
+    "INSERT INTO instances (id, hostname, pid, started_at, last_seen, version)"
+    " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET"
+    " hostname = excluded.hostname, pid = excluded.pid, started_at = excluded.started_at,"
+    " last_seen = excluded.last_seen, version = excluded.version";
+
+const char store_sql_abandon_dead[] =
+    "UPDATE runs SET status = 'ABANDONED',"
+    " error = 'instance ' || COALESCE(instance, '?') || ' stopped heart-beating',"
+    " finished_at = CAST($1 AS BIGINT),"
+    " duration_ms = CASE WHEN started_at > 0 THEN CAST($1 AS BIGINT) - started_at ELSE 0 END"
+    " WHERE status IN ('RUNNING', 'QUEUED') AND (instance IS NULL OR instance NOT IN"
+    " (SELECT id FROM instances WHERE last_seen >= CAST($2 AS BIGINT)))";
+
+const char store_sql_list_instances[] =
+    "SELECT id, hostname, pid, started_at, last_seen, version FROM instances"
+    " ORDER BY last_seen DESC, id";
 
 char *store_schema_render(const char *sql, const store_dialect_t *d)
 {

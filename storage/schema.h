@@ -54,6 +54,14 @@ extern const char store_sql_run_update[];
 /** Reads one run by id ($1). */
 extern const char store_sql_run_get[];
 
+/** Upserts an instance: $1 id, $2 hostname, $3 pid, $4 started_at, $5 last_seen, $6 version. */
+extern const char store_sql_heartbeat[];
+/** Abandons the RUNNING/QUEUED runs of dead instances: $1 now (ms), $2 the oldest live last_seen.
+ */
+extern const char store_sql_abandon_dead[];
+/** Lists the instances: id, hostname, pid, started_at, last_seen, version. */
+extern const char store_sql_list_instances[];
+
 /** Returns sql with @ID_PK@ replaced by the dialect's spelling (heap; caller frees). */
 char *store_schema_render(const char *sql, const store_dialect_t *d);
 

@@ -117,6 +117,41 @@ void store_audit_list(store_t *s, const char *job, int limit, const char *cursor
     s->ops->audit_list(s, job, limit, cursor, cb, ud);
 }
 
+bool store_is_shared(const store_t *s)
+{
+    return s->ops->shared;
+}
+
+void store_heartbeat(store_t *s, const store_instance_t *inst, store_status_cb cb, void *ud)
+{
+    s->ops->heartbeat(s, inst, cb, ud);
+}
+
+void store_abandon_dead(store_t *s, int64_t seen_before, store_count_cb cb, void *ud)
+{
+    s->ops->abandon_dead(s, seen_before, cb, ud);
+}
+
+void store_list_instances(store_t *s, store_instances_cb cb, void *ud)
+{
+    s->ops->list_instances(s, cb, ud);
+}
+
+int store_watch_overrides(store_t *s, store_notify_cb cb, void *ud)
+{
+    return s->ops->watch_overrides ? s->ops->watch_overrides(s, cb, ud) : -ENOTSUP;
+}
+
+void store_instances_free(store_instance_t *inst, size_t n)
+{
+    for (size_t i = 0; inst != NULL && i < n; i++) {
+        free(inst[i].id);
+        free(inst[i].hostname);
+        free(inst[i].version);
+    }
+    free(inst);
+}
+
 /* A cursor is "k" followed by the decimal id of the last row of the page: opaque to clients,
  * cheap to check. */
 char *store_cursor_encode(int64_t id)

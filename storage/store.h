@@ -125,6 +125,16 @@ typedef struct store_audit_page {
     char *next_cursor; /* NULL on the last page */
 } store_audit_page_t;
 
+/** One daemon sharing the store, as its heartbeat records it. Times in ms. */
+typedef struct store_instance {
+    char *id;
+    char *hostname;
+    int64_t pid;
+    int64_t started_at;
+    int64_t last_seen;
+    char *version;
+} store_instance_t;
+
 /* ---- callbacks ---- */
 
 typedef void (*store_status_cb)(void *ud, int status);
@@ -137,6 +147,9 @@ typedef void (*store_stats_cb)(void *ud, int status, store_job_stats_t *stats, s
 typedef void (*store_summary_cb)(void *ud, int status, const store_summary_t *summary);
 typedef void (*store_overrides_cb)(void *ud, int status, const store_override_t *ov, size_t count);
 typedef void (*store_audit_cb)(void *ud, int status, const store_audit_page_t *page);
+typedef void (*store_notify_cb)(void *ud, const char *job);
+typedef void (*store_instances_cb)(void *ud, int status, const store_instance_t *inst,
+                                   size_t count);
 
 /* ---- the backend table ---- */
 
@@ -163,6 +176,12 @@ typedef struct store_ops {
     void (*audit_list)(store_t *s, const char *job, int limit, const char *cursor,
                        store_audit_cb cb, void *ud);
     uint64_t (*commits)(store_t *s);
+    /* true when several daemons may share the database (claims, heartbeats matter) */
+    bool shared;
+    void (*heartbeat)(store_t *s, const store_instance_t *inst, store_status_cb cb, void *ud);
+    void (*abandon_dead)(store_t *s, int64_t seen_before, store_count_cb cb, void *ud);
+    void (*list_instances)(store_t *s, store_instances_cb cb, void *ud);
+    int (*watch_overrides)(store_t *s, store_notify_cb cb, void *ud); /* NULL: not supported */
 } store_ops_t;
 
 /** Every backend's state begins with this. */
@@ -227,6 +246,29 @@ void store_abandon_stale(store_t *s, const char *instance, const char *reason, s
  * the newest max_runs_per_job runs (0 = no limit). Works in transactions of at most 500 rows,
  * letting other requests run in between. cb gets the number of runs deleted. */
 void store_retention(store_t *s, int days, int max_runs_per_job, store_count_cb cb, void *ud);
+
+/* ---- instances (several daemons on one database) ---- */
+
+/** True when other daemons may use the same database (PostgreSQL): a cron firing must then be
+ * claimed (store_insert_run before it runs) and run ids come from the database. SQLite: false. */
+bool store_is_shared(const store_t *s);
+/** Creates or replaces the row of inst->id in the instances table (hostname, pid, started_at,
+ * last_seen, version; last_seen 0 means now). -EINVAL when inst->id is NULL. */
+void store_heartbeat(store_t *s, const store_instance_t *inst, store_status_cb cb, void *ud);
+/** Marks ABANDONED every RUNNING or QUEUED run whose instance has no heartbeat at or after
+ * seen_before (ms): instances whose last_seen is older, and instances that never sent one. The
+ * error says "instance X stopped heart-beating"; finished_at = now. cb gets the number changed.
+ * The caller's own heartbeat must be recorded first, or its runs are abandoned too. */
+void store_abandon_dead(store_t *s, int64_t seen_before, store_count_cb cb, void *ud);
+/** Lists the instances table, most recently seen first. */
+void store_list_instances(store_t *s, store_instances_cb cb, void *ud);
+void store_instances_free(store_instance_t *inst, size_t n);
+/** Calls cb(ud, job) on the loop thread, within about a round trip, whenever any daemon on the
+ * database (this one included) committed an override_set or override_delete of job; and
+ * cb(ud, NULL) after the connection came back (changes may have been missed: re-read them all).
+ * One watcher per store; it does not keep the loop alive. PostgreSQL (LISTEN/NOTIFY); other
+ * backends return -ENOTSUP. */
+int store_watch_overrides(store_t *s, store_notify_cb cb, void *ud);
 
 /* ---- overrides and audit ---- */
 

@@ -377,6 +377,19 @@ static void on_notice(void *arg, const char *msg)
     cv_debug("store", "PostgreSQL %s: %.*s", s->where, (int)strcspn(msg, "\n"), msg);
 }
 
+static store_pg_req_t *req_new(store_pg_op_t op, void *ud);
+
+/* After a reconnect: LISTEN again ahead of everything, then tell the watcher to re-read. */
+static void relisten(store_pg_t *s)
+{
+    store_pg_req_t *r = req_new(PG_LISTEN, s);
+    r->result = 1; /* resync once it is listening */
+    cv_list_insert_tail(s->queue.next, &r->link);
+    s->nqueued++;
+    if (s->outstanding++ == 0)
+        update_refs(s);
+}
+
 static void connected(store_pg_t *s)
 {
     uv_timer_stop(&s->timer);
@@ -389,6 +402,8 @@ static void connected(store_pg_t *s)
     else
         cv_info("store", "connected to PostgreSQL %s (server %d)", s->where,
                 PQserverVersion(s->conn));
+    if (s->on_notify && s->ever_connected)
+        relisten(s);
     s->state = PGC_READY;
     s->ever_connected = true;
     s->backoff_ms = 0;
@@ -601,6 +616,10 @@ static const char *op_what(store_pg_op_t op)
         [PG_OV_SET] = "set an override",
         [PG_OV_DELETE] = "delete an override",
         [PG_AUDIT_APPEND] = "append to the audit",
+        [PG_INSTANCES] = "list instances",
+        [PG_LISTEN] = "listen for override changes",
+        [PG_HEARTBEAT] = "record a heartbeat",
+        [PG_ABANDON_DEAD] = "abandon the runs of dead instances",
     };
     return what[op];
 }
@@ -727,6 +746,16 @@ static void read_results(store_pg_t *s)
         lost(s, s->session_over ? "the server ended the session" : PQerrorMessage(s->conn));
 }
 
+static void drain_notifies(store_pg_t *s)
+{
+    PGnotify *nt;
+    while ((nt = PQnotifies(s->conn)) != NULL) {
+        if (s->on_notify && strcmp(nt->relname, STORE_PG_OV_CHANNEL) == 0)
+            s->on_notify(s->notify_ud, nt->extra);
+        PQfreemem(nt);
+    }
+}
+
 static void on_io(uv_poll_t *h, int status, int events)
 {
     store_pg_t *s = h->data;
@@ -743,10 +772,10 @@ static void on_io(uv_poll_t *h, int status, int events)
         lost(s, PQerrorMessage(s->conn));
         return;
     }
-    PGnotify *nt;
-    while ((nt = PQnotifies(s->conn)) != NULL)
-        PQfreemem(nt); /* no LISTEN yet */
+    drain_notifies(s);
     read_results(s);
+    if (s->conn)
+        drain_notifies(s); /* parsed while reading results */
 }
 
 /* ---- the queue ---- */
@@ -1128,6 +1157,50 @@ static void pg_audit_list(store_t *base, const char *job, int limit, const char 
     submit(base, r);
 }
 
+static void pg_heartbeat(store_t *base, const store_instance_t *inst, store_status_cb cb, void *ud)
+{
+    store_pg_req_t *r = req_new(PG_HEARTBEAT, ud);
+    store_instance_t *o = &r->u.inst.one;
+    r->cb.status = cb;
+    *o = *inst;
+    o->id = dup_or_null(inst->id);
+    o->hostname = dup_or_null(inst->hostname);
+    o->version = dup_or_null(inst->version);
+    o->last_seen = inst->last_seen ? inst->last_seen : cv_now_ms();
+    fix_utf8(&o->id);
+    fix_utf8(&o->hostname);
+    fix_utf8(&o->version);
+    if (inst->id == NULL)
+        r->status = -EINVAL;
+    submit(base, r);
+}
+
+static void pg_abandon_dead(store_t *base, int64_t seen_before, store_count_cb cb, void *ud)
+{
+    store_pg_req_t *r = req_new(PG_ABANDON_DEAD, ud);
+    r->cb.count = cb;
+    r->u.abandon.seen_before = seen_before;
+    submit(base, r);
+}
+
+static void pg_list_instances(store_t *base, store_instances_cb cb, void *ud)
+{
+    store_pg_req_t *r = req_new(PG_INSTANCES, ud);
+    r->cb.instances = cb;
+    submit(base, r);
+}
+
+static int pg_watch_overrides(store_t *base, store_notify_cb cb, void *ud)
+{
+    store_pg_t *s = (store_pg_t *)base;
+    bool first = s->on_notify == NULL;
+    s->on_notify = cb;
+    s->notify_ud = ud;
+    if (first)
+        submit(base, req_new(PG_LISTEN, s));
+    return 0;
+}
+
 static uint64_t pg_commits(store_t *base)
 {
     return ((store_pg_t *)base)->commits;
@@ -1181,6 +1254,13 @@ static void req_free(store_pg_req_t *r)
         free(r->u.audit_list.cursor);
         store_audit_page_free(&r->u.audit_list.page);
         break;
+    case PG_HEARTBEAT:
+    case PG_INSTANCES:
+        free(r->u.inst.one.id);
+        free(r->u.inst.one.hostname);
+        free(r->u.inst.one.version);
+        store_instances_free(r->u.inst.list, r->u.inst.count);
+        break;
     default:
         break;
     }
@@ -1197,8 +1277,18 @@ static void deliver(store_pg_req_t *r)
     case PG_UPDATE_RUN:
     case PG_OV_SET:
     case PG_OV_DELETE:
+    case PG_HEARTBEAT:
         if (r->cb.status)
             r->cb.status(r->ud, st);
+        break;
+    case PG_LISTEN: {
+        store_pg_t *s = r->ud;
+        if (st == 0 && r->result && s->on_notify)
+            s->on_notify(s->notify_ud, NULL);
+        break;
+    }
+    case PG_INSTANCES:
+        r->cb.instances(r->ud, st, ok ? r->u.inst.list : NULL, ok ? r->u.inst.count : 0);
         break;
     case PG_INSERT_RUN:
     case PG_AUDIT_APPEND:
@@ -1207,6 +1297,7 @@ static void deliver(store_pg_req_t *r)
         break;
     case PG_MIGRATE:
     case PG_ABANDON:
+    case PG_ABANDON_DEAD:
     case PG_RETENTION:
         if (r->cb.count)
             r->cb.count(r->ud, st, ok ? r->result : 0);
@@ -1255,4 +1346,9 @@ static const store_ops_t pg_ops = {
     .audit_append = pg_audit_append,
     .audit_list = pg_audit_list,
     .commits = pg_commits,
+    .shared = true,
+    .heartbeat = pg_heartbeat,
+    .abandon_dead = pg_abandon_dead,
+    .list_instances = pg_list_instances,
+    .watch_overrides = pg_watch_overrides,
 };

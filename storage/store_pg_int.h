@@ -18,6 +18,8 @@ typedef enum {
     PG_SUMMARY,
     PG_OV_LIST,
     PG_AUDIT_LIST,
+    PG_INSTANCES,
+    PG_LISTEN,
     /* writes from here on */
     PG_INSERT_RUN,
     PG_UPDATE_RUN,
@@ -26,6 +28,8 @@ typedef enum {
     PG_OV_SET,
     PG_OV_DELETE,
     PG_AUDIT_APPEND,
+    PG_HEARTBEAT,
+    PG_ABANDON_DEAD,
 } store_pg_op_t;
 
 #define STORE_PG_IS_WRITE(op) ((op) >= PG_INSERT_RUN)
@@ -70,6 +74,7 @@ typedef struct store_pg_req {
         store_summary_cb summary;
         store_overrides_cb overrides;
         store_audit_cb audit;
+        store_instances_cb instances;
     } cb;
     union {
         run_t *run; /* insert/update argument; get_run result */
@@ -90,7 +95,13 @@ typedef struct store_pg_req {
         } summary;
         struct {
             char *instance, *reason;
+            int64_t seen_before; /* abandon_dead */
         } abandon;
+        struct {
+            store_instance_t one; /* heartbeat argument (strings owned) */
+            store_instance_t *list;
+            size_t count;
+        } inst;
         struct {
             int days, max_runs;
         } retention;
@@ -152,7 +163,9 @@ typedef struct store_pg {
     bool batch_aborted;
     bool batch_writes;
     size_t batch_nreq;
-    bool session_over; /* the server sent FATAL: the connection is gone */
+    bool session_over;         /* the server sent FATAL: the connection is gone */
+    store_notify_cb on_notify; /* override changes (LISTEN cronvisor_overrides) */
+    void *notify_ud;
 
     uint64_t commits;
     size_t outstanding;
@@ -160,6 +173,9 @@ typedef struct store_pg {
     store_pg_req_t *close_req;
     int handles_open;
 } store_pg_t;
+
+/** The channel override changes are announced on; the payload is the job name. */
+#define STORE_PG_OV_CHANNEL "cronvisor_overrides"
 
 /** Queues the queries of the request's current step on the connection (pipeline mode), adding
  * one item per expected result. Returns 0, or -EIO when libpq refused to queue (connection). */

@@ -434,6 +434,44 @@ static int send_abandon(store_pg_t *s, store_pg_req_t *r)
                     &p);
 }
 
+static int send_heartbeat(store_pg_t *s, store_pg_req_t *r)
+{
+    const store_instance_t *i = &r->u.inst.one;
+    params_t p = {.n = 0};
+    p_text(&p, i->id);
+    p_text(&p, i->hostname);
+    p_i64(&p, i->pid);
+    p_i64(&p, i->started_at);
+    p_i64(&p, i->last_seen);
+    p_text(&p, i->version);
+    return send_sql(s, r, store_sql_heartbeat, &p);
+}
+
+static int send_abandon_dead(store_pg_t *s, store_pg_req_t *r)
+{
+    params_t p = {.n = 0};
+    p_i64(&p, cv_now_ms());
+    p_i64(&p, r->u.abandon.seen_before);
+    return send_sql(s, r, store_sql_abandon_dead, &p);
+}
+
+static void finish_instances(store_pg_req_t *r)
+{
+    const PGresult *res = r->res[0];
+    size_t n = (size_t)PQntuples(res);
+    store_instance_t *l = cv_calloc(n ? n : 1, sizeof(*l));
+    for (size_t i = 0; i < n; i++) {
+        l[i].id = r_text(res, (int)i, 0);
+        l[i].hostname = r_text(res, (int)i, 1);
+        l[i].pid = r_i64(res, (int)i, 2);
+        l[i].started_at = r_i64(res, (int)i, 3);
+        l[i].last_seen = r_i64(res, (int)i, 4);
+        l[i].version = r_text(res, (int)i, 5);
+    }
+    r->u.inst.list = l;
+    r->u.inst.count = n;
+}
+
 /* One step of retention deletes at most RETENTION_BATCH rows, in its own batch. */
 static int send_retention(store_pg_t *s, store_pg_req_t *r)
 {
@@ -480,11 +518,13 @@ static int send_override_set(store_pg_t *s, store_pg_req_t *r)
     p_text(&p, ov->value);
     p_i64(&p, ov->updated_at);
     p_text(&p, ov->updated_by);
+    /* The notification goes out when the batch commits, to every listening daemon. */
     return send_sql(s, r,
-                    "INSERT INTO job_overrides (job, field, value, updated_at, updated_by)"
-                    " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (job, field) DO UPDATE SET"
-                    " value = excluded.value, updated_at = excluded.updated_at,"
-                    " updated_by = excluded.updated_by",
+                    "WITH up AS (INSERT INTO job_overrides (job, field, value, updated_at,"
+                    " updated_by) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (job, field) DO UPDATE"
+                    " SET value = excluded.value, updated_at = excluded.updated_at,"
+                    " updated_by = excluded.updated_by RETURNING job)"
+                    " SELECT pg_notify('" STORE_PG_OV_CHANNEL "', job) FROM up",
                     &p);
 }
 
@@ -493,7 +533,10 @@ static int send_override_delete(store_pg_t *s, store_pg_req_t *r)
     params_t p = {.n = 0};
     p_text(&p, r->u.ov.ov.job);
     p_text(&p, r->u.ov.ov.field);
-    return send_sql(s, r, "DELETE FROM job_overrides WHERE job = $1 AND field = $2", &p);
+    return send_sql(s, r,
+                    "WITH del AS (DELETE FROM job_overrides WHERE job = $1 AND field = $2"
+                    " RETURNING job) SELECT pg_notify('" STORE_PG_OV_CHANNEL "', job) FROM del",
+                    &p);
 }
 
 static int send_override_list(store_pg_t *s, store_pg_req_t *r)
@@ -677,6 +720,14 @@ int store_pg__send(store_pg_t *s, store_pg_req_t *r)
         return send_update_run(s, r);
     case PG_ABANDON:
         return send_abandon(s, r);
+    case PG_HEARTBEAT:
+        return send_heartbeat(s, r);
+    case PG_ABANDON_DEAD:
+        return send_abandon_dead(s, r);
+    case PG_INSTANCES:
+        return send_sql(s, r, store_sql_list_instances, NULL);
+    case PG_LISTEN:
+        return send_sql(s, r, "LISTEN " STORE_PG_OV_CHANNEL, NULL);
     case PG_RETENTION:
         return r->step == STORE_PG_RET_DONE ? 0 : send_retention(s, r);
     case PG_OV_SET:
@@ -730,7 +781,11 @@ store_pg_next_t store_pg__finish(store_pg_t *s, store_pg_req_t *r, int err)
             finish_audit_list(r);
             break;
         case PG_ABANDON:
+        case PG_ABANDON_DEAD:
             r->result = r_changes(r->res[0]);
+            break;
+        case PG_INSTANCES:
+            finish_instances(r);
             break;
         case PG_RETENTION:
             next = finish_retention(r);

@@ -459,6 +459,36 @@ static uint64_t sq_commits(store_t *base)
 
 /* ---- delivering (loop thread) ---- */
 
+static void sq_heartbeat(store_t *base, const store_instance_t *inst, store_status_cb cb, void *ud)
+{
+    store_sqlite_req_t *r = req_new(base, SQ_HEARTBEAT, ud);
+    store_instance_t *o = &r->u.inst.one;
+    r->cb.status = cb;
+    *o = *inst;
+    o->id = dup_or_null(inst->id);
+    o->hostname = dup_or_null(inst->hostname);
+    o->version = dup_or_null(inst->version);
+    o->last_seen = inst->last_seen ? inst->last_seen : cv_now_ms();
+    if (inst->id == NULL)
+        r->status = -EINVAL;
+    submit(base, r);
+}
+
+static void sq_abandon_dead(store_t *base, int64_t seen_before, store_count_cb cb, void *ud)
+{
+    store_sqlite_req_t *r = req_new(base, SQ_ABANDON_DEAD, ud);
+    r->cb.count = cb;
+    r->u.abandon.seen_before = seen_before;
+    submit(base, r);
+}
+
+static void sq_list_instances(store_t *base, store_instances_cb cb, void *ud)
+{
+    store_sqlite_req_t *r = req_new(base, SQ_INSTANCES, ud);
+    r->cb.instances = cb;
+    submit(base, r);
+}
+
 static void req_free(store_sqlite_req_t *r)
 {
     switch (r->op) {
@@ -505,6 +535,13 @@ static void req_free(store_sqlite_req_t *r)
         free(r->u.audit_list.cursor);
         store_audit_page_free(&r->u.audit_list.page);
         break;
+    case SQ_HEARTBEAT:
+    case SQ_INSTANCES:
+        free(r->u.inst.one.id);
+        free(r->u.inst.one.hostname);
+        free(r->u.inst.one.version);
+        store_instances_free(r->u.inst.list, r->u.inst.count);
+        break;
     default:
         break;
     }
@@ -521,8 +558,12 @@ static void deliver(store_sqlite_req_t *r)
     case SQ_UPDATE_RUN:
     case SQ_OV_SET:
     case SQ_OV_DELETE:
+    case SQ_HEARTBEAT:
         if (r->cb.status)
             r->cb.status(r->ud, st);
+        break;
+    case SQ_INSTANCES:
+        r->cb.instances(r->ud, st, ok ? r->u.inst.list : NULL, ok ? r->u.inst.count : 0);
         break;
     case SQ_INSERT_RUN:
     case SQ_AUDIT_APPEND:
@@ -530,6 +571,7 @@ static void deliver(store_sqlite_req_t *r)
         break;
     case SQ_MIGRATE:
     case SQ_ABANDON:
+    case SQ_ABANDON_DEAD:
     case SQ_RETENTION:
         r->cb.count(r->ud, st, ok ? r->result : 0);
         break;
@@ -620,4 +662,7 @@ static const store_ops_t sqlite_ops = {
     .audit_append = sq_audit_append,
     .audit_list = sq_audit_list,
     .commits = sq_commits,
+    .heartbeat = sq_heartbeat,
+    .abandon_dead = sq_abandon_dead,
+    .list_instances = sq_list_instances,
 };

@@ -509,6 +509,62 @@ static void exec_abandon(store_sqlite_t *s, store_sqlite_req_t *req)
     sqlite3_finalize(st);
 }
 
+static void exec_heartbeat(store_sqlite_t *s, store_sqlite_req_t *req)
+{
+    const store_instance_t *i = &req->u.inst.one;
+    int err = 0;
+    sqlite3_stmt *st = prepare(s, store_sql_heartbeat, &err, "prepare a heartbeat");
+    if (st == NULL) {
+        req->status = err;
+        return;
+    }
+    bind_text(st, 1, i->id);
+    bind_text(st, 2, i->hostname);
+    sqlite3_bind_int64(st, 3, i->pid);
+    sqlite3_bind_int64(st, 4, i->started_at);
+    sqlite3_bind_int64(st, 5, i->last_seen);
+    bind_text(st, 6, i->version);
+    req->status = step_done(s, st, "record a heartbeat");
+    sqlite3_finalize(st);
+}
+
+static void exec_abandon_dead(store_sqlite_t *s, store_sqlite_req_t *req)
+{
+    int err = query_int(s, store_sql_abandon_dead, NULL,
+                        (int64_t[]){cv_now_ms(), req->u.abandon.seen_before}, 2, NULL,
+                        "abandon the runs of dead instances");
+    req->status = err < 0 ? err : 0;
+    if (err >= 0)
+        req->result = sqlite3_changes(s->db);
+}
+
+static void exec_instances(store_sqlite_t *s, store_sqlite_req_t *req)
+{
+    int err = 0, rc;
+    size_t cap = 0;
+    sqlite3_stmt *st = prepare(s, store_sql_list_instances, &err, "prepare listing instances");
+    if (st == NULL) {
+        req->status = err;
+        return;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (req->u.inst.count == cap) {
+            cap = cap ? cap * 2 : 8;
+            req->u.inst.list = cv_realloc(req->u.inst.list, cap * sizeof(store_instance_t));
+        }
+        store_instance_t *i = &req->u.inst.list[req->u.inst.count++];
+        i->id = col_text(st, 0);
+        i->hostname = col_text(st, 1);
+        i->pid = sqlite3_column_int64(st, 2);
+        i->started_at = sqlite3_column_int64(st, 3);
+        i->last_seen = sqlite3_column_int64(st, 4);
+        i->version = col_text(st, 5);
+    }
+    if (rc != SQLITE_DONE)
+        req->status = store_sqlite__error(s, sqlite3_extended_errcode(s->db), "list instances");
+    sqlite3_finalize(st);
+}
+
 /* Deletes up to RETENTION_BATCH finished runs older than the cutoff, in id order from where the
  * previous step stopped. Returns the number deleted or a negative errno. */
 static int64_t retention_by_age(store_sqlite_t *s, store_sqlite_req_t *req)
@@ -859,6 +915,15 @@ bool store_sqlite__exec(store_sqlite_t *s, store_sqlite_req_t *req)
         break;
     case SQ_ABANDON:
         exec_abandon(s, req);
+        break;
+    case SQ_HEARTBEAT:
+        exec_heartbeat(s, req);
+        break;
+    case SQ_ABANDON_DEAD:
+        exec_abandon_dead(s, req);
+        break;
+    case SQ_INSTANCES:
+        exec_instances(s, req);
         break;
     case SQ_RETENTION:
         return exec_retention(s, req);

@@ -19,6 +19,7 @@ typedef enum {
     SQ_SUMMARY,
     SQ_OV_LIST,
     SQ_AUDIT_LIST,
+    SQ_INSTANCES,
     /* writes from here on */
     SQ_INSERT_RUN,
     SQ_UPDATE_RUN,
@@ -27,6 +28,8 @@ typedef enum {
     SQ_OV_SET,
     SQ_OV_DELETE,
     SQ_AUDIT_APPEND,
+    SQ_HEARTBEAT,
+    SQ_ABANDON_DEAD,
 } store_sqlite_op_t;
 
 #define STORE_SQLITE_IS_WRITE(op) ((op) >= SQ_INSERT_RUN)
@@ -56,6 +59,7 @@ typedef struct store_sqlite_req {
         store_summary_cb summary;
         store_overrides_cb overrides;
         store_audit_cb audit;
+        store_instances_cb instances;
     } cb;
     union {
         run_t *run; /* insert/update argument; get_run result */
@@ -76,7 +80,13 @@ typedef struct store_sqlite_req {
         } summary;
         struct {
             char *instance, *reason;
+            int64_t seen_before; /* abandon_dead */
         } abandon;
+        struct {
+            store_instance_t one; /* heartbeat argument (strings owned) */
+            store_instance_t *list;
+            size_t count;
+        } inst;
         struct {
             int days, max_runs;
             int phase;

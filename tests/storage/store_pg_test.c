@@ -262,6 +262,66 @@ static void two_stores_racing_for_many_firings_claim_each_exactly_once(void **st
     f->store = first;
 }
 
+typedef struct notes {
+    int calls, resyncs;
+    char last[64];
+} notes_t;
+
+static void on_note(void *ud, const char *job)
+{
+    notes_t *n = ud;
+    if (job == NULL) {
+        n->resyncs++;
+        return;
+    }
+    n->calls++;
+    snprintf(n->last, sizeof(n->last), "%s", job);
+}
+
+/* Runs the loop until *counter reaches want, for at most 5 s. */
+static void await_count(fx_t *f, const int *counter, int want)
+{
+    for (int waited = 0; *counter < want && waited < 5000; waited += 20)
+        run_for(&f->loop, 20);
+    assert_int_equal(*counter, want);
+}
+
+static void override_changes_made_by_another_store_reach_a_watcher(void **state)
+{
+    fx_t *f = *state;
+    notes_t n = {0};
+    assert_int_equal(store_watch_overrides(f->store, on_note, &n), 0);
+    store_t *first = f->store;
+    f->store = open_store(f, STORE_SYNC_FULL);
+    res_t set = {0}, del = {0}, none = {0};
+    store_override_t ov = {.job = "nightly", .field = "enabled", .value = "false"};
+    run_for(&f->loop, 100); /* the watcher's LISTEN is committed */
+    store_override_set(f->store, &ov, on_status, &set);
+    drain(f);
+    assert_int_equal(set.status, 0);
+    await_count(f, &n.calls, 1);
+    assert_string_equal(n.last, "nightly");
+
+    store_override_delete(f->store, "nightly", "enabled", on_status, &del);
+    store_override_delete(f->store, "nightly", "schedule", on_status, &none);
+    drain(f);
+    assert_int_equal(del.status, 0);
+    assert_int_equal(none.status, -ENOENT); /* nothing changed: no notification */
+    await_count(f, &n.calls, 2);
+    run_for(&f->loop, 200);
+    assert_int_equal(n.calls, 2);
+    assert_int_equal(n.resyncs, 0);
+
+    /* After the server restarts, the watcher listens again and is told to re-read. */
+    close_store(f);
+    f->store = first;
+    assert_int_equal(pg_ctl("restart"), 0);
+    res_t ping = {0};
+    store_ping(f->store, on_status, &ping);
+    drain(f);
+    await_count(f, &n.resyncs, 1);
+}
+
 static void two_stores_migrating_a_new_database_together_apply_each_migration_once(void **state)
 {
     fx_t *f = *state;
@@ -453,6 +513,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             invalid_utf8_in_output_is_stored_with_replacement_characters, setup, teardown),
         cmocka_unit_test_setup_teardown(a_failing_request_in_a_batch_fails_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(override_changes_made_by_another_store_reach_a_watcher,
+                                        setup, teardown),
     };
     failed += cmocka_run_group_tests_name("postgres-specific", pg_tests, NULL, NULL);
     pg_server_stop();

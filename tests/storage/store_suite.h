@@ -569,6 +569,121 @@ static void abandons_runs_left_running_or_queued(void **state)
     run_free(g);
 }
 
+typedef struct got_instances {
+    int status;
+    size_t count;
+    char ids[4][32];
+    int64_t last_seen[4], pid[4];
+    char version[32];
+} got_instances_t;
+
+static void on_instances(void *ud, int status, const store_instance_t *inst, size_t count)
+{
+    got_instances_t *g = ud;
+    g->status = status;
+    g->count = count;
+    for (size_t i = 0; i < count && i < 4; i++) {
+        snprintf(g->ids[i], sizeof(g->ids[i]), "%s", inst[i].id);
+        g->last_seen[i] = inst[i].last_seen;
+        g->pid[i] = inst[i].pid;
+    }
+    if (count > 0)
+        snprintf(g->version, sizeof(g->version), "%s", inst[0].version ? inst[0].version : "");
+}
+
+static void beat(fx_t *f, const char *id, int64_t pid, int64_t last_seen)
+{
+    store_instance_t in = {.id = (char *)id,
+                           .hostname = "host",
+                           .pid = pid,
+                           .started_at = 1000,
+                           .last_seen = last_seen,
+                           .version = "9.9"};
+    res_t r = {0};
+    store_heartbeat(f->store, &in, on_status, &r);
+    drain(f);
+    assert_int_equal(r.calls, 1);
+    assert_int_equal(r.status, 0);
+}
+
+static int64_t add_on(fx_t *f, const char *job, run_status_t st, const char *instance)
+{
+    run_t *run = mk_run(job, st, "api:x", 1000);
+    run->instance = cv_strdup(instance);
+    int64_t id = 0;
+    assert_int_equal(insert(f, run, &id), 0);
+    run_free(run);
+    return id;
+}
+
+static void runs_of_instances_that_stopped_heart_beating_are_abandoned(void **state)
+{
+    fx_t *f = *state;
+    int64_t now = cv_now_ms();
+    assert_int_equal(store_is_shared(f->store), strcmp(B->name, "sqlite") != 0);
+    if (!store_is_shared(f->store))
+        assert_int_equal(store_watch_overrides(f->store, NULL, NULL), -ENOTSUP);
+    beat(f, "node-a", 11, now);
+    beat(f, "node-b", 22, now - 60000);
+    int64_t alive = add_on(f, "a", RUN_RUNNING, "node-a");
+    int64_t dead = add_on(f, "b", RUN_RUNNING, "node-b");
+    int64_t never = add_on(f, "c", RUN_QUEUED, "node-c");
+    int64_t done = add_on(f, "d", RUN_SUCCESS, "node-b");
+
+    res_t r = {0};
+    store_abandon_dead(f->store, now - 30000, on_value, &r);
+    drain(f);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.val, 2);
+
+    int st;
+    run_t *g = get(f, dead, &st);
+    assert_int_equal(g->status, RUN_ABANDONED);
+    assert_string_equal(g->error, "instance node-b stopped heart-beating");
+    assert_true(g->finished_at >= now);
+    run_free(g);
+    g = get(f, never, &st);
+    assert_int_equal(g->status, RUN_ABANDONED);
+    assert_string_equal(g->error, "instance node-c stopped heart-beating");
+    run_free(g);
+    g = get(f, alive, &st);
+    assert_int_equal(g->status, RUN_RUNNING);
+    run_free(g);
+    g = get(f, done, &st);
+    assert_int_equal(g->status, RUN_SUCCESS);
+    run_free(g);
+}
+
+static void heartbeats_replace_the_row_of_an_instance_and_list_newest_first(void **state)
+{
+    fx_t *f = *state;
+    got_instances_t g = {.status = 1};
+    store_list_instances(f->store, on_instances, &g);
+    drain(f);
+    assert_int_equal(g.status, 0);
+    assert_int_equal(g.count, 0);
+
+    beat(f, "node-a", 11, 5000);
+    beat(f, "node-b", 22, 6000);
+    beat(f, "node-a", 33, 7000); /* a restart under the same id */
+    memset(&g, 0, sizeof(g));
+    g.status = 1;
+    store_list_instances(f->store, on_instances, &g);
+    drain(f);
+    assert_int_equal(g.status, 0);
+    assert_int_equal(g.count, 2);
+    assert_string_equal(g.ids[0], "node-a");
+    assert_int_equal(g.last_seen[0], 7000);
+    assert_int_equal(g.pid[0], 33);
+    assert_string_equal(g.ids[1], "node-b");
+    assert_string_equal(g.version, "9.9");
+
+    res_t r = {0};
+    store_heartbeat(f->store, &(store_instance_t){.hostname = "h"}, on_status, &r);
+    drain(f);
+    assert_int_equal(r.status, -EINVAL);
+}
+
 static void retention_7_days(fx_t *f, res_t *r)
 {
     store_retention(f->store, 7, 0, on_value, r);
@@ -991,6 +1106,10 @@ static int run_suite(const store_backend_t *backend)
         cmocka_unit_test_setup_teardown(two_stores_on_one_database_claim_a_firing_once, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(abandons_runs_left_running_or_queued, setup, teardown),
+        cmocka_unit_test_setup_teardown(runs_of_instances_that_stopped_heart_beating_are_abandoned,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            heartbeats_replace_the_row_of_an_instance_and_list_newest_first, setup, teardown),
         cmocka_unit_test_setup_teardown(retention_deletes_old_finished_runs_in_small_transactions,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(retention_keeps_the_newest_runs_of_each_job, setup,

@@ -1,0 +1,112 @@
+/* The executor with a shared store (several daemons on one PostgreSQL database): before a run
+ * runs, its row is inserted as QUEUED through the store actor. The database assigns the id (no
+ * local counter could be unique across instances), and for a cron first attempt the insert is
+ * the claim of the firing: the unique index on (job, scheduled_for) lets one instance win, the
+ * others get -EEXIST and forget the firing without recording anything. */
+#include "actors/exec_int.h"
+#include "core/log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct claim {
+    cv_list_t link;
+    exec__run_t *xr;
+    msg_fire_t *fire; /* a copy, for exec__admit and its reply */
+    uint64_t corr;
+    uint64_t sent_ns;
+} claim_t;
+
+static msg_fire_t *fire_copy(const msg_fire_t *f)
+{
+    msg_fire_t *c = msg_fire_new(f->job, f->trigger, f->scheduled_for);
+    c->attempt = f->attempt;
+    c->retry_of = f->retry_of;
+    c->reply_to = f->reply_to;
+    c->corr = f->corr;
+    return c;
+}
+
+void exec__claim(exec__run_t *xr, const msg_fire_t *f)
+{
+    executor_t *ex = xr->ex;
+    bool firing = strcmp(f->trigger, "cron") == 0 && xr->run->attempt == 1;
+    if (firing && xr->js->active > 0 && xr->job->concurrency == CFG_CONC_FORBID) {
+        /* Busy here: leave the firing to an idle instance rather than claim it to skip it. */
+        cv_debug("exec",
+                 "job %s: still active here (concurrency: forbid); firing at %lld left to"
+                 " the other instances",
+                 xr->run->job, (long long)f->scheduled_for);
+        exec__drop(xr);
+        return;
+    }
+    claim_t *c = cv_calloc(1, sizeof(*c));
+    c->xr = xr;
+    c->fire = fire_copy(f);
+    c->corr = ++ex->claim_corr;
+    c->sent_ns = cv_mono_ns();
+    xr->run->id = 0;
+    xr->run->status = RUN_QUEUED;
+    cv_list_insert_tail(&ex->claims, &c->link);
+    ex->nclaiming++;
+    msg_claim_t *m = msg_claim_new(xr->run, ex->actor, c->corr);
+    cv_actor_post(ex->store, &m->hdr);
+}
+
+static void claim_free(claim_t *c)
+{
+    c->fire->hdr.dispose(&c->fire->hdr);
+    free(c);
+}
+
+void exec__claim_reply(executor_t *ex, const msg_claim_reply_t *m)
+{
+    claim_t *c = NULL;
+    for (cv_list_t *n = ex->claims.next; n != &ex->claims; n = n->next) {
+        claim_t *k = cv_container_of(n, claim_t, link);
+        if (k->corr == m->corr) {
+            c = k;
+            break;
+        }
+    }
+    if (c == NULL)
+        return;
+    cv_list_remove(&c->link);
+    ex->nclaiming--;
+    exec__run_t *xr = c->xr;
+    const run_t *r = xr->run;
+    /* store: until the commit was seen; here: until this reply is handled, which includes the
+     * runs started for the claims answered before it in the same batch */
+    long long us = (long long)((cv_mono_ns() - c->sent_ns) / 1000);
+    long long store_us = (long long)((m->done_ns - c->sent_ns) / 1000);
+    if (m->status == 0) {
+        xr->run->id = m->run_id;
+        xr->persisted = true;
+        cv_debug("exec", "run %lld job=%s claimed in %lldus (store %lldus)", (long long)m->run_id,
+                 r->job, us, store_us);
+        exec__admit(xr, c->fire);
+    } else if (m->status == -EEXIST) {
+        cv_debug(
+            "exec",
+            "job %s: the firing at %lld was claimed by another instance (%lldus, store %lldus)",
+            r->job, (long long)r->scheduled_for, us, store_us);
+        exec__drop(xr);
+    } else {
+        cv_warn("exec", "job %s: firing at %lld not run: it could not be recorded (%s)", r->job,
+                (long long)r->scheduled_for, strerror(-m->status));
+        exec__drop(xr);
+    }
+    claim_free(c);
+}
+
+void exec__claims_free(executor_t *ex)
+{
+    while (!cv_list_empty(&ex->claims)) {
+        claim_t *c = cv_container_of(ex->claims.next, claim_t, link);
+        cv_list_remove(&c->link);
+        ex->nclaiming--;
+        exec__drop(c->xr);
+        claim_free(c);
+    }
+}
