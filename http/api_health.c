@@ -1,6 +1,7 @@
 /* Health and notification endpoints: GET /api/health, POST /api/health/refresh (all probes or
  * ?probe=NAME; answers once the fresh results are in), GET /api/notifications, and GET /api/info
- * (version, instance, the configuration's links). The prober and the notifier own the data; the
+ * (version, instance, the configuration's links), GET /api/instances (the daemons sharing the
+ * store, from their heartbeats: empty on SQLite). The prober and the notifier own the data; the
  * http actor asks them by message (MSG_HEALTH_GET / MSG_HEALTH_REFRESH / MSG_NOTIFY_GET) and
  * answers the deferred request when their reply arrives. */
 #include <stdlib.h>
@@ -141,6 +142,62 @@ static void h_info(api_req_t *req, void *data)
                              "started_at", api__jtime(a->started_ms), "links", links));
 }
 
+/* ---- instances (through the store actor) ---- */
+
+typedef struct {
+    api_req_t *req;
+    char *self; /* this daemon's instance id (the api may be gone when the store answers) */
+} icall_t;
+
+static void icall_free(icall_t *c)
+{
+    free(c->self);
+    free(c);
+}
+
+static void on_instances(void *ud, int status, const store_instance_t *inst, size_t count)
+{
+    icall_t *c = ud;
+    if (status != 0) {
+        api_reply_error(c->req, 503, "store_unavailable", "the store did not answer");
+        icall_free(c);
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < count; i++)
+        json_array_append_new(arr, json_pack("{s:s,s:s,s:I,s:s,s:o,s:o,s:b}", "id", inst[i].id,
+                                             "hostname", inst[i].hostname ? inst[i].hostname : "",
+                                             "pid", (json_int_t)inst[i].pid, "version",
+                                             inst[i].version ? inst[i].version : "", "started_at",
+                                             api__jtime(inst[i].started_at), "last_seen",
+                                             api__jtime(inst[i].last_seen), "self",
+                                             strcmp(inst[i].id, c->self) == 0));
+    api_reply_json(c->req, 200, json_pack("{s:s,s:o}", "self", c->self, "instances", arr));
+    icall_free(c);
+}
+
+static void list_instances(store_t *st, void *ud)
+{
+    store_list_instances(st, on_instances, ud);
+}
+
+static void instances_gone(void *ud)
+{
+    icall_t *c = ud;
+    api_reply_error(c->req, 503, "unavailable", "the store is not available");
+    icall_free(c);
+}
+
+static void h_instances(api_req_t *req, void *data)
+{
+    api_t *a = data;
+    icall_t *c = cv_malloc(sizeof(*c));
+    c->req = req;
+    c->self = cv_strdup(a->instance);
+    api_req_defer(req);
+    api__store_call(a, list_instances, instances_gone, c);
+}
+
 int api__health_routes(api_t *a)
 {
     const api_route_t routes[] = {
@@ -148,6 +205,7 @@ int api__health_routes(api_t *a)
         {"POST", "/api/health/refresh", h_health_refresh, a, AUTH_ROLE_OPERATOR, 0},
         {"GET", "/api/notifications", h_notifications, a, AUTH_ROLE_VIEWER, 0},
         {"GET", "/api/info", h_info, a, AUTH_ROLE_VIEWER, 0},
+        {"GET", "/api/instances", h_instances, a, AUTH_ROLE_VIEWER, 0},
     };
     return api_server_routes(a->srv, routes, CV_ARRAY_SIZE(routes));
 }

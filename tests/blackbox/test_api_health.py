@@ -110,6 +110,11 @@ class HealthApi(unittest.TestCase):
         self.assertEqual(mine[0]["http_status"], 204)
         self.assertTrue(any(b.get("event") == "probe.unhealthy" for b in Receiver.bodies))
 
+    def test_instances_is_empty_on_the_embedded_store(self):
+        r = self.call("GET", "/api/instances")
+        self.assertEqual(r["instances"], [])
+        self.assertTrue(r["self"])
+
     def test_info_has_the_version_and_the_configured_links(self):
         info = self.call("GET", "/api/info")
         self.assertEqual(info["links"], [{"title": "Runbook", "url": "https://runbooks.example/cron"}])

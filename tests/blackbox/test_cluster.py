@@ -70,6 +70,10 @@ class Cluster(unittest.TestCase):
         nodes = [self.daemon("node-%d" % i) for i in (1, 2, 3)]
         for d in nodes:
             d.wait_log(r"running: instance node-\d")
+        # Each daemon heart-beats before it starts; the API of any of them lists all three.
+        listed = nodes[0].api("GET", "/api/instances").json
+        self.assertEqual(sorted(i["id"] for i in listed["instances"]), ["node-1", "node-2", "node-3"])
+        self.assertEqual([i["id"] for i in listed["instances"] if i["self"]], [listed["self"]])
         first = (int(time.time()) + 2) * 1000  # every daemon schedules from here on
         wait_until("8 firings", lambda: len([s for s in self.cron_instants() if s >= first]) >= 8, 30)
 
