@@ -291,12 +291,12 @@ static void fail_waiting(store_pg_t *s, int err)
     while (!cv_list_empty(&waiting)) {
         store_pg_req_t *r = cv_container_of(waiting.next, store_pg_req_t, link);
         cv_list_remove(&r->link);
-        if (r->op == PG_CLOSE) {
+        if (r->op == STORE_OP_CLOSE) {
             cv_list_insert_tail(&s->queue, &r->link);
             s->nqueued++;
             continue;
         }
-        if (r->status == 0 || r->op == PG_MIGRATE)
+        if (r->status == 0 || r->op == STORE_OP_MIGRATE)
             r->status = err;
         complete(s, r);
     }
@@ -312,7 +312,7 @@ static void requeue_batch(store_pg_t *s, bool solo)
         r->solo = r->solo || solo;
         /* The migration lock went with the session; a migration whose commit was not seen is
          * looked up again under a new lock. */
-        if (r->op == PG_MIGRATE && r->step == STORE_PG_MIG_APPLY)
+        if (r->op == STORE_OP_MIGRATE && r->step == STORE_PG_MIG_APPLY)
             r->step = STORE_PG_MIG_LOCK;
         cv_list_t *head = &s->queue;
         r->link.next = head->next;
@@ -377,12 +377,12 @@ static void on_notice(void *arg, const char *msg)
     cv_debug("store", "PostgreSQL %s: %.*s", s->where, (int)strcspn(msg, "\n"), msg);
 }
 
-static store_pg_req_t *req_new(store_pg_op_t op, void *ud);
+static store_pg_req_t *req_new(store_op_t op, void *ud);
 
 /* After a reconnect: LISTEN again ahead of everything, then tell the watcher to re-read. */
 static void relisten(store_pg_t *s)
 {
-    store_pg_req_t *r = req_new(PG_LISTEN, s);
+    store_pg_req_t *r = req_new(STORE_OP_LISTEN, s);
     r->result = 1; /* resync once it is listening */
     cv_list_insert_tail(s->queue.next, &r->link);
     s->nqueued++;
@@ -570,15 +570,15 @@ static void send_batch(store_pg_t *s)
     s->item_got = false;
     while (!cv_list_empty(&s->queue) && nreq < BATCH_MAX) {
         store_pg_req_t *r = cv_container_of(s->queue.next, store_pg_req_t, link);
-        bool alone = r->solo || r->op == PG_MIGRATE;
-        if (r->op == PG_CLOSE || (alone && nreq > 0))
+        bool alone = r->solo || r->op == STORE_OP_MIGRATE;
+        if (r->op == STORE_OP_CLOSE || (alone && nreq > 0))
             break;
         cv_list_remove(&r->link);
         s->nqueued--;
         cv_list_insert_tail(&s->batch, &r->link);
         nreq++;
-        if (r->status == 0 || r->op == PG_MIGRATE) {
-            s->batch_writes |= STORE_PG_IS_WRITE(r->op);
+        if (r->status == 0 || r->op == STORE_OP_MIGRATE) {
+            s->batch_writes |= STORE_OP_IS_WRITE(r->op);
             if (store_pg__send(s, r) < 0) {
                 lost(s, PQerrorMessage(s->conn));
                 return;
@@ -597,29 +597,29 @@ static void send_batch(store_pg_t *s)
     flush(s);
 }
 
-static const char *op_what(store_pg_op_t op)
+static const char *op_what(store_op_t op)
 {
     static const char *const what[] = {
-        [PG_CLOSE] = "close",
-        [PG_MIGRATE] = "migrate",
-        [PG_PING] = "answer a ping",
-        [PG_GET_RUN] = "read a run",
-        [PG_QUERY_RUNS] = "query runs",
-        [PG_JOB_STATS] = "compute job statistics",
-        [PG_SUMMARY] = "summarise runs",
-        [PG_OV_LIST] = "list overrides",
-        [PG_AUDIT_LIST] = "list the audit",
-        [PG_INSERT_RUN] = "insert a run",
-        [PG_UPDATE_RUN] = "update a run",
-        [PG_ABANDON] = "abandon stale runs",
-        [PG_RETENTION] = "delete old runs",
-        [PG_OV_SET] = "set an override",
-        [PG_OV_DELETE] = "delete an override",
-        [PG_AUDIT_APPEND] = "append to the audit",
-        [PG_INSTANCES] = "list instances",
-        [PG_LISTEN] = "listen for override changes",
-        [PG_HEARTBEAT] = "record a heartbeat",
-        [PG_ABANDON_DEAD] = "abandon the runs of dead instances",
+        [STORE_OP_CLOSE] = "close",
+        [STORE_OP_MIGRATE] = "migrate",
+        [STORE_OP_PING] = "answer a ping",
+        [STORE_OP_GET_RUN] = "read a run",
+        [STORE_OP_QUERY_RUNS] = "query runs",
+        [STORE_OP_JOB_STATS] = "compute job statistics",
+        [STORE_OP_SUMMARY] = "summarise runs",
+        [STORE_OP_OV_LIST] = "list overrides",
+        [STORE_OP_AUDIT_LIST] = "list the audit",
+        [STORE_OP_INSERT_RUN] = "insert a run",
+        [STORE_OP_UPDATE_RUN] = "update a run",
+        [STORE_OP_ABANDON] = "abandon stale runs",
+        [STORE_OP_RETENTION] = "delete old runs",
+        [STORE_OP_OV_SET] = "set an override",
+        [STORE_OP_OV_DELETE] = "delete an override",
+        [STORE_OP_AUDIT_APPEND] = "append to the audit",
+        [STORE_OP_INSTANCES] = "list instances",
+        [STORE_OP_LISTEN] = "listen for override changes",
+        [STORE_OP_HEARTBEAT] = "record a heartbeat",
+        [STORE_OP_ABANDON_DEAD] = "abandon the runs of dead instances",
     };
     return what[op];
 }
@@ -789,17 +789,17 @@ static void pump(store_pg_t *s)
         return;
     while (!cv_list_empty(&s->queue)) {
         store_pg_req_t *r = cv_container_of(s->queue.next, store_pg_req_t, link);
-        if (r->op == PG_CLOSE && r->link.next != &s->queue) {
+        if (r->op == STORE_OP_CLOSE && r->link.next != &s->queue) {
             /* Unfinished work (retention) was queued again behind the close: let it drain. */
             cv_list_remove(&r->link);
             cv_list_insert_tail(&s->queue, &r->link);
             continue;
         }
-        if (r->op != PG_CLOSE && (r->status == 0 || r->op == PG_MIGRATE))
+        if (r->op != STORE_OP_CLOSE && (r->status == 0 || r->op == STORE_OP_MIGRATE))
             break;
         cv_list_remove(&r->link);
         s->nqueued--;
-        if (r->op == PG_CLOSE) {
+        if (r->op == STORE_OP_CLOSE) {
             finish_close(s, r);
             return;
         }
@@ -825,7 +825,7 @@ static void on_prepare(uv_prepare_t *h)
     pump(s);
 }
 
-static store_pg_req_t *req_new(store_pg_op_t op, void *ud)
+static store_pg_req_t *req_new(store_op_t op, void *ud)
 {
     store_pg_req_t *r = cv_calloc(1, sizeof(*r));
     r->op = op;
@@ -941,7 +941,7 @@ static run_t *run_arg(const run_t *in)
 static void pg_close(store_t *base, store_status_cb cb, void *ud)
 {
     store_pg_t *s = (store_pg_t *)base;
-    store_pg_req_t *r = req_new(PG_CLOSE, ud);
+    store_pg_req_t *r = req_new(STORE_OP_CLOSE, ud);
     r->cb.status = cb;
     submit(base, r);
     s->closing = true;
@@ -953,14 +953,14 @@ static void pg_close(store_t *base, store_status_cb cb, void *ud)
 
 static void pg_migrate(store_t *base, store_count_cb cb, void *ud)
 {
-    store_pg_req_t *r = req_new(PG_MIGRATE, ud);
+    store_pg_req_t *r = req_new(STORE_OP_MIGRATE, ud);
     r->cb.count = cb;
     submit(base, r);
 }
 
 static void pg_ping(store_t *base, store_status_cb cb, void *ud)
 {
-    store_pg_req_t *r = req_new(PG_PING, ud);
+    store_pg_req_t *r = req_new(STORE_OP_PING, ud);
     r->cb.status = cb;
     submit(base, r);
 }
@@ -968,7 +968,7 @@ static void pg_ping(store_t *base, store_status_cb cb, void *ud)
 static void pg_insert_run(store_t *base, const run_t *run, store_id_cb cb, void *ud)
 {
     store_pg_t *s = (store_pg_t *)base;
-    store_pg_req_t *r = req_new(PG_INSERT_RUN, ud);
+    store_pg_req_t *r = req_new(STORE_OP_INSERT_RUN, ud);
     r->cb.id = cb;
     r->u.run = run_arg(run);
     if (r->u.run->instance == NULL)
@@ -980,7 +980,7 @@ static void pg_insert_run(store_t *base, const run_t *run, store_id_cb cb, void 
 
 static void pg_update_run(store_t *base, const run_t *run, store_status_cb cb, void *ud)
 {
-    store_pg_req_t *r = req_new(PG_UPDATE_RUN, ud);
+    store_pg_req_t *r = req_new(STORE_OP_UPDATE_RUN, ud);
     r->cb.status = cb;
     r->u.run = run_arg(run);
     if (run->job == NULL || run->trigger == NULL)
@@ -990,7 +990,7 @@ static void pg_update_run(store_t *base, const run_t *run, store_status_cb cb, v
 
 static void pg_get_run(store_t *base, int64_t id, store_run_cb cb, void *ud)
 {
-    store_pg_req_t *r = req_new(PG_GET_RUN, ud);
+    store_pg_req_t *r = req_new(STORE_OP_GET_RUN, ud);
     r->cb.run = cb;
     r->u.id = id;
     submit(base, r);
@@ -998,7 +998,7 @@ static void pg_get_run(store_t *base, int64_t id, store_run_cb cb, void *ud)
 
 static void pg_query_runs(store_t *base, const store_run_filter_t *f, store_page_cb cb, void *ud)
 {
-    store_pg_req_t *r = req_new(PG_QUERY_RUNS, ud);
+    store_pg_req_t *r = req_new(STORE_OP_QUERY_RUNS, ud);
     int64_t before;
     r->cb.page = cb;
     r->u.query.f = *f;
@@ -1026,17 +1026,10 @@ static char **dup_strv(const char *const *v, size_t n)
     return c;
 }
 
-static void free_strv(char **v, size_t n)
-{
-    for (size_t i = 0; v != NULL && i < n; i++)
-        free(v[i]);
-    free(v);
-}
-
 static void pg_job_stats(store_t *base, const char *const *jobs, size_t njobs, int last_n,
                          store_stats_cb cb, void *ud)
 {
-    store_pg_req_t *r = req_new(PG_JOB_STATS, ud);
+    store_pg_req_t *r = req_new(STORE_OP_JOB_STATS, ud);
     r->cb.stats = cb;
     r->u.stats.jobs = dup_strv(jobs, njobs);
     r->u.stats.njobs = njobs;
@@ -1049,7 +1042,7 @@ static void pg_job_stats(store_t *base, const char *const *jobs, size_t njobs, i
 
 static void pg_summary(store_t *base, int64_t since, store_summary_cb cb, void *ud)
 {
-    store_pg_req_t *r = req_new(PG_SUMMARY, ud);
+    store_pg_req_t *r = req_new(STORE_OP_SUMMARY, ud);
     r->cb.summary = cb;
     r->u.summary.since = since;
     submit(base, r);
@@ -1058,7 +1051,7 @@ static void pg_summary(store_t *base, int64_t since, store_summary_cb cb, void *
 static void pg_abandon_stale(store_t *base, const char *instance, const char *reason,
                              store_count_cb cb, void *ud)
 {
-    store_pg_req_t *r = req_new(PG_ABANDON, ud);
+    store_pg_req_t *r = req_new(STORE_OP_ABANDON, ud);
     r->cb.count = cb;
     r->u.abandon.instance = dup_or_null(instance);
     r->u.abandon.reason = cv_strdup(reason ? reason : "abandoned");
@@ -1069,7 +1062,7 @@ static void pg_abandon_stale(store_t *base, const char *instance, const char *re
 
 static void pg_retention(store_t *base, int days, int max_runs_per_job, store_count_cb cb, void *ud)
 {
-    store_pg_req_t *r = req_new(PG_RETENTION, ud);
+    store_pg_req_t *r = req_new(STORE_OP_RETENTION, ud);
     r->cb.count = cb;
     r->u.retention.days = days;
     r->u.retention.max_runs = max_runs_per_job;
@@ -1095,7 +1088,7 @@ static void ov_copy(store_override_t *dst, const store_override_t *src)
 
 static void pg_override_set(store_t *base, const store_override_t *ov, store_status_cb cb, void *ud)
 {
-    store_pg_req_t *r = req_new(PG_OV_SET, ud);
+    store_pg_req_t *r = req_new(STORE_OP_OV_SET, ud);
     r->cb.status = cb;
     ov_copy(&r->u.ov.ov, ov);
     r->u.ov.ov.updated_at = ov->updated_at ? ov->updated_at : cv_now_ms();
@@ -1107,7 +1100,7 @@ static void pg_override_set(store_t *base, const store_override_t *ov, store_sta
 static void pg_override_delete(store_t *base, const char *job, const char *field,
                                store_status_cb cb, void *ud)
 {
-    store_pg_req_t *r = req_new(PG_OV_DELETE, ud);
+    store_pg_req_t *r = req_new(STORE_OP_OV_DELETE, ud);
     r->cb.status = cb;
     ov_copy(&r->u.ov.ov, &(store_override_t){.job = (char *)job, .field = (char *)field});
     if (!job || !field)
@@ -1117,7 +1110,7 @@ static void pg_override_delete(store_t *base, const char *job, const char *field
 
 static void pg_override_list(store_t *base, const char *job, store_overrides_cb cb, void *ud)
 {
-    store_pg_req_t *r = req_new(PG_OV_LIST, ud);
+    store_pg_req_t *r = req_new(STORE_OP_OV_LIST, ud);
     r->cb.overrides = cb;
     ov_copy(&r->u.ov.ov, &(store_override_t){.job = (char *)job});
     submit(base, r);
@@ -1125,7 +1118,7 @@ static void pg_override_list(store_t *base, const char *job, store_overrides_cb 
 
 static void pg_audit_append(store_t *base, const store_audit_t *a, store_id_cb cb, void *ud)
 {
-    store_pg_req_t *r = req_new(PG_AUDIT_APPEND, ud);
+    store_pg_req_t *r = req_new(STORE_OP_AUDIT_APPEND, ud);
     r->cb.id = cb;
     r->u.audit = *a;
     r->u.audit.at = a->at ? a->at : cv_now_ms();
@@ -1143,7 +1136,7 @@ static void pg_audit_append(store_t *base, const store_audit_t *a, store_id_cb c
 static void pg_audit_list(store_t *base, const char *job, int limit, const char *cursor,
                           store_audit_cb cb, void *ud)
 {
-    store_pg_req_t *r = req_new(PG_AUDIT_LIST, ud);
+    store_pg_req_t *r = req_new(STORE_OP_AUDIT_LIST, ud);
     int64_t before;
     r->cb.audit = cb;
     r->u.audit_list.job = dup_or_null(job);
@@ -1159,7 +1152,7 @@ static void pg_audit_list(store_t *base, const char *job, int limit, const char 
 
 static void pg_heartbeat(store_t *base, const store_instance_t *inst, store_status_cb cb, void *ud)
 {
-    store_pg_req_t *r = req_new(PG_HEARTBEAT, ud);
+    store_pg_req_t *r = req_new(STORE_OP_HEARTBEAT, ud);
     store_instance_t *o = &r->u.inst.one;
     r->cb.status = cb;
     *o = *inst;
@@ -1177,7 +1170,7 @@ static void pg_heartbeat(store_t *base, const store_instance_t *inst, store_stat
 
 static void pg_abandon_dead(store_t *base, int64_t seen_before, store_count_cb cb, void *ud)
 {
-    store_pg_req_t *r = req_new(PG_ABANDON_DEAD, ud);
+    store_pg_req_t *r = req_new(STORE_OP_ABANDON_DEAD, ud);
     r->cb.count = cb;
     r->u.abandon.seen_before = seen_before;
     submit(base, r);
@@ -1185,7 +1178,7 @@ static void pg_abandon_dead(store_t *base, int64_t seen_before, store_count_cb c
 
 static void pg_list_instances(store_t *base, store_instances_cb cb, void *ud)
 {
-    store_pg_req_t *r = req_new(PG_INSTANCES, ud);
+    store_pg_req_t *r = req_new(STORE_OP_INSTANCES, ud);
     r->cb.instances = cb;
     submit(base, r);
 }
@@ -1197,7 +1190,7 @@ static int pg_watch_overrides(store_t *base, store_notify_cb cb, void *ud)
     s->on_notify = cb;
     s->notify_ud = ud;
     if (first)
-        submit(base, req_new(PG_LISTEN, s));
+        submit(base, req_new(STORE_OP_LISTEN, s));
     return 0;
 }
 
@@ -1212,119 +1205,19 @@ static void req_free(store_pg_req_t *r)
 {
     store_pg__clear_results(r);
     free(r->res);
-    switch (r->op) {
-    case PG_INSERT_RUN:
-    case PG_UPDATE_RUN:
-    case PG_GET_RUN:
-        if (r->op != PG_GET_RUN || r->status == 0)
-            run_free(r->u.run);
-        break;
-    case PG_QUERY_RUNS:
-        free((char *)r->u.query.f.job);
-        free((char *)r->u.query.f.trigger);
-        free((char *)r->u.query.f.cursor);
-        store_run_page_free(&r->u.query.page);
-        break;
-    case PG_JOB_STATS:
-        free_strv(r->u.stats.jobs, r->u.stats.njobs);
-        store_job_stats_free(r->u.stats.out, r->u.stats.njobs);
-        break;
-    case PG_ABANDON:
-        free(r->u.abandon.instance);
-        free(r->u.abandon.reason);
-        break;
-    case PG_OV_SET:
-    case PG_OV_DELETE:
-    case PG_OV_LIST:
-        free(r->u.ov.ov.job);
-        free(r->u.ov.ov.field);
-        free(r->u.ov.ov.value);
-        free(r->u.ov.ov.updated_by);
-        store_overrides_free(r->u.ov.list, r->u.ov.count);
-        break;
-    case PG_AUDIT_APPEND:
-        free(r->u.audit.actor);
-        free(r->u.audit.action);
-        free(r->u.audit.job);
-        free(r->u.audit.before);
-        free(r->u.audit.after);
-        break;
-    case PG_AUDIT_LIST:
-        free(r->u.audit_list.job);
-        free(r->u.audit_list.cursor);
-        store_audit_page_free(&r->u.audit_list.page);
-        break;
-    case PG_HEARTBEAT:
-    case PG_INSTANCES:
-        free(r->u.inst.one.id);
-        free(r->u.inst.one.hostname);
-        free(r->u.inst.one.version);
-        store_instances_free(r->u.inst.list, r->u.inst.count);
-        break;
-    default:
-        break;
-    }
+    store_req_args_free(r->op, &r->u, r->status);
     free(r);
 }
 
 static void deliver(store_pg_req_t *r)
 {
-    int st = r->status;
-    bool ok = st == 0;
-    switch (r->op) {
-    case PG_CLOSE:
-    case PG_PING:
-    case PG_UPDATE_RUN:
-    case PG_OV_SET:
-    case PG_OV_DELETE:
-    case PG_HEARTBEAT:
-        if (r->cb.status)
-            r->cb.status(r->ud, st);
-        break;
-    case PG_LISTEN: {
+    if (r->op == STORE_OP_LISTEN) {
         store_pg_t *s = r->ud;
-        if (st == 0 && r->result && s->on_notify)
+        if (r->status == 0 && r->result && s->on_notify)
             s->on_notify(s->notify_ud, NULL);
-        break;
+        return;
     }
-    case PG_INSTANCES:
-        r->cb.instances(r->ud, st, ok ? r->u.inst.list : NULL, ok ? r->u.inst.count : 0);
-        break;
-    case PG_INSERT_RUN:
-    case PG_AUDIT_APPEND:
-        if (r->cb.id)
-            r->cb.id(r->ud, st, ok ? r->result : 0);
-        break;
-    case PG_MIGRATE:
-    case PG_ABANDON:
-    case PG_ABANDON_DEAD:
-    case PG_RETENTION:
-        if (r->cb.count)
-            r->cb.count(r->ud, st, ok ? r->result : 0);
-        break;
-    case PG_GET_RUN: {
-        bool taken = false;
-        r->cb.run(r->ud, st, ok ? r->u.run : NULL, &taken);
-        if (taken && ok)
-            r->u.run = NULL;
-        break;
-    }
-    case PG_QUERY_RUNS:
-        r->cb.page(r->ud, st, ok ? &r->u.query.page : NULL);
-        break;
-    case PG_JOB_STATS:
-        r->cb.stats(r->ud, st, ok ? r->u.stats.out : NULL, ok ? r->u.stats.njobs : 0);
-        break;
-    case PG_SUMMARY:
-        r->cb.summary(r->ud, st, ok ? &r->u.summary.out : NULL);
-        break;
-    case PG_OV_LIST:
-        r->cb.overrides(r->ud, st, ok ? r->u.ov.list : NULL, ok ? r->u.ov.count : 0);
-        break;
-    case PG_AUDIT_LIST:
-        r->cb.audit(r->ud, st, ok ? &r->u.audit_list.page : NULL);
-        break;
-    }
+    store_req_deliver(r->op, &r->cb, r->ud, r->status, r->result, &r->u);
 }
 
 static const store_ops_t pg_ops = {

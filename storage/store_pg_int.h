@@ -4,35 +4,10 @@
 #define CV_STORAGE_STORE_PG_INT_H
 
 #include "storage/store_pg.h"
+#include "storage/store_req.h"
 #include "core/util.h"
 
 #include <libpq-fe.h>
-
-typedef enum {
-    PG_CLOSE,
-    PG_MIGRATE,
-    PG_PING,
-    PG_GET_RUN,
-    PG_QUERY_RUNS,
-    PG_JOB_STATS,
-    PG_SUMMARY,
-    PG_OV_LIST,
-    PG_AUDIT_LIST,
-    PG_INSTANCES,
-    PG_LISTEN,
-    /* writes from here on */
-    PG_INSERT_RUN,
-    PG_UPDATE_RUN,
-    PG_ABANDON,
-    PG_RETENTION,
-    PG_OV_SET,
-    PG_OV_DELETE,
-    PG_AUDIT_APPEND,
-    PG_HEARTBEAT,
-    PG_ABANDON_DEAD,
-} store_pg_op_t;
-
-#define STORE_PG_IS_WRITE(op) ((op) >= PG_INSERT_RUN)
 
 /* Statements prepared once per connection, on first use. */
 typedef enum {
@@ -55,7 +30,7 @@ typedef enum { PG_DONE, PG_AGAIN_FIRST, PG_AGAIN_LAST } store_pg_next_t;
 
 typedef struct store_pg_req {
     cv_list_t link;
-    store_pg_op_t op;
+    store_op_t op;
     int status;     /* set < 0 before queueing: fail without a round trip */
     int64_t result; /* id or count */
     void *ud;
@@ -64,62 +39,8 @@ typedef struct store_pg_req {
     int step;       /* multi-step requests: migrate, retention */
     PGresult **res; /* results of the current step, in order */
     size_t nres, res_cap;
-    union {
-        store_status_cb status;
-        store_id_cb id;
-        store_count_cb count;
-        store_run_cb run;
-        store_page_cb page;
-        store_stats_cb stats;
-        store_summary_cb summary;
-        store_overrides_cb overrides;
-        store_audit_cb audit;
-        store_instances_cb instances;
-    } cb;
-    union {
-        run_t *run; /* insert/update argument; get_run result */
-        int64_t id;
-        struct {
-            store_run_filter_t f; /* strings owned by the request */
-            store_run_page_t page;
-        } query;
-        struct {
-            char **jobs;
-            size_t njobs;
-            int last_n;
-            store_job_stats_t *out;
-        } stats;
-        struct {
-            int64_t since;
-            store_summary_t out;
-        } summary;
-        struct {
-            char *instance, *reason;
-            int64_t seen_before; /* abandon_dead */
-        } abandon;
-        struct {
-            store_instance_t one; /* heartbeat argument (strings owned) */
-            store_instance_t *list;
-            size_t count;
-        } inst;
-        struct {
-            int days, max_runs;
-        } retention;
-        struct {
-            store_override_t ov; /* set/delete argument (strings owned) */
-            store_override_t *list;
-            size_t count;
-        } ov;
-        store_audit_t audit; /* append argument (strings owned) */
-        struct {
-            char *job, *cursor;
-            int limit;
-            store_audit_page_t page;
-        } audit_list;
-        struct {
-            size_t next; /* index in store_migrations of the migration the step applies */
-        } migrate;
-    } u;
+    store_req_cb_t cb;
+    store_req_args_t u;
 } store_pg_req_t;
 
 typedef enum { PGC_IDLE, PGC_RESOLVING, PGC_CONNECTING, PGC_READY, PGC_BACKOFF } store_pg_conn_t;

@@ -698,45 +698,45 @@ static store_pg_next_t finish_migrate(store_pg_t *s, store_pg_req_t *r, int err)
 int store_pg__send(store_pg_t *s, store_pg_req_t *r)
 {
     switch (r->op) {
-    case PG_MIGRATE:
+    case STORE_OP_MIGRATE:
         return send_migrate(s, r);
-    case PG_PING:
+    case STORE_OP_PING:
         return send_sql(s, r, "SELECT 1", NULL);
-    case PG_GET_RUN:
+    case STORE_OP_GET_RUN:
         return send_get_run(s, r);
-    case PG_QUERY_RUNS:
+    case STORE_OP_QUERY_RUNS:
         return send_query_runs(s, r);
-    case PG_JOB_STATS:
+    case STORE_OP_JOB_STATS:
         return send_job_stats(s, r);
-    case PG_SUMMARY:
+    case STORE_OP_SUMMARY:
         return send_summary(s, r);
-    case PG_OV_LIST:
+    case STORE_OP_OV_LIST:
         return send_override_list(s, r);
-    case PG_AUDIT_LIST:
+    case STORE_OP_AUDIT_LIST:
         return send_audit_list(s, r);
-    case PG_INSERT_RUN:
+    case STORE_OP_INSERT_RUN:
         return send_insert_run(s, r);
-    case PG_UPDATE_RUN:
+    case STORE_OP_UPDATE_RUN:
         return send_update_run(s, r);
-    case PG_ABANDON:
+    case STORE_OP_ABANDON:
         return send_abandon(s, r);
-    case PG_HEARTBEAT:
+    case STORE_OP_HEARTBEAT:
         return send_heartbeat(s, r);
-    case PG_ABANDON_DEAD:
+    case STORE_OP_ABANDON_DEAD:
         return send_abandon_dead(s, r);
-    case PG_INSTANCES:
+    case STORE_OP_INSTANCES:
         return send_sql(s, r, store_sql_list_instances, NULL);
-    case PG_LISTEN:
+    case STORE_OP_LISTEN:
         return send_sql(s, r, "LISTEN " STORE_PG_OV_CHANNEL, NULL);
-    case PG_RETENTION:
+    case STORE_OP_RETENTION:
         return r->step == STORE_PG_RET_DONE ? 0 : send_retention(s, r);
-    case PG_OV_SET:
+    case STORE_OP_OV_SET:
         return send_override_set(s, r);
-    case PG_OV_DELETE:
+    case STORE_OP_OV_DELETE:
         return send_override_delete(s, r);
-    case PG_AUDIT_APPEND:
+    case STORE_OP_AUDIT_APPEND:
         return send_audit_append(s, r);
-    case PG_CLOSE:
+    case STORE_OP_CLOSE:
         break;
     }
     return 0;
@@ -745,49 +745,49 @@ int store_pg__send(store_pg_t *s, store_pg_req_t *r)
 store_pg_next_t store_pg__finish(store_pg_t *s, store_pg_req_t *r, int err)
 {
     store_pg_next_t next = PG_DONE;
-    if (r->op == PG_MIGRATE) {
+    if (r->op == STORE_OP_MIGRATE) {
         next = finish_migrate(s, r, err);
     } else if (err < 0) {
         r->status = err;
     } else if (r->status == 0) {
         switch (r->op) {
-        case PG_INSERT_RUN:
+        case STORE_OP_INSERT_RUN:
             finish_insert_run(r);
             break;
-        case PG_UPDATE_RUN:
-        case PG_OV_DELETE:
+        case STORE_OP_UPDATE_RUN:
+        case STORE_OP_OV_DELETE:
             if (r_changes(r->res[0]) == 0)
                 r->status = -ENOENT;
             break;
-        case PG_GET_RUN:
+        case STORE_OP_GET_RUN:
             finish_get_run(r);
             break;
-        case PG_QUERY_RUNS:
+        case STORE_OP_QUERY_RUNS:
             finish_query_runs(r);
             break;
-        case PG_JOB_STATS:
+        case STORE_OP_JOB_STATS:
             finish_job_stats(r);
             break;
-        case PG_SUMMARY:
+        case STORE_OP_SUMMARY:
             finish_summary(r);
             break;
-        case PG_OV_LIST:
+        case STORE_OP_OV_LIST:
             finish_override_list(r);
             break;
-        case PG_AUDIT_APPEND:
+        case STORE_OP_AUDIT_APPEND:
             r->result = r_i64(r->res[0], 0, 0);
             break;
-        case PG_AUDIT_LIST:
+        case STORE_OP_AUDIT_LIST:
             finish_audit_list(r);
             break;
-        case PG_ABANDON:
-        case PG_ABANDON_DEAD:
+        case STORE_OP_ABANDON:
+        case STORE_OP_ABANDON_DEAD:
             r->result = r_changes(r->res[0]);
             break;
-        case PG_INSTANCES:
+        case STORE_OP_INSTANCES:
             finish_instances(r);
             break;
-        case PG_RETENTION:
+        case STORE_OP_RETENTION:
             next = finish_retention(r);
             break;
         default:

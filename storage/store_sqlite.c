@@ -160,7 +160,7 @@ static void batch_commit(store_sqlite_t *s, batch_t *b)
 /* Runs one write or read request of the batch. */
 static void batch_run(store_sqlite_t *s, batch_t *b, store_sqlite_req_t *r)
 {
-    if (r->status == 0 && STORE_SQLITE_IS_WRITE(r->op) && !b->in_txn) {
+    if (r->status == 0 && STORE_OP_IS_WRITE(r->op) && !b->in_txn) {
         int err = store_sqlite__exec_sql(s, "BEGIN IMMEDIATE", "begin a transaction");
         if (err < 0)
             r->status = err;
@@ -184,16 +184,16 @@ static bool batch_process(store_sqlite_t *s, batch_t *b)
     while (!cv_list_empty(&b->todo)) {
         store_sqlite_req_t *r = cv_container_of(b->todo.next, store_sqlite_req_t, link);
         cv_list_remove(&r->link);
-        if (r->op == SQ_CLOSE && !cv_list_empty(&b->todo)) {
+        if (r->op == STORE_OP_CLOSE && !cv_list_empty(&b->todo)) {
             /* A step of unfinished work (retention) was queued again behind the close. */
             cv_list_insert_tail(&b->todo, &r->link);
-        } else if (r->op == SQ_CLOSE && !cv_list_empty(&b->again)) {
+        } else if (r->op == STORE_OP_CLOSE && !cv_list_empty(&b->again)) {
             cv_list_insert_tail(&b->again, &r->link); /* let unfinished work drain first */
-        } else if (r->op == SQ_CLOSE) {
+        } else if (r->op == STORE_OP_CLOSE) {
             batch_commit(s, b);
             cv_list_insert_tail(&b->done, &r->link);
             return true;
-        } else if (r->op == SQ_MIGRATE) {
+        } else if (r->op == STORE_OP_MIGRATE) {
             batch_commit(s, b);
             if (r->status == 0)
                 store_sqlite__migrate(s, r);
@@ -238,7 +238,7 @@ static void worker_main(void *arg)
 
 /* ---- submitting (loop thread) ---- */
 
-static store_sqlite_req_t *req_new(store_t *base, store_sqlite_op_t op, void *ud)
+static store_sqlite_req_t *req_new(store_t *base, store_op_t op, void *ud)
 {
     store_sqlite_req_t *r = cv_calloc(1, sizeof(*r));
     r->op = op;
@@ -275,7 +275,7 @@ static void submit(store_t *base, store_sqlite_req_t *r)
 static void sq_close(store_t *base, store_status_cb cb, void *ud)
 {
     store_sqlite_t *s = (store_sqlite_t *)base;
-    store_sqlite_req_t *r = req_new(base, SQ_CLOSE, ud);
+    store_sqlite_req_t *r = req_new(base, STORE_OP_CLOSE, ud);
     r->cb.status = cb;
     submit(base, r);
     s->closing = true;
@@ -283,14 +283,14 @@ static void sq_close(store_t *base, store_status_cb cb, void *ud)
 
 static void sq_migrate(store_t *base, store_count_cb cb, void *ud)
 {
-    store_sqlite_req_t *r = req_new(base, SQ_MIGRATE, ud);
+    store_sqlite_req_t *r = req_new(base, STORE_OP_MIGRATE, ud);
     r->cb.count = cb;
     submit(base, r);
 }
 
 static void sq_ping(store_t *base, store_status_cb cb, void *ud)
 {
-    store_sqlite_req_t *r = req_new(base, SQ_PING, ud);
+    store_sqlite_req_t *r = req_new(base, STORE_OP_PING, ud);
     r->cb.status = cb;
     submit(base, r);
 }
@@ -298,7 +298,7 @@ static void sq_ping(store_t *base, store_status_cb cb, void *ud)
 static void sq_insert_run(store_t *base, const run_t *run, store_id_cb cb, void *ud)
 {
     store_sqlite_t *s = (store_sqlite_t *)base;
-    store_sqlite_req_t *r = req_new(base, SQ_INSERT_RUN, ud);
+    store_sqlite_req_t *r = req_new(base, STORE_OP_INSERT_RUN, ud);
     r->cb.id = cb;
     r->u.run = run_dup(run);
     if (r->u.run->instance == NULL)
@@ -308,7 +308,7 @@ static void sq_insert_run(store_t *base, const run_t *run, store_id_cb cb, void 
 
 static void sq_update_run(store_t *base, const run_t *run, store_status_cb cb, void *ud)
 {
-    store_sqlite_req_t *r = req_new(base, SQ_UPDATE_RUN, ud);
+    store_sqlite_req_t *r = req_new(base, STORE_OP_UPDATE_RUN, ud);
     r->cb.status = cb;
     r->u.run = run_dup(run);
     submit(base, r);
@@ -316,7 +316,7 @@ static void sq_update_run(store_t *base, const run_t *run, store_status_cb cb, v
 
 static void sq_get_run(store_t *base, int64_t id, store_run_cb cb, void *ud)
 {
-    store_sqlite_req_t *r = req_new(base, SQ_GET_RUN, ud);
+    store_sqlite_req_t *r = req_new(base, STORE_OP_GET_RUN, ud);
     r->cb.run = cb;
     r->u.id = id;
     submit(base, r);
@@ -324,7 +324,7 @@ static void sq_get_run(store_t *base, int64_t id, store_run_cb cb, void *ud)
 
 static void sq_query_runs(store_t *base, const store_run_filter_t *f, store_page_cb cb, void *ud)
 {
-    store_sqlite_req_t *r = req_new(base, SQ_QUERY_RUNS, ud);
+    store_sqlite_req_t *r = req_new(base, STORE_OP_QUERY_RUNS, ud);
     r->cb.page = cb;
     r->u.query.f = *f;
     r->u.query.f.job = dup_or_null(f->job);
@@ -341,17 +341,10 @@ static char **dup_strv(const char *const *v, size_t n)
     return c;
 }
 
-static void free_strv(char **v, size_t n)
-{
-    for (size_t i = 0; v != NULL && i < n; i++)
-        free(v[i]);
-    free(v);
-}
-
 static void sq_job_stats(store_t *base, const char *const *jobs, size_t njobs, int last_n,
                          store_stats_cb cb, void *ud)
 {
-    store_sqlite_req_t *r = req_new(base, SQ_JOB_STATS, ud);
+    store_sqlite_req_t *r = req_new(base, STORE_OP_JOB_STATS, ud);
     r->cb.stats = cb;
     r->u.stats.jobs = dup_strv(jobs, njobs);
     r->u.stats.njobs = njobs;
@@ -364,7 +357,7 @@ static void sq_job_stats(store_t *base, const char *const *jobs, size_t njobs, i
 
 static void sq_summary(store_t *base, int64_t since, store_summary_cb cb, void *ud)
 {
-    store_sqlite_req_t *r = req_new(base, SQ_SUMMARY, ud);
+    store_sqlite_req_t *r = req_new(base, STORE_OP_SUMMARY, ud);
     r->cb.summary = cb;
     r->u.summary.since = since;
     submit(base, r);
@@ -373,7 +366,7 @@ static void sq_summary(store_t *base, int64_t since, store_summary_cb cb, void *
 static void sq_abandon_stale(store_t *base, const char *instance, const char *reason,
                              store_count_cb cb, void *ud)
 {
-    store_sqlite_req_t *r = req_new(base, SQ_ABANDON, ud);
+    store_sqlite_req_t *r = req_new(base, STORE_OP_ABANDON, ud);
     r->cb.count = cb;
     r->u.abandon.instance = dup_or_null(instance);
     r->u.abandon.reason = cv_strdup(reason ? reason : "abandoned");
@@ -382,7 +375,7 @@ static void sq_abandon_stale(store_t *base, const char *instance, const char *re
 
 static void sq_retention(store_t *base, int days, int max_runs_per_job, store_count_cb cb, void *ud)
 {
-    store_sqlite_req_t *r = req_new(base, SQ_RETENTION, ud);
+    store_sqlite_req_t *r = req_new(base, STORE_OP_RETENTION, ud);
     r->cb.count = cb;
     r->u.retention.days = days;
     r->u.retention.max_runs = max_runs_per_job;
@@ -393,7 +386,7 @@ static void sq_retention(store_t *base, int days, int max_runs_per_job, store_co
 
 static void sq_override_set(store_t *base, const store_override_t *ov, store_status_cb cb, void *ud)
 {
-    store_sqlite_req_t *r = req_new(base, SQ_OV_SET, ud);
+    store_sqlite_req_t *r = req_new(base, STORE_OP_OV_SET, ud);
     r->cb.status = cb;
     r->u.ov.ov.job = dup_or_null(ov->job);
     r->u.ov.ov.field = dup_or_null(ov->field);
@@ -408,7 +401,7 @@ static void sq_override_set(store_t *base, const store_override_t *ov, store_sta
 static void sq_override_delete(store_t *base, const char *job, const char *field,
                                store_status_cb cb, void *ud)
 {
-    store_sqlite_req_t *r = req_new(base, SQ_OV_DELETE, ud);
+    store_sqlite_req_t *r = req_new(base, STORE_OP_OV_DELETE, ud);
     r->cb.status = cb;
     r->u.ov.ov.job = dup_or_null(job);
     r->u.ov.ov.field = dup_or_null(field);
@@ -419,7 +412,7 @@ static void sq_override_delete(store_t *base, const char *job, const char *field
 
 static void sq_override_list(store_t *base, const char *job, store_overrides_cb cb, void *ud)
 {
-    store_sqlite_req_t *r = req_new(base, SQ_OV_LIST, ud);
+    store_sqlite_req_t *r = req_new(base, STORE_OP_OV_LIST, ud);
     r->cb.overrides = cb;
     r->u.ov.ov.job = dup_or_null(job);
     submit(base, r);
@@ -427,7 +420,7 @@ static void sq_override_list(store_t *base, const char *job, store_overrides_cb 
 
 static void sq_audit_append(store_t *base, const store_audit_t *a, store_id_cb cb, void *ud)
 {
-    store_sqlite_req_t *r = req_new(base, SQ_AUDIT_APPEND, ud);
+    store_sqlite_req_t *r = req_new(base, STORE_OP_AUDIT_APPEND, ud);
     r->cb.id = cb;
     r->u.audit = *a;
     r->u.audit.at = a->at ? a->at : cv_now_ms();
@@ -444,7 +437,7 @@ static void sq_audit_append(store_t *base, const store_audit_t *a, store_id_cb c
 static void sq_audit_list(store_t *base, const char *job, int limit, const char *cursor,
                           store_audit_cb cb, void *ud)
 {
-    store_sqlite_req_t *r = req_new(base, SQ_AUDIT_LIST, ud);
+    store_sqlite_req_t *r = req_new(base, STORE_OP_AUDIT_LIST, ud);
     r->cb.audit = cb;
     r->u.audit_list.job = dup_or_null(job);
     r->u.audit_list.cursor = dup_or_null(cursor);
@@ -461,7 +454,7 @@ static uint64_t sq_commits(store_t *base)
 
 static void sq_heartbeat(store_t *base, const store_instance_t *inst, store_status_cb cb, void *ud)
 {
-    store_sqlite_req_t *r = req_new(base, SQ_HEARTBEAT, ud);
+    store_sqlite_req_t *r = req_new(base, STORE_OP_HEARTBEAT, ud);
     store_instance_t *o = &r->u.inst.one;
     r->cb.status = cb;
     *o = *inst;
@@ -476,7 +469,7 @@ static void sq_heartbeat(store_t *base, const store_instance_t *inst, store_stat
 
 static void sq_abandon_dead(store_t *base, int64_t seen_before, store_count_cb cb, void *ud)
 {
-    store_sqlite_req_t *r = req_new(base, SQ_ABANDON_DEAD, ud);
+    store_sqlite_req_t *r = req_new(base, STORE_OP_ABANDON_DEAD, ud);
     r->cb.count = cb;
     r->u.abandon.seen_before = seen_before;
     submit(base, r);
@@ -484,120 +477,20 @@ static void sq_abandon_dead(store_t *base, int64_t seen_before, store_count_cb c
 
 static void sq_list_instances(store_t *base, store_instances_cb cb, void *ud)
 {
-    store_sqlite_req_t *r = req_new(base, SQ_INSTANCES, ud);
+    store_sqlite_req_t *r = req_new(base, STORE_OP_INSTANCES, ud);
     r->cb.instances = cb;
     submit(base, r);
 }
 
 static void req_free(store_sqlite_req_t *r)
 {
-    switch (r->op) {
-    case SQ_INSERT_RUN:
-    case SQ_UPDATE_RUN:
-    case SQ_GET_RUN:
-        run_free(r->u.run);
-        break;
-    case SQ_QUERY_RUNS:
-        free((char *)r->u.query.f.job);
-        free((char *)r->u.query.f.trigger);
-        free((char *)r->u.query.f.cursor);
-        store_run_page_free(&r->u.query.page);
-        break;
-    case SQ_JOB_STATS:
-        free_strv(r->u.stats.jobs, r->u.stats.njobs);
-        store_job_stats_free(r->u.stats.out, r->u.stats.njobs);
-        break;
-    case SQ_ABANDON:
-        free(r->u.abandon.instance);
-        free(r->u.abandon.reason);
-        break;
-    case SQ_RETENTION:
-        free_strv(r->u.retention.jobs, r->u.retention.njobs);
-        break;
-    case SQ_OV_SET:
-    case SQ_OV_DELETE:
-    case SQ_OV_LIST:
-        free(r->u.ov.ov.job);
-        free(r->u.ov.ov.field);
-        free(r->u.ov.ov.value);
-        free(r->u.ov.ov.updated_by);
-        store_overrides_free(r->u.ov.list, r->u.ov.count);
-        break;
-    case SQ_AUDIT_APPEND:
-        free(r->u.audit.actor);
-        free(r->u.audit.action);
-        free(r->u.audit.job);
-        free(r->u.audit.before);
-        free(r->u.audit.after);
-        break;
-    case SQ_AUDIT_LIST:
-        free(r->u.audit_list.job);
-        free(r->u.audit_list.cursor);
-        store_audit_page_free(&r->u.audit_list.page);
-        break;
-    case SQ_HEARTBEAT:
-    case SQ_INSTANCES:
-        free(r->u.inst.one.id);
-        free(r->u.inst.one.hostname);
-        free(r->u.inst.one.version);
-        store_instances_free(r->u.inst.list, r->u.inst.count);
-        break;
-    default:
-        break;
-    }
+    store_req_args_free(r->op, &r->u, r->status);
     free(r);
 }
 
 static void deliver(store_sqlite_req_t *r)
 {
-    int st = r->status;
-    bool ok = st == 0;
-    switch (r->op) {
-    case SQ_CLOSE:
-    case SQ_PING:
-    case SQ_UPDATE_RUN:
-    case SQ_OV_SET:
-    case SQ_OV_DELETE:
-    case SQ_HEARTBEAT:
-        if (r->cb.status)
-            r->cb.status(r->ud, st);
-        break;
-    case SQ_INSTANCES:
-        r->cb.instances(r->ud, st, ok ? r->u.inst.list : NULL, ok ? r->u.inst.count : 0);
-        break;
-    case SQ_INSERT_RUN:
-    case SQ_AUDIT_APPEND:
-        r->cb.id(r->ud, st, ok ? r->result : 0);
-        break;
-    case SQ_MIGRATE:
-    case SQ_ABANDON:
-    case SQ_ABANDON_DEAD:
-    case SQ_RETENTION:
-        r->cb.count(r->ud, st, ok ? r->result : 0);
-        break;
-    case SQ_GET_RUN: {
-        bool taken = false;
-        r->cb.run(r->ud, st, ok ? r->u.run : NULL, &taken);
-        if (taken)
-            r->u.run = NULL;
-        break;
-    }
-    case SQ_QUERY_RUNS:
-        r->cb.page(r->ud, st, ok ? &r->u.query.page : NULL);
-        break;
-    case SQ_JOB_STATS:
-        r->cb.stats(r->ud, st, ok ? r->u.stats.out : NULL, ok ? r->u.stats.njobs : 0);
-        break;
-    case SQ_SUMMARY:
-        r->cb.summary(r->ud, st, ok ? &r->u.summary.out : NULL);
-        break;
-    case SQ_OV_LIST:
-        r->cb.overrides(r->ud, st, ok ? r->u.ov.list : NULL, ok ? r->u.ov.count : 0);
-        break;
-    case SQ_AUDIT_LIST:
-        r->cb.audit(r->ud, st, ok ? &r->u.audit_list.page : NULL);
-        break;
-    }
+    store_req_deliver(r->op, &r->cb, r->ud, r->status, r->result, &r->u);
 }
 
 static void on_closed(uv_handle_t *h)
@@ -625,7 +518,7 @@ static void on_async(uv_async_t *h)
         cv_list_remove(&r->link);
         if (--s->outstanding == 0)
             uv_unref((uv_handle_t *)&s->async);
-        if (r->op == SQ_CLOSE) {
+        if (r->op == STORE_OP_CLOSE) {
             /* The worker has closed the database and is leaving: join it, then release the
              * handle; the close callback runs once the handle is closed. */
             uv_thread_join(&s->thread);

@@ -884,61 +884,64 @@ void store_sqlite__migrate(store_sqlite_t *s, store_sqlite_req_t *req)
 bool store_sqlite__exec(store_sqlite_t *s, store_sqlite_req_t *req)
 {
     switch (req->op) {
-    case SQ_PING: {
+    case STORE_OP_PING: {
         int64_t one = 0;
         req->status = query_int(s, "SELECT 1", NULL, NULL, 0, &one, "answer a ping");
         break;
     }
-    case SQ_GET_RUN:
+    case STORE_OP_GET_RUN:
         exec_get_run(s, req);
         break;
-    case SQ_QUERY_RUNS:
+    case STORE_OP_QUERY_RUNS:
         exec_query_runs(s, req);
         break;
-    case SQ_JOB_STATS:
+    case STORE_OP_JOB_STATS:
         exec_job_stats(s, req);
         break;
-    case SQ_SUMMARY:
+    case STORE_OP_SUMMARY:
         exec_summary(s, req);
         break;
-    case SQ_OV_LIST:
+    case STORE_OP_OV_LIST:
         exec_override_list(s, req);
         break;
-    case SQ_AUDIT_LIST:
+    case STORE_OP_AUDIT_LIST:
         exec_audit_list(s, req);
         break;
-    case SQ_INSERT_RUN:
+    case STORE_OP_INSERT_RUN:
         exec_insert_run(s, req);
         break;
-    case SQ_UPDATE_RUN:
+    case STORE_OP_UPDATE_RUN:
         exec_update_run(s, req);
         break;
-    case SQ_ABANDON:
+    case STORE_OP_ABANDON:
         exec_abandon(s, req);
         break;
-    case SQ_HEARTBEAT:
+    case STORE_OP_HEARTBEAT:
         exec_heartbeat(s, req);
         break;
-    case SQ_ABANDON_DEAD:
+    case STORE_OP_ABANDON_DEAD:
         exec_abandon_dead(s, req);
         break;
-    case SQ_INSTANCES:
+    case STORE_OP_INSTANCES:
         exec_instances(s, req);
         break;
-    case SQ_RETENTION:
+    case STORE_OP_RETENTION:
         return exec_retention(s, req);
-    case SQ_OV_SET:
+    case STORE_OP_OV_SET:
         exec_override_set(s, req);
         break;
-    case SQ_OV_DELETE:
+    case STORE_OP_OV_DELETE:
         exec_override_delete(s, req);
         break;
-    case SQ_AUDIT_APPEND:
+    case STORE_OP_AUDIT_APPEND:
         exec_audit_append(s, req);
         break;
-    case SQ_CLOSE:
-    case SQ_MIGRATE:
+    case STORE_OP_CLOSE:
+    case STORE_OP_MIGRATE:
         break; /* handled by the batch loop */
+    case STORE_OP_LISTEN:
+        req->status = -ENOTSUP; /* PostgreSQL only */
+        break;
     }
     return false;
 }

@@ -4,35 +4,11 @@
 #define CV_STORAGE_STORE_SQLITE_INT_H
 
 #include "storage/store.h"
+#include "storage/store_req.h"
 #include "core/util.h"
 
 #include <sqlite3.h>
 #include <stdatomic.h>
-
-typedef enum {
-    SQ_CLOSE,
-    SQ_MIGRATE,
-    SQ_PING,
-    SQ_GET_RUN,
-    SQ_QUERY_RUNS,
-    SQ_JOB_STATS,
-    SQ_SUMMARY,
-    SQ_OV_LIST,
-    SQ_AUDIT_LIST,
-    SQ_INSTANCES,
-    /* writes from here on */
-    SQ_INSERT_RUN,
-    SQ_UPDATE_RUN,
-    SQ_ABANDON,
-    SQ_RETENTION,
-    SQ_OV_SET,
-    SQ_OV_DELETE,
-    SQ_AUDIT_APPEND,
-    SQ_HEARTBEAT,
-    SQ_ABANDON_DEAD,
-} store_sqlite_op_t;
-
-#define STORE_SQLITE_IS_WRITE(op) ((op) >= SQ_INSERT_RUN)
 
 /* Statements prepared once and kept for the life of the handle. */
 typedef enum {
@@ -45,67 +21,12 @@ typedef enum {
 
 typedef struct store_sqlite_req {
     cv_list_t link;
-    store_sqlite_op_t op;
+    store_op_t op;
     int status;     /* set < 0 before queueing: fail without running */
     int64_t result; /* id or count */
     void *ud;
-    union {
-        store_status_cb status;
-        store_id_cb id;
-        store_count_cb count;
-        store_run_cb run;
-        store_page_cb page;
-        store_stats_cb stats;
-        store_summary_cb summary;
-        store_overrides_cb overrides;
-        store_audit_cb audit;
-        store_instances_cb instances;
-    } cb;
-    union {
-        run_t *run; /* insert/update argument; get_run result */
-        int64_t id;
-        struct {
-            store_run_filter_t f; /* strings owned by the request */
-            store_run_page_t page;
-        } query;
-        struct {
-            char **jobs;
-            size_t njobs;
-            int last_n;
-            store_job_stats_t *out;
-        } stats;
-        struct {
-            int64_t since;
-            store_summary_t out;
-        } summary;
-        struct {
-            char *instance, *reason;
-            int64_t seen_before; /* abandon_dead */
-        } abandon;
-        struct {
-            store_instance_t one; /* heartbeat argument (strings owned) */
-            store_instance_t *list;
-            size_t count;
-        } inst;
-        struct {
-            int days, max_runs;
-            int phase;
-            int64_t last_id;
-            char **jobs;
-            size_t njobs, next_job;
-        } retention;
-        struct {
-            store_override_t ov; /* set/delete argument (strings owned) */
-            store_override_t *list;
-            size_t count;
-        } ov;
-        store_audit_t audit; /* append argument (strings owned) */
-        struct {
-            char *job, *cursor;
-            int limit;
-            store_audit_page_t page;
-        } audit_list;
-    } u;
+    store_req_cb_t cb;
+    store_req_args_t u;
 } store_sqlite_req_t;
 
 typedef struct store_sqlite {

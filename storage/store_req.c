@@ -1,0 +1,132 @@
+#include "storage/store_req.h"
+
+#include <stdlib.h>
+
+void store_strv_free(char **v, size_t n)
+{
+    for (size_t i = 0; v != NULL && i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+static void free_instance(store_instance_t *i)
+{
+    free(i->id);
+    free(i->hostname);
+    free(i->version);
+}
+
+void store_req_args_free(store_op_t op, store_req_args_t *u, int status)
+{
+    switch (op) {
+    case STORE_OP_GET_RUN:
+        if (status == 0)
+            run_free(u->run);
+        break;
+    case STORE_OP_INSERT_RUN:
+    case STORE_OP_UPDATE_RUN:
+        run_free(u->run);
+        break;
+    case STORE_OP_QUERY_RUNS:
+        free((char *)u->query.f.job);
+        free((char *)u->query.f.trigger);
+        free((char *)u->query.f.cursor);
+        store_run_page_free(&u->query.page);
+        break;
+    case STORE_OP_JOB_STATS:
+        store_strv_free(u->stats.jobs, u->stats.njobs);
+        store_job_stats_free(u->stats.out, u->stats.njobs);
+        break;
+    case STORE_OP_ABANDON:
+        free(u->abandon.instance);
+        free(u->abandon.reason);
+        break;
+    case STORE_OP_RETENTION:
+        store_strv_free(u->retention.jobs, u->retention.njobs);
+        break;
+    case STORE_OP_OV_SET:
+    case STORE_OP_OV_DELETE:
+    case STORE_OP_OV_LIST:
+        free(u->ov.ov.job);
+        free(u->ov.ov.field);
+        free(u->ov.ov.value);
+        free(u->ov.ov.updated_by);
+        store_overrides_free(u->ov.list, u->ov.count);
+        break;
+    case STORE_OP_AUDIT_APPEND:
+        free(u->audit.actor);
+        free(u->audit.action);
+        free(u->audit.job);
+        free(u->audit.before);
+        free(u->audit.after);
+        break;
+    case STORE_OP_AUDIT_LIST:
+        free(u->audit_list.job);
+        free(u->audit_list.cursor);
+        store_audit_page_free(&u->audit_list.page);
+        break;
+    case STORE_OP_HEARTBEAT:
+    case STORE_OP_INSTANCES:
+        free_instance(&u->inst.one);
+        store_instances_free(u->inst.list, u->inst.count);
+        break;
+    default:
+        break;
+    }
+}
+
+void store_req_deliver(store_op_t op, const store_req_cb_t *cb, void *ud, int status,
+                       int64_t result, store_req_args_t *u)
+{
+    bool ok = status == 0;
+    switch (op) {
+    case STORE_OP_CLOSE:
+    case STORE_OP_PING:
+    case STORE_OP_UPDATE_RUN:
+    case STORE_OP_OV_SET:
+    case STORE_OP_OV_DELETE:
+    case STORE_OP_HEARTBEAT:
+        if (cb->status)
+            cb->status(ud, status);
+        break;
+    case STORE_OP_LISTEN:
+        break;
+    case STORE_OP_INSTANCES:
+        cb->instances(ud, status, ok ? u->inst.list : NULL, ok ? u->inst.count : 0);
+        break;
+    case STORE_OP_INSERT_RUN:
+    case STORE_OP_AUDIT_APPEND:
+        if (cb->id)
+            cb->id(ud, status, ok ? result : 0);
+        break;
+    case STORE_OP_MIGRATE:
+    case STORE_OP_ABANDON:
+    case STORE_OP_ABANDON_DEAD:
+    case STORE_OP_RETENTION:
+        if (cb->count)
+            cb->count(ud, status, ok ? result : 0);
+        break;
+    case STORE_OP_GET_RUN: {
+        bool taken = false;
+        cb->run(ud, status, ok ? u->run : NULL, &taken);
+        if (taken && ok)
+            u->run = NULL;
+        break;
+    }
+    case STORE_OP_QUERY_RUNS:
+        cb->page(ud, status, ok ? &u->query.page : NULL);
+        break;
+    case STORE_OP_JOB_STATS:
+        cb->stats(ud, status, ok ? u->stats.out : NULL, ok ? u->stats.njobs : 0);
+        break;
+    case STORE_OP_SUMMARY:
+        cb->summary(ud, status, ok ? &u->summary.out : NULL);
+        break;
+    case STORE_OP_OV_LIST:
+        cb->overrides(ud, status, ok ? u->ov.list : NULL, ok ? u->ov.count : 0);
+        break;
+    case STORE_OP_AUDIT_LIST:
+        cb->audit(ud, status, ok ? &u->audit_list.page : NULL);
+        break;
+    }
+}
