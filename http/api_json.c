@@ -116,10 +116,11 @@ static json_t *last_run_json(const run_t *r)
 {
     if (r == NULL)
         return json_null();
-    return json_pack("{s:I,s:s,s:o,s:I,s:I,s:I}", "id", (json_int_t)r->id, "status",
+    return json_pack("{s:I,s:s,s:o,s:I,s:I,s:I,s:o}", "id", (json_int_t)r->id, "status",
                      run_status_name(r->status), "started_at", api__jtime(r->started_at),
                      "duration_ms", (json_int_t)r->duration_ms, "items_processed",
-                     (json_int_t)r->items_processed, "items_failed", (json_int_t)r->items_failed);
+                     (json_int_t)r->items_processed, "items_failed", (json_int_t)r->items_failed,
+                     "error", r->error ? api__jstr(r->error) : json_null());
 }
 
 static json_t *stats_json(const store_job_stats_t *s)

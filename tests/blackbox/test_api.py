@@ -98,6 +98,12 @@ class Jobs(ApiTest):
         hook = self.call("GET", "/api/jobs/hook", "/api/jobs/{name}", token=VIEWER).json
         self.assertEqual(hook["action"], {"type": "http", "method": "GET", "header_names": ["X-Api-Key"]})
 
+    def test_a_failed_last_run_carries_its_error_without_secrets(self):
+        self.finished_run("hook")
+        last = self.call("GET", "/api/jobs/hook", "/api/jobs/{name}", token=VIEWER).json["last_run"]
+        self.assertEqual(last["status"], "FAILED")
+        self.assertIn("refused", last["error"])
+
     def test_unknown_job_is_404_with_an_error_body(self):
         r = self.call("GET", "/api/jobs/nope", "/api/jobs/{name}", token=VIEWER, expect=404)
         self.assertEqual(r.json["error"]["code"], "not_found")

@@ -2,6 +2,7 @@
 GET /api/notifications, GET /api/info, checked against proto/openapi.yaml."""
 import http.server
 import json
+import os
 import threading
 import unittest
 
@@ -36,10 +37,17 @@ notify:
   - name: receiver
     url: "http://127.0.0.1:%%d/hook?token=${HOOK_TOKEN}"
     events: [probe.unhealthy]
+  - name: slowwatch
+    url: "http://127.0.0.1:%%d/slow"
+    events: [run.slow]
+    slow_factor: 20
 jobs:
   - name: noop
     schedule: manual
     command: "true"
+  - name: sometimes-slow
+    schedule: manual
+    command: "if [ -f {dir}/slow ]; then sleep 3; else sleep 0.05; fi"
 """ % (VIEWER, OPERATOR)
 
 
@@ -61,7 +69,7 @@ class HealthApi(unittest.TestCase):
     def setUpClass(cls):
         cls.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
         threading.Thread(target=cls.srv.serve_forever, daemon=True).start()
-        cfg = CONFIG % cls.srv.server_address[1]
+        cfg = CONFIG % (cls.srv.server_address[1], cls.srv.server_address[1])
         cls.d = Daemon(cfg, env={"HOOK_TOKEN": "hook-token-secret-77"}).start()
         cls.d.port()
         cls.d.wait_log(r"probe broken status=unhealthy")
@@ -114,6 +122,28 @@ class HealthApi(unittest.TestCase):
         r = self.call("GET", "/api/instances")
         self.assertEqual(r["instances"], [])
         self.assertTrue(r["self"])
+
+    def trigger(self, job):
+        r = self.d.api("POST", "/api/jobs/%s/trigger" % job, token=OPERATOR)
+        self.assertEqual(r.status, 202, r)
+        return r.json["run_id"]
+
+    def run_once(self, job):
+        run_id = self.trigger(job)
+        self.d.wait_log(r"run %d (SUCCESS|FAILED) recorded" % run_id)
+        return run_id
+
+    def test_a_run_much_longer_than_its_p95_raises_run_slow_once(self):
+        fast = [self.run_once("sometimes-slow") for _ in range(5)]
+        open(os.path.join(self.d.tmp, "slow"), "w").close()
+        slow = self.trigger("sometimes-slow")
+        # Raised while the run is still going (at p95 x 20), before it ends.
+        self.d.wait_log(r"notify slowwatch: run.slow sometimes-slow delivered")
+        self.d.wait_log(r"run %d SUCCESS recorded" % slow)
+        slow_events = [b for b in Receiver.bodies if b.get("event") == "run.slow"]
+        self.assertEqual([b["run"]["id"] for b in slow_events], [slow])
+        self.assertNotIn(slow, fast)
+        self.assertGreater(slow_events[0]["threshold_ms"], 0)
 
     def test_info_has_the_version_and_the_configured_links(self):
         info = self.call("GET", "/api/info")

@@ -34,6 +34,8 @@ auth:
     - { name: watcher, role: viewer, token: ${TOKENS.viewer} }
 links:
   - { title: Runbook, url: "https://example.com/runbook" }
+probes:
+  - { name: broken-dep, type: exec, interval: 1h, command: "echo down >&2; exit 2" }
 jobs:
   - name: quick-ok
     title: Quick OK
@@ -167,6 +169,19 @@ async function main() {
       check(/admin/.test(role), `role shown is "${role}"`);
       check(await page.evaluate(() => sessionStorage.getItem("cronvisor.token")) === TOKENS.admin, "token kept in sessionStorage");
       check(await page.evaluate(() => localStorage.getItem("cronvisor.token")) === null, "token not in localStorage");
+    });
+
+    await step("the health grid shows every probe with its status, and the config's links", async () => {
+      await page.waitForSelector('[data-probe="broken-dep"]', { timeout: T });
+      await page.waitForSelector('[data-probe="store"]', { timeout: T });
+      const broken = await page.textContent('[data-probe="broken-dep"]');
+      check(broken.includes("unhealthy") && broken.includes("exit 2"), `broken probe card: ${broken}`);
+      const store = await page.textContent('[data-probe="store"]');
+      check(store.includes("healthy"), `store probe card: ${store}`);
+      await page.click('[data-probe="store"] button');
+      await page.waitForSelector('[data-probe="store"] button:not([disabled])', { timeout: T });
+      check(!(await page.textContent('[data-probe="store"]')).includes("error"), "refresh answered");
+      check((await page.textContent("body")).includes("Runbook"), "the configured link is listed");
     });
 
     await step("the list shows every job with its status", async () => {
