@@ -138,6 +138,15 @@ static void probes(cv_buf_t *b, api_t *a)
             cv_buf_printf(b, "\",status=\"%s\"} %d\n", states[s],
                           strcmp(a->probes[i].status, states[s]) == 0);
         }
+    head(b, "cronvisor_probe_up", "gauge",
+         "1 when the probe's target answers (healthy or degraded).");
+    for (size_t i = 0; i < a->nprobes; i++) {
+        cv_buf_appends(b, "cronvisor_probe_up{probe=\"");
+        label(b, a->probes[i].name);
+        cv_buf_printf(b, "\"} %d\n",
+                      strcmp(a->probes[i].status, "healthy") == 0 ||
+                          strcmp(a->probes[i].status, "degraded") == 0);
+    }
     head(b, "cronvisor_probe_latency_seconds", "gauge", "Latency of the probe's latest check.");
     for (size_t i = 0; i < a->nprobes; i++) {
         cv_buf_appends(b, "cronvisor_probe_latency_seconds{probe=\"");

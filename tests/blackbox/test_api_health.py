@@ -3,10 +3,11 @@ GET /api/notifications, GET /api/info, checked against proto/openapi.yaml."""
 import http.server
 import json
 import os
+import subprocess
 import threading
 import unittest
 
-from cvtest import Daemon, main, response_schema, schema_errors
+from cvtest import Daemon, WsClient, main, response_schema, schema_errors
 
 VIEWER, OPERATOR = "viewer-token-health-1", "operator-token-health-2"
 
@@ -33,6 +34,10 @@ probes:
     type: exec
     interval: 1h
     command: "echo nope >&2; exit 3"
+  - name: toggle
+    type: exec
+    interval: 1h
+    command: "test -f {dir}/up"
 notify:
   - name: receiver
     url: "http://127.0.0.1:%%d/hook?token=${HOOK_TOKEN}"
@@ -97,7 +102,7 @@ class HealthApi(unittest.TestCase):
 
     def test_health_lists_every_probe_with_its_status_and_message(self):
         probes = {p["name"]: p for p in self.call("GET", "/api/health")["probes"]}
-        self.assertEqual(set(probes), {"store", "fine", "broken"})
+        self.assertEqual(set(probes), {"store", "fine", "broken", "toggle"})
         self.assertEqual(probes["fine"]["status"], "healthy")
         self.assertEqual(probes["broken"]["status"], "unhealthy")
         self.assertIn("exit 3", probes["broken"]["message"])
@@ -149,6 +154,29 @@ class HealthApi(unittest.TestCase):
         self.assertEqual([b["run"]["id"] for b in slow_events], [slow])
         self.assertNotIn(slow, fast)
         self.assertGreater(slow_events[0]["threshold_ms"], 0)
+
+    def test_metrics_carry_each_probe_up_status_and_latency_and_pass_promtool(self):
+        r = self.d.api("GET", "/metrics", token=VIEWER)
+        self.assertEqual(r.status, 200)
+        text = r.body.decode()
+        self.assertIn('cronvisor_probe_up{probe="fine"} 1', text)
+        self.assertIn('cronvisor_probe_up{probe="broken"} 0', text)
+        self.assertIn('cronvisor_probe_status{probe="broken",status="unhealthy"} 1', text)
+        self.assertRegex(text, r'cronvisor_probe_latency_seconds\{probe="fine"\} \d')
+        check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                               text=True)
+        self.assertEqual(check.returncode, 0, check.stdout + check.stderr)
+
+    def test_a_status_change_is_pushed_as_health_changed_over_the_websocket(self):
+        ws = WsClient(self.d.port(), headers={"Authorization": "Bearer " + VIEWER})
+        ws.recv_until(lambda m: m.get("type") == "authenticated")
+        open(os.path.join(self.d.tmp, "up"), "w").close()
+        fresh = self.call("POST", "/api/health/refresh?probe=toggle", token=OPERATOR)["probes"]
+        self.assertEqual(fresh[0]["status"], "healthy")
+        ev, _ = ws.recv_until(lambda m: m.get("type") == "health.changed" and m["probe"]["name"] == "toggle")
+        self.assertEqual(ev["probe"]["status"], "healthy")
+        self.assertIsInstance(ev["seq"], int)
+        ws.close()
 
     def test_info_has_the_version_and_the_configured_links(self):
         info = self.call("GET", "/api/info")
