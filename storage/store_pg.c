@@ -23,11 +23,6 @@
 
 static const store_ops_t pg_ops;
 
-static char *dup_or_null(const char *s)
-{
-    return s ? cv_strdup(s) : NULL;
-}
-
 /* ---- the DSN ---- */
 
 bool store_pg_dsn_matches(const char *dsn)
@@ -81,13 +76,13 @@ static void add_option(store_pg_t *s, size_t *n, const char *kw, const char *val
     for (size_t i = 0; i < *n; i++) {
         if (strcmp(s->kw[i], kw) == 0) {
             free(s->val[i]);
-            s->val[i] = dup_or_null(val);
+            s->val[i] = store_strdup_opt(val);
             return;
         }
     }
     assert(*n + 1 < STORE_PG_MAX_OPTIONS);
     s->kw[*n] = cv_strdup(kw);
-    s->val[*n] = dup_or_null(val);
+    s->val[*n] = store_strdup_opt(val);
     (*n)++;
 }
 
@@ -1001,10 +996,7 @@ static void pg_query_runs(store_t *base, const store_run_filter_t *f, store_page
     store_pg_req_t *r = req_new(STORE_OP_QUERY_RUNS, ud);
     int64_t before;
     r->cb.page = cb;
-    r->u.query.f = *f;
-    r->u.query.f.job = dup_or_null(f->job);
-    r->u.query.f.trigger = dup_or_null(f->trigger);
-    r->u.query.f.cursor = dup_or_null(f->cursor);
+    r->status = store_req_set_query(&r->u, f);
     fix_utf8((char **)&r->u.query.f.job);
     fix_utf8((char **)&r->u.query.f.trigger);
     if (f->cursor && store_cursor_decode(f->cursor, &before) < 0) {
@@ -1016,27 +1008,14 @@ static void pg_query_runs(store_t *base, const store_run_filter_t *f, store_page
     submit(base, r);
 }
 
-static char **dup_strv(const char *const *v, size_t n)
-{
-    char **c = cv_calloc(n ? n : 1, sizeof(*c));
-    for (size_t i = 0; i < n; i++) {
-        c[i] = dup_or_null(v[i]);
-        fix_utf8(&c[i]);
-    }
-    return c;
-}
-
 static void pg_job_stats(store_t *base, const char *const *jobs, size_t njobs, int last_n,
                          store_stats_cb cb, void *ud)
 {
     store_pg_req_t *r = req_new(STORE_OP_JOB_STATS, ud);
     r->cb.stats = cb;
-    r->u.stats.jobs = dup_strv(jobs, njobs);
-    r->u.stats.njobs = njobs;
-    r->u.stats.last_n = last_n > 0 ? last_n : 20;
+    r->status = store_req_set_job_stats(&r->u, jobs, njobs, last_n);
     for (size_t i = 0; i < njobs; i++)
-        if (jobs[i] == NULL)
-            r->status = -EINVAL;
+        fix_utf8(&r->u.stats.jobs[i]);
     submit(base, r);
 }
 
@@ -1053,7 +1032,7 @@ static void pg_abandon_stale(store_t *base, const char *instance, const char *re
 {
     store_pg_req_t *r = req_new(STORE_OP_ABANDON, ud);
     r->cb.count = cb;
-    r->u.abandon.instance = dup_or_null(instance);
+    r->u.abandon.instance = store_strdup_opt(instance);
     r->u.abandon.reason = cv_strdup(reason ? reason : "abandoned");
     fix_utf8(&r->u.abandon.instance);
     fix_utf8(&r->u.abandon.reason);
@@ -1074,26 +1053,23 @@ static void pg_retention(store_t *base, int days, int max_runs_per_job, store_co
     submit(base, r);
 }
 
-static void ov_copy(store_override_t *dst, const store_override_t *src)
+/* The shared copy (store_req_set_override), then PostgreSQL's valid-UTF-8 rule. */
+static int ov_copy(store_pg_req_t *r, store_op_t op, const store_override_t *src)
 {
-    dst->job = dup_or_null(src->job);
-    dst->field = dup_or_null(src->field);
-    dst->value = dup_or_null(src->value);
-    dst->updated_by = dup_or_null(src->updated_by);
-    fix_utf8(&dst->job);
-    fix_utf8(&dst->field);
-    fix_utf8(&dst->value);
-    fix_utf8(&dst->updated_by);
+    int status = store_req_set_override(&r->u, op, src);
+    store_override_t *o = &r->u.ov.ov;
+    fix_utf8(&o->job);
+    fix_utf8(&o->field);
+    fix_utf8(&o->value);
+    fix_utf8(&o->updated_by);
+    return status;
 }
 
 static void pg_override_set(store_t *base, const store_override_t *ov, store_status_cb cb, void *ud)
 {
     store_pg_req_t *r = req_new(STORE_OP_OV_SET, ud);
     r->cb.status = cb;
-    ov_copy(&r->u.ov.ov, ov);
-    r->u.ov.ov.updated_at = ov->updated_at ? ov->updated_at : cv_now_ms();
-    if (!ov->job || !ov->field || !ov->value)
-        r->status = -EINVAL;
+    r->status = ov_copy(r, STORE_OP_OV_SET, ov);
     submit(base, r);
 }
 
@@ -1102,9 +1078,8 @@ static void pg_override_delete(store_t *base, const char *job, const char *field
 {
     store_pg_req_t *r = req_new(STORE_OP_OV_DELETE, ud);
     r->cb.status = cb;
-    ov_copy(&r->u.ov.ov, &(store_override_t){.job = (char *)job, .field = (char *)field});
-    if (!job || !field)
-        r->status = -EINVAL;
+    r->status = ov_copy(r, STORE_OP_OV_DELETE,
+                        &(store_override_t){.job = (char *)job, .field = (char *)field});
     submit(base, r);
 }
 
@@ -1112,7 +1087,7 @@ static void pg_override_list(store_t *base, const char *job, store_overrides_cb 
 {
     store_pg_req_t *r = req_new(STORE_OP_OV_LIST, ud);
     r->cb.overrides = cb;
-    ov_copy(&r->u.ov.ov, &(store_override_t){.job = (char *)job});
+    r->status = ov_copy(r, STORE_OP_OV_LIST, &(store_override_t){.job = (char *)job});
     submit(base, r);
 }
 
@@ -1120,16 +1095,11 @@ static void pg_audit_append(store_t *base, const store_audit_t *a, store_id_cb c
 {
     store_pg_req_t *r = req_new(STORE_OP_AUDIT_APPEND, ud);
     r->cb.id = cb;
-    r->u.audit = *a;
-    r->u.audit.at = a->at ? a->at : cv_now_ms();
+    r->status = store_req_set_audit(&r->u, a);
     char **texts[] = {&r->u.audit.actor, &r->u.audit.action, &r->u.audit.job, &r->u.audit.before,
                       &r->u.audit.after};
-    for (size_t i = 0; i < CV_ARRAY_SIZE(texts); i++) {
-        *texts[i] = dup_or_null(*texts[i]);
+    for (size_t i = 0; i < CV_ARRAY_SIZE(texts); i++)
         fix_utf8(texts[i]);
-    }
-    if (!a->actor || !a->action)
-        r->status = -EINVAL;
     submit(base, r);
 }
 
@@ -1139,9 +1109,7 @@ static void pg_audit_list(store_t *base, const char *job, int limit, const char 
     store_pg_req_t *r = req_new(STORE_OP_AUDIT_LIST, ud);
     int64_t before;
     r->cb.audit = cb;
-    r->u.audit_list.job = dup_or_null(job);
-    r->u.audit_list.cursor = dup_or_null(cursor);
-    r->u.audit_list.limit = limit;
+    r->status = store_req_set_audit_list(&r->u, job, limit, cursor);
     fix_utf8(&r->u.audit_list.job);
     if (cursor && store_cursor_decode(cursor, &before) < 0) {
         cv_warn("store", "audit list: the cursor '%.40s' is not one this server made", cursor);
@@ -1155,16 +1123,10 @@ static void pg_heartbeat(store_t *base, const store_instance_t *inst, store_stat
     store_pg_req_t *r = req_new(STORE_OP_HEARTBEAT, ud);
     store_instance_t *o = &r->u.inst.one;
     r->cb.status = cb;
-    *o = *inst;
-    o->id = dup_or_null(inst->id);
-    o->hostname = dup_or_null(inst->hostname);
-    o->version = dup_or_null(inst->version);
-    o->last_seen = inst->last_seen ? inst->last_seen : cv_now_ms();
+    r->status = store_req_set_heartbeat(&r->u, inst);
     fix_utf8(&o->id);
     fix_utf8(&o->hostname);
     fix_utf8(&o->version);
-    if (inst->id == NULL)
-        r->status = -EINVAL;
     submit(base, r);
 }
 

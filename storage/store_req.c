@@ -1,5 +1,7 @@
 #include "storage/store_req.h"
+#include "core/util.h"
 
+#include <errno.h>
 #include <stdlib.h>
 
 void store_strv_free(char **v, size_t n)
@@ -129,4 +131,78 @@ void store_req_deliver(store_op_t op, const store_req_cb_t *cb, void *ud, int st
         cb->audit(ud, status, ok ? &u->audit_list.page : NULL);
         break;
     }
+}
+
+char *store_strdup_opt(const char *s)
+{
+    return s ? cv_strdup(s) : NULL;
+}
+
+int store_req_set_query(store_req_args_t *u, const store_run_filter_t *f)
+{
+    u->query.f = *f;
+    u->query.f.job = store_strdup_opt(f->job);
+    u->query.f.trigger = store_strdup_opt(f->trigger);
+    u->query.f.cursor = store_strdup_opt(f->cursor);
+    return 0;
+}
+
+int store_req_set_job_stats(store_req_args_t *u, const char *const *jobs, size_t njobs, int last_n)
+{
+    int status = 0;
+    u->stats.jobs = cv_calloc(njobs ? njobs : 1, sizeof(char *));
+    for (size_t i = 0; i < njobs; i++) {
+        u->stats.jobs[i] = store_strdup_opt(jobs[i]);
+        if (jobs[i] == NULL)
+            status = -EINVAL;
+    }
+    u->stats.njobs = njobs;
+    u->stats.last_n = last_n > 0 ? last_n : 20;
+    return status;
+}
+
+int store_req_set_override(store_req_args_t *u, store_op_t op, const store_override_t *ov)
+{
+    store_override_t *o = &u->ov.ov;
+    o->job = store_strdup_opt(ov->job);
+    o->field = store_strdup_opt(ov->field);
+    o->value = store_strdup_opt(ov->value);
+    o->updated_by = store_strdup_opt(ov->updated_by);
+    o->updated_at = ov->updated_at ? ov->updated_at : cv_now_ms();
+    if (op == STORE_OP_OV_LIST)
+        return 0;
+    if (!ov->job || !ov->field || (op == STORE_OP_OV_SET && !ov->value))
+        return -EINVAL;
+    return 0;
+}
+
+int store_req_set_audit(store_req_args_t *u, const store_audit_t *a)
+{
+    u->audit = *a;
+    u->audit.at = a->at ? a->at : cv_now_ms();
+    u->audit.actor = store_strdup_opt(a->actor);
+    u->audit.action = store_strdup_opt(a->action);
+    u->audit.job = store_strdup_opt(a->job);
+    u->audit.before = store_strdup_opt(a->before);
+    u->audit.after = store_strdup_opt(a->after);
+    return a->actor && a->action ? 0 : -EINVAL;
+}
+
+int store_req_set_audit_list(store_req_args_t *u, const char *job, int limit, const char *cursor)
+{
+    u->audit_list.job = store_strdup_opt(job);
+    u->audit_list.cursor = store_strdup_opt(cursor);
+    u->audit_list.limit = limit;
+    return 0;
+}
+
+int store_req_set_heartbeat(store_req_args_t *u, const store_instance_t *inst)
+{
+    store_instance_t *o = &u->inst.one;
+    *o = *inst;
+    o->id = store_strdup_opt(inst->id);
+    o->hostname = store_strdup_opt(inst->hostname);
+    o->version = store_strdup_opt(inst->version);
+    o->last_seen = inst->last_seen ? inst->last_seen : cv_now_ms();
+    return inst->id ? 0 : -EINVAL;
 }

@@ -106,6 +106,21 @@ void store_req_args_free(store_op_t op, store_req_args_t *u, int status);
 void store_req_deliver(store_op_t op, const store_req_cb_t *cb, void *ud, int status,
                        int64_t result, store_req_args_t *u);
 
+/* Argument setters shared by the backends' front functions: each copies the caller's arguments
+ * into u (the request owns the copies) and returns 0, or -EINVAL when a required one is NULL. */
+int store_req_set_query(store_req_args_t *u, const store_run_filter_t *f);
+int store_req_set_job_stats(store_req_args_t *u, const char *const *jobs, size_t njobs, int last_n);
+/** For STORE_OP_OV_SET (job, field, value required; updated_at 0 means now), STORE_OP_OV_DELETE
+ * (job, field) and STORE_OP_OV_LIST (job may be NULL: every job). */
+int store_req_set_override(store_req_args_t *u, store_op_t op, const store_override_t *ov);
+/** actor and action required; at 0 means now. */
+int store_req_set_audit(store_req_args_t *u, const store_audit_t *a);
+int store_req_set_audit_list(store_req_args_t *u, const char *job, int limit, const char *cursor);
+/** id required; last_seen 0 means now. */
+int store_req_set_heartbeat(store_req_args_t *u, const store_instance_t *inst);
+
+/** A heap copy of s, or NULL for NULL. */
+char *store_strdup_opt(const char *s);
 /** Frees a vector of n strings (NULL allowed). */
 void store_strv_free(char **v, size_t n);
 

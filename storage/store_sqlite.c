@@ -13,11 +13,6 @@
 
 static const store_ops_t sqlite_ops;
 
-static char *dup_or_null(const char *s)
-{
-    return s ? cv_strdup(s) : NULL;
-}
-
 /* ---- opening ---- */
 
 /* mkdir -p of the directory that will hold path. */
@@ -326,19 +321,8 @@ static void sq_query_runs(store_t *base, const store_run_filter_t *f, store_page
 {
     store_sqlite_req_t *r = req_new(base, STORE_OP_QUERY_RUNS, ud);
     r->cb.page = cb;
-    r->u.query.f = *f;
-    r->u.query.f.job = dup_or_null(f->job);
-    r->u.query.f.trigger = dup_or_null(f->trigger);
-    r->u.query.f.cursor = dup_or_null(f->cursor);
+    r->status = store_req_set_query(&r->u, f);
     submit(base, r);
-}
-
-static char **dup_strv(const char *const *v, size_t n)
-{
-    char **c = cv_calloc(n ? n : 1, sizeof(*c));
-    for (size_t i = 0; i < n; i++)
-        c[i] = dup_or_null(v[i]);
-    return c;
 }
 
 static void sq_job_stats(store_t *base, const char *const *jobs, size_t njobs, int last_n,
@@ -346,12 +330,7 @@ static void sq_job_stats(store_t *base, const char *const *jobs, size_t njobs, i
 {
     store_sqlite_req_t *r = req_new(base, STORE_OP_JOB_STATS, ud);
     r->cb.stats = cb;
-    r->u.stats.jobs = dup_strv(jobs, njobs);
-    r->u.stats.njobs = njobs;
-    r->u.stats.last_n = last_n > 0 ? last_n : 20;
-    for (size_t i = 0; i < njobs; i++)
-        if (jobs[i] == NULL)
-            r->status = -EINVAL;
+    r->status = store_req_set_job_stats(&r->u, jobs, njobs, last_n);
     submit(base, r);
 }
 
@@ -368,7 +347,7 @@ static void sq_abandon_stale(store_t *base, const char *instance, const char *re
 {
     store_sqlite_req_t *r = req_new(base, STORE_OP_ABANDON, ud);
     r->cb.count = cb;
-    r->u.abandon.instance = dup_or_null(instance);
+    r->u.abandon.instance = store_strdup_opt(instance);
     r->u.abandon.reason = cv_strdup(reason ? reason : "abandoned");
     submit(base, r);
 }
@@ -388,13 +367,7 @@ static void sq_override_set(store_t *base, const store_override_t *ov, store_sta
 {
     store_sqlite_req_t *r = req_new(base, STORE_OP_OV_SET, ud);
     r->cb.status = cb;
-    r->u.ov.ov.job = dup_or_null(ov->job);
-    r->u.ov.ov.field = dup_or_null(ov->field);
-    r->u.ov.ov.value = dup_or_null(ov->value);
-    r->u.ov.ov.updated_by = dup_or_null(ov->updated_by);
-    r->u.ov.ov.updated_at = ov->updated_at ? ov->updated_at : cv_now_ms();
-    if (!ov->job || !ov->field || !ov->value)
-        r->status = -EINVAL;
+    r->status = store_req_set_override(&r->u, STORE_OP_OV_SET, ov);
     submit(base, r);
 }
 
@@ -402,19 +375,18 @@ static void sq_override_delete(store_t *base, const char *job, const char *field
                                store_status_cb cb, void *ud)
 {
     store_sqlite_req_t *r = req_new(base, STORE_OP_OV_DELETE, ud);
+    store_override_t ov = {.job = (char *)job, .field = (char *)field};
     r->cb.status = cb;
-    r->u.ov.ov.job = dup_or_null(job);
-    r->u.ov.ov.field = dup_or_null(field);
-    if (!job || !field)
-        r->status = -EINVAL;
+    r->status = store_req_set_override(&r->u, STORE_OP_OV_DELETE, &ov);
     submit(base, r);
 }
 
 static void sq_override_list(store_t *base, const char *job, store_overrides_cb cb, void *ud)
 {
     store_sqlite_req_t *r = req_new(base, STORE_OP_OV_LIST, ud);
+    store_override_t ov = {.job = (char *)job};
     r->cb.overrides = cb;
-    r->u.ov.ov.job = dup_or_null(job);
+    r->status = store_req_set_override(&r->u, STORE_OP_OV_LIST, &ov);
     submit(base, r);
 }
 
@@ -422,15 +394,7 @@ static void sq_audit_append(store_t *base, const store_audit_t *a, store_id_cb c
 {
     store_sqlite_req_t *r = req_new(base, STORE_OP_AUDIT_APPEND, ud);
     r->cb.id = cb;
-    r->u.audit = *a;
-    r->u.audit.at = a->at ? a->at : cv_now_ms();
-    r->u.audit.actor = dup_or_null(a->actor);
-    r->u.audit.action = dup_or_null(a->action);
-    r->u.audit.job = dup_or_null(a->job);
-    r->u.audit.before = dup_or_null(a->before);
-    r->u.audit.after = dup_or_null(a->after);
-    if (!a->actor || !a->action)
-        r->status = -EINVAL;
+    r->status = store_req_set_audit(&r->u, a);
     submit(base, r);
 }
 
@@ -439,9 +403,7 @@ static void sq_audit_list(store_t *base, const char *job, int limit, const char 
 {
     store_sqlite_req_t *r = req_new(base, STORE_OP_AUDIT_LIST, ud);
     r->cb.audit = cb;
-    r->u.audit_list.job = dup_or_null(job);
-    r->u.audit_list.cursor = dup_or_null(cursor);
-    r->u.audit_list.limit = limit;
+    r->status = store_req_set_audit_list(&r->u, job, limit, cursor);
     submit(base, r);
 }
 
@@ -455,15 +417,8 @@ static uint64_t sq_commits(store_t *base)
 static void sq_heartbeat(store_t *base, const store_instance_t *inst, store_status_cb cb, void *ud)
 {
     store_sqlite_req_t *r = req_new(base, STORE_OP_HEARTBEAT, ud);
-    store_instance_t *o = &r->u.inst.one;
     r->cb.status = cb;
-    *o = *inst;
-    o->id = dup_or_null(inst->id);
-    o->hostname = dup_or_null(inst->hostname);
-    o->version = dup_or_null(inst->version);
-    o->last_seen = inst->last_seen ? inst->last_seen : cv_now_ms();
-    if (inst->id == NULL)
-        r->status = -EINVAL;
+    r->status = store_req_set_heartbeat(&r->u, inst);
     submit(base, r);
 }
 
