@@ -436,7 +436,7 @@ static int parse_macro(cron_expr_t *e, const char *text, const token_t *tok, int
     }
     for (size_t i = 0; i < CV_ARRAY_SIZE(macros); i++)
         if (tok_is(&tok[0], macros[i].name)) {
-            token_t sub[6];
+            token_t sub[7]; /* one spare: parse_fields may look at a 7th token */
             int rc =
                 parse_fields(e, macros[i].fields, sub, split(macros[i].fields, sub, 6), NULL, err);
             e->has_seconds = false;
