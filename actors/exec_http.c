@@ -105,6 +105,8 @@ void exec__http(exec__run_t *xr)
     };
     char err[256];
     int rc = httpc_req_validate(&req, err, sizeof(err));
+    if (rc == 0)
+        cv_wait_until_ns(exec__not_before_ns(xr), PROC_NOT_BEFORE_MAX_NS);
     if (rc == 0 && (rc = httpc_request(ex->http, &req, on_done, xr, &xr->xfer)) != 0)
         snprintf(err, sizeof(err), "%s", strerror(-rc));
     free(hdrs);

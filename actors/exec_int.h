@@ -64,6 +64,9 @@ struct executor {
 };
 
 /** Starts a command run (exec_spawn.c). On a start failure the run is finished as FAILED. */
+/** The instant (Unix ns) before which the run must not start: its scheduled instant for a cron
+ * firing (the scheduler wakes a few ms ahead so that the run is ready on time), else 0. */
+int64_t exec__not_before_ns(const exec__run_t *xr);
 void exec__spawn(exec__run_t *xr);
 /** Starts an HTTP run (exec_http.c). */
 void exec__http(exec__run_t *xr);

@@ -166,6 +166,7 @@ void exec__spawn(exec__run_t *xr)
         .timeout_ms = (uint64_t)job->timeout_ms,
         .kill_grace_ms = (uint64_t)job->kill_grace_ms,
         .max_output = (size_t)job->max_output,
+        .not_before_ns = exec__not_before_ns(xr),
     };
     proc_callbacks_t cbs = {
         .on_complete = on_complete, .on_line = on_line, .on_values = on_values, .data = xr};

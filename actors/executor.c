@@ -101,6 +101,12 @@ static void log_event(const exec__run_t *xr)
            r->error ? " error=" : "", r->error ? r->error : "");
 }
 
+int64_t exec__not_before_ns(const exec__run_t *xr)
+{
+    const run_t *r = xr->run;
+    return r->attempt == 1 && strcmp(r->trigger, "cron") == 0 ? r->scheduled_for * 1000000 : 0;
+}
+
 static void start(exec__run_t *xr)
 {
     executor_t *ex = xr->ex;
@@ -109,6 +115,9 @@ static void start(exec__run_t *xr)
     ex->started++;
     xr->run->status = RUN_RUNNING;
     xr->run->started_at = cv_now_ms();
+    int64_t not_before_ms = exec__not_before_ns(xr) / 1000000;
+    if (xr->run->started_at < not_before_ms) /* prepared ahead: the child starts on the instant */
+        xr->run->started_at = not_before_ms;
     log_event(xr);
     exec__publish(xr, RUN_EV_STARTED, !xr->persisted);
     xr->persisted = true;

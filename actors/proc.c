@@ -503,6 +503,8 @@ static void launch(proc_t *p, const proc_opts_t *o)
     }
     envp = build_env(o->env);
     int wfd[P_N] = {fds[P_OUT][1], fds[P_ERR][1], fds[P_RES][1]};
+    if (o->not_before_ns)
+        cv_wait_until_ns(o->not_before_ns, PROC_NOT_BEFORE_MAX_NS);
     p->start_mono_ns = cv_mono_ns();
     p->res.started_at_ms = cv_now_ms();
     rc = spawn_child(path ? path : argv[0], (char *const *)argv, envp, o->cwd, o->new_session, wfd,

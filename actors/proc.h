@@ -66,7 +66,14 @@ typedef struct proc_opts {
     size_t max_output;
     /** Longest line before it is cut; 0 means PROC_OUTPUT_LINE_MAX. */
     size_t line_max;
+    /** 0, or a wall-clock instant (Unix ns) before which the child must not start: everything
+     * else is prepared, then proc_start blocks until the instant (at most PROC_NOT_BEFORE_MAX_NS)
+     * and spawns. For a scheduled run prepared just ahead of its instant. */
+    int64_t not_before_ns;
 } proc_opts_t;
+
+/** The longest proc_start blocks for proc_opts_t.not_before_ns. */
+#define PROC_NOT_BEFORE_MAX_NS 20000000
 
 /** How a run ended. Times are wall-clock Unix milliseconds; strings are owned by the proc. */
 typedef struct proc_result {

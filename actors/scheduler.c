@@ -20,6 +20,12 @@ struct scheduler {
     void *close_ud;
 };
 
+/* The timerfd goes off this long before an instant: the executor prepares the run (policy,
+ * claim, record, pipes, environment) ahead of it and starts the child on the instant itself
+ * (proc_opts_t.not_before_ns), so that neither the wake-up of an idle CPU nor that work makes
+ * the child late. */
+#define SCHED_LEAD_NS 5000000
+
 static int64_t now_sec(void)
 {
     struct timespec ts;
@@ -31,8 +37,11 @@ static void arm(scheduler_t *s)
 {
     int64_t deadline = sched_core_deadline(s->core);
     struct itimerspec its = {0};
-    if (deadline != SCHED_NEVER)
-        its.it_value.tv_sec = deadline;
+    if (deadline != SCHED_NEVER) {
+        int64_t at = deadline * 1000000000 - SCHED_LEAD_NS;
+        its.it_value.tv_sec = at / 1000000000;
+        its.it_value.tv_nsec = at % 1000000000;
+    }
     /* CANCEL_ON_SET: a read fails with ECANCELED when the realtime clock is set. */
     if (timerfd_settime(s->tfd, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &its, NULL) != 0)
         cv_error("sched", "timerfd_settime: %s", strerror(errno));
@@ -70,9 +79,12 @@ static void on_timer(uv_poll_t *h, int status, int events)
     scheduler_t *s = h->data;
     uint64_t expirations;
     ssize_t n = read(s->tfd, &expirations, sizeof(expirations));
+    int64_t now = now_sec();
     if (n < 0 && errno == ECANCELED)
         cv_info("sched", "the wall clock was set; re-evaluating due jobs");
-    sched_core_run_due(s->core, now_sec(), fire, s);
+    else if (n == (ssize_t)sizeof(expirations) && s->armed != SCHED_NEVER && now < s->armed)
+        now = s->armed; /* woken SCHED_LEAD_NS ahead: the armed instant is the one due */
+    sched_core_run_due(s->core, now, fire, s);
     arm(s);
 }
 

@@ -44,7 +44,8 @@ class Bench:
     def __init__(self, args):
         self.build = os.path.abspath(args.build)
         self.bin = os.path.join(self.build, "cronvisor")
-        self.stamp = os.path.join(self.build, "bench", "stamp")
+        # --stamp0: the child reads the clock at its entry point, before any C library start-up.
+        self.stamp = os.path.join(self.build, "bench", "stamp0" if args.stamp0 else "stamp")
         self.raw = os.path.join(self.build, "bench", "spawn_raw_bench")
         for p in (self.bin, self.stamp, self.raw):
             if not os.access(p, os.X_OK):
@@ -475,6 +476,8 @@ def main():
     ap.add_argument("--rt", action="store_true",
                     help="run the daemon and the baselines under SCHED_FIFO (chrt -f 10)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--stamp0", action="store_true",
+                    help="children are bench/stamp0 (no C library; clock read at the entry point)")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))

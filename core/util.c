@@ -141,6 +141,33 @@ int64_t cv_mono_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+int64_t cv_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void cv_wait_until_ns(int64_t at_ns, int64_t max_ns)
+{
+    int64_t wait = at_ns - cv_now_ns();
+    if (wait <= 0)
+        return;
+    if (wait > max_ns)
+        wait = max_ns;
+    /* Sleep and bound the spin on the monotonic clock: a wall clock set back meanwhile cannot
+     * stretch the wait past max_ns. */
+    int64_t end = cv_mono_ns() + wait;
+    if (wait > CV_WAIT_SPIN_NS) {
+        int64_t to = end - CV_WAIT_SPIN_NS;
+        struct timespec ts = {.tv_sec = to / 1000000000, .tv_nsec = to % 1000000000};
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+            ;
+    }
+    while (cv_now_ns() < at_ns && cv_mono_ns() < end)
+        ;
+}
+
 /* Howard Hinnant's days_from_civil / civil_from_days. */
 int64_t cv_days_from_civil(int64_t y, unsigned m, unsigned d)
 {

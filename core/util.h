@@ -65,6 +65,14 @@ static inline void cv_list_remove(cv_list_t *n)
 int64_t cv_now_ms(void);
 /** Monotonic clock in nanoseconds (CLOCK_MONOTONIC). */
 int64_t cv_mono_ns(void);
+/** Wall clock in nanoseconds since the Unix epoch (CLOCK_REALTIME). */
+int64_t cv_now_ns(void);
+/** Blocks the calling thread until the wall clock reaches at_ns (Unix nanoseconds): sleeps to
+ * shortly before it, then spins the last CV_WAIT_SPIN_NS, so that it returns within a
+ * microsecond of the instant instead of a scheduler wake-up later. Returns at once when at_ns
+ * is past, and never waits longer than max_ns (a wall clock set back meanwhile). */
+void cv_wait_until_ns(int64_t at_ns, int64_t max_ns);
+#define CV_WAIT_SPIN_NS 200000
 
 /** Formats a Unix time (seconds) as RFC 3339 UTC, "2026-03-29T01:30:00Z". buf >= 32 bytes. */
 void cv_format_utc(int64_t t, char *buf, size_t len);

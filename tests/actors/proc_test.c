@@ -21,6 +21,7 @@
 
 #include "actors/proc.h"
 #include "core/reaper.h"
+#include "core/util.h"
 
 static const char *const test_env[] = {"PATH=/usr/local/bin:/usr/bin:/bin", NULL};
 
@@ -143,6 +144,43 @@ static void reports_the_exit_code_of_the_command(void **state)
     assert_false(r->spawn_failed || r->timed_out || r->cancelled || r->drain_forced);
     assert_true(r->pid > 0);
     assert_true(r->started_at_ms <= r->exited_at_ms && r->exited_at_ms <= r->finished_at_ms);
+    finish(&c);
+}
+
+/* A run prepared ahead of its instant: proc_start blocks until the instant, so the child's own
+ * clock reads no earlier than it. */
+static void does_not_start_the_child_before_not_before(void **state)
+{
+    ctx_t c = {0};
+    const char *argv[] = {"date", "+%s%N", NULL};
+    int64_t at = cv_now_ns() + 15000000;
+    proc_opts_t o = {.argv = argv, .not_before_ns = at};
+    proc_callbacks_t cbs = {on_complete, on_line, on_values, &c};
+    o.env = test_env;
+    assert_int_equal(uv_loop_init(&c.loop), 0);
+    assert_int_equal(proc_start(&c.loop, &o, &cbs, &c.p), 0);
+    assert_true(cv_now_ns() >= at);
+    assert_int_equal(uv_run(&c.loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(c.r->exit_code, 0);
+    const char *out = strstr(c.r->output, "stdout | ");
+    assert_non_null(out);
+    long long child_ns = atoll(out + strlen("stdout | "));
+    assert_true(child_ns >= at);
+    assert_true(c.r->started_at_ms >= at / 1000000);
+    finish(&c);
+}
+
+/* An instant far ahead (a wall clock set back under a prepared run) blocks the loop no longer
+ * than PROC_NOT_BEFORE_MAX_NS. */
+static void waits_at_most_the_cap_for_a_far_instant(void **state)
+{
+    ctx_t c = {0};
+    int64_t t0 = cv_mono_ns();
+    proc_opts_t o = {.command = "exit 0", .not_before_ns = cv_now_ns() + 60 * 1000000000LL};
+    run(&c, &o);
+    assert_int_equal(c.r->exit_code, 0);
+    assert_true(cv_mono_ns() - t0 < 30 * 1000000000LL);
+    assert_true(cv_mono_ns() - t0 >= PROC_NOT_BEFORE_MAX_NS);
     finish(&c);
 }
 
@@ -559,6 +597,8 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(reports_the_exit_code_of_the_command),
+        cmocka_unit_test(does_not_start_the_child_before_not_before),
+        cmocka_unit_test(waits_at_most_the_cap_for_a_far_instant),
         cmocka_unit_test(reports_signal_9_when_the_job_kills_itself),
         cmocka_unit_test(exits_127_when_the_argv_command_is_not_found),
         cmocka_unit_test(exits_126_when_the_argv_file_is_not_executable),

@@ -44,7 +44,7 @@ class Firing(unittest.TestCase):
         jobs = """
   - name: tick
     schedule: "* * * * * *"
-    command: 'echo "$CRONVISOR_JOB $CRONVISOR_RUN_ID $CRONVISOR_TRIGGER $CRONVISOR_SCHEDULED_FOR"'
+    command: 'echo "$CRONVISOR_JOB $CRONVISOR_RUN_ID $CRONVISOR_TRIGGER $CRONVISOR_SCHEDULED_FOR $(date +%s%N)"'
 """
         with Daemon(config(jobs)) as d:
             for _ in range(3):
@@ -59,6 +59,10 @@ class Firing(unittest.TestCase):
             self.assertEqual(r["scheduled_for"] % 1000, 0)
             self.assertLess(r["started_at"] - r["scheduled_for"], 500)
             self.assertIn("tick %d cron " % r["id"], r["output_tail"])
+            # The scheduler wakes a few ms ahead to prepare the run; the child never starts early.
+            self.assertGreaterEqual(r["started_at"], r["scheduled_for"])
+            child_ns = int(r["output_tail"].strip().split()[-1])
+            self.assertGreaterEqual(child_ns, r["scheduled_for"] * 10 ** 6)
 
     def test_reboot_jobs_run_once_at_start(self):
         jobs = """
