@@ -5,6 +5,7 @@
 
 #include "storage/store.h"
 #include "storage/store_req.h"
+#include "core/strmap.h"
 #include "core/util.h"
 
 #include <sqlite3.h>
@@ -35,6 +36,8 @@ typedef struct store_sqlite {
     char *instance; /* default instance of inserted runs */
     sqlite3 *db;    /* owned by the worker once it started */
     sqlite3_stmt *stmts[SQS__COUNT];
+    cv_strmap_t stmt_cache; /* SQL text -> statement prepared once (worker thread only) */
+    size_t nstmt_cache;
     atomic_uint_least64_t commits;
 
     uv_thread_t thread;
