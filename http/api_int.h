@@ -98,8 +98,11 @@ void api__free(api_t *a);
 api__job_t *api__job_find(api_t *a, const char *name);
 /** Rebuilds the job list from a (new) configuration. */
 void api__model_config(api_t *a, cfgref_t *cfg);
-/** Sets (value JSON text) or clears (NULL) an override in the model. */
-void api__model_override(api_t *a, const char *job, const char *field, const char *value);
+/** Sets (value JSON text) or clears (NULL) an override in the model; true when that changed
+ * the model's value. */
+bool api__model_override(api_t *a, const char *job, const char *field, const char *value);
+/** Publishes instance.heartbeat (shared store). */
+void api__model_instance_beat(api_t *a, const msg_instance_beat_t *b);
 /** Applies a run event / output line to the model (and publishes it on the hub). */
 void api__model_event(api_t *a, msg_run_event_t *e);
 void api__model_output(api_t *a, const msg_run_output_t *o);

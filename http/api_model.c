@@ -78,16 +78,32 @@ static json_t **ov_slot(api__job_t *j, const char *field)
     return NULL;
 }
 
-void api__model_override(api_t *a, const char *job, const char *field, const char *value)
+bool api__model_override(api_t *a, const char *job, const char *field, const char *value)
 {
     api__job_t *j = job_get(a, job);
     json_t **slot = ov_slot(j, field);
     if (slot == NULL)
-        return;
+        return false;
+    json_t *v = value ? json_loads(value, JSON_DECODE_ANY, NULL) : NULL;
+    bool changed = !(v == NULL && *slot == NULL) && !(v && *slot && json_equal(v, *slot));
     json_decref(*slot);
-    *slot = value ? json_loads(value, JSON_DECODE_ANY, NULL) : NULL;
+    *slot = v;
     j->next = 0;
     api__model_changed(a);
+    return changed;
+}
+
+void api__model_instance_beat(api_t *a, const msg_instance_beat_t *b)
+{
+    if (a->hub == NULL || a->closed)
+        return;
+    json_t *ev = json_pack("{s:s,s:{s:o,s:o,s:b}}", "type", "instance.heartbeat", "instance", "id",
+                           api__jstr(b->id), "last_seen", api__jtime(b->last_seen), "self",
+                           strcmp(b->id, a->instance) == 0);
+    char *text = json_dumps(ev, JSON_COMPACT);
+    ws_hub_publish(a->hub, text, strlen(text));
+    free(text);
+    json_decref(ev);
 }
 
 bool api__job_enabled(const api__job_t *j)
@@ -288,7 +304,8 @@ static void track(api_t *a, api__job_t *j, const msg_run_event_t *e)
     if (e->kind == RUN_EV_FINISHED) {
         if (ar)
             active_free(ar);
-        count_finished(j, e->run);
+        if (!e->remote) /* /metrics counts this instance's runs */
+            count_finished(j, e->run);
     } else if (ar == NULL) {
         ar = cv_calloc(1, sizeof(*ar));
         ar->run = run_dup(e->run);
@@ -297,7 +314,7 @@ static void track(api_t *a, api__job_t *j, const msg_run_event_t *e)
         run_free(ar->run);
         ar->run = run_dup(e->run);
     }
-    if (e->kind == RUN_EV_STARTED)
+    if (e->kind == RUN_EV_STARTED && !e->remote)
         j->last_start_ms = e->run->started_at;
     if (e->kind != RUN_EV_PROGRESS && e->kind != RUN_EV_QUEUED &&
         (j->last == NULL || e->run->id >= j->last->id)) {
