@@ -211,8 +211,8 @@ static void on_instances(void *ud, int status, const store_instance_t *inst, siz
         json_array_insert_new(arr, 0, instance_json(c, &me, now));
     }
     api_reply_json(c->req, 200,
-                   json_pack("{s:s,s:I,s:o}", "self", c->self, "heartbeat_timeout_ms",
-                             (json_int_t)c->timeout_ms, "instances", arr));
+                   json_pack("{s:s,s:b,s:I,s:o}", "self", c->self, "shared", listed,
+                             "heartbeat_timeout_ms", (json_int_t)c->timeout_ms, "instances", arr));
     icall_free(c);
 }
 
