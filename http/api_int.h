@@ -119,6 +119,8 @@ void api__queries_abort(api_t *a);
 json_t *api__health_json(const health_result_t *h);
 /** Reads the statistics of one job (NULL: every job) from the store into the model. */
 void api__model_refresh_stats(api_t *a, const char *job);
+/** True when r is another instance's run (shared store), known from the database's events. */
+bool api__run_remote(const api_t *a, const run_t *r);
 /** The active run with this id, or NULL. */
 api__active_t *api__active_find(api_t *a, int64_t id);
 /** Marks derived data (the cached GET /api/jobs body) stale. */

@@ -251,6 +251,11 @@ void api__model_refresh_stats(api_t *a, const char *job)
 
 /* ---- run events ---- */
 
+bool api__run_remote(const api_t *a, const run_t *r)
+{
+    return r->instance != NULL && strcmp(r->instance, a->instance) != 0;
+}
+
 api__active_t *api__active_find(api_t *a, int64_t id)
 {
     for (cv_list_t *n = a->active.next; n != &a->active; n = n->next) {

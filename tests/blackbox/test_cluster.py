@@ -240,6 +240,13 @@ jobs:
     command: 'true'
 {extra}"""
 
+FORBID_TICK = """
+  - name: slow_tick
+    schedule: "* * * * * *"
+    concurrency: forbid
+    command: 'sleep 2.5'
+"""
+
 CATCH_UP_JOB = """
   - name: every_minute
     schedule: "* * * * *"
@@ -358,6 +365,7 @@ class ClusterViews(unittest.TestCase):
 
     def test_forbid_holds_across_instances(self):
         a, b = self.two()
+        wb = self.ws(b)
         first = self.trigger(a, "exclusive")["run_id"]
         r = b.api("POST", "/api/jobs/exclusive/trigger")
         self.assertEqual(r.status, 409, r)
@@ -366,10 +374,49 @@ class ClusterViews(unittest.TestCase):
         self.assertEqual(r.json["error"]["message"], why)
         self.assertEqual(self.q("SELECT status, error FROM runs WHERE job = 'exclusive' AND "
                                 "instance = 'node-2'"), [["SKIPPED", why]])
-        # Once the run on a is over, b may run the job.
-        self.assertEqual(a.api("POST", "/api/runs/%d/cancel" % first).status, 202)
-        a.wait_log(r"run %d job=exclusive status=CANCELLED" % first)
-        self.trigger(b, "exclusive")
+        # b's API cancels a's run (a does it, asked through the database); then b may run the job.
+        wb.recv_until(is_run("run.started", run_id=first), timeout=5)
+        r = b.api("POST", "/api/runs/%d/cancel" % first)
+        self.assertEqual(r.status, 202, r)
+        a.wait_log(r"run %d: cancel asked by api:anonymous" % first, timeout=5)
+        m, _ = wb.recv_until(is_run("run.finished", run_id=first), timeout=10)
+        self.assertEqual((m["run"]["status"], m["run"]["error"]), ("CANCELLED", "cancelled by api:anonymous"))
+        second = self.trigger(b, "exclusive")
+        self.assertEqual(second["status"], "RUNNING")
+        self.assertEqual(self.q("SELECT instance FROM runs WHERE id = %d" % second["run_id"]),
+                         [["node-2"]])
+
+    def test_forbid_holds_across_instances_for_cron_firings(self):
+        a = self.daemon("node-1", extra=FORBID_TICK)
+        b = self.daemon("node-2", extra=FORBID_TICK)
+        for d in (a, b):
+            d.wait_log(r"running: instance node-\d")
+        ws = self.ws(a)
+        first = (int(time.time()) + 2) * 1000
+        done = {}
+
+        def ten_instants(m):
+            if is_run("run.finished", "slow_tick")(m) and at_ms(m["run"]["scheduled_for"]) >= first:
+                done[at_ms(m["run"]["scheduled_for"])] = m["run"]
+            return len(done) >= 10
+        ws.recv_until(ten_instants, timeout=30)
+        for d in (a, b):
+            self.assertEqual(d.stop(), 0)
+        rows = self.q("SELECT scheduled_for, status, started_at, finished_at, instance, error FROM runs"
+                      " WHERE job = 'slow_tick' AND scheduled_for >= %d ORDER BY scheduled_for" % first)
+        # every instant once: run, or SKIPPED because a run was active on either instance
+        instants = [int(r[0]) for r in rows]
+        self.assertEqual(instants, sorted(set(instants)))
+        self.assertEqual(instants, list(range(first, instants[-1] + 1, 1000)))
+        ran = [(int(r[2]), int(r[3]), r[4]) for r in rows if r[1] != "SKIPPED"]
+        skipped = [r for r in rows if r[1] == "SKIPPED"]
+        self.assertTrue(ran and skipped)
+        # never two at once, whichever instance ran them
+        overlaps = [(x, y) for x, y in zip(ran, ran[1:]) if y[0] < x[1]]
+        self.assertEqual(overlaps, [])
+        for r in skipped:
+            self.assertRegex(r[5], r"^skipped: (a run of 'slow_tick' is still active|run \d+ of "
+                             r"'slow_tick' is still active on instance node-\d) \(concurrency: forbid\)$")
 
     def test_replace_cancels_the_run_on_the_other_instance(self):
         a, b = self.two()
@@ -382,7 +429,8 @@ class ClusterViews(unittest.TestCase):
         self.assertEqual(m["run"]["status"], "CANCELLED")
         self.assertEqual(m["run"]["error"],
                          "cancelled by run %d on instance node-2 (concurrency: replace)" % new)
-        self.assertEqual(self.q("SELECT status FROM runs WHERE id = %d" % new), [["RUNNING"]])
+        # the new run goes on (its RUNNING record may still be on its way)
+        self.assertIn(self.q("SELECT status FROM runs WHERE id = %d" % new), [[["QUEUED"]], [["RUNNING"]]])
 
     def test_instances_starting_together_catch_up_a_missed_firing_once(self):
         # The schema first (a --once run migrates), then hold the claims table so that every
