@@ -34,8 +34,9 @@ typedef struct api__job {
     /* from the store */
     store_job_stats_t stats; /* job and last unused: see last below */
     run_t *last;             /* the latest run seen (store or events) */
-    /* live */
+    /* live: every instance's runs (shared store), and this instance's own (for /metrics) */
     int running, queued;
+    int own_running, own_queued;
     /* counters since the daemon started, for /metrics */
     uint64_t by_status[RUN__COUNT];
     uint64_t hist[API_HIST_BUCKETS];

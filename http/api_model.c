@@ -276,12 +276,15 @@ static void active_free(api__active_t *ar)
 
 static void recount(api_t *a, api__job_t *j)
 {
-    j->running = j->queued = 0;
+    j->running = j->queued = j->own_running = j->own_queued = 0;
     for (cv_list_t *n = a->active.next; n != &a->active; n = n->next) {
         const run_t *r = cv_container_of(n, api__active_t, link)->run;
         if (strcmp(r->job, j->name) == 0) {
+            bool own = !api__run_remote(a, r);
             j->running += r->status == RUN_RUNNING;
             j->queued += r->status == RUN_QUEUED;
+            j->own_running += own && r->status == RUN_RUNNING;
+            j->own_queued += own && r->status == RUN_QUEUED;
         }
     }
 }

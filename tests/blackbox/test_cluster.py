@@ -476,9 +476,14 @@ class ClusterViews(unittest.TestCase):
 
     def test_instances_list_what_each_is_running(self):
         a, b = self.two()
-        run_id = self.trigger(b, "exclusive")["run_id"]
-        b.wait_log(r"run %d job=exclusive trigger=api:\S+ attempt=1 status=RUNNING" % run_id)
         wa = self.ws(a)
+        run_id = self.trigger(b, "exclusive")["run_id"]
+        wa.recv_until(is_run("run.started", run_id=run_id), timeout=5)
+        # a's API counts b's run among the job's running ones; a's /metrics only its own
+        self.assertEqual(a.api("GET", "/api/jobs/exclusive").json["running"], 1)
+        metrics = a.api("GET", "/metrics").body.decode()
+        self.assertIn('cronvisor_job_running{job="exclusive"} 0', metrics)
+        self.assertIn('cronvisor_job_running{job="exclusive"} 1', b.api("GET", "/metrics").body.decode())
         # every instance's heartbeat reaches every instance's clients
         seen = set()
         wa.recv_until(lambda m: m.get("type") == "instance.heartbeat" and
