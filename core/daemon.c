@@ -439,13 +439,21 @@ static void cancel_requested(daemon_t *d, const char *payload)
 static void on_store_event(void *ud, const char *channel, const char *payload)
 {
     daemon_t *d = ud;
-    if (d->stopping || channel == NULL || payload == NULL)
+    if (d->stopping || d->api == NULL)
+        return;
+    if (channel == NULL) { /* reconnected: what was missed meanwhile */
+        cv_info("daemon", "listening to the other instances again: resyncing the API's view");
+        msg_instance_beat_t *b = msg_instance_beat_new(NULL, 0);
+        cv_actor_post(api_actor(d->api), &b->hdr);
+        return;
+    }
+    if (payload == NULL)
         return;
     if (strcmp(channel, STORE_CHANNEL_RUNS) == 0) {
         remote_run_changed(d, payload);
     } else if (strcmp(channel, STORE_CHANNEL_CANCEL) == 0) {
         cancel_requested(d, payload);
-    } else if (strcmp(channel, STORE_CHANNEL_INSTANCES) == 0 && d->api) {
+    } else if (strcmp(channel, STORE_CHANNEL_INSTANCES) == 0) {
         char *end = NULL;
         long long seen = strtoll(payload, &end, 10);
         if (end && *end == ' ') {

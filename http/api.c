@@ -87,9 +87,14 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
     case MSG_HEALTH:
         api__model_health(a, (msg_health_t *)msg);
         break;
-    case MSG_INSTANCE_BEAT:
-        api__model_instance_beat(a, (msg_instance_beat_t *)msg);
+    case MSG_INSTANCE_BEAT: {
+        msg_instance_beat_t *b = (msg_instance_beat_t *)msg;
+        if (b->id == NULL)
+            api__model_resync(a);
+        else
+            api__model_instance_beat(a, b);
         break;
+    }
     case MSG_HEALTH_LIST:
         api__health_replied(a, (msg_health_list_t *)msg);
         break;

@@ -102,6 +102,9 @@ void api__model_config(api_t *a, cfgref_t *cfg);
 /** Sets (value JSON text) or clears (NULL) an override in the model; true when that changed
  * the model's value. */
 bool api__model_override(api_t *a, const char *job, const char *field, const char *value);
+/** Shared store, after the database connection came back: finishes the other instances' runs
+ * still active in the model whose end was missed, and re-reads the statistics. */
+void api__model_resync(api_t *a);
 /** Publishes instance.heartbeat (shared store). */
 void api__model_instance_beat(api_t *a, const msg_instance_beat_t *b);
 /** Applies a run event / output line to the model (and publishes it on the hub). */

@@ -355,6 +355,66 @@ void api__model_event(api_t *a, msg_run_event_t *e)
         api__model_changed(a);
 }
 
+/* ---- resync after missed events (shared store) ---- */
+
+typedef struct resync_call {
+    api_t *a;
+    int64_t id;
+} resync_call_t;
+
+static void resync_done(resync_call_t *c)
+{
+    api_t *a = c->a;
+    free(c);
+    a->pending--;
+    if (a->closed && a->pending == 0 && a->srv == NULL)
+        api__free(a);
+}
+
+/* A remote run still active in the model: its end was missed when the store says it is over. */
+static void on_resync_run(void *ud, int status, run_t *run, bool *taken)
+{
+    resync_call_t *c = ud;
+    api_t *a = c->a;
+    api__active_t *ar = a->closed ? NULL : api__active_find(a, c->id);
+    if (ar && (status == -ENOENT || (status == 0 && run_status_final(run->status)))) {
+        msg_run_event_t *e = msg_run_event_new(RUN_EV_FINISHED, status == 0 ? run : ar->run);
+        e->remote = true;
+        if (status != 0) { /* deleted meanwhile: forget it as it was last seen */
+            e->run->status = RUN_ABANDONED;
+        }
+        api__model_event(a, e);
+        e->hdr.dispose(&e->hdr);
+    }
+    resync_done(c);
+}
+
+static void resync_run(store_t *st, void *ud)
+{
+    resync_call_t *c = ud;
+    store_get_run(st, c->id, on_resync_run, c);
+}
+
+static void resync_gone(void *ud)
+{
+    resync_done(ud);
+}
+
+void api__model_resync(api_t *a)
+{
+    for (cv_list_t *n = a->active.next; !a->closed && n != &a->active; n = n->next) {
+        const run_t *r = cv_container_of(n, api__active_t, link)->run;
+        if (!api__run_remote(a, r))
+            continue;
+        resync_call_t *c = cv_calloc(1, sizeof(*c));
+        c->a = a;
+        c->id = r->id;
+        a->pending++;
+        api__store_call(a, resync_run, resync_gone, c);
+    }
+    api__model_refresh_stats(a, NULL);
+}
+
 void api__model_output(api_t *a, const msg_run_output_t *o)
 {
     api__active_t *ar = api__active_find(a, o->run_id);

@@ -360,7 +360,7 @@ msg_instance_beat_t *msg_instance_beat_new(const char *id, int64_t last_seen)
 {
     msg_instance_beat_t *b = cv_msg_new(sizeof(*b), MSG_INSTANCE_BEAT);
     b->hdr.dispose = instance_beat_dispose;
-    b->id = cv_strdup(id);
+    b->id = id ? cv_strdup(id) : NULL;
     b->last_seen = last_seen;
     return b;
 }

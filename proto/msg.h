@@ -100,7 +100,8 @@ typedef struct {
 } msg_run_event_t;
 
 /** Shared store: the heartbeat of an instance (this one included), as the database announced
- * it. daemon --MSG_INSTANCE_BEAT--> api (published as instance.heartbeat) */
+ * it. daemon --MSG_INSTANCE_BEAT--> api (published as instance.heartbeat). id NULL: the
+ * connection to the database came back, events may have been missed (the api resyncs). */
 typedef struct {
     cv_msg_t hdr;
     char *id;

@@ -418,6 +418,28 @@ class ClusterViews(unittest.TestCase):
             self.assertRegex(r[5], r"^skipped: (a run of 'slow_tick' is still active|run \d+ of "
                              r"'slow_tick' is still active on instance node-\d) \(concurrency: forbid\)$")
 
+    def test_a_run_that_ended_while_an_instance_was_cut_off_from_the_database_ends_there_too(self):
+        # node-1 connects as its own role, so that it alone can be cut off.
+        self.q("CREATE ROLE node_a LOGIN SUPERUSER")
+        a = Daemon(self.config("node-1").replace(self.dsn, self.dsn.replace("postgres@", "node_a@")))
+        self.addCleanup(lambda: a.proc and a.proc.poll() is None and a.kill9())
+        a.start()
+        b = self.daemon("node-2")
+        for d in (a, b):
+            d.wait_log(r"running: instance node-\d")
+        wa, wb = self.ws(a), self.ws(b)
+        run_id = self.trigger(b, "short")["run_id"]
+        wa.recv_until(is_run("run.started", run_id=run_id), timeout=5)
+        self.q("ALTER ROLE node_a NOLOGIN; SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+               "WHERE usename = 'node_a'")
+        a.wait_log(r"lost the connection to PostgreSQL", timeout=5)
+        wb.recv_until(is_run("run.finished", run_id=run_id), timeout=10)  # a was told nothing
+        self.q("ALTER ROLE node_a LOGIN")
+        a.wait_log(r"listening to the other instances again", timeout=15)
+        m, _ = wa.recv_until(is_run("run.finished", run_id=run_id), timeout=5)
+        self.assertEqual(m["run"]["status"], "SUCCESS")
+        self.assertEqual(a.api("GET", "/api/jobs/short").json["running"], 0)
+
     def test_replace_cancels_the_run_on_the_other_instance(self):
         a, b = self.two()
         wb = self.ws(b)
