@@ -9,10 +9,11 @@ import { t } from "./i18n";
 import { useEvents } from "./store";
 import { Time } from "./ui";
 
-/** The age of a heartbeat, "3.2 s", ticking with now. */
+/** The age of a heartbeat, "< 1 s", "3.2 s", ticking with now. */
 function age(iso: string | null, now: number): string {
   if (!iso) return "—";
-  return duration(Math.max(0, now - Date.parse(iso)));
+  const ms = now - Date.parse(iso);
+  return ms < 1000 ? "< 1 s" : duration(ms);
 }
 
 function Row({ inst, list, now }: { inst: Instance; list: InstanceList; now: number }) {
