@@ -319,7 +319,8 @@ class ClusterViews(unittest.TestCase):
         marker = self.trigger(b, "short")["run_id"]  # nothing of run_id may follow on a's side
         _, more = wa.recv_until(is_run("run.finished", run_id=marker), timeout=10)
         self.assertEqual([e for e in more if e.get("run", {}).get("id") == run_id], [])
-        # B's read model knows A's run as the job's last run; its /metrics count its own runs only.
+        # B's /metrics count its own runs only (A's run is not among them).
+        wb.recv_until(is_run("run.finished", run_id=marker), timeout=10)
         self.assertEqual(b.api("GET", "/api/jobs/short").json["last_run"]["id"], marker)
         metrics = b.api("GET", "/metrics").body.decode()
         self.assertIn('cronvisor_job_runs_total{job="short",status="SUCCESS"} 1', metrics)
