@@ -81,20 +81,20 @@ class Cluster(unittest.TestCase):
         # node-3's clients see the runs of all three: count the firings as they start.
         ws = WsClient(nodes[2].port())
         self.addCleanup(ws.close)
-        started = {}  # scheduled_for -> run
+        started = {}  # scheduled_for -> run, of every run.started event (each predicate notes it)
 
-        def firing_started(m):
+        def note(m):
             if m.get("type") == "run.started" and m["run"]["trigger"] == "cron":
                 started.setdefault(at_ms(m["run"]["scheduled_for"]), m["run"])
-            return len([s for s in started if s >= first]) >= 25
-        ws.recv_until(firing_started, timeout=45)
+                return True
+            return False
+        ws.recv_until(lambda m: note(m) and len([s for s in started if s >= first]) >= 25, timeout=45)
         self.assertGreater(len({r["instance"] for r in started.values()}), 1, "one daemon ran all")
 
         # Kill the daemon that started the latest run (its command runs 3 s): node-1 or node-2,
         # so that node-3's clients keep listening.
-        m, _ = ws.recv_until(lambda m: m.get("type") == "run.started" and
-                             m["run"]["instance"] in ("node-1", "node-2"), timeout=10)
-        started.setdefault(at_ms(m["run"]["scheduled_for"]), m["run"])
+        m, _ = ws.recv_until(lambda m: note(m) and m["run"]["instance"] in ("node-1", "node-2"),
+                             timeout=10)
         name, victim_run = m["run"]["instance"], m["run"]["id"]
         dead = nodes[int(name.split("-")[1]) - 1]
         dead.kill9()
@@ -106,10 +106,8 @@ class Cluster(unittest.TestCase):
         abandoned = {}
 
         def cadence_and_abandoned(m):
-            if m.get("type") == "run.started" and m["run"]["trigger"] == "cron":
-                started.setdefault(at_ms(m["run"]["scheduled_for"]), m["run"])
-                if at_ms(m["run"]["scheduled_for"]) > killed_at:
-                    after.add(at_ms(m["run"]["scheduled_for"]))
+            if note(m) and at_ms(m["run"]["scheduled_for"]) > killed_at:
+                after.add(at_ms(m["run"]["scheduled_for"]))
             if m.get("type") == "run.finished" and m["run"]["status"] == "ABANDONED":
                 abandoned[m["run"]["id"]] = m["run"]
             return len(after) >= 30 and victim_run in abandoned
