@@ -1,10 +1,16 @@
 /* The executor with a shared store (several daemons on one PostgreSQL database): before a run
  * runs, its row is inserted as QUEUED through the store actor. The database assigns the id (no
- * local counter could be unique across instances), and for a cron first attempt the insert is
- * the claim of the firing: the unique index on (job, scheduled_for) lets one instance win, the
- * others get -EEXIST and forget the firing without recording anything. */
+ * local counter could be unique across instances), and for a cron or catch-up first attempt the
+ * insert is the claim of the firing: one instance wins, the others get -EEXIST and forget the
+ * firing without recording anything. For jobs with concurrency forbid or replace the claim also
+ * reports the job's runs active on other live instances: the winner then records SKIPPED
+ * (forbid), or asks their owners to cancel them (replace). */
 #include "actors/exec_int.h"
 #include "core/log.h"
+#include "storage/schema.h"
+#include "storage/store.h"
+
+#include <jansson.h>
 
 #include <errno.h>
 #include <stdlib.h>
@@ -31,16 +37,6 @@ static msg_fire_t *fire_copy(const msg_fire_t *f)
 void exec__claim(exec__run_t *xr, const msg_fire_t *f)
 {
     executor_t *ex = xr->ex;
-    bool firing = strcmp(f->trigger, "cron") == 0 && xr->run->attempt == 1;
-    if (firing && xr->js->active > 0 && xr->job->concurrency == CFG_CONC_FORBID) {
-        /* Busy here: leave the firing to an idle instance rather than claim it to skip it. */
-        cv_debug("exec",
-                 "job %s: still active here (concurrency: forbid); firing at %lld left to"
-                 " the other instances",
-                 xr->run->job, (long long)f->scheduled_for);
-        exec__drop(xr);
-        return;
-    }
     claim_t *c = cv_calloc(1, sizeof(*c));
     c->xr = xr;
     c->fire = fire_copy(f);
@@ -51,7 +47,53 @@ void exec__claim(exec__run_t *xr, const msg_fire_t *f)
     cv_list_insert_tail(&ex->claims, &c->link);
     ex->nclaiming++;
     msg_claim_t *m = msg_claim_new(xr->run, ex->actor, c->corr);
+    /* forbid and replace hold across instances: the claim also finds the job's runs active on
+     * the instances that still heart-beat (exec__admit acts on them) */
+    if (xr->job->concurrency != CFG_CONC_ALLOW)
+        m->live_since = cv_now_ms() - xr->cfg->cfg->cluster.heartbeat_timeout_ms;
     cv_actor_post(ex->store, &m->hdr);
+}
+
+/* A cancel request: what the store actor sends, and how it is freed. */
+typedef struct {
+    msg_store_call_t call;
+    char *payload;
+} cancel_call_t;
+
+static void cancel_send(store_t *st, void *ud)
+{
+    store_notify(st, STORE_CHANNEL_CANCEL, ud, NULL, NULL);
+}
+
+static void cancel_dispose(cv_msg_t *m)
+{
+    cancel_call_t *c = (cancel_call_t *)m;
+    free(c->payload);
+    free(c);
+}
+
+void exec__cancel_elsewhere(exec__run_t *xr)
+{
+    executor_t *ex = xr->ex;
+    for (size_t i = 0; i < xr->nothers; i++) {
+        char *by = cv_sprintf("run %lld on instance %s (concurrency: replace)",
+                              (long long)xr->run->id, ex->instance);
+        json_t *o = json_pack("{s:I,s:s,s:s}", "run", (json_int_t)xr->other_run[i], "instance",
+                              i == 0 && xr->other_instance ? xr->other_instance : "", "by", by);
+        if (i > 0) /* only the first one's owner is known: any instance owning it acts */
+            json_object_del(o, "instance");
+        cancel_call_t *c = cv_msg_new(sizeof(*c), MSG_STORE_CALL);
+        c->call.hdr.dispose = cancel_dispose;
+        c->call.fn = cancel_send;
+        c->payload = json_dumps(o, JSON_COMPACT);
+        c->call.ud = c->payload;
+        cv_info("exec",
+                "job %s: run %lld replaces run %lld on another instance: asking it to cancel",
+                xr->run->job, (long long)xr->run->id, (long long)xr->other_run[i]);
+        cv_actor_post(ex->store, &c->call.hdr);
+        json_decref(o);
+        free(by);
+    }
 }
 
 static void claim_free(claim_t *c)
@@ -83,6 +125,11 @@ void exec__claim_reply(executor_t *ex, const msg_claim_reply_t *m)
     if (m->status == 0) {
         xr->run->id = m->run_id;
         xr->persisted = true;
+        xr->nothers = m->nothers;
+        for (size_t i = 0; i < m->nothers; i++)
+            xr->other_run[i] = m->other_run[i];
+        if (m->nothers > 0)
+            xr->other_instance = cv_strdup(m->other_instance[0]);
         cv_debug("exec", "run %lld job=%s claimed in %lldus (store %lldus)", (long long)m->run_id,
                  r->job, us, store_us);
         exec__admit(xr, c->fire);

@@ -35,6 +35,10 @@ typedef struct exec__run {
     bool persisted; /* the store has a row for it (it was queued) */
     char *cancel_reason;
     int64_t last_progress_ms;
+    /* shared store: the job's runs active on other live instances when this one was claimed */
+    size_t nothers;
+    int64_t other_run[MSG_CLAIM_MAX_OTHERS];
+    char *other_instance; /* of other_run[0] */
 } exec__run_t;
 
 struct executor {
@@ -86,6 +90,9 @@ void exec__output(exec__run_t *xr, int64_t at_ms, const char *stream, const char
  * claimed, the run goes on through exec__admit with f (copied). A cron first attempt another
  * instance claimed first is dropped without a record. Takes xr. */
 void exec__claim(exec__run_t *xr, const msg_fire_t *f);
+/** Asks the instances owning xr's other_run[] to cancel them (concurrency: replace), by a
+ * notification through the store. */
+void exec__cancel_elsewhere(exec__run_t *xr);
 /** Handles the store actor's answer to a claim. */
 void exec__claim_reply(executor_t *ex, const msg_claim_reply_t *m);
 /** The claims still waiting for the store are answered as lost at shutdown. */

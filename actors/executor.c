@@ -83,6 +83,7 @@ static void xrun_release(exec__run_t *xr)
     run_free(xr->run);
     cfgref_put(xr->cfg);
     free(xr->cancel_reason);
+    free(xr->other_instance);
     free(xr);
 }
 
@@ -237,6 +238,17 @@ void exec__admit(exec__run_t *xr, const msg_fire_t *f)
         free(blocked);
         return;
     }
+    if (xr->nothers > 0 && job->concurrency == CFG_CONC_FORBID) {
+        char *why = cv_sprintf("skipped: run %lld of '%s' is still active on instance %s"
+                               " (concurrency: forbid)",
+                               (long long)xr->other_run[0], job->name, xr->other_instance);
+        reply(f, FIRE_SKIPPED, xr->run->id, RUN_SKIPPED, why);
+        finish_unstarted(xr, RUN_SKIPPED, why);
+        free(why);
+        return;
+    }
+    if (xr->nothers > 0 && job->concurrency == CFG_CONC_REPLACE)
+        exec__cancel_elsewhere(xr);
     if (xr->js->active > 0 && job->concurrency == CFG_CONC_FORBID) {
         char *why =
             cv_sprintf("skipped: a run of '%s' is still active (concurrency: forbid)", job->name);

@@ -77,38 +77,93 @@ static void persist(store_actor_t *sa, msg_run_event_t *e)
         store_update_run(sa->st, w->run, on_updated, w);
 }
 
-/* A claim in flight: who to answer. */
+/* A claim in flight: who to answer, and what the check across instances found so far. */
 typedef struct {
     store_actor_t *sa;
     cv_actor_t *reply_to;
     uint64_t corr;
+    int64_t live_since; /* 0: no check */
+    char *self;         /* the claiming instance */
+    int status;
+    int64_t id;
+    run_t **active; /* the job's RUNNING/QUEUED runs (check) */
+    size_t nactive;
 } claim_t;
 
-static void on_claimed(void *ud, int status, int64_t id)
+static void claim_done(claim_t *c, const store_instance_t *inst, size_t ninst)
 {
-    claim_t *c = ud;
     store_actor_t *sa = c->sa;
-    if (status == 0)
-        cv_debug("store", "run %lld QUEUED recorded", (long long)id);
-    else if (status != -EEXIST)
-        cv_error("store", "a run could not be claimed: %s", strerror(-status));
+    if (c->status == 0)
+        cv_debug("store", "run %lld QUEUED recorded", (long long)c->id);
+    else if (c->status != -EEXIST)
+        cv_error("store", "a run could not be claimed: %s", strerror(-c->status));
     if (!sa->destroyed) {
-        msg_claim_reply_t *r = msg_claim_reply_new(c->corr, status, id);
+        msg_claim_reply_t *r = msg_claim_reply_new(c->corr, c->status, c->id);
+        for (size_t i = 0; c->status == 0 && i < c->nactive; i++) {
+            const run_t *o = c->active[i];
+            bool live = false;
+            for (size_t k = 0; o->instance && k < ninst && !live; k++)
+                live = strcmp(inst[k].id, o->instance) == 0 && inst[k].last_seen >= c->live_since;
+            if (!live || strcmp(o->instance, c->self) == 0 || r->nothers == MSG_CLAIM_MAX_OTHERS)
+                continue;
+            r->other_run[r->nothers] = o->id;
+            r->other_instance[r->nothers++] = cv_strdup(o->instance);
+        }
         cv_actor_post(c->reply_to, &r->hdr);
     }
+    for (size_t i = 0; i < c->nactive; i++)
+        run_free(c->active[i]);
+    free(c->active);
+    free(c->self);
     free(c);
     if (--sa->pending == 0 && sa->destroyed)
         free(sa);
 }
 
+static void on_claimed(void *ud, int status, int64_t id)
+{
+    claim_t *c = ud;
+    c->status = status;
+    c->id = id;
+    if (c->live_since == 0)
+        claim_done(c, NULL, 0);
+}
+
+static void on_claim_active(void *ud, int status, store_run_page_t *page)
+{
+    claim_t *c = ud;
+    if (status != 0 || page == NULL)
+        return; /* the claim goes on as if none were active elsewhere */
+    c->active = cv_calloc(page->count ? page->count : 1, sizeof(*c->active));
+    for (size_t i = 0; i < page->count; i++) {
+        c->active[c->nactive++] = page->runs[i];
+        page->runs[i] = NULL; /* taken */
+    }
+}
+
+static void on_claim_instances(void *ud, int status, const store_instance_t *inst, size_t count)
+{
+    claim_done(ud, status == 0 ? inst : NULL, status == 0 ? count : 0);
+}
+
+/* With live_since the insert, the job's active runs and the instances go out together (one
+ * batch, in this order), so the check costs no extra round trip. */
 static void claim(store_actor_t *sa, const msg_claim_t *m)
 {
-    claim_t *c = cv_malloc(sizeof(*c));
+    claim_t *c = cv_calloc(1, sizeof(*c));
     c->sa = sa;
     c->reply_to = m->reply_to;
     c->corr = m->corr;
+    c->live_since = m->live_since;
+    c->self = cv_strdup(m->run->instance ? m->run->instance : "");
     sa->pending++;
     store_insert_run(sa->st, m->run, on_claimed, c);
+    if (c->live_since == 0)
+        return;
+    store_run_filter_t f = {
+        .job = m->run->job, .status_mask = (1u << RUN_RUNNING) | (1u << RUN_QUEUED), .limit = 50};
+    store_query_runs(sa->st, &f, on_claim_active, c);
+    store_list_instances(sa->st, on_claim_instances, c);
 }
 
 static void on_side_write(void *ud, int status)

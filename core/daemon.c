@@ -9,6 +9,7 @@
 #include "core/reaper.h"
 #include "http/api.h"
 #include "proto/msg.h"
+#include "storage/schema.h"
 #include "storage/store.h"
 
 #include <errno.h>
@@ -53,6 +54,12 @@ typedef struct daemon {
 } daemon_t;
 
 static void begin_close(daemon_t *d);
+
+static void cancel_msg_dispose(cv_msg_t *m)
+{
+    free(((msg_cancel_t *)m)->by);
+    free(m);
+}
 
 static void on_orphan(void *data, pid_t pid, int status)
 {
@@ -300,11 +307,41 @@ static void start_heartbeat(daemon_t *d)
 
 /* ---- override changes made by other instances (shared store) ---- */
 
+/* The value of (job, field) in ov[0..n), or NULL. */
+static const char *override_in(const store_override_t *ov, size_t n, const char *job,
+                               const char *field)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(ov[i].job, job) == 0 && strcmp(ov[i].field, field) == 0)
+            return ov[i].value;
+    return NULL;
+}
+
+/* Tells the http actor's read model of every override that differs from the known ones (it
+ * ignores those it already has: the changes made through this instance's own API). */
+static void overrides_to_api(daemon_t *d, const store_override_t *ov, size_t count)
+{
+    static const char *const fields[] = {"enabled", "schedule", "timezone"};
+    const cfg_t *cfg = d->cfg->cfg;
+    for (unsigned i = 0; d->api && i < cfg->n_jobs; i++) {
+        for (size_t f = 0; f < CV_ARRAY_SIZE(fields); f++) {
+            const char *job = cfg->jobs[i].name;
+            const char *was = override_in(d->overrides, d->n_overrides, job, fields[f]);
+            const char *now = override_in(ov, count, job, fields[f]);
+            if (was == now || (was && now && strcmp(was, now) == 0))
+                continue;
+            msg_override_t *o = msg_override_new(job, fields[f], now, "another instance");
+            cv_actor_post(api_actor(d->api), &o->hdr);
+        }
+    }
+}
+
 static void on_overrides_reread(void *ud, int status, const store_override_t *ov, size_t count)
 {
     daemon_t *d = ud;
     if (status != 0 || d->stopping || d->sched == NULL)
         return;
+    overrides_to_api(d, ov, count);
     keep_overrides(d, ov, count);
     cv_actor_post(scheduler_actor(d->sched), &sched_jobs(d, false)->hdr);
 }
@@ -323,6 +360,113 @@ static void start_override_watch(daemon_t *d)
 {
     if (store_is_shared(d->store))
         store_watch_overrides(d->store, on_override_notify, d);
+}
+
+/* ---- the runs and heartbeats of other instances, cancel requests (shared store) ---- */
+
+typedef struct {
+    daemon_t *d;
+    run_status_t announced; /* the status the notification carried */
+} remote_run_t;
+
+/* A notification may be read after the run moved on: a run announced RUNNING that is already
+ * over is still shown starting (as it was) before the notification of its end. */
+static void on_remote_run(void *ud, int status, run_t *run, bool *taken)
+{
+    remote_run_t *q = ud;
+    daemon_t *d = q->d;
+    run_status_t was = q->announced;
+    free(q);
+    if (status != 0 || d->stopping || d->api == NULL)
+        return;
+    msg_run_event_t *e = NULL;
+    if (was == RUN_RUNNING && run->status != RUN_QUEUED) {
+        e = msg_run_event_new(RUN_EV_STARTED, run);
+        if (run_status_final(run->status)) {
+            e->run->status = RUN_RUNNING;
+            e->run->finished_at = e->run->duration_ms = 0;
+            e->run->exit_code = -1;
+            e->run->signal = 0;
+            free(e->run->error);
+            e->run->error = NULL;
+        }
+    } else if (run_status_final(was) && run_status_final(run->status)) {
+        e = msg_run_event_new(RUN_EV_FINISHED, run);
+    }
+    if (e == NULL)
+        return;
+    e->remote = true;
+    cv_actor_post(api_actor(d->api), &e->hdr);
+}
+
+/* payload "<id> <status> <instance>": the runs of the others only (this daemon's own events
+ * reach its API directly). QUEUED is not announced on: a claimed run is QUEUED for a moment. */
+static void remote_run_changed(daemon_t *d, const char *payload)
+{
+    char status[16];
+    long long id;
+    int off = 0;
+    if (sscanf(payload, "%lld %15s %n", &id, status, &off) != 2 || off == 0)
+        return;
+    run_status_t st;
+    if (strcmp(payload + off, d->instance) == 0 || run_status_parse(status, &st) != 0 ||
+        st == RUN_QUEUED)
+        return;
+    remote_run_t *q = cv_malloc(sizeof(*q));
+    q->d = d;
+    q->announced = st;
+    store_get_run(d->store, id, on_remote_run, q);
+}
+
+/* payload {"run": id, "instance": owner, "by": who}: cancels the run when it is this one's. */
+static void cancel_requested(daemon_t *d, const char *payload)
+{
+    json_t *o = json_loads(payload, 0, NULL);
+    json_int_t id = json_integer_value(json_object_get(o, "run"));
+    const char *owner = json_string_value(json_object_get(o, "instance"));
+    const char *by = json_string_value(json_object_get(o, "by"));
+    if (id > 0 && (owner == NULL || strcmp(owner, d->instance) == 0) && d->ex) {
+        cv_info("daemon", "run %lld: cancel asked by %s", (long long)id, by ? by : "?");
+        msg_cancel_t *m = cv_msg_new(sizeof(*m), MSG_CANCEL);
+        m->hdr.dispose = cancel_msg_dispose;
+        m->run_id = id;
+        m->by = cv_strdup(by ? by : "another instance");
+        cv_actor_post(executor_actor(d->ex), &m->hdr);
+    }
+    json_decref(o);
+}
+
+static void on_store_event(void *ud, const char *channel, const char *payload)
+{
+    daemon_t *d = ud;
+    if (d->stopping || d->api == NULL)
+        return;
+    if (channel == NULL) { /* reconnected: what was missed meanwhile */
+        cv_info("daemon", "listening to the other instances again: resyncing the API's view");
+        msg_instance_beat_t *b = msg_instance_beat_new(NULL, 0);
+        cv_actor_post(api_actor(d->api), &b->hdr);
+        return;
+    }
+    if (payload == NULL)
+        return;
+    if (strcmp(channel, STORE_CHANNEL_RUNS) == 0) {
+        remote_run_changed(d, payload);
+    } else if (strcmp(channel, STORE_CHANNEL_CANCEL) == 0) {
+        cancel_requested(d, payload);
+    } else if (strcmp(channel, STORE_CHANNEL_INSTANCES) == 0) {
+        char *end = NULL;
+        long long seen = strtoll(payload, &end, 10);
+        if (end && *end == ' ') {
+            msg_instance_beat_t *b = msg_instance_beat_new(end + 1, seen);
+            cv_actor_post(api_actor(d->api), &b->hdr);
+        }
+    }
+}
+
+static void start_event_watch(daemon_t *d)
+{
+    if (store_is_shared(d->store) && d->api)
+        store_watch_events(d->store, on_store_event, d);
 }
 
 /* ---- --once ---- */
@@ -515,6 +659,7 @@ static void start_actors(daemon_t *d)
         return;
     }
     start_override_watch(d);
+    start_event_watch(d);
     uv_timer_init(&d->loop, &d->retention);
     d->retention.data = d;
     d->retention_on = true;

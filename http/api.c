@@ -54,9 +54,12 @@ static void on_config(api_t *a, msg_exec_config_t *c)
     api__model_refresh_stats(a, NULL);
 }
 
+/* Auto-disables and the changes made on other instances; those already known (made through
+ * this instance's API, then announced back by the database) are not published again. */
 static void on_override(api_t *a, const msg_override_t *o)
 {
-    api__model_override(a, o->job, o->field, o->value);
+    if (!api__model_override(a, o->job, o->field, o->value))
+        return;
     api__job_t *j = api__job_find(a, o->job);
     if (j != NULL)
         api__publish_job(a, j);
@@ -84,6 +87,14 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
     case MSG_HEALTH:
         api__model_health(a, (msg_health_t *)msg);
         break;
+    case MSG_INSTANCE_BEAT: {
+        msg_instance_beat_t *b = (msg_instance_beat_t *)msg;
+        if (b->id == NULL)
+            api__model_resync(a);
+        else
+            api__model_instance_beat(a, b);
+        break;
+    }
     case MSG_HEALTH_LIST:
         api__health_replied(a, (msg_health_list_t *)msg);
         break;

@@ -6,6 +6,7 @@
  * answers the deferred request when their reply arrives. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "http/api_int.h"
 
@@ -142,17 +143,45 @@ static void h_info(api_req_t *req, void *data)
                              "started_at", api__jtime(a->started_ms), "links", links));
 }
 
-/* ---- instances (through the store actor) ---- */
+/* ---- instances (through the store actor) ----
+ * The instances table (empty on SQLite, where this daemon is listed alone) and the RUNNING runs
+ * of the store, by instance: what each one is running. */
 
 typedef struct {
     api_req_t *req;
     char *self; /* this daemon's instance id (the api may be gone when the store answers) */
+    int64_t started_ms, timeout_ms;
+    run_t **running;
+    size_t nrunning;
 } icall_t;
 
 static void icall_free(icall_t *c)
 {
+    for (size_t i = 0; i < c->nrunning; i++)
+        run_free(c->running[i]);
+    free(c->running);
     free(c->self);
     free(c);
+}
+
+static json_t *instance_json(const icall_t *c, const store_instance_t *in, int64_t now)
+{
+    json_t *running = json_array();
+    for (size_t i = 0; i < c->nrunning; i++) {
+        const run_t *r = c->running[i];
+        if (r->instance && strcmp(r->instance, in->id) == 0)
+            json_array_append_new(running,
+                                  json_pack("{s:I,s:o,s:s,s:o}", "id", (json_int_t)r->id, "job",
+                                            api__jstr(r->job), "trigger", r->trigger, "started_at",
+                                            api__jtime(r->started_at)));
+    }
+    bool self = strcmp(in->id, c->self) == 0;
+    return json_pack("{s:o,s:o,s:I,s:s,s:o,s:o,s:b,s:b,s:o}", "id", api__jstr(in->id), "hostname",
+                     api__jstr(in->hostname ? in->hostname : ""), "pid", (json_int_t)in->pid,
+                     "version", in->version ? in->version : "", "started_at",
+                     api__jtime(in->started_at), "last_seen", api__jtime(in->last_seen), "self",
+                     self, "alive", self || in->last_seen >= now - c->timeout_ms, "running",
+                     running);
 }
 
 static void on_instances(void *ud, int status, const store_instance_t *inst, size_t count)
@@ -163,21 +192,46 @@ static void on_instances(void *ud, int status, const store_instance_t *inst, siz
         icall_free(c);
         return;
     }
+    int64_t now = cv_now_ms();
     json_t *arr = json_array();
-    for (size_t i = 0; i < count; i++)
-        json_array_append_new(arr, json_pack("{s:s,s:s,s:I,s:s,s:o,s:o,s:b}", "id", inst[i].id,
-                                             "hostname", inst[i].hostname ? inst[i].hostname : "",
-                                             "pid", (json_int_t)inst[i].pid, "version",
-                                             inst[i].version ? inst[i].version : "", "started_at",
-                                             api__jtime(inst[i].started_at), "last_seen",
-                                             api__jtime(inst[i].last_seen), "self",
-                                             strcmp(inst[i].id, c->self) == 0));
-    api_reply_json(c->req, 200, json_pack("{s:s,s:o}", "self", c->self, "instances", arr));
+    bool listed = false;
+    for (size_t i = 0; i < count; i++) {
+        listed = listed || strcmp(inst[i].id, c->self) == 0;
+        json_array_append_new(arr, instance_json(c, &inst[i], now));
+    }
+    if (!listed) { /* SQLite: no heartbeats, this daemon alone */
+        char host[256] = "localhost";
+        gethostname(host, sizeof(host) - 1);
+        store_instance_t me = {.id = c->self,
+                               .hostname = host,
+                               .pid = getpid(),
+                               .started_at = c->started_ms,
+                               .last_seen = now,
+                               .version = CV_VERSION};
+        json_array_insert_new(arr, 0, instance_json(c, &me, now));
+    }
+    api_reply_json(c->req, 200,
+                   json_pack("{s:s,s:b,s:I,s:o}", "self", c->self, "shared", listed,
+                             "heartbeat_timeout_ms", (json_int_t)c->timeout_ms, "instances", arr));
     icall_free(c);
+}
+
+static void on_running(void *ud, int status, store_run_page_t *page)
+{
+    icall_t *c = ud;
+    if (status != 0 || page == NULL)
+        return; /* on_instances answers */
+    c->running = cv_calloc(page->count ? page->count : 1, sizeof(*c->running));
+    for (size_t i = 0; i < page->count; i++) {
+        c->running[c->nrunning++] = page->runs[i];
+        page->runs[i] = NULL; /* taken */
+    }
 }
 
 static void list_instances(store_t *st, void *ud)
 {
+    store_run_filter_t f = {.status_mask = 1u << RUN_RUNNING, .limit = STORE_PAGE_MAX};
+    store_query_runs(st, &f, on_running, ud);
     store_list_instances(st, on_instances, ud);
 }
 
@@ -191,9 +245,11 @@ static void instances_gone(void *ud)
 static void h_instances(api_req_t *req, void *data)
 {
     api_t *a = data;
-    icall_t *c = cv_malloc(sizeof(*c));
+    icall_t *c = cv_calloc(1, sizeof(*c));
     c->req = req;
     c->self = cv_strdup(a->instance);
+    c->started_ms = a->started_ms;
+    c->timeout_ms = a->cfg ? a->cfg->cfg->cluster.heartbeat_timeout_ms : 0;
     api_req_defer(req);
     api__store_call(a, list_instances, instances_gone, c);
 }

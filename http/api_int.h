@@ -34,8 +34,9 @@ typedef struct api__job {
     /* from the store */
     store_job_stats_t stats; /* job and last unused: see last below */
     run_t *last;             /* the latest run seen (store or events) */
-    /* live */
+    /* live: every instance's runs (shared store), and this instance's own (for /metrics) */
     int running, queued;
+    int own_running, own_queued;
     /* counters since the daemon started, for /metrics */
     uint64_t by_status[RUN__COUNT];
     uint64_t hist[API_HIST_BUCKETS];
@@ -98,8 +99,14 @@ void api__free(api_t *a);
 api__job_t *api__job_find(api_t *a, const char *name);
 /** Rebuilds the job list from a (new) configuration. */
 void api__model_config(api_t *a, cfgref_t *cfg);
-/** Sets (value JSON text) or clears (NULL) an override in the model. */
-void api__model_override(api_t *a, const char *job, const char *field, const char *value);
+/** Sets (value JSON text) or clears (NULL) an override in the model; true when that changed
+ * the model's value. */
+bool api__model_override(api_t *a, const char *job, const char *field, const char *value);
+/** Shared store, after the database connection came back: finishes the other instances' runs
+ * still active in the model whose end was missed, and re-reads the statistics. */
+void api__model_resync(api_t *a);
+/** Publishes instance.heartbeat (shared store). */
+void api__model_instance_beat(api_t *a, const msg_instance_beat_t *b);
 /** Applies a run event / output line to the model (and publishes it on the hub). */
 void api__model_event(api_t *a, msg_run_event_t *e);
 void api__model_output(api_t *a, const msg_run_output_t *o);
@@ -116,6 +123,8 @@ void api__queries_abort(api_t *a);
 json_t *api__health_json(const health_result_t *h);
 /** Reads the statistics of one job (NULL: every job) from the store into the model. */
 void api__model_refresh_stats(api_t *a, const char *job);
+/** True when r is another instance's run (shared store), known from the database's events. */
+bool api__run_remote(const api_t *a, const run_t *r);
 /** The active run with this id, or NULL. */
 api__active_t *api__active_find(api_t *a, int64_t id);
 /** Marks derived data (the cached GET /api/jobs body) stale. */

@@ -64,12 +64,12 @@ static double v_next(api_t *a, api__job_t *j)
 
 static double v_running(api_t *a, api__job_t *j)
 {
-    return j->running;
+    return j->own_running; /* each instance reports its own: sums add up across a cluster */
 }
 
 static double v_queued(api_t *a, api__job_t *j)
 {
-    return j->queued;
+    return j->own_queued;
 }
 
 static double v_consecutive(api_t *a, api__job_t *j)
@@ -239,7 +239,7 @@ static void h_metrics(api_req_t *req, void *data)
             "Items reported failed by finished runs.", v_items_failed);
     size_t depth = 0;
     for (size_t i = 0; i < a->njobs; i++)
-        depth += (size_t)a->jobs[i]->queued;
+        depth += (size_t)a->jobs[i]->own_queued;
     head(&b, "cronvisor_queue_depth", "gauge", "Runs waiting under limits.max_concurrent.");
     cv_buf_printf(&b, "cronvisor_queue_depth %zu\n", depth);
     probes(&b, a);

@@ -78,16 +78,32 @@ static json_t **ov_slot(api__job_t *j, const char *field)
     return NULL;
 }
 
-void api__model_override(api_t *a, const char *job, const char *field, const char *value)
+bool api__model_override(api_t *a, const char *job, const char *field, const char *value)
 {
     api__job_t *j = job_get(a, job);
     json_t **slot = ov_slot(j, field);
     if (slot == NULL)
-        return;
+        return false;
+    json_t *v = value ? json_loads(value, JSON_DECODE_ANY, NULL) : NULL;
+    bool changed = !(v == NULL && *slot == NULL) && !(v && *slot && json_equal(v, *slot));
     json_decref(*slot);
-    *slot = value ? json_loads(value, JSON_DECODE_ANY, NULL) : NULL;
+    *slot = v;
     j->next = 0;
     api__model_changed(a);
+    return changed;
+}
+
+void api__model_instance_beat(api_t *a, const msg_instance_beat_t *b)
+{
+    if (a->hub == NULL || a->closed)
+        return;
+    json_t *ev = json_pack("{s:s,s:{s:o,s:o,s:b}}", "type", "instance.heartbeat", "instance", "id",
+                           api__jstr(b->id), "last_seen", api__jtime(b->last_seen), "self",
+                           strcmp(b->id, a->instance) == 0);
+    char *text = json_dumps(ev, JSON_COMPACT);
+    ws_hub_publish(a->hub, text, strlen(text));
+    free(text);
+    json_decref(ev);
 }
 
 bool api__job_enabled(const api__job_t *j)
@@ -235,6 +251,11 @@ void api__model_refresh_stats(api_t *a, const char *job)
 
 /* ---- run events ---- */
 
+bool api__run_remote(const api_t *a, const run_t *r)
+{
+    return r->instance != NULL && strcmp(r->instance, a->instance) != 0;
+}
+
 api__active_t *api__active_find(api_t *a, int64_t id)
 {
     for (cv_list_t *n = a->active.next; n != &a->active; n = n->next) {
@@ -255,12 +276,15 @@ static void active_free(api__active_t *ar)
 
 static void recount(api_t *a, api__job_t *j)
 {
-    j->running = j->queued = 0;
+    j->running = j->queued = j->own_running = j->own_queued = 0;
     for (cv_list_t *n = a->active.next; n != &a->active; n = n->next) {
         const run_t *r = cv_container_of(n, api__active_t, link)->run;
         if (strcmp(r->job, j->name) == 0) {
+            bool own = !api__run_remote(a, r);
             j->running += r->status == RUN_RUNNING;
             j->queued += r->status == RUN_QUEUED;
+            j->own_running += own && r->status == RUN_RUNNING;
+            j->own_queued += own && r->status == RUN_QUEUED;
         }
     }
 }
@@ -288,7 +312,8 @@ static void track(api_t *a, api__job_t *j, const msg_run_event_t *e)
     if (e->kind == RUN_EV_FINISHED) {
         if (ar)
             active_free(ar);
-        count_finished(j, e->run);
+        if (!e->remote) /* /metrics counts this instance's runs */
+            count_finished(j, e->run);
     } else if (ar == NULL) {
         ar = cv_calloc(1, sizeof(*ar));
         ar->run = run_dup(e->run);
@@ -297,7 +322,7 @@ static void track(api_t *a, api__job_t *j, const msg_run_event_t *e)
         run_free(ar->run);
         ar->run = run_dup(e->run);
     }
-    if (e->kind == RUN_EV_STARTED)
+    if (e->kind == RUN_EV_STARTED && !e->remote)
         j->last_start_ms = e->run->started_at;
     if (e->kind != RUN_EV_PROGRESS && e->kind != RUN_EV_QUEUED &&
         (j->last == NULL || e->run->id >= j->last->id)) {
@@ -328,6 +353,66 @@ void api__model_event(api_t *a, msg_run_event_t *e)
         api__model_refresh_stats(a, j->name);
     if (e->kind != RUN_EV_PROGRESS)
         api__model_changed(a);
+}
+
+/* ---- resync after missed events (shared store) ---- */
+
+typedef struct resync_call {
+    api_t *a;
+    int64_t id;
+} resync_call_t;
+
+static void resync_done(resync_call_t *c)
+{
+    api_t *a = c->a;
+    free(c);
+    a->pending--;
+    if (a->closed && a->pending == 0 && a->srv == NULL)
+        api__free(a);
+}
+
+/* A remote run still active in the model: its end was missed when the store says it is over. */
+static void on_resync_run(void *ud, int status, run_t *run, bool *taken)
+{
+    resync_call_t *c = ud;
+    api_t *a = c->a;
+    api__active_t *ar = a->closed ? NULL : api__active_find(a, c->id);
+    if (ar && (status == -ENOENT || (status == 0 && run_status_final(run->status)))) {
+        msg_run_event_t *e = msg_run_event_new(RUN_EV_FINISHED, status == 0 ? run : ar->run);
+        e->remote = true;
+        if (status != 0) { /* deleted meanwhile: forget it as it was last seen */
+            e->run->status = RUN_ABANDONED;
+        }
+        api__model_event(a, e);
+        e->hdr.dispose(&e->hdr);
+    }
+    resync_done(c);
+}
+
+static void resync_run(store_t *st, void *ud)
+{
+    resync_call_t *c = ud;
+    store_get_run(st, c->id, on_resync_run, c);
+}
+
+static void resync_gone(void *ud)
+{
+    resync_done(ud);
+}
+
+void api__model_resync(api_t *a)
+{
+    for (cv_list_t *n = a->active.next; !a->closed && n != &a->active; n = n->next) {
+        const run_t *r = cv_container_of(n, api__active_t, link)->run;
+        if (!api__run_remote(a, r))
+            continue;
+        resync_call_t *c = cv_calloc(1, sizeof(*c));
+        c->a = a;
+        c->id = r->id;
+        a->pending++;
+        api__store_call(a, resync_run, resync_gone, c);
+    }
+    api__model_refresh_stats(a, NULL);
 }
 
 void api__model_output(api_t *a, const msg_run_output_t *o)

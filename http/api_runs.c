@@ -7,6 +7,7 @@
 
 #include "core/log.h"
 #include "http/api_int.h"
+#include "storage/schema.h"
 
 #define LOG_CHUNK_MAX (1024 * 1024)
 
@@ -243,7 +244,7 @@ static void h_log(api_req_t *req, void *data)
         return;
     }
     api__active_t *ar = api__active_find(a, id);
-    if (ar != NULL) {
+    if (ar != NULL && !api__run_remote(a, ar->run)) { /* another instance's: from the store */
         reply_log(req, id, ar->log.data, ar->log.len, offset, false, ar->log_truncated);
         return;
     }
@@ -277,6 +278,23 @@ static void cancel_lookup(store_t *st, void *ud)
     store_get_run(st, c->id, on_cancel_lookup, c);
 }
 
+static void notify_cancel(store_t *st, void *ud)
+{
+    store_notify(st, STORE_CHANNEL_CANCEL, ud, NULL, NULL);
+    free(ud);
+}
+
+/* Another instance's run: its owner cancels it when the database announces the request. */
+static void cancel_remote(api_t *a, api_req_t *req, const run_t *r)
+{
+    char *by = cv_sprintf("api:%s", req->principal->name);
+    json_t *o =
+        json_pack("{s:I,s:s,s:s}", "run", (json_int_t)r->id, "instance", r->instance, "by", by);
+    api__store_call(a, notify_cancel, free, json_dumps(o, JSON_COMPACT));
+    json_decref(o);
+    free(by);
+}
+
 static void h_cancel(api_req_t *req, void *data)
 {
     api_t *a = data;
@@ -290,11 +308,15 @@ static void h_cancel(api_req_t *req, void *data)
         api__store_call(a, cancel_lookup, rcall_gone, c);
         return;
     }
-    msg_cancel_t *m = cv_msg_new(sizeof(*m), MSG_CANCEL);
-    m->hdr.dispose = cancel_dispose;
-    m->run_id = id;
-    m->by = cv_sprintf("api:%s", req->principal->name);
-    cv_actor_post(a->executor, &m->hdr);
+    if (api__run_remote(a, ar->run)) {
+        cancel_remote(a, req, ar->run);
+    } else {
+        msg_cancel_t *m = cv_msg_new(sizeof(*m), MSG_CANCEL);
+        m->hdr.dispose = cancel_dispose;
+        m->run_id = id;
+        m->by = cv_sprintf("api:%s", req->principal->name);
+        cv_actor_post(a->executor, &m->hdr);
+    }
     api__audit(a, req, "run.cancel", ar->run->job, id,
                json_pack("{s:s}", "status", run_status_name(ar->run->status)), NULL);
     api_reply_json(req, 202,

@@ -330,12 +330,37 @@ msg_claim_t *msg_claim_new(const run_t *run, cv_actor_t *reply_to, uint64_t corr
     return c;
 }
 
+static void claim_reply_dispose(cv_msg_t *m)
+{
+    msg_claim_reply_t *r = (msg_claim_reply_t *)m;
+    for (size_t i = 0; i < r->nothers; i++)
+        free(r->other_instance[i]);
+    free(r);
+}
+
 msg_claim_reply_t *msg_claim_reply_new(uint64_t corr, int status, int64_t run_id)
 {
     msg_claim_reply_t *r = cv_msg_new(sizeof(*r), MSG_CLAIM_REPLY);
+    r->hdr.dispose = claim_reply_dispose;
     r->corr = corr;
     r->status = status;
     r->run_id = run_id;
     r->done_ns = cv_mono_ns();
     return r;
+}
+
+static void instance_beat_dispose(cv_msg_t *m)
+{
+    msg_instance_beat_t *b = (msg_instance_beat_t *)m;
+    free(b->id);
+    free(b);
+}
+
+msg_instance_beat_t *msg_instance_beat_new(const char *id, int64_t last_seen)
+{
+    msg_instance_beat_t *b = cv_msg_new(sizeof(*b), MSG_INSTANCE_BEAT);
+    b->hdr.dispose = instance_beat_dispose;
+    b->id = id ? cv_strdup(id) : NULL;
+    b->last_seen = last_seen;
+    return b;
 }

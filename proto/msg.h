@@ -52,6 +52,7 @@ typedef enum {
     MSG_NOTIFY_LIST,    /* msg_notify_list_t: recent notifications, newest first */
     MSG_CLAIM,          /* msg_claim_t: insert a run before it runs (shared store) */
     MSG_CLAIM_REPLY,    /* msg_claim_reply_t: the store actor's answer to a MSG_CLAIM */
+    MSG_INSTANCE_BEAT,  /* msg_instance_beat_t: an instance sharing the store heart-beat */
     MSG_ACTOR_PRIVATE = 1000, /* types from here on are private to one actor */
 } msg_type_t;
 
@@ -94,8 +95,18 @@ typedef struct {
     cv_msg_t hdr;
     run_ev_kind_t kind;
     bool insert; /* the store has not seen this run yet: insert rather than update */
+    bool remote; /* a run of another instance, read back from the shared store */
     run_t *run;  /* a snapshot; owned by the message */
 } msg_run_event_t;
+
+/** Shared store: the heartbeat of an instance (this one included), as the database announced
+ * it. daemon --MSG_INSTANCE_BEAT--> api (published as instance.heartbeat). id NULL: the
+ * connection to the database came back, events may have been missed (the api resyncs). */
+typedef struct {
+    cv_msg_t hdr;
+    char *id;
+    int64_t last_seen; /* ms */
+} msg_instance_beat_t;
 
 typedef struct {
     cv_msg_t hdr;
@@ -270,7 +281,12 @@ typedef struct {
     run_t *run; /* QUEUED snapshot to insert; owned by the message */
     cv_actor_t *reply_to;
     uint64_t corr;
+    /* > 0: also look for RUNNING or QUEUED runs of the job on other instances whose last
+     * heartbeat is at or after this instant (ms): the concurrency policy across instances */
+    int64_t live_since;
 } msg_claim_t;
+
+#define MSG_CLAIM_MAX_OTHERS 8
 
 typedef struct {
     cv_msg_t hdr;
@@ -278,6 +294,10 @@ typedef struct {
     int status;       /* 0 won, -EEXIST another instance won, other negative errno: failed */
     int64_t run_id;   /* the id the database assigned, when status is 0 */
     uint64_t done_ns; /* cv_mono_ns() when the store answered (for latency figures) */
+    /* with live_since: the job's runs active on other live instances (the first few) */
+    size_t nothers;
+    int64_t other_run[MSG_CLAIM_MAX_OTHERS];
+    char *other_instance[MSG_CLAIM_MAX_OTHERS];
 } msg_claim_reply_t;
 
 /** Constructors: copy their string arguments; the returned message is ready to post. */
@@ -296,6 +316,7 @@ msg_override_t *msg_override_new(const char *job, const char *field, const char 
 msg_exec_config_t *msg_exec_config_new(struct cfgref *cfg);
 msg_claim_t *msg_claim_new(const run_t *run, cv_actor_t *reply_to, uint64_t corr);
 msg_claim_reply_t *msg_claim_reply_new(uint64_t corr, int status, int64_t run_id);
+msg_instance_beat_t *msg_instance_beat_new(const char *id, int64_t last_seen);
 const char *run_ev_kind_name(run_ev_kind_t k);
 msg_job_schedule_t *msg_job_schedule_new(const char *job, const char *schedule, const char *zone,
                                          bool enabled);

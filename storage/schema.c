@@ -84,10 +84,37 @@ static const char *const v3_instances[] = {
     NULL,
 };
 
+/* Version 4: what lets several daemons see each other's work (PostgreSQL only). Every run
+ * inserted or changing status, and every heartbeat, is announced to the listening daemons; a
+ * catch-up firing is claimed in firing_claims, as a cron firing is by runs_cron_claim (a unique
+ * index over catch-up runs could not be added to a history that may already hold duplicates). */
+static const char *const v4_none[] = {NULL};
+static const char *const v4_postgres[] = {
+    "CREATE FUNCTION cronvisor_run_notify() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN"
+    " PERFORM pg_notify('" STORE_CHANNEL_RUNS "', NEW.id || ' ' || NEW.status || ' ' ||"
+    " COALESCE(NEW.instance, '')); RETURN NULL; END $f$",
+    "CREATE TRIGGER runs_notify_insert AFTER INSERT ON runs"
+    " FOR EACH ROW EXECUTE FUNCTION cronvisor_run_notify()",
+    "CREATE TRIGGER runs_notify_status AFTER UPDATE OF status ON runs FOR EACH ROW"
+    " WHEN (OLD.status IS DISTINCT FROM NEW.status) EXECUTE FUNCTION cronvisor_run_notify()",
+    "CREATE FUNCTION cronvisor_instance_notify() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN"
+    " PERFORM pg_notify('" STORE_CHANNEL_INSTANCES "', NEW.last_seen || ' ' || NEW.id);"
+    " RETURN NULL; END $f$",
+    "CREATE TRIGGER instances_notify AFTER INSERT OR UPDATE ON instances"
+    " FOR EACH ROW EXECUTE FUNCTION cronvisor_instance_notify()",
+    "CREATE TABLE firing_claims ("
+    " job TEXT NOT NULL,"
+    " scheduled_for BIGINT NOT NULL,"
+    " instance TEXT,"
+    " PRIMARY KEY (job, scheduled_for))",
+    NULL,
+};
+
 const store_migration_t store_migrations[] = {
-    {1, "runs", v1_runs},
-    {2, "job_overrides and audit", v2_overrides_audit},
-    {3, "instances", v3_instances},
+    {1, "runs", v1_runs, NULL},
+    {2, "job_overrides and audit", v2_overrides_audit, NULL},
+    {3, "instances", v3_instances, NULL},
+    {4, "notifications and catch-up claims", v4_none, v4_postgres},
 };
 const size_t store_migration_count = CV_ARRAY_SIZE(store_migrations);
 

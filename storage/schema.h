@@ -19,11 +19,14 @@ extern const store_dialect_t store_dialect_sqlite;
 extern const store_dialect_t store_dialect_postgres;
 
 /** One migration: its version (1, 2, ... without gaps), a name for the schema_version table and
- * a NULL-terminated list of statements to run in one transaction. */
+ * a NULL-terminated list of statements to run in one transaction; postgres (NULL or
+ * NULL-terminated) runs after them on PostgreSQL only (what only a shared database needs:
+ * notifications, claims of catch-up firings). */
 typedef struct store_migration {
     int version;
     const char *name;
     const char *const *statements;
+    const char *const *postgres;
 } store_migration_t;
 
 extern const store_migration_t store_migrations[];
@@ -53,6 +56,14 @@ extern const char store_sql_run_insert[];
 extern const char store_sql_run_update[];
 /** Reads one run by id ($1). */
 extern const char store_sql_run_get[];
+
+/** The PostgreSQL channels a shared database announces changes on (LISTEN/NOTIFY). Payloads:
+ * runs "<id> <status> <instance>" on insert and on every status change (a trigger);
+ * instances "<last_seen> <id>" on every heartbeat (a trigger); cancel a JSON object
+ * {"run": id, "instance": owner, "by": who} asking the owner to cancel a run. */
+#define STORE_CHANNEL_RUNS      "cronvisor_runs"
+#define STORE_CHANNEL_INSTANCES "cronvisor_instances"
+#define STORE_CHANNEL_CANCEL    "cronvisor_cancel"
 
 /** Upserts an instance: $1 id, $2 hostname, $3 pid, $4 started_at, $5 last_seen, $6 version. */
 extern const char store_sql_heartbeat[];

@@ -142,6 +142,18 @@ int store_watch_overrides(store_t *s, store_notify_cb cb, void *ud)
     return s->ops->watch_overrides ? s->ops->watch_overrides(s, cb, ud) : -ENOTSUP;
 }
 
+int store_watch_events(store_t *s, store_event_cb cb, void *ud)
+{
+    return s->ops->watch_events ? s->ops->watch_events(s, cb, ud) : -ENOTSUP;
+}
+
+void store_notify(store_t *s, const char *channel, const char *payload, store_status_cb cb,
+                  void *ud)
+{
+    assert(s->ops->notify != NULL); /* callers check store_is_shared() */
+    s->ops->notify(s, channel, payload, cb, ud);
+}
+
 void store_instances_free(store_instance_t *inst, size_t n)
 {
     for (size_t i = 0; inst != NULL && i < n; i++) {

@@ -148,6 +148,9 @@ typedef void (*store_summary_cb)(void *ud, int status, const store_summary_t *su
 typedef void (*store_overrides_cb)(void *ud, int status, const store_override_t *ov, size_t count);
 typedef void (*store_audit_cb)(void *ud, int status, const store_audit_page_t *page);
 typedef void (*store_notify_cb)(void *ud, const char *job);
+/** channel is one of STORE_CHANNEL_* (storage/schema.h), payload its text; both NULL after
+ * the connection came back (events may have been missed). */
+typedef void (*store_event_cb)(void *ud, const char *channel, const char *payload);
 typedef void (*store_instances_cb)(void *ud, int status, const store_instance_t *inst,
                                    size_t count);
 
@@ -182,6 +185,9 @@ typedef struct store_ops {
     void (*abandon_dead)(store_t *s, int64_t seen_before, store_count_cb cb, void *ud);
     void (*list_instances)(store_t *s, store_instances_cb cb, void *ud);
     int (*watch_overrides)(store_t *s, store_notify_cb cb, void *ud); /* NULL: not supported */
+    int (*watch_events)(store_t *s, store_event_cb cb, void *ud);     /* NULL: not supported */
+    void (*notify)(store_t *s, const char *channel, const char *payload, store_status_cb cb,
+                   void *ud); /* NULL: not supported */
 } store_ops_t;
 
 /** Every backend's state begins with this. */
@@ -269,6 +275,15 @@ void store_instances_free(store_instance_t *inst, size_t n);
  * One watcher per store; it does not keep the loop alive. PostgreSQL (LISTEN/NOTIFY); other
  * backends return -ENOTSUP. */
 int store_watch_overrides(store_t *s, store_notify_cb cb, void *ud);
+/** Calls cb(ud, channel, payload) on the loop thread for every notification on the runs,
+ * instances and cancel channels (STORE_CHANNEL_*, storage/schema.h), those this daemon caused
+ * included; cb(ud, NULL, NULL) after the connection came back. One watcher per store; it does
+ * not keep the loop alive. PostgreSQL; other backends return -ENOTSUP. */
+int store_watch_events(store_t *s, store_event_cb cb, void *ud);
+/** Announces payload on channel to every listening daemon once the request commits. cb may be
+ * NULL. PostgreSQL; other backends answer -ENOTSUP (through cb, later, like every request). */
+void store_notify(store_t *s, const char *channel, const char *payload, store_status_cb cb,
+                  void *ud);
 
 /* ---- overrides and audit ---- */
 

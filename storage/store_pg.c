@@ -397,7 +397,7 @@ static void connected(store_pg_t *s)
     else
         cv_info("store", "connected to PostgreSQL %s (server %d)", s->where,
                 PQserverVersion(s->conn));
-    if (s->on_notify && s->ever_connected)
+    if ((s->on_notify || s->on_event) && s->ever_connected)
         relisten(s);
     s->state = PGC_READY;
     s->ever_connected = true;
@@ -612,9 +612,10 @@ static const char *op_what(store_op_t op)
         [STORE_OP_OV_DELETE] = "delete an override",
         [STORE_OP_AUDIT_APPEND] = "append to the audit",
         [STORE_OP_INSTANCES] = "list instances",
-        [STORE_OP_LISTEN] = "listen for override changes",
+        [STORE_OP_LISTEN] = "listen for changes of other instances",
         [STORE_OP_HEARTBEAT] = "record a heartbeat",
         [STORE_OP_ABANDON_DEAD] = "abandon the runs of dead instances",
+        [STORE_OP_NOTIFY] = "send a notification",
     };
     return what[op];
 }
@@ -747,6 +748,8 @@ static void drain_notifies(store_pg_t *s)
     while ((nt = PQnotifies(s->conn)) != NULL) {
         if (s->on_notify && strcmp(nt->relname, STORE_PG_OV_CHANNEL) == 0)
             s->on_notify(s->notify_ud, nt->extra);
+        else if (s->on_event && strcmp(nt->relname, STORE_PG_OV_CHANNEL) != 0)
+            s->on_event(s->event_ud, nt->relname, nt->extra);
         PQfreemem(nt);
     }
 }
@@ -1145,15 +1148,40 @@ static void pg_list_instances(store_t *base, store_instances_cb cb, void *ud)
     submit(base, r);
 }
 
+/* One LISTEN request listens on every channel, for whichever watcher comes first. */
 static int pg_watch_overrides(store_t *base, store_notify_cb cb, void *ud)
 {
     store_pg_t *s = (store_pg_t *)base;
-    bool first = s->on_notify == NULL;
+    bool first = s->on_notify == NULL && s->on_event == NULL;
     s->on_notify = cb;
     s->notify_ud = ud;
     if (first)
         submit(base, req_new(STORE_OP_LISTEN, s));
     return 0;
+}
+
+static int pg_watch_events(store_t *base, store_event_cb cb, void *ud)
+{
+    store_pg_t *s = (store_pg_t *)base;
+    bool first = s->on_notify == NULL && s->on_event == NULL;
+    s->on_event = cb;
+    s->event_ud = ud;
+    if (first)
+        submit(base, req_new(STORE_OP_LISTEN, s));
+    return 0;
+}
+
+static void pg_notify(store_t *base, const char *channel, const char *payload, store_status_cb cb,
+                      void *ud)
+{
+    store_pg_req_t *r = req_new(STORE_OP_NOTIFY, ud);
+    r->cb.status = cb;
+    r->u.notify.channel = store_strdup_opt(channel);
+    r->u.notify.payload = store_strdup_opt(payload);
+    if (channel == NULL || payload == NULL)
+        r->status = -EINVAL;
+    fix_utf8(&r->u.notify.payload);
+    submit(base, r);
 }
 
 static uint64_t pg_commits(store_t *base)
@@ -1177,6 +1205,8 @@ static void deliver(store_pg_req_t *r)
         store_pg_t *s = r->ud;
         if (r->status == 0 && r->result && s->on_notify)
             s->on_notify(s->notify_ud, NULL);
+        if (r->status == 0 && r->result && s->on_event)
+            s->on_event(s->event_ud, NULL, NULL);
         return;
     }
     store_req_deliver(r->op, &r->cb, r->ud, r->status, r->result, &r->u);
@@ -1206,4 +1236,6 @@ static const store_ops_t pg_ops = {
     .abandon_dead = pg_abandon_dead,
     .list_instances = pg_list_instances,
     .watch_overrides = pg_watch_overrides,
+    .watch_events = pg_watch_events,
+    .notify = pg_notify,
 };

@@ -13,6 +13,7 @@
 typedef enum {
     PGS_INSERT_ID,
     PGS_INSERT_AUTO,
+    PGS_INSERT_CATCH_UP,
     PGS_UPDATE_RUN,
     PGS_GET_RUN,
     PGS_AUDIT_APPEND,
@@ -87,6 +88,8 @@ typedef struct store_pg {
     bool session_over;         /* the server sent FATAL: the connection is gone */
     store_notify_cb on_notify; /* override changes (LISTEN cronvisor_overrides) */
     void *notify_ud;
+    store_event_cb on_event; /* runs, instances, cancel requests (store_watch_events) */
+    void *event_ud;
 
     uint64_t commits;
     size_t outstanding;

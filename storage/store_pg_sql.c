@@ -117,6 +117,24 @@ static const struct {
                          INSERT_COLS "GREATEST(nextval('runs_id_seq'), (SELECT COALESCE(MAX(id), "
                                      "0) + 1 FROM runs))) ON CONFLICT DO NOTHING RETURNING id",
                          23},
+    /* A catch-up firing is claimed in firing_claims (a concurrent claim waits for the first
+     * one's commit, then finds the row); none runs where the cron firing itself was recorded. */
+    [PGS_INSERT_CATCH_UP] =
+        {"cv_insert_catch_up",
+         "WITH c AS (INSERT INTO firing_claims (job, scheduled_for, instance) VALUES ($1::text,"
+         " $4::bigint, $23::text) ON CONFLICT DO NOTHING RETURNING 1)"
+         " INSERT INTO runs (job, status, \"trigger\", scheduled_for, queued_at, started_at,"
+         " finished_at, duration_ms, attempt, retry_of, exit_code, signal, items_processed,"
+         " items_failed, progress, summary_json, error, output_tail, output_bytes, max_rss_kb,"
+         " cpu_user_ms, cpu_sys_ms, instance, id) SELECT $1::text, $2::text, $3::text,"
+         " $4::bigint, $5::bigint, $6::bigint, $7::bigint, $8::bigint, $9::integer, $10::bigint,"
+         " $11::integer, $12::integer, $13::bigint, $14::bigint, $15::double precision,"
+         " $16::text, $17::text, $18::text, $19::bigint, $20::bigint, $21::bigint, $22::bigint,"
+         " $23::text, GREATEST(nextval('runs_id_seq'), (SELECT COALESCE(MAX(id), 0) + 1 FROM"
+         " runs)) WHERE EXISTS (SELECT 1 FROM c) AND NOT EXISTS (SELECT 1 FROM runs WHERE"
+         " job = $1::text AND scheduled_for = $4::bigint AND \"trigger\" = 'cron' AND"
+         " attempt = 1) RETURNING id",
+         23},
 #undef INSERT_COLS
     [PGS_UPDATE_RUN] = {"cv_update_run", store_sql_run_update, 24},
     [PGS_GET_RUN] = {"cv_get_run", store_sql_run_get, 1},
@@ -221,6 +239,8 @@ static int send_insert_run(store_pg_t *s, store_pg_req_t *r)
         p_i64(&p, r->u.run->id);
         return send_stmt(s, r, PGS_INSERT_ID, &p);
     }
+    if (strcmp(r->u.run->trigger, "catch_up") == 0 && r->u.run->attempt == 1)
+        return send_stmt(s, r, PGS_INSERT_CATCH_UP, &p);
     return send_stmt(s, r, PGS_INSERT_AUTO, &p);
 }
 
@@ -615,6 +635,29 @@ static void finish_audit_list(store_pg_req_t *r)
         page->next_cursor = store_cursor_encode(page->entries[limit - 1].id);
 }
 
+/* ---- notifications ---- */
+
+static int send_listen(store_pg_t *s, store_pg_req_t *r)
+{
+    static const char *const channels[] = {STORE_PG_OV_CHANNEL, STORE_CHANNEL_RUNS,
+                                           STORE_CHANNEL_INSTANCES, STORE_CHANNEL_CANCEL};
+    int err = 0;
+    for (size_t i = 0; err == 0 && i < CV_ARRAY_SIZE(channels); i++) {
+        char *sql = cv_sprintf("LISTEN %s", channels[i]);
+        err = send_sql(s, r, sql, NULL);
+        free(sql);
+    }
+    return err;
+}
+
+static int send_notify(store_pg_t *s, store_pg_req_t *r)
+{
+    params_t p = {.n = 0};
+    p_text(&p, r->u.notify.channel);
+    p_text(&p, r->u.notify.payload);
+    return send_sql(s, r, "SELECT pg_notify($1, $2)", &p);
+}
+
 /* ---- migrations ----
  * Step LOCK takes a session advisory lock (two instances starting together migrate one after
  * the other), creates the version table and reads the version; each step MIGRATE applies one
@@ -639,6 +682,8 @@ static int send_migrate(store_pg_t *s, store_pg_req_t *r)
         err = send_sql(s, r, text, NULL);
         free(text);
     }
+    for (const char *const *sql = m->postgres; m->postgres && err == 0 && *sql; sql++)
+        err = send_sql(s, r, *sql, NULL);
     params_t p = {.n = 0};
     p_i64(&p, m->version);
     p_text(&p, m->name);
@@ -727,7 +772,9 @@ int store_pg__send(store_pg_t *s, store_pg_req_t *r)
     case STORE_OP_INSTANCES:
         return send_sql(s, r, store_sql_list_instances, NULL);
     case STORE_OP_LISTEN:
-        return send_sql(s, r, "LISTEN " STORE_PG_OV_CHANNEL, NULL);
+        return send_listen(s, r);
+    case STORE_OP_NOTIFY:
+        return send_notify(s, r);
     case STORE_OP_RETENTION:
         return r->step == STORE_PG_RET_DONE ? 0 : send_retention(s, r);
     case STORE_OP_OV_SET:

@@ -72,6 +72,10 @@ void store_req_args_free(store_op_t op, store_req_args_t *u, int status)
         free_instance(&u->inst.one);
         store_instances_free(u->inst.list, u->inst.count);
         break;
+    case STORE_OP_NOTIFY:
+        free(u->notify.channel);
+        free(u->notify.payload);
+        break;
     default:
         break;
     }
@@ -88,6 +92,7 @@ void store_req_deliver(store_op_t op, const store_req_cb_t *cb, void *ud, int st
     case STORE_OP_OV_SET:
     case STORE_OP_OV_DELETE:
     case STORE_OP_HEARTBEAT:
+    case STORE_OP_NOTIFY:
         if (cb->status)
             cb->status(ud, status);
         break;

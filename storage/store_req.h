@@ -28,6 +28,7 @@ typedef enum {
     STORE_OP_AUDIT_APPEND,
     STORE_OP_HEARTBEAT,
     STORE_OP_ABANDON_DEAD,
+    STORE_OP_NOTIFY, /* PostgreSQL: pg_notify, delivered when the batch commits */
 } store_op_t;
 
 #define STORE_OP_IS_WRITE(op) ((op) >= STORE_OP_INSERT_RUN)
@@ -94,6 +95,9 @@ typedef union store_req_args {
     struct {
         size_t next; /* PostgreSQL: the migration the current step applies */
     } migrate;
+    struct {
+        char *channel, *payload;
+    } notify;
 } store_req_args_t;
 
 /** Frees what the arguments and results of op own (not the union itself). status is the

@@ -979,6 +979,7 @@ bool store_sqlite__exec(store_sqlite_t *s, store_sqlite_req_t *req)
     case STORE_OP_MIGRATE:
         break; /* handled by the batch loop */
     case STORE_OP_LISTEN:
+    case STORE_OP_NOTIFY:
         req->status = -ENOTSUP; /* PostgreSQL only */
         break;
     }

@@ -128,10 +128,11 @@ class HealthApi(unittest.TestCase):
         self.assertEqual(mine[0]["http_status"], 204)
         self.assertTrue(any(b.get("event") == "probe.unhealthy" for b in Receiver.bodies))
 
-    def test_instances_is_empty_on_the_embedded_store(self):
+    def test_instances_lists_this_daemon_alone_on_the_embedded_store(self):
         r = self.call("GET", "/api/instances")
-        self.assertEqual(r["instances"], [])
         self.assertTrue(r["self"])
+        self.assertEqual([(i["id"], i["self"], i["alive"], i["pid"]) for i in r["instances"]],
+                         [(r["self"], True, True, self.d.proc.pid)])
 
     def trigger(self, job):
         r = self.d.api("POST", "/api/jobs/%s/trigger" % job, token=OPERATOR)

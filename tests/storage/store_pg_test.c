@@ -322,6 +322,111 @@ static void override_changes_made_by_another_store_reach_a_watcher(void **state)
     await_count(f, &n.resyncs, 1);
 }
 
+typedef struct events {
+    int runs, instances, cancels, resyncs;
+    char last_run[96], last_cancel[96];
+} events_t;
+
+static void on_event(void *ud, const char *channel, const char *payload)
+{
+    events_t *e = ud;
+    if (channel == NULL) {
+        e->resyncs++;
+    } else if (strcmp(channel, STORE_CHANNEL_RUNS) == 0) {
+        e->runs++;
+        snprintf(e->last_run, sizeof(e->last_run), "%s", payload);
+    } else if (strcmp(channel, STORE_CHANNEL_INSTANCES) == 0) {
+        e->instances++;
+    } else if (strcmp(channel, STORE_CHANNEL_CANCEL) == 0) {
+        e->cancels++;
+        snprintf(e->last_cancel, sizeof(e->last_cancel), "%s", payload);
+    }
+}
+
+static void runs_heartbeats_and_cancel_requests_of_another_store_reach_a_watcher(void **state)
+{
+    fx_t *f = *state;
+    events_t e = {0};
+    assert_int_equal(store_watch_events(f->store, on_event, &e), 0);
+    store_t *first = f->store;
+    f->store = open_store(f, STORE_SYNC_FULL);
+    run_for(&f->loop, 100); /* the watcher's LISTEN is committed */
+
+    /* A run inserted, then updated without and with a change of status. */
+    res_t ins = {0}, same = {0}, done = {0};
+    run_t *r = mk_run("announced", RUN_QUEUED, "cron", 0);
+    free(r->instance);
+    r->instance = cv_strdup("node-b");
+    store_insert_run(f->store, r, on_value, &ins);
+    drain(f);
+    assert_int_equal(ins.status, 0);
+    await_count(f, &e.runs, 1);
+    char want[96];
+    snprintf(want, sizeof(want), "%lld QUEUED node-b", (long long)ins.val);
+    assert_string_equal(e.last_run, want);
+    r->id = ins.val;
+    r->progress = 0.5;
+    store_update_run(f->store, r, on_status, &same);
+    r->status = RUN_SUCCESS;
+    store_update_run(f->store, r, on_status, &done);
+    drain(f);
+    await_count(f, &e.runs, 2);
+    snprintf(want, sizeof(want), "%lld SUCCESS node-b", (long long)ins.val);
+    assert_string_equal(e.last_run, want);
+    run_free(r);
+
+    /* A heartbeat; a cancel request. */
+    res_t hb = {0}, sent = {0};
+    store_instance_t in = {.id = "node-b", .hostname = "h", .pid = 1, .version = "t"};
+    store_heartbeat(f->store, &in, on_status, &hb);
+    store_notify(f->store, STORE_CHANNEL_CANCEL, "{\"run\":7}", on_status, &sent);
+    drain(f);
+    assert_int_equal(hb.status, 0);
+    assert_int_equal(sent.status, 0);
+    await_count(f, &e.instances, 1);
+    await_count(f, &e.cancels, 1);
+    assert_string_equal(e.last_cancel, "{\"run\":7}");
+    run_for(&f->loop, 200);
+    assert_int_equal(e.runs, 2); /* the update that kept the status was not announced */
+    assert_int_equal(e.resyncs, 0);
+    close_store(f);
+    f->store = first;
+}
+
+static void a_catch_up_firing_is_claimed_once_and_not_after_its_cron_firing(void **state)
+{
+    fx_t *f = *state;
+    store_t *second = open_store(f, STORE_SYNC_FULL);
+    res_t a = {0}, b = {0}, c = {0}, retry = {0};
+    run_t *r = mk_run("late", RUN_QUEUED, "catch_up", 0);
+    r->scheduled_for = 120000;
+    store_insert_run(f->store, r, on_value, &a);
+    store_insert_run(second, r, on_value, &b);
+    /* a firing whose cron run was recorded is not caught up */
+    run_t *cron = mk_run("late", RUN_QUEUED, "cron", 0);
+    cron->scheduled_for = 180000;
+    store_insert_run(f->store, cron, on_value, &c);
+    drain(f);
+    assert_int_equal(c.status, 0);
+    r->scheduled_for = 180000;
+    res_t after_cron = {0};
+    store_insert_run(second, r, on_value, &after_cron);
+    /* a retry of a caught-up firing is no claim */
+    r->scheduled_for = 120000;
+    r->attempt = 2;
+    store_insert_run(second, r, on_value, &retry);
+    drain(f);
+    assert_true((a.status == 0 && b.status == -EEXIST) || (a.status == -EEXIST && b.status == 0));
+    assert_int_equal(after_cron.status, -EEXIST);
+    assert_int_equal(retry.status, 0);
+    assert_int_equal(count_runs(f, "late"), 3);
+    run_free(r);
+    run_free(cron);
+    res_t closed = {0};
+    store_close(second, on_status, &closed);
+    drain(f);
+}
+
 static void two_stores_migrating_a_new_database_together_apply_each_migration_once(void **state)
 {
     fx_t *f = *state;
@@ -513,6 +618,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             invalid_utf8_in_output_is_stored_with_replacement_characters, setup, teardown),
         cmocka_unit_test_setup_teardown(a_failing_request_in_a_batch_fails_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            runs_heartbeats_and_cancel_requests_of_another_store_reach_a_watcher, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            a_catch_up_firing_is_claimed_once_and_not_after_its_cron_firing, setup, teardown),
         cmocka_unit_test_setup_teardown(override_changes_made_by_another_store_reach_a_watcher,
                                         setup, teardown),
     };

@@ -280,6 +280,36 @@ async function main() {
       await page.setViewportSize({ width: 1280, height: 900 });
     });
 
+    await step("the instances view lists this daemon alone (SQLite) with what it runs, live, also at phone width", async () => {
+      await page.goto(base + "/");
+      await page.waitForSelector("[data-conn=live]", { timeout: T });
+      await page.click('nav a[href="/instances"]');
+      await page.waitForSelector("tr[data-instance][data-self=true]", { timeout: T });
+      check(await page.locator("tr[data-instance]").count() === 1, "one instance on the embedded store");
+      const me = await page.textContent("tr[data-self=true]");
+      check(me.includes("this instance") && /pid \d+/.test(me), `this instance marked with its pid: ${me}`);
+      check(await page.getAttribute("table.instances", "data-shared") === "false", "not a shared store");
+      check((await page.textContent("tr[data-self=true] [data-role=running]")).includes("idle"), "idle at first");
+      // A run started elsewhere (the API) shows up in the running column, then leaves it: events only.
+      await page.evaluate(() => { window.__noReload = true; });
+      const r = await fetch(`${base}/api/jobs/quick-ok/trigger`, { method: "POST", headers: { Authorization: `Bearer ${TOKENS.admin}` } });
+      check(r.status === 202, `trigger: ${r.status}`);
+      const id = (await r.json()).run_id;
+      await page.waitForSelector(`tr[data-self=true] [data-role=running] li[data-run="${id}"]`, { timeout: T });
+      check((await page.textContent(`li[data-run="${id}"]`)).includes(`quick-ok #${id}`), "job and run id shown");
+      check(await page.getAttribute(`li[data-run="${id}"] a`, "href") === `/runs/${id}`, "links to the run");
+      await page.screenshot({ path: join(SHOTS, "instances.png"), fullPage: true });
+      await page.waitForSelector(`li[data-run="${id}"]`, { state: "detached", timeout: T });
+      check(await page.evaluate(() => window.__noReload === true), "the page was not reloaded");
+      await page.setViewportSize({ width: 390, height: 844 });
+      await page.waitForSelector("tr[data-self=true]", { timeout: T });
+      const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+      check(overflow <= 1, `no horizontal scroll (${overflow}px)`);
+      check(await page.isVisible("tr[data-self=true] [data-role=self]"), "the marker is visible on a phone");
+      await page.screenshot({ path: join(SHOTS, "instances-phone.png"), fullPage: true });
+      await page.setViewportSize({ width: 1280, height: 900 });
+    });
+
     await step("a lost connection is shown, and events missed meanwhile arrive after reconnecting", async () => {
       await page.goto(base + "/jobs");
       await page.waitForSelector("[data-conn=live]", { timeout: T });

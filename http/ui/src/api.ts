@@ -82,6 +82,32 @@ export interface Probe {
   error?: string | null; // set by the page when a refresh request itself failed
 }
 
+export interface InstanceRun {
+  id: number;
+  job: string;
+  trigger: string;
+  started_at: string | null;
+}
+
+export interface Instance {
+  id: string;
+  hostname: string;
+  pid: number;
+  version: string;
+  started_at: string | null;
+  last_seen: string | null;
+  self: boolean;
+  alive: boolean;
+  running: InstanceRun[];
+}
+
+export interface InstanceList {
+  self: string;
+  shared: boolean;
+  heartbeat_timeout_ms: number;
+  instances: Instance[];
+}
+
 export interface Link {
   title: string;
   url: string;
@@ -191,5 +217,6 @@ export const api = {
   info: () => request<{ version?: string; links?: Link[]; instance?: string }>("GET", "/api/info"),
   audit: (job: string) =>
     request<{ entries: AuditEntry[] }>("GET", `/api/audit?job=${enc(job)}&limit=50`).then((r) => r.entries ?? []),
+  instances: () => request<InstanceList>("GET", "/api/instances"),
   ticket: () => request<{ ticket: string }>("POST", "/api/events/ticket"),
 };

@@ -12,6 +12,10 @@ export const LANGS: { id: Lang; label: string }[] = [
 ];
 
 const en = {
+  instances: "Instances", instance: "Instance", host: "Host", startedAt: "Started",
+  lastHeartbeat: "Last heartbeat", runningHere: "Running", thisInstance: "this instance", idle: "idle",
+  alive: "alive", dead: "no heartbeat", embeddedStore: "Embedded store: this daemon runs every job alone.",
+  instancesHelp: "Daemons sharing the database, from their heartbeats.",
   overview: "Overview", jobs: "Jobs", signOut: "Sign out", language: "Language",
   signInTitle: "Sign in to cronvisor", token: "API token", signIn: "Sign in",
   tokenHelp: "Kept only for this browser tab (session storage).",
@@ -45,6 +49,10 @@ const en = {
 type Dict = typeof en;
 
 const sv: Dict = {
+  instances: "Instanser", instance: "Instans", host: "Värd", startedAt: "Startad",
+  lastHeartbeat: "Senaste hjärtslag", runningHere: "Kör", thisInstance: "denna instans", idle: "ledig",
+  alive: "lever", dead: "inga hjärtslag", embeddedStore: "Inbyggd databas: denna tjänst kör alla jobb ensam.",
+  instancesHelp: "Tjänster som delar databasen, enligt deras hjärtslag.",
   overview: "Översikt", jobs: "Jobb", signOut: "Logga ut", language: "Språk",
   signInTitle: "Logga in i cronvisor", token: "API-token", signIn: "Logga in",
   tokenHelp: "Sparas bara för den här fliken (session storage).",
@@ -77,6 +85,10 @@ const sv: Dict = {
 };
 
 const da: Dict = {
+  instances: "Instanser", instance: "Instans", host: "Vært", startedAt: "Startet",
+  lastHeartbeat: "Seneste hjerteslag", runningHere: "Kører", thisInstance: "denne instans", idle: "ledig",
+  alive: "i live", dead: "ingen hjerteslag", embeddedStore: "Indbygget database: denne tjeneste kører alle jobs alene.",
+  instancesHelp: "Tjenester der deler databasen, ifølge deres hjerteslag.",
   overview: "Oversigt", jobs: "Jobs", signOut: "Log ud", language: "Sprog",
   signInTitle: "Log ind i cronvisor", token: "API-token", signIn: "Log ind",
   tokenHelp: "Gemmes kun for denne fane (session storage).",

@@ -4,6 +4,7 @@ import { useEffect, useState } from "preact/hooks";
 import { request } from "./api";
 import { currentLang, Lang, LANGS, onLangChange, setLang, t } from "./i18n";
 import { JobDetail } from "./job";
+import { InstancesPage } from "./instances";
 import { JobFilter, JobsPage } from "./jobs";
 import { Overview } from "./overview";
 import { onLinkClick, useLocation } from "./router";
@@ -78,6 +79,7 @@ function App() {
   if ((m = /^\/jobs\/([^/]+)$/.exec(path))) page = <JobDetail name={decodeURIComponent(m[1])} />;
   else if ((m = /^\/runs\/(\d+)$/.exec(path))) page = <RunDetail id={Number(m[1])} />;
   else if (path === "/jobs") page = <JobsPage filter={filter} />;
+  else if (path === "/instances") page = <InstancesPage />;
   else page = <Overview filter={filter} />;
   return (
     <div onClick={onLinkClick as any}>
@@ -87,6 +89,7 @@ function App() {
         <nav aria-label="Main">
           <a href="/" aria-current={path === "/" ? "page" : undefined}>{t("overview")}</a>
           <a href="/jobs" aria-current={path.startsWith("/jobs") ? "page" : undefined}>{t("jobs")}</a>
+          <a href="/instances" aria-current={path === "/instances" ? "page" : undefined}>{t("instances")}</a>
         </nav>
         <div class="who">
           <ConnBanner />
@@ -95,7 +98,7 @@ function App() {
           <button type="button" onClick={() => signOut()}>{t("signOut")}</button>
         </div>
       </header>
-      <main id="main" tabIndex={-1}>{s.loaded || path.startsWith("/runs/") ? page : <p>{t("loading")}</p>}</main>
+      <main id="main" tabIndex={-1}>{s.loaded || path.startsWith("/runs/") || path === "/instances" ? page : <p>{t("loading")}</p>}</main>
     </div>
   );
 }
