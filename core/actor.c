@@ -1,5 +1,4 @@
 #include "core/actor.h"
-#include "core/util.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -38,17 +37,10 @@ static void msg_dispose(cv_msg_t *m)
         free(m);
 }
 
-static void on_idle(uv_idle_t *h);
-
 static void drain(cv_runtime_t *rt)
 {
     /* Messages posted by handlers during this drain are appended to the same queue and run in
-     * this pass too: the queue is FIFO, so order across actors is the order of posting. A pass
-     * ends after CV_DRAIN_BUDGET_NS, leaving the rest to the next loop iteration (the idle
-     * handle keeps the loop's poll from blocking): a burst of messages, a thousand firings that
-     * each spawn a child, does not hold up I/O meanwhile, and the children that already ended
-     * are reaped and their pipes closed between passes instead of after the whole burst. */
-    int64_t deadline = cv_mono_ns() + CV_DRAIN_BUDGET_NS;
+     * this pass too: the queue is FIFO, so order across actors is the order of posting. */
     while (!cv_list_empty(&rt->queue)) {
         cv_list_t *n = rt->queue.next;
         cv_list_remove(n);
@@ -57,10 +49,6 @@ static void drain(cv_runtime_t *rt)
         a->handler(a, m);
         rt->dispatched++;
         msg_dispose(m);
-        if (cv_mono_ns() >= deadline) {
-            uv_idle_start(&rt->idle, on_idle);
-            return;
-        }
     }
     uv_idle_stop(&rt->idle);
 }

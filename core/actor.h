@@ -31,10 +31,6 @@ typedef struct cv_msg {
 /** An actor's message handler. It runs on the loop thread; it must not free `self`. */
 typedef void (*cv_actor_handler_t)(cv_actor_t *self, cv_msg_t *msg);
 
-/** The longest one pass of message handling runs before the loop gets to poll I/O again (the
- * rest of the queue waits for the next iteration, which does not block). */
-#define CV_DRAIN_BUDGET_NS 2000000
-
 /** Creates the runtime on a loop. Aborts on out-of-memory; returns NULL if libuv refuses the
  * handles (with *err set to the libuv error). */
 cv_runtime_t *cv_runtime_create(uv_loop_t *loop, int *err);

@@ -1,6 +1,5 @@
 /* The actor runtime: ordering, posting from handlers and threads, and a clean close. */
 #include "core/actor.h"
-#include "core/util.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -33,14 +32,6 @@ static void sink_handle(cv_actor_t *self, cv_msg_t *msg)
         cv_actor_post(s->forward_to, &f->hdr);
     }
     s->seen[s->count++] = n->value;
-}
-
-static void slow_handle(cv_actor_t *self, cv_msg_t *msg)
-{
-    int64_t until = cv_mono_ns() + CV_DRAIN_BUDGET_NS / 2;
-    while (cv_mono_ns() < until)
-        ;
-    sink_handle(self, msg);
 }
 
 static void post_num(cv_actor_t *a, int type, int value)
@@ -100,37 +91,6 @@ typedef struct {
     cv_actor_t *target;
     int base;
 } poster_arg_t;
-
-/* A pass stops after CV_DRAIN_BUDGET_NS so that the loop polls I/O; the rest follows in the
- * next passes, in order. */
-static void a_long_burst_of_messages_yields_to_the_loop_between_passes(void **state)
-{
-    uv_loop_t loop;
-    uv_loop_init(&loop);
-    int err = 0;
-    cv_runtime_t *rt = cv_runtime_create(&loop, &err);
-    assert_non_null(rt);
-    static sink_t sink;
-    sink.count = 0;
-    cv_actor_t *a = cv_actor_create(rt, "slow", slow_handle, &sink);
-    for (int i = 0; i < 10; i++)
-        post_num(a, MSG_NUM, i);
-    uv_run(&loop, UV_RUN_NOWAIT);
-    assert_true(sink.count >= 1 && sink.count <= 3);
-    int passes = 1;
-    while (sink.count < 10 && passes < 100) {
-        uv_run(&loop, UV_RUN_NOWAIT);
-        passes++;
-    }
-    assert_int_equal(sink.count, 10);
-    assert_true(passes >= 4);
-    for (int i = 0; i < 10; i++)
-        assert_int_equal(sink.seen[i], i);
-    cv_actor_destroy(a);
-    cv_runtime_close(rt);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    assert_int_equal(uv_loop_close(&loop), 0);
-}
 
 static void *poster_thread(void *p)
 {
@@ -219,7 +179,6 @@ int main(void)
         cmocka_unit_test(messages_arrive_in_the_order_they_were_posted),
         cmocka_unit_test(a_message_posted_by_a_handler_runs_in_the_same_loop_pass),
         cmocka_unit_test(posts_from_two_threads_all_arrive_each_in_its_own_order),
-        cmocka_unit_test(a_long_burst_of_messages_yields_to_the_loop_between_passes),
         cmocka_unit_test(destroying_an_actor_disposes_its_queued_messages_unhandled),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
