@@ -44,6 +44,7 @@ typedef struct api__job {
     uint64_t dur_count;
     int64_t last_start_ms, last_success_ms;
     uint64_t items_processed, items_failed;
+    bool stats_dirty; /* waiting in api->stats_dirty for a statistics refresh */
 } api__job_t;
 
 /** A run that is queued or running: its snapshot and its output so far. */
@@ -85,6 +86,11 @@ struct api {
     size_t jobs_cache_len;
     int64_t jobs_cache_until; /* Unix s at which a next fire in it passes */
     size_t pending;           /* store calls in flight that hold the api */
+    /* jobs whose statistics are to be re-read after a run ended: one store call at a time, the
+     * jobs that end meanwhile go together in the next one */
+    char **stats_dirty;
+    size_t nstats_dirty, stats_dirty_cap;
+    bool stats_busy;
     bool closed;
     void (*close_cb)(void *ud);
     void *close_ud;

@@ -93,9 +93,21 @@ bool api__model_override(api_t *a, const char *job, const char *field, const cha
     return changed;
 }
 
-void api__model_instance_beat(api_t *a, const msg_instance_beat_t *b)
+/* True when an event is worth building: the hub exists and a client listens. Otherwise the hub
+ * notes the skipped event, so that a client resuming from before it resyncs. */
+static bool hub_wants(api_t *a)
 {
     if (a->hub == NULL || a->closed)
+        return false;
+    if (ws_hub_listening(a->hub))
+        return true;
+    ws_hub_skip(a->hub);
+    return false;
+}
+
+void api__model_instance_beat(api_t *a, const msg_instance_beat_t *b)
+{
+    if (!hub_wants(a))
         return;
     json_t *ev = json_pack("{s:s,s:{s:o,s:o,s:b}}", "type", "instance.heartbeat", "instance", "id",
                            api__jstr(b->id), "last_seen", api__jtime(b->last_seen), "self",
@@ -158,7 +170,7 @@ int64_t api__job_next(api_t *a, api__job_t *j, int64_t now)
 void api__publish_job(api_t *a, api__job_t *j)
 {
     api__model_changed(a);
-    if (a->hub == NULL || a->closed || j->cfg == NULL)
+    if (j->cfg == NULL || !hub_wants(a))
         return;
     json_t *ev = json_pack("{s:s,s:o}", "type", "job.updated", "job",
                            api__job_json(a, j, cv_now_ms() / 1000));
@@ -174,11 +186,16 @@ typedef struct stats_call {
     api_t *a;
     char **jobs;
     size_t njobs;
+    bool publish; /* a refresh after runs ended: job.updated for each job (api->stats_busy) */
 } stats_call_t;
+
+static void stats_flush(api_t *a);
 
 static void stats_call_free(stats_call_t *c)
 {
     api_t *a = c->a;
+    if (c->publish)
+        a->stats_busy = false;
     for (size_t i = 0; i < c->njobs; i++)
         free(c->jobs[i]);
     free(c->jobs);
@@ -214,13 +231,16 @@ static void on_stats(void *ud, int status, store_job_stats_t *stats, size_t coun
         stats_apply(a, &stats[i]);
     if (!a->closed && status == 0) {
         api__model_changed(a);
-        for (size_t i = 0; c->njobs == 1 && i < count; i++) {
+        for (size_t i = 0; c->publish && i < count; i++) {
             api__job_t *j = api__job_find(a, stats[i].job);
             if (j)
                 api__publish_job(a, j);
         }
     }
+    bool more = c->publish && !a->closed;
     stats_call_free(c);
+    if (more)
+        stats_flush(a);
 }
 
 static void stats_run(store_t *st, void *ud)
@@ -234,10 +254,46 @@ static void stats_gone(void *ud)
     stats_call_free(ud);
 }
 
+/* Sends the jobs waiting for a refresh in one store call, unless one is in flight (its end sends
+ * the next). A burst of ends costs a few calls, not one per run. */
+static void stats_flush(api_t *a)
+{
+    if (a->stats_busy || a->nstats_dirty == 0 || a->closed)
+        return;
+    stats_call_t *c = cv_calloc(1, sizeof(*c));
+    c->a = a;
+    c->jobs = a->stats_dirty;
+    c->njobs = a->nstats_dirty;
+    c->publish = true;
+    a->stats_dirty = NULL;
+    a->nstats_dirty = a->stats_dirty_cap = 0;
+    for (size_t i = 0; i < c->njobs; i++) {
+        api__job_t *j = cv_strmap_get(&a->by_name, c->jobs[i]);
+        if (j)
+            j->stats_dirty = false;
+    }
+    a->stats_busy = true;
+    a->pending++;
+    api__store_call(a, stats_run, stats_gone, c);
+}
+
 void api__model_refresh_stats(api_t *a, const char *job)
 {
     if (a->njobs == 0 || a->closed)
         return;
+    if (job) {
+        api__job_t *j = cv_strmap_get(&a->by_name, job);
+        if (j == NULL || j->stats_dirty)
+            return;
+        j->stats_dirty = true;
+        if (a->nstats_dirty == a->stats_dirty_cap) {
+            a->stats_dirty_cap = a->stats_dirty_cap ? 2 * a->stats_dirty_cap : 16;
+            a->stats_dirty = cv_realloc(a->stats_dirty, a->stats_dirty_cap * sizeof(char *));
+        }
+        a->stats_dirty[a->nstats_dirty++] = cv_strdup(job);
+        stats_flush(a);
+        return;
+    }
     stats_call_t *c = cv_calloc(1, sizeof(*c));
     c->a = a;
     size_t n = job ? 1 : a->njobs;
@@ -334,7 +390,7 @@ static void track(api_t *a, api__job_t *j, const msg_run_event_t *e)
 
 static void publish_run(api_t *a, const msg_run_event_t *e)
 {
-    if (a->hub == NULL || a->closed)
+    if (!hub_wants(a))
         return;
     json_t *ev = json_pack("{s:s,s:o}", "type", run_ev_kind_name(e->kind), "run",
                            api__run_json(e->run, false));
@@ -463,7 +519,7 @@ void api__model_health(api_t *a, const msg_health_t *m)
     p->error = h->message && h->status != HEALTH_HEALTHY ? cv_strdup(h->message) : NULL;
     p->latency_ms = h->latency_ms;
     p->checked_at = h->checked_at;
-    if (!changed || a->hub == NULL || a->closed)
+    if (!changed || !hub_wants(a))
         return;
     json_t *ev = api__health_json(h);
     json_t *wrap = json_pack("{s:s,s:o}", "type", "health.changed", "probe", ev);
@@ -499,6 +555,11 @@ static void job_free(void *v)
 
 void api__model_free(api_t *a)
 {
+    for (size_t i = 0; i < a->nstats_dirty; i++)
+        free(a->stats_dirty[i]);
+    free(a->stats_dirty);
+    a->stats_dirty = NULL;
+    a->nstats_dirty = a->stats_dirty_cap = 0;
     cv_strmap_free(&a->by_name, job_free);
     free(a->all);
     free(a->jobs);

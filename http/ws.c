@@ -13,6 +13,7 @@
 #include <h2o/websocket.h>
 
 #include "core/log.h"
+#include "core/util.h"
 #include "http/api_internal.h"
 #include "http/ws.h"
 
@@ -47,6 +48,9 @@ struct ws_hub {
     cv_list_t clients;
     event_t *ring; /* ring[seq % ring_size] */
     uint64_t latest;
+    uint64_t gap_seq;       /* a placeholder for events skipped while nobody listened (0: none) */
+    bool skipping;          /* the latest sequence number is that placeholder */
+    int64_t last_client_ns; /* when the last client left (monotonic), 0 when none ever came */
     bool closing;
     ws_hub_stats_t stats;
 };
@@ -124,7 +128,8 @@ static void pump(client_t *c)
     struct ws_hub *hub = c->hub;
     while (!c->doomed && c->cursor <= hub->latest) {
         event_t *e = &hub->ring[c->cursor % hub->o.ring_size];
-        queue_text(c, e->data, e->len);
+        if (e->data) /* not a placeholder for skipped events */
+            queue_text(c, e->data, e->len);
         c->cursor++;
         if (over_limit(c))
             drop_slow(c);
@@ -139,7 +144,8 @@ static uint64_t oldest_kept(const struct ws_hub *hub)
 static void resume(client_t *c, uint64_t since)
 {
     struct ws_hub *hub = c->hub;
-    if (since > hub->latest || since + 1 < oldest_kept(hub)) {
+    if (since > hub->latest || since + 1 < oldest_kept(hub) ||
+        (hub->gap_seq != 0 && since < hub->gap_seq)) {
         queue_json(c, json_pack("{s:s,s:I}", "type", "resync", "seq", (json_int_t)hub->latest));
         c->cursor = hub->latest + 1;
         return;
@@ -155,6 +161,7 @@ static void client_free(client_t *c)
     struct ws_hub *hub = c->hub;
     cv_list_remove(&c->link);
     hub->stats.clients--;
+    hub->last_client_ns = cv_mono_ns();
     if (c->authed)
         hub->stats.authenticated--;
     for (size_t i = 0; i < c->ntopics; i++)
@@ -501,6 +508,7 @@ int64_t ws_hub_publish(ws_hub_t *hub, const char *json, size_t len)
     if (!object_body(json, len, &members, &mlen))
         return -EINVAL;
     uint64_t seq = ++hub->latest;
+    hub->skipping = false;
     char prefix[40];
     snprintf(prefix, sizeof(prefix), "\"seq\":%llu", (unsigned long long)seq);
     event_t *e = &hub->ring[seq % hub->o.ring_size];
@@ -517,6 +525,27 @@ int64_t ws_hub_publish(ws_hub_t *hub, const char *json, size_t len)
         flush(c); /* may free c */
     }
     return (int64_t)seq;
+}
+
+bool ws_hub_listening(const ws_hub_t *hub)
+{
+    return hub->stats.clients > 0 ||
+           (hub->last_client_ns != 0 && cv_mono_ns() - hub->last_client_ns < WS_RESUME_GRACE_NS);
+}
+
+void ws_hub_skip(ws_hub_t *hub)
+{
+    if (hub->skipping)
+        return;
+    uint64_t seq = ++hub->latest;
+    event_t *e = &hub->ring[seq % hub->o.ring_size];
+    free(e->data);
+    e->data = NULL;
+    e->len = 0;
+    e->seq = seq;
+    hub->gap_seq = seq;
+    hub->skipping = true;
+    hub->stats.events = seq;
 }
 
 int ws_hub_publish_topic(ws_hub_t *hub, const char *topic, const char *json, size_t len)

@@ -62,6 +62,18 @@ ws_hub_t *ws_hub_create(api_server_t *srv, const ws_hub_opts_t *opts);
  * its sequence number (1, 2, ...), or -EINVAL when json is not an object. */
 int64_t ws_hub_publish(ws_hub_t *hub, const char *json, size_t len);
 
+/** How long after the last client left events are still kept for it to resume. */
+#define WS_RESUME_GRACE_NS (60 * 1000000000LL)
+
+/** True while a client is connected, or left less than WS_RESUME_GRACE_NS ago (it may come
+ * back and resume). A publisher may skip building an event nobody would receive and call
+ * ws_hub_skip instead: a headless daemon spends nothing on events. */
+bool ws_hub_listening(const ws_hub_t *hub);
+
+/** Records that events were not published (nobody listened): a client resuming from before
+ * now gets a resync instead of a silent gap. */
+void ws_hub_skip(ws_hub_t *hub);
+
 /** Sends a JSON object to the clients subscribed to topic ([A-Za-z0-9:._-], 1..64 chars).
  * Returns the number of recipients, or -EINVAL for a bad topic or json. */
 int ws_hub_publish_topic(ws_hub_t *hub, const char *topic, const char *json, size_t len);

@@ -245,6 +245,34 @@ static void resume_older_than_the_ring_gets_a_resync(void **state)
     teardown(&s);
 }
 
+/* A publisher skips events while nobody listens (a headless daemon); a client resuming from
+ * before the skipped ones resyncs, one resuming after them gets what followed. */
+static void events_skipped_while_nobody_listened_make_an_older_resume_resync(void **state)
+{
+    fixture_t *f = *state;
+    tc_conn_t c;
+    assert_false(ws_hub_listening(f->hub));
+    publish_n(f, 3);     /* 1..3 */
+    ws_hub_skip(f->hub); /* 4: the placeholder */
+    ws_hub_skip(f->hub); /* the same gap */
+    publish_n(f, 2);     /* 5, 6 */
+    connect_authed(f, &c, 0);
+    assert_true(ws_hub_listening(f->hub));
+    tc_ws_send_text(&c, "{\"type\":\"resume\",\"since\":2}");
+    json_t *j = tc_ws_read_json(&c);
+    assert_string_equal(type_of(j), "resync");
+    assert_int_equal(seq_of(j), 6);
+    json_decref(j);
+    tc_ws_send_text(&c, "{\"type\":\"resume\",\"since\":4}");
+    for (int seq = 5; seq <= 6; seq++) {
+        j = tc_ws_read_json(&c);
+        assert_int_equal(seq_of(j), seq);
+        assert_string_equal(type_of(j), "run.started");
+        json_decref(j);
+    }
+    tc_close(&c);
+}
+
 static void topic_events_reach_only_subscribers(void **state)
 {
     fixture_t *f = *state;
@@ -447,6 +475,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(since_on_the_upgrade_resumes_right_after_authentication,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(resume_older_than_the_ring_gets_a_resync, noop, NULL),
+        cmocka_unit_test_setup_teardown(
+            events_skipped_while_nobody_listened_make_an_older_resume_resync, setup, teardown),
         cmocka_unit_test_setup_teardown(topic_events_reach_only_subscribers, setup, teardown),
         cmocka_unit_test_setup_teardown(a_slow_client_is_dropped_while_others_keep_receiving, noop,
                                         NULL),
