@@ -84,10 +84,19 @@ static const char *const v3_instances[] = {
     NULL,
 };
 
+/* Version 4: the client key of a run recorded while the database was unreachable (PostgreSQL
+ * outage spool): replaying its insert twice is a no-op, and its updates find it by the key. */
+static const char *const v4_run_keys[] = {
+    "ALTER TABLE runs ADD COLUMN ckey TEXT",
+    "CREATE UNIQUE INDEX runs_ckey ON runs (ckey)",
+    NULL,
+};
+
 const store_migration_t store_migrations[] = {
     {1, "runs", v1_runs},
     {2, "job_overrides and audit", v2_overrides_audit},
     {3, "instances", v3_instances},
+    {4, "run client keys", v4_run_keys},
 };
 const size_t store_migration_count = CV_ARRAY_SIZE(store_migrations);
 
