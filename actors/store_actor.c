@@ -13,6 +13,8 @@ struct store_actor {
     store_t *st;
     cv_actor_t *subs[MAX_SUBSCRIBERS];
     size_t nsubs;
+    cv_actor_t *state_subs[MAX_SUBSCRIBERS]; /* MSG_STORE_STATE */
+    size_t nstate_subs;
     size_t pending;
     bool destroyed;
 };
@@ -90,6 +92,8 @@ static void on_claimed(void *ud, int status, int64_t id)
     store_actor_t *sa = c->sa;
     if (status == 0)
         cv_debug("store", "run %lld QUEUED recorded", (long long)id);
+    else if (status == -EAGAIN)
+        cv_debug("store", "a run could not be claimed: the database is unreachable");
     else if (status != -EEXIST)
         cv_error("store", "a run could not be claimed: %s", strerror(-status));
     if (!sa->destroyed) {
@@ -108,7 +112,7 @@ static void claim(store_actor_t *sa, const msg_claim_t *m)
     c->reply_to = m->reply_to;
     c->corr = m->corr;
     sa->pending++;
-    store_insert_run(sa->st, m->run, on_claimed, c);
+    store_claim_run(sa->st, m->run, on_claimed, c);
 }
 
 static void on_side_write(void *ud, int status)
@@ -176,16 +180,42 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
     }
 }
 
+static void post_state(cv_actor_t *to, const store_state_t *st)
+{
+    msg_store_state_t *m =
+        msg_store_state_new((int)st->health, st->spooled, st->spool_bytes, st->dropped);
+    cv_actor_post(to, &m->hdr);
+}
+
+static void on_state(void *ud, const store_state_t *st)
+{
+    store_actor_t *sa = ud;
+    for (size_t i = 0; i < sa->nstate_subs; i++)
+        post_state(sa->state_subs[i], st);
+}
+
 store_actor_t *store_actor_create(cv_runtime_t *rt, store_t *st)
 {
     store_actor_t *sa = cv_calloc(1, sizeof(*sa));
     sa->st = st;
     sa->actor = cv_actor_create(rt, "store", handle, sa);
+    store_watch_state(st, on_state, sa); /* -ENOTSUP without a spool: always up */
     return sa;
+}
+
+void store_actor_watch_state(store_actor_t *sa, cv_actor_t *listener)
+{
+    if (sa->nstate_subs >= MAX_SUBSCRIBERS)
+        return;
+    sa->state_subs[sa->nstate_subs++] = listener;
+    store_state_t st;
+    store_get_state(sa->st, &st);
+    post_state(listener, &st);
 }
 
 void store_actor_destroy(store_actor_t *sa)
 {
+    store_watch_state(sa->st, NULL, NULL);
     cv_actor_destroy(sa->actor);
     sa->destroyed = true;
     /* Writes in flight still complete (store_close runs them); the last one frees us. */

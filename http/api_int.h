@@ -84,6 +84,9 @@ struct api {
     size_t jobs_cache_len;
     int64_t jobs_cache_until; /* Unix s at which a next fire in it passes */
     size_t pending;           /* store calls in flight that hold the api */
+    /* the store's state (MSG_STORE_STATE): health is a store_health_t, 0 = up */
+    int store_health;
+    uint64_t store_spooled, store_spool_bytes, store_dropped;
     bool closed;
     void (*close_cb)(void *ud);
     void *close_ud;
@@ -116,6 +119,10 @@ void api__queries_abort(api_t *a);
 json_t *api__health_json(const health_result_t *h);
 /** Reads the statistics of one job (NULL: every job) from the store into the model. */
 void api__model_refresh_stats(api_t *a, const char *job);
+/** Applies a MSG_STORE_STATE and publishes store.changed when it changed. */
+void api__store_state(api_t *a, const msg_store_state_t *m);
+/** {"state": "up"|"degraded"|"replaying", "spooled": N, "spool_bytes": N, "dropped": N} */
+json_t *api__store_json(const api_t *a);
 /** The active run with this id, or NULL. */
 api__active_t *api__active_find(api_t *a, int64_t id);
 /** Marks derived data (the cached GET /api/jobs body) stale. */

@@ -388,6 +388,31 @@ void api__model_health(api_t *a, const msg_health_t *m)
     json_decref(wrap);
 }
 
+json_t *api__store_json(const api_t *a)
+{
+    return json_pack("{s:s,s:I,s:I,s:I}", "state",
+                     store_health_name((store_health_t)a->store_health), "spooled",
+                     (json_int_t)a->store_spooled, "spool_bytes", (json_int_t)a->store_spool_bytes,
+                     "dropped", (json_int_t)a->store_dropped);
+}
+
+void api__store_state(api_t *a, const msg_store_state_t *m)
+{
+    bool changed = a->store_health != m->health || a->store_spooled != m->spooled ||
+                   a->store_dropped != m->dropped;
+    a->store_health = m->health;
+    a->store_spooled = m->spooled;
+    a->store_spool_bytes = m->spool_bytes;
+    a->store_dropped = m->dropped;
+    if (!changed || a->hub == NULL || a->closed)
+        return;
+    json_t *wrap = json_pack("{s:s,s:o}", "type", "store.changed", "store", api__store_json(a));
+    char *text = json_dumps(wrap, JSON_COMPACT);
+    ws_hub_publish(a->hub, text, strlen(text));
+    free(text);
+    json_decref(wrap);
+}
+
 json_t *api__health_json(const health_result_t *h)
 {
     return json_pack("{s:s,s:s,s:s,s:I,s:o,s:o,s:o,s:i}", "name", h->probe, "type",

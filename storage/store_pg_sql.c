@@ -279,7 +279,14 @@ static void finish_insert_run(store_pg_t *s, store_pg_req_t *r)
                          (long long)r->result);
             return;
         }
-        /* the firing's claim is taken: another instance ran it too (on_store_outage: run) */
+        /* the firing's claim is taken: another instance ran it (too, on_store_outage: run) */
+        if (run->status == RUN_SKIPPED) {
+            cv_info("store",
+                    "job %s's firing at %lld was run by another instance while this one could "
+                    "not reach the database: its SKIPPED record is not needed",
+                    run->job, (long long)run->scheduled_for);
+            return;
+        }
         cv_warn("store",
                 "database %s: job %s's firing at %lld was also run by another instance while the "
                 "database was unreachable; this instance's run (%s) is not recorded",
