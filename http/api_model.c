@@ -192,7 +192,9 @@ static void on_stats(void *ud, int status, store_job_stats_t *stats, size_t coun
 {
     stats_call_t *c = ud;
     api_t *a = c->a;
-    if (status != 0)
+    if (status == -EAGAIN) /* the database is unreachable (the store says so itself) */
+        cv_debug("http", "job statistics not refreshed: the store is degraded");
+    else if (status != 0)
         cv_warn("http", "job statistics could not be read: %s", strerror(-status));
     for (size_t i = 0; status == 0 && !a->closed && i < count; i++)
         stats_apply(a, &stats[i]);
