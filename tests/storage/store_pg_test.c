@@ -486,9 +486,12 @@ static void a_failing_request_in_a_batch_fails_alone(void **state)
 
 /* ---- the outage spool ---- */
 
+static uint64_t spool_max; /* for open_spooled; 0: no bound */
+
 static store_t *open_spooled(fx_t *f, const char *path)
 {
-    store_config_t cfg = {.dsn = f->dsn, .instance = "spooler", .spool_path = path};
+    store_config_t cfg = {
+        .dsn = f->dsn, .instance = "spooler", .spool_path = path, .spool_max = spool_max};
     store_t *s = NULL;
     assert_int_equal(store_open(&f->loop, &cfg, &s), 0);
     return s;
@@ -647,6 +650,64 @@ writes_during_an_outage_are_spooled_and_written_back_in_order_after_a_restart(vo
     free(path);
 }
 
+static void spool_until_full(fx_t *f, res_t *r)
+{
+    run_t *run = mk_run("full", RUN_SUCCESS, "api:ops", 1);
+    for (int i = 0; i < 50; i++) {
+        run->id = -(i + 1);
+        run->scheduled_for = 1000 + i;
+        store_insert_run(f->store, run, on_value, &r[i]);
+    }
+    run_free(run);
+    drain(f);
+}
+
+static void a_full_spool_refuses_records_with_one_logged_error_and_keeps_the_rest(void **state)
+{
+    fx_t *f = *state;
+    char dir[] = "/tmp/cv-pg-spool-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *path = cv_sprintf("%s/spool.log", dir);
+    store_t *main_store = f->store;
+    spool_max = 4096; /* room for a handful of runs */
+    f->store = open_spooled(f, path);
+    spool_max = 0;
+    assert_int_equal(migrate(f, 0), 0);
+    assert_int_equal(pg_ctl("stop"), 0);
+    res_t ping = {0};
+    store_ping(f->store, on_status, &ping);
+    until_called(f, &ping);
+    res_t r[50] = {{0}};
+    char *log = capture_stderr(spool_until_full, f, r);
+    int ok = 0;
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(r[i].calls, 1);
+        if (r[i].status == 0)
+            assert_int_equal(ok++, i); /* the first ones fit, then nothing */
+        else
+            assert_int_equal(r[i].status, -ENOSPC);
+    }
+    assert_true(ok > 0 && ok < 50);
+    store_state_t st = state_of(f->store);
+    assert_int_equal(st.spooled, (uint64_t)ok);
+    assert_int_equal(st.dropped, (uint64_t)(50 - ok));
+    assert_true(st.spool_bytes + SPOOL_HEADER_SIZE <= 4096);
+    char *first = strstr(log, "is full (storage.spool_max: 4096 bytes)");
+    assert_non_null(first);
+    assert_null(strstr(first + 1, "is full")); /* said once */
+    free(log);
+
+    assert_int_equal(pg_ctl("start"), 0);
+    await_health(f, f->store, STORE_UP);
+    drain(f);
+    assert_int_equal(count_runs(f, "full"), ok);
+    close_store(f);
+    f->store = main_store;
+    unlink(path);
+    rmdir(dir);
+    free(path);
+}
+
 int main(void)
 {
     if (pg_server_start() != 0) {
@@ -682,6 +743,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             writes_during_an_outage_are_spooled_and_written_back_in_order_after_a_restart, setup,
             teardown),
+        cmocka_unit_test_setup_teardown(
+            a_full_spool_refuses_records_with_one_logged_error_and_keeps_the_rest, setup, teardown),
     };
     failed += cmocka_run_group_tests_name("postgres-specific", pg_tests, NULL, NULL);
     pg_server_stop();
