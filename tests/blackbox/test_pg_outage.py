@@ -33,6 +33,9 @@ jobs:
   - name: skip
     schedule: "* * * * * *"
     command: ["sh", "{dir}/skip.sh"]
+  - name: manual
+    schedule: manual
+    command: 'echo "manual run $$CRONVISOR_RUN_ID"'
 """
 
 TICK = """s=$(date -u -d "$CRONVISOR_SCHEDULED_FOR" +%s)
@@ -109,6 +112,12 @@ class PgOutage(unittest.TestCase):
         self.assertEqual(r.json["error"]["code"], "store_degraded")
         m = re.search(r"^cronvisor_store_up (\d)$", d.api("GET", "/metrics").body.decode(), re.M)
         self.assertEqual(m.group(1), "0")
+        # A manual trigger runs here, under a provisional id until the database assigns one.
+        t = d.api("POST", "/api/jobs/manual/trigger")
+        self.assertEqual(t.status, 202, t)
+        provisional = t.json["run_id"]
+        self.assertLess(provisional, 0)
+        d.wait_log(r"run %d job=manual status=SUCCESS " % provisional)
         ws.close()
 
         # A restart during the outage: right after a tick finished, so no run is cut short.
@@ -174,6 +183,15 @@ class PgOutage(unittest.TestCase):
         self.assertEqual(scheduled, sorted(scheduled))
         self.assertEqual(self.q("SELECT COUNT(*) FROM runs WHERE status IN ('RUNNING', 'QUEUED')"),
                          [["0"]])
+
+        # The manual run is recorded with the id the database gave it, and its own output.
+        manual = self.q("SELECT id, status, \"trigger\", translate(output_tail, E'\\n|', '  ')"
+                        " FROM runs WHERE job = 'manual'")
+        self.assertEqual(len(manual), 1)
+        self.assertGreater(int(manual[0][0]), 0)
+        self.assertEqual(manual[0][1], "SUCCESS")
+        self.assertTrue(manual[0][2].startswith("api:"), manual)
+        self.assertIn("manual run %d" % provisional, manual[0][3])
 
         # skip: its unclaimable firings did not run, and are recorded SKIPPED, saying why.
         skipped_ran = [s for s in instants(os.path.join(d.tmp, "skips.log")) if halted < s < resumed]
