@@ -1439,6 +1439,7 @@ static void pg_audit_append(store_t *base, const store_audit_t *a, store_id_cb c
     store_pg_req_t *r = req_new(STORE_OP_AUDIT_APPEND, ud);
     r->cb.id = cb;
     r->status = store_req_set_audit(&r->u, a);
+    r->key = run_key((store_pg_t *)base, a->run_id);
     char **texts[] = {&r->u.audit.actor, &r->u.audit.action, &r->u.audit.job, &r->u.audit.before,
                       &r->u.audit.after};
     for (size_t i = 0; i < CV_ARRAY_SIZE(texts); i++)

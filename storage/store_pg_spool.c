@@ -152,6 +152,8 @@ char *store_pg__spool_encode(const store_pg_req_t *r, size_t *len)
         json_object_set_new(o, "run_id", json_integer(a->run_id));
         json_object_set_new(o, "before", jstr(a->before));
         json_object_set_new(o, "after", jstr(a->after));
+        if (r->key)
+            json_object_set_new(o, "key", json_string(r->key));
         break;
     }
     default:
@@ -214,6 +216,7 @@ store_pg_req_t *store_pg__spool_decode(const char *data, size_t len)
         a->run_id = gi(o, "run_id");
         a->before = gs(o, "before");
         a->after = gs(o, "after");
+        r->key = gs(o, "key");
         ok = a->actor && a->action;
         break;
     }

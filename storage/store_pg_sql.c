@@ -146,10 +146,12 @@ static const struct {
 #undef INSERT_COLS
     [PGS_UPDATE_RUN] = {"cv_update_run", store_sql_run_update, 24},
     [PGS_GET_RUN] = {"cv_get_run", store_sql_run_get, 1},
+    /* $8: the client key of a provisional run id (NULL otherwise): the run's real id */
     [PGS_AUDIT_APPEND] = {"cv_audit_append",
                           "INSERT INTO audit (at, actor, action, job, run_id, \"before\", "
-                          "\"after\") VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-                          7},
+                          "\"after\") VALUES ($1, $2, $3, $4, COALESCE((SELECT id FROM runs "
+                          "WHERE ckey = $8::text), $5::bigint), $6, $7) RETURNING id",
+                          8},
 };
 
 static int send_stmt(store_pg_t *s, store_pg_req_t *r, store_pg_stmt_t st, const params_t *p)
@@ -647,6 +649,7 @@ static int send_audit_append(store_pg_t *s, store_pg_req_t *r)
     p_i64(&p, a->run_id);
     p_text(&p, a->before);
     p_text(&p, a->after);
+    p_text(&p, r->key);
     return send_stmt(s, r, PGS_AUDIT_APPEND, &p);
 }
 

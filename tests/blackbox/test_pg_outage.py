@@ -192,6 +192,8 @@ class PgOutage(unittest.TestCase):
         self.assertEqual(manual[0][1], "SUCCESS")
         self.assertTrue(manual[0][2].startswith("api:"), manual)
         self.assertIn("manual run %d" % provisional, manual[0][3])
+        self.assertEqual(self.q("SELECT run_id FROM audit WHERE action = 'run.trigger'"),
+                         [[manual[0][0]]])  # the audit record points at the real id
 
         # skip: its unclaimable firings did not run, and are recorded SKIPPED, saying why.
         skipped_ran = [s for s in instants(os.path.join(d.tmp, "skips.log")) if halted < s < resumed]
