@@ -21,8 +21,9 @@
 #define BACKOFF_FIRST_MS     100
 #define BACKOFF_MAX_MS       5000
 #define STORE_PG_MAX_OPTIONS 48
-/* Spool records read back per batch. */
-#define REPLAY_CHUNK 2000
+/* Spool records read back per batch, at most (and at most about this many bytes of them). */
+#define REPLAY_CHUNK       2000
+#define REPLAY_CHUNK_BYTES (8u * 1024 * 1024)
 
 static const store_ops_t pg_ops;
 
@@ -438,7 +439,10 @@ static void load_replay(store_pg_t *s)
             break;
         at = n;
     }
-    for (size_t k = 0; k < REPLAY_CHUNK && s->replay_off < spool_end(s->spool); k++) {
+    size_t bytes = 0;
+    for (size_t k = 0;
+         k < REPLAY_CHUNK && bytes < REPLAY_CHUNK_BYTES && s->replay_off < spool_end(s->spool);
+         k++) {
         char *data;
         size_t len;
         uint64_t next;
@@ -450,6 +454,7 @@ static void load_replay(store_pg_t *s)
         }
         store_pg_req_t *r = store_pg__spool_decode(data, len);
         free(data);
+        bytes += len;
         if (r == NULL) {
             cv_warn("store", "the outage spool record at offset %llu cannot be read: skipped",
                     (unsigned long long)s->replay_off);
