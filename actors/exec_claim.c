@@ -93,10 +93,6 @@ void exec__claim_reply(executor_t *ex, const msg_claim_reply_t *m)
         xr->run->id = ex->next_provisional--;
         xr->persisted = false;
         if (firing && xr->job->on_store_outage == CFG_OUTAGE_SKIP) {
-            cv_info("exec",
-                    "job %s: firing at %lld skipped: the store is unreachable and the firing "
-                    "cannot be claimed (on_store_outage: skip)",
-                    r->job, (long long)r->scheduled_for);
             exec__skip_unclaimed(xr, c->fire,
                                  "skipped: the store was unreachable, the firing could not be "
                                  "claimed (on_store_outage: skip)");
