@@ -133,6 +133,21 @@ void exec__claim_reply(executor_t *ex, const msg_claim_reply_t *m)
         cv_debug("exec", "run %lld job=%s claimed in %lldus (store %lldus)", (long long)m->run_id,
                  r->job, us, store_us);
         exec__admit(xr, c->fire);
+    } else if (m->status == -EAGAIN) {
+        /* The database is unreachable (the store spools): the run gets a provisional id, and the
+         * database assigns the real one when the spool is written back. */
+        bool firing = strcmp(r->trigger, "cron") == 0 && r->attempt == 1;
+        xr->run->id = ex->next_provisional--;
+        xr->persisted = false;
+        if (firing && xr->job->on_store_outage == CFG_OUTAGE_SKIP) {
+            exec__skip_unclaimed(xr, c->fire,
+                                 "skipped: the store was unreachable, the firing could not be "
+                                 "claimed (on_store_outage: skip)");
+        } else {
+            cv_info("exec", "job %s: the store is unreachable: run %lld starts unclaimed%s", r->job,
+                    (long long)xr->run->id, firing ? " (on_store_outage: run)" : "");
+            exec__admit(xr, c->fire);
+        }
     } else if (m->status == -EEXIST) {
         cv_debug(
             "exec",

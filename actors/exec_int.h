@@ -65,6 +65,7 @@ struct executor {
     cv_list_t claims; /* claim_t waiting for MSG_CLAIM_REPLY */
     size_t nclaiming;
     uint64_t claim_corr;
+    int64_t next_provisional; /* -1, -2, ...: ids of runs started while the store is unreachable */
 };
 
 /** Starts a command run (exec_spawn.c). On a start failure the run is finished as FAILED. */
@@ -101,6 +102,8 @@ void exec__claims_free(executor_t *ex);
 /** Applies the concurrency policy and the global limit to a new run, then starts or queues it
  * (executor.c). f is the fire it came from (for the reply). Takes xr. */
 void exec__admit(exec__run_t *xr, const msg_fire_t *f);
+/** Records a firing that could not be claimed as SKIPPED (on_store_outage: skip). Takes xr. */
+void exec__skip_unclaimed(exec__run_t *xr, const msg_fire_t *f, const char *why);
 /** Forgets a run that will not run and is not recorded (a lost claim). Takes xr. */
 void exec__drop(exec__run_t *xr);
 

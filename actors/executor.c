@@ -221,6 +221,14 @@ static void on_fire(executor_t *ex, msg_fire_t *f)
         exec__admit(xr, f);
 }
 
+void exec__skip_unclaimed(exec__run_t *xr, const msg_fire_t *f, const char *why)
+{
+    executor_t *ex = xr->ex;
+    reply(f, FIRE_SKIPPED, xr->run->id, RUN_SKIPPED, why);
+    finish_unstarted(xr, RUN_SKIPPED, why);
+    maybe_shutdown_done(ex);
+}
+
 void exec__admit(exec__run_t *xr, const msg_fire_t *f)
 {
     executor_t *ex = xr->ex;
@@ -487,6 +495,7 @@ executor_t *executor_create(cv_runtime_t *rt, const executor_opts_t *opts)
     cv_list_init(&ex->retries);
     cv_list_init(&ex->claims);
     ex->shared = opts->shared_store;
+    ex->next_provisional = -1;
     ex->actor = cv_actor_create(rt, "executor", handle, ex);
     return ex;
 }

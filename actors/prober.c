@@ -318,7 +318,10 @@ static void on_pinged_msg(prober_t *p, const msg_pinged_t *m)
     pprobe_t *pp = &p->probes[m->idx];
     if (pp->check == NULL || pp->check->seq != m->seq)
         return; /* an answer to a check that already timed out */
-    char *msg = m->status ? cv_sprintf("store ping failed: %s", strerror(-m->status)) : NULL;
+    char *msg = m->status == -EAGAIN
+                    ? cv_strdup("the database is unreachable (the store is degraded)")
+                : m->status ? cv_sprintf("store ping failed: %s", strerror(-m->status))
+                            : NULL;
     finish(pp, m->status == 0, msg ? msg : "store answered");
     free(msg);
 }

@@ -13,6 +13,8 @@ struct store_actor {
     store_t *st;
     cv_actor_t *subs[MAX_SUBSCRIBERS];
     size_t nsubs;
+    cv_actor_t *state_subs[MAX_SUBSCRIBERS]; /* MSG_STORE_STATE */
+    size_t nstate_subs;
     size_t pending;
     bool destroyed;
 };
@@ -88,6 +90,9 @@ typedef struct {
     int64_t id;
     run_t **active; /* the job's RUNNING/QUEUED runs (check) */
     size_t nactive;
+    const store_instance_t *inst; /* the instances (check), valid in on_claim_instances only */
+    size_t ninst;
+    int waiting; /* callbacks still to come: the claim, and with the check the two reads */
 } claim_t;
 
 static void claim_done(claim_t *c, const store_instance_t *inst, size_t ninst)
@@ -95,6 +100,8 @@ static void claim_done(claim_t *c, const store_instance_t *inst, size_t ninst)
     store_actor_t *sa = c->sa;
     if (c->status == 0)
         cv_debug("store", "run %lld QUEUED recorded", (long long)c->id);
+    else if (c->status == -EAGAIN)
+        cv_debug("store", "a run could not be claimed: the database is unreachable");
     else if (c->status != -EEXIST)
         cv_error("store", "a run could not be claimed: %s", strerror(-c->status));
     if (!sa->destroyed) {
@@ -120,30 +127,43 @@ static void claim_done(claim_t *c, const store_instance_t *inst, size_t ninst)
         free(sa);
 }
 
+/* The three callbacks may come in any order (a degraded store fails reads at once while the
+ * claim waits): the last one answers. */
+static void claim_step(claim_t *c)
+{
+    if (--c->waiting == 0)
+        claim_done(c, c->inst, c->ninst);
+}
+
 static void on_claimed(void *ud, int status, int64_t id)
 {
     claim_t *c = ud;
     c->status = status;
     c->id = id;
-    if (c->live_since == 0)
-        claim_done(c, NULL, 0);
+    claim_step(c);
 }
 
 static void on_claim_active(void *ud, int status, store_run_page_t *page)
 {
     claim_t *c = ud;
-    if (status != 0 || page == NULL)
-        return; /* the claim goes on as if none were active elsewhere */
-    c->active = cv_calloc(page->count ? page->count : 1, sizeof(*c->active));
-    for (size_t i = 0; i < page->count; i++) {
-        c->active[c->nactive++] = page->runs[i];
-        page->runs[i] = NULL; /* taken */
+    if (status == 0 && page != NULL) { /* else: as if none were active elsewhere */
+        c->active = cv_calloc(page->count ? page->count : 1, sizeof(*c->active));
+        for (size_t i = 0; i < page->count; i++) {
+            c->active[c->nactive++] = page->runs[i];
+            page->runs[i] = NULL; /* taken */
+        }
     }
+    claim_step(c);
 }
 
 static void on_claim_instances(void *ud, int status, const store_instance_t *inst, size_t count)
 {
-    claim_done(ud, status == 0 ? inst : NULL, status == 0 ? count : 0);
+    claim_t *c = ud;
+    if (status == 0 && c->waiting == 1) { /* the list lives during this call only */
+        c->inst = inst;
+        c->ninst = count;
+    }
+    claim_step(c); /* when the list came before the claim's answer, the claim failed anyway */
 }
 
 /* With live_since the insert, the job's active runs and the instances go out together (one
@@ -157,7 +177,8 @@ static void claim(store_actor_t *sa, const msg_claim_t *m)
     c->live_since = m->live_since;
     c->self = cv_strdup(m->run->instance ? m->run->instance : "");
     sa->pending++;
-    store_insert_run(sa->st, m->run, on_claimed, c);
+    c->waiting = c->live_since ? 3 : 1;
+    store_claim_run(sa->st, m->run, on_claimed, c);
     if (c->live_since == 0)
         return;
     store_run_filter_t f = {
@@ -231,16 +252,42 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
     }
 }
 
+static void post_state(cv_actor_t *to, const store_state_t *st)
+{
+    msg_store_state_t *m =
+        msg_store_state_new((int)st->health, st->spooled, st->spool_bytes, st->dropped);
+    cv_actor_post(to, &m->hdr);
+}
+
+static void on_state(void *ud, const store_state_t *st)
+{
+    store_actor_t *sa = ud;
+    for (size_t i = 0; i < sa->nstate_subs; i++)
+        post_state(sa->state_subs[i], st);
+}
+
 store_actor_t *store_actor_create(cv_runtime_t *rt, store_t *st)
 {
     store_actor_t *sa = cv_calloc(1, sizeof(*sa));
     sa->st = st;
     sa->actor = cv_actor_create(rt, "store", handle, sa);
+    store_watch_state(st, on_state, sa); /* -ENOTSUP without a spool: always up */
     return sa;
+}
+
+void store_actor_watch_state(store_actor_t *sa, cv_actor_t *listener)
+{
+    if (sa->nstate_subs >= MAX_SUBSCRIBERS)
+        return;
+    sa->state_subs[sa->nstate_subs++] = listener;
+    store_state_t st;
+    store_get_state(sa->st, &st);
+    post_state(listener, &st);
 }
 
 void store_actor_destroy(store_actor_t *sa)
 {
+    store_watch_state(sa->st, NULL, NULL);
     cv_actor_destroy(sa->actor);
     sa->destroyed = true;
     /* Writes in flight still complete (store_close runs them); the last one frees us. */

@@ -17,6 +17,8 @@ void store_actor_destroy(store_actor_t *sa);
 cv_actor_t *store_actor_actor(store_actor_t *sa);
 /** Adds an actor that receives a copy of every MSG_RUN_EVENT(FINISHED) once it is durable. */
 void store_actor_subscribe(store_actor_t *sa, cv_actor_t *listener);
+/** Adds an actor that receives MSG_STORE_STATE now and whenever the store's state changes. */
+void store_actor_watch_state(store_actor_t *sa, cv_actor_t *listener);
 /** Writes still waiting for their commit. */
 size_t store_actor_pending(const store_actor_t *sa);
 

@@ -508,6 +508,7 @@ void cfg_free(cfg_t *cfg)
     free(cfg->server.tls.key);
     free(cfg->storage.sqlite.path);
     free(cfg->storage.postgres);
+    free(cfg->storage.spool_dir);
     free(cfg->defaults.timezone);
     for (unsigned i = 0; i < cfg->auth.n_tokens; i++) {
         free(cfg->auth.tokens[i].name);

@@ -29,6 +29,13 @@ typedef enum {
     CFG_CONC_REPLACE,     /* cancel the active run, then start */
 } cfg_concurrency_t;
 
+/* What a firing does when the shared store (PostgreSQL) cannot be reached to claim it. */
+typedef enum {
+    CFG_OUTAGE_INHERIT = 0, /* only while loading: take the value from defaults */
+    CFG_OUTAGE_SKIP,        /* record it SKIPPED (spooled); never a duplicate (default) */
+    CFG_OUTAGE_RUN,         /* run it unclaimed; another instance may run it too */
+} cfg_outage_t;
+
 typedef enum { CFG_ROLE_VIEWER = 1, CFG_ROLE_OPERATOR, CFG_ROLE_ADMIN } cfg_role_t;
 
 typedef enum {
@@ -112,6 +119,7 @@ typedef struct cfg_job {
     int64_t kill_grace_ms;
     cfg_retries_t retries;
     cfg_concurrency_t concurrency;
+    cfg_outage_t on_store_outage;
     int64_t max_output;     /* bytes of output kept */
     int64_t catch_up_ms;    /* 0: off; else catch up once on start if the miss is this young */
     int auto_disable_after; /* 0: never; else disable after this many consecutive failures */
@@ -175,6 +183,7 @@ typedef struct cfg_defaults {
     int64_t timeout_ms;
     int64_t kill_grace_ms; /* default 10s */
     cfg_concurrency_t concurrency;
+    cfg_outage_t on_store_outage; /* default skip */
     cfg_retries_t retries;
     int64_t shutdown_grace_ms; /* default 30s */
     int64_t max_output;        /* default 1 MiB */
@@ -187,6 +196,8 @@ typedef struct cfg_sqlite {
 typedef struct cfg_storage {
     cfg_sqlite_t sqlite; /* path default "./data/cronvisor.db" when postgres is not set */
     char *postgres;      /* conninfo or URL (secret); NULL: use sqlite */
+    char *spool_dir;     /* postgres: where the outage spool lives; default "./data" */
+    int64_t spool_max;   /* postgres: bytes the outage spool may hold; default 64 MiB */
 } cfg_storage_t;
 
 typedef struct cfg_server {

@@ -15,6 +15,8 @@
 #define DEF_SHUTDOWN_GRACE 30000
 #define DEF_MAX_OUTPUT     (1024 * 1024)
 #define DEF_RETENTION_DAYS 90
+#define DEF_SPOOL_DIR      "./data"
+#define DEF_SPOOL_MAX      (64 * 1024 * 1024)
 
 static void dflt_str(char **s, const char *v)
 {
@@ -40,6 +42,11 @@ static void apply_top_defaults(cfg_t *cfg)
     dflt_str(&cfg->server.listen, DEF_LISTEN);
     if (cfg->storage.postgres == NULL)
         dflt_str(&cfg->storage.sqlite.path, DEF_SQLITE);
+    dflt_str(&cfg->storage.spool_dir, DEF_SPOOL_DIR);
+    if (cfg->storage.spool_max <= 0) /* unset (or 0) */
+        cfg->storage.spool_max = DEF_SPOOL_MAX;
+    if (d->on_store_outage == CFG_OUTAGE_INHERIT)
+        d->on_store_outage = CFG_OUTAGE_SKIP;
     dflt_str(&d->timezone, DEF_TIMEZONE);
     dflt_i64(&d->timeout_ms, 0);
     dflt_i64(&d->kill_grace_ms, DEF_KILL_GRACE);
@@ -62,6 +69,8 @@ static void apply_job_defaults(const cfg_defaults_t *d, cfg_job_t *j)
     dflt_i64(&j->kill_grace_ms, d->kill_grace_ms);
     if (j->concurrency == CFG_CONC_INHERIT)
         j->concurrency = d->concurrency;
+    if (j->on_store_outage == CFG_OUTAGE_INHERIT)
+        j->on_store_outage = d->on_store_outage;
     dflt_int(&j->retries.max, d->retries.max);
     dflt_i64(&j->retries.backoff_ms, d->retries.backoff_ms);
     dflt_i64(&j->retries.backoff_max_ms, d->retries.backoff_max_ms);

@@ -26,6 +26,7 @@ static const cyaml_schema_value_t str_entry = {
  * place of a missing value (the load has failed by then) and is never accepted from a file. */
 static const cyaml_strval_t concurrency_strings[] = {
     {"forbid", CFG_CONC_FORBID}, {"allow", CFG_CONC_ALLOW}, {"replace", CFG_CONC_REPLACE}};
+static const cyaml_strval_t outage_strings[] = {{"skip", CFG_OUTAGE_SKIP}, {"run", CFG_OUTAGE_RUN}};
 static const cyaml_strval_t role_strings[] = {{"", 0},
                                               {"viewer", CFG_ROLE_VIEWER},
                                               {"operator", CFG_ROLE_OPERATOR},
@@ -63,13 +64,14 @@ static const cyaml_schema_field_t sqlite_fields[] = {STR("path", cfg_sqlite_t, p
 
 const cyaml_schema_field_t cfg__storage_fields[] = {
     MAP("sqlite", cfg_storage_t, sqlite, sqlite_fields), STR("postgres", cfg_storage_t, postgres),
-    CYAML_FIELD_END};
+    STR("spool_dir", cfg_storage_t, spool_dir), IGN("spool_max"), CYAML_FIELD_END};
 
 static const cyaml_schema_field_t defaults_fields[] = {
     STR("timezone", cfg_defaults_t, timezone),
     IGN("timeout"),
     IGN("kill_grace"),
     ENUM("concurrency", CYAML_FLAG_OPTIONAL, cfg_defaults_t, concurrency, concurrency_strings),
+    ENUM("on_store_outage", CYAML_FLAG_OPTIONAL, cfg_defaults_t, on_store_outage, outage_strings),
     MAP("retries", cfg_defaults_t, retries, retries_fields),
     IGN("shutdown_grace"),
     IGN("max_output"),
@@ -124,6 +126,7 @@ const cyaml_schema_field_t cfg__job_fields[] = {
     IGN("kill_grace"),
     MAP("retries", cfg_job_t, retries, retries_fields),
     ENUM("concurrency", CYAML_FLAG_OPTIONAL, cfg_job_t, concurrency, concurrency_strings),
+    ENUM("on_store_outage", CYAML_FLAG_OPTIONAL, cfg_job_t, on_store_outage, outage_strings),
     IGN("max_output"),
     IGN("catch_up"),
     INT("auto_disable_after", cfg_job_t, auto_disable_after),

@@ -45,6 +45,7 @@ static special_t special_of(const char *key)
                {"catch_up", SP_DURATION},
                {"heartbeat_timeout", SP_DURATION},
                {"max_output", SP_SIZE},
+               {"spool_max", SP_SIZE},
                {"command", SP_COMMAND},
                {"env", SP_STRMAP},
                {"headers", SP_STRMAP},
@@ -770,6 +771,7 @@ static void finish_tree(yl_t *y, cfg_t *cfg, int root)
     cfg->defaults.kill_grace_ms = get_duration(y, d, "kill_grace");
     cfg->defaults.shutdown_grace_ms = get_duration(y, d, "shutdown_grace");
     cfg->defaults.max_output = get_size(y, d, "max_output");
+    cfg->storage.spool_max = get_size(y, map_get(y, root, "storage"), "spool_max");
     get_retries(y, d, &cfg->defaults.retries);
     cfg->cluster.heartbeat_timeout_ms =
         get_duration(y, map_get(y, root, "cluster"), "heartbeat_timeout");

@@ -616,6 +616,7 @@ static int start_http(daemon_t *d)
         return -1;
     }
     store_actor_subscribe(d->sa, api_actor(d->api));
+    store_actor_watch_state(d->sa, api_actor(d->api));
     return 0;
 }
 
@@ -712,6 +713,12 @@ static void query_last_runs(daemon_t *d)
 static void on_overrides(void *ud, int status, const store_override_t *ov, size_t count)
 {
     daemon_t *d = ud;
+    if (status == -EAGAIN) {
+        cv_warn("daemon", "runtime overrides cannot be read while the database is unreachable: "
+                          "jobs start with their configured settings until it is back");
+        query_last_runs(d);
+        return;
+    }
     if (status != 0) {
         fatal(d, "reading runtime overrides", status);
         return;
@@ -723,6 +730,11 @@ static void on_overrides(void *ud, int status, const store_override_t *ov, size_
 static void on_newest_run(void *ud, int status, store_run_page_t *page)
 {
     daemon_t *d = ud;
+    if (status == -EAGAIN && store_is_shared(d->store)) { /* unreachable; ids come from it */
+        d->first_run_id = 1;
+        store_override_list(d->store, NULL, on_overrides, d);
+        return;
+    }
     if (status != 0) {
         fatal(d, "reading the run history", status);
         return;
@@ -751,6 +763,12 @@ static void on_abandoned(void *ud, int status, int64_t count)
 static void on_first_heartbeat(void *ud, int status)
 {
     daemon_t *d = ud;
+    if (status == -EAGAIN) { /* the database is unreachable: the store spools */
+        cv_warn("daemon", "starting while the database is unreachable: run records are spooled "
+                          "until it is back");
+        on_abandoned(d, 0, 0);
+        return;
+    }
     if (status != 0) {
         fatal(d, "recording this instance's heartbeat", status);
         return;
@@ -899,7 +917,18 @@ int daemon_main(const daemon_opts_t *opts, cfg_t *cfg)
         .dsn = cfg->storage.postgres ? cfg->storage.postgres : cfg->storage.sqlite.path,
         .instance = d->instance,
     };
+    /* PostgreSQL: the outage spool, one per configured instance id (an unconfigured id changes
+     * with every start, the spool must not) */
+    char *spool = NULL;
+    if (cfg->storage.postgres && cfg->storage.spool_dir) {
+        spool = cfg->instance
+                    ? cv_sprintf("%s/pg-spool-%s.log", cfg->storage.spool_dir, cfg->instance)
+                    : cv_sprintf("%s/pg-spool.log", cfg->storage.spool_dir);
+        sc.spool_path = spool;
+        sc.spool_max = (uint64_t)cfg->storage.spool_max;
+    }
     rc = store_open(&d->loop, &sc, &d->store);
+    free(spool);
     if (rc != 0) {
         cv_error("daemon", "cannot open the store: %s", strerror(-rc));
         d->exit_code = 1;

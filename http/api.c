@@ -101,6 +101,9 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
     case MSG_NOTIFY_LIST:
         api__notifications_replied(a, (msg_notify_list_t *)msg);
         break;
+    case MSG_STORE_STATE:
+        api__store_state(a, (msg_store_state_t *)msg);
+        break;
     default:
         cv_warn("http", "unexpected message type %d", msg->type);
     }

@@ -91,6 +91,9 @@ struct api {
     char **stats_dirty;
     size_t nstats_dirty, stats_dirty_cap;
     bool stats_busy;
+    /* the store's state (MSG_STORE_STATE): health is a store_health_t, 0 = up */
+    int store_health;
+    uint64_t store_spooled, store_spool_bytes, store_dropped;
     bool closed;
     void (*close_cb)(void *ud);
     void *close_ud;
@@ -131,6 +134,10 @@ json_t *api__health_json(const health_result_t *h);
 void api__model_refresh_stats(api_t *a, const char *job);
 /** True when r is another instance's run (shared store), known from the database's events. */
 bool api__run_remote(const api_t *a, const run_t *r);
+/** Applies a MSG_STORE_STATE and publishes store.changed when it changed. */
+void api__store_state(api_t *a, const msg_store_state_t *m);
+/** {"state": "up"|"degraded"|"replaying", "spooled": N, "spool_bytes": N, "dropped": N} */
+json_t *api__store_json(const api_t *a);
 /** The active run with this id, or NULL. */
 api__active_t *api__active_find(api_t *a, int64_t id);
 /** Marks derived data (the cached GET /api/jobs body) stale. */

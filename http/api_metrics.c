@@ -215,6 +215,24 @@ static void hub(cv_buf_t *b, api_t *a)
     cv_buf_printf(b, "cronvisor_ws_events_total %llu\n", (unsigned long long)s.events);
 }
 
+static void store_state(cv_buf_t *b, api_t *a)
+{
+    head(b, "cronvisor_store_up", "gauge",
+         "1 when the store reaches its database and its outage spool is empty.");
+    cv_buf_printf(b, "cronvisor_store_up %d\n", a->store_health == STORE_UP);
+    head(b, "cronvisor_store_spooled_records", "gauge",
+         "Run records in the outage spool, not yet in the database.");
+    cv_buf_printf(b, "cronvisor_store_spooled_records %llu\n",
+                  (unsigned long long)a->store_spooled);
+    head(b, "cronvisor_store_spool_bytes", "gauge", "Size of the outage spool's records.");
+    cv_buf_printf(b, "cronvisor_store_spool_bytes %llu\n",
+                  (unsigned long long)a->store_spool_bytes);
+    head(b, "cronvisor_store_spool_dropped_total", "counter",
+         "Records refused because the outage spool was full (storage.spool_max).");
+    cv_buf_printf(b, "cronvisor_store_spool_dropped_total %llu\n",
+                  (unsigned long long)a->store_dropped);
+}
+
 static void h_metrics(api_req_t *req, void *data)
 {
     api_t *a = data;
@@ -243,6 +261,7 @@ static void h_metrics(api_req_t *req, void *data)
     head(&b, "cronvisor_queue_depth", "gauge", "Runs waiting under limits.max_concurrent.");
     cv_buf_printf(&b, "cronvisor_queue_depth %zu\n", depth);
     probes(&b, a);
+    store_state(&b, a);
     hub(&b, a);
     process(&b, a);
     api_reply_bytes(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len, NULL, 0);

@@ -225,7 +225,9 @@ static void on_stats(void *ud, int status, store_job_stats_t *stats, size_t coun
 {
     stats_call_t *c = ud;
     api_t *a = c->a;
-    if (status != 0)
+    if (status == -EAGAIN) /* the database is unreachable (the store says so itself) */
+        cv_debug("http", "job statistics not refreshed: the store is degraded");
+    else if (status != 0)
         cv_warn("http", "job statistics could not be read: %s", strerror(-status));
     for (size_t i = 0; status == 0 && !a->closed && i < count; i++)
         stats_apply(a, &stats[i]);
@@ -523,6 +525,31 @@ void api__model_health(api_t *a, const msg_health_t *m)
         return;
     json_t *ev = api__health_json(h);
     json_t *wrap = json_pack("{s:s,s:o}", "type", "health.changed", "probe", ev);
+    char *text = json_dumps(wrap, JSON_COMPACT);
+    ws_hub_publish(a->hub, text, strlen(text));
+    free(text);
+    json_decref(wrap);
+}
+
+json_t *api__store_json(const api_t *a)
+{
+    return json_pack("{s:s,s:I,s:I,s:I}", "state",
+                     store_health_name((store_health_t)a->store_health), "spooled",
+                     (json_int_t)a->store_spooled, "spool_bytes", (json_int_t)a->store_spool_bytes,
+                     "dropped", (json_int_t)a->store_dropped);
+}
+
+void api__store_state(api_t *a, const msg_store_state_t *m)
+{
+    bool changed = a->store_health != m->health || a->store_spooled != m->spooled ||
+                   a->store_dropped != m->dropped;
+    a->store_health = m->health;
+    a->store_spooled = m->spooled;
+    a->store_spool_bytes = m->spool_bytes;
+    a->store_dropped = m->dropped;
+    if (!changed || a->hub == NULL || a->closed)
+        return;
+    json_t *wrap = json_pack("{s:s,s:o}", "type", "store.changed", "store", api__store_json(a));
     char *text = json_dumps(wrap, JSON_COMPACT);
     ws_hub_publish(a->hub, text, strlen(text));
     free(text);

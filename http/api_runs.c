@@ -413,9 +413,13 @@ static void on_ping(void *ud, int status)
 {
     rcall_t *c = ud;
     if (status == 0)
-        api_reply_json(c->req, 200, json_pack("{s:s}", "status", "ready"));
+        api_reply_json(c->req, 200,
+                       json_pack("{s:s,s:s,s:i}", "status", "ready", "store", "up", "spooled", 0));
     else
-        api_reply_error(c->req, 503, "not_ready", "the store does not answer");
+        api_reply_json(c->req, 503,
+                       json_pack("{s:{s:s,s:s},s:s,s:s,s:i}", "error", "code", "not_ready",
+                                 "message", "the store does not answer", "status", "not_ready",
+                                 "store", "down", "spooled", 0));
     free(c);
 }
 
@@ -424,8 +428,22 @@ static void ping(store_t *st, void *ud)
     store_ping(st, on_ping, ud);
 }
 
+/* 503 at once while the store spools (degraded) or writes its spool back (replaying): the daemon
+ * runs, but its history is not in the database. */
 static void h_readyz(api_req_t *req, void *data)
 {
+    api_t *a = data;
+    if (a->store_health != STORE_UP) {
+        const char *state = store_health_name((store_health_t)a->store_health);
+        char *msg = cv_sprintf("the store is %s: %llu record(s) wait in the outage spool", state,
+                               (unsigned long long)a->store_spooled);
+        api_reply_json(req, 503,
+                       json_pack("{s:{s:s,s:s},s:s,s:s,s:I}", "error", "code", "store_degraded",
+                                 "message", msg, "status", "degraded", "store", state, "spooled",
+                                 (json_int_t)a->store_spooled));
+        free(msg);
+        return;
+    }
     api__store_call(data, ping, rcall_gone, rcall_new(req));
 }
 

@@ -330,6 +330,17 @@ msg_claim_t *msg_claim_new(const run_t *run, cv_actor_t *reply_to, uint64_t corr
     return c;
 }
 
+msg_store_state_t *msg_store_state_new(int health, uint64_t spooled, uint64_t spool_bytes,
+                                       uint64_t dropped)
+{
+    msg_store_state_t *m = cv_msg_new(sizeof(*m), MSG_STORE_STATE);
+    m->health = health;
+    m->spooled = spooled;
+    m->spool_bytes = spool_bytes;
+    m->dropped = dropped;
+    return m;
+}
+
 static void claim_reply_dispose(cv_msg_t *m)
 {
     msg_claim_reply_t *r = (msg_claim_reply_t *)m;

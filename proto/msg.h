@@ -53,6 +53,7 @@ typedef enum {
     MSG_CLAIM,          /* msg_claim_t: insert a run before it runs (shared store) */
     MSG_CLAIM_REPLY,    /* msg_claim_reply_t: the store actor's answer to a MSG_CLAIM */
     MSG_INSTANCE_BEAT,  /* msg_instance_beat_t: an instance sharing the store heart-beat */
+    MSG_STORE_STATE,    /* msg_store_state_t: the store reaches its database or not (spool) */
     MSG_ACTOR_PRIVATE = 1000, /* types from here on are private to one actor */
 } msg_type_t;
 
@@ -300,6 +301,17 @@ typedef struct {
     char *other_instance[MSG_CLAIM_MAX_OTHERS];
 } msg_claim_reply_t;
 
+/** The store's state changed (PostgreSQL outage spool): sent by the store actor to the actors that
+ * watch it (the API: /readyz, the store.changed event, /metrics), and once when one starts to
+ * watch. health is a store_health_t (storage/store.h): 0 up, 1 degraded, 2 replaying.
+ *
+ *   store --MSG_STORE_STATE--> api */
+typedef struct {
+    cv_msg_t hdr;
+    int health;
+    uint64_t spooled, spool_bytes, dropped;
+} msg_store_state_t;
+
 /** Constructors: copy their string arguments; the returned message is ready to post. */
 msg_fire_t *msg_fire_new(const char *job, const char *trigger, int64_t scheduled_for);
 msg_run_event_t *msg_run_event_new(run_ev_kind_t kind, const run_t *run);
@@ -317,6 +329,8 @@ msg_exec_config_t *msg_exec_config_new(struct cfgref *cfg);
 msg_claim_t *msg_claim_new(const run_t *run, cv_actor_t *reply_to, uint64_t corr);
 msg_claim_reply_t *msg_claim_reply_new(uint64_t corr, int status, int64_t run_id);
 msg_instance_beat_t *msg_instance_beat_new(const char *id, int64_t last_seen);
+msg_store_state_t *msg_store_state_new(int health, uint64_t spooled, uint64_t spool_bytes,
+                                       uint64_t dropped);
 const char *run_ev_kind_name(run_ev_kind_t k);
 msg_job_schedule_t *msg_job_schedule_new(const char *job, const char *schedule, const char *zone,
                                          bool enabled);

@@ -110,11 +110,20 @@ static const char *const v4_postgres[] = {
     NULL,
 };
 
+/* Version 5: the client key of a run recorded while the database was unreachable (PostgreSQL
+ * outage spool): replaying its insert twice is a no-op, and its updates find it by the key. */
+static const char *const v5_run_keys[] = {
+    "ALTER TABLE runs ADD COLUMN ckey TEXT",
+    "CREATE UNIQUE INDEX runs_ckey ON runs (ckey)",
+    NULL,
+};
+
 const store_migration_t store_migrations[] = {
     {1, "runs", v1_runs, NULL},
     {2, "job_overrides and audit", v2_overrides_audit, NULL},
     {3, "instances", v3_instances, NULL},
     {4, "notifications and catch-up claims", v4_none, v4_postgres},
+    {5, "run client keys", v5_run_keys, NULL},
 };
 const size_t store_migration_count = CV_ARRAY_SIZE(store_migrations);
 

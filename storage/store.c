@@ -53,6 +53,31 @@ void store_insert_run(store_t *s, const run_t *r, store_id_cb cb, void *ud)
     s->ops->insert_run(s, r, cb, ud);
 }
 
+void store_claim_run(store_t *s, const run_t *r, store_id_cb cb, void *ud)
+{
+    if (s->ops->claim_run)
+        s->ops->claim_run(s, r, cb, ud);
+    else
+        s->ops->insert_run(s, r, cb, ud);
+}
+
+const char *store_health_name(store_health_t h)
+{
+    return h == STORE_DEGRADED ? "degraded" : h == STORE_REPLAYING ? "replaying" : "up";
+}
+
+void store_get_state(store_t *s, store_state_t *out)
+{
+    *out = (store_state_t){.health = STORE_UP};
+    if (s->ops->get_state)
+        s->ops->get_state(s, out);
+}
+
+int store_watch_state(store_t *s, store_state_cb cb, void *ud)
+{
+    return s->ops->watch_state ? s->ops->watch_state(s, cb, ud) : -ENOTSUP;
+}
+
 void store_update_run(store_t *s, const run_t *r, store_status_cb cb, void *ud)
 {
     s->ops->update_run(s, r, cb, ud);

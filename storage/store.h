@@ -50,7 +50,28 @@ typedef struct store_config {
     const char *instance; /* this daemon's instance id, stamped on runs without one; required */
     store_sync_t sync;
     int busy_timeout_ms; /* how long to wait for another process's lock; 0 = 5000 */
+    /* PostgreSQL: the outage spool file (storage/spool.h); NULL: no spool (writes made while the
+     * database is unreachable wait in memory, up to STORE_PG_QUEUE_MAX). */
+    const char *spool_path;
+    uint64_t spool_max; /* bytes; 0: no bound */
 } store_config_t;
+
+/** Whether the store reaches its database. DEGRADED: unreachable, writes go to the outage spool
+ * and reads fail with -EAGAIN; REPLAYING: reachable again, the spool is being written back (new
+ * writes queue behind it). */
+typedef enum { STORE_UP = 0, STORE_DEGRADED, STORE_REPLAYING } store_health_t;
+
+typedef struct store_state {
+    store_health_t health;
+    uint64_t spooled;     /* records in the spool, not yet in the database */
+    uint64_t spool_bytes; /* size of the spool file */
+    uint64_t dropped;     /* writes refused since start because the spool was full */
+} store_state_t;
+
+typedef void (*store_state_cb)(void *ud, const store_state_t *st);
+
+/** "up", "degraded", "replaying". */
+const char *store_health_name(store_health_t h);
 
 /* ---- filters and results ---- */
 
@@ -188,6 +209,10 @@ typedef struct store_ops {
     int (*watch_events)(store_t *s, store_event_cb cb, void *ud);     /* NULL: not supported */
     void (*notify)(store_t *s, const char *channel, const char *payload, store_status_cb cb,
                    void *ud); /* NULL: not supported */
+    /* NULL: claims are plain inserts; the state is always up */
+    void (*claim_run)(store_t *s, const run_t *r, store_id_cb cb, void *ud);
+    void (*get_state)(store_t *s, store_state_t *out);
+    int (*watch_state)(store_t *s, store_state_cb cb, void *ud);
 } store_ops_t;
 
 /** Every backend's state begins with this. */
@@ -229,6 +254,14 @@ uint64_t store_commits(store_t *s);
  * (trigger "cron", attempt 1) whose (job, scheduled_for) already exists fails with -EEXIST: that is
  * how an instance claims a firing. */
 void store_insert_run(store_t *s, const run_t *r, store_id_cb cb, void *ud);
+/** store_insert_run for a claim (a firing that may run only once the insert committed): never
+ * spooled. While the database is unreachable it fails at once with -EAGAIN, so the caller can
+ * apply the job's on_store_outage choice. */
+void store_claim_run(store_t *s, const run_t *r, store_id_cb cb, void *ud);
+/** A run with a negative (provisional) id was started while the database was unreachable: the
+ * PostgreSQL backend records it under a client key (instance, start time, -id) and the database
+ * assigns its id when the record is written; later updates of the provisional id find it by that
+ * key (store_update_run). */
 /** Replaces every column of the run r->id. -ENOENT when no such run. */
 void store_update_run(store_t *s, const run_t *r, store_status_cb cb, void *ud);
 /** Reads one run. -ENOENT when no such run. */
@@ -284,6 +317,12 @@ int store_watch_events(store_t *s, store_event_cb cb, void *ud);
  * NULL. PostgreSQL; other backends answer -ENOTSUP (through cb, later, like every request). */
 void store_notify(store_t *s, const char *channel, const char *payload, store_status_cb cb,
                   void *ud);
+
+/** The store's current state (always STORE_UP without a spool). Loop thread. */
+void store_get_state(store_t *s, store_state_t *out);
+/** Calls cb(ud, state) on the loop thread whenever the state or the spooled count changes. One
+ * watcher per store; -ENOTSUP for backends without a spool. */
+int store_watch_state(store_t *s, store_state_cb cb, void *ud);
 
 /* ---- overrides and audit ---- */
 

@@ -13,6 +13,7 @@
 #include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* Requests sent in one pipeline, hence committed in one transaction. */
 #define BATCH_MAX            5000
@@ -20,6 +21,9 @@
 #define BACKOFF_FIRST_MS     100
 #define BACKOFF_MAX_MS       5000
 #define STORE_PG_MAX_OPTIONS 48
+/* Spool records read back per batch, at most (and at most about this many bytes of them). */
+#define REPLAY_CHUNK       2000
+#define REPLAY_CHUNK_BYTES (8u * 1024 * 1024)
 
 static const store_ops_t pg_ops;
 
@@ -162,6 +166,8 @@ static void pg_free(store_pg_t *s)
     free(s->resolve_host);
     free(s->resolve_port);
     free(s->items);
+    spool_close(s->spool);
+    free(s->spool_path);
     free(s);
 }
 
@@ -188,6 +194,28 @@ int store_pg_open(uv_loop_t *loop, const store_config_t *cfg, store_t **out)
     cv_list_init(&s->queue);
     cv_list_init(&s->batch);
     cv_list_init(&s->rejected);
+    cv_list_init(&s->spooled);
+    s->boot_ms = cv_now_ms();
+    if (cfg->spool_path) {
+        /* An existing spool means this daemon used the database before: it may then start while
+         * the database is unreachable. A new one is created on the first connection. */
+        struct stat st;
+        s->spool_path = cv_strdup(cfg->spool_path);
+        s->spool_max = cfg->spool_max;
+        if (stat(cfg->spool_path, &st) == 0) {
+            int rc = spool_open(cfg->spool_path, cfg->spool_max, &s->spool);
+            if (rc < 0) {
+                pg_free(s);
+                return rc;
+            }
+            s->replay_off = spool_head(s->spool);
+            if (spool_pending(s->spool) > 0)
+                cv_warn("store",
+                        "the outage spool %s holds %zu record(s) not yet in the database: "
+                        "they are written first",
+                        cfg->spool_path, spool_pending(s->spool));
+        }
+    }
     uv_timer_init(loop, &s->timer);
     uv_prepare_init(loop, &s->prepare);
     s->timer.data = s;
@@ -264,12 +292,242 @@ static void deliver(store_pg_req_t *r);
 static void req_free(store_pg_req_t *r);
 static void pump(store_pg_t *s);
 
+static const char *op_what(store_op_t op);
+
 static void complete(store_pg_t *s, store_pg_req_t *r)
 {
+    if (r->from_spool) {
+        s->replay_loaded--;
+        s->commit_off = r->spool_next;
+        s->commit_n++;
+        s->replay_count++;
+        if (r->status != 0 && r->status != -EEXIST)
+            cv_warn("store", "a spooled record (%s) could not be written back: %s; dropped",
+                    op_what(r->op), strerror(-r->status));
+    }
     s->outstanding--;
     update_refs(s);
     deliver(r);
     req_free(r);
+}
+
+/* ---- the outage spool ---- */
+
+static store_pg_req_t *req_new(store_op_t op, void *ud);
+
+static void pg_get_state(store_t *base, store_state_t *out)
+{
+    store_pg_t *s = (store_pg_t *)base;
+    out->health = s->degraded                               ? STORE_DEGRADED
+                  : s->spool && spool_pending(s->spool) > 0 ? STORE_REPLAYING
+                                                            : STORE_UP;
+    out->spooled = s->spool ? spool_pending(s->spool) : 0;
+    out->spool_bytes = s->spool ? spool_bytes(s->spool) - SPOOL_HEADER_SIZE : 0;
+    out->dropped = s->dropped;
+}
+
+/* Tells the watcher when the state or the spooled count changed. */
+static void notify_state(store_pg_t *s)
+{
+    store_state_t st;
+    pg_get_state(&s->base, &st);
+    if (st.health == s->last_state.health && st.spooled == s->last_state.spooled &&
+        st.dropped == s->last_state.dropped)
+        return;
+    s->last_state = st;
+    if (s->on_state)
+        s->on_state(s->state_ud, &st);
+}
+
+static bool spool_mode(const store_pg_t *s)
+{
+    return s->spool && (s->degraded || spool_pending(s->spool) > 0);
+}
+
+/* Appends r to the spool; it is answered after the next sync (on_prepare). A full spool refuses
+ * it: the caller hears -ENOSPC, the log says so once per outage. */
+static void spool_req(store_pg_t *s, store_pg_req_t *r)
+{
+    size_t len = 0;
+    char *rec = store_pg__spool_encode(r, &len);
+    int rc = rec ? spool_append(s->spool, rec, len) : -EINVAL;
+    free(rec);
+    if (rc == 0) {
+        if (r->op == STORE_OP_INSERT_RUN)
+            r->result = r->u.run->id;
+        cv_list_insert_tail(&s->spooled, &r->link);
+        uv_prepare_start(&s->prepare, on_prepare);
+        return;
+    }
+    s->dropped++;
+    if (rc != -ENOSPC)
+        cv_error("store", "cannot write to the outage spool %s: %s; a record (%s) is lost",
+                 spool_path(s->spool), strerror(-rc), op_what(r->op));
+    else if (!s->full_logged)
+        cv_error("store",
+                 "the outage spool %s is full (storage.spool_max: %llu bytes): records are "
+                 "refused until the database is back; jobs keep running but their runs are not "
+                 "recorded",
+                 spool_path(s->spool), (unsigned long long)s->spool_max);
+    s->full_logged = s->full_logged || rc == -ENOSPC;
+    r->status = rc;
+    cv_list_insert_tail(&s->rejected, &r->link);
+    uv_prepare_start(&s->prepare, on_prepare);
+}
+
+/* Syncs the records appended during this loop pass, then answers them. */
+static void flush_spooled(store_pg_t *s)
+{
+    if (cv_list_empty(&s->spooled))
+        return;
+    int rc = spool_sync(s->spool);
+    if (rc < 0)
+        cv_error("store", "cannot sync the outage spool %s: %s", spool_path(s->spool),
+                 strerror(-rc));
+    while (!cv_list_empty(&s->spooled)) {
+        store_pg_req_t *r = cv_container_of(s->spooled.next, store_pg_req_t, link);
+        cv_list_remove(&r->link);
+        r->status = rc;
+        complete(s, r);
+    }
+    notify_state(s);
+}
+
+/* Marks the records written back so far in the spool; logs the end of a replay. */
+static void flush_commit(store_pg_t *s)
+{
+    if (s->commit_n == 0 || s->spool == NULL)
+        return;
+    int rc = spool_commit(s->spool, s->commit_off, s->commit_n);
+    if (rc < 0)
+        cv_error("store", "cannot mark records of the outage spool %s as written: %s",
+                 spool_path(s->spool), strerror(-rc));
+    s->commit_n = 0;
+    if (spool_pending(s->spool) == 0) {
+        double ms = (double)(cv_mono_ns() - s->replay_start_ns) / 1e6;
+        cv_info("store",
+                "the outage spool is written back: %llu record(s) in %.0f ms (%.0f records/s); "
+                "the store is up",
+                (unsigned long long)s->replay_count, ms,
+                ms > 0 ? (double)s->replay_count * 1000.0 / ms : 0.0);
+        s->replay_off = spool_head(s->spool);
+        s->replay_count = 0;
+        s->full_logged = false;
+    }
+    notify_state(s);
+}
+
+/* Reads the next records of the spool back into requests, ahead of every other request (after a
+ * migration or a LISTEN at the head). */
+static void load_replay(store_pg_t *s)
+{
+    if (s->spool == NULL || s->state != PGC_READY || s->replay_loaded > 0)
+        return;
+    if (s->replay_off < spool_head(s->spool))
+        s->replay_off = spool_head(s->spool);
+    if (s->replay_off >= spool_end(s->spool))
+        return;
+    if (s->replay_count == 0) {
+        s->replay_start_ns = cv_mono_ns();
+        cv_info("store", "writing back %zu record(s) of the outage spool to PostgreSQL %s",
+                spool_pending(s->spool), s->where);
+    }
+    cv_list_t *at = &s->queue;
+    for (cv_list_t *n = s->queue.next; n != &s->queue; n = n->next) {
+        store_pg_req_t *q = cv_container_of(n, store_pg_req_t, link);
+        if (q->op != STORE_OP_MIGRATE && q->op != STORE_OP_LISTEN)
+            break;
+        at = n;
+    }
+    size_t bytes = 0;
+    for (size_t k = 0;
+         k < REPLAY_CHUNK && bytes < REPLAY_CHUNK_BYTES && s->replay_off < spool_end(s->spool);
+         k++) {
+        char *data;
+        size_t len;
+        uint64_t next;
+        int rc = spool_read(s->spool, s->replay_off, &data, &len, &next);
+        if (rc < 0) {
+            cv_error("store", "cannot read the outage spool %s at offset %llu: %s",
+                     spool_path(s->spool), (unsigned long long)s->replay_off, strerror(-rc));
+            break;
+        }
+        store_pg_req_t *r = store_pg__spool_decode(data, len);
+        free(data);
+        bytes += len;
+        if (r == NULL) {
+            cv_warn("store", "the outage spool record at offset %llu cannot be read: skipped",
+                    (unsigned long long)s->replay_off);
+            r = cv_calloc(1, sizeof(*r));
+            r->op = STORE_OP_PING;
+            r->status = -EINVAL;
+        }
+        r->from_spool = true;
+        r->spool_next = next;
+        r->link.next = at->next;
+        r->link.prev = at;
+        at->next->prev = &r->link;
+        at->next = &r->link;
+        at = &r->link;
+        s->nqueued++;
+        if (s->outstanding++ == 0)
+            update_refs(s);
+        s->replay_loaded++;
+        s->replay_off = next;
+    }
+}
+
+static void req_free(store_pg_req_t *r);
+
+/* The database became unreachable: queued writes go to the spool, in order; what cannot wait
+ * (reads, claims, heartbeats) fails with -EAGAIN; records read back from the spool are dropped
+ * from memory (they are still in the file). A migration is answered now and run on reconnect. */
+static void enter_degraded(store_pg_t *s)
+{
+    cv_list_t q;
+    cv_list_init(&q);
+    while (!cv_list_empty(&s->queue)) {
+        cv_list_t *n = s->queue.next;
+        cv_list_remove(n);
+        cv_list_insert_tail(&q, n);
+    }
+    s->nqueued = 0;
+    s->degraded = true;
+    s->started_degraded = s->started_degraded || !s->ever_connected;
+    while (!cv_list_empty(&q)) {
+        store_pg_req_t *r = cv_container_of(q.next, store_pg_req_t, link);
+        cv_list_remove(&r->link);
+        if (r->from_spool) {
+            s->replay_loaded--;
+            s->outstanding--;
+            req_free(r);
+        } else if (r->op == STORE_OP_CLOSE || r->op == STORE_OP_LISTEN ||
+                   (r->op == STORE_OP_MIGRATE && r->cb.count == NULL)) {
+            cv_list_insert_tail(&s->queue, &r->link);
+            s->nqueued++;
+        } else if (r->op == STORE_OP_MIGRATE) {
+            store_pg_req_t *m = req_new(STORE_OP_MIGRATE, NULL); /* runs on reconnect */
+            cv_list_insert_tail(&s->queue, &m->link);
+            s->nqueued++;
+            s->outstanding++;
+            r->step = STORE_PG_MIG_UNLOCK;
+            cv_list_insert_tail(&s->rejected, &r->link); /* answered 0 now */
+        } else if (r->status == 0 && store_pg__spoolable(r)) {
+            spool_req(s, r);
+        } else {
+            if (r->status == 0)
+                r->status = -EAGAIN;
+            cv_list_insert_tail(&s->rejected, &r->link);
+        }
+    }
+    s->replay_off = spool_head(s->spool);
+    update_refs(s);
+    uv_prepare_start(&s->prepare, on_prepare);
+    cv_warn("store",
+            "PostgreSQL %s is unreachable: the store is degraded; run records go to the outage "
+            "spool %s (%zu waiting) until it is back",
+            s->where, spool_path(s->spool), spool_pending(s->spool));
+    notify_state(s);
 }
 
 /* Fails every request waiting to be sent (the close excepted). */
@@ -343,7 +601,23 @@ static void connect_failed(store_pg_t *s, int err, const char *why)
 {
     char *msg = cv_strndup(why, strcspn(why, "\n"));
     drop_connection(s);
-    if (!s->ever_connected || s->closing) {
+    bool spool = s->spool && (s->ever_connected || (s->started_degraded || err != -EACCES));
+    if (spool) {
+        if (!s->degraded)
+            enter_degraded(s);
+        if (s->closing) {
+            cv_warn("store",
+                    "PostgreSQL %s is unreachable at close: %s; %zu record(s) stay in "
+                    "the outage spool for the next start",
+                    s->where, msg, spool_pending(s->spool));
+            fail_waiting(s, -EAGAIN); /* a deferred migration, a LISTEN */
+            pump(s);
+        } else {
+            backoff(s);
+            cv_warn("store", "cannot reach PostgreSQL %s: %s; next attempt in %d ms", s->where, msg,
+                    s->backoff_ms);
+        }
+    } else if (!s->ever_connected || s->closing) {
         cv_error("store", "cannot connect to PostgreSQL %s: %s", s->where, msg);
         fail_waiting(s, err);
         pump(s);
@@ -397,14 +671,22 @@ static void connected(store_pg_t *s)
     else
         cv_info("store", "connected to PostgreSQL %s (server %d)", s->where,
                 PQserverVersion(s->conn));
-    if ((s->on_notify || s->on_event) && s->ever_connected)
+    if ((s->on_notify || s->on_event) && (s->ever_connected || s->started_degraded))
         relisten(s);
+    if (s->spool == NULL && s->spool_path &&
+        spool_open(s->spool_path, s->spool_max, &s->spool) == 0)
+        s->replay_off = spool_head(s->spool);
+    if (s->degraded)
+        cv_info("store", "PostgreSQL %s is reachable again: %zu spooled record(s) to write back",
+                s->where, spool_pending(s->spool));
+    s->degraded = false;
     s->state = PGC_READY;
     s->ever_connected = true;
     s->backoff_ms = 0;
     memset(s->prepared, 0, sizeof(s->prepared));
     poll_set(s, PQsocket(s->conn), UV_READABLE, on_io);
     pump(s);
+    notify_state(s);
 }
 
 static void on_connect_poll(uv_poll_t *h, int status, int events)
@@ -568,6 +850,10 @@ static void send_batch(store_pg_t *s)
         bool alone = r->solo || r->op == STORE_OP_MIGRATE;
         if (r->op == STORE_OP_CLOSE || (alone && nreq > 0))
             break;
+        /* While the spool holds records, they go first: later requests wait behind them. */
+        if (!r->from_spool && r->op != STORE_OP_MIGRATE && r->op != STORE_OP_LISTEN && s->spool &&
+            spool_pending(s->spool) > 0)
+            break;
         cv_list_remove(&r->link);
         s->nqueued--;
         cv_list_insert_tail(&s->batch, &r->link);
@@ -582,6 +868,8 @@ static void send_batch(store_pg_t *s)
         if (alone)
             break;
     }
+    if (nreq == 0)
+        return;
     if (!PQpipelineSync(s->conn)) {
         lost(s, PQerrorMessage(s->conn));
         return;
@@ -785,8 +1073,13 @@ static void pump(store_pg_t *s)
 {
     if (s->in_flight)
         return;
+    flush_commit(s);
+    load_replay(s);
     while (!cv_list_empty(&s->queue)) {
         store_pg_req_t *r = cv_container_of(s->queue.next, store_pg_req_t, link);
+        if (r->op == STORE_OP_CLOSE &&
+            (!cv_list_empty(&s->spooled) || !cv_list_empty(&s->rejected)))
+            return; /* the spooled records are synced and answered first (on_prepare) */
         if (r->op == STORE_OP_CLOSE && r->link.next != &s->queue) {
             /* Unfinished work (retention) was queued again behind the close: let it drain. */
             cv_list_remove(&r->link);
@@ -815,12 +1108,15 @@ static void on_prepare(uv_prepare_t *h)
 {
     store_pg_t *s = h->data;
     uv_prepare_stop(h);
+    flush_spooled(s);
     while (!cv_list_empty(&s->rejected)) {
         store_pg_req_t *r = cv_container_of(s->rejected.next, store_pg_req_t, link);
         cv_list_remove(&r->link);
         complete(s, r);
     }
     pump(s);
+    if (s->spool)
+        notify_state(s);
 }
 
 static store_pg_req_t *req_new(store_op_t op, void *ud)
@@ -835,6 +1131,27 @@ static void submit(store_t *base, store_pg_req_t *r)
 {
     store_pg_t *s = (store_pg_t *)base;
     assert(!s->closing && "store request after store_close");
+    if (s->outstanding++ == 0)
+        update_refs(s);
+    uv_prepare_start(&s->prepare, on_prepare);
+    if (r->status == 0 && spool_mode(s) && store_pg__spoolable(r)) {
+        spool_req(s, r);
+        return;
+    }
+    if (s->degraded && r->op == STORE_OP_MIGRATE) { /* answered now, run on reconnect */
+        store_pg_req_t *m = req_new(STORE_OP_MIGRATE, NULL);
+        cv_list_insert_tail(&s->queue, &m->link);
+        s->nqueued++;
+        s->outstanding++;
+        cv_list_insert_tail(&s->rejected, &r->link);
+        return;
+    }
+    if (s->degraded && r->op != STORE_OP_CLOSE && r->op != STORE_OP_LISTEN) {
+        if (r->status == 0)
+            r->status = -EAGAIN; /* reads, claims, heartbeats: the database is unreachable */
+        cv_list_insert_tail(&s->rejected, &r->link);
+        return;
+    }
     if (s->state != PGC_READY && s->ever_connected && s->nqueued >= STORE_PG_QUEUE_MAX) {
         if (cv_list_empty(&s->rejected))
             cv_warn("store", "PostgreSQL %s is unreachable and %d requests wait: refusing more",
@@ -845,9 +1162,6 @@ static void submit(store_t *base, store_pg_req_t *r)
         cv_list_insert_tail(&s->queue, &r->link);
         s->nqueued++;
     }
-    if (s->outstanding++ == 0)
-        update_refs(s);
-    uv_prepare_start(&s->prepare, on_prepare);
 }
 
 /* ---- closing ---- */
@@ -963,27 +1277,61 @@ static void pg_ping(store_t *base, store_status_cb cb, void *ud)
     submit(base, r);
 }
 
+/* The client key of a provisional (negative) run id: unique across instances and restarts. */
+static char *run_key(const store_pg_t *s, int64_t id)
+{
+    return id < 0 ? cv_sprintf("%s:%lld:%lld", s->instance, (long long)s->boot_ms, (long long)-id)
+                  : NULL;
+}
+
+static store_pg_req_t *run_req(store_t *base, store_op_t op, const run_t *run, void *ud)
+{
+    store_pg_t *s = (store_pg_t *)base;
+    store_pg_req_t *r = req_new(op, ud);
+    r->u.run = run_arg(run);
+    r->key = run_key(s, run->id);
+    r->retry_key = run_key(s, run->retry_of);
+    if (run->job == NULL || run->trigger == NULL)
+        r->status = -EINVAL;
+    return r;
+}
+
 static void pg_insert_run(store_t *base, const run_t *run, store_id_cb cb, void *ud)
 {
     store_pg_t *s = (store_pg_t *)base;
-    store_pg_req_t *r = req_new(STORE_OP_INSERT_RUN, ud);
+    store_pg_req_t *r = run_req(base, STORE_OP_INSERT_RUN, run, ud);
     r->cb.id = cb;
-    r->u.run = run_arg(run);
     if (r->u.run->instance == NULL)
         r->u.run->instance = cv_strdup(s->instance);
-    if (run->job == NULL || run->trigger == NULL)
-        r->status = -EINVAL;
+    submit(base, r);
+}
+
+static void pg_claim_run(store_t *base, const run_t *run, store_id_cb cb, void *ud)
+{
+    store_pg_t *s = (store_pg_t *)base;
+    store_pg_req_t *r = run_req(base, STORE_OP_INSERT_RUN, run, ud);
+    r->cb.id = cb;
+    r->nospool = true;
+    if (r->u.run->instance == NULL)
+        r->u.run->instance = cv_strdup(s->instance);
     submit(base, r);
 }
 
 static void pg_update_run(store_t *base, const run_t *run, store_status_cb cb, void *ud)
 {
-    store_pg_req_t *r = req_new(STORE_OP_UPDATE_RUN, ud);
+    store_pg_req_t *r = run_req(base, STORE_OP_UPDATE_RUN, run, ud);
     r->cb.status = cb;
-    r->u.run = run_arg(run);
-    if (run->job == NULL || run->trigger == NULL)
-        r->status = -EINVAL;
     submit(base, r);
+}
+
+static int pg_watch_state(store_t *base, store_state_cb cb, void *ud)
+{
+    store_pg_t *s = (store_pg_t *)base;
+    if (s->spool_path == NULL)
+        return -ENOTSUP;
+    s->on_state = cb;
+    s->state_ud = ud;
+    return 0;
 }
 
 static void pg_get_run(store_t *base, int64_t id, store_run_cb cb, void *ud)
@@ -1099,6 +1447,7 @@ static void pg_audit_append(store_t *base, const store_audit_t *a, store_id_cb c
     store_pg_req_t *r = req_new(STORE_OP_AUDIT_APPEND, ud);
     r->cb.id = cb;
     r->status = store_req_set_audit(&r->u, a);
+    r->key = run_key((store_pg_t *)base, a->run_id);
     char **texts[] = {&r->u.audit.actor, &r->u.audit.action, &r->u.audit.job, &r->u.audit.before,
                       &r->u.audit.after};
     for (size_t i = 0; i < CV_ARRAY_SIZE(texts); i++)
@@ -1193,6 +1542,8 @@ static uint64_t pg_commits(store_t *base)
 
 static void req_free(store_pg_req_t *r)
 {
+    free(r->key);
+    free(r->retry_key);
     store_pg__clear_results(r);
     free(r->res);
     store_req_args_free(r->op, &r->u, r->status);
@@ -1238,4 +1589,7 @@ static const store_ops_t pg_ops = {
     .watch_overrides = pg_watch_overrides,
     .watch_events = pg_watch_events,
     .notify = pg_notify,
+    .claim_run = pg_claim_run,
+    .get_state = pg_get_state,
+    .watch_state = pg_watch_state,
 };

@@ -4,6 +4,7 @@
 #define CV_STORAGE_STORE_PG_INT_H
 
 #include "storage/store_pg.h"
+#include "storage/spool.h"
 #include "storage/store_req.h"
 #include "core/util.h"
 
@@ -17,6 +18,8 @@ typedef enum {
     PGS_UPDATE_RUN,
     PGS_GET_RUN,
     PGS_AUDIT_APPEND,
+    PGS_INSERT_KEY, /* a run with a provisional id, by its client key */
+    PGS_UPDATE_KEY,
     PGS__COUNT
 } store_pg_stmt_t;
 
@@ -35,10 +38,15 @@ typedef struct store_pg_req {
     int status;     /* set < 0 before queueing: fail without a round trip */
     int64_t result; /* id or count */
     void *ud;
-    bool solo;      /* send alone in its own transaction (its batch failed) */
-    bool rejected;  /* answered -EAGAIN ahead of the queue */
-    int step;       /* multi-step requests: migrate, retention */
-    PGresult **res; /* results of the current step, in order */
+    bool solo;           /* send alone in its own transaction (its batch failed) */
+    bool rejected;       /* answered -EAGAIN ahead of the queue */
+    bool nospool;        /* a claim: never spooled */
+    bool from_spool;     /* read back from the outage spool (no caller) */
+    uint64_t spool_next; /* from_spool: the offset after its record */
+    char *key;           /* a run with a provisional id: its client key */
+    char *retry_key;     /* ... and the key of the provisional run it retries */
+    int step;            /* multi-step requests: migrate, retention */
+    PGresult **res;      /* results of the current step, in order */
     size_t nres, res_cap;
     store_req_cb_t cb;
     store_req_args_t u;
@@ -91,6 +99,26 @@ typedef struct store_pg {
     store_event_cb on_event; /* runs, instances, cancel requests (store_watch_events) */
     void *event_ud;
 
+    /* the outage spool (NULL when not configured or not created yet) */
+    spool_t *spool;
+    char *spool_path;
+    uint64_t spool_max;
+    int64_t boot_ms;       /* part of the client key of provisional runs */
+    bool degraded;         /* unreachable: writes go to the spool */
+    bool started_degraded; /* the database was unreachable at start */
+    cv_list_t spooled;     /* appended, answered after the next sync */
+    uint64_t replay_off;   /* the next spool record to read back */
+    size_t replay_loaded;  /* records read back and not yet completed */
+    uint64_t commit_off;   /* records up to here were written back... */
+    size_t commit_n;       /* ...this many, not yet marked in the spool */
+    uint64_t replay_count; /* written back in the current replay */
+    uint64_t replay_start_ns;
+    uint64_t dropped; /* refused: the spool was full */
+    bool full_logged;
+    store_state_cb on_state;
+    void *state_ud;
+    store_state_t last_state;
+
     uint64_t commits;
     size_t outstanding;
     bool closing;
@@ -111,6 +139,12 @@ store_pg_next_t store_pg__finish(store_pg_t *s, store_pg_req_t *r, int err);
 void store_pg__expect(store_pg_t *s, store_pg_req_t *req, int kind, int stmt);
 /** Maps a failed result to a negative errno, logging it (when log) unless it is expected. */
 int store_pg__error(store_pg_t *s, const PGresult *res, const char *what, bool log);
+/** The spool record of a write (heap, *len bytes), or NULL when the request cannot be spooled. */
+char *store_pg__spool_encode(const store_pg_req_t *r, size_t *len);
+/** A request (no caller) from a spool record, or NULL when the record cannot be read. */
+store_pg_req_t *store_pg__spool_decode(const char *data, size_t len);
+/** True for the writes that go to the spool while the database is unreachable. */
+bool store_pg__spoolable(const store_pg_req_t *r);
 /** Frees the step's results. */
 void store_pg__clear_results(store_pg_req_t *r);
 

@@ -135,13 +135,41 @@ static const struct {
          " job = $1::text AND scheduled_for = $4::bigint AND \"trigger\" = 'cron' AND"
          " attempt = 1) RETURNING id",
          23},
+    /* A run recorded while the database was unreachable: $24 its client key, $25 the key of the
+     * provisional run it retries (NULL when none). Inserting it again (a replay after a crash) is
+     * a no-op; the second row tells that case apart from a firing another instance claimed. */
+    [PGS_INSERT_KEY] = {"cv_insert_key",
+                        "WITH ins AS (INSERT INTO runs (job, status, \"trigger\", scheduled_for, "
+                        "queued_at, started_at, finished_at, duration_ms, attempt, retry_of, "
+                        "exit_code, signal, items_processed, items_failed, progress, summary_json, "
+                        "error, output_tail, output_bytes, max_rss_kb, cpu_user_ms, cpu_sys_ms, "
+                        "instance, ckey, id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
+                        "COALESCE((SELECT id FROM runs WHERE ckey = $25::text), $10::bigint), $11, "
+                        "$12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24::text, "
+                        "GREATEST(nextval('runs_id_seq'), (SELECT COALESCE(MAX(id), 0) + 1 FROM "
+                        "runs))) ON CONFLICT DO NOTHING RETURNING id) "
+                        "SELECT id, 1 FROM ins UNION ALL SELECT id, 0 FROM runs WHERE ckey = "
+                        "$24::text AND NOT EXISTS (SELECT 1 FROM ins)",
+                        25},
+    [PGS_UPDATE_KEY] = {"cv_update_key",
+                        "UPDATE runs SET job = $1, status = $2, \"trigger\" = $3, "
+                        "scheduled_for = $4, queued_at = $5, started_at = $6, finished_at = $7, "
+                        "duration_ms = $8, attempt = $9, retry_of = COALESCE((SELECT r2.id FROM "
+                        "runs r2 WHERE r2.ckey = $25::text), $10::bigint), exit_code = $11, "
+                        "signal = $12, items_processed = $13, items_failed = $14, progress = $15, "
+                        "summary_json = $16, error = $17, output_tail = $18, output_bytes = $19, "
+                        "max_rss_kb = $20, cpu_user_ms = $21, cpu_sys_ms = $22, instance = $23 "
+                        "WHERE ckey = $24::text",
+                        25},
 #undef INSERT_COLS
     [PGS_UPDATE_RUN] = {"cv_update_run", store_sql_run_update, 24},
     [PGS_GET_RUN] = {"cv_get_run", store_sql_run_get, 1},
+    /* $8: the client key of a provisional run id (NULL otherwise): the run's real id */
     [PGS_AUDIT_APPEND] = {"cv_audit_append",
                           "INSERT INTO audit (at, actor, action, job, run_id, \"before\", "
-                          "\"after\") VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-                          7},
+                          "\"after\") VALUES ($1, $2, $3, $4, COALESCE((SELECT id FROM runs "
+                          "WHERE ckey = $8::text), $5::bigint), $6, $7) RETURNING id",
+                          8},
 };
 
 static int send_stmt(store_pg_t *s, store_pg_req_t *r, store_pg_stmt_t st, const params_t *p)
@@ -231,9 +259,27 @@ static run_t *read_run(const PGresult *res, int row, int c)
     return r;
 }
 
+/* The parameters of the keyed statements: a provisional retry_of becomes 0 unless its key finds
+ * the run it retries. */
+static void params_keyed(params_t *p, const store_pg_req_t *r)
+{
+    params_run(p, r->u.run);
+    if (r->u.run->retry_of < 0) {
+        p->n = 9;
+        p_i64(p, 0);
+        p->n = 23;
+    }
+    p_text(p, r->key);
+    p_text(p, r->retry_key);
+}
+
 static int send_insert_run(store_pg_t *s, store_pg_req_t *r)
 {
     params_t p = {.n = 0};
+    if (r->key) {
+        params_keyed(&p, r);
+        return send_stmt(s, r, PGS_INSERT_KEY, &p);
+    }
     params_run(&p, r->u.run);
     if (r->u.run->id > 0) {
         p_i64(&p, r->u.run->id);
@@ -244,8 +290,32 @@ static int send_insert_run(store_pg_t *s, store_pg_req_t *r)
     return send_stmt(s, r, PGS_INSERT_AUTO, &p);
 }
 
-static void finish_insert_run(store_pg_req_t *r)
+static void finish_insert_run(store_pg_t *s, store_pg_req_t *r)
 {
+    if (r->key) {
+        const run_t *run = r->u.run;
+        if (PQntuples(r->res[0]) == 1) {
+            r->result = r_i64(r->res[0], 0, 0);
+            if (r_i64(r->res[0], 0, 1) == 0)
+                cv_debug("store", "run %s was already recorded as %lld", r->key,
+                         (long long)r->result);
+            return;
+        }
+        /* the firing's claim is taken: another instance ran it (too, on_store_outage: run) */
+        if (run->status == RUN_SKIPPED) {
+            cv_info("store",
+                    "job %s's firing at %lld was run by another instance while this one could "
+                    "not reach the database: its SKIPPED record is not needed",
+                    run->job, (long long)run->scheduled_for);
+            return;
+        }
+        cv_warn("store",
+                "database %s: job %s's firing at %lld was also run by another instance while the "
+                "database was unreachable; this instance's run (%s) is not recorded",
+                s->where, run->job, (long long)run->scheduled_for, run_status_name(run->status));
+        r->status = -EEXIST;
+        return;
+    }
     if (PQntuples(r->res[0]) == 1) {
         r->result = r_i64(r->res[0], 0, 0);
         return;
@@ -259,6 +329,10 @@ static void finish_insert_run(store_pg_req_t *r)
 static int send_update_run(store_pg_t *s, store_pg_req_t *r)
 {
     params_t p = {.n = 0};
+    if (r->key) {
+        params_keyed(&p, r);
+        return send_stmt(s, r, PGS_UPDATE_KEY, &p);
+    }
     params_run(&p, r->u.run);
     p_i64(&p, r->u.run->id);
     return send_stmt(s, r, PGS_UPDATE_RUN, &p);
@@ -595,6 +669,7 @@ static int send_audit_append(store_pg_t *s, store_pg_req_t *r)
     p_i64(&p, a->run_id);
     p_text(&p, a->before);
     p_text(&p, a->after);
+    p_text(&p, r->key);
     return send_stmt(s, r, PGS_AUDIT_APPEND, &p);
 }
 
@@ -799,7 +874,7 @@ store_pg_next_t store_pg__finish(store_pg_t *s, store_pg_req_t *r, int err)
     } else if (r->status == 0) {
         switch (r->op) {
         case STORE_OP_INSERT_RUN:
-            finish_insert_run(r);
+            finish_insert_run(s, r);
             break;
         case STORE_OP_UPDATE_RUN:
         case STORE_OP_OV_DELETE:

@@ -90,6 +90,18 @@ class PgServer:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
 
+    def halt(self):
+        """Stops the server (fast shutdown: sessions are cut) and keeps its data for resume()."""
+        r = self._ctl("stop")
+        if r.returncode != 0:
+            raise RuntimeError("pg_ctl stop failed: " + r.stderr + r.stdout)
+
+    def resume(self):
+        """Starts a halted server again on the same port, with the same data."""
+        r = self._ctl("start")
+        if r.returncode != 0:
+            raise RuntimeError("pg_ctl start failed: " + r.stderr + r.stdout)
+
     def dsn(self, db):
         return "postgres://postgres@127.0.0.1:%d/%s" % (self.port, db)
 

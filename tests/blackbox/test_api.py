@@ -244,7 +244,7 @@ class Runs(ApiTest):
 class Probes(ApiTest):
     def test_healthz_and_readyz_answer_without_a_token(self):
         self.assertEqual(self.call("GET", "/healthz", token=None).json, {"status": "ok"})
-        self.assertEqual(self.call("GET", "/readyz", token=None).json, {"status": "ready"})
+        self.assertEqual(self.call("GET", "/readyz", token=None).json, {"status": "ready", "store": "up", "spooled": 0})
 
     def test_the_openapi_document_is_served(self):
         r = self.d.api("GET", "/api/openapi.yaml")

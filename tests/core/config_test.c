@@ -537,6 +537,47 @@ static void an_unknown_concurrency_lists_the_allowed_values(void **state)
                  "allow, replace)");
 }
 
+/* ---- the PostgreSQL outage spool and on_store_outage (issue 7) ---- */
+
+static void outage_keys_have_safe_defaults(void **state)
+{
+    (void)state;
+    cfg_t *cfg = load_ok(JOB_HEAD "    command: x\n");
+    assert_string_equal(cfg->storage.spool_dir, "./data");
+    assert_int_equal(cfg->storage.spool_max, 64 * 1024 * 1024);
+    assert_int_equal(cfg->defaults.on_store_outage, CFG_OUTAGE_SKIP);
+    assert_int_equal(cfg->jobs[0].on_store_outage, CFG_OUTAGE_SKIP);
+    cfg_free(cfg);
+}
+
+static void outage_keys_are_read_and_jobs_inherit_the_default(void **state)
+{
+    (void)state;
+    cfg_t *cfg = load_ok("storage:\n  postgres: postgres://db/x\n  spool_dir: /var/lib/cv\n"
+                         "  spool_max: 2MiB\n"
+                         "defaults:\n  on_store_outage: run\n"
+                         "jobs:\n"
+                         "  - {name: a, schedule: '@daily', command: x}\n"
+                         "  - {name: b, schedule: '@daily', command: x, on_store_outage: skip}\n");
+    assert_string_equal(cfg->storage.spool_dir, "/var/lib/cv");
+    assert_int_equal(cfg->storage.spool_max, 2 * 1024 * 1024);
+    assert_int_equal(cfg->jobs[0].on_store_outage, CFG_OUTAGE_RUN);
+    assert_int_equal(cfg->jobs[1].on_store_outage, CFG_OUTAGE_SKIP);
+    cfg_free(cfg);
+}
+
+static void bad_outage_values_say_where_and_what_is_allowed(void **state)
+{
+    (void)state;
+    expect_error(JOB_HEAD "    command: x\n    on_store_outage: retry\n",
+                 "test.yaml:5:22: job 'a': unknown on_store_outage value 'retry' (allowed: skip, "
+                 "run)");
+    expect_error("storage:\n  postgres: postgres://db/x\n  spool_max: plenty\n",
+                 "test.yaml:3:14: spool_max: 'plenty' is not a size (use e.g. 64KiB");
+    expect_error("defaults:\n  on_store_outage: 1\n", "test.yaml:2:20: ");
+    expect_error("storage:\n  spool_dri: x\n", "spool_dir");
+}
+
 static void requires_must_name_a_configured_probe(void **state)
 {
     (void)state;
@@ -849,6 +890,9 @@ int main(void)
         cmocka_unit_test(wrong_types_say_what_was_expected_and_what_was_found),
         cmocka_unit_test(an_unknown_concurrency_lists_the_allowed_values),
         cmocka_unit_test(requires_must_name_a_configured_probe),
+        cmocka_unit_test(outage_keys_have_safe_defaults),
+        cmocka_unit_test(outage_keys_are_read_and_jobs_inherit_the_default),
+        cmocka_unit_test(bad_outage_values_say_where_and_what_is_allowed),
         cmocka_unit_test(tokens_need_a_name_a_role_and_exactly_one_secret),
         cmocka_unit_test(probes_need_the_fields_of_their_type),
         cmocka_unit_test(notifiers_accept_only_known_events_and_jobs),

@@ -5,6 +5,7 @@
 #include "store_suite.h"
 
 #include "core/log.h"
+#include "storage/spool.h"
 #include "storage/store_pg.h"
 
 #include <arpa/inet.h>
@@ -588,6 +589,230 @@ static void a_failing_request_in_a_batch_fails_alone(void **state)
     assert_int_equal(store_commits(f->store) - commits, 3); /* one by one after the rollback */
 }
 
+/* ---- the outage spool ---- */
+
+static uint64_t spool_max; /* for open_spooled; 0: no bound */
+
+static store_t *open_spooled(fx_t *f, const char *path)
+{
+    store_config_t cfg = {
+        .dsn = f->dsn, .instance = "spooler", .spool_path = path, .spool_max = spool_max};
+    store_t *s = NULL;
+    assert_int_equal(store_open(&f->loop, &cfg, &s), 0);
+    return s;
+}
+
+static store_state_t state_of(store_t *s)
+{
+    store_state_t st;
+    store_get_state(s, &st);
+    return st;
+}
+
+/* Runs the loop until s is in state h, for at most 15 s (the reconnect backoff is 5 s). */
+static void await_health(fx_t *f, store_t *s, store_health_t h)
+{
+    for (int waited = 0; state_of(s).health != h && waited < 15000; waited += 20)
+        run_for(&f->loop, 20);
+    assert_int_equal(state_of(s).health, h);
+}
+
+static void until_called(fx_t *f, const res_t *r)
+{
+    while (r->calls == 0)
+        uv_run(&f->loop, UV_RUN_ONCE);
+}
+
+typedef struct states {
+    int calls;
+    store_state_t last;
+} states_t;
+
+static void on_state(void *ud, const store_state_t *st)
+{
+    states_t *n = ud;
+    n->calls++;
+    n->last = *st;
+}
+
+static void
+writes_during_an_outage_are_spooled_and_written_back_in_order_after_a_restart(void **state)
+{
+    fx_t *f = *state;
+    char dir[] = "/tmp/cv-pg-spool-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *path = cv_sprintf("%s/spool.log", dir);
+    store_t *main_store = f->store;
+    f->store = open_spooled(f, path);
+    states_t seen = {0};
+    assert_int_equal(store_watch_state(f->store, on_state, &seen), 0);
+    assert_int_equal(migrate(f, 0), 0); /* the first connection creates the spool */
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    int64_t before = add(f, "spooled", RUN_SUCCESS, "cron", 1000);
+
+    assert_int_equal(pg_ctl("stop"), 0);
+    res_t ping = {0}, claim = {0}, ins = {0}, upd = {0}, retry = {0}, ov = {0}, au = {0};
+    store_ping(f->store, on_status, &ping);
+    until_called(f, &ping);
+    assert_int_equal(ping.status, -EAGAIN); /* reads fail at once once degraded */
+    assert_int_equal(state_of(f->store).health, STORE_DEGRADED);
+    assert_int_equal(seen.last.health, STORE_DEGRADED);
+
+    /* A claim is never spooled; a run with a provisional id is, and so are its updates. */
+    run_t *r = mk_run("spooled", RUN_QUEUED, "cron", 2000);
+    store_claim_run(f->store, r, on_value, &claim);
+    r->id = -1;
+    r->status = RUN_RUNNING;
+    store_insert_run(f->store, r, on_value, &ins);
+    r->status = RUN_FAILED;
+    r->exit_code = 3;
+    r->finished_at = 2500;
+    r->output_tail = cv_strdup("real output");
+    store_update_run(f->store, r, on_status, &upd);
+    run_t *rt = mk_run("spooled", RUN_SUCCESS, "retry", 2000);
+    rt->id = -2;
+    rt->attempt = 2;
+    rt->retry_of = -1;
+    store_insert_run(f->store, rt, on_value, &retry);
+    store_override_t o = {.job = "spooled", .field = "enabled", .value = "false"};
+    store_override_set(f->store, &o, on_status, &ov);
+    store_audit_t a = {.actor = "ops", .action = "job.disabled", .job = "spooled"};
+    store_audit_append(f->store, &a, on_value, &au);
+    drain(f); /* answered from the spool, the server still down */
+    assert_int_equal(claim.status, -EAGAIN);
+    assert_int_equal(ins.status, 0);
+    assert_int_equal(ins.val, -1);
+    assert_int_equal(upd.status, 0);
+    assert_int_equal(retry.status, 0);
+    assert_int_equal(ov.status, 0);
+    assert_int_equal(au.status, 0);
+    assert_int_equal(state_of(f->store).spooled, 5);
+    assert_int_equal(seen.last.spooled, 5);
+    page_t pg;
+    store_run_filter_t flt = {.job = "spooled"};
+    query(f, &flt, &pg);
+    assert_int_equal(pg.status, -EAGAIN);
+
+    /* The daemon restarts during the outage: the new store starts degraded on the same spool;
+     * its provisional ids start again at -1 under a new key. */
+    close_store(f);
+    f->store = open_spooled(f, path);
+    res_t m = {0}, ins2 = {0};
+    store_migrate(f->store, on_value, &m);
+    until_called(f, &m);
+    assert_int_equal(m.status, 0);
+    assert_int_equal(state_of(f->store).health, STORE_DEGRADED);
+    assert_int_equal(state_of(f->store).spooled, 5);
+    r->id = -1;
+    r->scheduled_for = 3000;
+    r->status = RUN_SUCCESS;
+    r->exit_code = 0;
+    store_insert_run(f->store, r, on_value, &ins2);
+    until_called(f, &ins2);
+    assert_int_equal(ins2.status, 0);
+    assert_int_equal(state_of(f->store).spooled, 6);
+
+    assert_int_equal(pg_ctl("start"), 0);
+    await_health(f, f->store, STORE_UP);
+    drain(f);
+    assert_int_equal(state_of(f->store).spooled, 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, SPOOL_HEADER_SIZE);
+
+    /* In the database, in the order they were made, with the final record of each. */
+    query(f, &flt, &pg);
+    assert_int_equal(pg.status, 0);
+    assert_int_equal(pg.count, 4);
+    int64_t ids[4];
+    for (int i = 0; i < 4; i++)
+        ids[i] = pg.ids[3 - i]; /* oldest first */
+    assert_int_equal(ids[0], before);
+    int gs;
+    run_t *g = get(f, ids[1], &gs);
+    assert_int_equal(g->status, RUN_FAILED);
+    assert_int_equal(g->exit_code, 3);
+    assert_int_equal(g->scheduled_for, 2000);
+    assert_int_equal(g->finished_at, 2500);
+    assert_string_equal(g->output_tail, "real output");
+    run_free(g);
+    g = get(f, ids[2], &gs);
+    assert_string_equal(g->trigger, "retry");
+    assert_int_equal(g->retry_of, ids[1]); /* the provisional id resolved by key */
+    run_free(g);
+    g = get(f, ids[3], &gs);
+    assert_int_equal(g->scheduled_for, 3000);
+    assert_int_equal(g->status, RUN_SUCCESS);
+    run_free(g);
+    assert_true(ids[0] < ids[1] && ids[1] < ids[2] && ids[2] < ids[3]);
+
+    run_free(r);
+    run_free(rt);
+    close_store(f);
+    f->store = main_store;
+    unlink(path);
+    rmdir(dir);
+    free(path);
+}
+
+static void spool_until_full(fx_t *f, res_t *r)
+{
+    run_t *run = mk_run("full", RUN_SUCCESS, "api:ops", 1);
+    for (int i = 0; i < 50; i++) {
+        run->id = -(i + 1);
+        run->scheduled_for = 1000 + i;
+        store_insert_run(f->store, run, on_value, &r[i]);
+    }
+    run_free(run);
+    drain(f);
+}
+
+static void a_full_spool_refuses_records_with_one_logged_error_and_keeps_the_rest(void **state)
+{
+    fx_t *f = *state;
+    char dir[] = "/tmp/cv-pg-spool-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char *path = cv_sprintf("%s/spool.log", dir);
+    store_t *main_store = f->store;
+    spool_max = 4096; /* room for a handful of runs */
+    f->store = open_spooled(f, path);
+    spool_max = 0;
+    assert_int_equal(migrate(f, 0), 0);
+    assert_int_equal(pg_ctl("stop"), 0);
+    res_t ping = {0};
+    store_ping(f->store, on_status, &ping);
+    until_called(f, &ping);
+    res_t r[50] = {{0}};
+    char *log = capture_stderr(spool_until_full, f, r);
+    int ok = 0;
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(r[i].calls, 1);
+        if (r[i].status == 0)
+            assert_int_equal(ok++, i); /* the first ones fit, then nothing */
+        else
+            assert_int_equal(r[i].status, -ENOSPC);
+    }
+    assert_true(ok > 0 && ok < 50);
+    store_state_t st = state_of(f->store);
+    assert_int_equal(st.spooled, (uint64_t)ok);
+    assert_int_equal(st.dropped, (uint64_t)(50 - ok));
+    assert_true(st.spool_bytes + SPOOL_HEADER_SIZE <= 4096);
+    char *first = strstr(log, "is full (storage.spool_max: 4096 bytes)");
+    assert_non_null(first);
+    assert_null(strstr(first + 1, "is full")); /* said once */
+    free(log);
+
+    assert_int_equal(pg_ctl("start"), 0);
+    await_health(f, f->store, STORE_UP);
+    drain(f);
+    assert_int_equal(count_runs(f, "full"), ok);
+    close_store(f);
+    f->store = main_store;
+    unlink(path);
+    rmdir(dir);
+    free(path);
+}
+
 int main(void)
 {
     if (pg_server_start() != 0) {
@@ -624,6 +849,11 @@ int main(void)
             a_catch_up_firing_is_claimed_once_and_not_after_its_cron_firing, setup, teardown),
         cmocka_unit_test_setup_teardown(override_changes_made_by_another_store_reach_a_watcher,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            writes_during_an_outage_are_spooled_and_written_back_in_order_after_a_restart, setup,
+            teardown),
+        cmocka_unit_test_setup_teardown(
+            a_full_spool_refuses_records_with_one_logged_error_and_keeps_the_rest, setup, teardown),
     };
     failed += cmocka_run_group_tests_name("postgres-specific", pg_tests, NULL, NULL);
     pg_server_stop();

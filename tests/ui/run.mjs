@@ -340,6 +340,23 @@ async function main() {
       await vctx.close();
     });
 
+    await step("a degraded store shows a banner with the spooled count", async () => {
+      // The daemon here runs on SQLite: /readyz is answered as a PostgreSQL daemon in an outage
+      // would answer it (its own page, so the 503 is not counted as a script error).
+      const sctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+      const sp = await sctx.newPage();
+      await sp.route("**/readyz", (r) => r.fulfill({
+        status: 503, contentType: "application/json",
+        body: JSON.stringify({ error: { code: "store_degraded", message: "the store is degraded" },
+                               status: "degraded", store: "degraded", spooled: 42 }),
+      }));
+      await login(sp, base, TOKENS.viewer);
+      await sp.waitForSelector("[data-store=degraded]", { timeout: T });
+      check(/42/.test(await sp.textContent("[data-store=degraded]")), "the spooled count is shown");
+      await sp.screenshot({ path: join(SHOTS, "store-degraded.png") });
+      await sctx.close();
+    });
+
     await step("no script errors on the page", async () => {
       check(consoleErrors.length === 0, consoleErrors.join("; "));
     });

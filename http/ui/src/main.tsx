@@ -10,6 +10,7 @@ import { Overview } from "./overview";
 import { onLinkClick, useLocation } from "./router";
 import { RunDetail } from "./run";
 import { signIn, signOut, useStore } from "./store";
+import { StoreBanner } from "./storebanner";
 import "./style.css";
 
 function Login() {
@@ -98,6 +99,7 @@ function App() {
           <button type="button" onClick={() => signOut()}>{t("signOut")}</button>
         </div>
       </header>
+      <StoreBanner />
       <main id="main" tabIndex={-1}>{s.loaded || path.startsWith("/runs/") || path === "/instances" ? page : <p>{t("loading")}</p>}</main>
     </div>
   );

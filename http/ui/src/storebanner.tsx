@@ -1,0 +1,50 @@
+// The store banner: shown while the daemon cannot reach its PostgreSQL database (degraded: jobs
+// keep running, their records wait in the local outage spool) and while that spool is written
+// back (replaying). The state comes from /readyz when the page loads, then from store.changed
+// events.
+import { useEffect, useState } from "preact/hooks";
+import { currentLang, Lang } from "./i18n";
+import { useEvents } from "./store";
+
+interface StoreState {
+  state: string; // "up" | "degraded" | "replaying"
+  spooled: number;
+}
+
+const TEXT: Record<Lang, { degraded: (n: number) => string; replaying: (n: number) => string }> = {
+  en: {
+    degraded: (n) => `Database unreachable — jobs keep running; ${n} record(s) wait in the local spool`,
+    replaying: (n) => `Database back — writing ${n} spooled record(s)…`,
+  },
+  sv: {
+    degraded: (n) => `Databasen nås inte — jobben fortsätter; ${n} post(er) väntar i den lokala kön`,
+    replaying: (n) => `Databasen är tillbaka — skriver ${n} köad(e) post(er)…`,
+  },
+  da: {
+    degraded: (n) => `Databasen kan ikke nås — job kører videre; ${n} post(er) venter i den lokale kø`,
+    replaying: (n) => `Databasen er tilbage — skriver ${n} post(er) fra køen…`,
+  },
+};
+
+export function StoreBanner() {
+  const [st, setSt] = useState<StoreState>({ state: "up", spooled: 0 });
+  useEffect(() => {
+    fetch("/readyz", { headers: { Accept: "application/json" } })
+      .then((r) => r.json())
+      .then((j) => {
+        if (j && (j.store === "degraded" || j.store === "replaying" || j.store === "up"))
+          setSt({ state: j.store, spooled: Number(j.spooled) || 0 });
+      })
+      .catch(() => undefined);
+  }, []);
+  useEvents((ev) => {
+    if (ev.type === "store.changed" && ev.store) setSt(ev.store as StoreState);
+  }, []);
+  if (st.state !== "degraded" && st.state !== "replaying") return null;
+  const text = TEXT[currentLang()] ?? TEXT.en;
+  return (
+    <div class={`banner store-banner ${st.state}`} role="status" aria-live="polite" data-store={st.state}>
+      {st.state === "degraded" ? text.degraded(st.spooled) : text.replaying(st.spooled)}
+    </div>
+  );
+}
