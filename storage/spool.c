@@ -24,30 +24,17 @@ struct spool {
     size_t pending;
 };
 
-static void put_u32(unsigned char *p, uint32_t v)
+/* Little-endian integers of n bytes in the file's headers. */
+static void put_le(unsigned char *p, uint64_t v, int n)
 {
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < n; i++)
         p[i] = (unsigned char)(v >> (8 * i));
 }
 
-static uint32_t get_u32(const unsigned char *p)
-{
-    uint32_t v = 0;
-    for (int i = 0; i < 4; i++)
-        v |= (uint32_t)p[i] << (8 * i);
-    return v;
-}
-
-static void put_u64(unsigned char *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t get_u64(const unsigned char *p)
+static uint64_t get_le(const unsigned char *p, int n)
 {
     uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < n; i++)
         v |= (uint64_t)p[i] << (8 * i);
     return v;
 }
@@ -89,7 +76,7 @@ static int write_header(spool_t *sp, uint64_t head)
 {
     unsigned char h[SPOOL_HEADER_SIZE];
     memcpy(h, magic, sizeof(magic));
-    put_u64(h + 8, head);
+    put_le(h + 8, head, 8);
     return full_pwrite(sp->fd, h, sizeof(h), 0);
 }
 
@@ -127,7 +114,7 @@ static uint64_t scan(spool_t *sp, uint64_t size)
         unsigned char rh[8];
         if (size - off < sizeof(rh) || full_pread(sp->fd, rh, sizeof(rh), off) < 0)
             break;
-        uint32_t len = get_u32(rh), sum = get_u32(rh + 4);
+        uint32_t len = (uint32_t)get_le(rh, 4), sum = (uint32_t)get_le(rh + 4, 4);
         if (len == 0 || len > SPOOL_RECORD_MAX || len > size - off - sizeof(rh))
             break;
         if (len > cap) {
@@ -195,7 +182,7 @@ int spool_open(const char *path, uint64_t max_bytes, spool_t **out)
         rc = -EINVAL;
         goto fail;
     }
-    sp->head = get_u64(h + 8);
+    sp->head = get_le(h + 8, 8);
     if (sp->head < SPOOL_HEADER_SIZE || sp->head > size) {
         cv_warn("store", "spool %s: committed offset %llu out of range; replaying every record",
                 path, (unsigned long long)sp->head);
@@ -238,8 +225,8 @@ int spool_append(spool_t *sp, const void *data, size_t len)
     if (sp->max_bytes > 0 && sp->end + need > sp->max_bytes)
         return -ENOSPC;
     unsigned char *rec = cv_malloc(need);
-    put_u32(rec, (uint32_t)len);
-    put_u32(rec + 4, crc(data, len));
+    put_le(rec, len, 4);
+    put_le(rec + 4, crc(data, len), 4);
     memcpy(rec + 8, data, len);
     int rc = full_pwrite(sp->fd, rec, need, sp->end);
     free(rec);
@@ -290,11 +277,11 @@ int spool_read(spool_t *sp, uint64_t off, char **data, size_t *len, uint64_t *ne
         return -ENOENT;
     if (full_pread(sp->fd, rh, sizeof(rh), off) < 0)
         return -EIO;
-    uint32_t n = get_u32(rh);
+    uint32_t n = (uint32_t)get_le(rh, 4);
     if (n == 0 || off + 8 + n > sp->end)
         return -EIO;
     char *buf = cv_malloc((size_t)n + 1);
-    if (full_pread(sp->fd, buf, n, off + 8) < 0 || crc(buf, n) != get_u32(rh + 4)) {
+    if (full_pread(sp->fd, buf, n, off + 8) < 0 || crc(buf, n) != (uint32_t)get_le(rh + 4, 4)) {
         free(buf);
         return -EIO;
     }

@@ -15,7 +15,8 @@ import unittest
 import pgserver
 from cvtest import Daemon, WsClient, main, run_cli, response_schema, schema_errors
 
-CONFIG = """
+# What every instance of these tests shares: the database, a short heartbeat timeout.
+CONFIG_HEAD = """
 instance: {name}
 storage:
   postgres: "{dsn}"
@@ -27,7 +28,9 @@ defaults:
   kill_grace: 1s
   shutdown_grace: 2s
 jobs:
-  - name: tick
+"""
+
+CONFIG = CONFIG_HEAD + """  - name: tick
     schedule: "* * * * * *"
     concurrency: allow
     command: 'echo "$CRONVISOR_SCHEDULED_FOR $CRONVISOR_RUN_ID {name}" >> {ran}; sleep 3'
@@ -209,19 +212,7 @@ class Cluster(unittest.TestCase):
             self.assertEqual(d.stop(), 0)
 
 
-CONFIG_MANUAL = """
-instance: {name}
-storage:
-  postgres: "{dsn}"
-cluster:
-  heartbeat_timeout: 3s
-server:
-  listen: "127.0.0.1:0"
-defaults:
-  kill_grace: 1s
-  shutdown_grace: 2s
-jobs:
-  - name: short
+CONFIG_MANUAL = CONFIG_HEAD + """  - name: short
     schedule: manual
     concurrency: allow
     command: 'sleep 0.5; echo done'
