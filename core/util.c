@@ -213,11 +213,19 @@ void cv_format_utc(int64_t t, char *buf, size_t len)
 
 void cv_format_utc_ms(int64_t ms, char *buf, size_t len)
 {
+    /* Every log line formats the time: the date and time of the last second are kept (per
+     * thread), only the milliseconds are new. */
+    static _Thread_local int64_t last_s = INT64_MIN;
+    static _Thread_local char last[40];
     int64_t s = floor_div(ms, 1000);
-    char tmp[40];
-    cv_format_utc(s, tmp, sizeof(tmp));
-    tmp[strlen(tmp) - 1] = '\0'; /* drop the Z */
-    snprintf(buf, len, "%s.%03dZ", tmp, (int)(ms - s * 1000));
+    if (s != last_s) {
+        cv_format_utc(s, last, sizeof(last));
+        last[strlen(last) - 1] = '\0'; /* drop the Z */
+        last_s = s;
+    }
+    int milli = (int)(ms - s * 1000);
+    snprintf(buf, len, "%s.%c%c%cZ", last, '0' + milli / 100, '0' + milli / 10 % 10,
+             '0' + milli % 10);
 }
 
 static int parse_digits(const char **p, int n, int *out)

@@ -332,19 +332,14 @@ static void active_free(api__active_t *ar)
     free(ar);
 }
 
-static void recount(api_t *a, api__job_t *j)
+/* Adds (sign 1) or removes (-1) an active run's part in its job's live counts. */
+static void tally(api_t *a, api__job_t *j, const run_t *r, int sign)
 {
-    j->running = j->queued = j->own_running = j->own_queued = 0;
-    for (cv_list_t *n = a->active.next; n != &a->active; n = n->next) {
-        const run_t *r = cv_container_of(n, api__active_t, link)->run;
-        if (strcmp(r->job, j->name) == 0) {
-            bool own = !api__run_remote(a, r);
-            j->running += r->status == RUN_RUNNING;
-            j->queued += r->status == RUN_QUEUED;
-            j->own_running += own && r->status == RUN_RUNNING;
-            j->own_queued += own && r->status == RUN_QUEUED;
-        }
-    }
+    bool own = !api__run_remote(a, r);
+    j->running += sign * (r->status == RUN_RUNNING);
+    j->queued += sign * (r->status == RUN_QUEUED);
+    j->own_running += sign * (own && r->status == RUN_RUNNING);
+    j->own_queued += sign * (own && r->status == RUN_QUEUED);
 }
 
 static void count_finished(api__job_t *j, const run_t *r)
@@ -367,6 +362,8 @@ static void count_finished(api__job_t *j, const run_t *r)
 static void track(api_t *a, api__job_t *j, const msg_run_event_t *e)
 {
     api__active_t *ar = api__active_find(a, e->run->id);
+    if (ar)
+        tally(a, j, ar->run, -1);
     if (e->kind == RUN_EV_FINISHED) {
         if (ar)
             active_free(ar);
@@ -380,6 +377,8 @@ static void track(api_t *a, api__job_t *j, const msg_run_event_t *e)
         run_free(ar->run);
         ar->run = run_dup(e->run);
     }
+    if (e->kind != RUN_EV_FINISHED)
+        tally(a, j, ar->run, 1);
     if (e->kind == RUN_EV_STARTED && !e->remote)
         j->last_start_ms = e->run->started_at;
     if (e->kind != RUN_EV_PROGRESS && e->kind != RUN_EV_QUEUED &&
@@ -387,7 +386,6 @@ static void track(api_t *a, api__job_t *j, const msg_run_event_t *e)
         run_free(j->last);
         j->last = run_dup(e->run);
     }
-    recount(a, j);
 }
 
 static void publish_run(api_t *a, const msg_run_event_t *e)

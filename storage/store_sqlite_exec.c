@@ -61,7 +61,7 @@ int store_sqlite__exec_sql(store_sqlite_t *s, const char *sql, const char *what)
  * once per SQL text and kept, up to STMT_CACHE_MAX texts (the run queries build their text from
  * the filters); release() resets a kept statement and finalizes any other. A kept statement
  * still in use (not reset) is not handed out twice: the caller gets a fresh one. */
-#define STMT_CACHE_MAX 64
+#define STMT_CACHE_MAX CV_ARRAY_SIZE(((store_sqlite_t *)0)->stmt_kept)
 
 static sqlite3_stmt *prepare(store_sqlite_t *s, const char *sql, int *err, const char *what)
 {
@@ -79,7 +79,7 @@ static sqlite3_stmt *prepare(store_sqlite_t *s, const char *sql, int *err, const
     }
     if (keep) {
         cv_strmap_put(&s->stmt_cache, sql, st);
-        s->nstmt_cache++;
+        s->stmt_kept[s->nstmt_cache++] = st;
     }
     return st;
 }
@@ -89,11 +89,17 @@ static void release(store_sqlite_t *s, sqlite3_stmt *st)
 {
     if (st == NULL)
         return;
-    const char *sql = sqlite3_sql(st);
-    if (sql != NULL && cv_strmap_get(&s->stmt_cache, sql) == st)
-        sqlite3_reset(st);
-    else
-        sqlite3_finalize(st);
+    for (size_t i = 0; i < SQS__COUNT; i++)
+        if (s->stmts[i] == st) {
+            sqlite3_reset(st);
+            return;
+        }
+    for (size_t i = 0; i < s->nstmt_cache; i++)
+        if (s->stmt_kept[i] == st) {
+            sqlite3_reset(st);
+            return;
+        }
+    sqlite3_finalize(st);
 }
 
 static void finalize_value(void *st)
@@ -394,13 +400,13 @@ static int cmp_i64(const void *a, const void *b)
 static int stats_counts(store_sqlite_t *s, store_job_stats_t *js)
 {
     int err = 0;
-    sqlite3_stmt *st = prepare(s,
-                               "SELECT COUNT(*),"
-                               " SUM(CASE WHEN status = 'SUCCESS' THEN 1 ELSE 0 END),"
-                               " SUM(CASE WHEN status = 'PARTIAL' THEN 1 ELSE 0 END),"
-                               " SUM(CASE WHEN status IN ('FAILED', 'TIMED_OUT') THEN 1 ELSE 0 END)"
-                               " FROM runs WHERE job = $1",
-                               &err, "prepare job statistics");
+    sqlite3_stmt *st = cached(s, SQS_STATS_COUNTS,
+                              "SELECT COUNT(*),"
+                              " SUM(CASE WHEN status = 'SUCCESS' THEN 1 ELSE 0 END),"
+                              " SUM(CASE WHEN status = 'PARTIAL' THEN 1 ELSE 0 END),"
+                              " SUM(CASE WHEN status IN ('FAILED', 'TIMED_OUT') THEN 1 ELSE 0 END)"
+                              " FROM runs WHERE job = $1",
+                              &err, "prepare job statistics");
     if (st == NULL)
         return err;
     bind_text(st, 1, js->job);
@@ -418,14 +424,34 @@ static int stats_counts(store_sqlite_t *s, store_job_stats_t *js)
     return err;
 }
 
+static int stats_failures(store_sqlite_t *s, store_job_stats_t *js)
+{
+    int err = 0;
+    sqlite3_stmt *st = cached(s, SQS_STATS_FAILURES,
+                              "SELECT COUNT(*) FROM runs WHERE job = $1"
+                              " AND status IN ('FAILED', 'TIMED_OUT', 'ABANDONED') AND id > "
+                              "COALESCE((SELECT MAX(id) FROM runs WHERE job = $1"
+                              " AND status IN ('SUCCESS', 'PARTIAL')), 0)",
+                              &err, "prepare counting consecutive failures");
+    if (st == NULL)
+        return err;
+    bind_text(st, 1, js->job);
+    int rc = sqlite3_step(st);
+    js->consecutive_failures = rc == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        err = store_sqlite__error(s, sqlite3_extended_errcode(s->db), "count consecutive failures");
+    release(s, st);
+    return err;
+}
+
 static int stats_durations(store_sqlite_t *s, store_job_stats_t *js, int last_n)
 {
     int err = 0;
-    sqlite3_stmt *st = prepare(s,
-                               "SELECT duration_ms FROM runs WHERE job = $1 AND status IN"
-                               " ('SUCCESS', 'PARTIAL', 'FAILED', 'TIMED_OUT')"
-                               " ORDER BY id DESC LIMIT $2",
-                               &err, "prepare run durations");
+    sqlite3_stmt *st = cached(s, SQS_STATS_DURATIONS,
+                              "SELECT duration_ms FROM runs WHERE job = $1 AND status IN"
+                              " ('SUCCESS', 'PARTIAL', 'FAILED', 'TIMED_OUT')"
+                              " ORDER BY id DESC LIMIT $2",
+                              &err, "prepare run durations");
     if (st == NULL)
         return err;
     bind_text(st, 1, js->job);
@@ -453,8 +479,9 @@ static int stats_last(store_sqlite_t *s, store_job_stats_t *js)
 {
     int err = 0;
     sqlite3_stmt *st =
-        prepare(s, "SELECT " STORE_RUN_COLUMNS " FROM runs WHERE job = $1 ORDER BY id DESC LIMIT 1",
-                &err, "prepare the last run");
+        cached(s, SQS_STATS_LAST,
+               "SELECT " STORE_RUN_COLUMNS " FROM runs WHERE job = $1 ORDER BY id DESC LIMIT 1",
+               &err, "prepare the last run");
     if (st == NULL)
         return err;
     bind_text(st, 1, js->job);
@@ -473,13 +500,7 @@ static void exec_job_stats(store_sqlite_t *s, store_sqlite_req_t *req)
         out[i].job = cv_strdup(req->u.stats.jobs[i]);
         int err = stats_counts(s, &out[i]);
         if (err == 0)
-            err = query_int(s,
-                            "SELECT COUNT(*) FROM runs WHERE job = $1"
-                            " AND status IN ('FAILED', 'TIMED_OUT', 'ABANDONED') AND id > "
-                            "COALESCE((SELECT MAX(id) FROM runs WHERE job = $1"
-                            " AND status IN ('SUCCESS', 'PARTIAL')), 0)",
-                            out[i].job, NULL, 0, &out[i].consecutive_failures,
-                            "count consecutive failures");
+            err = stats_failures(s, &out[i]);
         if (err == 0)
             err = stats_durations(s, &out[i], req->u.stats.last_n);
         if (err == 0)

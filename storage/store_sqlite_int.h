@@ -17,6 +17,10 @@ typedef enum {
     SQS_UPDATE_RUN,
     SQS_GET_RUN,
     SQS_AUDIT_APPEND,
+    SQS_STATS_COUNTS, /* the statistics of one job, re-read after each of its runs */
+    SQS_STATS_FAILURES,
+    SQS_STATS_DURATIONS,
+    SQS_STATS_LAST,
     SQS__COUNT
 } store_sqlite_stmt_t;
 
@@ -36,7 +40,8 @@ typedef struct store_sqlite {
     char *instance; /* default instance of inserted runs */
     sqlite3 *db;    /* owned by the worker once it started */
     sqlite3_stmt *stmts[SQS__COUNT];
-    cv_strmap_t stmt_cache; /* SQL text -> statement prepared once (worker thread only) */
+    cv_strmap_t stmt_cache;      /* SQL text -> statement prepared once (worker thread only) */
+    sqlite3_stmt *stmt_kept[64]; /* the same statements, to tell them apart without hashing */
     size_t nstmt_cache;
     atomic_uint_least64_t commits;
 
