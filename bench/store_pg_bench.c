@@ -208,8 +208,9 @@ static char *fresh(const char *pg_dsn, int *n, char **sqlite_out)
 {
     (*n)++;
     *sqlite_out = cv_sprintf("%s/case%d/runs.db", sqlite_dir, *n);
-    char *cmd = cv_sprintf("psql -q '%s' -c 'DROP TABLE IF EXISTS runs, job_overrides, audit, "
-                           "schema_version' >/dev/null 2>&1",
+    /* everything the migrations made: tables, functions, triggers */
+    char *cmd = cv_sprintf("psql -q '%s' -c 'DROP SCHEMA public CASCADE' -c 'CREATE SCHEMA public'"
+                           " >/dev/null 2>&1",
                            pg_dsn);
     sh(cmd);
     free(cmd);
