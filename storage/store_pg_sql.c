@@ -572,8 +572,10 @@ static int send_retention(store_pg_t *s, store_pg_req_t *r)
     params_t p = {.n = 0};
     if (r->step == STORE_PG_RET_AGE) {
         p_i64(&p, cv_now_ms() - (int64_t)r->u.retention.days * 86400000);
+        /* catch-up claims go with the runs of their age (a catch-up never reaches that far) */
         return send_sql(s, r,
-                        "WITH d AS (DELETE FROM runs WHERE id IN (SELECT id FROM runs WHERE"
+                        "WITH c AS (DELETE FROM firing_claims WHERE scheduled_for < $1::bigint),"
+                        " d AS (DELETE FROM runs WHERE id IN (SELECT id FROM runs WHERE"
                         " status NOT IN ('QUEUED', 'RUNNING') AND (CASE WHEN finished_at > 0"
                         " THEN finished_at ELSE scheduled_for END) < $1::bigint"
                         " ORDER BY id LIMIT 500) RETURNING 1) SELECT COUNT(*) FROM d",

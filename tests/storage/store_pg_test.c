@@ -421,6 +421,15 @@ static void a_catch_up_firing_is_claimed_once_and_not_after_its_cron_firing(void
     assert_int_equal(after_cron.status, -EEXIST);
     assert_int_equal(retry.status, 0);
     assert_int_equal(count_runs(f, "late"), 3);
+    /* retention takes the claims of its age with it: the firing could be claimed again */
+    res_t kept = {0}, again = {0};
+    store_retention(f->store, 1, 0, on_value, &kept);
+    drain(f);
+    assert_int_equal(kept.status, 0);
+    r->attempt = 1;
+    store_insert_run(second, r, on_value, &again);
+    drain(f);
+    assert_int_equal(again.status, 0);
     run_free(r);
     run_free(cron);
     res_t closed = {0};
