@@ -207,6 +207,8 @@ json_t *api__job_json(api_t *a, api__job_t *j, int64_t now)
     json_object_set_new(o, "stats", stats_json(&j->stats));
     json_object_set_new(o, "action", action_json(c));
     json_object_set_new(o, "concurrency", json_string(concurrency_name(c->concurrency)));
+    json_object_set_new(o, "on_store_outage",
+                        json_string(c->on_store_outage == CFG_OUTAGE_RUN ? "run" : "skip"));
     json_object_set_new(o, "timeout_ms", json_integer(c->timeout_ms));
     json_object_set_new(o, "retries", json_integer(c->retries.max));
     json_object_set_new(o, "tags", strings_json(c->tags, c->n_tags));

@@ -96,6 +96,10 @@ class PgOutage(unittest.TestCase):
         for _ in range(3):
             d.wait_log(r"run \d+ job=tick status=(SUCCESS|FAILED) ")
         self.assertEqual(self.readyz(d).json, {"status": "ready", "store": "up", "spooled": 0})
+        jobs = d.api("GET", "/api/jobs")
+        self.assertEqual(schema_errors(jobs.json, response_schema("/api/jobs", "GET", 200)), [])
+        self.assertEqual({j["name"]: j["on_store_outage"] for j in jobs.json["jobs"]},
+                         {"tick": "run", "skip": "skip", "manual": "skip"})
         ws = WsClient(d.port())  # the stream publishes changes of the state
 
         # The database goes away: the store says so, and jobs keep running.
