@@ -6,6 +6,7 @@
 #include "core/log.h"
 
 #include <jansson.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,33 +31,50 @@ static json_t *jstr(const char *s)
     return s ? json_string(s) : json_null();
 }
 
+/* The fields of a spooled run, in one table for writing and reading them back. */
+typedef enum { RF_I64, RF_INT, RF_DBL, RF_STR } run_field_type_t;
+
+/* clang-format off */
+static const struct {
+    const char *name;
+    size_t off;
+    run_field_type_t type;
+} run_fields[] = {
+#define RF(field, type) {#field, offsetof(run_t, field), type}
+    RF(id, RF_I64),            RF(job, RF_STR),           RF(status, RF_INT),
+    RF(trigger, RF_STR),       RF(scheduled_for, RF_I64), RF(queued_at, RF_I64),
+    RF(started_at, RF_I64),    RF(finished_at, RF_I64),   RF(duration_ms, RF_I64),
+    RF(attempt, RF_INT),       RF(retry_of, RF_I64),      RF(exit_code, RF_INT),
+    RF(signal, RF_INT),        RF(items_processed, RF_I64), RF(items_failed, RF_I64),
+    RF(progress, RF_DBL),      RF(summary_json, RF_STR),  RF(error, RF_STR),
+    RF(output_tail, RF_STR),   RF(output_bytes, RF_I64),  RF(max_rss_kb, RF_I64),
+    RF(cpu_user_ms, RF_I64),   RF(cpu_sys_ms, RF_I64),    RF(instance, RF_STR),
+#undef RF
+};
+/* clang-format on */
+
 static json_t *run_json(const run_t *r)
 {
     json_t *o = json_object();
-    json_object_set_new(o, "id", json_integer(r->id));
-    json_object_set_new(o, "job", jstr(r->job));
-    json_object_set_new(o, "status", json_integer(r->status));
-    json_object_set_new(o, "trigger", jstr(r->trigger));
-    json_object_set_new(o, "scheduled_for", json_integer(r->scheduled_for));
-    json_object_set_new(o, "queued_at", json_integer(r->queued_at));
-    json_object_set_new(o, "started_at", json_integer(r->started_at));
-    json_object_set_new(o, "finished_at", json_integer(r->finished_at));
-    json_object_set_new(o, "duration_ms", json_integer(r->duration_ms));
-    json_object_set_new(o, "attempt", json_integer(r->attempt));
-    json_object_set_new(o, "retry_of", json_integer(r->retry_of));
-    json_object_set_new(o, "exit_code", json_integer(r->exit_code));
-    json_object_set_new(o, "signal", json_integer(r->signal));
-    json_object_set_new(o, "items_processed", json_integer(r->items_processed));
-    json_object_set_new(o, "items_failed", json_integer(r->items_failed));
-    json_object_set_new(o, "progress", json_real(r->progress));
-    json_object_set_new(o, "summary_json", jstr(r->summary_json));
-    json_object_set_new(o, "error", jstr(r->error));
-    json_object_set_new(o, "output_tail", jstr(r->output_tail));
-    json_object_set_new(o, "output_bytes", json_integer(r->output_bytes));
-    json_object_set_new(o, "max_rss_kb", json_integer(r->max_rss_kb));
-    json_object_set_new(o, "cpu_user_ms", json_integer(r->cpu_user_ms));
-    json_object_set_new(o, "cpu_sys_ms", json_integer(r->cpu_sys_ms));
-    json_object_set_new(o, "instance", jstr(r->instance));
+    for (size_t i = 0; i < CV_ARRAY_SIZE(run_fields); i++) {
+        const char *p = (const char *)r + run_fields[i].off;
+        json_t *v;
+        switch (run_fields[i].type) {
+        case RF_I64:
+            v = json_integer(*(const int64_t *)p);
+            break;
+        case RF_INT:
+            v = json_integer(run_fields[i].off == offsetof(run_t, status) ? (int)r->status
+                                                                          : *(const int *)p);
+            break;
+        case RF_DBL:
+            v = json_real(*(const double *)p);
+            break;
+        default:
+            v = jstr(*(char *const *)p);
+        }
+        json_object_set_new(o, run_fields[i].name, v);
+    }
     return o;
 }
 
@@ -76,31 +94,28 @@ static run_t *run_from(const json_t *o)
     if (!json_is_object(o))
         return NULL;
     run_t *r = cv_calloc(1, sizeof(*r));
-    r->id = gi(o, "id");
-    r->job = gs(o, "job");
-    int64_t st = gi(o, "status");
-    r->status = st >= 0 && st < RUN__COUNT ? (run_status_t)st : RUN_FAILED;
-    r->trigger = gs(o, "trigger");
-    r->scheduled_for = gi(o, "scheduled_for");
-    r->queued_at = gi(o, "queued_at");
-    r->started_at = gi(o, "started_at");
-    r->finished_at = gi(o, "finished_at");
-    r->duration_ms = gi(o, "duration_ms");
-    r->attempt = (int)gi(o, "attempt");
-    r->retry_of = gi(o, "retry_of");
-    r->exit_code = (int)gi(o, "exit_code");
-    r->signal = (int)gi(o, "signal");
-    r->items_processed = gi(o, "items_processed");
-    r->items_failed = gi(o, "items_failed");
-    r->progress = json_number_value(json_object_get(o, "progress"));
-    r->summary_json = gs(o, "summary_json");
-    r->error = gs(o, "error");
-    r->output_tail = gs(o, "output_tail");
-    r->output_bytes = gi(o, "output_bytes");
-    r->max_rss_kb = gi(o, "max_rss_kb");
-    r->cpu_user_ms = gi(o, "cpu_user_ms");
-    r->cpu_sys_ms = gi(o, "cpu_sys_ms");
-    r->instance = gs(o, "instance");
+    for (size_t i = 0; i < CV_ARRAY_SIZE(run_fields); i++) {
+        char *p = (char *)r + run_fields[i].off;
+        const char *k = run_fields[i].name;
+        switch (run_fields[i].type) {
+        case RF_I64:
+            *(int64_t *)p = gi(o, k);
+            break;
+        case RF_INT:
+            if (run_fields[i].off == offsetof(run_t, status)) {
+                int64_t st = gi(o, k);
+                r->status = st >= 0 && st < RUN__COUNT ? (run_status_t)st : RUN_FAILED;
+            } else {
+                *(int *)p = (int)gi(o, k);
+            }
+            break;
+        case RF_DBL:
+            *(double *)p = json_number_value(json_object_get(o, k));
+            break;
+        default:
+            *(char **)p = gs(o, k);
+        }
+    }
     if (r->job == NULL || r->trigger == NULL) {
         run_free(r);
         return NULL;
