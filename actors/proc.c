@@ -574,8 +574,13 @@ int proc_start(uv_loop_t *loop, const proc_opts_t *o, const proc_callbacks_t *cb
         p->open_handles++;
     }
     launch(p, o);
+    /* The timeout counts from the spawn: the loop's time is the one cached when this iteration
+     * began, before a wait for the instant (not_before_ns) or the spawns of a burst. */
+    uv_update_time(loop);
+    /* + 1: the loop's clock is whole milliseconds, so a timer may go off up to 1 ms before the
+     * duration measured from start_mono_ns reaches the timeout. */
     if (p->res.pid > 0 && o->timeout_ms > 0)
-        uv_timer_start(&p->timeout_timer, on_timeout, o->timeout_ms, 0);
+        uv_timer_start(&p->timeout_timer, on_timeout, o->timeout_ms + 1, 0);
     *out = p;
     return 0;
 }
