@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static void oom(size_t n)
@@ -125,6 +126,29 @@ void cv_buf_free(cv_buf_t *b)
     free(b->data);
     b->data = NULL;
     b->len = b->cap = 0;
+}
+
+int cv_mkdir_parent(const char *path, unsigned mode)
+{
+    char *dir = cv_strdup(path);
+    char *slash = strrchr(dir, '/');
+    int rc = 0;
+    if (slash == NULL || slash == dir)
+        goto out;
+    *slash = '\0';
+    for (char *p = dir + 1; *p && rc == 0; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(dir, (mode_t)mode) != 0 && errno != EEXIST)
+            rc = -errno;
+        *p = '/';
+    }
+    if (rc == 0 && mkdir(dir, (mode_t)mode) != 0 && errno != EEXIST)
+        rc = -errno;
+out:
+    free(dir);
+    return rc;
 }
 
 int64_t cv_now_ms(void)

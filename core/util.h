@@ -61,6 +61,10 @@ static inline void cv_list_remove(cv_list_t *n)
     n->prev = n->next = n;
 }
 
+/** mkdir -p of the directory that will hold path (mode for the ones it creates). Returns 0 or
+ * -errno. */
+int cv_mkdir_parent(const char *path, unsigned mode);
+
 /** Wall clock in milliseconds since the Unix epoch (CLOCK_REALTIME). */
 int64_t cv_now_ms(void);
 /** Monotonic clock in nanoseconds (CLOCK_MONOTONIC). */

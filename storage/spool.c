@@ -80,28 +80,6 @@ static int write_header(spool_t *sp, uint64_t head)
     return full_pwrite(sp->fd, h, sizeof(h), 0);
 }
 
-static int mkdir_parent(const char *path)
-{
-    char *dir = cv_strdup(path);
-    char *slash = strrchr(dir, '/');
-    int rc = 0;
-    if (slash && slash != dir) {
-        *slash = '\0';
-        for (char *p = dir + 1; *p; p++) {
-            if (*p != '/')
-                continue;
-            *p = '\0';
-            if (mkdir(dir, 0750) != 0 && errno != EEXIST)
-                rc = -errno;
-            *p = '/';
-        }
-        if (rc == 0 && mkdir(dir, 0750) != 0 && errno != EEXIST)
-            rc = -errno;
-    }
-    free(dir);
-    return rc;
-}
-
 /* Walks the records from head; sets end to the end of the last whole one, counts them, and says
  * where a torn one starts (0 when none). */
 static uint64_t scan(spool_t *sp, uint64_t size)
@@ -133,7 +111,7 @@ static uint64_t scan(spool_t *sp, uint64_t size)
 
 int spool_open(const char *path, uint64_t max_bytes, spool_t **out)
 {
-    int rc = mkdir_parent(path);
+    int rc = cv_mkdir_parent(path, 0750);
     if (rc < 0) {
         cv_error("store", "cannot create the directory of the spool %s: %s", path, strerror(-rc));
         return rc;

@@ -15,34 +15,6 @@ static const store_ops_t sqlite_ops;
 
 /* ---- opening ---- */
 
-/* mkdir -p of the directory that will hold path. */
-static int make_parent_dir(const char *path)
-{
-    char *dir = cv_strdup(path);
-    char *slash = strrchr(dir, '/');
-    int rc = 0;
-    if (slash == NULL || slash == dir)
-        goto out;
-    *slash = '\0';
-    for (char *p = dir + 1; *p; p++) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-            rc = -errno;
-            goto out;
-        }
-        *p = '/';
-    }
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        rc = -errno;
-out:
-    if (rc < 0)
-        cv_error("store", "cannot create the directory of database %s: %s", path, strerror(-rc));
-    free(dir);
-    return rc;
-}
-
 static int open_db(store_sqlite_t *s, const store_config_t *cfg)
 {
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI;
@@ -86,7 +58,9 @@ int store_sqlite_open(uv_loop_t *loop, const store_config_t *cfg, store_t **out)
     cv_list_init(&s->done);
     cv_list_init(&s->pending);
     if (strncmp(path, "file:", 5) != 0 && strcmp(path, ":memory:") != 0)
-        err = make_parent_dir(path);
+        err = cv_mkdir_parent(path, 0755);
+    if (err < 0)
+        cv_error("store", "cannot create the directory of database %s: %s", path, strerror(-err));
     if (err == 0)
         err = open_db(s, cfg);
     if (err < 0)
