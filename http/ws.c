@@ -49,7 +49,6 @@ struct ws_hub {
     event_t *ring; /* ring[seq % ring_size] */
     uint64_t latest;
     uint64_t gap_seq;       /* a placeholder for events skipped while nobody listened (0: none) */
-    bool skipping;          /* the latest sequence number is that placeholder */
     int64_t last_client_ns; /* when the last client left (monotonic), 0 when none ever came */
     bool closing;
     ws_hub_stats_t stats;
@@ -508,7 +507,6 @@ int64_t ws_hub_publish(ws_hub_t *hub, const char *json, size_t len)
     if (!object_body(json, len, &members, &mlen))
         return -EINVAL;
     uint64_t seq = ++hub->latest;
-    hub->skipping = false;
     char prefix[40];
     snprintf(prefix, sizeof(prefix), "\"seq\":%llu", (unsigned long long)seq);
     event_t *e = &hub->ring[seq % hub->o.ring_size];
@@ -535,7 +533,7 @@ bool ws_hub_listening(const ws_hub_t *hub)
 
 void ws_hub_skip(ws_hub_t *hub)
 {
-    if (hub->skipping)
+    if (hub->gap_seq != 0 && hub->gap_seq == hub->latest) /* the latest is the placeholder */
         return;
     uint64_t seq = ++hub->latest;
     event_t *e = &hub->ring[seq % hub->o.ring_size];
@@ -544,7 +542,6 @@ void ws_hub_skip(ws_hub_t *hub)
     e->len = 0;
     e->seq = seq;
     hub->gap_seq = seq;
-    hub->skipping = true;
     hub->stats.events = seq;
 }
 
