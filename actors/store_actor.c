@@ -95,7 +95,7 @@ typedef struct {
     int waiting; /* callbacks still to come: the claim, and with the check the two reads */
 } claim_t;
 
-static void claim_done(claim_t *c, const store_instance_t *inst, size_t ninst)
+static void claim_done(claim_t *c)
 {
     store_actor_t *sa = c->sa;
     if (c->status == 0)
@@ -109,8 +109,9 @@ static void claim_done(claim_t *c, const store_instance_t *inst, size_t ninst)
         for (size_t i = 0; c->status == 0 && i < c->nactive; i++) {
             const run_t *o = c->active[i];
             bool live = false;
-            for (size_t k = 0; o->instance && k < ninst && !live; k++)
-                live = strcmp(inst[k].id, o->instance) == 0 && inst[k].last_seen >= c->live_since;
+            for (size_t k = 0; o->instance && k < c->ninst && !live; k++)
+                live = strcmp(c->inst[k].id, o->instance) == 0 &&
+                       c->inst[k].last_seen >= c->live_since;
             if (!live || strcmp(o->instance, c->self) == 0 || r->nothers == MSG_CLAIM_MAX_OTHERS)
                 continue;
             r->other_run[r->nothers] = o->id;
@@ -132,7 +133,7 @@ static void claim_done(claim_t *c, const store_instance_t *inst, size_t ninst)
 static void claim_step(claim_t *c)
 {
     if (--c->waiting == 0)
-        claim_done(c, c->inst, c->ninst);
+        claim_done(c);
 }
 
 static void on_claimed(void *ud, int status, int64_t id)
