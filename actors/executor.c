@@ -221,12 +221,19 @@ static void on_fire(executor_t *ex, msg_fire_t *f)
         exec__admit(xr, f);
 }
 
-void exec__skip_unclaimed(exec__run_t *xr, const msg_fire_t *f, const char *why)
+/* Answers a firing that will not run and records it with its reason. Takes xr. */
+static void refuse(exec__run_t *xr, const msg_fire_t *f, fire_outcome_t outcome, run_status_t st,
+                   const char *why)
 {
     executor_t *ex = xr->ex;
-    reply(f, FIRE_SKIPPED, xr->run->id, RUN_SKIPPED, why);
-    finish_unstarted(xr, RUN_SKIPPED, why);
+    reply(f, outcome, xr->run->id, st, why);
+    finish_unstarted(xr, st, why);
     maybe_shutdown_done(ex);
+}
+
+void exec__skip_unclaimed(exec__run_t *xr, const msg_fire_t *f, const char *why)
+{
+    refuse(xr, f, FIRE_SKIPPED, RUN_SKIPPED, why);
 }
 
 void exec__admit(exec__run_t *xr, const msg_fire_t *f)
@@ -241,8 +248,7 @@ void exec__admit(exec__run_t *xr, const msg_fire_t *f)
     }
     char *blocked = requires_blocked(ex, job);
     if (blocked) {
-        reply(f, FIRE_SKIPPED, xr->run->id, RUN_SKIPPED, blocked);
-        finish_unstarted(xr, RUN_SKIPPED, blocked);
+        refuse(xr, f, FIRE_SKIPPED, RUN_SKIPPED, blocked);
         free(blocked);
         return;
     }
@@ -250,8 +256,7 @@ void exec__admit(exec__run_t *xr, const msg_fire_t *f)
         char *why = cv_sprintf("skipped: run %lld of '%s' is still active on instance %s"
                                " (concurrency: forbid)",
                                (long long)xr->other_run[0], job->name, xr->other_instance);
-        reply(f, FIRE_SKIPPED, xr->run->id, RUN_SKIPPED, why);
-        finish_unstarted(xr, RUN_SKIPPED, why);
+        refuse(xr, f, FIRE_SKIPPED, RUN_SKIPPED, why);
         free(why);
         return;
     }
@@ -260,8 +265,7 @@ void exec__admit(exec__run_t *xr, const msg_fire_t *f)
     if (xr->js->active > 0 && job->concurrency == CFG_CONC_FORBID) {
         char *why =
             cv_sprintf("skipped: a run of '%s' is still active (concurrency: forbid)", job->name);
-        reply(f, FIRE_SKIPPED, xr->run->id, RUN_SKIPPED, why);
-        finish_unstarted(xr, RUN_SKIPPED, why);
+        refuse(xr, f, FIRE_SKIPPED, RUN_SKIPPED, why);
         free(why);
         return;
     }
