@@ -12,9 +12,11 @@ extern char **environ;
 
 #define PROGRESS_MIN_INTERVAL_MS 100
 
+/* The child's environment: the daemon's own entries are borrowed (they outlive proc_start, which
+ * copies what it needs), the rest are ours from `owned` on. */
 typedef struct {
     char **items;
-    size_t n, cap;
+    size_t n, cap, owned;
 } env_t;
 
 static void env_add(env_t *e, char *entry)
@@ -40,14 +42,15 @@ static bool env_overridden(const cfg_job_t *job, const char *entry)
 }
 
 /* The daemon's environment, then the job's env, then the CRONVISOR_* variables. */
-static char **build_env(const exec__run_t *xr)
+static env_t build_env(const exec__run_t *xr)
 {
     const cfg_job_t *job = xr->job;
     const run_t *r = xr->run;
     env_t e = {0};
     for (char **p = environ; p && *p; p++)
         if (!env_overridden(job, *p))
-            env_add(&e, cv_strdup(*p));
+            env_add(&e, *p);
+    e.owned = e.n;
     for (unsigned i = 0; i < job->n_env; i++)
         env_add(&e, cv_sprintf("%s=%s", job->env[i].key, job->env[i].value));
     char when[40];
@@ -58,14 +61,14 @@ static char **build_env(const exec__run_t *xr)
     env_add(&e, cv_sprintf("CRONVISOR_SCHEDULED_FOR=%s", when));
     env_add(&e, cv_sprintf("CRONVISOR_ATTEMPT=%d", r->attempt));
     env_add(&e, cv_sprintf("CRONVISOR_INSTANCE=%s", r->instance));
-    return e.items;
+    return e;
 }
 
-static void env_free(char **env)
+static void env_free(env_t *e)
 {
-    for (char **p = env; p && *p; p++)
-        free(*p);
-    free(env);
+    for (size_t i = e->owned; i < e->n; i++)
+        free(e->items[i]);
+    free(e->items);
 }
 
 static void on_line(proc_t *p, const proc_line_t *line, void *data)
@@ -157,11 +160,11 @@ static void on_complete(proc_t *p, const proc_result_t *res, void *data)
 void exec__spawn(exec__run_t *xr)
 {
     const cfg_job_t *job = xr->job;
-    char **env = build_env(xr);
+    env_t env = build_env(xr);
     proc_opts_t o = {
         .argv = job->action == CFG_ACTION_ARGV ? (const char *const *)job->argv : NULL,
         .command = job->action == CFG_ACTION_SHELL ? job->shell : NULL,
-        .env = (const char *const *)env,
+        .env = (const char *const *)env.items,
         .cwd = job->workdir,
         .timeout_ms = (uint64_t)job->timeout_ms,
         .kill_grace_ms = (uint64_t)job->kill_grace_ms,
@@ -172,7 +175,7 @@ void exec__spawn(exec__run_t *xr)
         .on_complete = on_complete, .on_line = on_line, .on_values = on_values, .data = xr};
     uv_loop_t *loop = cv_runtime_loop(cv_actor_runtime(xr->ex->actor));
     int rc = proc_start(loop, &o, &cbs, &xr->proc);
-    env_free(env);
+    env_free(&env);
     if (rc != 0) {
         xr->run->status = RUN_FAILED;
         xr->run->error = cv_sprintf("could not start: %s", strerror(-rc));

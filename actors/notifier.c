@@ -712,10 +712,17 @@ cv_actor_t *notifier_actor(notifier_t *n)
 void notifier_start(notifier_t *n)
 {
     const cfg_t *cfg = n->cfg->cfg;
+    /* Whether a job is failing matters only to a rule that announces its recovery. */
     const char **jobs = cv_calloc(cfg->n_jobs + 1, sizeof(char *));
-    for (unsigned i = 0; i < cfg->n_jobs; i++)
-        jobs[i] = cfg->jobs[i].name;
-    ask_stats(n, 0, jobs, cfg->n_jobs);
+    size_t njobs = 0;
+    for (unsigned i = 0; i < cfg->n_jobs; i++) {
+        bool any = false;
+        for (unsigned k = 0; k < cfg->n_notify && !any; k++)
+            any = wants(&cfg->notify[k], "run.recovered", cfg->jobs[i].name);
+        if (any)
+            jobs[njobs++] = cfg->jobs[i].name;
+    }
+    ask_stats(n, 0, jobs, njobs);
     free(jobs);
 }
 

@@ -522,6 +522,7 @@ void cfg_free(cfg_t *cfg)
     }
     free(cfg->links);
     free(cfg->instance);
+    cv_strmap_free(&cfg->job_index, NULL);
     for (unsigned i = 0; i < cfg->n_jobs; i++)
         free_job(&cfg->jobs[i]);
     free(cfg->jobs);
@@ -539,8 +540,5 @@ void cfg_free(cfg_t *cfg)
 
 const cfg_job_t *cfg_find_job(const cfg_t *cfg, const char *name)
 {
-    for (unsigned i = 0; cfg && name && i < cfg->n_jobs; i++)
-        if (cfg->jobs[i].name && strcmp(cfg->jobs[i].name, name) == 0)
-            return &cfg->jobs[i];
-    return NULL;
+    return cfg && name ? cv_strmap_get(&cfg->job_index, name) : NULL;
 }

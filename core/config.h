@@ -16,6 +16,7 @@
 #ifndef CV_CORE_CONFIG_H
 #define CV_CORE_CONFIG_H
 
+#include "core/strmap.h"
 #include "core/util.h"
 
 #include <stdbool.h>
@@ -238,6 +239,7 @@ typedef struct cfg {
     char *instance; /* NULL unless given */
     cfg_job_t *jobs;
     unsigned n_jobs;
+    cv_strmap_t job_index; /* name -> job, filled while the names are checked */
     cfg_probe_t *probes;
     unsigned n_probes;
     cfg_notify_t *notify;

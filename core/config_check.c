@@ -100,7 +100,7 @@ static cfg_pos_t where(cfg__where_fn fn, void *ud, const cfg_t *cfg, unsigned jo
     return cfg->jobs[job].pos;
 }
 
-static void check_job_names(cfg__ctx_t *c, const cfg_t *cfg, cfg__where_fn fn, void *ud)
+static void check_job_names(cfg__ctx_t *c, cfg_t *cfg, cfg__where_fn fn, void *ud)
 {
     for (unsigned i = 0; i < cfg->n_jobs; i++) {
         const cfg_job_t *j = &cfg->jobs[i];
@@ -112,14 +112,13 @@ static void check_job_names(cfg__ctx_t *c, const cfg_t *cfg, cfg__where_fn fn, v
                           j->name);
             continue;
         }
-        for (unsigned k = 0; k < i; k++) {
-            if (cfg->jobs[k].name && strcmp(cfg->jobs[k].name, j->name) == 0) {
-                cfg__error_at(c, where(fn, ud, cfg, i, "name", -1), j->name,
-                              "duplicate job name (first defined at line %d)",
-                              cfg->jobs[k].pos.line);
-                break;
-            }
+        const cfg_job_t *first = cv_strmap_get(&cfg->job_index, j->name);
+        if (first) {
+            cfg__error_at(c, where(fn, ud, cfg, i, "name", -1), j->name,
+                          "duplicate job name (first defined at line %d)", first->pos.line);
+            continue;
         }
+        cv_strmap_put(&cfg->job_index, j->name, (void *)j);
     }
 }
 

@@ -62,82 +62,107 @@ void cv_secret_clear(void)
     pthread_mutex_unlock(&log_lock);
 }
 
-/* Called with log_lock held. */
-static char *redact_locked(const char *s)
+/* Appends s[0..len) to out with every registered secret replaced by "***": at each point the
+ * earliest occurrence of any secret is cut, the longest one when several start there. Called with
+ * log_lock held. */
+static void redact_into(cv_buf_t *out, const char *s, size_t len)
 {
-    cv_buf_t out = {0};
-    const char *p = s;
-    while (*p) {
-        size_t best = 0;
+    const char *p = s, *end = s + len;
+    while (p < end) {
+        const char *hit = NULL;
+        size_t hit_len = 0;
         for (size_t i = 0; i < nsecrets; i++) {
             size_t n = strlen(secrets[i]);
-            if (n > best && strncmp(p, secrets[i], n) == 0)
-                best = n;
+            const char *q = memmem(p, (size_t)(end - p), secrets[i], n);
+            if (q && (hit == NULL || q < hit || (q == hit && n > hit_len))) {
+                hit = q;
+                hit_len = n;
+            }
         }
-        if (best) {
-            cv_buf_appends(&out, "***");
-            p += best;
-        } else {
-            cv_buf_append(&out, p, 1);
-            p++;
+        if (hit == NULL) {
+            cv_buf_append(out, p, (size_t)(end - p));
+            return;
         }
+        cv_buf_append(out, p, (size_t)(hit - p));
+        cv_buf_append(out, "***", 3);
+        p = hit + hit_len;
     }
-    if (out.data == NULL)
-        return cv_strdup("");
-    return out.data;
 }
 
 char *cv_secret_redact(const char *s)
 {
+    cv_buf_t out = {0};
     pthread_mutex_lock(&log_lock);
-    char *r = redact_locked(s);
+    redact_into(&out, s, strlen(s));
     pthread_mutex_unlock(&log_lock);
-    return r;
+    return out.data ? out.data : cv_strdup("");
 }
 
-static void json_escape(cv_buf_t *b, const char *s)
+/* Appends s[0..len) as the inside of a JSON string: runs of plain bytes are copied at once. */
+static void json_escape(cv_buf_t *b, const char *s, size_t len)
 {
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
+    size_t run = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        cv_buf_append(b, s + run, i - run);
+        run = i + 1;
         if (c == '"' || c == '\\')
             cv_buf_printf(b, "\\%c", c);
         else if (c == '\n')
             cv_buf_appends(b, "\\n");
-        else if (c < 0x20)
-            cv_buf_printf(b, "\\u%04x", c);
         else
-            cv_buf_append(b, s, 1);
+            cv_buf_printf(b, "\\u%04x", c);
     }
+    cv_buf_append(b, s + run, len - run);
 }
 
 void cv_log(cv_log_level_t lvl, const char *component, const char *fmt, ...)
 {
     if (lvl < log_min)
         return;
+    /* Most messages fit the stack buffer: one vsnprintf, no allocation. */
+    char small[512];
+    char *msg = small;
     va_list ap;
     va_start(ap, fmt);
-    char *msg = cv_vsprintf(fmt, ap);
+    int n = vsnprintf(small, sizeof(small), fmt, ap);
     va_end(ap);
+    if (n < 0)
+        n = 0;
+    else if ((size_t)n >= sizeof(small)) {
+        va_start(ap, fmt);
+        msg = cv_vsprintf(fmt, ap);
+        va_end(ap);
+    }
 
     char ts[40];
     cv_format_utc_ms(cv_now_ms(), ts, sizeof(ts));
-    cv_buf_t line = {0};
     pthread_mutex_lock(&log_lock);
-    char *safe = redact_locked(msg);
+    /* One line buffer, kept between lines (under the lock), so a line costs no allocation. */
+    static cv_buf_t line, safe;
+    cv_buf_reset(&line);
+    cv_buf_reset(&safe);
+    redact_into(&safe, msg, (size_t)n);
     if (log_json) {
-        cv_buf_printf(&line, "{\"ts\":\"%s\",\"level\":\"%s\",\"component\":\"", ts,
-                      level_names[lvl]);
-        json_escape(&line, component);
+        cv_buf_appends(&line, "{\"ts\":\"");
+        cv_buf_appends(&line, ts);
+        cv_buf_appends(&line, "\",\"level\":\"");
+        cv_buf_appends(&line, level_names[lvl]);
+        cv_buf_appends(&line, "\",\"component\":\"");
+        json_escape(&line, component, strlen(component));
         cv_buf_appends(&line, "\",\"msg\":\"");
-        json_escape(&line, safe);
+        json_escape(&line, safe.data ? safe.data : "", safe.len);
         cv_buf_appends(&line, "\"}\n");
     } else {
-        cv_buf_printf(&line, "%s %-5s %-6s %s\n", ts, level_names[lvl], component, safe);
+        cv_buf_printf(&line, "%s %-5s %-6s ", ts, level_names[lvl], component);
+        cv_buf_append(&line, safe.data ? safe.data : "", safe.len);
+        cv_buf_append(&line, "\n", 1);
     }
     ssize_t ignored = write(STDERR_FILENO, line.data, line.len);
     (void)ignored;
     pthread_mutex_unlock(&log_lock);
-    free(safe);
-    free(msg);
-    cv_buf_free(&line);
+    if (msg != small)
+        free(msg);
 }

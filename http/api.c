@@ -51,7 +51,7 @@ void api__store_call(api_t *a, void (*fn)(store_t *st, void *ud), void (*gone)(v
 static void on_config(api_t *a, msg_exec_config_t *c)
 {
     api__model_config(a, c->cfg);
-    api__model_refresh_stats(a, NULL);
+    api__model_refresh_new_stats(a);
 }
 
 /* Auto-disables and the changes made on other instances; those already known (made through
@@ -206,7 +206,7 @@ void api_set_peers(api_t *a, cv_actor_t *executor, cv_actor_t *scheduler)
 {
     a->executor = executor;
     a->scheduler = scheduler;
-    api__model_refresh_stats(a, NULL);
+    api__model_refresh_new_stats(a);
 }
 
 void api_set_health_peers(api_t *a, cv_actor_t *prober, cv_actor_t *notifier)

@@ -45,6 +45,7 @@ typedef struct api__job {
     int64_t last_start_ms, last_success_ms;
     uint64_t items_processed, items_failed;
     bool stats_dirty; /* waiting in api->stats_dirty for a statistics refresh */
+    bool stats_asked; /* statistics asked for at least once */
 } api__job_t;
 
 /** A run that is queued or running: its snapshot and its output so far. */
@@ -132,6 +133,9 @@ void api__queries_abort(api_t *a);
 json_t *api__health_json(const health_result_t *h);
 /** Reads the statistics of one job (NULL: every job) from the store into the model. */
 void api__model_refresh_stats(api_t *a, const char *job);
+/** Reads the statistics of the configured jobs whose statistics were never asked for (the first
+ * configuration, jobs a reload added). */
+void api__model_refresh_new_stats(api_t *a);
 /** True when r is another instance's run (shared store), known from the database's events. */
 bool api__run_remote(const api_t *a, const run_t *r);
 /** Applies a MSG_STORE_STATE and publishes store.changed when it changed. */

@@ -279,6 +279,27 @@ static void stats_flush(api_t *a)
     api__store_call(a, stats_run, stats_gone, c);
 }
 
+/* One store call for every configured job, or (only_new) those never asked for. */
+static void stats_ask(api_t *a, bool only_new)
+{
+    stats_call_t *c = cv_calloc(1, sizeof(*c));
+    c->a = a;
+    c->jobs = cv_calloc(a->njobs, sizeof(*c->jobs));
+    for (size_t i = 0; i < a->njobs; i++) {
+        api__job_t *j = a->jobs[i];
+        if (!only_new || !j->stats_asked)
+            c->jobs[c->njobs++] = cv_strdup(j->name);
+        j->stats_asked = true;
+    }
+    if (c->njobs == 0) {
+        free(c->jobs);
+        free(c);
+        return;
+    }
+    a->pending++;
+    api__store_call(a, stats_run, stats_gone, c);
+}
+
 void api__model_refresh_stats(api_t *a, const char *job)
 {
     if (a->njobs == 0 || a->closed)
@@ -296,15 +317,13 @@ void api__model_refresh_stats(api_t *a, const char *job)
         stats_flush(a);
         return;
     }
-    stats_call_t *c = cv_calloc(1, sizeof(*c));
-    c->a = a;
-    size_t n = job ? 1 : a->njobs;
-    c->jobs = cv_calloc(n, sizeof(*c->jobs));
-    for (size_t i = 0; i < n; i++)
-        c->jobs[i] = cv_strdup(job ? job : a->jobs[i]->name);
-    c->njobs = n;
-    a->pending++;
-    api__store_call(a, stats_run, stats_gone, c);
+    stats_ask(a, false);
+}
+
+void api__model_refresh_new_stats(api_t *a)
+{
+    if (a->njobs > 0 && !a->closed)
+        stats_ask(a, true);
 }
 
 /* ---- run events ---- */

@@ -147,6 +147,8 @@ const char store_sql_run_insert[] =
     "cpu_user_ms, cpu_sys_ms, instance, id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
     "$12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)";
 
+/* PostgreSQL's; the SQLite store updates only the columns a run's life changes (exec_update_run).
+ */
 const char store_sql_run_update[] =
     "UPDATE runs SET job = $1, status = $2, \"trigger\" = $3, scheduled_for = $4, queued_at = $5, "
     "started_at = $6, finished_at = $7, duration_ms = $8, attempt = $9, retry_of = $10, "
