@@ -40,6 +40,14 @@ class Daemon:
         self.tmp = workdir or tempfile.mkdtemp(prefix="cvtest-")
         self.config_path = os.path.join(self.tmp, "cronvisor.yaml")
         self.db_path = os.path.join(self.tmp, "data", "cronvisor.db")
+        # A daemon with no listen address would take the default 127.0.0.1:8080, which another
+        # test running at the same time may hold: every test daemon gets a free port instead.
+        if not re.search(r"^\s+listen:", config, re.M):
+            if re.search(r"^server:", config, re.M):
+                config = re.sub(r"^server:\n", 'server:\n  listen: "127.0.0.1:0"\n', config, count=1,
+                                flags=re.M)
+            else:
+                config = 'server:\n  listen: "127.0.0.1:0"\n' + config
         with open(self.config_path, "w") as f:
             f.write(config.replace("{dir}", self.tmp))
         self.env = dict(os.environ)
