@@ -186,6 +186,7 @@ api_t *api_create(cv_runtime_t *rt, const api_opts_t *opts, char **err)
     a->started_ms = cv_now_ms();
     cv_list_init(&a->active);
     cv_list_init(&a->triggers);
+    cv_list_init(&a->stats_waiters);
     cv_list_init(&a->queries);
     a->hub = ws_hub_create(srv, NULL);
     if (a->hub == NULL || add_routes(a) != 0)
@@ -254,6 +255,7 @@ void api_close(api_t *a, void (*cb)(void *ud), void *ud)
     a->actor = NULL;
     api__triggers_abort(a);
     api__queries_abort(a);
+    api__stats_waiters_abort(a);
     a->hub = NULL; /* freed by the server */
     api_server_close(a->srv, on_server_closed, a);
 }

@@ -92,6 +92,12 @@ struct api {
     char **stats_dirty;
     size_t nstats_dirty, stats_dirty_cap;
     bool stats_busy;
+    /* While no WebSocket client listens, the dirty jobs wait for a reader: GET /api/jobs,
+     * /api/jobs/{name} and /metrics first send them and answer once that call is back (stats_gen
+     * counts the refresh calls sent, stats_gen_done those back). */
+    uint64_t stats_gen, stats_gen_done;
+    cv_list_t stats_waiters; /* api__stats_waiter_t */
+    bool stats_waking;       /* calling the waiters: they are answered as they are */
     /* the store's state (MSG_STORE_STATE): health is a store_health_t, 0 = up */
     int store_health;
     uint64_t store_spooled, store_spool_bytes, store_dropped;
@@ -131,6 +137,19 @@ void api__queries_abort(api_t *a);
 
 /** One probe result as the JSON of GET /api/health and health.changed events. */
 json_t *api__health_json(const health_result_t *h);
+/** A request waiting for fresh job statistics (api__stats_fresh). */
+typedef struct api__stats_waiter {
+    cv_list_t link;
+    api_req_t *req;
+    api_handler_fn handler; /* called again with the request once the statistics are read */
+    uint64_t gen;           /* answered when stats_gen_done reaches it */
+} api__stats_waiter_t;
+
+/** true when every job's statistics are as fresh as the runs that ended; otherwise defers req,
+ * sends the refresh, and calls handler(req, a) again once it is back, and returns false. */
+bool api__stats_fresh(api_t *a, api_req_t *req, api_handler_fn handler);
+/** Answers the requests waiting for statistics with 503 (shutdown). */
+void api__stats_waiters_abort(api_t *a);
 /** Reads the statistics of one job (NULL: every job) from the store into the model. */
 void api__model_refresh_stats(api_t *a, const char *job);
 /** Reads the statistics of the configured jobs whose statistics were never asked for (the first

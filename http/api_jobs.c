@@ -90,6 +90,8 @@ static void refresh_cache(api_t *a, int64_t now)
 static void h_jobs(api_req_t *req, void *data)
 {
     api_t *a = data;
+    if (!api__stats_fresh(a, req, h_jobs))
+        return;
     int64_t now = now_s();
     if (a->jobs_cache == NULL || now >= a->jobs_cache_until) {
         api__model_changed(a);
@@ -101,6 +103,8 @@ static void h_jobs(api_req_t *req, void *data)
 static void h_job(api_req_t *req, void *data)
 {
     api_t *a = data;
+    if (!api__stats_fresh(a, req, h_job))
+        return;
     api__job_t *j = req_job(a, req);
     if (j)
         api_reply_json(req, 200, api__job_json(a, j, now_s()));

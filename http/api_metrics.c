@@ -236,6 +236,8 @@ static void store_state(cv_buf_t *b, api_t *a)
 static void h_metrics(api_req_t *req, void *data)
 {
     api_t *a = data;
+    if (!api__stats_fresh(a, req, h_metrics))
+        return;
     cv_buf_t b = {0};
     runs_by_status(&b, a);
     durations(&b, a);

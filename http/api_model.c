@@ -191,11 +191,62 @@ typedef struct stats_call {
 
 static void stats_flush(api_t *a);
 
+/* Statistics are re-read as runs end while someone watches live (a WebSocket client); otherwise
+ * only when read (api__stats_fresh): a headless daemon spends no store time on them. */
+static bool stats_eager(const api_t *a)
+{
+    return a->hub != NULL && !a->closed && ws_hub_listening(a->hub);
+}
+
+/* Calls again the handlers of the requests whose refresh is back. */
+static void stats_wake(api_t *a)
+{
+    cv_list_t *n = a->stats_waiters.next;
+    while (n != &a->stats_waiters) {
+        api__stats_waiter_t *w = cv_container_of(n, api__stats_waiter_t, link);
+        n = n->next;
+        if (w->gen > a->stats_gen_done)
+            continue;
+        cv_list_remove(&w->link);
+        a->stats_waking = true;
+        w->handler(w->req, a); /* replies, which also frees a request whose client left */
+        a->stats_waking = false;
+        free(w);
+    }
+}
+
+bool api__stats_fresh(api_t *a, api_req_t *req, api_handler_fn handler)
+{
+    if (a->stats_waking || (a->nstats_dirty == 0 && !a->stats_busy))
+        return true;
+    api__stats_waiter_t *w = cv_calloc(1, sizeof(*w));
+    w->req = req;
+    w->handler = handler;
+    /* the jobs dirty now go in the next call; with none, the call in flight is the one */
+    w->gen = a->nstats_dirty > 0 ? a->stats_gen + 1 : a->stats_gen;
+    cv_list_insert_tail(&a->stats_waiters, &w->link);
+    api_req_defer(req);
+    stats_flush(a);
+    return false;
+}
+
+void api__stats_waiters_abort(api_t *a)
+{
+    while (!cv_list_empty(&a->stats_waiters)) {
+        api__stats_waiter_t *w = cv_container_of(a->stats_waiters.next, api__stats_waiter_t, link);
+        cv_list_remove(&w->link);
+        api_reply_error(w->req, 503, "shutting_down", "the daemon is shutting down");
+        free(w);
+    }
+}
+
 static void stats_call_free(stats_call_t *c)
 {
     api_t *a = c->a;
-    if (c->publish)
+    if (c->publish) {
         a->stats_busy = false;
+        a->stats_gen_done++;
+    }
     for (size_t i = 0; i < c->njobs; i++)
         free(c->jobs[i]);
     free(c->jobs);
@@ -241,8 +292,11 @@ static void on_stats(void *ud, int status, store_job_stats_t *stats, size_t coun
     }
     bool more = c->publish && !a->closed;
     stats_call_free(c);
-    if (more)
-        stats_flush(a);
+    if (more) {
+        stats_wake(a);
+        if (!cv_list_empty(&a->stats_waiters) || stats_eager(a))
+            stats_flush(a);
+    }
 }
 
 static void stats_run(store_t *st, void *ud)
@@ -275,6 +329,7 @@ static void stats_flush(api_t *a)
             j->stats_dirty = false;
     }
     a->stats_busy = true;
+    a->stats_gen++;
     a->pending++;
     api__store_call(a, stats_run, stats_gone, c);
 }
@@ -314,7 +369,8 @@ void api__model_refresh_stats(api_t *a, const char *job)
             a->stats_dirty = cv_realloc(a->stats_dirty, a->stats_dirty_cap * sizeof(char *));
         }
         a->stats_dirty[a->nstats_dirty++] = cv_strdup(job);
-        stats_flush(a);
+        if (stats_eager(a))
+            stats_flush(a);
         return;
     }
     stats_ask(a, false);

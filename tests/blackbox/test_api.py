@@ -265,5 +265,40 @@ class Probes(ApiTest):
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
 
 
+class StatsWithoutListeners(unittest.TestCase):
+    """With no WebSocket client, statistics are not re-read as runs end but when read: the reads
+    must still show every run that ended before them."""
+
+    def test_jobs_job_and_metrics_show_the_runs_that_ended_before_the_read(self):
+        cfg = """
+jobs:
+  - name: bad
+    schedule: manual
+    command: "exit 3"
+  - name: good
+    schedule: manual
+    command: "true"
+"""
+        with Daemon(cfg) as d:
+            before = d.api("GET", "/api/jobs/bad").json["stats"]
+            self.assertEqual((before["runs"], before["consecutive_failures"]), (0, 0))
+            for job, status, n in (("bad", "FAILED", 3), ("good", "SUCCESS", 1)):
+                for _ in range(n):
+                    run_id = d.api("POST", "/api/jobs/%s/trigger" % job).json["run_id"]
+                    d.wait_log(r"run %d %s recorded" % (run_id, status))
+            bad = d.api("GET", "/api/jobs/bad").json["stats"]
+            self.assertEqual((bad["runs"], bad["failures"], bad["consecutive_failures"]), (3, 3, 3))
+            run_id = d.api("POST", "/api/jobs/good/trigger").json["run_id"]
+            d.wait_log(r"run %d SUCCESS recorded" % run_id)
+            jobs = {j["name"]: j for j in d.api("GET", "/api/jobs").json["jobs"]}
+            self.assertEqual((jobs["good"]["stats"]["runs"], jobs["good"]["stats"]["successes"]), (2, 2))
+            self.assertEqual(jobs["good"]["last_run"]["id"], run_id)
+            for _ in range(2):
+                run_id = d.api("POST", "/api/jobs/bad/trigger").json["run_id"]
+                d.wait_log(r"run %d FAILED recorded" % run_id)
+            text = d.api("GET", "/metrics").body.decode()
+            self.assertRegex(text, r'cronvisor_job_consecutive_failures\{job="bad"\} 5\b')
+
+
 if __name__ == "__main__":
     main()
