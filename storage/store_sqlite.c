@@ -147,12 +147,42 @@ static void batch_run(store_sqlite_t *s, batch_t *b, store_sqlite_req_t *r)
     }
 }
 
+/* The later update of the same run, if one follows r (just taken off the batch's todo list)
+ * with only writes between:
+ * nothing reads the row before it, so r's state need not be written (a short run's RUNNING and
+ * its end often come in one batch). Looks a bounded way ahead. */
+static store_sqlite_req_t *later_update(batch_t *b, const store_sqlite_req_t *r)
+{
+    if (r->op != STORE_OP_UPDATE_RUN || r->status != 0)
+        return NULL;
+    int left = 64;
+    for (cv_list_t *n = b->todo.next; n != &b->todo && left-- > 0; n = n->next) {
+        store_sqlite_req_t *q = cv_container_of(n, store_sqlite_req_t, link);
+        if (!STORE_OP_IS_WRITE(q->op) || q->status != 0)
+            return NULL;
+        if (q->op == STORE_OP_UPDATE_RUN && q->u.run->id == r->u.run->id)
+            return q;
+    }
+    return NULL;
+}
+
+/* Gives each replaced update the status of the one that replaced it (run later, or failed). */
+static void settle_replaced(cv_list_t *done)
+{
+    for (cv_list_t *n = done->prev; n != done; n = n->prev) {
+        store_sqlite_req_t *r = cv_container_of(n, store_sqlite_req_t, link);
+        if (r->replaced_by)
+            r->status = r->replaced_by->status;
+    }
+}
+
 /* Returns true when the batch closed the store. */
 static bool batch_process(store_sqlite_t *s, batch_t *b)
 {
     while (!cv_list_empty(&b->todo)) {
         store_sqlite_req_t *r = cv_container_of(b->todo.next, store_sqlite_req_t, link);
         cv_list_remove(&r->link);
+        r->replaced_by = NULL;
         if (r->op == STORE_OP_CLOSE && !cv_list_empty(&b->todo)) {
             /* A step of unfinished work (retention) was queued again behind the close. */
             cv_list_insert_tail(&b->todo, &r->link);
@@ -161,17 +191,21 @@ static bool batch_process(store_sqlite_t *s, batch_t *b)
         } else if (r->op == STORE_OP_CLOSE) {
             batch_commit(s, b);
             cv_list_insert_tail(&b->done, &r->link);
+            settle_replaced(&b->done);
             return true;
         } else if (r->op == STORE_OP_MIGRATE) {
             batch_commit(s, b);
             if (r->status == 0)
                 store_sqlite__migrate(s, r);
             cv_list_insert_tail(&b->done, &r->link);
+        } else if ((r->replaced_by = later_update(b, r)) != NULL) {
+            cv_list_insert_tail(b->in_txn ? &b->txn : &b->done, &r->link);
         } else {
             batch_run(s, b, r);
         }
     }
     batch_commit(s, b);
+    settle_replaced(&b->done);
     return false;
 }
 

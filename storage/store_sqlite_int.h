@@ -27,7 +27,10 @@ typedef enum {
 typedef struct store_sqlite_req {
     cv_list_t link;
     store_op_t op;
-    int status;     /* set < 0 before queueing: fail without running */
+    int status; /* set < 0 before queueing: fail without running */
+    /* an update of a run that a later update of the same batch replaced: not run, it takes the
+     * later one's status (worker only) */
+    struct store_sqlite_req *replaced_by;
     int64_t result; /* id or count */
     void *ud;
     store_req_cb_t cb;

@@ -380,6 +380,52 @@ static void reports_missing_runs_and_bad_arguments(void **state)
     assert_int_equal(pg.status, -EINVAL);
 }
 
+/* Updates of one run made in one go: the last state is what stays, a read between two updates
+ * sees the first, and every update is answered with the outcome of the write that stood for it. */
+static void updates_in_one_pass_keep_the_last_state_and_answer_each(void **state)
+{
+    fx_t *f = *state;
+    int64_t id = add(f, "u", RUN_QUEUED, "cron", 1000);
+    run_t *r = mk_run("u", RUN_RUNNING, "cron", 1000);
+    r->id = id;
+    res_t up[4] = {{0}};
+    got_run_t mid = {.status = 1};
+    store_update_run(f->store, r, on_status, &up[0]); /* RUNNING */
+    store_get_run(f->store, id, on_run, &mid);        /* must see RUNNING */
+    r->items_processed = 5;
+    store_update_run(f->store, r, on_status, &up[1]); /* RUNNING, 5 items */
+    r->status = RUN_SUCCESS;
+    r->finished_at = 1105;
+    r->duration_ms = 100;
+    r->items_processed = 9;
+    store_update_run(f->store, r, on_status, &up[2]); /* SUCCESS, 9 items */
+    r->id = 424243; /* no such run: both updates of it fail */
+    store_update_run(f->store, r, on_status, &up[3]);
+    res_t missing = {0};
+    store_update_run(f->store, r, on_status, &missing);
+    drain(f);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(up[i].calls, 1);
+        assert_int_equal(up[i].status, 0);
+    }
+    assert_int_equal(up[3].status, -ENOENT);
+    assert_int_equal(missing.status, -ENOENT);
+    assert_int_equal(mid.status, 0);
+    assert_int_equal(mid.run->status, RUN_RUNNING);
+    assert_int_equal(mid.run->items_processed, 0);
+    run_free(mid.run);
+    int st = 0;
+    run_t *got = get(f, id, &st);
+    assert_int_equal(st, 0);
+    assert_int_equal(got->status, RUN_SUCCESS);
+    assert_int_equal(got->items_processed, 9);
+    assert_int_equal(got->finished_at, 1105);
+    assert_string_equal(got->job, "u");
+    assert_int_equal(got->scheduled_for, 1000);
+    run_free(got);
+    run_free(r);
+}
+
 static void keeps_an_explicit_run_id_and_refuses_a_duplicate(void **state)
 {
     fx_t *f = *state;
@@ -1094,6 +1140,8 @@ static int run_suite(const store_backend_t *backend)
         cmocka_unit_test_setup_teardown(stamps_the_store_instance_and_keeps_absent_strings_null,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(reports_missing_runs_and_bad_arguments, setup, teardown),
+        cmocka_unit_test_setup_teardown(updates_in_one_pass_keep_the_last_state_and_answer_each,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(keeps_an_explicit_run_id_and_refuses_a_duplicate, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(callbacks_never_run_inside_the_call, setup, teardown),
