@@ -21,12 +21,13 @@ extern const store_dialect_t store_dialect_postgres;
 /** One migration: its version (1, 2, ... without gaps), a name for the schema_version table and
  * a NULL-terminated list of statements to run in one transaction; postgres (NULL or
  * NULL-terminated) runs after them on PostgreSQL only (what only a shared database needs:
- * notifications, claims of catch-up firings). */
+ * notifications, claims of catch-up firings), sqlite likewise on SQLite only. */
 typedef struct store_migration {
     int version;
     const char *name;
     const char *const *statements;
     const char *const *postgres;
+    const char *const *sqlite;
 } store_migration_t;
 
 extern const store_migration_t store_migrations[];

@@ -409,12 +409,14 @@ static int cmp_i64(const void *a, const void *b)
 static int stats_counts(store_sqlite_t *s, store_job_stats_t *js)
 {
     int err = 0;
+    /* job_counts (migration 6): a few rows, whatever the length of the history */
     sqlite3_stmt *st = cached(s, SQS_STATS_COUNTS,
-                              "SELECT COUNT(*),"
-                              " SUM(CASE WHEN status = 'SUCCESS' THEN 1 ELSE 0 END),"
-                              " SUM(CASE WHEN status = 'PARTIAL' THEN 1 ELSE 0 END),"
-                              " SUM(CASE WHEN status IN ('FAILED', 'TIMED_OUT') THEN 1 ELSE 0 END)"
-                              " FROM runs WHERE job = $1",
+                              "SELECT COALESCE(SUM(n), 0),"
+                              " COALESCE(SUM(CASE WHEN status = 'SUCCESS' THEN n ELSE 0 END), 0),"
+                              " COALESCE(SUM(CASE WHEN status = 'PARTIAL' THEN n ELSE 0 END), 0),"
+                              " COALESCE(SUM(CASE WHEN status IN ('FAILED', 'TIMED_OUT') THEN n"
+                              " ELSE 0 END), 0)"
+                              " FROM job_counts WHERE job = $1",
                               &err, "prepare job statistics");
     if (st == NULL)
         return err;
@@ -899,6 +901,8 @@ static int migration_apply(store_sqlite_t *s, const store_migration_t *m, bool *
         err = store_sqlite__exec_sql(s, text, "apply a migration");
         free(text);
     }
+    for (const char *const *sql = m->sqlite; m->sqlite && *applied && err == 0 && *sql; sql++)
+        err = store_sqlite__exec_sql(s, *sql, "apply a migration");
     if (err == 0 && *applied) {
         sqlite3_stmt *st = prepare(s, store_sql_version_put, &err, "record a migration");
         if (st) {

@@ -839,6 +839,68 @@ static void add_dur(fx_t *f, const char *job, run_status_t st, int64_t duration)
     run_free(r);
 }
 
+/* The statistics of one job, its last run freed. */
+static store_job_stats_t stats_of(fx_t *f, const char *job)
+{
+    got_stats_t g = {.status = 1};
+    store_job_stats(f->store, &job, 1, 0, on_stats, &g);
+    drain(f);
+    assert_int_equal(g.status, 0);
+    assert_int_equal(g.n, 1);
+    free(g.st[0].job);
+    run_free(g.st[0].last);
+    g.st[0].job = NULL;
+    g.st[0].last = NULL;
+    return g.st[0];
+}
+
+static void update_to(fx_t *f, run_t *r, run_status_t st)
+{
+    res_t u = {0};
+    r->status = st;
+    store_update_run(f->store, r, on_status, &u);
+    drain(f);
+    assert_int_equal(u.status, 0);
+}
+
+/* The counts follow every status change and every deletion, however the history got there. */
+static void stats_counts_follow_status_changes_and_retention(void **state)
+{
+    fx_t *f = *state;
+    int64_t now = cv_now_ms();
+    burst(f, "c", RUN_SUCCESS, now - 30 * T_DAY, 5);
+    run_t *r = mk_run("c", RUN_QUEUED, "cron", now);
+    assert_int_equal(insert(f, r, &r->id), 0);
+    store_job_stats_t s = stats_of(f, "c");
+    assert_int_equal(s.runs, 6);
+    assert_int_equal(s.successes, 5);
+    update_to(f, r, RUN_RUNNING);
+    update_to(f, r, RUN_FAILED);
+    /* one more run whose start and end are written in one pass */
+    run_t *q = mk_run("c", RUN_RUNNING, "cron", now + 1);
+    assert_int_equal(insert(f, q, &q->id), 0);
+    res_t u1 = {0}, u2 = {0};
+    store_update_run(f->store, q, on_status, &u1);
+    q->status = RUN_PARTIAL;
+    store_update_run(f->store, q, on_status, &u2);
+    drain(f);
+    assert_int_equal(u1.status + u2.status, 0);
+    s = stats_of(f, "c");
+    assert_int_equal(s.runs, 7);
+    assert_int_equal(s.successes, 5);
+    assert_int_equal(s.partials, 1);
+    assert_int_equal(s.failures, 1);
+    assert_int_equal(count_op(f, retention_7_days, 0), 5);
+    s = stats_of(f, "c");
+    assert_int_equal(s.runs, 2);
+    assert_int_equal(s.successes, 0);
+    assert_int_equal(s.partials, 1);
+    assert_int_equal(s.failures, 1);
+    assert_float_equal(s.success_rate, 0, 1e-9);
+    run_free(r);
+    run_free(q);
+}
+
 static void stats_count_outcomes_consecutive_failures_and_p95(void **state)
 {
     fx_t *f = *state;
@@ -1164,6 +1226,8 @@ static int run_suite(const store_backend_t *backend)
                                         teardown),
         cmocka_unit_test_setup_teardown(retention_lets_other_requests_run_between_its_batches,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(stats_counts_follow_status_changes_and_retention, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(stats_count_outcomes_consecutive_failures_and_p95, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(summary_counts_running_queued_and_recent_outcomes, setup,
