@@ -399,7 +399,7 @@ static void updates_in_one_pass_keep_the_last_state_and_answer_each(void **state
     r->duration_ms = 100;
     r->items_processed = 9;
     store_update_run(f->store, r, on_status, &up[2]); /* SUCCESS, 9 items */
-    r->id = 424243; /* no such run: both updates of it fail */
+    r->id = 424243;                                   /* no such run: both updates of it fail */
     store_update_run(f->store, r, on_status, &up[3]);
     res_t missing = {0};
     store_update_run(f->store, r, on_status, &missing);
