@@ -119,8 +119,8 @@ static const char *const v5_run_keys[] = {
 };
 
 /* Version 6: the number of runs of each job in each status, kept by triggers in the writes'
- * transactions (SQLite only), so a job's statistics cost the same with a million runs in its
- * history as with ten. A single writer, hence no lock order to worry about. */
+ * transactions, so a job's statistics cost the same with a million runs in its history as with
+ * ten. SQLite has a single writer: the trigger updates the count itself. */
 static const char *const v6_sqlite[] = {
     "CREATE TABLE job_counts ("
     " job TEXT NOT NULL,"
@@ -142,13 +142,41 @@ static const char *const v6_sqlite[] = {
     NULL,
 };
 
+/* The same on PostgreSQL, where several daemons write at once: a trigger only appends +1/-1 to
+ * job_count_deltas (no row is updated, so no lock is waited for or taken in two orders), the
+ * statistics read job_counts plus the job's deltas, and the reading daemon folds the deltas into
+ * job_counts now and then (store_pg_sql.c), so they stay few. */
+static const char *const v6_postgres[] = {
+    "CREATE TABLE job_counts ("
+    " job TEXT NOT NULL,"
+    " status TEXT NOT NULL,"
+    " n BIGINT NOT NULL,"
+    " PRIMARY KEY (job, status))",
+    "CREATE TABLE job_count_deltas (job TEXT NOT NULL, status TEXT NOT NULL, d INTEGER NOT NULL)",
+    "CREATE INDEX job_count_deltas_job ON job_count_deltas (job)",
+    "INSERT INTO job_counts (job, status, n) SELECT job, status, COUNT(*) FROM runs"
+    " GROUP BY job, status",
+    "CREATE FUNCTION cronvisor_run_count() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN"
+    " IF TG_OP <> 'INSERT' THEN"
+    " INSERT INTO job_count_deltas VALUES (OLD.job, OLD.status, -1); END IF;"
+    " IF TG_OP <> 'DELETE' THEN"
+    " INSERT INTO job_count_deltas VALUES (NEW.job, NEW.status, 1); END IF;"
+    " RETURN NULL; END $f$",
+    "CREATE TRIGGER runs_count_rows AFTER INSERT OR DELETE ON runs"
+    " FOR EACH ROW EXECUTE FUNCTION cronvisor_run_count()",
+    "CREATE TRIGGER runs_count_status AFTER UPDATE OF job, status ON runs FOR EACH ROW"
+    " WHEN (OLD.status IS DISTINCT FROM NEW.status OR OLD.job IS DISTINCT FROM NEW.job)"
+    " EXECUTE FUNCTION cronvisor_run_count()",
+    NULL,
+};
+
 const store_migration_t store_migrations[] = {
     {1, "runs", v1_runs, NULL, NULL},
     {2, "job_overrides and audit", v2_overrides_audit, NULL, NULL},
     {3, "instances", v3_instances, NULL, NULL},
     {4, "notifications and catch-up claims", v4_none, v4_postgres, NULL},
     {5, "run client keys", v5_run_keys, NULL, NULL},
-    {6, "run counts per job and status", v4_none, NULL, v6_sqlite},
+    {6, "run counts per job and status", v4_none, v6_postgres, v6_sqlite},
 };
 const size_t store_migration_count = CV_ARRAY_SIZE(store_migrations);
 

@@ -80,6 +80,7 @@ typedef struct store_pg {
     bool ever_connected;
     int backoff_ms;
     bool prepared[PGS__COUNT];
+    int64_t counts_folded_ms; /* last fold of job_count_deltas (send_job_stats) */
 
     cv_list_t queue;    /* waiting to be sent, in order */
     cv_list_t batch;    /* sent in the batch in flight, in order */

@@ -822,6 +822,87 @@ static void a_full_spool_refuses_records_with_one_logged_error_and_keeps_the_res
     free(path);
 }
 
+/* 0 when the SQL's single value is want (a DO block raising otherwise). */
+static int sql_value_is(fx_t *f, const char *sql, long long want)
+{
+    char *check = cv_sprintf("DO $$ BEGIN IF (%s) IS DISTINCT FROM %lld THEN RAISE EXCEPTION"
+                             " 'not %lld'; END IF; END $$",
+                             sql, want, want);
+    int rc = B->raw_exec(f->dsn, check);
+    free(check);
+    return rc;
+}
+
+/* Two daemons write the same job's runs at once: the triggers only append deltas, a reader
+ * folds them into job_counts, and the counts stay exact before and after the fold. */
+static void counts_of_two_stores_writing_at_once_stay_exact_and_are_folded(void **state)
+{
+    fx_t *f = *state;
+    store_t *first = f->store;
+    store_t *second = open_store(f, STORE_SYNC_FULL);
+    enum { N = 100 };
+    res_t a[N] = {{0}}, b[N] = {{0}};
+    run_t *r = mk_run("x", RUN_RUNNING, "api:x", 0);
+    for (int i = 0; i < N; i++) {
+        store_insert_run(first, r, on_value, &a[i]);
+        store_insert_run(second, r, on_value, &b[i]);
+    }
+    drain(f);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(a[i].status + b[i].status, 0);
+        r->id = i % 2 ? a[i].val : b[i].val;
+        r->status = i % 4 == 1 ? RUN_FAILED : RUN_SUCCESS;
+        store_update_run(i % 3 ? first : second, r, on_status, &a[i]);
+    }
+    drain(f);
+    assert_int_equal(sql_value_is(f, "SELECT COUNT(*) FROM job_count_deltas", 2 * N + 2 * N), 0);
+    store_job_stats_t s = stats_of(f, "x"); /* the first read of this store folds */
+    assert_int_equal(s.runs, 2 * N);
+    assert_int_equal(s.failures, N / 4);
+    assert_int_equal(s.successes, N - N / 4);
+    assert_int_equal(sql_value_is(f, "SELECT COUNT(*) FROM job_count_deltas", 0), 0);
+    assert_int_equal(sql_value_is(f, "SELECT SUM(n) FROM job_counts WHERE job = 'x'", 2 * N), 0);
+    r->status = RUN_PARTIAL;
+    r->id = 0;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(insert(f, r, NULL), 0);
+    s = stats_of(f, "x"); /* not folded again so soon: the deltas are counted */
+    assert_int_equal(s.runs, 2 * N + 3);
+    assert_int_equal(s.partials, 3);
+    assert_int_equal(sql_value_is(f, "SELECT COUNT(*) FROM job_count_deltas", 3), 0);
+    run_free(r);
+    res_t closed = {0};
+    store_close(second, on_status, &closed);
+    drain(f);
+    f->store = first;
+}
+
+/* A history written before migration 6 is counted by it. */
+static void migration_6_counts_an_existing_history_on_postgres(void **state)
+{
+    fx_t *f = *state;
+    burst(f, "h", RUN_SUCCESS, 1000, 3);
+    close_store(f);
+    assert_int_equal(B->raw_exec(f->dsn,
+                                 "DROP TABLE job_counts; DROP TABLE job_count_deltas;"
+                                 " DROP TRIGGER runs_count_rows ON runs;"
+                                 " DROP TRIGGER runs_count_status ON runs;"
+                                 " DROP FUNCTION cronvisor_run_count();"
+                                 " DELETE FROM schema_version WHERE version = 6;"
+                                 " INSERT INTO runs (job, status, \"trigger\") VALUES"
+                                 " ('h', 'FAILED', 'manual'), ('o', 'TIMED_OUT', 'manual')"),
+                     0);
+    f->store = open_store(f, STORE_SYNC_FULL);
+    assert_int_equal(migrate(f, 0), 1);
+    store_job_stats_t s = stats_of(f, "h");
+    assert_int_equal(s.runs, 4);
+    assert_int_equal(s.successes, 3);
+    assert_int_equal(s.failures, 1);
+    s = stats_of(f, "o");
+    assert_int_equal(s.runs, 1);
+    assert_int_equal(s.failures, 1);
+}
+
 int main(void)
 {
     if (pg_server_start() != 0) {
@@ -852,6 +933,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             invalid_utf8_in_output_is_stored_with_replacement_characters, setup, teardown),
         cmocka_unit_test_setup_teardown(a_failing_request_in_a_batch_fails_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            counts_of_two_stores_writing_at_once_stay_exact_and_are_folded, setup, teardown),
+        cmocka_unit_test_setup_teardown(migration_6_counts_an_existing_history_on_postgres, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(
             runs_heartbeats_and_cancel_requests_of_another_store_reach_a_watcher, setup, teardown),
         cmocka_unit_test_setup_teardown(
