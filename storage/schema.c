@@ -118,9 +118,13 @@ static const char *const v5_run_keys[] = {
     NULL,
 };
 
-/* Version 6: the number of runs of each job in each status, kept by triggers in the writes'
+/* Version 6: the number of finished runs of each job in each status, kept in the writes'
  * transactions, so a job's statistics cost the same with a million runs in its history as with
- * ten. SQLite has a single writer: the trigger updates the count itself. */
+ * ten. A run's start and its other unfinished states touch no count: one count changes per run. On
+ * SQLite the store keeps it itself as it writes (store_sqlite_exec.c): a table with insert or
+ * update triggers has every statement writing it journaled, which costs more than the rest of the
+ * write; deletions (retention, or by hand) go through a trigger. */
+#define UNFINISHED "('QUEUED', 'RUNNING')"
 static const char *const v6_sqlite[] = {
     "CREATE TABLE job_counts ("
     " job TEXT NOT NULL,"
@@ -128,16 +132,9 @@ static const char *const v6_sqlite[] = {
     " n BIGINT NOT NULL,"
     " PRIMARY KEY (job, status))",
     "INSERT INTO job_counts (job, status, n) SELECT job, status, COUNT(*) FROM runs"
-    " GROUP BY job, status",
-    "CREATE TRIGGER runs_count_insert AFTER INSERT ON runs BEGIN"
-    " INSERT INTO job_counts (job, status, n) VALUES (NEW.job, NEW.status, 1)"
-    " ON CONFLICT (job, status) DO UPDATE SET n = n + 1; END",
-    "CREATE TRIGGER runs_count_status AFTER UPDATE OF job, status ON runs"
-    " WHEN OLD.status <> NEW.status OR OLD.job <> NEW.job BEGIN"
-    " UPDATE job_counts SET n = n - 1 WHERE job = OLD.job AND status = OLD.status;"
-    " INSERT INTO job_counts (job, status, n) VALUES (NEW.job, NEW.status, 1)"
-    " ON CONFLICT (job, status) DO UPDATE SET n = n + 1; END",
-    "CREATE TRIGGER runs_count_delete AFTER DELETE ON runs BEGIN"
+    " WHERE status NOT IN " UNFINISHED " GROUP BY job, status",
+    "CREATE TRIGGER runs_count_delete AFTER DELETE ON runs"
+    " WHEN OLD.status NOT IN " UNFINISHED " BEGIN"
     " UPDATE job_counts SET n = n - 1 WHERE job = OLD.job AND status = OLD.status; END",
     NULL,
 };
@@ -155,11 +152,11 @@ static const char *const v6_postgres[] = {
     "CREATE TABLE job_count_deltas (job TEXT NOT NULL, status TEXT NOT NULL, d INTEGER NOT NULL)",
     "CREATE INDEX job_count_deltas_job ON job_count_deltas (job)",
     "INSERT INTO job_counts (job, status, n) SELECT job, status, COUNT(*) FROM runs"
-    " GROUP BY job, status",
+    " WHERE status NOT IN " UNFINISHED " GROUP BY job, status",
     "CREATE FUNCTION cronvisor_run_count() RETURNS trigger LANGUAGE plpgsql AS $f$ BEGIN"
-    " IF TG_OP <> 'INSERT' THEN"
+    " IF TG_OP <> 'INSERT' AND OLD.status NOT IN " UNFINISHED " THEN"
     " INSERT INTO job_count_deltas VALUES (OLD.job, OLD.status, -1); END IF;"
-    " IF TG_OP <> 'DELETE' THEN"
+    " IF TG_OP <> 'DELETE' AND NEW.status NOT IN " UNFINISHED " THEN"
     " INSERT INTO job_count_deltas VALUES (NEW.job, NEW.status, 1); END IF;"
     " RETURN NULL; END $f$",
     "CREATE TRIGGER runs_count_rows AFTER INSERT OR DELETE ON runs"

@@ -99,7 +99,7 @@ typedef struct store_run_page {
 /** Statistics of one job, over the runs the store still holds. */
 typedef struct store_job_stats {
     char *job;
-    int64_t runs;      /* every run, whatever its status */
+    int64_t runs;      /* every run that ended, whatever its status (not queued or running) */
     int64_t successes; /* SUCCESS */
     int64_t partials;  /* PARTIAL */
     int64_t failures;  /* FAILED and TIMED_OUT */

@@ -415,7 +415,7 @@ static void finish_query_runs(store_pg_req_t *r)
 static int send_job_stats(store_pg_t *s, store_pg_req_t *r)
 {
     static const char *const sql[STATS_QUERIES] = {
-        /* job_counts and the deltas not folded yet (migration 6) */
+        /* the finished runs: job_counts and the deltas not folded yet (migration 6) */
         "SELECT COALESCE(SUM(n), 0), COALESCE(SUM(n) FILTER (WHERE status = 'SUCCESS'), 0),"
         " COALESCE(SUM(n) FILTER (WHERE status = 'PARTIAL'), 0),"
         " COALESCE(SUM(n) FILTER (WHERE status IN ('FAILED', 'TIMED_OUT')), 0) FROM"

@@ -246,6 +246,53 @@ static run_t *read_run(sqlite3_stmt *st)
     return r;
 }
 
+/* ---- job_counts (migration 6): finished runs per job and status ----
+ * Kept here, in the transaction of the write that changes them, rather than by triggers: a table
+ * with insert or update triggers makes SQLite journal every statement that writes it. */
+
+static bool counted(run_status_t st)
+{
+    return st != RUN_QUEUED && st != RUN_RUNNING;
+}
+
+static int count_add(store_sqlite_t *s, const char *job, const char *status, int64_t n)
+{
+    int err = 0;
+    sqlite3_stmt *st = cached(s, SQS_COUNT_ADD,
+                              "INSERT INTO job_counts (job, status, n) VALUES (?1, ?2, ?3)"
+                              " ON CONFLICT (job, status) DO UPDATE SET n = n + excluded.n",
+                              &err, "prepare counting runs");
+    if (st == NULL)
+        return err;
+    bind_text(st, 1, job);
+    bind_text(st, 2, status);
+    sqlite3_bind_int64(st, 3, n);
+    err = step_done(s, st, "count runs");
+    sqlite3_reset(st);
+    return err;
+}
+
+/* The status of run id before it is updated: 0 and *out set, -ENOENT, or an error. */
+static int status_before(store_sqlite_t *s, int64_t id, run_status_t *out)
+{
+    int err = 0;
+    sqlite3_stmt *st = cached(s, SQS_RUN_STATUS, "SELECT status FROM runs WHERE id = ?1", &err,
+                              "prepare reading a run's status");
+    if (st == NULL)
+        return err;
+    sqlite3_bind_int64(st, 1, id);
+    int rc = sqlite3_step(st);
+    const char *name = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+    if (rc == SQLITE_ROW)
+        err = name && run_status_parse(name, out) == 0 ? 0 : -EPROTO;
+    else if (rc == SQLITE_DONE)
+        err = -ENOENT;
+    else
+        err = store_sqlite__error(s, sqlite3_extended_errcode(s->db), "read a run's status");
+    sqlite3_reset(st);
+    return err;
+}
+
 static void exec_insert_run(store_sqlite_t *s, store_sqlite_req_t *req)
 {
     int err = 0;
@@ -262,6 +309,8 @@ static void exec_insert_run(store_sqlite_t *s, store_sqlite_req_t *req)
     req->status = step_done(s, st, "insert a run");
     if (req->status == 0)
         req->result = sqlite3_last_insert_rowid(s->db);
+    if (req->status == 0 && counted(req->u.run->status))
+        req->status = count_add(s, req->u.run->job, run_status_name(req->u.run->status), 1);
     else if (req->status == -EEXIST)
         cv_debug("store", "firing of %s at %lld already claimed", req->u.run->job,
                  (long long)req->u.run->scheduled_for);
@@ -280,17 +329,26 @@ static void exec_update_run(store_sqlite_t *s, store_sqlite_req_t *req)
         "items_failed = ?14, progress = ?15, summary_json = ?16, error = ?17, output_tail = ?18, "
         "output_bytes = ?19, max_rss_kb = ?20, cpu_user_ms = ?21, cpu_sys_ms = ?22, "
         "instance = ?23 WHERE id = ?24";
+    const run_t *r = req->u.run;
+    run_status_t before = RUN_QUEUED;
+    req->status = status_before(s, r->id, &before);
+    if (req->status < 0)
+        return;
     sqlite3_stmt *st = cached(s, SQS_UPDATE_RUN, sql, &err, "prepare");
     if (st == NULL) {
         req->status = err;
         return;
     }
-    bind_run(st, req->u.run);
-    sqlite3_bind_int64(st, 24, req->u.run->id);
+    bind_run(st, r);
+    sqlite3_bind_int64(st, 24, r->id);
     req->status = step_done(s, st, "update a run");
     if (req->status == 0 && sqlite3_changes(s->db) == 0)
         req->status = -ENOENT;
     sqlite3_reset(st);
+    if (req->status == 0 && before != r->status && counted(before))
+        req->status = count_add(s, r->job, run_status_name(before), -1);
+    if (req->status == 0 && before != r->status && counted(r->status))
+        req->status = count_add(s, r->job, run_status_name(r->status), 1);
 }
 
 static void exec_get_run(store_sqlite_t *s, store_sqlite_req_t *req)
@@ -574,7 +632,13 @@ static void exec_abandon(store_sqlite_t *s, store_sqlite_req_t *req)
     bind_text(st, 1, req->u.abandon.reason);
     sqlite3_bind_int64(st, 2, now);
     bind_text(st, 3, req->u.abandon.instance);
-    req->status = step_done(s, st, "abandon stale runs");
+    err = query_int(s,
+                    "INSERT INTO job_counts (job, status, n) SELECT job, 'ABANDONED', COUNT(*)"
+                    " FROM runs WHERE status IN ('RUNNING', 'QUEUED') AND ($1 IS NULL OR"
+                    " instance = $1) GROUP BY job ORDER BY job"
+                    " ON CONFLICT (job, status) DO UPDATE SET n = n + excluded.n",
+                    req->u.abandon.instance, NULL, 0, NULL, "count abandoned runs");
+    req->status = err < 0 ? err : step_done(s, st, "abandon stale runs");
     if (req->status == 0)
         req->result = sqlite3_changes(s->db);
     release(s, st);
@@ -601,7 +665,16 @@ static void exec_heartbeat(store_sqlite_t *s, store_sqlite_req_t *req)
 
 static void exec_abandon_dead(store_sqlite_t *s, store_sqlite_req_t *req)
 {
-    int err = query_int(s, store_sql_abandon_dead, NULL,
+    int err = query_int(s,
+                        "INSERT INTO job_counts (job, status, n) SELECT job, 'ABANDONED', COUNT(*)"
+                        " FROM runs WHERE status IN ('RUNNING', 'QUEUED') AND (instance IS NULL"
+                        " OR instance NOT IN (SELECT id FROM instances WHERE last_seen >= $1))"
+                        " GROUP BY job ORDER BY job"
+                        " ON CONFLICT (job, status) DO UPDATE SET n = n + excluded.n",
+                        NULL, (int64_t[]){req->u.abandon.seen_before}, 1, NULL,
+                        "count the abandoned runs of dead instances");
+    if (err >= 0)
+        err = query_int(s, store_sql_abandon_dead, NULL,
                         (int64_t[]){cv_now_ms(), req->u.abandon.seen_before}, 2, NULL,
                         "abandon the runs of dead instances");
     req->status = err < 0 ? err : 0;

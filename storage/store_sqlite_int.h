@@ -21,6 +21,8 @@ typedef enum {
     SQS_STATS_FAILURES,
     SQS_STATS_DURATIONS,
     SQS_STATS_LAST,
+    SQS_RUN_STATUS, /* a run's status before an update, for job_counts */
+    SQS_COUNT_ADD,  /* job_counts += */
     SQS__COUNT
 } store_sqlite_stmt_t;
 
