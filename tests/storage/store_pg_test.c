@@ -171,6 +171,10 @@ static const store_backend_t pg_backend = {
     .fresh_dsn = pg_fresh_dsn,
     .drop = pg_drop,
     .raw_exec = sql_on,
+    .drop_run_counts =
+        "DROP TABLE job_counts; DROP TABLE job_count_deltas;"
+        " DROP TRIGGER runs_count_rows ON runs; DROP TRIGGER runs_count_status ON runs;"
+        " DROP FUNCTION cronvisor_run_count();",
 };
 
 /* ---- cases only a server can show ---- */
@@ -878,32 +882,6 @@ static void counts_of_two_stores_writing_at_once_stay_exact_and_are_folded(void 
     f->store = first;
 }
 
-/* A history written before migration 6 is counted by it. */
-static void migration_6_counts_an_existing_history_on_postgres(void **state)
-{
-    fx_t *f = *state;
-    burst(f, "h", RUN_SUCCESS, 1000, 3);
-    close_store(f);
-    assert_int_equal(B->raw_exec(f->dsn,
-                                 "DROP TABLE job_counts; DROP TABLE job_count_deltas;"
-                                 " DROP TRIGGER runs_count_rows ON runs;"
-                                 " DROP TRIGGER runs_count_status ON runs;"
-                                 " DROP FUNCTION cronvisor_run_count();"
-                                 " DELETE FROM schema_version WHERE version = 6;"
-                                 " INSERT INTO runs (job, status, \"trigger\") VALUES"
-                                 " ('h', 'FAILED', 'manual'), ('o', 'TIMED_OUT', 'manual')"),
-                     0);
-    f->store = open_store(f, STORE_SYNC_FULL);
-    assert_int_equal(migrate(f, 0), 1);
-    store_job_stats_t s = stats_of(f, "h");
-    assert_int_equal(s.runs, 4);
-    assert_int_equal(s.successes, 3);
-    assert_int_equal(s.failures, 1);
-    s = stats_of(f, "o");
-    assert_int_equal(s.runs, 1);
-    assert_int_equal(s.failures, 1);
-}
-
 int main(void)
 {
     if (pg_server_start() != 0) {
@@ -936,8 +914,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_failing_request_in_a_batch_fails_alone, setup, teardown),
         cmocka_unit_test_setup_teardown(
             counts_of_two_stores_writing_at_once_stay_exact_and_are_folded, setup, teardown),
-        cmocka_unit_test_setup_teardown(migration_6_counts_an_existing_history_on_postgres, setup,
-                                        teardown),
+
         cmocka_unit_test_setup_teardown(
             runs_heartbeats_and_cancel_requests_of_another_store_reach_a_watcher, setup, teardown),
         cmocka_unit_test_setup_teardown(

@@ -27,6 +27,7 @@ typedef struct store_backend {
     char *(*fresh_dsn)(void);                          /* a new, empty database (heap) */
     void (*drop)(const char *dsn);                     /* removes what fresh_dsn made */
     int (*raw_exec)(const char *dsn, const char *sql); /* SQL outside the store, 0 or -1 */
+    const char *drop_run_counts;                       /* undoes migration 6 but its version */
 } store_backend_t;
 
 static const store_backend_t *B; /* the backend under test */
@@ -908,6 +909,34 @@ static void stats_counts_follow_status_changes_and_retention(void **state)
     run_free(q);
 }
 
+/* A history written before migration 6 is counted by it, and the counts follow from there. */
+static void migration_6_counts_an_existing_history(void **state)
+{
+    fx_t *f = *state;
+    burst(f, "h", RUN_SUCCESS, 1000, 3);
+    close_store(f);
+    char *sql = cv_sprintf("%s DELETE FROM schema_version WHERE version = 6;"
+                           " INSERT INTO runs (job, status, \"trigger\") VALUES"
+                           " ('h', 'FAILED', 'manual'), ('h', 'RUNNING', 'manual'),"
+                           " ('other', 'TIMED_OUT', 'manual')",
+                           B->drop_run_counts);
+    assert_int_equal(B->raw_exec(f->dsn, sql), 0);
+    free(sql);
+    f->store = open_store(f, STORE_SYNC_FULL);
+    assert_int_equal(migrate(f, 0), 1);
+    store_job_stats_t s = stats_of(f, "h");
+    assert_int_equal(s.runs, 4); /* not the running one */
+    assert_int_equal(s.successes, 3);
+    assert_int_equal(s.failures, 1);
+    s = stats_of(f, "other");
+    assert_int_equal(s.runs, 1);
+    assert_int_equal(s.failures, 1);
+    add(f, "other", RUN_SUCCESS, "cron", 5);
+    s = stats_of(f, "other");
+    assert_int_equal(s.runs, 2);
+    assert_int_equal(s.successes, 1);
+}
+
 static void stats_count_outcomes_consecutive_failures_and_p95(void **state)
 {
     fx_t *f = *state;
@@ -1235,6 +1264,7 @@ static int run_suite(const store_backend_t *backend)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(stats_counts_follow_status_changes_and_retention, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(migration_6_counts_an_existing_history, setup, teardown),
         cmocka_unit_test_setup_teardown(stats_count_outcomes_consecutive_failures_and_p95, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(summary_counts_running_queued_and_recent_outcomes, setup,
