@@ -219,8 +219,7 @@ const char store_sql_abandon_dead[] =
     " error = 'instance ' || COALESCE(instance, '?') || ' stopped heart-beating',"
     " finished_at = CAST($1 AS BIGINT),"
     " duration_ms = CASE WHEN started_at > 0 THEN CAST($1 AS BIGINT) - started_at ELSE 0 END"
-    " WHERE status IN ('RUNNING', 'QUEUED') AND (instance IS NULL OR instance NOT IN"
-    " (SELECT id FROM instances WHERE last_seen >= CAST($2 AS BIGINT)))";
+    " WHERE" STORE_SQL_DEAD_RUNS("$2");
 
 const char store_sql_list_instances[] =
     "SELECT id, hostname, pid, started_at, last_seen, version FROM instances"

@@ -70,6 +70,10 @@ extern const char store_sql_run_get[];
 extern const char store_sql_heartbeat[];
 /** Abandons the RUNNING/QUEUED runs of dead instances: $1 now (ms), $2 the oldest live last_seen.
  */
+/** The unfinished runs of instances not seen since the parameter seen (Unix ms). */
+#define STORE_SQL_DEAD_RUNS(seen)                                                                  \
+    " status IN ('RUNNING', 'QUEUED') AND (instance IS NULL OR instance NOT IN"                    \
+    " (SELECT id FROM instances WHERE last_seen >= CAST(" seen " AS BIGINT)))"
 extern const char store_sql_abandon_dead[];
 /** Lists the instances: id, hostname, pid, started_at, last_seen, version. */
 extern const char store_sql_list_instances[];

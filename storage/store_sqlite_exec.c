@@ -250,11 +250,6 @@ static run_t *read_run(sqlite3_stmt *st)
  * Kept here, in the transaction of the write that changes them, rather than by triggers: a table
  * with insert or update triggers makes SQLite journal every statement that writes it. */
 
-static bool counted(run_status_t st)
-{
-    return st != RUN_QUEUED && st != RUN_RUNNING;
-}
-
 static int count_add(store_sqlite_t *s, const char *job, const char *status, int64_t n)
 {
     int err = 0;
@@ -309,7 +304,7 @@ static void exec_insert_run(store_sqlite_t *s, store_sqlite_req_t *req)
     req->status = step_done(s, st, "insert a run");
     if (req->status == 0)
         req->result = sqlite3_last_insert_rowid(s->db);
-    if (req->status == 0 && counted(req->u.run->status))
+    if (req->status == 0 && run_status_final(req->u.run->status))
         req->status = count_add(s, req->u.run->job, run_status_name(req->u.run->status), 1);
     else if (req->status == -EEXIST)
         cv_debug("store", "firing of %s at %lld already claimed", req->u.run->job,
@@ -345,9 +340,9 @@ static void exec_update_run(store_sqlite_t *s, store_sqlite_req_t *req)
     if (req->status == 0 && sqlite3_changes(s->db) == 0)
         req->status = -ENOENT;
     sqlite3_reset(st);
-    if (req->status == 0 && before != r->status && counted(before))
+    if (req->status == 0 && before != r->status && run_status_final(before))
         req->status = count_add(s, r->job, run_status_name(before), -1);
-    if (req->status == 0 && before != r->status && counted(r->status))
+    if (req->status == 0 && before != r->status && run_status_final(r->status))
         req->status = count_add(s, r->job, run_status_name(r->status), 1);
 }
 
@@ -614,6 +609,15 @@ static void exec_summary(store_sqlite_t *s, store_sqlite_req_t *req)
 
 /* ---- maintenance ---- */
 
+/* The runs to abandon, with the instance (NULL: any) as parameter inst. */
+#define STALE_RUNS(inst)                                                                           \
+    " status IN ('RUNNING', 'QUEUED') AND (" inst " IS NULL OR instance = " inst ")"
+/* job_counts += the runs matching where, which are about to become ABANDONED. */
+#define COUNT_ABANDONED(where)                                                                     \
+    "INSERT INTO job_counts (job, status, n) SELECT job, 'ABANDONED', COUNT(*) FROM runs "         \
+    "WHERE" where                                                                                  \
+    " GROUP BY job ORDER BY job ON CONFLICT (job, status) DO UPDATE SET n = n + excluded.n"
+
 static void exec_abandon(store_sqlite_t *s, store_sqlite_req_t *req)
 {
     int err = 0;
@@ -622,8 +626,7 @@ static void exec_abandon(store_sqlite_t *s, store_sqlite_req_t *req)
                                "UPDATE runs SET status = 'ABANDONED', error = $1, finished_at = $2,"
                                " duration_ms = CASE WHEN started_at > 0 THEN $2 - started_at"
                                " ELSE 0 END"
-                               " WHERE status IN ('RUNNING', 'QUEUED')"
-                               " AND ($3 IS NULL OR instance = $3)",
+                               " WHERE" STALE_RUNS("$3"),
                                &err, "prepare abandoning stale runs");
     if (st == NULL) {
         req->status = err;
@@ -632,12 +635,8 @@ static void exec_abandon(store_sqlite_t *s, store_sqlite_req_t *req)
     bind_text(st, 1, req->u.abandon.reason);
     sqlite3_bind_int64(st, 2, now);
     bind_text(st, 3, req->u.abandon.instance);
-    err = query_int(s,
-                    "INSERT INTO job_counts (job, status, n) SELECT job, 'ABANDONED', COUNT(*)"
-                    " FROM runs WHERE status IN ('RUNNING', 'QUEUED') AND ($1 IS NULL OR"
-                    " instance = $1) GROUP BY job ORDER BY job"
-                    " ON CONFLICT (job, status) DO UPDATE SET n = n + excluded.n",
-                    req->u.abandon.instance, NULL, 0, NULL, "count abandoned runs");
+    err = query_int(s, COUNT_ABANDONED(STALE_RUNS("$1")), req->u.abandon.instance, NULL, 0, NULL,
+                    "count abandoned runs");
     req->status = err < 0 ? err : step_done(s, st, "abandon stale runs");
     if (req->status == 0)
         req->result = sqlite3_changes(s->db);
@@ -665,13 +664,8 @@ static void exec_heartbeat(store_sqlite_t *s, store_sqlite_req_t *req)
 
 static void exec_abandon_dead(store_sqlite_t *s, store_sqlite_req_t *req)
 {
-    int err = query_int(s,
-                        "INSERT INTO job_counts (job, status, n) SELECT job, 'ABANDONED', COUNT(*)"
-                        " FROM runs WHERE status IN ('RUNNING', 'QUEUED') AND (instance IS NULL"
-                        " OR instance NOT IN (SELECT id FROM instances WHERE last_seen >= $1))"
-                        " GROUP BY job ORDER BY job"
-                        " ON CONFLICT (job, status) DO UPDATE SET n = n + excluded.n",
-                        NULL, (int64_t[]){req->u.abandon.seen_before}, 1, NULL,
+    int err = query_int(s, COUNT_ABANDONED(STORE_SQL_DEAD_RUNS("$1")), NULL,
+                        (int64_t[]){req->u.abandon.seen_before}, 1, NULL,
                         "count the abandoned runs of dead instances");
     if (err >= 0)
         err = query_int(s, store_sql_abandon_dead, NULL,
