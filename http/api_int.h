@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "core/cron.h"
+#include "core/idmap.h"
 #include "core/strmap.h"
 #include "http/api.h"
 #include "http/server.h"
@@ -76,9 +77,10 @@ struct api {
     cv_strmap_t by_name; /* name -> api__job_t (every job ever seen) */
     api__job_t **all;    /* the same, for freeing */
     size_t nall;
-    cv_list_t active;   /* api__active_t */
-    cv_list_t triggers; /* api__trigger_t waiting for MSG_FIRE_REPLY */
-    cv_list_t queries;  /* requests waiting for the prober or the notifier (api_health.c) */
+    cv_list_t active;        /* api__active_t, oldest first */
+    cv_idmap_t active_by_id; /* run id -> api__active_t */
+    cv_list_t triggers;      /* api__trigger_t waiting for MSG_FIRE_REPLY */
+    cv_list_t queries;       /* requests waiting for the prober or the notifier (api_health.c) */
     cv_actor_t *prober, *notifier;
     uint64_t next_corr;
     api__probe_t *probes;

@@ -391,16 +391,12 @@ bool api__run_remote(const api_t *a, const run_t *r)
 
 api__active_t *api__active_find(api_t *a, int64_t id)
 {
-    for (cv_list_t *n = a->active.next; n != &a->active; n = n->next) {
-        api__active_t *ar = cv_container_of(n, api__active_t, link);
-        if (ar->run->id == id)
-            return ar;
-    }
-    return NULL;
+    return cv_idmap_get(&a->active_by_id, id);
 }
 
-static void active_free(api__active_t *ar)
+static void active_free(api_t *a, api__active_t *ar)
 {
+    cv_idmap_remove(&a->active_by_id, ar->run->id);
     cv_list_remove(&ar->link);
     run_free(ar->run);
     cv_buf_free(&ar->log);
@@ -441,13 +437,14 @@ static void track(api_t *a, api__job_t *j, const msg_run_event_t *e)
         tally(a, j, ar->run, -1);
     if (e->kind == RUN_EV_FINISHED) {
         if (ar)
-            active_free(ar);
+            active_free(a, ar);
         if (!e->remote) /* /metrics counts this instance's runs */
             count_finished(j, e->run);
     } else if (ar == NULL) {
         ar = cv_calloc(1, sizeof(*ar));
         ar->run = run_dup(e->run);
         cv_list_insert_tail(&a->active, &ar->link);
+        cv_idmap_put(&a->active_by_id, ar->run->id, ar);
     } else {
         run_free(ar->run);
         ar->run = run_dup(e->run);
@@ -666,7 +663,8 @@ void api__model_free(api_t *a)
     a->all = a->jobs = NULL;
     a->nall = a->njobs = 0;
     while (!cv_list_empty(&a->active))
-        active_free(cv_container_of(a->active.next, api__active_t, link));
+        active_free(a, cv_container_of(a->active.next, api__active_t, link));
+    cv_idmap_free(&a->active_by_id);
     for (size_t i = 0; i < a->nprobes; i++) {
         free(a->probes[i].name);
         free(a->probes[i].status);
