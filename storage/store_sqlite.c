@@ -213,6 +213,7 @@ static void worker_main(void *arg)
 {
     store_sqlite_t *s = arg;
     bool closed = false;
+    uint64_t batch_ns = 0; /* when the previous batch began */
     while (!closed) {
         batch_t b = {.in_txn = false};
         cv_list_init(&b.todo);
@@ -220,8 +221,19 @@ static void worker_main(void *arg)
         cv_list_init(&b.done);
         cv_list_init(&b.again);
         uv_mutex_lock(&s->mu);
-        while (cv_list_empty(&s->queue))
+        while (cv_list_empty(&s->queue)) {
+            s->worker_idle = true;
             uv_cond_wait(&s->cond, &s->mu);
+        }
+        s->worker_idle = false;
+        /* Group commit: writes alone wait until STORE_SQLITE_GROUP_NS after the previous batch
+         * began, and whatever arrives meanwhile shares their transaction (one fsync, and each
+         * hot page written once). A read, or anything else, is served at once. */
+        for (uint64_t now;
+             s->queued_others == 0 && (now = uv_hrtime()) < batch_ns + STORE_SQLITE_GROUP_NS;)
+            uv_cond_timedwait(&s->cond, &s->mu, batch_ns + STORE_SQLITE_GROUP_NS - now);
+        batch_ns = uv_hrtime();
+        s->queued_others = 0;
         move_all(&b.todo, &s->queue);
         uv_mutex_unlock(&s->mu);
 
@@ -257,10 +269,13 @@ static void on_prepare(uv_prepare_t *h)
     store_sqlite_t *s = cv_container_of(h, store_sqlite_t, prepare);
     uv_prepare_stop(h);
     uv_mutex_lock(&s->mu);
-    bool was_empty = cv_list_empty(&s->queue);
+    /* Writes wake an idle worker; a worker gathering writes is woken only for something else. */
+    bool wake = s->worker_idle || (s->pending_others && !s->queued_others);
     move_all(&s->queue, &s->pending);
+    s->queued_others += s->pending_others;
+    s->pending_others = 0;
     uv_mutex_unlock(&s->mu);
-    if (was_empty)
+    if (wake)
         uv_cond_signal(&s->cond);
 }
 
@@ -273,6 +288,7 @@ static void submit(store_t *base, store_sqlite_req_t *r)
     if (cv_list_empty(&s->pending))
         uv_prepare_start(&s->prepare, on_prepare);
     cv_list_insert_tail(&s->pending, &r->link);
+    s->pending_others += !STORE_OP_IS_WRITE(r->op);
 }
 
 static void sq_close(store_t *base, store_status_cb cb, void *ud)

@@ -39,6 +39,9 @@ typedef struct store_sqlite_req {
     store_req_args_t u;
 } store_sqlite_req_t;
 
+/* Writes wait this long after the previous batch began (group commit), ns. */
+#define STORE_SQLITE_GROUP_NS (5 * 1000 * 1000)
+
 typedef struct store_sqlite {
     store_t base;
     char *path;     /* for messages */
@@ -53,14 +56,17 @@ typedef struct store_sqlite {
     uv_thread_t thread;
     uv_mutex_t mu;
     uv_cond_t cond;
-    cv_list_t queue; /* loop -> worker, under mu */
-    cv_list_t done;  /* worker -> loop, under mu */
+    cv_list_t queue;      /* loop -> worker, under mu */
+    size_t queued_others; /* how many requests in queue are not writes, under mu */
+    bool worker_idle;     /* the worker waits for a first request, under mu */
+    cv_list_t done;       /* worker -> loop, under mu */
     uv_async_t async;
 
     /* loop thread only */
-    cv_list_t pending;    /* made during this loop pass, handed to the worker before polling */
-    uv_prepare_t prepare; /* started while pending is not empty */
-    int handles_open;     /* async and prepare, until both are closed */
+    cv_list_t pending;     /* made during this loop pass, handed to the worker before polling */
+    size_t pending_others; /* how many of them are not writes */
+    uv_prepare_t prepare;  /* started while pending is not empty */
+    int handles_open;      /* async and prepare, until both are closed */
     size_t outstanding;
     bool closing;
     store_status_cb close_cb;
