@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -22,6 +23,8 @@ enum { P_OUT, P_ERR, P_RES, P_N };
 #define READ_BUF       (64 * 1024)
 #define DEFAULT_PATH   "/usr/local/bin:/usr/bin:/bin"
 #define RESULT_FD_NAME "CRONVISOR_RESULT_FD"
+#define STRINGIFY_(x)  #x
+#define STRINGIFY(x)   STRINGIFY_(x)
 
 struct proc {
     uv_loop_t *loop;
@@ -34,6 +37,8 @@ struct proc {
     bool exited, completed, released, in_cb;
     uint64_t kill_grace_ms, drain_grace_ms;
     int64_t start_mono_ns;
+    int exec_err; /* written by the child when it cannot exec */
+    char *argv0;  /* for that error's message */
     proc_output_t *out;
     result_proto_t rp;
     proc_result_t res;
@@ -41,12 +46,27 @@ struct proc {
 
 static void complete(proc_t *p);
 
+/* sig to the child's process group. A child just spawned may not have made its group yet (it
+ * does so itself, beside the daemon, with every signal blocked until just before its exec): it
+ * gets sig directly, held until it execs with default dispositions. Never after the reaping,
+ * when the pid may belong to someone else. */
+static int kill_group(proc_t *p, int sig)
+{
+    if (kill(-p->res.pid, sig) == 0)
+        return 0;
+    int err = errno;
+    if (err == ESRCH && !p->exited && kill(p->res.pid, sig) == 0)
+        return 0;
+    return -err;
+}
+
 /* ---- memory: freed in the last close callback, never from inside a proc callback ---------- */
 
 static void proc_free(proc_t *p)
 {
     proc_output_free(p->out);
     result_proto_free(&p->rp);
+    free(p->argv0);
     free(p->res.output);
     free(p->res.values.summary_json);
     free(p->res.error);
@@ -73,7 +93,7 @@ void proc_release(proc_t *p)
     p->released = true;
     if (!p->completed) {
         if (p->res.pid > 0)
-            kill(-p->res.pid, SIGKILL);
+            kill_group(p, SIGKILL);
         return; /* complete() sees released and frees after closing */
     }
     if (p->open_handles == 0 && !p->in_cb)
@@ -192,7 +212,7 @@ int proc_signal_group(proc_t *p, int sig)
     if (p->completed || p->res.pid <= 0)
         return -ESRCH;
     /* The group outlives its leader while any member lives, and its id is not reused before. */
-    return kill(-p->res.pid, sig) < 0 ? -errno : 0;
+    return kill_group(p, sig);
 }
 
 static void on_kill_timer(uv_timer_t *t)
@@ -259,9 +279,30 @@ static void on_drain_timer(uv_timer_t *t)
     complete(p);
 }
 
+static char *exec_error(int err, const char *name)
+{
+    switch (err) {
+    case ENOENT:
+    case ENOTDIR:
+    case ELOOP:
+    case ENAMETOOLONG:
+        return cv_sprintf("command not found: %s", name);
+    default:
+        return cv_sprintf("cannot execute %s: %s", name, strerror(err));
+    }
+}
+
+static int exec_exit_code(int err)
+{
+    return (err == ENOENT || err == ENOTDIR || err == ELOOP || err == ENAMETOOLONG) ? 127 : 126;
+}
+
+static void slots_sweep(void);
+
 static void on_child_exit(reaper_watch_t *w, pid_t pid, int status, const reaper_usage_t *u)
 {
     proc_t *p = w->data;
+    slots_sweep(); /* a child gone no longer shares the descriptor table */
     proc_result_t *r = &p->res;
     p->exited = true;
     r->exited_at_ms = cv_now_ms();
@@ -269,7 +310,13 @@ static void on_child_exit(reaper_watch_t *w, pid_t pid, int status, const reaper
     r->max_rss_kb = u->max_rss_kb;
     r->cpu_user_ms = u->cpu_user_ms;
     r->cpu_sys_ms = u->cpu_sys_ms;
-    if (WIFEXITED(status)) {
+    if (p->exec_err) {
+        r->spawn_failed = true;
+        r->exit_code = exec_exit_code(p->exec_err);
+        free(r->error);
+        r->error = exec_error(p->exec_err, p->argv0);
+        system_line(p, r->error);
+    } else if (WIFEXITED(status)) {
         r->exit_code = WEXITSTATUS(status);
     } else if (WIFSIGNALED(status)) {
         r->exit_code = -1;
@@ -291,7 +338,7 @@ static void complete(proc_t *p)
         return;
     p->completed = true;
     if (r->pid > 0 && (r->timed_out || r->cancelled || p->released))
-        kill(-r->pid, SIGKILL); /* what was meant to die must not outlive the run */
+        kill_group(p, SIGKILL); /* what was meant to die must not outlive the run */
     for (int i = 0; i < P_N; i++)
         finish_pipe(p, i);
     close_handle(p, (uv_handle_t *)&p->timeout_timer);
@@ -335,6 +382,15 @@ static char *join_path(const char *dir, size_t dlen, const char *name, const cha
     return cv_sprintf("%.*s/%s", (int)dlen, dir, name);
 }
 
+/* 0 when path is an executable regular file, else -ENOENT (missing) or -EACCES. */
+static int probe_file(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return errno == EACCES ? -EACCES : -ENOENT;
+    return S_ISREG(st.st_mode) && access(path, X_OK) == 0 ? 0 : -EACCES;
+}
+
 /* Finds argv[0] in the PATH of the child's environment (execvp's rules). Returns a heap path, or
  * NULL with *err = -ENOENT (nowhere) or -EACCES (found, not executable). */
 static char *search_path(const char *name, const char *const *env, const char *cwd, int *err)
@@ -347,12 +403,11 @@ static char *search_path(const char *name, const char *const *env, const char *c
     for (const char *d = path;; d++) {
         size_t dlen = strcspn(d, ":");
         char *cand = join_path(d, dlen, name, cwd);
-        struct stat st;
-        if (stat(cand, &st) == 0) {
-            if (S_ISREG(st.st_mode) && access(cand, X_OK) == 0)
-                return cand;
+        int rc = probe_file(cand);
+        if (rc == 0)
+            return cand;
+        if (rc == -EACCES)
             *err = -EACCES;
-        }
         free(cand);
         d += dlen;
         if (*d == '\0')
@@ -360,138 +415,318 @@ static char *search_path(const char *name, const char *const *env, const char *c
     }
 }
 
-/* Child environment: the caller's, without any CRONVISOR_RESULT_FD, plus ours. */
-static char **build_env(const char *const *env)
-{
-    size_t n = 0;
-    while (env && env[n])
-        n++;
-    char **out = cv_calloc(n + 2, sizeof(char *));
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (strncmp(env[i], RESULT_FD_NAME "=", sizeof(RESULT_FD_NAME)) != 0)
-            out[k++] = (char *)env[i];
-    out[k] = cv_sprintf("%s=%d", RESULT_FD_NAME, PROC_RESULT_FD);
-    return out;
-}
-
-static void free_env(char **env)
-{
-    size_t i = 0;
-    while (env[i + 1])
-        i++;
-    free(env[i]); /* ours is the last one */
-    free(env);
-}
-
 /* ---- spawning ----
- * The child is created with clone(CLONE_VM | CLONE_VFORK | CLONE_FILES): it shares the daemon's
- * memory and descriptor table until it execs, so neither is copied for it. (posix_spawn copies
- * the whole table, which holds three pipe ends per running child, and the child then closes them
- * one by one: in a burst of 1,000 runs a spawn went from 0.59 ms for the first hundred to 0.93 ms
- * for the last.) The daemon first puts the child's descriptors in reserved slots, low numbers it
- * keeps open on /dev/null; the child's first act is close_range(slots_end, ~0,
- * CLOSE_RANGE_UNSHARE), a table of its own holding only what lies below the slots' end. */
+ * The child is created with clone(CLONE_VM | CLONE_FILES): it shares the daemon's memory and
+ * descriptor table, so neither is copied for it. (posix_spawn copies the whole table, which holds
+ * three pipe ends per running child, and the child then closes them one by one: in a burst of
+ * 1,000 runs a spawn went from 0.59 ms for the first hundred to 0.93 ms for the last.) The daemon
+ * first puts the child's descriptors in reserved slots, low numbers it keeps open on /dev/null;
+ * the child's first act is close_range(slots_end, ~0, CLOSE_RANGE_UNSHARE), a table of its own
+ * holding only what lies below the slots' end.
+ *
+ * Without CLONE_VFORK the daemon waits neither for the exec (about 0.4 ms) nor for that first
+ * act: sleeping until the child runs cost the loop a context switch per spawn, about a quarter of
+ * its CPU time per run on a 2-vCPU VM. The slots come in SLOT_SETS sets used in turn, and a set
+ * goes back to /dev/null (the daemon must not keep a pipe's write end open) once its child has a
+ * table of its own, which spawn and the reaping of any child check. Meanwhile the two run in
+ * one address space, so the child touches nothing the daemon may change: it runs on a stack of
+ * its own, from copies of its arguments (a spawn block, reused once the kernel has cleared the
+ * block's tid word, which it does at the child's exec or exit: CLONE_CHILD_CLEARTID), and makes
+ * its system calls directly, never through the C library (whose wrappers set errno, the daemon's
+ * errno: the child shares its thread pointer). */
 
-enum { SLOT_IN, SLOT_OUT, SLOT_ERR, SLOT_RES, SLOT_N };
+enum { SLOT_OUT, SLOT_ERR, SLOT_RES, SLOT_N };
+#define SLOT_SETS 16
 
-static int slots[SLOT_N] = {-1, -1, -1, -1};
-static unsigned slots_end; /* one past the highest slot */
+/* A system call without the C library: returns the result or -errno. */
+#if defined(__x86_64__)
+__attribute__((always_inline)) static inline long raw_sys(long n, long a, long b, long c, long d)
+{
+    long ret;
+    register long r10 __asm__("r10") = d;
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10)
+                     : "rcx", "r11", "memory");
+    return ret;
+}
+#define CHILD_CLONE_FLAGS 0
+#elif defined(__aarch64__)
+__attribute__((always_inline)) static inline long raw_sys(long n, long a, long b, long c, long d)
+{
+    register long x8 __asm__("x8") = n;
+    register long x0 __asm__("x0") = a;
+    register long x1 __asm__("x1") = b;
+    register long x2 __asm__("x2") = c;
+    register long x3 __asm__("x3") = d;
+    __asm__ volatile("svc 0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3) : "memory");
+    return x0;
+}
+#define CHILD_CLONE_FLAGS 0
+#else
+/* Elsewhere the daemon waits for the exec (CLONE_VFORK), so the C library's errno is safe. */
+static long raw_sys(long n, long a, long b, long c, long d)
+{
+    long rc = syscall(n, a, b, c, d);
+    return rc < 0 ? -errno : rc;
+}
+#define CHILD_CLONE_FLAGS CLONE_VFORK
+#endif
 
-/* Reserves the slots once (above PROC_RESULT_FD, so no dup2 in the child clobbers one). */
+#define SPAWN_STACK (32 * 1024)
+
+/* ready: the child has a descriptor table of its own. */
+enum { BLOCK_READY = 0, BLOCK_SHARED = 1, BLOCK_WAITED = 2 /* and the daemon sleeps on it */ };
+
+typedef struct {
+    int ready; /* BLOCK_*, a futex word */
+    pid_t tid; /* non-zero until the child execs or exits (CLONE_CHILD_CLEARTID) */
+    int *err;  /* where the child writes why it could not exec */
+    bool new_session;
+    int fds[1 + SLOT_N]; /* stdin, then the set's slots, moved to 0..PROC_RESULT_FD */
+    unsigned slots_end;
+    const char *path, *cwd;
+    char **argv, **envp;
+    char *copy; /* path, cwd, argv and envp, copied; freed when the block is reused */
+    cv_list_t link;
+    char stack[SPAWN_STACK] __attribute__((aligned(16)));
+} spawn_block_t;
+
+static int slot_null = -1;                    /* /dev/null, the children's stdin */
+static int slot_fd[SLOT_SETS][SLOT_N];        /* each set's descriptors */
+static spawn_block_t *slot_holder[SLOT_SETS]; /* the child still sharing a set, or NULL */
+static unsigned slot_next, slots_end;         /* the set to use next; one past the highest slot */
+
+/* Reserves the slots once (above PROC_RESULT_FD, so no dup in the child clobbers one). */
 static int slots_open(void)
 {
-    if (slots[SLOT_N - 1] >= 0)
+    if (slot_null >= 0)
         return 0;
-    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (null < 0)
-        return errno;
-    for (int i = 0; i < SLOT_N; i++) {
-        if ((slots[i] = fcntl(null, F_DUPFD_CLOEXEC, PROC_RESULT_FD + 1)) < 0) {
-            int err = errno;
-            while (i-- > 0)
-                close(slots[i]);
-            slots[0] = -1;
-            close(null);
-            return err;
-        }
-        if ((unsigned)slots[i] + 1 > slots_end)
-            slots_end = (unsigned)slots[i] + 1;
+    int fds[1 + SLOT_SETS * SLOT_N];
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC), err = null < 0 ? errno : 0;
+    size_t n = 0;
+    for (; err == 0 && n < CV_ARRAY_SIZE(fds); n++)
+        if ((fds[n] = fcntl(null, F_DUPFD_CLOEXEC, PROC_RESULT_FD + 1)) < 0)
+            err = errno;
+    if (null >= 0)
+        close(null);
+    if (err) {
+        while (n-- > 1)
+            close(fds[n - 1]);
+        return err;
     }
-    close(null);
+    slot_null = fds[0];
+    memcpy(slot_fd, fds + 1, sizeof(slot_fd));
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned)fds[i] + 1 > slots_end)
+            slots_end = (unsigned)fds[i] + 1;
     return 0;
 }
 
-typedef struct {
-    const char *path;
-    char *const *argv, *const *envp;
-    const char *cwd;
-    bool new_session;
-    int err; /* written by the child when it cannot exec */
-} child_args_t;
-
-/* Runs in the child, on its own stack, in the daemon's memory until execve: only system calls,
- * nothing that takes a lock or allocates. */
-static int child_main(void *arg)
+static bool block_in_use(spawn_block_t *b)
 {
-    child_args_t *a = arg;
-    if (syscall(SYS_close_range, slots_end, ~0U, CLOSE_RANGE_UNSHARE) < 0 &&
-        syscall(SYS_unshare, CLONE_FILES) < 0)
-        goto fail;
-    /* Every disposition back to default before the mask is cleared: a handler of the daemon must
-     * never run here. */
-    struct sigaction dfl = {.sa_handler = SIG_DFL};
-    for (int sig = 1; sig < _NSIG; sig++)
-        if (sig != SIGKILL && sig != SIGSTOP && sig != 32 && sig != 33)
-            sigaction(sig, &dfl, NULL);
-    if ((a->new_session ? setsid() : setpgid(0, 0)) < 0)
-        goto fail;
-    static const int to[SLOT_N] = {0, 1, 2, PROC_RESULT_FD};
-    for (int i = 0; i < SLOT_N; i++)
-        if (dup2(slots[i], to[i]) < 0)
-            goto fail;
-    syscall(SYS_close_range, PROC_RESULT_FD + 1, ~0U, 0);
-    if (a->cwd && chdir(a->cwd) < 0)
-        goto fail;
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    execve(a->path, a->argv, a->envp);
-fail:
-    a->err = errno ? errno : EINVAL;
-    _exit(127);
+    return __atomic_load_n(&b->tid, __ATOMIC_ACQUIRE) != 0;
 }
 
-/* Spawns the child with its setup. Returns 0 or a positive errno: the child's chdir or exec
- * failure is known here, synchronously (the child has exited; it is reaped here). */
-static int spawn_child(const char *path, char *const argv[], char *const envp[], const char *cwd,
-                       bool new_session, const int wfd[P_N], pid_t *pid)
+/* The child no longer shares the daemon's table: it has its own, or it is gone. */
+static bool block_unshared(spawn_block_t *b)
 {
-    static char stack[64 * 1024] __attribute__((aligned(16)));
+    return __atomic_load_n(&b->ready, __ATOMIC_ACQUIRE) == BLOCK_READY || !block_in_use(b);
+}
+
+/* Puts a set back to /dev/null. */
+static void slot_set_release(unsigned set)
+{
+    for (int i = 0; i < SLOT_N; i++)
+        dup3(slot_null, slot_fd[set][i], O_CLOEXEC);
+    slot_holder[set] = NULL;
+}
+
+/* Releases every set whose child has a table of its own. */
+static void slots_sweep(void)
+{
+    for (unsigned set = 0; set < SLOT_SETS; set++)
+        if (slot_holder[set] && block_unshared(slot_holder[set]))
+            slot_set_release(set);
+}
+
+/* The next set, free: waits (rarely) for a child that has not yet run its first system call. A
+ * child that dies first clears its tid, which wakes nobody here: hence the timeout. */
+static unsigned slot_set_take(void)
+{
+    unsigned set = slot_next;
+    slot_next = (slot_next + 1) % SLOT_SETS;
+    spawn_block_t *b = slot_holder[set];
+    if (b == NULL)
+        return set;
+    int expected = BLOCK_SHARED;
+    __atomic_compare_exchange_n(&b->ready, &expected, BLOCK_WAITED, false, __ATOMIC_ACQ_REL,
+                                __ATOMIC_ACQUIRE);
+    while (!block_unshared(b)) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        syscall(SYS_futex, &b->ready, FUTEX_WAIT, BLOCK_WAITED, &ts);
+    }
+    slot_set_release(set);
+    return set;
+}
+
+/* Blocks whose child may still use them, and blocks free for reuse. */
+static cv_list_t busy_blocks = {&busy_blocks, &busy_blocks};
+static cv_list_t spare_blocks = {&spare_blocks, &spare_blocks};
+
+static void block_put(spawn_block_t *b, bool busy)
+{
+    if (!busy) {
+        free(b->copy);
+        b->copy = NULL;
+    }
+    cv_list_insert_tail(busy ? &busy_blocks : &spare_blocks, &b->link);
+}
+
+/* A free block, after moving those whose child has exec'd to the spares (a child execs within
+ * a millisecond or so, so few are ever busy). */
+static spawn_block_t *block_get(void)
+{
+    for (cv_list_t *n = busy_blocks.next, *next; n != &busy_blocks; n = next) {
+        next = n->next;
+        spawn_block_t *b = cv_container_of(n, spawn_block_t, link);
+        if (!block_in_use(b)) {
+            cv_list_remove(n);
+            block_put(b, false);
+        }
+    }
+    if (cv_list_empty(&spare_blocks))
+        return cv_malloc(sizeof(spawn_block_t));
+    cv_list_t *n = spare_blocks.next;
+    cv_list_remove(n);
+    return cv_container_of(n, spawn_block_t, link);
+}
+
+static bool is_result_fd_entry(const char *entry)
+{
+    return strncmp(entry, RESULT_FD_NAME "=", sizeof(RESULT_FD_NAME)) == 0;
+}
+
+/* Copies path, cwd, argv and the environment into one allocation owned by the block. The
+ * environment is the caller's without any CRONVISOR_RESULT_FD, plus ours. */
+static void block_copy_args(spawn_block_t *b, const char *path, const char *cwd,
+                            const char *const argv[], const char *const env[])
+{
+    static const char result_fd[] = RESULT_FD_NAME "=" STRINGIFY(PROC_RESULT_FD);
+    size_t nargv = 0, nenv = 0, bytes = strlen(path) + 1 + (cwd ? strlen(cwd) + 1 : 0);
+    for (; argv[nargv]; nargv++)
+        bytes += strlen(argv[nargv]) + 1;
+    for (const char *const *e = env; e && *e; e++)
+        if (!is_result_fd_entry(*e)) {
+            bytes += strlen(*e) + 1;
+            nenv++;
+        }
+    bytes += sizeof(result_fd);
+    size_t ptrs = (nargv + 1 + nenv + 2) * sizeof(char *);
+    b->copy = cv_malloc(ptrs + bytes);
+    b->argv = (char **)(void *)b->copy;
+    b->envp = b->argv + nargv + 1;
+    char *s = b->copy + ptrs;
+#define COPY_STR(dst, src)                                                                         \
+    do {                                                                                           \
+        size_t len_ = strlen(src) + 1;                                                             \
+        memcpy(s, (src), len_);                                                                    \
+        (dst) = s;                                                                                 \
+        s += len_;                                                                                 \
+    } while (0)
+    for (size_t i = 0; i < nargv; i++)
+        COPY_STR(b->argv[i], argv[i]);
+    b->argv[nargv] = NULL;
+    size_t k = 0;
+    for (const char *const *e = env; e && *e; e++)
+        if (!is_result_fd_entry(*e))
+            COPY_STR(b->envp[k++], *e);
+    COPY_STR(b->envp[k++], result_fd);
+    b->envp[k] = NULL;
+    COPY_STR(b->path, path);
+    b->cwd = NULL;
+    if (cwd)
+        COPY_STR(b->cwd, cwd);
+#undef COPY_STR
+}
+
+/* Runs in the child, on the block's stack, in the daemon's memory until execve: system calls
+ * only, no C library, no instrumentation (a sanitizer's bookkeeping is the daemon's). */
+__attribute__((no_sanitize("address", "undefined"))) static int child_main(void *arg)
+{
+    spawn_block_t *b = arg;
+    long rc = raw_sys(SYS_close_range, b->slots_end, ~0U, CLOSE_RANGE_UNSHARE, 0);
+    if (rc < 0)
+        rc = raw_sys(SYS_unshare, CLONE_FILES, 0, 0, 0);
+    if (__atomic_exchange_n(&b->ready, BLOCK_READY, __ATOMIC_ACQ_REL) == BLOCK_WAITED)
+        raw_sys(SYS_futex, (long)&b->ready, FUTEX_WAKE, 1, 0);
+    if (rc < 0)
+        goto fail;
+    /* Every disposition back to default before the mask is cleared: a handler of the daemon must
+     * never run here. (A zeroed kernel sigaction is SIG_DFL, no flags, empty mask.) */
+    static const unsigned long dfl[4] = {0};
+    for (long sig = 1; sig < _NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            raw_sys(SYS_rt_sigaction, sig, (long)dfl, 0, _NSIG / 8);
+    rc = b->new_session ? raw_sys(SYS_setsid, 0, 0, 0, 0) : raw_sys(SYS_setpgid, 0, 0, 0, 0);
+    if (rc < 0)
+        goto fail;
+    for (long i = 0; i <= PROC_RESULT_FD; i++)
+        if ((rc = raw_sys(SYS_dup3, b->fds[i], i, 0, 0)) < 0)
+            goto fail;
+    raw_sys(SYS_close_range, PROC_RESULT_FD + 1, ~0U, 0, 0);
+    if (b->cwd && (rc = raw_sys(SYS_chdir, (long)b->cwd, 0, 0, 0)) < 0)
+        goto fail;
+    static const unsigned long none = 0;
+    raw_sys(SYS_rt_sigprocmask, SIG_SETMASK, (long)&none, 0, _NSIG / 8);
+    rc = raw_sys(SYS_execve, (long)b->path, (long)b->argv, (long)b->envp, 0);
+fail:
+    *b->err = rc < 0 ? (int)-rc : EINVAL;
+    raw_sys(SYS_exit_group, 127, 0, 0, 0);
+    __builtin_unreachable();
+}
+
+/* Spawns the child with its setup. Returns 0 or a positive errno of the spawn itself; *exec_err
+ * receives, before the child exits with 127, why the child could not exec. */
+static int spawn_child(const char *path, const char *const argv[], const char *const env[],
+                       const char *cwd, bool new_session, const int wfd[P_N], int *exec_err,
+                       pid_t *pid)
+{
+    _Static_assert(PROC_RESULT_FD == SLOT_N, "stdin, then one slot per pipe");
     int err = slots_open();
     if (err)
         return err;
-    const int from[SLOT_N] = {-1, wfd[P_OUT], wfd[P_ERR], wfd[P_RES]};
-    for (int i = SLOT_OUT; i < SLOT_N && err == 0; i++)
-        if (dup3(from[i], slots[i], O_CLOEXEC) < 0)
+    slots_sweep();
+    unsigned set = slot_set_take();
+    for (int i = 0; i < SLOT_N && err == 0; i++)
+        if (dup3(wfd[i], slot_fd[set][i], O_CLOEXEC) < 0)
             err = errno;
-    child_args_t a = {path, argv, envp, cwd, new_session, 0};
-    if (err == 0) {
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        *pid = clone(child_main, stack + sizeof(stack),
-                     CLONE_VM | CLONE_VFORK | CLONE_FILES | SIGCHLD, &a);
-        err = *pid < 0 ? errno : 0;
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err) {
+        slot_set_release(set);
+        return err;
     }
-    /* The slots go back to /dev/null: the daemon must not keep a pipe's write end open. */
-    for (int i = SLOT_OUT; i < SLOT_N; i++)
-        dup3(slots[SLOT_IN], slots[i], O_CLOEXEC);
-    if (err == 0 && a.err != 0) {
-        waitpid(*pid, NULL, 0);
-        err = a.err;
-    }
+    spawn_block_t *b = block_get();
+    block_copy_args(b, path, cwd, argv, env);
+    b->err = exec_err;
+    b->new_session = new_session;
+    b->fds[0] = slot_null;
+    memcpy(b->fds + 1, slot_fd[set], sizeof(slot_fd[set]));
+    b->slots_end = slots_end;
+    b->ready = BLOCK_SHARED;
+    b->tid = 1;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    *pid = clone(child_main, b->stack + sizeof(b->stack),
+                 CLONE_VM | CLONE_FILES | CLONE_CHILD_CLEARTID | CHILD_CLONE_FLAGS | SIGCHLD, b,
+                 NULL, NULL, &b->tid);
+    err = *pid < 0 ? errno : 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    block_put(b, err == 0);
+    if (err == 0 && !block_unshared(b))
+        slot_holder[set] = b;
+    else
+        slot_set_release(set);
     return err;
 }
 
@@ -515,24 +750,6 @@ static int make_pipe(int fds[2])
     return 0;
 }
 
-static char *exec_error(int err, const char *name)
-{
-    switch (err) {
-    case ENOENT:
-    case ENOTDIR:
-    case ELOOP:
-    case ENAMETOOLONG:
-        return cv_sprintf("command not found: %s", name);
-    default:
-        return cv_sprintf("cannot execute %s: %s", name, strerror(err));
-    }
-}
-
-static int exec_exit_code(int err)
-{
-    return (err == ENOENT || err == ENOTDIR || err == ELOOP || err == ENAMETOOLONG) ? 127 : 126;
-}
-
 /* Checks the working directory so that a chdir failure is not mistaken for a missing command. */
 static char *check_cwd(const char *cwd)
 {
@@ -549,7 +766,8 @@ static char *check_cwd(const char *cwd)
 }
 
 /* Checks the working directory and finds the program; *path stays NULL when argv[0] holds a '/'
- * (execve takes it as it is, relative to cwd). Returns false after fail_start(). */
+ * (execve takes it as it is, relative to cwd). Returns false after fail_start(). The exec may
+ * still fail (the file changed, or is not a format the kernel runs): on_child_exit reports it. */
 static bool resolve(proc_t *p, const proc_opts_t *o, const char *name, char **path)
 {
     int rc = 0;
@@ -558,8 +776,15 @@ static bool resolve(proc_t *p, const proc_opts_t *o, const char *name, char **pa
         fail_start(p, 126, err);
         return false;
     }
-    if (strchr(name, '/') || (*path = search_path(name, o->env, o->cwd, &rc)) != NULL)
+    if (strchr(name, '/')) {
+        char *full = name[0] != '/' && o->cwd ? cv_sprintf("%s/%s", o->cwd, name) : NULL;
+        rc = probe_file(full ? full : name);
+        free(full);
+        if (rc == 0)
+            return true;
+    } else if ((*path = search_path(name, o->env, o->cwd, &rc)) != NULL) {
         return true;
+    }
     fail_start(p, rc == -ENOENT ? 127 : 126,
                rc == -ENOENT ? cv_sprintf("command not found: %s", name)
                              : cv_sprintf("cannot execute %s: %s", name, strerror(-rc)));
@@ -573,7 +798,6 @@ static void launch(proc_t *p, const proc_opts_t *o)
     const char *const *argv = o->command ? shell_argv : o->argv;
     int fds[P_N][2] = {{-1, -1}, {-1, -1}, {-1, -1}};
     char *path = NULL;
-    char **envp = NULL;
     int rc = 0;
     if (!resolve(p, o, argv[0], &path))
         return;
@@ -583,22 +807,19 @@ static void launch(proc_t *p, const proc_opts_t *o)
         fail_start(p, -1, cv_sprintf("cannot start %s: pipe: %s", argv[0], strerror(-rc)));
         goto out;
     }
-    envp = build_env(o->env);
     int wfd[P_N] = {fds[P_OUT][1], fds[P_ERR][1], fds[P_RES][1]};
     if (o->not_before_ns)
         cv_wait_until_ns(o->not_before_ns, PROC_NOT_BEFORE_MAX_NS);
     p->start_mono_ns = cv_mono_ns();
     p->res.started_at_ms = cv_now_ms();
-    rc = spawn_child(path ? path : argv[0], (char *const *)argv, envp, o->cwd, o->new_session, wfd,
+    rc = spawn_child(path ? path : argv[0], argv, o->env, o->cwd, o->new_session, wfd, &p->exec_err,
                      &p->res.pid);
     if (rc != 0) {
         p->res.pid = 0;
-        if (rc == EAGAIN || rc == ENOMEM || rc == EMFILE || rc == ENFILE)
-            fail_start(p, -1, cv_sprintf("cannot start %s: %s", argv[0], strerror(rc)));
-        else
-            fail_start(p, exec_exit_code(rc), exec_error(rc, argv[0]));
+        fail_start(p, -1, cv_sprintf("cannot start %s: %s", argv[0], strerror(rc)));
         goto out;
     }
+    p->argv0 = cv_strdup(argv[0]);
     /* SIGCHLD reaches us only through the loop (the signal handler just writes to libuv's
      * pipe; the reaper runs in a later callback), so registering before this callback returns
      * cannot miss the exit, however fast the child is. */
@@ -615,8 +836,6 @@ out:
         for (int j = 0; j < 2; j++)
             if (fds[i][j] >= 0)
                 close(fds[i][j]);
-    if (envp)
-        free_env(envp);
     free(path);
 }
 

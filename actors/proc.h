@@ -1,11 +1,12 @@
 /* proc: one run of a command as a child process on a libuv loop. The executor actor builds its
  * policies (concurrency, retries, queueing) on top of this; proc provides the mechanisms.
  *
- * Spawning: clone(CLONE_VM|CLONE_VFORK|CLONE_FILES) then execve, so the cost grows neither with
- * the daemon's memory (unlike the fork() of uv_spawn) nor with its descriptor table (unlike
- * posix_spawn, which copies the table: three pipe ends per running child); see proc.c. The child
- * gets
- *   - its own process group (pgid = pid), or its own session with new_session;
+ * Spawning: clone(CLONE_VM|CLONE_FILES) then execve, so the cost grows neither with the daemon's
+ * memory (unlike the fork() of uv_spawn) nor with its descriptor table (unlike posix_spawn, which
+ * copies the table: three pipe ends per running child), and the loop does not wait for the exec
+ * (unlike vfork); see proc.c. The child gets
+ *   - its own process group (pgid = pid), or its own session with new_session (which it makes
+ *     itself, beside the daemon: a group signal sent before then reaches the child alone);
  *   - stdin from /dev/null, stdout and stderr each on a pipe, and the write end of a third pipe
  *     (the result protocol, see proto/RESULT_PROTOCOL.md) as fd PROC_RESULT_FD, whose number is in
  *     the environment variable CRONVISOR_RESULT_FD; every other descriptor is closed;
@@ -13,7 +14,10 @@
  *   - exactly the environment given (plus CRONVISOR_RESULT_FD) and the given working directory.
  * A command that cannot be started does not make proc_start fail: the run completes (from the
  * loop, never from inside proc_start) with spawn_failed set and, like tini and the shell, exit
- * code 127 when the program is not found and 126 when it cannot be executed.
+ * code 127 when the program is not found and 126 when it cannot be executed. Missing programs,
+ * files that are not executable and bad working directories are found before spawning (pid 0);
+ * an exec the kernel still refuses (a file that is no program, or changed meanwhile) is reported
+ * by the child, which then exits, with the child's pid.
  *
  * Lifecycle: the completion callback is delivered exactly once, when the child has been reaped
  * (core/reaper.c) AND its three pipes reached end-of-file, or drain_grace_ms after the exit if a

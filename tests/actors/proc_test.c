@@ -261,6 +261,29 @@ static void exits_127_through_the_shell_for_a_missing_command(void **state)
     finish(&c);
 }
 
+/* Found executable beforehand, refused by the kernel: the child reports why it could not exec. */
+static void exits_126_when_the_kernel_refuses_the_file(void **state)
+{
+    char path[] = "/tmp/cv-proc-noformat-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "\x01\x02\x03 not a program\n", 18), 18);
+    close(fd);
+    chmod(path, 0755);
+    ctx_t c = {0};
+    const char *argv[] = {path, NULL};
+    proc_opts_t o = {.argv = argv};
+    run(&c, &o);
+    assert_int_equal(c.completions, 1);
+    assert_int_equal(c.r->exit_code, 126);
+    assert_true(c.r->spawn_failed);
+    assert_contains(c.r->error, "cannot execute");
+    assert_contains(c.r->error, strerror(ENOEXEC));
+    assert_contains(c.r->output, "system | cannot execute");
+    finish(&c);
+    unlink(path);
+}
+
 static void fails_to_start_in_a_missing_working_directory(void **state)
 {
     ctx_t c = {0};
@@ -423,6 +446,28 @@ static void cancel_terminates_the_group_and_marks_the_run(void **state)
     finish(&c);
 }
 
+/* Cancelled in the same callback as the spawn: the child may not have made its process group
+ * yet (it does so itself, beside the daemon), and must get the SIGTERM all the same, not run on
+ * until the SIGKILL of the grace. */
+static void cancel_right_after_the_spawn_reaches_the_child(void **state)
+{
+    for (int i = 0; i < 20; i++) {
+        ctx_t c = {0};
+        proc_callbacks_t cbs = {on_complete, on_line, on_values, &c};
+        proc_opts_t o = {
+            .argv = (const char *[]){"sleep", "1000", NULL}, .env = test_env, .new_session = i % 2};
+        assert_int_equal(uv_loop_init(&c.loop), 0);
+        assert_int_equal(proc_start(&c.loop, &o, &cbs, &c.p), 0);
+        assert_int_equal(proc_cancel(c.p, 10000), 0);
+        assert_int_equal(uv_run(&c.loop, UV_RUN_DEFAULT), 0);
+        assert_int_equal(c.completions, 1);
+        assert_true(c.r->cancelled);
+        assert_int_equal(c.r->signal, SIGTERM);
+        assert_true(c.r->duration_ms < 5000);
+        finish(&c);
+    }
+}
+
 static void release_before_completion_kills_and_frees_without_a_callback(void **state)
 {
     ctx_t c = {.release_on_first_line = true};
@@ -495,6 +540,43 @@ static void applies_environment_and_working_directory(void **state)
     free(want);
     finish(&c);
     rmdir(dir);
+}
+
+/* Many children started from one callback, more than there are descriptor slot sets: each one's
+ * output, errors and result lines come back to its own run. */
+static void children_started_together_keep_their_own_pipes(void **state)
+{
+    enum { N = 60 };
+    static ctx_t c[N];
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    char *cmds[N];
+    for (int i = 0; i < N; i++) {
+        memset(&c[i], 0, sizeof(c[i]));
+        cmds[i] = cv_sprintf("echo out%d; echo err%d >&2; echo '{\"items_processed\": %d}' >&3", i,
+                             i, i + 1);
+        proc_opts_t o = {.command = cmds[i], .env = test_env};
+        proc_callbacks_t cbs = {on_complete, on_line, on_values, &c[i]};
+        assert_int_equal(proc_start(&loop, &o, &cbs, &c[i].p), 0);
+    }
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    for (int i = 0; i < N; i++) {
+        char want[64];
+        assert_int_equal(c[i].completions, 1);
+        assert_int_equal(c[i].r->exit_code, 0);
+        snprintf(want, sizeof(want), "stdout | out%d\n", i);
+        assert_contains(c[i].r->output, want);
+        snprintf(want, sizeof(want), "stderr | err%d\n", i);
+        assert_contains(c[i].r->output, want);
+        assert_int_equal(c[i].lines[PROC_STREAM_STDOUT], 1);
+        assert_int_equal(c[i].lines[PROC_STREAM_STDERR], 1);
+        assert_int_equal(c[i].r->values.items_processed, i + 1);
+        proc_release(c[i].p);
+        free(cmds[i]);
+    }
+    reaper_stop();
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
 }
 
 static void leaks_no_daemon_descriptor_into_the_child(void **state)
@@ -631,17 +713,20 @@ int main(void)
         cmocka_unit_test(exits_127_when_the_argv_command_is_not_found),
         cmocka_unit_test(exits_126_when_the_argv_file_is_not_executable),
         cmocka_unit_test(exits_127_through_the_shell_for_a_missing_command),
+        cmocka_unit_test(exits_126_when_the_kernel_refuses_the_file),
         cmocka_unit_test(fails_to_start_in_a_missing_working_directory),
         cmocka_unit_test(captures_stdout_and_stderr_with_tags_in_order),
         cmocka_unit_test(keeps_memory_bounded_when_a_job_prints_a_gigabyte),
         cmocka_unit_test(kills_the_whole_group_at_the_timeout),
         cmocka_unit_test(sigkills_a_job_that_ignores_sigterm_after_the_grace),
         cmocka_unit_test(cancel_terminates_the_group_and_marks_the_run),
+        cmocka_unit_test(cancel_right_after_the_spawn_reaches_the_child),
         cmocka_unit_test(release_before_completion_kills_and_frees_without_a_callback),
         cmocka_unit_test(completes_after_the_drain_grace_when_a_grandchild_holds_the_pipes),
         cmocka_unit_test(puts_the_child_in_its_own_process_group_or_session),
         cmocka_unit_test(starts_the_child_with_default_signals_and_an_empty_mask),
         cmocka_unit_test(applies_environment_and_working_directory),
+        cmocka_unit_test(children_started_together_keep_their_own_pipes),
         cmocka_unit_test(leaks_no_daemon_descriptor_into_the_child),
         cmocka_unit_test(applies_result_lines_and_reports_a_bad_one_without_failing),
         cmocka_unit_test(reaps_orphans_left_by_a_double_forking_job),
