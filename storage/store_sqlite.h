@@ -4,7 +4,9 @@
  * the loop thread and appended, once per pass (a uv_prepare hook, before the loop polls), to a
  * mutex-protected queue; the request itself is the queue node. The worker takes everything queued
  * when it wakes, runs the batch with all its writes in one transaction (group commit), commits, and
- * hands the finished requests back through one uv_async_t; the loop delivers them in order. */
+ * hands the finished requests back through one uv_async_t; the loop delivers them in order. Writes
+ * alone wait until 5 ms after the previous batch began (STORE_SQLITE_GROUP_NS), so that a stream
+ * of runs pays one fsync per window rather than per pass; anything else is served at once. */
 #ifndef CV_STORAGE_STORE_SQLITE_H
 #define CV_STORAGE_STORE_SQLITE_H
 
