@@ -487,7 +487,8 @@ typedef struct {
     unsigned slots_end;
     const char *path, *cwd;
     char **argv, **envp;
-    char *copy; /* path, cwd, argv and envp, copied; freed when the block is reused */
+    char *copy;   /* path, cwd, argv and envp, copied; freed when the block is reused */
+    int held_set; /* the slot set this child may still share, or -1 */
     cv_list_t link;
     char stack[SPAWN_STACK] __attribute__((aligned(16)));
 } spawn_block_t;
@@ -539,6 +540,8 @@ static void slot_set_release(unsigned set)
 {
     for (int i = 0; i < SLOT_N; i++)
         dup3(slot_null, slot_fd[set][i], O_CLOEXEC);
+    if (slot_holder[set])
+        slot_holder[set]->held_set = -1;
     slot_holder[set] = NULL;
 }
 
@@ -591,6 +594,8 @@ static spawn_block_t *block_get(void)
         next = n->next;
         spawn_block_t *b = cv_container_of(n, spawn_block_t, link);
         if (!block_in_use(b)) {
+            if (b->held_set >= 0) /* its child is gone or exec'd: the set is free too */
+                slot_set_release((unsigned)b->held_set);
             cv_list_remove(n);
             block_put(b, false);
         }
@@ -714,6 +719,7 @@ static int spawn_child(const char *path, const char *const argv[], const char *c
     b->slots_end = slots_end;
     b->ready = BLOCK_SHARED;
     b->tid = 1;
+    b->held_set = -1;
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -723,10 +729,12 @@ static int spawn_child(const char *path, const char *const argv[], const char *c
     err = *pid < 0 ? errno : 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     block_put(b, err == 0);
-    if (err == 0 && !block_unshared(b))
+    if (err == 0 && !block_unshared(b)) {
         slot_holder[set] = b;
-    else
+        b->held_set = (int)set;
+    } else {
         slot_set_release(set);
+    }
     return err;
 }
 
