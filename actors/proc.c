@@ -487,7 +487,8 @@ typedef struct {
     unsigned slots_end;
     const char *path, *cwd;
     char **argv, **envp;
-    char *copy;   /* path, cwd, argv and envp, copied; freed when the block is reused */
+    char *copy; /* path, cwd, argv and envp, copied (kept for the block's next child) */
+    size_t copy_cap;
     int held_set; /* the slot set this child may still share, or -1 */
     cv_list_t link;
     char stack[SPAWN_STACK] __attribute__((aligned(16)));
@@ -553,15 +554,17 @@ static void slots_sweep(void)
             slot_set_release(set);
 }
 
-/* The next set, free: waits (rarely) for a child that has not yet run its first system call. A
- * child that dies first clears its tid, which wakes nobody here: hence the timeout. */
+/* A free set: any one, the next in turn first; when every set is held, waits (rarely) for the
+ * child holding the next in turn to run its first system call. A child that dies first clears its
+ * tid, which wakes nobody here: hence the timeout. */
 static unsigned slot_set_take(void)
 {
     unsigned set = slot_next;
     slot_next = (slot_next + 1) % SLOT_SETS;
+    for (unsigned i = 0; i < SLOT_SETS; i++)
+        if (slot_holder[(set + i) % SLOT_SETS] == NULL)
+            return (set + i) % SLOT_SETS;
     spawn_block_t *b = slot_holder[set];
-    if (b == NULL)
-        return set;
     int expected = BLOCK_SHARED;
     __atomic_compare_exchange_n(&b->ready, &expected, BLOCK_WAITED, false, __ATOMIC_ACQ_REL,
                                 __ATOMIC_ACQUIRE);
@@ -579,10 +582,6 @@ static cv_list_t spare_blocks = {&spare_blocks, &spare_blocks};
 
 static void block_put(spawn_block_t *b, bool busy)
 {
-    if (!busy) {
-        free(b->copy);
-        b->copy = NULL;
-    }
     cv_list_insert_tail(busy ? &busy_blocks : &spare_blocks, &b->link);
 }
 
@@ -600,8 +599,12 @@ static spawn_block_t *block_get(void)
             block_put(b, false);
         }
     }
-    if (cv_list_empty(&spare_blocks))
-        return cv_malloc(sizeof(spawn_block_t));
+    if (cv_list_empty(&spare_blocks)) {
+        spawn_block_t *b = cv_malloc(sizeof(spawn_block_t));
+        b->copy = NULL;
+        b->copy_cap = 0;
+        return b;
+    }
     cv_list_t *n = spare_blocks.next;
     cv_list_remove(n);
     return cv_container_of(n, spawn_block_t, link);
@@ -612,8 +615,9 @@ static bool is_result_fd_entry(const char *entry)
     return strncmp(entry, RESULT_FD_NAME "=", sizeof(RESULT_FD_NAME)) == 0;
 }
 
-/* Copies path, cwd, argv and the environment into one allocation owned by the block. The
- * environment is the caller's without any CRONVISOR_RESULT_FD, plus ours. */
+/* Copies path, cwd, argv and the environment into one allocation owned by the block (reused by
+ * its next child when large enough). The environment is the caller's without any
+ * CRONVISOR_RESULT_FD, plus ours. */
 static void block_copy_args(spawn_block_t *b, const char *path, const char *cwd,
                             const char *const argv[], const char *const env[])
 {
@@ -628,7 +632,11 @@ static void block_copy_args(spawn_block_t *b, const char *path, const char *cwd,
         }
     bytes += sizeof(result_fd);
     size_t ptrs = (nargv + 1 + nenv + 2) * sizeof(char *);
-    b->copy = cv_malloc(ptrs + bytes);
+    if (ptrs + bytes > b->copy_cap) {
+        free(b->copy);
+        b->copy_cap = ptrs + bytes;
+        b->copy = cv_malloc(b->copy_cap);
+    }
     b->argv = (char **)(void *)b->copy;
     b->envp = b->argv + nargv + 1;
     char *s = b->copy + ptrs;
