@@ -279,22 +279,21 @@ static void on_drain_timer(uv_timer_t *t)
     complete(p);
 }
 
+/* Whether an exec's errno means the program is missing (127) rather than unusable (126). */
+static bool exec_not_found(int err)
+{
+    return err == ENOENT || err == ENOTDIR || err == ELOOP || err == ENAMETOOLONG;
+}
+
 static char *exec_error(int err, const char *name)
 {
-    switch (err) {
-    case ENOENT:
-    case ENOTDIR:
-    case ELOOP:
-    case ENAMETOOLONG:
-        return cv_sprintf("command not found: %s", name);
-    default:
-        return cv_sprintf("cannot execute %s: %s", name, strerror(err));
-    }
+    return exec_not_found(err) ? cv_sprintf("command not found: %s", name)
+                               : cv_sprintf("cannot execute %s: %s", name, strerror(err));
 }
 
 static int exec_exit_code(int err)
 {
-    return (err == ENOENT || err == ENOTDIR || err == ELOOP || err == ENAMETOOLONG) ? 127 : 126;
+    return exec_not_found(err) ? 127 : 126;
 }
 
 static void slots_sweep(void);
@@ -489,7 +488,6 @@ typedef struct {
     char **argv, **envp;
     char *copy; /* path, cwd, argv and envp, copied (kept for the block's next child) */
     size_t copy_cap;
-    int held_set; /* the slot set this child may still share, or -1 */
     cv_list_t link;
     char stack[SPAWN_STACK] __attribute__((aligned(16)));
 } spawn_block_t;
@@ -541,8 +539,6 @@ static void slot_set_release(unsigned set)
 {
     for (int i = 0; i < SLOT_N; i++)
         dup3(slot_null, slot_fd[set][i], O_CLOEXEC);
-    if (slot_holder[set])
-        slot_holder[set]->held_set = -1;
     slot_holder[set] = NULL;
 }
 
@@ -580,11 +576,6 @@ static unsigned slot_set_take(void)
 static cv_list_t busy_blocks = {&busy_blocks, &busy_blocks};
 static cv_list_t spare_blocks = {&spare_blocks, &spare_blocks};
 
-static void block_put(spawn_block_t *b, bool busy)
-{
-    cv_list_insert_tail(busy ? &busy_blocks : &spare_blocks, &b->link);
-}
-
 /* A free block, after moving those whose child has exec'd to the spares (a child execs within
  * a millisecond or so, so few are ever busy). */
 static spawn_block_t *block_get(void)
@@ -593,10 +584,11 @@ static spawn_block_t *block_get(void)
         next = n->next;
         spawn_block_t *b = cv_container_of(n, spawn_block_t, link);
         if (!block_in_use(b)) {
-            if (b->held_set >= 0) /* its child is gone or exec'd: the set is free too */
-                slot_set_release((unsigned)b->held_set);
+            for (unsigned set = 0; set < SLOT_SETS; set++) /* its child is gone or exec'd */
+                if (slot_holder[set] == b)
+                    slot_set_release(set);
             cv_list_remove(n);
-            block_put(b, false);
+            cv_list_insert_tail(&spare_blocks, n);
         }
     }
     if (cv_list_empty(&spare_blocks)) {
@@ -727,7 +719,6 @@ static int spawn_child(const char *path, const char *const argv[], const char *c
     b->slots_end = slots_end;
     b->ready = BLOCK_SHARED;
     b->tid = 1;
-    b->held_set = -1;
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -736,13 +727,11 @@ static int spawn_child(const char *path, const char *const argv[], const char *c
                  NULL, NULL, &b->tid);
     err = *pid < 0 ? errno : 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    block_put(b, err == 0);
-    if (err == 0 && !block_unshared(b)) {
+    cv_list_insert_tail(err == 0 ? &busy_blocks : &spare_blocks, &b->link);
+    if (err == 0 && !block_unshared(b))
         slot_holder[set] = b;
-        b->held_set = (int)set;
-    } else {
+    else
         slot_set_release(set);
-    }
     return err;
 }
 
@@ -801,9 +790,7 @@ static bool resolve(proc_t *p, const proc_opts_t *o, const char *name, char **pa
     } else if ((*path = search_path(name, o->env, o->cwd, &rc)) != NULL) {
         return true;
     }
-    fail_start(p, rc == -ENOENT ? 127 : 126,
-               rc == -ENOENT ? cv_sprintf("command not found: %s", name)
-                             : cv_sprintf("cannot execute %s: %s", name, strerror(-rc)));
+    fail_start(p, exec_exit_code(-rc), exec_error(-rc, name));
     return false;
 }
 
