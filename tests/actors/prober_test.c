@@ -1,7 +1,9 @@
 /* The prober on a real loop against a local HTTP server (tests/core/httpc_test_server.h), a
  * refused port and commands: statuses, messages, refresh and get replies, observers, deadlines
- * that do not hold back other probes, and a clean close. Redis and PostgreSQL probes are driven
- * against real servers by tests/blackbox/test_probes.py. */
+ * that do not hold back other probes, and a clean close. The store probe runs against a fake
+ * store whose ping answers land exactly where each case puts them relative to the deadline and
+ * to the prober's close (both orders, and both in one loop pass). Redis and PostgreSQL probes are
+ * driven against real servers by tests/blackbox/test_probes.py. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -12,6 +14,7 @@
 #include "actors/prober.h"
 #include "core/log.h"
 #include "core/reaper.h"
+#include "storage/store.h"
 #include "tests/core/httpc_test_server.h"
 
 typedef struct {
@@ -163,11 +166,258 @@ static void health_names_and_messages_copy_deeply(void **state)
     m->hdr.dispose(&m->hdr);
 }
 
+/* ---- the store probe against a fake store that answers when told ---- */
+
+typedef enum {
+    /* after the poll of the pass the ping was asked in, once the deadline is due: the deadline
+     * fires in the next pass's timer phase, before the prober reads the answer's message */
+    ANSWER_THEN_DEADLINE_SAME_PASS,
+    /* from a timer due with the deadline and started after it: same timer phase, deadline first */
+    DEADLINE_THEN_ANSWER_SAME_PASS,
+    /* only once the timed-out result was observed, a pass or more later */
+    DEADLINE_THEN_ANSWER_LATER,
+    /* from a 0 ms timer, and the prober is closed right after, before it reads the answer's
+     * message */
+    ANSWER_THEN_CLOSE,
+    /* never before the prober is closed; answered after the close */
+    CLOSE_THEN_ANSWER,
+} answer_order_t;
+
+typedef struct {
+    struct store base; /* first: the store_t the store probe's call gets */
+    uv_loop_t loop;
+    cv_runtime_t *rt;
+    cv_actor_t *store, *me;
+    prober_t *p;
+    answer_order_t order;
+    int64_t timeout_ms;
+    uv_check_t after_poll;
+    uv_timer_t answer_timer, stop;
+    store_status_cb cb; /* the ping waiting for its answer */
+    void *ud;
+    uint64_t asked_at; /* loop time when the ping was asked (= the deadline's start) */
+    int pings;
+    int results; /* MSG_HEALTH received */
+    health_status_t first_status, last_status;
+    char *first_message, *last_message;
+    bool prober_closed, stopping;
+} sfx_t;
+
+static void store_stop(sfx_t *f);
+
+static void answer(sfx_t *f, int status)
+{
+    store_status_cb cb = f->cb;
+    f->cb = NULL;
+    if (cb)
+        cb(f->ud, status);
+}
+
+static void on_store_prober_closed(void *ud)
+{
+    ((sfx_t *)ud)->prober_closed = true;
+}
+
+static void on_after_poll(uv_check_t *h)
+{
+    sfx_t *f = h->data;
+    uv_check_stop(h);
+    /* the poll waited for the deadline's timer; make sure, on the loop's own clock, that it is
+     * due (no sleep: at most a few ms of a busy wait) */
+    while (uv_now(&f->loop) < f->asked_at + (uint64_t)f->timeout_ms)
+        uv_update_time(&f->loop);
+    answer(f, 0);
+}
+
+static void on_stop_timer(uv_timer_t *t);
+
+static void on_answer_timer(uv_timer_t *t)
+{
+    sfx_t *f = t->data;
+    answer(f, 0);
+    if (f->order == ANSWER_THEN_CLOSE && f->pings == 1)
+        store_stop(f);
+}
+
+static void fake_ping(store_t *st, store_status_cb cb, void *ud)
+{
+    sfx_t *f = (sfx_t *)st;
+    assert_null(f->cb);
+    f->cb = cb;
+    f->ud = ud;
+    f->asked_at = uv_now(&f->loop);
+    f->pings++;
+    if (f->pings > 1 || f->order == ANSWER_THEN_CLOSE)
+        uv_timer_start(&f->answer_timer, on_answer_timer, 0, 0); /* next pass, long before */
+    else if (f->order == ANSWER_THEN_DEADLINE_SAME_PASS)
+        uv_check_start(&f->after_poll, on_after_poll);
+    else if (f->order == DEADLINE_THEN_ANSWER_SAME_PASS)
+        uv_timer_start(&f->answer_timer, on_answer_timer, (uint64_t)f->timeout_ms, 0);
+    else if (f->order == CLOSE_THEN_ANSWER)
+        uv_timer_start(&f->stop, on_stop_timer, 0, 0);
+    /* DEADLINE_THEN_ANSWER_LATER: answered by the test actor once the timeout was observed */
+}
+
+static const store_ops_t fake_ops = {.name = "fake", .ping = fake_ping};
+
+static void fake_store_handle(cv_actor_t *self, cv_msg_t *msg)
+{
+    sfx_t *f = cv_actor_state(self);
+    assert_int_equal(msg->type, MSG_STORE_CALL);
+    msg_store_call_t *c = (msg_store_call_t *)msg;
+    c->fn(&f->base, c->ud);
+}
+
+static void on_stop_timer(uv_timer_t *t)
+{
+    store_stop(t->data);
+}
+
+static void store_stop(sfx_t *f)
+{
+    if (f->stopping)
+        return;
+    f->stopping = true;
+    prober_close(f->p, on_store_prober_closed, f);
+    if (f->order == CLOSE_THEN_ANSWER)
+        answer(f, 0); /* the prober is gone: its answer must go nowhere */
+    cv_actor_destroy(f->store);
+    cv_actor_destroy(f->me);
+    cv_runtime_close(f->rt);
+    uv_close((uv_handle_t *)&f->after_poll, NULL);
+    uv_close((uv_handle_t *)&f->answer_timer, NULL);
+    uv_close((uv_handle_t *)&f->stop, NULL);
+}
+
+static void test_store_handle(cv_actor_t *self, cv_msg_t *msg)
+{
+    sfx_t *f = cv_actor_state(self);
+    if (msg->type == MSG_HEALTH_LIST) { /* the refresh after the first result */
+        msg_health_list_t *l = (msg_health_list_t *)msg;
+        assert_int_equal(l->count, 1);
+        f->last_status = l->items[0].status;
+        f->last_message = cv_strdup(l->items[0].message);
+        uv_timer_start(&f->stop, on_stop_timer, 0, 0);
+        return;
+    }
+    assert_int_equal(msg->type, MSG_HEALTH);
+    msg_health_t *h = (msg_health_t *)msg;
+    if (++f->results > 1)
+        return;
+    f->first_status = h->h.status;
+    f->first_message = cv_strdup(h->h.message);
+    if (f->order == DEADLINE_THEN_ANSWER_LATER)
+        answer(f, 0); /* the late answer to the check that timed out */
+    /* a second check must work as usual, whatever came late */
+    cv_actor_post(prober_actor(f->p),
+                  &msg_health_query_new(MSG_HEALTH_REFRESH, "store", f->me, 7)->hdr);
+}
+
+/* Runs one store check whose answer lands where `order` says; returns the fixture for the
+ * assertions (the loop is closed). */
+static void run_store_race(sfx_t *f, answer_order_t order, int64_t timeout_ms)
+{
+    f->order = order;
+    f->timeout_ms = timeout_ms;
+    f->base.ops = &fake_ops;
+    assert_int_equal(uv_loop_init(&f->loop), 0);
+    f->base.loop = &f->loop;
+    int err = 0;
+    f->rt = cv_runtime_create(&f->loop, &err);
+    f->store = cv_actor_create(f->rt, "fake-store", fake_store_handle, f);
+    f->me = cv_actor_create(f->rt, "test", test_store_handle, f);
+    uv_check_init(&f->loop, &f->after_poll);
+    uv_timer_init(&f->loop, &f->answer_timer);
+    uv_timer_init(&f->loop, &f->stop);
+    f->after_poll.data = f->answer_timer.data = f->stop.data = f;
+    cfg_t *cfg = NULL;
+    cfg_errors_t errs = {0};
+    assert_int_equal(cfgcheck_load_string("jobs: []\n", 9, "t.yaml", &cfg, &errs), 0);
+    cfgref_t *ref = cfgref_new(cfg);
+    prober_opts_t o = {.cfg = ref,
+                       .store = f->store,
+                       .store_interval_ms = 3600000,
+                       .store_timeout_ms = timeout_ms};
+    f->p = prober_create(f->rt, &o);
+    cfgref_put(ref);
+    assert_int_equal(prober_add_observer(f->p, f->me), 0);
+    prober_start(f->p);
+    uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_true(f->prober_closed);
+    assert_int_equal(uv_loop_close(&f->loop), 0);
+}
+
+static void sfx_free(sfx_t *f)
+{
+    free(f->first_message);
+    free(f->last_message);
+}
+
+static void a_store_answer_just_before_its_deadline_in_one_pass_touches_no_freed_check(void **s)
+{
+    sfx_t f = {0};
+    run_store_race(&f, ANSWER_THEN_DEADLINE_SAME_PASS, 300);
+    /* the deadline fired before the prober read the answer: it counts as a timeout (ASan: no
+     * write into the freed ping) and the next check is answered as usual */
+    assert_int_equal(f.first_status, HEALTH_UNHEALTHY);
+    assert_string_equal(f.first_message, "timed out after 300ms");
+    assert_int_equal(f.pings, 2);
+    assert_int_equal(f.last_status, HEALTH_HEALTHY);
+    assert_string_equal(f.last_message, "store answered");
+    sfx_free(&f);
+}
+
+static void a_store_answer_just_after_its_deadline_in_one_pass_is_ignored(void **s)
+{
+    sfx_t f = {0};
+    run_store_race(&f, DEADLINE_THEN_ANSWER_SAME_PASS, 300);
+    assert_int_equal(f.first_status, HEALTH_UNHEALTHY);
+    assert_string_equal(f.first_message, "timed out after 300ms");
+    assert_int_equal(f.pings, 2);
+    assert_int_equal(f.last_status, HEALTH_HEALTHY);
+    sfx_free(&f);
+}
+
+static void a_store_answer_passes_after_its_deadline_is_ignored(void **s)
+{
+    sfx_t f = {0};
+    run_store_race(&f, DEADLINE_THEN_ANSWER_LATER, 300);
+    assert_int_equal(f.first_status, HEALTH_UNHEALTHY);
+    assert_string_equal(f.first_message, "timed out after 300ms");
+    assert_int_equal(f.pings, 2);
+    assert_int_equal(f.last_status, HEALTH_HEALTHY);
+    assert_string_equal(f.last_message, "store answered");
+    sfx_free(&f);
+}
+
+static void closing_the_prober_after_a_store_answer_it_has_not_read_touches_nothing_freed(void **s)
+{
+    sfx_t f = {0};
+    run_store_race(&f, ANSWER_THEN_CLOSE, 3600000);
+    assert_int_equal(f.pings, 1);
+    assert_int_equal(f.results, 0); /* the answer's message went with the prober's mailbox */
+}
+
+static void a_store_answer_after_the_prober_closed_goes_nowhere(void **s)
+{
+    sfx_t f = {0};
+    run_store_race(&f, CLOSE_THEN_ANSWER, 3600000);
+    assert_int_equal(f.pings, 1);
+    assert_int_equal(f.results, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(refresh_reports_every_status_while_a_hanging_probe_holds_back_no_other),
         cmocka_unit_test(health_names_and_messages_copy_deeply),
+        cmocka_unit_test(
+            a_store_answer_just_before_its_deadline_in_one_pass_touches_no_freed_check),
+        cmocka_unit_test(a_store_answer_just_after_its_deadline_in_one_pass_is_ignored),
+        cmocka_unit_test(a_store_answer_passes_after_its_deadline_is_ignored),
+        cmocka_unit_test(
+            closing_the_prober_after_a_store_answer_it_has_not_read_touches_nothing_freed),
+        cmocka_unit_test(a_store_answer_after_the_prober_closed_goes_nowhere),
     };
     cv_log_setup(CV_LOG_ERROR, false);
     return cmocka_run_group_tests(tests, NULL, NULL);
