@@ -4,7 +4,13 @@
  * timer and calls the type's start(). The type reports exactly once with probe__done() unless
  * the prober aborts it first (deadline, close) with abort(). After probe__done() or after abort()
  * returns, the type must not touch the check any more: it keeps its own state (impl) and frees
- * it itself once its handles are closed. probe__done() may be called from inside start(). */
+ * it itself once its handles are closed. probe__done() may be called from inside start().
+ *
+ * Deadline against reply (core/actor.h has the rule): abort() may reach c->impl only because a
+ * type frees its impl in the same callback that calls probe__done(), so a check the prober
+ * still holds always has its impl. A type that frees its state before the prober learns the
+ * outcome (the store probe, answered by message) keeps c->impl NULL and lets the prober drop
+ * the late answer by its seq. */
 #ifndef CV_ACTORS_PROBE_INT_H
 #define CV_ACTORS_PROBE_INT_H
 

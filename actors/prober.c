@@ -41,6 +41,7 @@ struct prober {
     cfgref_t *cfg;
     cfg_probe_t store_cfg;
     cv_actor_t *store;
+    cv_live_t *live; /* ended at close: store answers still in flight then post nothing */
     httpc_t *http;
     pprobe_t *probes;
     size_t n;
@@ -54,10 +55,18 @@ struct prober {
     void *close_ud;
 };
 
-/* ---- the store probe ---- */
+/* ---- the store probe ----
+ *
+ * Its answer comes back by message, so the ping's state is freed (by the answer's callback, or
+ * by the call's dispose when the store never ran it) before the prober reads that message: a
+ * deadline or a close in between must not touch it (core/actor.h, the rule for replies and
+ * deadlines). So the check keeps no pointer to the ping (c->impl stays NULL, abort has nothing
+ * to do): the answer names its check by (idx, seq), a stale one is dropped in on_pinged_msg, and
+ * the prober's liveness token says whether there is still a prober to post to. */
 
 typedef struct {
-    cv_actor_t *prober; /* NULL once the check was aborted */
+    cv_live_t *live; /* the prober's */
+    cv_actor_t *prober;
     size_t idx;
     uint64_t seq;
     bool ran;
@@ -77,13 +86,14 @@ typedef struct {
 
 static void ping_answer(ping_t *pg, int status)
 {
-    if (pg->prober) {
+    if (cv_live_alive(pg->live)) {
         msg_pinged_t *m = cv_msg_new(sizeof(*m), MSG_PROBER_PINGED);
         m->idx = pg->idx;
         m->seq = pg->seq;
         m->status = status;
         cv_actor_post(pg->prober, &m->hdr);
     }
+    cv_live_unref(pg->live);
     free(pg);
 }
 
@@ -111,10 +121,10 @@ static void store_start(probe_check_t *c)
 {
     pprobe_t *pp = c->owner;
     ping_t *pg = cv_calloc(1, sizeof(*pg));
+    pg->live = cv_live_ref(pp->p->live);
     pg->prober = c->prober;
     pg->idx = pp->idx;
     pg->seq = c->seq;
-    c->impl = pg;
     ping_call_t *m = cv_msg_new(sizeof(*m), MSG_STORE_CALL);
     m->call.hdr.dispose = ping_dispose;
     m->call.fn = ping_fn;
@@ -125,7 +135,7 @@ static void store_start(probe_check_t *c)
 
 static void store_abort(probe_check_t *c)
 {
-    ((ping_t *)c->impl)->prober = NULL;
+    (void)c; /* the ping in flight is not the check's: its answer will be found stale */
 }
 
 static const probe_type_t probe_store = {"store", NULL, store_start, store_abort};
@@ -384,6 +394,7 @@ prober_t *prober_create(cv_runtime_t *rt, const prober_opts_t *o)
     p->loop = cv_runtime_loop(rt);
     p->cfg = cfgref_get(o->cfg);
     p->store = o->store;
+    p->live = cv_live_new();
     p->http = httpc_create(p->loop);
     cv_list_init(&p->waiters);
     p->probes = cv_calloc(cfg->n_probes + 1, sizeof(*p->probes));
@@ -468,6 +479,7 @@ void prober_close(prober_t *p, void (*cb)(void *ud), void *ud)
     p->closing = true;
     p->close_cb = cb;
     p->close_ud = ud;
+    cv_live_end(p->live);
     cv_actor_destroy(p->actor);
     while (!cv_list_empty(&p->waiters)) {
         waiter_t *w = cv_container_of(p->waiters.next, waiter_t, link);

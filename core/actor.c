@@ -201,3 +201,41 @@ void cv_actor_post_threadsafe(cv_actor_t *a, cv_msg_t *m)
     pthread_mutex_unlock(&rt->lock);
     uv_async_send(&rt->async);
 }
+
+/* ---- liveness tokens ---- */
+
+struct cv_live {
+    bool alive;
+    unsigned refs;
+};
+
+cv_live_t *cv_live_new(void)
+{
+    cv_live_t *l = cv_calloc(1, sizeof(*l));
+    l->alive = true;
+    l->refs = 1;
+    return l;
+}
+
+cv_live_t *cv_live_ref(cv_live_t *l)
+{
+    l->refs++;
+    return l;
+}
+
+void cv_live_unref(cv_live_t *l)
+{
+    if (--l->refs == 0)
+        free(l);
+}
+
+void cv_live_end(cv_live_t *l)
+{
+    l->alive = false;
+    cv_live_unref(l);
+}
+
+bool cv_live_alive(const cv_live_t *l)
+{
+    return l->alive;
+}

@@ -60,4 +60,38 @@ void cv_actor_post_threadsafe(cv_actor_t *a, cv_msg_t *m);
 /** Allocates a zeroed message of `size` bytes with its type set. */
 void *cv_msg_new(size_t size, int type);
 
+/* ---- replies, deadlines and owners that go away ----
+ *
+ * The rule for every asynchronous request (a store call, an HTTP transfer, a child process, a
+ * name lookup) that may race with a deadline, a cancel or the requester's close:
+ *
+ * 1. The request's own state (what its callback gets as `ud`) belongs to the request path: it
+ *    is freed by the reply path only, after the one callback the API guarantees, or, for APIs
+ *    that guarantee no callback after a cancel (proc_release, probe__resolve_cancel), by the
+ *    canceller right after that cancel. Never by both, never while the other may still run.
+ * 2. The requester never keeps a pointer into that state past the moment the reply may have
+ *    freed it. A reply that comes back by message (a store call answered to an actor) frees its
+ *    state before the requester reads the message: a deadline or a close that fires in between
+ *    must find nothing of it. The requester matches replies to what it still waits for by a
+ *    generation (a sequence number or correlation id) and drops stale ones.
+ * 3. Whether the requester still exists is asked of a cv_live_t token, which outlives both: the
+ *    requester holds one reference and ends it when it closes; each request in flight holds
+ *    another. A reply posts to the requester only while the token is alive.
+ * 4. Timers are stopped (uv_timer_stop) or closed before what they refer to is freed, and
+ *    nothing is freed from inside its own callback (memory behind a handle goes in close_cb). */
+
+/** A liveness token: lets a reply know whether its requester still exists. */
+typedef struct cv_live cv_live_t;
+
+/** A new live token with one reference (the requester's). Aborts on out-of-memory. */
+cv_live_t *cv_live_new(void);
+/** Takes one more reference (for a request in flight); returns l. */
+cv_live_t *cv_live_ref(cv_live_t *l);
+/** Drops one reference; the token is freed with the last. */
+void cv_live_unref(cv_live_t *l);
+/** The requester is gone: marks the token dead and drops the requester's reference. */
+void cv_live_end(cv_live_t *l);
+/** True until cv_live_end was called. */
+bool cv_live_alive(const cv_live_t *l);
+
 #endif
