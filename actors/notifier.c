@@ -13,12 +13,6 @@
 
 enum { MSG_NOTIFIER_STATS = MSG_ACTOR_PRIVATE + 11 };
 
-/* Lets store callbacks know whether the notifier still exists. */
-typedef struct {
-    bool alive;
-    int refs;
-} liveness_t;
-
 typedef struct stat_entry {
     char *job;
     int64_t consecutive_failures;
@@ -35,7 +29,7 @@ typedef struct {
 
 typedef struct {
     cv_msg_t hdr_unused;
-    liveness_t *live;
+    cv_live_t *live; /* the notifier's (core/actor.h: replies and deadlines) */
     cv_actor_t *actor;
     int64_t run_id;
     char **jobs;
@@ -73,7 +67,7 @@ struct notifier {
     char *instance;
     httpc_t *http;
     notifier_opts_t o;
-    liveness_t *live;
+    cv_live_t *live;     /* ended at close: store answers in flight then post nothing */
     cv_strmap_t failing; /* job -> (void *)1 failing, (void *)2 not failing */
     cv_list_t active, deliveries;
     notify_record_t *ring;
@@ -418,12 +412,6 @@ static void on_audit(notifier_t *n, const msg_audit_t *a)
 
 /* ---- store statistics ---- */
 
-static void live_put(liveness_t *l)
-{
-    if (--l->refs == 0)
-        free(l);
-}
-
 static void stats_msg_dispose(cv_msg_t *m)
 {
     msg_stats_t *s = (msg_stats_t *)m;
@@ -438,14 +426,14 @@ static void stats_req_free(stats_req_t *q)
     for (size_t i = 0; i < q->njobs; i++)
         free(q->jobs[i]);
     free(q->jobs);
-    live_put(q->live);
+    cv_live_unref(q->live);
     free(q);
 }
 
 static void on_stats(void *ud, int status, store_job_stats_t *stats, size_t count)
 {
     stats_req_t *q = ud;
-    if (status == 0 && q->live->alive) {
+    if (status == 0 && cv_live_alive(q->live)) {
         msg_stats_t *m = cv_msg_new(sizeof(*m), MSG_NOTIFIER_STATS);
         m->hdr.dispose = stats_msg_dispose;
         m->run_id = q->run_id;
@@ -486,8 +474,7 @@ static void ask_stats(notifier_t *n, int64_t run_id, const char *const *jobs, si
     if (n->store == NULL || njobs == 0)
         return;
     stats_req_t *q = cv_calloc(1, sizeof(*q));
-    q->live = n->live;
-    n->live->refs++;
+    q->live = cv_live_ref(n->live);
     q->actor = n->actor;
     q->run_id = run_id;
     q->jobs = cv_calloc(njobs, sizeof(char *));
@@ -692,9 +679,7 @@ notifier_t *notifier_create(cv_runtime_t *rt, const notifier_opts_t *o)
     n->store = o->store;
     n->instance = cv_strdup(o->instance ? o->instance : "local");
     n->http = httpc_create(n->loop);
-    n->live = cv_calloc(1, sizeof(*n->live));
-    n->live->alive = true;
-    n->live->refs = 1;
+    n->live = cv_live_new();
     n->ring = cv_calloc(n->o.ring_size, sizeof(*n->ring));
     cv_list_init(&n->active);
     cv_list_init(&n->deliveries);
@@ -749,8 +734,7 @@ void notifier_close(notifier_t *n, void (*cb)(void *ud), void *ud)
     n->close_cb = cb;
     n->close_ud = ud;
     cv_actor_destroy(n->actor);
-    n->live->alive = false;
-    live_put(n->live);
+    cv_live_end(n->live);
     /* deliveries waiting for a retry end now; those in flight end through httpc's cancel */
     for (cv_list_t *l = n->deliveries.next, *next; l != &n->deliveries; l = next) {
         next = l->next;
