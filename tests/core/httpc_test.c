@@ -662,6 +662,84 @@ static void a_callback_may_start_another_request(void **state)
     fx_finish(&f);
 }
 
+/* ---- a cancel (a deadline's) against a completion: both orders, and one pass ---- */
+
+static void find_active_idle(uv_handle_t *h, void *arg)
+{
+    if (h->type == UV_IDLE && uv_is_active(h))
+        *(bool *)arg = true;
+}
+
+/* True when a completion waits for its callback: httpc's idle handle (the only idle handle of
+ * these loops) runs exactly while one does. */
+static bool completion_waiting(fx_t *f)
+{
+    bool found = false;
+    uv_walk(&f->loop, find_active_idle, &found);
+    return found;
+}
+
+static void
+a_cancel_after_the_transfer_ended_but_before_its_callback_keeps_the_real_result(void **state)
+{
+    fx_t f;
+    fx_start(&f);
+    char *u = url(&f, "/ok");
+    bool seen = false;
+    /* The transfer ends in a poll callback and its callback runs from the next pass's idle:
+     * in between (where a deadline's timer fires first) the cancel must change nothing. A
+     * transfer that ends in curl's timer callback is delivered in that same pass; try again. */
+    for (int attempt = 0; attempt < 20 && !seen; attempt++) {
+        got_t g = {0};
+        httpc_xfer_t *x;
+        assert_int_equal(httpc_request(f.c, &(httpc_req_t){.url = u}, on_done, &g, &x), 0);
+        while (g.calls == 0 && !completion_waiting(&f))
+            uv_run(&f.loop, UV_RUN_ONCE);
+        if (g.calls == 0) {
+            seen = true;
+            httpc_cancel(x);
+            assert_int_equal(g.calls, 0);
+            run_until_calls(&f, &g.calls, 1);
+        }
+        assert_int_equal(g.calls, 1);
+        assert_int_equal(g.error, HTTPC_OK);
+        assert_int_equal(g.status, 200);
+        assert_string_equal(g.body, "hello from /ok");
+        got_free(&g);
+    }
+    assert_true(seen);
+    free(u);
+    fx_finish(&f);
+}
+
+static void on_done_then_cancel_self(httpc_xfer_t *x, const httpc_result_t *r, void *ud)
+{
+    on_done(x, r, ud);
+    httpc_cancel(x); /* a deadline reached from inside the callback: nothing happens */
+}
+
+static void a_cancel_before_the_transfer_ended_and_one_from_its_callback_deliver_once(void **state)
+{
+    fx_t f;
+    got_t g = {0};
+    httpc_xfer_t *x;
+    fx_start(&f);
+    char *u = url(&f, "/hang");
+    assert_int_equal(httpc_request(f.c, &(httpc_req_t){.url = u}, on_done_then_cancel_self, &g, &x),
+                     0);
+    while (f.srv.requests < 1) /* truly in flight */
+        uv_run(&f.loop, UV_RUN_ONCE);
+    httpc_cancel(x);
+    httpc_cancel(x); /* a second cancel (close after a deadline) changes nothing either */
+    run_until_calls(&f, &g.calls, 1);
+    uv_run(&f.loop, UV_RUN_NOWAIT);
+    assert_int_equal(g.calls, 1);
+    assert_int_equal(g.error, HTTPC_ERR_CANCELLED);
+    free(u);
+    got_free(&g);
+    fx_finish(&f);
+}
+
 int main(void)
 {
     assert_int_equal(httpc_global_init(), 0);
@@ -685,6 +763,9 @@ int main(void)
         cmocka_unit_test(keeps_the_loop_responsive_while_a_request_hangs),
         cmocka_unit_test(a_callback_may_start_another_request),
         cmocka_unit_test(a_slow_lookup_delays_neither_a_timeout_nor_a_close_nor_the_loop),
+        cmocka_unit_test(
+            a_cancel_after_the_transfer_ended_but_before_its_callback_keeps_the_real_result),
+        cmocka_unit_test(a_cancel_before_the_transfer_ended_and_one_from_its_callback_deliver_once),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
