@@ -173,6 +173,18 @@ static void destroying_an_actor_disposes_its_queued_messages_unhandled(void **st
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+static void a_live_token_outlives_its_owner_until_the_last_request_lets_go(void **state)
+{
+    cv_live_t *owner = cv_live_new();
+    cv_live_t *req1 = cv_live_ref(owner), *req2 = cv_live_ref(owner);
+    assert_ptr_equal(req1, owner);
+    cv_live_unref(req1); /* a reply while the owner lives */
+    assert_true(cv_live_alive(req2));
+    cv_live_end(owner);                /* the owner closes with one request in flight */
+    assert_false(cv_live_alive(req2)); /* ASan: still readable */
+    cv_live_unref(req2);               /* the late reply frees it (LSan: nothing leaks) */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -180,6 +192,7 @@ int main(void)
         cmocka_unit_test(a_message_posted_by_a_handler_runs_in_the_same_loop_pass),
         cmocka_unit_test(posts_from_two_threads_all_arrive_each_in_its_own_order),
         cmocka_unit_test(destroying_an_actor_disposes_its_queued_messages_unhandled),
+        cmocka_unit_test(a_live_token_outlives_its_owner_until_the_last_request_lets_go),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
