@@ -76,7 +76,9 @@ void *cv_msg_new(size_t size, int type);
  *    generation (a sequence number or correlation id) and drops stale ones.
  * 3. Whether the requester still exists is asked of a cv_live_t token, which outlives both: the
  *    requester holds one reference and ends it when it closes; each request in flight holds
- *    another. A reply posts to the requester only while the token is alive.
+ *    another. A reply posts to the requester only while the token is alive. (A requester may
+ *    instead outlive its requests: count them and free itself after the last, as the store
+ *    actor and the http actor do.)
  * 4. Timers are stopped (uv_timer_stop) or closed before what they refer to is freed, and
  *    nothing is freed from inside its own callback (memory behind a handle goes in close_cb). */
 
