@@ -456,6 +456,8 @@ class Durability(unittest.TestCase):
         with Daemon(config(jobs)) as d:
             run_id, status = d.run_finished("quick")
             self.assertEqual(status, "SUCCESS")
+            if not any(r.get("msg") == "run %d SUCCESS recorded" % run_id for r in d.log):
+                d.wait_log(r"run %d SUCCESS recorded" % run_id)  # (it came later on ca71b51)
             msgs = [r.get("msg", "") for r in d.log]
             committed = msgs.index("run %d SUCCESS recorded" % run_id)
             logged = [i for i, m in enumerate(msgs) if re.match(r"run %d job=quick .*status=SUCCESS" % run_id, m)]

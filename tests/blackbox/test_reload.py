@@ -88,6 +88,15 @@ class TokenReload(unittest.TestCase):
                 f.write(AFTER)
             d.signal(signal.SIGHUP)
             line = d.wait_log(r"configuration reloaded").string
+            # HTTP: the removed token at once, the kept one with its new role, the added one
+            self.assertEqual(d.api("GET", "/api/jobs", token=GONE).status, 401)
+            self.assertEqual(d.api("GET", "/api/jobs", token=KEEP).status, 200)
+            self.assertEqual(d.api("GET", "/api/jobs", token=NEW).status, 200)
+            self.assertEqual(d.api("POST", "/api/jobs/job1/trigger", token=KEEP).status, 202)
+            self.assertEqual(d.api("POST", "/api/jobs/job1/trigger", token=NEW).status, 403)
+            # the listen address is the running one (not applied)
+            self.assertEqual(d.port(), port)
+
             rec = [r for r in d.log if r.get("msg") == line][-1]
 
             # what changed, what applied, what waits for a restart: named, never a value
@@ -98,15 +107,6 @@ class TokenReload(unittest.TestCase):
             self.assertEqual(rec["level"], "warn", rec)
             for secret in (KEEP, GONE, NEW):
                 self.assertNotIn(secret, line)
-
-            # HTTP: the removed token at once, the kept one with its new role, the added one
-            self.assertEqual(d.api("GET", "/api/jobs", token=GONE).status, 401)
-            self.assertEqual(d.api("GET", "/api/jobs", token=KEEP).status, 200)
-            self.assertEqual(d.api("GET", "/api/jobs", token=NEW).status, 200)
-            self.assertEqual(d.api("POST", "/api/jobs/job1/trigger", token=KEEP).status, 202)
-            self.assertEqual(d.api("POST", "/api/jobs/job1/trigger", token=NEW).status, 403)
-            # the listen address is the running one (not applied)
-            self.assertEqual(d.port(), port)
 
             # a ticket issued to the removed token is gone with it
             late = WsClient(port, "/api/events?ticket=" + ticket)
