@@ -87,19 +87,15 @@ static void xrun_release(exec__run_t *xr)
     free(xr);
 }
 
+/* The start of a run (QUEUED, RUNNING). Its end is logged by the store actor once the record is
+ * durable (store_actor.c), like the run.finished event: a line never claims an outcome that a
+ * crash could still lose. */
 static void log_event(const exec__run_t *xr)
 {
     const run_t *r = xr->run;
-    if (!run_status_final(r->status)) {
+    if (!run_status_final(r->status))
         cv_info("exec", "run %lld job=%s trigger=%s attempt=%d status=%s", (long long)r->id, r->job,
                 r->trigger, r->attempt, run_status_name(r->status));
-        return;
-    }
-    cv_log(r->status == RUN_SUCCESS ? CV_LOG_INFO : CV_LOG_WARN, "exec",
-           "run %lld job=%s status=%s exit=%d signal=%d duration=%lldms items=%lld/%lld%s%s",
-           (long long)r->id, r->job, run_status_name(r->status), r->exit_code, r->signal,
-           (long long)r->duration_ms, (long long)r->items_processed, (long long)r->items_failed,
-           r->error ? " error=" : "", r->error ? r->error : "");
 }
 
 int64_t exec__not_before_ns(const exec__run_t *xr)

@@ -34,6 +34,22 @@ static void forward(store_actor_t *sa, const write_t *w)
     }
 }
 
+/* The executor's "finished" line, written once the final record is durable (the executor logs
+ * only the start: see log_event in executor.c), component "exec" as the start line. A record
+ * that could not be written is still told, as not recorded, at error level. */
+static void log_finished(const run_t *r, int status)
+{
+    cv_log_level_t lvl = status != 0                ? CV_LOG_ERROR
+                         : r->status == RUN_SUCCESS ? CV_LOG_INFO
+                                                    : CV_LOG_WARN;
+    cv_log(lvl, "exec",
+           "run %lld job=%s status=%s exit=%d signal=%d duration=%lldms items=%lld/%lld%s%s%s%s",
+           (long long)r->id, r->job, run_status_name(r->status), r->exit_code, r->signal,
+           (long long)r->duration_ms, (long long)r->items_processed, (long long)r->items_failed,
+           r->error ? " error=" : "", r->error ? r->error : "",
+           status != 0 ? " NOT RECORDED: " : "", status != 0 ? strerror(-status) : "");
+}
+
 static void write_done(write_t *w, int status)
 {
     store_actor_t *sa = w->sa;
@@ -44,6 +60,8 @@ static void write_done(write_t *w, int status)
     else
         cv_debug("store", "run %lld %s recorded", (long long)w->run->id,
                  run_status_name(w->run->status));
+    if (w->kind == RUN_EV_FINISHED)
+        log_finished(w->run, status);
     if (!sa->destroyed && w->kind == RUN_EV_FINISHED)
         forward(sa, w);
     sa->pending--;

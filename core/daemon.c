@@ -4,6 +4,7 @@
 #include "actors/prober.h"
 #include "actors/scheduler.h"
 #include "actors/store_actor.h"
+#include "core/cfgdiff.h"
 #include "core/httpc.h"
 #include "core/log.h"
 #include "core/reaper.h"
@@ -45,6 +46,8 @@ typedef struct daemon {
     int64_t beat_every, last_beat, beating_since; /* ms */
     store_override_t *overrides;
     size_t n_overrides;
+    char *reload_summary; /* what the reload in progress changes (cfgdiff_summary) */
+    bool reload_partial;  /* ... and some of it waits for a restart */
     int64_t first_run_id;
     int64_t *last_run; /* per config job: last cron firing recorded (s), for catch-up */
     int pending_queries;
@@ -175,8 +178,28 @@ static void on_reload_overrides(void *ud, int status, const store_override_t *ov
         cv_warn("daemon", "reload: runtime overrides could not be read (%s); using the known ones",
                 strerror(-status));
     configure_actors(d, false);
-    cv_info("daemon", "configuration reloaded from %s: %u job(s)", d->opts.config_path,
-            d->cfg->cfg->n_jobs);
+    cv_log(d->reload_partial ? CV_LOG_WARN : CV_LOG_INFO, "daemon",
+           "configuration reloaded from %s: %s", d->opts.config_path,
+           d->reload_summary ? d->reload_summary : "no changes");
+    free(d->reload_summary);
+    d->reload_summary = NULL;
+}
+
+static void restart_heartbeat(daemon_t *d);
+
+/* Applies at once what the actors do not get by message: the API tokens (refused with the whole
+ * reload when they cannot apply) and the heartbeat cadence. Returns 0 or a negative errno. */
+static int apply_now(daemon_t *d, const cfg_t *cfg, const cfgdiff_t *diff)
+{
+    char *err = NULL;
+    if (d->api && (diff->tokens.added || diff->tokens.removed || diff->tokens.changed) &&
+        api_reload_auth(d->api, cfg, &err) != 0) {
+        cv_error("daemon", "reload refused: %s; keeping the running configuration",
+                 err ? err : "the API tokens cannot be applied");
+        free(err);
+        return -EINVAL;
+    }
+    return 0;
 }
 
 static void reload(daemon_t *d)
@@ -195,8 +218,20 @@ static void reload(daemon_t *d)
         return;
     }
     cfg_errors_free(&errs);
+    cfgdiff_t diff;
+    cfgdiff_compare(d->cfg->cfg, cfg, &diff);
+    if (apply_now(d, cfg, &diff) != 0) {
+        cfgdiff_free(&diff);
+        cfg_free(cfg);
+        return;
+    }
+    free(d->reload_summary);
+    d->reload_summary = cfgdiff_summary(&diff);
+    d->reload_partial = diff.not_applied != NULL;
+    cfgdiff_free(&diff);
     cfgref_put(d->cfg);
     d->cfg = cfgref_new(cfg);
+    restart_heartbeat(d);
     /* Overrides changed at run time (API, auto-disable) are in the store: read them again. */
     store_override_list(d->store, NULL, on_reload_overrides, d);
 }
@@ -290,13 +325,29 @@ static void heartbeat_send(daemon_t *d, store_status_cb cb)
     store_heartbeat(d->store, &in, cb, d);
 }
 
+static int64_t beat_interval(const daemon_t *d)
+{
+    int64_t every = d->cfg->cfg->cluster.heartbeat_timeout_ms / 6;
+    return every < 200 ? 200 : every > 5000 ? 5000 : every;
+}
+
+/* A reload may change the timeout: beat at the new cadence (a shorter timeout with the old
+ * cadence would have the others judge this instance dead). */
+static void restart_heartbeat(daemon_t *d)
+{
+    if (!d->heartbeat_on || beat_interval(d) == d->beat_every)
+        return;
+    d->beat_every = beat_interval(d);
+    uv_timer_start(&d->heartbeat, on_heartbeat_timer, (uint64_t)d->beat_every,
+                   (uint64_t)d->beat_every);
+}
+
 /* Beats every sixth of the timeout (between 0.2 s and 5 s), each beat followed by a sweep. */
 static void start_heartbeat(daemon_t *d)
 {
     if (!store_is_shared(d->store))
         return;
-    int64_t every = d->cfg->cfg->cluster.heartbeat_timeout_ms / 6;
-    every = every < 200 ? 200 : every > 5000 ? 5000 : every;
+    int64_t every = beat_interval(d);
     d->beat_every = every;
     d->last_beat = d->beating_since = cv_now_ms(); /* the first heartbeat was sent at start */
     uv_timer_init(&d->loop, &d->heartbeat);
@@ -944,6 +995,7 @@ int daemon_main(const daemon_opts_t *opts, cfg_t *cfg)
     int code = d->exit_code;
     cfgref_put(d->cfg);
     store_overrides_free(d->overrides, d->n_overrides);
+    free(d->reload_summary);
     free(d->last_run);
     free(d->instance);
     free(d);

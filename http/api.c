@@ -111,7 +111,8 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
 
 /* ---- creation ---- */
 
-static auth_t *make_auth(const cfg_t *cfg, char **err)
+/* The token table of cfg, for auth_create or auth_reload (caller frees; the strings are cfg's). */
+static auth_token_conf_t *token_confs(const cfg_t *cfg)
 {
     auth_token_conf_t *confs = cv_calloc(cfg->auth.n_tokens + 1, sizeof(*confs));
     for (unsigned i = 0; i < cfg->auth.n_tokens; i++) {
@@ -121,10 +122,31 @@ static auth_t *make_auth(const cfg_t *cfg, char **err)
         confs[i].token = t->token;
         confs[i].sha256_hex = t->sha256;
     }
+    return confs;
+}
+
+static auth_t *make_auth(const cfg_t *cfg, char **err)
+{
+    auth_token_conf_t *confs = token_confs(cfg);
     auth_opts_t ao = {.tokens = confs, .ntokens = cfg->auth.n_tokens};
     auth_t *auth = auth_create(&ao, err);
     free(confs);
     return auth;
+}
+
+int api_reload_auth(api_t *a, const cfg_t *cfg, char **err)
+{
+    *err = NULL;
+    int rc = auth_listen_allowed(a->listen, cfg->auth.n_tokens, err);
+    if (rc != 0)
+        return rc;
+    auth_token_conf_t *confs = token_confs(cfg);
+    auth_opts_t ao = {.tokens = confs, .ntokens = cfg->auth.n_tokens};
+    rc = auth_reload(a->auth, &ao, err);
+    free(confs);
+    if (rc == 0 && a->hub != NULL)
+        ws_hub_revalidate(a->hub);
+    return rc;
 }
 
 static int add_routes(api_t *a)
@@ -183,6 +205,7 @@ api_t *api_create(cv_runtime_t *rt, const api_opts_t *opts, char **err)
     a->srv = srv;
     a->store = opts->store;
     a->instance = cv_strdup(opts->instance ? opts->instance : "local");
+    a->listen = cv_strdup(so.listen);
     a->started_ms = cv_now_ms();
     cv_list_init(&a->active);
     cv_list_init(&a->triggers);
@@ -229,6 +252,7 @@ void api__free(api_t *a)
     if (a->cfg)
         cfgref_put(a->cfg);
     free(a->instance);
+    free(a->listen);
     free(a);
 }
 

@@ -55,6 +55,12 @@ void api_set_peers(api_t *a, cv_actor_t *executor, cv_actor_t *scheduler);
 void api_set_health_peers(api_t *a, cv_actor_t *prober, cv_actor_t *notifier);
 /** The bound TCP port. */
 int api_port(const api_t *a);
+/** Applies the API tokens of cfg at once (SIGHUP): requests with a removed token get 401 from
+ * now on, role changes apply to the next request, and open WebSocket sessions of removed tokens
+ * are closed. The listen address is the running one (it changes only with a restart): a table
+ * without tokens is refused unless it is loopback. Returns 0, or -EINVAL / -EPERM with *err set
+ * (heap, caller frees) and nothing changed. */
+int api_reload_auth(api_t *a, const cfg_t *cfg, char **err);
 /** Stops taking messages, closes the server (requests waiting for an answer get 503) and frees
  * everything once h2o released its handles; then cb(ud). Store calls still in flight finish
  * harmlessly: call this before store_close so they can run. */

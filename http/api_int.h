@@ -69,6 +69,7 @@ struct api {
     auth_t *auth;
     api_server_t *srv;
     ws_hub_t *hub;
+    char *listen; /* the running listen address (a reload does not move it) */
     char *instance;
     int64_t started_ms;
     /* jobs in configuration order, and by name */

@@ -27,6 +27,7 @@ typedef struct bucket {
 typedef struct token {
     char name[AUTH_NAME_MAX];
     auth_role_t role;
+    uint32_t key;
     unsigned char digest[DIGEST_LEN];
     bucket_t bucket;
 } token_t;
@@ -46,6 +47,7 @@ struct auth {
     ticket_t tickets[TICKETS_MAX];
     size_t ntickets;
     uint64_t compares;
+    uint32_t next_key; /* the key of the next token loaded */
 };
 
 static void sha256(const void *data, size_t len, unsigned char out[DIGEST_LEN])
@@ -128,6 +130,7 @@ auth_t *auth_create(const auth_opts_t *opts, char **err)
     for (size_t i = 0; i < opts->ntokens; i++) {
         if (load_token(a, &opts->tokens[i], i, err) != 0)
             goto fail;
+        a->tokens[i].key = ++a->next_key;
     }
     return a;
 fail:
@@ -143,6 +146,61 @@ void auth_destroy(auth_t *a)
     free(a->tokens);
     OPENSSL_cleanse(a, sizeof(*a));
     free(a);
+}
+
+static const token_t *find_token(const auth_t *a, const char *name)
+{
+    for (size_t i = 0; i < a->ntokens; i++) {
+        if (strcmp(a->tokens[i].name, name) == 0)
+            return &a->tokens[i];
+    }
+    return NULL;
+}
+
+int auth_reload(auth_t *a, const auth_opts_t *opts, char **err)
+{
+    auth_opts_t o = *opts;
+    o.rate_per_sec = a->rate_per_sec;
+    o.rate_burst = a->rate_burst;
+    o.ticket_ttl_ms = a->ticket_ttl_ms;
+    auth_t *fresh = auth_create(&o, err);
+    if (fresh == NULL)
+        return -EINVAL;
+    for (size_t i = 0; i < fresh->ntokens; i++) {
+        token_t *t = &fresh->tokens[i];
+        const token_t *was = find_token(a, t->name);
+        if (was != NULL && CRYPTO_memcmp(was->digest, t->digest, DIGEST_LEN) == 0) {
+            t->key = was->key;
+            t->bucket = was->bucket;
+        } else {
+            t->key = ++a->next_key;
+        }
+    }
+    OPENSSL_cleanse(a->tokens, a->ntokens * sizeof(token_t));
+    free(a->tokens);
+    a->tokens = fresh->tokens;
+    a->ntokens = fresh->ntokens;
+    fresh->tokens = NULL;
+    fresh->ntokens = 0;
+    auth_destroy(fresh);
+    for (size_t i = 0; i < a->ntickets;) { /* tickets of tokens now gone go with them */
+        if (auth_principal_refresh(a, &a->tickets[i].principal) != 0)
+            a->tickets[i] = a->tickets[--a->ntickets];
+        else
+            i++;
+    }
+    return 0;
+}
+
+int auth_principal_refresh(const auth_t *a, auth_principal_t *p)
+{
+    if (auth_is_open(a))
+        return p->key == 0 ? 0 : -EACCES;
+    const token_t *t = find_token(a, p->name);
+    if (t == NULL || p->key == 0 || t->key != p->key)
+        return -EACCES;
+    p->role = t->role;
+    return 0;
 }
 
 bool auth_is_open(const auth_t *a)
@@ -184,6 +242,7 @@ static void set_anonymous(auth_principal_t *out)
 {
     snprintf(out->name, sizeof(out->name), "anonymous");
     out->role = AUTH_ROLE_ADMIN;
+    out->key = 0;
 }
 
 int auth_verify_token(auth_t *a, const char *token, size_t len, auth_principal_t *out)
@@ -207,6 +266,7 @@ int auth_verify_token(auth_t *a, const char *token, size_t len, auth_principal_t
         return -EACCES;
     snprintf(out->name, sizeof(out->name), "%s", a->tokens[found].name);
     out->role = a->tokens[found].role;
+    out->key = a->tokens[found].key;
     return 0;
 }
 

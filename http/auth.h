@@ -30,6 +30,8 @@ typedef enum {
 typedef struct auth_principal {
     char name[AUTH_NAME_MAX];
     auth_role_t role;
+    uint32_t
+        key; /* which loaded token (kept across reloads while name and value stay); 0: anonymous */
 } auth_principal_t;
 
 /** One configured token: give either the plain token or the hex SHA-256 of it. */
@@ -54,6 +56,19 @@ typedef struct auth auth_t;
  * then forgotten). Returns NULL and sets *err (heap string, caller frees) when a token has no
  * name, a duplicate name, no value, a malformed digest or role NONE. */
 auth_t *auth_create(const auth_opts_t *opts, char **err);
+/** Replaces the token table of a by the one opts describes (SIGHUP): a token whose name and
+ * value are unchanged keeps its identity (key) and rate bucket, with the new role; a removed
+ * token, or one whose value changed, no longer verifies, and its outstanding tickets are
+ * dropped. Returns 0, or -EINVAL with *err set (heap, caller frees) as auth_create() does, in
+ * which case a is unchanged. */
+int auth_reload(auth_t *a, const auth_opts_t *opts, char **err);
+
+/** Checks that the token p was authenticated with is still loaded (after auth_reload) and
+ * updates p->role to its current role. Returns 0, or -EACCES when that token is gone (removed,
+ * renamed, its value changed; or tokens were added while p is the anonymous caller of open
+ * mode). */
+int auth_principal_refresh(const auth_t *a, auth_principal_t *p);
+
 /** Frees the table and every outstanding ticket. NULL is allowed. */
 void auth_destroy(auth_t *a);
 

@@ -570,6 +570,24 @@ int ws_hub_publish_topic(ws_hub_t *hub, const char *topic, const char *json, siz
     return n;
 }
 
+size_t ws_hub_revalidate(ws_hub_t *hub)
+{
+    auth_t *auth = api_server_auth(hub->srv);
+    size_t closed = 0;
+    for (cv_list_t *it = hub->clients.next, *next; it != &hub->clients; it = next) {
+        next = it->next;
+        client_t *c = cv_container_of(it, client_t, link);
+        if (!c->authed || c->doomed || auth_principal_refresh(auth, &c->principal) == 0)
+            continue;
+        cv_info("ws", "closing the session of \"%s\": its token was revoked", c->principal.name);
+        queue_error(c, "token_revoked", "the token of this session was revoked");
+        doom(c, WSLAY_CODE_POLICY_VIOLATION, "token revoked");
+        closed++;
+        flush(c); /* may free c */
+    }
+    return closed;
+}
+
 void ws_hub_stats(const ws_hub_t *hub, ws_hub_stats_t *out)
 {
     *out = hub->stats;

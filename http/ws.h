@@ -78,6 +78,12 @@ void ws_hub_skip(ws_hub_t *hub);
  * Returns the number of recipients, or -EINVAL for a bad topic or json. */
 int ws_hub_publish_topic(ws_hub_t *hub, const char *topic, const char *json, size_t len);
 
+/** After the server's tokens were reloaded (auth_reload): every authenticated client whose token
+ * is gone (removed, or its value changed) is sent {"type":"error","code":"token_revoked"} and
+ * closed (1008); the others keep their session with their token's current role. Returns the
+ * number of clients closed. */
+size_t ws_hub_revalidate(ws_hub_t *hub);
+
 /** Counters for /metrics and tests. */
 void ws_hub_stats(const ws_hub_t *hub, ws_hub_stats_t *out);
 

@@ -2,8 +2,10 @@
 import http.server
 import json
 import os
+import re
 import signal
 import socket
+import sqlite3
 import stat
 import subprocess
 import threading
@@ -401,6 +403,67 @@ class Durability(unittest.TestCase):
         self.assertEqual(row["status"], "ABANDONED")
         self.assertTrue(row["error"])
         self.assertFalse(d2.db("SELECT id FROM runs WHERE status IN ('RUNNING','QUEUED')"))
+
+    def test_the_finished_line_is_written_only_once_the_record_is_durable(self):
+        # The end of run 1 cannot be committed while this test holds SQLite's write lock; the
+        # daemon is killed then. Its log must not claim an outcome that the restart shows lost.
+        jobs = """
+  - name: gated
+    schedule: manual
+    command: 'cat "{dir}/go" > /dev/null'
+  - name: next
+    schedule: manual
+    command: "true"
+"""
+        cfg = config(jobs, "limits:\n  max_concurrent: 1\n")
+        d = Daemon(cfg)
+        os.mkfifo(os.path.join(d.tmp, "go"))
+        d.start()
+        try:
+            gated = d.api("POST", "/api/jobs/gated/trigger").json["run_id"]
+            d.wait_log(r"run %d RUNNING recorded" % gated)
+            queued = d.api("POST", "/api/jobs/next/trigger").json["run_id"]
+            d.wait_log(r"run %d QUEUED recorded" % queued)
+            lock = sqlite3.connect(d.db_path, timeout=10, isolation_level=None)
+            lock.execute("BEGIN IMMEDIATE")
+            with open(os.path.join(d.tmp, "go"), "w"):
+                pass  # the gated job reads EOF and exits 0
+            # The executor starts the queued run in the same step as it ends run 1: once run 2
+            # runs, run 1's end has been handled and its record waits for the lock.
+            d.wait_log(r"run %d job=next .*status=RUNNING" % queued)
+            d.kill9()
+            lock.rollback()
+            lock.close()
+        finally:
+            if d.proc.poll() is None:
+                d.kill9()
+        said = [r["msg"] for r in d.log if re.search(r"run %d job=gated .*status=" % gated, r.get("msg", ""))]
+        # (after SQLite's busy timeout, 5 s, the write fails and the line says NOT RECORDED)
+        self.assertFalse([m for m in said if "status=RUNNING" not in m and "NOT RECORDED" not in m],
+                         "an outcome logged but never recorded:\n%s" % d.tail())
+        d2 = Daemon(cfg, workdir=d.tmp).start()
+        try:
+            d2.wait_log(r"run\(s\) left RUNNING or QUEUED by a previous daemon marked ABANDONED")
+        finally:
+            d2.stop()
+        self.assertEqual(d2.db("SELECT status FROM runs WHERE id=?", (gated,))[0]["status"], "ABANDONED")
+
+    def test_the_finished_line_follows_the_commit_of_the_record(self):
+        jobs = """
+  - name: quick
+    schedule: "@reboot"
+    command: "true"
+"""
+        with Daemon(config(jobs)) as d:
+            run_id, status = d.run_finished("quick")
+            self.assertEqual(status, "SUCCESS")
+            if not any(r.get("msg") == "run %d SUCCESS recorded" % run_id for r in d.log):
+                d.wait_log(r"run %d SUCCESS recorded" % run_id)  # (it came later on ca71b51)
+            msgs = [r.get("msg", "") for r in d.log]
+            committed = msgs.index("run %d SUCCESS recorded" % run_id)
+            logged = [i for i, m in enumerate(msgs) if re.match(r"run %d job=quick .*status=SUCCESS" % run_id, m)]
+            self.assertEqual(len(logged), 1, d.tail())
+            self.assertLess(committed, logged[0], d.tail())
 
 
 class Signals(unittest.TestCase):

@@ -146,7 +146,7 @@ static void tickets_are_single_use_and_expire(void **state)
 {
     (void)state;
     auth_t *a = make_auth(0, 0);
-    auth_principal_t who = {"viewer", AUTH_ROLE_VIEWER}, got;
+    auth_principal_t who = {"viewer", AUTH_ROLE_VIEWER, 0}, got;
     char t1[65], t2[65];
     assert_int_equal(auth_ticket_issue(a, &who, 1000, t1), 0);
     assert_int_equal(auth_ticket_issue(a, &who, 1000, t2), 0);
@@ -317,6 +317,50 @@ static void open_mode_makes_everyone_admin(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+static void a_reload_keeps_unchanged_tokens_and_revokes_the_others(void **state)
+{
+    (void)state;
+    auth_t *a = make_auth(0, 0);
+    auth_principal_t viewer, admin, op, fresh;
+    char ticket[80];
+    assert_int_equal(auth_verify_token(a, VIEWER, strlen(VIEWER), &viewer), 0);
+    assert_int_equal(auth_verify_token(a, ADMIN, strlen(ADMIN), &admin), 0);
+    assert_int_equal(auth_verify_token(a, OPERATOR, strlen(OPERATOR), &op), 0);
+    assert_int_equal(auth_ticket_issue(a, &admin, 0, ticket), 0);
+    /* viewer becomes an operator; admin is removed; operator keeps its name, not its value */
+    auth_token_conf_t next[] = {
+        {"viewer", AUTH_ROLE_OPERATOR, VIEWER, NULL},
+        {"operator", AUTH_ROLE_OPERATOR, "tok-operator-rotated-zzz", NULL},
+    };
+    auth_opts_t o = {.tokens = next, .ntokens = 2};
+    char *err = NULL;
+    assert_int_equal(auth_reload(a, &o, &err), 0);
+    assert_int_equal(auth_principal_refresh(a, &viewer), 0);
+    assert_int_equal(viewer.role, AUTH_ROLE_OPERATOR);
+    assert_int_equal(auth_principal_refresh(a, &admin), -EACCES);
+    assert_int_equal(auth_principal_refresh(a, &op), -EACCES);
+    assert_int_equal(auth_verify_token(a, ADMIN, strlen(ADMIN), &fresh), -EACCES);
+    assert_int_equal(auth_verify_token(a, OPERATOR, strlen(OPERATOR), &fresh), -EACCES);
+    assert_int_equal(auth_ticket_redeem(a, ticket, 64, 1, &fresh), -EACCES); /* went with admin */
+    assert_int_equal(auth_verify_token(a, VIEWER, strlen(VIEWER), &fresh), 0);
+    assert_int_equal(fresh.role, AUTH_ROLE_OPERATOR);
+    /* a bad table is refused and the running one stays */
+    auth_token_conf_t bad[] = {{"x", AUTH_ROLE_VIEWER, NULL, "not-hex"}};
+    auth_opts_t ob = {.tokens = bad, .ntokens = 1};
+    assert_int_equal(auth_reload(a, &ob, &err), -EINVAL);
+    assert_non_null(err);
+    free(err);
+    assert_int_equal(auth_principal_refresh(a, &viewer), 0);
+    /* no token left: open mode, where only the anonymous caller stays */
+    auth_opts_t none = {.tokens = NULL, .ntokens = 0};
+    assert_int_equal(auth_reload(a, &none, &err), 0);
+    assert_true(auth_is_open(a));
+    assert_int_equal(auth_principal_refresh(a, &viewer), -EACCES);
+    assert_int_equal(auth_verify_token(a, "", 0, &fresh), 0);
+    assert_int_equal(auth_principal_refresh(a, &fresh), 0);
+    auth_destroy(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -326,6 +370,7 @@ int main(void)
         cmocka_unit_test(without_tokens_only_loopback_may_listen),
         cmocka_unit_test(buckets_refill_at_the_configured_rate_per_token),
         cmocka_unit_test(tickets_are_single_use_and_expire),
+        cmocka_unit_test(a_reload_keeps_unchanged_tokens_and_revokes_the_others),
         cmocka_unit_test_setup_teardown(each_role_reaches_its_routes_and_no_further, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(missing_or_wrong_tokens_get_401_with_a_bearer_challenge,
