@@ -7,7 +7,8 @@
  * Input: a first byte 0x00 means HTTP/2 with prior knowledge (the client preface is sent by the
  * driver, the rest of the input is frames); anything else is sent as is on an HTTP/1.1
  * connection (which may itself ask for h2c or a WebSocket upgrade). The driver writes the input,
- * shuts its write side and reads until the server closes the connection. A server that holds a
+ * waits until the server has read it all and no request waits for a deferred reply, then shuts
+ * its write side and reads until the server closes the connection. A server that holds a
  * closed client's connection for 5 s is reported as a hang (trap). HTTP_FUZZ_SHOW=1 in the
  * environment copies the server's replies to stderr. */
 #include <errno.h>
@@ -15,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -27,7 +30,8 @@
 #include "proto/msg.h"
 #include "storage/store.h"
 
-#define HANG_MS 5000
+#define IDLE_WAIT_MS 1000 /* longest wait for the server to become idle */
+#define HANG_MS      5000 /* then, longest wait for it to close */
 
 static const char CONFIG[] = "server:\n"
                              "  listen: \"127.0.0.1:0\"\n"
@@ -48,7 +52,7 @@ static const char CONFIG[] = "server:\n"
 static const char H2_PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 static uv_loop_t loop;
-static api_server_t *server;
+static api_t *api;
 
 /* ---- the world: store, API actor and stand-ins for the executor and the scheduler ---- */
 
@@ -113,7 +117,7 @@ static void world_create(void)
     }
     api_set_peers(a, cv_actor_create(rt, "executor", fake_executor, NULL),
                   cv_actor_create(rt, "scheduler", swallow, NULL));
-    server = a->srv;
+    api = a;
     /* Let the start-up store reads (statistics) settle. */
     for (int i = 0; i < 20; i++)
         uv_run(&loop, UV_RUN_NOWAIT);
@@ -126,8 +130,19 @@ typedef struct client {
     int fd;
     const uint8_t *out;
     size_t len, off;
-    bool eof, hung;
+    bool shut, eof, hung, late;
 } client_t;
+
+/* True when the server has read everything sent and no request waits for the store, the
+ * executor or another actor: the moment to close the write side (an HTTP/2 connection closes
+ * at the client's end of stream, dropping replies still to come). */
+static bool server_idle(const client_t *c)
+{
+    int unread = 0;
+    return c->off == c->len && ioctl(c->fd, SIOCOUTQ, &unread) == 0 && unread == 0 &&
+           api->pending == 0 && cv_list_empty(&api->triggers) && cv_list_empty(&api->queries) &&
+           cv_list_empty(&api->stats_waiters);
+}
 
 static void client_write(client_t *c)
 {
@@ -141,7 +156,6 @@ static void client_write(client_t *c)
         }
         c->off += (size_t)n;
     }
-    shutdown(c->fd, SHUT_WR);
 }
 
 static void client_read(client_t *c)
@@ -176,9 +190,13 @@ static void on_poll(uv_poll_t *p, int status, int events)
         uv_poll_start(p, UV_READABLE, on_poll);
 }
 
-static void on_hang(uv_timer_t *t)
+static void on_timer(uv_timer_t *t)
 {
-    ((client_t *)t->data)->hung = true;
+    client_t *c = t->data;
+    if (c->late)
+        c->hung = true;
+    c->late = true; /* the server never became idle: close the write side all the same */
+    uv_timer_start(t, on_timer, HANG_MS, 0);
 }
 
 static void run_connection(const uint8_t *data, size_t size)
@@ -196,18 +214,23 @@ static void run_connection(const uint8_t *data, size_t size)
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
         abort();
     fcntl(sv[1], F_SETFL, fcntl(sv[1], F_GETFL) | O_NONBLOCK);
-    if (api_server_adopt_fd(server, sv[0], h2) != 0)
+    if (api_server_adopt_fd(api->srv, sv[0], h2) != 0)
         abort();
     client_t c = {.fd = sv[1], .out = data, .len = size};
     uv_poll_init(&loop, &c.poll, sv[1]);
     c.poll.data = &c;
     uv_poll_start(&c.poll, UV_READABLE | UV_WRITABLE, on_poll);
-    uv_timer_t hang;
-    uv_timer_init(&loop, &hang);
-    hang.data = &c;
-    uv_timer_start(&hang, on_hang, HANG_MS, 0);
-    while (!c.eof && !c.hung)
-        uv_run(&loop, UV_RUN_ONCE);
+    uv_timer_t timer;
+    uv_timer_init(&loop, &timer);
+    timer.data = &c;
+    uv_timer_start(&timer, on_timer, IDLE_WAIT_MS, 0);
+    while (!c.eof && !c.hung) {
+        if (!c.shut && (c.late || server_idle(&c))) {
+            shutdown(c.fd, SHUT_WR);
+            c.shut = true;
+        }
+        uv_run(&loop, c.shut ? UV_RUN_ONCE : UV_RUN_NOWAIT);
+    }
     if (c.hung) {
         fprintf(stderr,
                 "http_fuzz: the server kept the connection %d ms after the client's "
@@ -216,7 +239,7 @@ static void run_connection(const uint8_t *data, size_t size)
         __builtin_trap();
     }
     uv_close((uv_handle_t *)&c.poll, NULL);
-    uv_close((uv_handle_t *)&hang, NULL);
+    uv_close((uv_handle_t *)&timer, NULL);
     uv_run(&loop, UV_RUN_NOWAIT); /* the close callbacks: ours and the server's connection */
     close(sv[1]);
     free(msg);
@@ -224,7 +247,7 @@ static void run_connection(const uint8_t *data, size_t size)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (server == NULL)
+    if (api == NULL)
         world_create();
     run_connection(data, size);
     return 0;
