@@ -195,6 +195,8 @@ static void on_timer(uv_timer_t *t)
     client_t *c = t->data;
     if (c->late)
         c->hung = true;
+    if (!c->late && getenv("HTTP_FUZZ_SHOW") != NULL)
+        fprintf(stderr, "\nhttp_fuzz: the server did not become idle in %d ms\n", IDLE_WAIT_MS);
     c->late = true; /* the server never became idle: close the write side all the same */
     uv_timer_start(t, on_timer, HANG_MS, 0);
 }
@@ -229,7 +231,8 @@ static void run_connection(const uint8_t *data, size_t size)
             shutdown(c.fd, SHUT_WR);
             c.shut = true;
         }
-        uv_run(&loop, c.shut ? UV_RUN_ONCE : UV_RUN_NOWAIT);
+        /* Not idle means an event is coming (the server's read, a store or actor reply). */
+        uv_run(&loop, UV_RUN_ONCE);
     }
     if (c.hung) {
         fprintf(stderr,
