@@ -82,6 +82,20 @@ static void on_migrated(void *ud, int status, int64_t n)
     *(int *)ud = status == 0 ? 1 : -1;
 }
 
+static char dir[] = "/tmp/cv-http-fuzz-XXXXXX";
+
+/* At exit (libFuzzer ends with exit()): the database files go; the process owns nothing else. */
+static void remove_dir(void)
+{
+    static const char *const names[] = {"fuzz.db", "fuzz.db-wal", "fuzz.db-shm", "fuzz.db-journal"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char *path = cv_sprintf("%s/%s", dir, names[i]);
+        unlink(path);
+        free(path);
+    }
+    rmdir(dir);
+}
+
 static void world_create(void)
 {
     cv_log_setup(CV_LOG_ERROR, false);
@@ -91,9 +105,9 @@ static void world_create(void)
     cfg_t *cfg = NULL;
     if (rt == NULL || cfg_load_string(CONFIG, strlen(CONFIG), "fuzz.yaml", NULL, &cfg, NULL) != 0)
         abort();
-    static char dir[] = "/tmp/cv-http-fuzz-XXXXXX";
     if (mkdtemp(dir) == NULL)
         abort();
+    atexit(remove_dir);
     char *dsn = cv_sprintf("%s/fuzz.db", dir);
     store_config_t sc = {.dsn = dsn, .instance = "fuzz", .sync = STORE_SYNC_NORMAL};
     store_t *st = NULL;
