@@ -98,22 +98,30 @@ char *cv_secret_redact(const char *s)
     return out.data ? out.data : cv_strdup("");
 }
 
-/* Appends s[0..len) as the inside of a JSON string: runs of plain bytes are copied at once. */
+/* Appends s[0..len) as the inside of a JSON string: runs of plain bytes are copied at once. A
+ * byte that does not start well-formed UTF-8 (a client's path, say) becomes \ufffd, so that every
+ * line stays valid JSON. */
 static void json_escape(cv_buf_t *b, const char *s, size_t len)
 {
     size_t run = 0;
-    for (size_t i = 0; i < len; i++) {
+    for (size_t i = 0; i < len;) {
         unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
+        size_t n = c >= 0x80 ? cv_utf8_seq((const unsigned char *)s + i, len - i) : 1;
+        if (n > 0 && c >= 0x20 && c != '"' && c != '\\') {
+            i += n;
             continue;
+        }
         cv_buf_append(b, s + run, i - run);
         run = i + 1;
         if (c == '"' || c == '\\')
             cv_buf_printf(b, "\\%c", c);
         else if (c == '\n')
             cv_buf_appends(b, "\\n");
+        else if (c >= 0x80)
+            cv_buf_appends(b, "\\ufffd");
         else
             cv_buf_printf(b, "\\u%04x", c);
+        i++;
     }
     cv_buf_append(b, s + run, len - run);
 }

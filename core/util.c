@@ -340,3 +340,39 @@ size_t cv_edit_distance(const char *a, const char *b)
     }
     return row[lb];
 }
+
+size_t cv_utf8_seq(const unsigned char *p, size_t avail)
+{
+    size_t n = *p < 0x80 ? 1 : (*p >> 5) == 6 ? 2 : (*p >> 4) == 14 ? 3 : (*p >> 3) == 30 ? 4 : 0;
+    if (n == 0 || avail < n)
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((p[i] & 0xC0) != 0x80)
+            return 0;
+    if (n == 2 && *p < 0xC2)
+        return 0; /* overlong */
+    if (n == 3 && ((*p == 0xE0 && p[1] < 0xA0) || (*p == 0xED && p[1] >= 0xA0)))
+        return 0; /* overlong, or a surrogate */
+    if (n == 4 && (*p > 0xF4 || (*p == 0xF0 && p[1] < 0x90) || (*p == 0xF4 && p[1] >= 0x90)))
+        return 0; /* overlong, or above U+10FFFF */
+    return n;
+}
+
+char *cv_utf8_clean(const char *s, size_t len, size_t *outlen)
+{
+    cv_buf_t b = {0};
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    while (p < end) {
+        size_t n = cv_utf8_seq(p, (size_t)(end - p));
+        if (n > 0 && *p != 0) {
+            cv_buf_append(&b, p, n);
+            p += n;
+        } else {
+            cv_buf_appends(&b, "\xEF\xBF\xBD");
+            p++;
+        }
+    }
+    if (outlen != NULL)
+        *outlen = b.len;
+    return b.data ? b.data : cv_strdup("");
+}

@@ -97,4 +97,14 @@ uint64_t cv_hash64(const void *data, size_t len);
 /** Levenshtein distance between two short strings (for "did you mean"). */
 size_t cv_edit_distance(const char *a, const char *b);
 
+/** Length (1 to 4) of the well-formed UTF-8 sequence at p[0..avail), or 0 when the bytes there
+ * are not one (stray continuation byte, overlong form, surrogate, above U+10FFFF, truncated).
+ * A NUL byte is a valid sequence of length 1. avail must be > 0. Never fails. */
+size_t cv_utf8_seq(const unsigned char *p, size_t avail);
+/** A heap copy of s[0..len), NUL-terminated, where every byte that does not start a well-formed
+ * UTF-8 sequence (and every NUL byte) becomes U+FFFD, so that the result is always valid for
+ * jansson and for JSON logs. Sets *outlen to its length when outlen is not NULL. Aborts on
+ * out-of-memory like cv_malloc; never returns NULL. */
+char *cv_utf8_clean(const char *s, size_t len, size_t *outlen);
+
 #endif

@@ -69,6 +69,14 @@ api__req_t *api__req_new(api_server_t *srv, h2o_req_t *h2o, cv_list_t *pending);
 /** Answers the h2o request with a plain JSON error without freeing the view (server close). */
 void api__req_abandon(api__req_t *r, int status, const char *code, const char *message);
 
+/** A JSON string of s (NULL = "") with every byte that is not well-formed UTF-8 replaced by
+ * U+FFFD: the way to put client-supplied text (method, path, parameters, headers) into JSON,
+ * since jansson's json_string and json_pack fail (NULL) on invalid UTF-8. Never NULL. */
+json_t *api__json_text(const char *s);
+/** api_reply_error with extra headers (e.g. Allow on a 405). Never fails on the message's bytes. */
+int api__reply_error_with(api_req_t *req, int status, const char *code, const char *message,
+                          const api_header_t *extra, size_t nextra);
+
 /** The h2o request behind req, or NULL once it is gone. */
 h2o_req_t *api__req_h2o(api_req_t *req);
 /** Frees req without replying: the caller took the h2o request over (WebSocket upgrade). */

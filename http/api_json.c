@@ -7,44 +7,12 @@
 #include "core/log.h"
 #include "http/api_int.h"
 
-/* Copies s[0..len) replacing every byte sequence that is not valid UTF-8 by U+FFFD. */
-static char *utf8_clean(const char *s, size_t len, size_t *outlen)
-{
-    cv_buf_t b = {0};
-    const unsigned char *p = (const unsigned char *)s, *end = p + len;
-    while (p < end) {
-        size_t n = *p < 0x80         ? 1
-                   : (*p >> 5) == 6  ? 2
-                   : (*p >> 4) == 14 ? 3
-                   : (*p >> 3) == 30 ? 4
-                                     : 0;
-        bool ok = n > 0 && (size_t)(end - p) >= n && *p != 0;
-        for (size_t i = 1; ok && i < n; i++)
-            ok = (p[i] & 0xC0) == 0x80;
-        if (ok && n == 2)
-            ok = *p >= 0xC2;
-        if (ok && n == 3)
-            ok = !(*p == 0xE0 && p[1] < 0xA0) && !(*p == 0xED && p[1] >= 0xA0);
-        if (ok && n == 4)
-            ok = *p <= 0xF4 && !(*p == 0xF0 && p[1] < 0x90) && !(*p == 0xF4 && p[1] >= 0x90);
-        if (ok) {
-            cv_buf_append(&b, p, n);
-            p += n;
-        } else {
-            cv_buf_appends(&b, "\xEF\xBF\xBD");
-            p++;
-        }
-    }
-    *outlen = b.len;
-    return b.data ? b.data : cv_strdup("");
-}
-
 json_t *api__jstrn(const char *s, size_t len)
 {
     size_t n;
     char *raw = cv_strndup(s, len);
     char *red = cv_secret_redact(raw);
-    char *clean = utf8_clean(red, strlen(red), &n);
+    char *clean = cv_utf8_clean(red, strlen(red), &n);
     json_t *j = json_stringn(clean, n);
     free(raw);
     free(red);

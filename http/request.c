@@ -203,18 +203,40 @@ int api_reply_json(api_req_t *req, int status, json_t *body)
     return rc;
 }
 
+json_t *api__json_text(const char *s)
+{
+    size_t n;
+    char *clean = cv_utf8_clean(s ? s : "", s ? strlen(s) : 0, &n);
+    json_t *j = json_stringn_nocheck(clean, n); /* cv_utf8_clean made it valid */
+    free(clean);
+    return j;
+}
+
+/* {"error": {"code": code, "message": message}}; never NULL, whatever bytes message holds
+ * (it often quotes a client's method, path or parameter). */
 static json_t *error_body(const char *code, const char *message)
 {
-    return json_pack("{s:{s:s,s:s}}", "error", "code", code ? code : "error", "message",
-                     message ? message : "");
+    json_t *err = json_object(), *body = json_object();
+    json_object_set_new(err, "code", api__json_text(code ? code : "error"));
+    json_object_set_new(err, "message", api__json_text(message));
+    json_object_set_new(body, "error", err);
+    return body;
+}
+
+int api__reply_error_with(api_req_t *req, int status, const char *code, const char *message,
+                          const api_header_t *extra, size_t nextra)
+{
+    json_t *body = error_body(code, message);
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    int rc = reply(req, status, "application/json", text, strlen(text), extra, nextra);
+    free(text);
+    return rc;
 }
 
 int api_reply_error(api_req_t *req, int status, const char *code, const char *message)
 {
-    json_t *body = error_body(code, message);
-    if (body == NULL) /* message is not UTF-8 */
-        body = error_body(code, "(message not valid UTF-8)");
-    return api_reply_json(req, status, body);
+    return api__reply_error_with(req, status, code, message, NULL, 0);
 }
 
 void api__req_abandon(api__req_t *r, int status, const char *code, const char *message)

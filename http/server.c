@@ -13,6 +13,8 @@
 #include "core/log.h"
 #include "http/api_internal.h"
 
+#include <h2o/http2.h> /* after h2o.h, which it needs */
+
 #define DEFAULT_MAX_BODY (64 * 1024)
 
 typedef struct conn {
@@ -57,6 +59,19 @@ static void on_conn_close(uv_handle_t *h)
     api__server_release(srv);
 }
 
+/* Hands an open connection to h2o: TLS and ALPN, HTTP/1 (and its upgrades) or, with h2, an
+ * HTTP/2 connection that expects the client preface first. */
+static void serve(api_server_t *srv, conn_t *c, bool h2)
+{
+    cv_list_insert_tail(&srv->conns, &c->link);
+    srv->holds++;
+    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_close);
+    if (h2)
+        h2o_http2_accept(&srv->accept_ctx, sock, *h2o_get_timestamp(&srv->ctx, NULL, NULL));
+    else
+        h2o_accept(&srv->accept_ctx, sock);
+}
+
 static void on_accept(uv_stream_t *listener, int status)
 {
     api_server_t *srv = listener->data;
@@ -73,10 +88,24 @@ static void on_accept(uv_stream_t *listener, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    cv_list_insert_tail(&srv->conns, &c->link);
-    srv->holds++;
-    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_close);
-    h2o_accept(&srv->accept_ctx, sock);
+    serve(srv, c, false);
+}
+
+int api_server_adopt_fd(api_server_t *srv, int fd, bool h2_prior_knowledge)
+{
+    if (srv->closing)
+        return -ESHUTDOWN;
+    conn_t *c = cv_calloc(1, sizeof(*c));
+    c->srv = srv;
+    cv_list_init(&c->link);
+    uv_tcp_init(srv->loop, &c->tcp);
+    int rc = uv_tcp_open(&c->tcp, fd);
+    if (rc != 0) {
+        uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
+        return rc;
+    }
+    serve(srv, c, h2_prior_knowledge);
+    return 0;
 }
 
 /* ---- routing ---- */
@@ -119,6 +148,8 @@ static ssize_t find_route(api_server_t *srv, const char *method, const char *pat
     return best;
 }
 
+/* The method and path are the client's bytes, possibly not UTF-8: api_reply_error and
+ * api__reply_error_with make them valid (a raw json_pack here returned NULL and crashed). */
 static void reply_not_routed(api_req_t *req, const cv_buf_t *allow)
 {
     char *msg;
@@ -129,12 +160,7 @@ static void reply_not_routed(api_req_t *req, const cv_buf_t *allow)
         msg = cv_sprintf("%s is not allowed on %s (allowed: %s)", req->method, req->path,
                          allow->data);
         api_header_t h = {"allow", allow->data};
-        json_t *body =
-            json_pack("{s:{s:s,s:s}}", "error", "code", "method_not_allowed", "message", msg);
-        char *text = json_dumps(body, JSON_COMPACT);
-        json_decref(body);
-        api_reply_bytes(req, 405, "application/json", text, strlen(text), &h, 1);
-        free(text);
+        api__reply_error_with(req, 405, "method_not_allowed", msg, &h, 1);
     }
     free(msg);
 }
@@ -191,8 +217,8 @@ static bool parse_json_body(api__req_t *r)
         return true;
     char *msg = cv_sprintf("invalid JSON body at line %d, column %d: %s", jerr.line, jerr.column,
                            jerr.text);
-    json_t *body = json_pack("{s:{s:s,s:s,s:i,s:i}}", "error", "code", "bad_json", "message", msg,
-                             "line", jerr.line, "column", jerr.column);
+    json_t *body = json_pack("{s:{s:s,s:o,s:i,s:i}}", "error", "code", "bad_json", "message",
+                             api__json_text(msg), "line", jerr.line, "column", jerr.column);
     free(msg);
     api_reply_json(&r->pub, 400, body);
     return false;

@@ -68,6 +68,14 @@ int api_server_route(api_server_t *srv, const api_route_t *route);
 /** Adds routes[0..n). Returns 0 or the first error. */
 int api_server_routes(api_server_t *srv, const api_route_t *routes, size_t n);
 
+/** Serves an already-connected stream socket fd (any family, e.g. one end of a socketpair) as
+ * if the listener had accepted it: the fuzzer's way into the real request path. The server owns
+ * fd from then on (closed with the connection). With h2_prior_knowledge the connection speaks
+ * HTTP/2 from its first byte (the client preface), bypassing TLS and ALPN; otherwise it is what
+ * the listener does (TLS when configured, HTTP/1.1). Returns 0, -ESHUTDOWN after
+ * api_server_close, or a libuv error for a bad fd (then fd is not taken). */
+int api_server_adopt_fd(api_server_t *srv, int fd, bool h2_prior_knowledge);
+
 /** The bound TCP port (useful with port 0). */
 int api_server_port(const api_server_t *srv);
 /** The loop the server runs on. */

@@ -70,6 +70,38 @@ static void json_lines_escape_quotes_backslashes_and_control_bytes(void **state)
     free(out);
 }
 
+/* A client's path or method is logged as sent: a byte that is not UTF-8 must not make the line
+ * invalid JSON (well-formed multi-byte characters stay as they are). */
+static void json_lines_replace_bytes_that_are_not_utf8(void **state)
+{
+    (void)state;
+    cv_log_setup(CV_LOG_DEBUG, true);
+    capture_t c;
+    capture_begin(&c);
+    cv_debug("http",
+             "G\xe9T /api/jobs/\xff\xc3 -> 405 (caf\xc3\xa9, \xf0\x9f\x98\x80, \xed\xa0\x80)");
+    char *out = capture_end(&c);
+    char *m = msg_field(out);
+    assert_string_equal(m,
+                        "G\\ufffdT /api/jobs/\\ufffd\\ufffd -> 405 (caf\xc3\xa9, \xf0\x9f\x98\x80, "
+                        "\\ufffd\\ufffd\\ufffd)");
+    free(m);
+    free(out);
+}
+
+static void utf8_clean_keeps_valid_text_and_replaces_each_bad_byte(void **state)
+{
+    (void)state;
+    size_t n;
+    char *s = cv_utf8_clean("a\xff\xc3\xa9\x00z\xe2\x82", 8, &n);
+    assert_string_equal(s, "a\xef\xbf\xbd\xc3\xa9\xef\xbf\xbdz\xef\xbf\xbd\xef\xbf\xbd");
+    assert_int_equal(n, strlen(s));
+    free(s);
+    assert_int_equal(cv_utf8_seq((const unsigned char *)"\xf4\x90\x80\x80", 4), 0);
+    assert_int_equal(cv_utf8_seq((const unsigned char *)"\xc0\xaf", 2), 0);
+    assert_int_equal(cv_utf8_seq((const unsigned char *)"\xf4\x8f\xbf\xbf", 4), 4);
+}
+
 static void secrets_are_cut_longest_first_at_the_earliest_point(void **state)
 {
     (void)state;
@@ -146,6 +178,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(json_lines_escape_quotes_backslashes_and_control_bytes),
+        cmocka_unit_test(json_lines_replace_bytes_that_are_not_utf8),
+        cmocka_unit_test(utf8_clean_keeps_valid_text_and_replaces_each_bad_byte),
         cmocka_unit_test(secrets_are_cut_longest_first_at_the_earliest_point),
         cmocka_unit_test(a_message_longer_than_the_stack_buffer_is_whole_and_redacted),
         cmocka_unit_test(text_lines_and_levels_below_the_minimum),
