@@ -621,6 +621,33 @@ static void upgrades_beyond_max_clients_get_a_503(void **state)
     teardown(&s);
 }
 
+static void subscriptions_beyond_max_topics_are_refused(void **state)
+{
+    (void)state;
+    fixture_t *f = start(&(ws_hub_opts_t){.max_topics = 2});
+    tc_conn_t c;
+    const char *sends[] = {
+        "{\"type\":\"subscribe\",\"topic\":\"a\"}", "{\"type\":\"subscribe\",\"topic\":\"b\"}",
+        "{\"type\":\"subscribe\",\"topic\":\"c\"}", "{\"type\":\"unsubscribe\",\"topic\":\"a\"}",
+        "{\"type\":\"subscribe\",\"topic\":\"c\"}"};
+    const char *answers[] = {"subscribed", "subscribed", "error", "unsubscribed", "subscribed"};
+    connect_authed(f, &c, 0);
+    for (size_t i = 0; i < CV_ARRAY_SIZE(sends); i++) {
+        tc_ws_send_text(&c, sends[i]);
+        json_t *j = tc_ws_read_json(&c);
+        assert_string_equal(type_of(j), answers[i]);
+        if (strcmp(answers[i], "error") == 0)
+            assert_string_equal(json_string_value(json_object_get(j, "code")), "too_many_topics");
+        json_decref(j);
+    }
+    const char *ev = "{\"n\":1}";
+    assert_int_equal(ws_hub_publish_topic(f->hub, "c", ev, strlen(ev)), 1);
+    assert_int_equal(ws_hub_publish_topic(f->hub, "a", ev, strlen(ev)), 0);
+    tc_close(&c);
+    void *s = f;
+    teardown(&s);
+}
+
 static int teardown_if_open(void **state)
 {
     return *state ? teardown(state) : 0;
@@ -663,6 +690,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             a_slow_client_gets_1013_with_its_last_seq_and_resumes_without_a_gap, noop, NULL),
         cmocka_unit_test_setup_teardown(upgrades_beyond_max_clients_get_a_503, noop, NULL),
+        cmocka_unit_test_setup_teardown(subscriptions_beyond_max_topics_are_refused, noop, NULL),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
