@@ -5,7 +5,8 @@
  * Input: one flags byte, then raw bytes written to the socket after the upgrade request (the
  * client's frames: seeds use the mask key 0 so that mutations of the payload stay readable).
  * Flags: bit 0 authenticates on the upgrade (Authorization header); bit 1 adds "?since=3";
- * bit 2 publishes an event and a topic event ("run:1") after every 64 bytes written; bit 3
+ * bit 2 publishes four events (0.5 KB) and a topic event ("run:1") after every 64
+ * bytes written; bit 3
  * stops reading the replies (a client that never reads: the queue limits must hold).
  *
  * Besides the sanitizers it traps when the hub keeps a client after the peer went away, or when
@@ -95,10 +96,12 @@ static void check_bounded(void)
 
 static void publish(void)
 {
-    static const char *ev =
-        "{\"type\":\"run.started\",\"pad\":\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}";
+    static char ev[600];
     static const char *out = "{\"type\":\"output\",\"line\":\"some output line\"}";
-    ws_hub_publish(hub, ev, strlen(ev));
+    if (ev[0] == '\0') /* big enough for a client that does not read to pass its limit */
+        snprintf(ev, sizeof(ev), "{\"type\":\"run.started\",\"pad\":\"%0512d\"}", 0);
+    for (int i = 0; i < 4; i++)
+        ws_hub_publish(hub, ev, strlen(ev));
     ws_hub_publish_topic(hub, "run:1", out, strlen(out));
 }
 
