@@ -204,6 +204,11 @@ typedef struct cfg_storage {
 typedef struct cfg_server {
     char *listen;  /* default "127.0.0.1:8080" */
     cfg_tls_t tls; /* both NULL: plain HTTP */
+    /* WebSocket (/api/events) bounds; see http/ws.h */
+    int64_t ws_max_queued_bytes;  /* bytes waiting for one client; default 1 MiB */
+    int64_t ws_max_message_bytes; /* largest message from a client; default 4 KiB */
+    int ws_max_clients;           /* connected clients; default 1000 */
+    int ws_max_topics;            /* subscriptions per client; default 16 */
 } cfg_server_t;
 
 typedef struct cfg_limits {

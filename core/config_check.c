@@ -17,6 +17,10 @@
 #define DEF_RETENTION_DAYS 90
 #define DEF_SPOOL_DIR      "./data"
 #define DEF_SPOOL_MAX      (64 * 1024 * 1024)
+#define DEF_WS_MAX_QUEUED  (1024 * 1024)
+#define DEF_WS_MAX_MSG     4096
+#define DEF_WS_MAX_CLIENTS 1000
+#define DEF_WS_MAX_TOPICS  16
 
 static void dflt_str(char **s, const char *v)
 {
@@ -36,6 +40,30 @@ static void dflt_int(int *v, int d)
         *v = d;
 }
 
+/* Unset (or 0) WebSocket bounds take their defaults; negative ones are left for check_server. */
+static void apply_server_defaults(cfg_server_t *s)
+{
+    if (s->ws_max_queued_bytes == CFG__INHERIT || s->ws_max_queued_bytes == 0)
+        s->ws_max_queued_bytes = DEF_WS_MAX_QUEUED;
+    if (s->ws_max_message_bytes == CFG__INHERIT || s->ws_max_message_bytes == 0)
+        s->ws_max_message_bytes = DEF_WS_MAX_MSG;
+    if (s->ws_max_clients == 0)
+        s->ws_max_clients = DEF_WS_MAX_CLIENTS;
+    if (s->ws_max_topics == 0)
+        s->ws_max_topics = DEF_WS_MAX_TOPICS;
+}
+
+static void check_server(cfg__ctx_t *c, const cfg_server_t *s)
+{
+    cfg_pos_t p = {0};
+    if (s->ws_max_queued_bytes < 4096)
+        cfg__error_at(c, p, NULL, "server: ws_max_queued_bytes must be at least 4KiB");
+    if (s->ws_max_message_bytes < 256 || s->ws_max_message_bytes > 16 * 1024 * 1024)
+        cfg__error_at(c, p, NULL, "server: ws_max_message_bytes must be 256B to 16MiB");
+    if (s->ws_max_clients < 0 || s->ws_max_topics < 0)
+        cfg__error_at(c, p, NULL, "server: ws_max_clients and ws_max_topics must be positive");
+}
+
 static void apply_top_defaults(cfg_t *cfg)
 {
     cfg_defaults_t *d = &cfg->defaults;
@@ -45,6 +73,7 @@ static void apply_top_defaults(cfg_t *cfg)
     dflt_str(&cfg->storage.spool_dir, DEF_SPOOL_DIR);
     if (cfg->storage.spool_max <= 0) /* unset (or 0) */
         cfg->storage.spool_max = DEF_SPOOL_MAX;
+    apply_server_defaults(&cfg->server);
     if (d->on_store_outage == CFG_OUTAGE_INHERIT)
         d->on_store_outage = CFG_OUTAGE_SKIP;
     dflt_str(&d->timezone, DEF_TIMEZONE);
@@ -309,4 +338,5 @@ void cfg__finish(cfg__ctx_t *c, cfg_t *cfg, cfg__where_fn fn, void *ud)
     check_jobs(c, cfg, fn, ud);
     check_notify(c, cfg);
     check_tokens(c, cfg);
+    check_server(c, &cfg->server);
 }

@@ -55,9 +55,14 @@ static const cyaml_schema_field_t retries_fields[] = {
 static const cyaml_schema_field_t tls_fields[] = {STR_REQ("cert", cfg_tls_t, cert),
                                                   STR_REQ("key", cfg_tls_t, key), CYAML_FIELD_END};
 
-static const cyaml_schema_field_t server_fields[] = {STR("listen", cfg_server_t, listen),
-                                                     MAP("tls", cfg_server_t, tls, tls_fields),
-                                                     CYAML_FIELD_END};
+static const cyaml_schema_field_t server_fields[] = {
+    STR("listen", cfg_server_t, listen),
+    MAP("tls", cfg_server_t, tls, tls_fields),
+    IGN("ws_max_queued_bytes"),
+    IGN("ws_max_message_bytes"),
+    INT("ws_max_clients", cfg_server_t, ws_max_clients),
+    INT("ws_max_topics", cfg_server_t, ws_max_topics),
+    CYAML_FIELD_END};
 
 static const cyaml_schema_field_t sqlite_fields[] = {STR("path", cfg_sqlite_t, path),
                                                      CYAML_FIELD_END};

@@ -211,7 +211,12 @@ api_t *api_create(cv_runtime_t *rt, const api_opts_t *opts, char **err)
     cv_list_init(&a->triggers);
     cv_list_init(&a->stats_waiters);
     cv_list_init(&a->queries);
-    a->hub = ws_hub_create(srv, NULL);
+    const cfg_server_t *sv = &cfg->server; /* 0 (or unset) takes the hub's default */
+    ws_hub_opts_t ho = {.max_queued = sv->ws_max_queued_bytes > 0 ? sv->ws_max_queued_bytes : 0,
+                        .max_msg = sv->ws_max_message_bytes > 0 ? sv->ws_max_message_bytes : 0,
+                        .max_clients = sv->ws_max_clients > 0 ? sv->ws_max_clients : 0,
+                        .max_topics = sv->ws_max_topics > 0 ? sv->ws_max_topics : 0};
+    a->hub = ws_hub_create(srv, &ho);
     if (a->hub == NULL || add_routes(a) != 0)
         cv_error("http", "the API routes could not all be added");
     api__model_config(a, opts->cfg);

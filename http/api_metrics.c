@@ -211,6 +211,14 @@ static void hub(cv_buf_t *b, api_t *a)
                   (unsigned long long)s.dropped_slow);
     cv_buf_printf(b, "cronvisor_ws_dropped_total{reason=\"silent\"} %llu\n",
                   (unsigned long long)s.dropped_silent);
+    cv_buf_printf(b, "cronvisor_ws_dropped_total{reason=\"flood\"} %llu\n",
+                  (unsigned long long)s.dropped_flood);
+    head(b, "cronvisor_ws_refused_total", "counter",
+         "WebSocket upgrades refused (503): server.ws_max_clients reached.");
+    cv_buf_printf(b, "cronvisor_ws_refused_total %llu\n", (unsigned long long)s.refused);
+    head(b, "cronvisor_ws_queued_bytes", "gauge",
+         "Bytes waiting to be sent to WebSocket clients (each bounded by ws_max_queued_bytes).");
+    cv_buf_printf(b, "cronvisor_ws_queued_bytes %llu\n", (unsigned long long)s.queued_bytes);
     head(b, "cronvisor_ws_events_total", "counter", "Events published on the WebSocket stream.");
     cv_buf_printf(b, "cronvisor_ws_events_total %llu\n", (unsigned long long)s.events);
 }

@@ -15,9 +15,15 @@
  *   {"type":"resync","seq":<latest>} instead and must reload its state.
  * - Topics: {"type":"subscribe","topic":"run:42"} / "unsubscribe". ws_hub_publish_topic()
  *   sends {"topic":"run:42", ...} to subscribers only; topic events are not numbered nor kept.
- * - Slow clients: when more than max_queued bytes wait for one client it is sent
- *   {"type":"resync","reason":"slow_consumer"} and a close (1013), and dropped after drop_grace_ms
- *   at the latest. Memory per client stays bounded.
+ * - Slow clients: every byte waiting for one client (events, replies to its messages, topic
+ *   events, the frame being written; each queued message counts 96 bytes more for its
+ *   bookkeeping) counts against max_queued. When events push it past, the
+ *   client is sent {"type":"resync","reason":"slow_consumer","seq":<last event sent to it>} and a
+ *   close (1013, reason "slow consumer: resume with since=N"); it may reconnect with ?since=N.
+ *   When replies to its own messages push it past (it sends faster than it reads), it is closed
+ *   at once (1008, ahead of its queued replies) and nothing more is read from it. Either way it
+ *   is dropped after drop_grace_ms at the latest. Memory per client stays bounded.
+ * - Clients: beyond max_clients connected, an upgrade is answered 503 (JSON error).
  * - Liveness: a ping every ping_interval_ms; a client that has not answered the previous ping is
  *   dropped.
  * - Bad input: non-JSON or unknown messages get an error message; binary frames get a close
@@ -44,12 +50,16 @@ typedef struct ws_hub_opts {
     uint32_t auth_timeout_ms;  /* default 10000 */
     uint32_t drop_grace_ms;    /* a dropped client's time to get its notice; default 1000 */
     size_t max_topics;         /* subscriptions per client; default 16 */
+    size_t max_clients;        /* connected clients; more upgrades get a 503; default 1000 */
 } ws_hub_opts_t;
 
 typedef struct ws_hub_stats {
     size_t clients;          /* connected, authenticated or not */
     size_t authenticated;    /* receiving events */
-    uint64_t dropped_slow;   /* closed for a queue above max_queued */
+    uint64_t dropped_slow;   /* closed (1013) for events above max_queued */
+    uint64_t dropped_flood;  /* closed (1008) for replies to its own messages above max_queued */
+    uint64_t refused;        /* upgrades answered 503: max_clients reached */
+    uint64_t queued_bytes;   /* bytes waiting for all clients now */
     uint64_t dropped_silent; /* closed for not answering a ping */
     uint64_t events;         /* published events (the latest seq) */
 } ws_hub_stats_t;

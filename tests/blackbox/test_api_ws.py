@@ -3,6 +3,7 @@ a sequence number, and a slow client that must not grow the daemon's memory."""
 import os
 import re
 import socket
+import struct
 import unittest
 
 from cvtest import Daemon, WsClient, main
@@ -165,6 +166,137 @@ class Events(unittest.TestCase):
         self.assertLess(rss, 200 * 1024 * 1024)
         slow.close()
         fast.close()
+
+
+LIMITS_CONFIG = """
+server:
+  listen: "127.0.0.1:0"
+  ws_max_queued_bytes: 256KiB
+  ws_max_message_bytes: 1KiB
+  ws_max_clients: 4
+auth:
+  tokens:
+    - name: root
+      role: admin
+      token: %s
+jobs:
+  - name: quick
+    schedule: manual
+    command: 'true'
+""" % TOKEN
+
+UPGRADE = (b"GET /api/events HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+           b"Authorization: Bearer " + TOKEN.encode() + b"\r\n\r\n")
+
+
+def vm_rss(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1)) * 1024
+
+
+def masked_text(payload):
+    return bytes([0x81, 0x80 | len(payload)]) + b"\x00\x00\x00\x00" + payload
+
+
+def read_close_code(sock, timeout=30.0):
+    """Reads frames until a close frame; its code, or None when the connection ends first."""
+    sock.settimeout(timeout)
+    buf = b""
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except (ConnectionError, socket.timeout):
+            return None
+        if not chunk:
+            return None
+        buf += chunk
+        while len(buf) >= 2:
+            n, h = buf[1] & 0x7F, 2
+            if n == 126:
+                if len(buf) < 4:
+                    break
+                n, h = struct.unpack("!H", buf[2:4])[0], 4
+            elif n == 127:
+                if len(buf) < 10:
+                    break
+                n, h = struct.unpack("!Q", buf[2:10])[0], 10
+            if len(buf) < h + n:
+                break
+            if buf[0] & 0x0F == 8:
+                return struct.unpack("!H", buf[h:h + 2])[0]
+            buf = buf[h + n:]
+
+
+class Limits(unittest.TestCase):
+    """Every byte queued for a client counts against server.ws_max_queued_bytes; messages,
+    clients are bounded too (server.ws_max_message_bytes, server.ws_max_clients)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon(LIMITS_CONFIG).start()
+        cls.d.port()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.stop()
+
+    def metric(self, name):
+        body = self.d.api("GET", "/metrics", token=TOKEN).body.decode()
+        return int(re.search(r"^%s (\d+)$" % re.escape(name), body, re.M).group(1))
+
+    def raw_client(self, rcvbuf=None):
+        s = socket.socket()
+        if rcvbuf:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        s.connect(("127.0.0.1", self.d.port()))
+        s.sendall(UPGRADE)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1)
+        self.assertIn(b" 101 ", head.split(b"\r\n")[0])
+        return s
+
+    def test_a_client_flooding_subscribes_without_reading_is_closed_1008_and_memory_stays_bounded(self):
+        pid = self.d.proc.pid
+        self.metric("cronvisor_ws_clients")  # warm up the metrics path before measuring
+        before = vm_rss(pid)
+        s = self.raw_client(rcvbuf=4096)
+        chunk = masked_text(b'{"type":"subscribe","topic":"run:1"}') * 2000  # 84 KB
+        sent = 0
+        s.settimeout(3)  # the daemon stops reading from it: sends block
+        try:
+            while sent < 48 * 1024 * 1024:
+                s.sendall(chunk)
+                sent += len(chunk)
+        except (socket.timeout, ConnectionError):
+            pass
+        grown = vm_rss(pid) - before
+        # on the base, 48 MB of messages queued about 1.1 million replies (well over 100 MiB)
+        self.assertLess(grown, 24 * 1024 * 1024, "RSS grew by %d bytes" % grown)
+        self.assertLess(sent, 48 * 1024 * 1024)
+        self.assertEqual(read_close_code(s), 1008)
+        s.close()
+        self.assertGreaterEqual(self.metric('cronvisor_ws_dropped_total{reason="flood"}'), 1)
+
+    def test_a_message_above_ws_max_message_bytes_is_closed_1009(self):
+        s = self.raw_client()
+        s.sendall(bytes([0x81, 0x80 | 126]) + struct.pack("!H", 2000)
+                  + b"\x00\x00\x00\x00" + b'"' * 2000)
+        self.assertEqual(read_close_code(s), 1009)
+        s.close()
+
+    def test_upgrades_beyond_ws_max_clients_get_a_503(self):
+        held = [WsClient(self.d.port(), headers={"Authorization": "Bearer " + TOKEN}) for _ in range(4)]
+        for ws in held:
+            self.assertEqual(ws.status, 101)
+        extra = WsClient(self.d.port(), headers={"Authorization": "Bearer " + TOKEN})
+        self.assertEqual(extra.status, 503)
+        self.assertIn("too_many_clients", extra.buf.decode() + extra.sock.recv(4096).decode())
+        extra.sock.close()
+        self.assertGreaterEqual(self.metric("cronvisor_ws_refused_total"), 1)
+        for ws in held:
+            ws.close()
 
 
 if __name__ == "__main__":

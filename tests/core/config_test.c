@@ -537,6 +537,37 @@ static void an_unknown_concurrency_lists_the_allowed_values(void **state)
                  "allow, replace)");
 }
 
+/* ---- WebSocket bounds under server: (issue 13) ---- */
+
+static void websocket_bounds_have_defaults_and_are_read(void **state)
+{
+    (void)state;
+    cfg_t *cfg = load_ok(JOB_HEAD "    command: x\n");
+    assert_int_equal(cfg->server.ws_max_queued_bytes, 1024 * 1024);
+    assert_int_equal(cfg->server.ws_max_message_bytes, 4096);
+    assert_int_equal(cfg->server.ws_max_clients, 1000);
+    assert_int_equal(cfg->server.ws_max_topics, 16);
+    cfg_free(cfg);
+    cfg = load_ok("server:\n  ws_max_queued_bytes: 256KiB\n  ws_max_message_bytes: 1KiB\n"
+                  "  ws_max_clients: 5000\n  ws_max_topics: 4\n" JOB_HEAD "    command: x\n");
+    assert_int_equal(cfg->server.ws_max_queued_bytes, 256 * 1024);
+    assert_int_equal(cfg->server.ws_max_message_bytes, 1024);
+    assert_int_equal(cfg->server.ws_max_clients, 5000);
+    assert_int_equal(cfg->server.ws_max_topics, 4);
+    cfg_free(cfg);
+}
+
+static void bad_websocket_bounds_are_refused(void **state)
+{
+    (void)state;
+    expect_error("server:\n  ws_max_queued_bytes: lots\n", "'lots' is not a size");
+    expect_error("server:\n  ws_max_queued_bytes: 1KiB\n",
+                 "ws_max_queued_bytes must be at least 4KiB");
+    expect_error("server:\n  ws_max_message_bytes: 64MiB\n",
+                 "ws_max_message_bytes must be 256B to 16MiB");
+    expect_error("server:\n  ws_max_clients: -3\n", "ws_max_clients: expected a whole number");
+}
+
 /* ---- the PostgreSQL outage spool and on_store_outage (issue 7) ---- */
 
 static void outage_keys_have_safe_defaults(void **state)
@@ -908,6 +939,8 @@ int main(void)
         cmocka_unit_test(the_format_follows_the_extension_then_the_content),
         cmocka_unit_test(escaped_control_characters_survive_the_load),
         cmocka_unit_test(a_nul_byte_is_an_error_with_its_position),
+        cmocka_unit_test(websocket_bounds_have_defaults_and_are_read),
+        cmocka_unit_test(bad_websocket_bounds_are_refused),
         cmocka_unit_test(the_example_yaml_file_loads),
         cmocka_unit_test(the_example_crontab_loads),
     };

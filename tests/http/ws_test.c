@@ -449,6 +449,205 @@ static void closing_the_server_closes_connected_clients(void **state)
     tc_resp_free(&r);
 }
 
+static bool one_client_left(void *arg)
+{
+    ws_hub_stats_t st;
+    ws_hub_stats(((fixture_t *)arg)->hub, &st);
+    return st.clients == 1;
+}
+
+static void tc_start_reading(tc_conn_t *c)
+{
+    if (!c->reading) {
+        uv_read_start((uv_stream_t *)&c->tcp, tc__alloc, tc__on_read);
+        c->reading = true;
+    }
+}
+
+static bool flooder_dropped(void *arg)
+{
+    ws_hub_stats_t st;
+    ws_hub_stats(((fixture_t *)arg)->hub, &st);
+    return st.dropped_flood == 1;
+}
+
+/* Reads frames until a close frame; returns its code (0 on EOF or timeout first). n counts
+ * the text frames before it. */
+static int read_until_close(tc_conn_t *c, size_t *n, tc_frame_t *fr)
+{
+    *n = 0;
+    while (tc_ws_read(c, fr) == 0) {
+        if (fr->opcode == 8)
+            return fr->close_code;
+        *n += fr->opcode == 1;
+    }
+    return 0;
+}
+
+static void a_client_flooding_subscribes_without_reading_is_closed_with_1008(void **state)
+{
+    (void)state;
+    fixture_t *f = start(&(ws_hub_opts_t){.max_queued = 64 * 1024, .drop_grace_ms = 5000});
+    tc_conn_t c;
+    tc_frame_t fr = {0};
+    ws_hub_stats_t st;
+    connect_authed(f, &c, 4096);
+    tc_stop_reading(&c);
+    /* 100,000 subscribe messages (4.5 MB) whose replies (3.9 MB) it never reads */
+    cv_buf_t flood = {0};
+    const char *msg = "{\"type\":\"subscribe\",\"topic\":\"run:1\"}";
+    const unsigned char key[4] = {1, 2, 3, 4};
+    size_t len = strlen(msg);
+    for (int i = 0; i < 100000; i++) {
+        unsigned char hdr[6] = {0x81, (unsigned char)(0x80 | len), 1, 2, 3, 4};
+        cv_buf_append(&flood, hdr, sizeof(hdr));
+        for (size_t k = 0; k < len; k++) {
+            char b = (char)(msg[k] ^ key[k % 4]);
+            cv_buf_append(&flood, &b, 1);
+        }
+    }
+    tc_send(&c, flood.data, flood.len);
+    cv_buf_free(&flood);
+    assert_true(tc_wait_for(&f->loop, flooder_dropped, f));
+    ws_hub_stats(f->hub, &st);
+    assert_true(st.queued_bytes <= 64 * 1024 + 4096);
+    assert_int_equal(st.dropped_slow, 0);
+    /* reading again: a few replies the kernel held, then the close, ahead of the rest */
+    tc_start_reading(&c);
+    size_t n = 0;
+    assert_int_equal(read_until_close(&c, &n, &fr), 1008);
+    assert_true(n < 100000);
+    assert_true(tc_wait_eof(&c));
+    ws_hub_stats(f->hub, &st);
+    assert_int_equal(st.clients, 0);
+    cv_buf_free(&fr.payload);
+    tc_close(&c);
+    void *s = f;
+    teardown(&s);
+}
+
+static void a_slow_client_gets_1013_with_its_last_seq_and_resumes_without_a_gap(void **state)
+{
+    (void)state;
+    fixture_t *f = start(
+        &(ws_hub_opts_t){.max_queued = 64 * 1024, .ring_size = 100000, .drop_grace_ms = 5000});
+    tc_conn_t slow;
+    tc_frame_t fr = {0};
+    ws_hub_stats_t st = {0};
+    connect_authed(f, &slow, 4096);
+    tc_stop_reading(&slow);
+    char pad[1001];
+    memset(pad, 'x', 1000);
+    pad[1000] = '\0';
+    for (int i = 0; i < 100000 && st.dropped_slow == 0; i++) {
+        char *ev = cv_sprintf("{\"pad\":\"%s\"}", pad);
+        ws_hub_publish(f->hub, ev, strlen(ev));
+        free(ev);
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        ws_hub_stats(f->hub, &st);
+    }
+    assert_int_equal(st.dropped_slow, 1);
+    publish_n(f, 5); /* published after the drop: the client must get them on resume */
+    /* it reads what was sent: events 1..N in order, the resync notice naming N, the close */
+    tc_start_reading(&slow);
+    json_int_t expected = 1, last = -1;
+    while (tc_ws_read(&slow, &fr) == 0 && fr.opcode == 1) {
+        json_t *j = json_loadb(fr.payload.data, fr.payload.len, 0, NULL);
+        if (type_of(j) != NULL) {
+            assert_string_equal(type_of(j), "resync");
+            last = seq_of(j);
+        } else {
+            assert_int_equal(seq_of(j), expected++);
+        }
+        json_decref(j);
+    }
+    assert_int_equal(fr.opcode, 8);
+    assert_int_equal(fr.close_code, 1013);
+    assert_int_equal(last, expected - 1);
+    char *reason = cv_sprintf("since=%lld", (long long)last);
+    assert_non_null(memmem(fr.payload.data, fr.payload.len, reason, strlen(reason)));
+    free(reason);
+    tc_close(&slow);
+    /* resuming from the last seq it got replays everything after it, the 5 included */
+    tc_conn_t again;
+    tc_resp_t r = {0};
+    char *target = cv_sprintf("/api/events?since=%lld", (long long)last);
+    assert_int_equal(tc_ws_connect(&again, &f->loop, f->port, target,
+                                   "Authorization: Bearer " VIEWER_TOKEN "\r\n", 0, &r),
+                     101);
+    free(target);
+    json_t *j = tc_ws_read_json(&again);
+    assert_string_equal(type_of(j), "authenticated");
+    json_int_t latest = seq_of(j);
+    json_decref(j);
+    for (json_int_t seq = last + 1; seq <= latest; seq++) {
+        j = tc_ws_read_json(&again);
+        assert_non_null(j);
+        assert_int_equal(seq_of(j), seq);
+        json_decref(j);
+    }
+    cv_buf_free(&fr.payload);
+    tc_resp_free(&r);
+    tc_close(&again);
+    void *s = f;
+    teardown(&s);
+}
+
+static void upgrades_beyond_max_clients_get_a_503(void **state)
+{
+    (void)state;
+    fixture_t *f = start(&(ws_hub_opts_t){.max_clients = 2});
+    tc_conn_t a, b, c;
+    tc_resp_t r = {0};
+    ws_hub_stats_t st;
+    connect_authed(f, &a, 0);
+    connect_authed(f, &b, 0);
+    assert_int_equal(tc_ws_connect(&c, &f->loop, f->port, "/api/events", NULL, 0, &r), 503);
+    json_t *j = json_loadb(r.body.data, r.body.len, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
+                        "too_many_clients");
+    json_decref(j);
+    tc_resp_free(&r);
+    tc_close(&c);
+    ws_hub_stats(f->hub, &st);
+    assert_int_equal(st.refused, 1);
+    assert_int_equal(st.clients, 2);
+    tc_close(&a); /* a place frees up once a client is gone */
+    assert_true(tc_wait_for(&f->loop, one_client_left, f));
+    connect_authed(f, &c, 0);
+    tc_close(&b);
+    tc_close(&c);
+    void *s = f;
+    teardown(&s);
+}
+
+static void subscriptions_beyond_max_topics_are_refused(void **state)
+{
+    (void)state;
+    fixture_t *f = start(&(ws_hub_opts_t){.max_topics = 2});
+    tc_conn_t c;
+    const char *sends[] = {
+        "{\"type\":\"subscribe\",\"topic\":\"a\"}", "{\"type\":\"subscribe\",\"topic\":\"b\"}",
+        "{\"type\":\"subscribe\",\"topic\":\"c\"}", "{\"type\":\"unsubscribe\",\"topic\":\"a\"}",
+        "{\"type\":\"subscribe\",\"topic\":\"c\"}"};
+    const char *answers[] = {"subscribed", "subscribed", "error", "unsubscribed", "subscribed"};
+    connect_authed(f, &c, 0);
+    for (size_t i = 0; i < CV_ARRAY_SIZE(sends); i++) {
+        tc_ws_send_text(&c, sends[i]);
+        json_t *j = tc_ws_read_json(&c);
+        assert_string_equal(type_of(j), answers[i]);
+        if (strcmp(answers[i], "error") == 0)
+            assert_string_equal(json_string_value(json_object_get(j, "code")), "too_many_topics");
+        json_decref(j);
+    }
+    const char *ev = "{\"n\":1}";
+    assert_int_equal(ws_hub_publish_topic(f->hub, "c", ev, strlen(ev)), 1);
+    assert_int_equal(ws_hub_publish_topic(f->hub, "a", ev, strlen(ev)), 0);
+    tc_close(&c);
+    void *s = f;
+    teardown(&s);
+}
+
 static int teardown_if_open(void **state)
 {
     return *state ? teardown(state) : 0;
@@ -486,6 +685,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_plain_get_on_the_hub_path_is_a_400, setup, teardown),
         cmocka_unit_test_setup_teardown(closing_the_server_closes_connected_clients, setup,
                                         teardown_if_open),
+        cmocka_unit_test_setup_teardown(
+            a_client_flooding_subscribes_without_reading_is_closed_with_1008, noop, NULL),
+        cmocka_unit_test_setup_teardown(
+            a_slow_client_gets_1013_with_its_last_seq_and_resumes_without_a_gap, noop, NULL),
+        cmocka_unit_test_setup_teardown(upgrades_beyond_max_clients_get_a_503, noop, NULL),
+        cmocka_unit_test_setup_teardown(subscriptions_beyond_max_topics_are_refused, noop, NULL),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
