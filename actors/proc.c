@@ -166,7 +166,11 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
      * each spawn the zeroing of 64 KiB (calloc) and its page faults: 1,000 concurrent runs held
      * 64 MiB (bench/README.md, Supervisor). */
     static _Thread_local char readbuf[READ_BUF];
-    *buf = uv_buf_init(readbuf, sizeof(readbuf));
+    proc_t *p = h->data;
+    int i = (int)((uv_pipe_t *)h - p->pipes);
+    /* Never more than what is left of the pipe's budget for this pass. */
+    size_t left = p->read_budget > p->pass_bytes[i] ? p->read_budget - p->pass_bytes[i] : 1;
+    *buf = uv_buf_init(readbuf, left < READ_BUF ? (unsigned)left : READ_BUF);
 }
 
 /* End of one pipe: flush what it left and close it. */
@@ -189,7 +193,6 @@ static bool pipes_done(const proc_t *p)
     return !p->reading[P_OUT] && !p->reading[P_ERR] && !p->reading[P_RES];
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 /* Next pass: the pipes that used up their budget are read again. */
@@ -206,11 +209,15 @@ static void on_resume(uv_timer_t *t)
     }
 }
 
-/* Counts what pipe i read; past the budget, it stops reading until the next loop pass (libuv
- * would otherwise read up to 32 buffers in a row, and read again as soon as the child refills
- * the pipe). The child blocks in write meanwhile: the pipe is the back-pressure. */
-static void charge_read(proc_t *p, int i, size_t n)
+/* Counts what pipe i read (n of the asked bytes); past the budget, it stops reading until the next
+ * loop pass (libuv would otherwise read up to 32 buffers in a row, and read again as soon as the
+ * child refills the pipe). The child blocks in write meanwhile: the pipe is the back-pressure. */
+static void charge_read(proc_t *p, int i, size_t n, size_t asked)
 {
+    if (n < asked) { /* the pipe is empty: libuv stops reading it for this pass */
+        p->pass_bytes[i] = 0;
+        return;
+    }
     p->pass_bytes[i] += n;
     if (p->pass_bytes[i] < p->read_budget || p->paused[i])
         return;
@@ -235,7 +242,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
                              buf->base, (size_t)nread, cv_now_ms());
         }
         lines_end(p);
-        charge_read(p, i, (size_t)nread);
+        charge_read(p, i, (size_t)nread, buf->len);
         return;
     }
     if (nread == 0)

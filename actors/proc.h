@@ -117,12 +117,12 @@ typedef struct proc_callbacks {
     void (*on_complete)(proc_t *p, const proc_result_t *r, void *data);
     /** Optional. Every complete output line, as it arrives (live tailing). */
     void (*on_line)(proc_t *p, const proc_line_t *line, void *data);
-    /** Optional. Called after a burst of on_line calls (the lines of one read, of one note by
-     * cronvisor, of a pipe's end): a consumer may batch lines and hand them on here. */
-    void (*on_lines_end)(proc_t *p, void *data);
     /** Optional. The result-protocol values after each line that changed them. */
     void (*on_values)(proc_t *p, const result_values_t *v, void *data);
     void *data;
+    /** Optional. Called after a burst of on_line calls (the lines of one read, of one note by
+     * cronvisor, of a pipe's end): a consumer may batch lines and hand them on here. */
+    void (*on_lines_end)(proc_t *p, void *data);
 } proc_callbacks_t;
 
 /** Starts a run on loop (starting the reaper on that loop if needed). opts and everything it
