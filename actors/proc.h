@@ -19,6 +19,11 @@
  * an exec the kernel still refuses (a file that is no program, or changed meanwhile) is reported
  * by the child, which then exits, with the child's pid.
  *
+ * Output: each of stdout and stderr is read at most read_budget bytes per loop pass; then the
+ * pipe waits for the next pass (the child blocks in write: the pipe is the back-pressure), so a
+ * child writing without pause is throttled, not killed, and the loop stays responsive. The lines
+ * of each read reach on_line, then on_lines_end once (a consumer batches them there).
+ *
  * Lifecycle: the completion callback is delivered exactly once, when the child has been reaped
  * (core/reaper.c) AND its three pipes reached end-of-file, or drain_grace_ms after the exit if a
  * background process still holds the pipes (they are then closed; drain_forced is set). At

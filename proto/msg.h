@@ -5,7 +5,8 @@
  *   executor  --MSG_RUN_EVENT(QUEUED)--> store, hub     waiting for a slot (limits.max_concurrent)
  *   executor  --MSG_RUN_EVENT(STARTED)--> store, hub    the child is running
  *   executor  --MSG_RUN_EVENT(PROGRESS)--> hub          items / progress reported on the result fd
- *   executor  --MSG_RUN_OUTPUT--> hub                   output lines, for live tails
+ *   executor  --MSG_RUN_OUTPUT--> hub                   output lines, for live tails: one batch
+ *                                                       per read of a pipe, not one per line
  *   executor  --MSG_RUN_EVENT(FINISHED)--> store
  *   store     --MSG_RUN_EVENT(FINISHED)--> hub, notifier, executor   once it is durably on disk
  *
