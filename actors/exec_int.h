@@ -35,6 +35,8 @@ typedef struct exec__run {
     bool persisted; /* the store has a row for it (it was queued) */
     char *cancel_reason;
     int64_t last_progress_ms;
+    msg_run_output_t *batch; /* output lines not yet passed to the observers */
+    uint64_t live_dropped;   /* lines of the batch beyond limits.live_output_lines */
     /* shared store: the job's runs active on other live instances when this one was claimed */
     size_t nothers;
     int64_t other_run[MSG_CLAIM_MAX_OTHERS];
@@ -47,7 +49,9 @@ struct executor {
     cv_actor_t *observers[EXECUTOR_MAX_OBSERVERS]; /* the hub first, when given */
     bool observer_output[EXECUTOR_MAX_OBSERVERS];  /* also wants MSG_RUN_OUTPUT */
     size_t nobservers;
-    cv_strmap_t health; /* probe name -> exec__health_t, from MSG_HEALTH */
+    bool output_lossless;  /* every line to the observers (the `run` command) */
+    uint64_t live_dropped; /* output lines not passed to live viewers, all runs */
+    cv_strmap_t health;    /* probe name -> exec__health_t, from MSG_HEALTH */
     char *instance;
     cfgref_t *cfg;
     cv_strmap_t jobs; /* name -> exec__job_t */
@@ -82,8 +86,12 @@ void exec__stop(exec__run_t *xr, int64_t grace_ms, const char *reason);
 void exec__finished(exec__run_t *xr);
 /** Posts a RUNNING or PROGRESS event. */
 void exec__publish(exec__run_t *xr, run_ev_kind_t kind, bool insert);
-/** Posts an output line to the hub (live tail). */
+/** Adds an output line to the run's batch for the observers (live tail). Past
+ * limits.live_output_lines lines in one batch, lines are only counted (the batch then ends with
+ * a marker line saying how many). */
 void exec__output(exec__run_t *xr, int64_t at_ms, const char *stream, const char *text, size_t len);
+/** Posts the run's batch of output lines, if any, as one message to each observer. */
+void exec__output_flush(exec__run_t *xr);
 
 /* ---- shared store (exec_claim.c) ---- */
 

@@ -77,6 +77,11 @@ static void on_line(proc_t *p, const proc_line_t *line, void *data)
     exec__output(xr, line->ts_ms, proc_stream_name(line->stream), line->text, line->len);
 }
 
+static void on_lines_end(proc_t *p, void *data)
+{
+    exec__output_flush(data);
+}
+
 static void on_values(proc_t *p, const result_values_t *v, void *data)
 {
     exec__run_t *xr = data;
@@ -152,6 +157,7 @@ static void on_complete(proc_t *p, const proc_result_t *res, void *data)
     r->progress = res->values.progress;
     free(r->summary_json);
     r->summary_json = res->values.summary_json ? cv_strdup(res->values.summary_json) : NULL;
+    exec__output_flush(xr); /* the last lines before the run's end */
     proc_release(p);
     xr->proc = NULL;
     exec__finished(xr);
@@ -169,10 +175,14 @@ void exec__spawn(exec__run_t *xr)
         .timeout_ms = (uint64_t)job->timeout_ms,
         .kill_grace_ms = (uint64_t)job->kill_grace_ms,
         .max_output = (size_t)job->max_output,
+        .read_budget = (size_t)xr->cfg->cfg->limits.output_read_budget,
         .not_before_ns = exec__not_before_ns(xr),
     };
-    proc_callbacks_t cbs = {
-        .on_complete = on_complete, .on_line = on_line, .on_values = on_values, .data = xr};
+    proc_callbacks_t cbs = {.on_complete = on_complete,
+                            .on_line = on_line,
+                            .on_lines_end = on_lines_end,
+                            .on_values = on_values,
+                            .data = xr};
     uv_loop_t *loop = cv_runtime_loop(cv_actor_runtime(xr->ex->actor));
     int rc = proc_start(loop, &o, &cbs, &xr->proc);
     env_free(&env);

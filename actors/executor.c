@@ -50,14 +50,54 @@ void exec__publish(exec__run_t *xr, run_ev_kind_t kind, bool insert)
     }
 }
 
+static bool wants_output(const executor_t *ex)
+{
+    for (size_t i = 0; i < ex->nobservers; i++)
+        if (ex->observer_output[i])
+            return true;
+    return false;
+}
+
 void exec__output(exec__run_t *xr, int64_t at_ms, const char *stream, const char *text, size_t len)
 {
-    for (size_t i = 0; i < xr->ex->nobservers; i++) {
-        if (!xr->ex->observer_output[i])
-            continue;
-        msg_run_output_t *o = msg_run_output_new(xr->run->id, at_ms, stream, text, len);
-        cv_actor_post(xr->ex->observers[i], &o->hdr);
+    executor_t *ex = xr->ex;
+    if (!wants_output(ex))
+        return;
+    if (xr->batch == NULL)
+        xr->batch = msg_run_output_new(xr->run->id);
+    size_t max = (size_t)xr->cfg->cfg->limits.live_output_lines;
+    if (!ex->output_lossless && max > 0 && xr->batch->n >= max) {
+        xr->live_dropped++;
+        ex->live_dropped++;
+        return;
     }
+    msg_run_output_add(xr->batch, at_ms, stream, text, len);
+}
+
+void exec__output_flush(exec__run_t *xr)
+{
+    executor_t *ex = xr->ex;
+    msg_run_output_t *b = xr->batch;
+    if (b == NULL)
+        return;
+    xr->batch = NULL;
+    if (xr->live_dropped > 0) {
+        char *note = cv_sprintf("[... %llu lines not shown live (limits.live_output_lines) ...]",
+                                (unsigned long long)xr->live_dropped);
+        msg_run_output_add(b, cv_now_ms(), "system", note, strlen(note));
+        free(note);
+        b->dropped = xr->live_dropped;
+        xr->live_dropped = 0;
+    }
+    b->run_id = xr->run->id;
+    size_t last = ex->nobservers;
+    while (last > 0 && !ex->observer_output[last - 1])
+        last--;
+    for (size_t i = 0; i < last; i++)
+        if (ex->observer_output[i])
+            cv_actor_post(ex->observers[i], i + 1 == last ? &b->hdr : &msg_run_output_copy(b)->hdr);
+    if (last == 0)
+        b->hdr.dispose(&b->hdr);
 }
 
 static exec__run_t *xrun_new(executor_t *ex, const msg_fire_t *f, const cfg_job_t *job)
@@ -80,6 +120,8 @@ static exec__run_t *xrun_new(executor_t *ex, const msg_fire_t *f, const cfg_job_
 
 static void xrun_release(exec__run_t *xr)
 {
+    if (xr->batch)
+        xr->batch->hdr.dispose(&xr->batch->hdr);
     run_free(xr->run);
     cfgref_put(xr->cfg);
     free(xr->cancel_reason);
@@ -485,6 +527,7 @@ executor_t *executor_create(cv_runtime_t *rt, const executor_opts_t *opts)
 {
     executor_t *ex = cv_calloc(1, sizeof(*ex));
     ex->store = opts->store;
+    ex->output_lossless = opts->output_lossless;
     if (opts->hub)
         executor_add_observer(ex, opts->hub, true);
     ex->scheduler = opts->scheduler;
@@ -546,4 +589,9 @@ size_t executor_active(const executor_t *ex)
 size_t executor_queued(const executor_t *ex)
 {
     return ex->nqueued;
+}
+
+uint64_t executor_live_dropped(const executor_t *ex)
+{
+    return ex->live_dropped;
 }

@@ -35,6 +35,9 @@ typedef struct executor_opts {
     /* several daemons share the store (store_is_shared): each run is inserted before it runs,
      * with an id from the database, and a cron firing runs only where that insert won */
     bool shared_store;
+    /* every output line reaches the observers (the `run` command prints them all); otherwise
+     * at most limits.live_output_lines of each read of a run's pipes */
+    bool output_lossless;
 } executor_opts_t;
 
 executor_t *executor_create(cv_runtime_t *rt, const executor_opts_t *opts);
@@ -52,5 +55,7 @@ void executor_destroy(executor_t *ex);
 uint64_t executor_started(const executor_t *ex);
 size_t executor_active(const executor_t *ex);
 size_t executor_queued(const executor_t *ex);
+/** Output lines not passed to live viewers because of limits.live_output_lines (all runs). */
+uint64_t executor_live_dropped(const executor_t *ex);
 
 #endif

@@ -32,7 +32,11 @@ struct proc {
     reaper_watch_t watch;
     uv_pipe_t pipes[P_N];
     bool reading[P_N]; /* pipe open and not at EOF */
-    uv_timer_t timeout_timer, kill_timer, drain_timer;
+    bool paused[P_N];  /* read budget used up: reading stopped until the next pass */
+    size_t pass_bytes[P_N];
+    size_t read_budget;
+    bool lines_pending; /* on_line was called since the last on_lines_end */
+    uv_timer_t timeout_timer, kill_timer, drain_timer, resume_timer;
     unsigned open_handles;
     bool exited, completed, released, in_cb;
     uint64_t kill_grace_ms, drain_grace_ms;
@@ -45,6 +49,13 @@ struct proc {
 };
 
 static void complete(proc_t *p);
+
+static proc_stats_t stats;
+
+void proc_stats_get(proc_stats_t *out)
+{
+    *out = stats;
+}
 
 /* sig to the child's process group. A child just spawned may not have made its group yet (it
  * does so itself, beside the daemon, with every signal blocked until just before its exec): it
@@ -102,16 +113,29 @@ void proc_release(proc_t *p)
 
 /* ---- output and result protocol ------------------------------------------------------------ */
 
+/* Tells the consumer that a burst of lines is over (it may pass them on as one batch). */
+static void lines_end(proc_t *p)
+{
+    if (!p->lines_pending)
+        return;
+    p->lines_pending = false;
+    if (p->cbs.on_lines_end && !p->released)
+        p->cbs.on_lines_end(p, p->cbs.data);
+}
+
 static void system_line(proc_t *p, const char *text)
 {
     proc_output_add_line(p->out, PROC_STREAM_SYSTEM, text, strlen(text), cv_now_ms());
+    lines_end(p);
 }
 
 static void on_output_line(void *data, const proc_line_t *line)
 {
     proc_t *p = data;
-    if (p->cbs.on_line && !p->released)
+    if (p->cbs.on_line && !p->released) {
+        p->lines_pending = true;
         p->cbs.on_line(p, line, p->cbs.data);
+    }
 }
 
 static void on_result_message(void *data, const char *text, size_t len)
@@ -142,7 +166,11 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
      * each spawn the zeroing of 64 KiB (calloc) and its page faults: 1,000 concurrent runs held
      * 64 MiB (bench/README.md, Supervisor). */
     static _Thread_local char readbuf[READ_BUF];
-    *buf = uv_buf_init(readbuf, sizeof(readbuf));
+    proc_t *p = h->data;
+    int i = (int)((uv_pipe_t *)h - p->pipes);
+    /* Never more than what is left of the pipe's budget for this pass. */
+    size_t left = p->read_budget > p->pass_bytes[i] ? p->read_budget - p->pass_bytes[i] : 1;
+    *buf = uv_buf_init(readbuf, left < READ_BUF ? (unsigned)left : READ_BUF);
 }
 
 /* End of one pipe: flush what it left and close it. */
@@ -156,6 +184,7 @@ static void finish_pipe(proc_t *p, int i)
     else
         proc_output_flush(p->out, i == P_OUT ? PROC_STREAM_STDOUT : PROC_STREAM_STDERR,
                           cv_now_ms());
+    lines_end(p);
     close_handle(p, (uv_handle_t *)&p->pipes[i]);
 }
 
@@ -164,16 +193,56 @@ static bool pipes_done(const proc_t *p)
     return !p->reading[P_OUT] && !p->reading[P_ERR] && !p->reading[P_RES];
 }
 
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* Next pass: the pipes that used up their budget are read again. */
+static void on_resume(uv_timer_t *t)
+{
+    proc_t *p = t->data;
+    for (int i = 0; i < P_N; i++) {
+        p->pass_bytes[i] = 0;
+        if (!p->paused[i])
+            continue;
+        p->paused[i] = false;
+        if (p->reading[i] && !p->completed)
+            uv_read_start((uv_stream_t *)&p->pipes[i], on_alloc, on_read);
+    }
+}
+
+/* Counts what pipe i read (n of the asked bytes); past the budget, it stops reading until the next
+ * loop pass (libuv would otherwise read up to 32 buffers in a row, and read again as soon as the
+ * child refills the pipe). The child blocks in write meanwhile: the pipe is the back-pressure. */
+static void charge_read(proc_t *p, int i, size_t n, size_t asked)
+{
+    if (n < asked) { /* the pipe is empty: libuv stops reading it for this pass */
+        p->pass_bytes[i] = 0;
+        return;
+    }
+    p->pass_bytes[i] += n;
+    if (p->pass_bytes[i] < p->read_budget || p->paused[i])
+        return;
+    p->paused[i] = true;
+    stats.throttled++;
+    uv_read_stop((uv_stream_t *)&p->pipes[i]);
+    /* A 0 ms timer runs in the next pass, after this pass polled everything else. */
+    if (!uv_is_active((uv_handle_t *)&p->resume_timer))
+        uv_timer_start(&p->resume_timer, on_resume, 0, 0);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     proc_t *p = s->data;
     int i = (int)((uv_pipe_t *)s - p->pipes);
     if (nread > 0) {
-        if (i == P_RES)
+        if (i == P_RES) {
             result_proto_feed(&p->rp, buf->base, (size_t)nread);
-        else
+        } else {
+            stats.output_bytes += (uint64_t)nread;
             proc_output_feed(p->out, i == P_OUT ? PROC_STREAM_STDOUT : PROC_STREAM_STDERR,
                              buf->base, (size_t)nread, cv_now_ms());
+        }
+        lines_end(p);
+        charge_read(p, i, (size_t)nread, buf->len);
         return;
     }
     if (nread == 0)
@@ -343,6 +412,7 @@ static void complete(proc_t *p)
     close_handle(p, (uv_handle_t *)&p->timeout_timer);
     close_handle(p, (uv_handle_t *)&p->kill_timer);
     close_handle(p, (uv_handle_t *)&p->drain_timer);
+    close_handle(p, (uv_handle_t *)&p->resume_timer);
     result_values_copy(&r->values, &p->rp.values);
     r->output_bytes = proc_output_total_bytes(p->out);
     r->output = proc_output_render(p->out, &r->output_len);
@@ -866,12 +936,13 @@ int proc_start(uv_loop_t *loop, const proc_opts_t *o, const proc_callbacks_t *cb
     p->watch.data = p;
     p->kill_grace_ms = o->kill_grace_ms ? o->kill_grace_ms : PROC_DEFAULT_KILL_GRACE_MS;
     p->drain_grace_ms = o->drain_grace_ms ? o->drain_grace_ms : PROC_DEFAULT_DRAIN_GRACE_MS;
+    p->read_budget = o->read_budget ? o->read_budget : PROC_DEFAULT_READ_BUDGET;
     p->out = proc_output_new(o->max_output, o->line_max, on_output_line, p);
     result_proto_callbacks_t rcb = {on_result_message, on_result_error, on_result_update, p};
     result_proto_init(&p->rp, &rcb);
     p->start_mono_ns = cv_mono_ns();
     p->res.started_at_ms = cv_now_ms();
-    uv_timer_t *timers[] = {&p->timeout_timer, &p->kill_timer, &p->drain_timer};
+    uv_timer_t *timers[] = {&p->timeout_timer, &p->kill_timer, &p->drain_timer, &p->resume_timer};
     for (size_t i = 0; i < CV_ARRAY_SIZE(timers); i++) {
         uv_timer_init(loop, timers[i]);
         timers[i]->data = p;

@@ -19,6 +19,11 @@
  * an exec the kernel still refuses (a file that is no program, or changed meanwhile) is reported
  * by the child, which then exits, with the child's pid.
  *
+ * Output: each of stdout and stderr is read at most read_budget bytes per loop pass; then the
+ * pipe waits for the next pass (the child blocks in write: the pipe is the back-pressure), so a
+ * child writing without pause is throttled, not killed, and the loop stays responsive. The lines
+ * of each read reach on_line, then on_lines_end once (a consumer batches them there).
+ *
  * Lifecycle: the completion callback is delivered exactly once, when the child has been reaped
  * (core/reaper.c) AND its three pipes reached end-of-file, or drain_grace_ms after the exit if a
  * background process still holds the pipes (they are then closed; drain_forced is set). At
@@ -46,6 +51,7 @@
 #define PROC_RESULT_FD              3
 #define PROC_DEFAULT_KILL_GRACE_MS  5000
 #define PROC_DEFAULT_DRAIN_GRACE_MS 2000
+#define PROC_DEFAULT_READ_BUDGET    (64 * 1024)
 
 typedef struct proc proc_t;
 
@@ -72,6 +78,11 @@ typedef struct proc_opts {
     size_t max_output;
     /** Longest line before it is cut; 0 means PROC_OUTPUT_LINE_MAX. */
     size_t line_max;
+    /** Bytes read from one output pipe before it yields to the rest of the loop: past it the pipe
+     * is not read again before the next loop pass, so a child that writes without pause is
+     * throttled by its pipe (it blocks in write) instead of starving the loop. 0 means
+     * PROC_DEFAULT_READ_BUDGET. */
+    size_t read_budget;
     /** 0, or a wall-clock instant (Unix ns) before which the child must not start: everything
      * else is prepared, then proc_start blocks until the instant (at most PROC_NOT_BEFORE_MAX_NS)
      * and spawns. For a scheduled run prepared just ahead of its instant. */
@@ -114,6 +125,9 @@ typedef struct proc_callbacks {
     /** Optional. The result-protocol values after each line that changed them. */
     void (*on_values)(proc_t *p, const result_values_t *v, void *data);
     void *data;
+    /** Optional. Called after a burst of on_line calls (the lines of one read, of one note by
+     * cronvisor, of a pipe's end): a consumer may batch lines and hand them on here. */
+    void (*on_lines_end)(proc_t *p, void *data);
 } proc_callbacks_t;
 
 /** Starts a run on loop (starting the reaper on that loop if needed). opts and everything it
@@ -131,6 +145,13 @@ int proc_signal_group(proc_t *p, int sig);
  * (at once when grace_ms is 0). The completion callback follows as usual. Returns 0, or -ESRCH
  * when it has already completed or never started. */
 int proc_cancel(proc_t *p, uint64_t grace_ms);
+
+/** Counters of every proc of the process (loop thread only), for /metrics. */
+typedef struct proc_stats {
+    uint64_t output_bytes; /* bytes read from the children's stdout and stderr */
+    uint64_t throttled;    /* times an output pipe used up its read budget and yielded a pass */
+} proc_stats_t;
+void proc_stats_get(proc_stats_t *out);
 
 /** Pid of the child (0 when none was started). */
 pid_t proc_pid(const proc_t *p);

@@ -11,6 +11,8 @@
 #include <stdint.h>
 
 #define SCHED_NEVER INT64_MAX
+/** Seconds: an instant younger than this when it is noticed is fired late, not folded. */
+#define SCHED_LATE_MAX 60
 
 typedef struct sched_core sched_core_t;
 
@@ -47,9 +49,11 @@ int64_t sched_core_deadline(const sched_core_t *s);
  */
 int64_t sched_core_next_of(const sched_core_t *s, const char *name);
 
-/** Fires every job whose instant is <= now, once each, then computes its next instant strictly
- * after max(now, the instant fired): a forward clock jump fires what became due once, and no
- * instant ever fires twice, even if the clock later goes back. Returns the number fired. */
+/** Fires every job whose instant is <= now. An instant at most SCHED_LATE_MAX seconds old fires
+ * (late) and so does every later one up to now: a loop that was busy for a few seconds runs the
+ * firings it owed, none is skipped. An older one fires once and its next instant is computed
+ * strictly after now: a forward clock jump fires what became due once (`missed` counts the rest).
+ * No instant ever fires twice, even if the clock later goes back. Returns the number fired. */
 size_t sched_core_run_due(sched_core_t *s, int64_t now, sched_fire_cb cb, void *ud);
 
 /** At start: for every enabled job with a catch-up deadline, fires once the latest instant in

@@ -212,7 +212,9 @@ typedef struct cfg_server {
 } cfg_server_t;
 
 typedef struct cfg_limits {
-    int max_concurrent; /* 0: unlimited */
+    int max_concurrent;         /* 0: unlimited */
+    int64_t output_read_budget; /* bytes read from one output pipe per loop pass; default 64 KiB */
+    int live_output_lines;      /* lines of one read passed to live viewers; default 256 */
 } cfg_limits_t;
 
 typedef struct cfg_retention {

@@ -6,21 +6,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEF_LISTEN         "127.0.0.1:8080"
-#define DEF_SQLITE         "./data/cronvisor.db"
-#define DEF_TIMEZONE       "UTC"
-#define DEF_KILL_GRACE     10000
-#define DEF_BACKOFF        1000
-#define DEF_BACKOFF_MAX    30000
-#define DEF_SHUTDOWN_GRACE 30000
-#define DEF_MAX_OUTPUT     (1024 * 1024)
-#define DEF_RETENTION_DAYS 90
-#define DEF_SPOOL_DIR      "./data"
-#define DEF_SPOOL_MAX      (64 * 1024 * 1024)
-#define DEF_WS_MAX_QUEUED  (1024 * 1024)
-#define DEF_WS_MAX_MSG     4096
-#define DEF_WS_MAX_CLIENTS 1000
-#define DEF_WS_MAX_TOPICS  16
+#define DEF_LISTEN             "127.0.0.1:8080"
+#define DEF_SQLITE             "./data/cronvisor.db"
+#define DEF_TIMEZONE           "UTC"
+#define DEF_KILL_GRACE         10000
+#define DEF_BACKOFF            1000
+#define DEF_BACKOFF_MAX        30000
+#define DEF_SHUTDOWN_GRACE     30000
+#define DEF_MAX_OUTPUT         (1024 * 1024)
+#define DEF_RETENTION_DAYS     90
+#define DEF_SPOOL_DIR          "./data"
+#define DEF_SPOOL_MAX          (64 * 1024 * 1024)
+#define DEF_WS_MAX_QUEUED      (1024 * 1024)
+#define DEF_WS_MAX_MSG         4096
+#define DEF_WS_MAX_CLIENTS     1000
+#define DEF_WS_MAX_TOPICS      16
+#define DEF_OUTPUT_READ_BUDGET (64 * 1024)
+#define DEF_LIVE_OUTPUT_LINES  256
 
 static void dflt_str(char **s, const char *v)
 {
@@ -87,6 +89,10 @@ static void apply_top_defaults(cfg_t *cfg)
     dflt_i64(&d->shutdown_grace_ms, DEF_SHUTDOWN_GRACE);
     dflt_i64(&d->max_output, DEF_MAX_OUTPUT);
     dflt_int(&cfg->retention.days, DEF_RETENTION_DAYS);
+    if (cfg->limits.output_read_budget <= 0) /* unset (or 0) */
+        cfg->limits.output_read_budget = DEF_OUTPUT_READ_BUDGET;
+    if (cfg->limits.live_output_lines <= 0) /* unset (or 0) */
+        cfg->limits.live_output_lines = DEF_LIVE_OUTPUT_LINES;
     if (cfg->cluster.heartbeat_timeout_ms <= 0) /* unset (or 0s) */
         cfg->cluster.heartbeat_timeout_ms = 30000;
 }

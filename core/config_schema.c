@@ -83,7 +83,8 @@ static const cyaml_schema_field_t defaults_fields[] = {
     CYAML_FIELD_END};
 
 static const cyaml_schema_field_t limits_fields[] = {
-    INT("max_concurrent", cfg_limits_t, max_concurrent), CYAML_FIELD_END};
+    INT("max_concurrent", cfg_limits_t, max_concurrent), IGN("output_read_budget"),
+    INT("live_output_lines", cfg_limits_t, live_output_lines), CYAML_FIELD_END};
 
 static const cyaml_schema_field_t retention_fields[] = {
     INT("days", cfg_retention_t, days), INT("max_runs_per_job", cfg_retention_t, max_runs_per_job),

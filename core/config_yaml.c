@@ -48,6 +48,7 @@ static special_t special_of(const char *key)
                {"spool_max", SP_SIZE},
                {"ws_max_queued_bytes", SP_SIZE},
                {"ws_max_message_bytes", SP_SIZE},
+               {"output_read_budget", SP_SIZE},
                {"command", SP_COMMAND},
                {"env", SP_STRMAP},
                {"headers", SP_STRMAP},
@@ -777,6 +778,7 @@ static void finish_tree(yl_t *y, cfg_t *cfg, int root)
     int server = map_get(y, root, "server");
     cfg->server.ws_max_queued_bytes = get_size(y, server, "ws_max_queued_bytes");
     cfg->server.ws_max_message_bytes = get_size(y, server, "ws_max_message_bytes");
+    cfg->limits.output_read_budget = get_size(y, map_get(y, root, "limits"), "output_read_budget");
     get_retries(y, d, &cfg->defaults.retries);
     cfg->cluster.heartbeat_timeout_ms =
         get_duration(y, map_get(y, root, "cluster"), "heartbeat_timeout");

@@ -593,8 +593,10 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
     }
     case MSG_RUN_OUTPUT: {
         msg_run_output_t *o = (msg_run_output_t *)msg;
-        FILE *f = strcmp(o->stream, "stderr") == 0 ? stderr : stdout;
-        fprintf(f, "%s\n", o->line);
+        for (size_t i = 0; i < o->n; i++) {
+            FILE *f = strcmp(o->lines[i].stream, "stderr") == 0 ? stderr : stdout;
+            fprintf(f, "%s\n", msg_run_output_text(o, i));
+        }
         break;
     }
     default:
@@ -681,7 +683,8 @@ static void start_actors(daemon_t *d)
                           .hub = hub,
                           .instance = d->instance,
                           .first_run_id = d->first_run_id,
-                          .shared_store = store_is_shared(d->store)};
+                          .shared_store = store_is_shared(d->store),
+                          .output_lossless = d->opts.once_job != NULL};
     if (!d->opts.once_job) {
         int err = 0;
         /* The scheduler needs the executor and the executor the scheduler: create the

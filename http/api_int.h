@@ -104,6 +104,7 @@ struct api {
     /* the store's state (MSG_STORE_STATE): health is a store_health_t, 0 = up */
     int store_health;
     uint64_t store_spooled, store_spool_bytes, store_dropped;
+    uint64_t output_live_dropped; /* output lines not shown live (limits.live_output_lines) */
     bool closed;
     void (*close_cb)(void *ud);
     void *close_ud;

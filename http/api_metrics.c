@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "actors/proc.h"
 #include "http/api_int.h"
 
 /* Appends s as a label value (escaping \, " and newlines). */
@@ -241,6 +242,22 @@ static void store_state(cv_buf_t *b, api_t *a)
                   (unsigned long long)a->store_dropped);
 }
 
+static void output(cv_buf_t *b, api_t *a)
+{
+    proc_stats_t s;
+    proc_stats_get(&s);
+    head(b, "cronvisor_output_bytes_total", "counter",
+         "Bytes read from the jobs' stdout and stderr.");
+    cv_buf_printf(b, "cronvisor_output_bytes_total %llu\n", (unsigned long long)s.output_bytes);
+    head(b, "cronvisor_output_throttled_total", "counter",
+         "Times a job's output pipe used up limits.output_read_budget and waited a loop pass.");
+    cv_buf_printf(b, "cronvisor_output_throttled_total %llu\n", (unsigned long long)s.throttled);
+    head(b, "cronvisor_output_live_dropped_lines_total", "counter",
+         "Output lines not passed to live viewers (limits.live_output_lines); kept in the run.");
+    cv_buf_printf(b, "cronvisor_output_live_dropped_lines_total %llu\n",
+                  (unsigned long long)a->output_live_dropped);
+}
+
 static void h_metrics(api_req_t *req, void *data)
 {
     api_t *a = data;
@@ -273,6 +290,7 @@ static void h_metrics(api_req_t *req, void *data)
     probes(&b, a);
     store_state(&b, a);
     hub(&b, a);
+    output(&b, a);
     process(&b, a);
     api_reply_bytes(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len, NULL, 0);
     cv_buf_free(&b);

@@ -543,15 +543,16 @@ void api__model_resync(api_t *a)
     api__model_refresh_stats(a, NULL);
 }
 
-void api__model_output(api_t *a, const msg_run_output_t *o)
+/* One line of a batch: into the run's live log and to the run's subscribers. */
+static void model_output_line(api_t *a, api__active_t *ar, const msg_run_output_t *o, size_t i)
 {
-    api__active_t *ar = api__active_find(a, o->run_id);
+    const char *line = msg_run_output_text(o, i);
+    size_t len = o->lines[i].len;
     if (ar && !ar->log_truncated) {
-        size_t len = strlen(o->line);
         if (ar->log.len + len + 1 > API_LIVE_LOG_MAX) {
             ar->log_truncated = true;
         } else {
-            cv_buf_append(&ar->log, o->line, len);
+            cv_buf_append(&ar->log, line, len);
             cv_buf_append(&ar->log, "\n", 1);
         }
     }
@@ -559,13 +560,21 @@ void api__model_output(api_t *a, const msg_run_output_t *o)
         return;
     char topic[40];
     snprintf(topic, sizeof(topic), "run:%lld", (long long)o->run_id);
-    json_t *ev =
-        json_pack("{s:s,s:I,s:s,s:o,s:o}", "type", "output", "run_id", (json_int_t)o->run_id,
-                  "stream", o->stream, "ts", api__jtime(o->at_ms), "line", api__jstr(o->line));
+    json_t *ev = json_pack("{s:s,s:I,s:s,s:o,s:o}", "type", "output", "run_id",
+                           (json_int_t)o->run_id, "stream", o->lines[i].stream, "ts",
+                           api__jtime(o->lines[i].at_ms), "line", api__jstr(line));
     char *text = json_dumps(ev, JSON_COMPACT);
     ws_hub_publish_topic(a->hub, topic, text, strlen(text));
     free(text);
     json_decref(ev);
+}
+
+void api__model_output(api_t *a, const msg_run_output_t *o)
+{
+    a->output_live_dropped += o->dropped;
+    api__active_t *ar = api__active_find(a, o->run_id);
+    for (size_t i = 0; i < o->n; i++)
+        model_output_line(a, ar, o, i);
 }
 
 /* ---- probes ---- */

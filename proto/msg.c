@@ -42,20 +42,44 @@ msg_run_event_t *msg_run_event_new(run_ev_kind_t kind, const run_t *run)
 static void output_dispose(cv_msg_t *m)
 {
     msg_run_output_t *o = (msg_run_output_t *)m;
-    free(o->line);
+    free(o->lines);
+    cv_buf_free(&o->text);
     free(o);
 }
 
-msg_run_output_t *msg_run_output_new(int64_t run_id, int64_t at_ms, const char *stream,
-                                     const char *line, size_t len)
+msg_run_output_t *msg_run_output_new(int64_t run_id)
 {
     msg_run_output_t *o = cv_msg_new(sizeof(*o), MSG_RUN_OUTPUT);
     o->hdr.dispose = output_dispose;
     o->run_id = run_id;
-    o->at_ms = at_ms;
-    o->stream = stream;
-    o->line = cv_strndup(line, len);
     return o;
+}
+
+void msg_run_output_add(msg_run_output_t *o, int64_t at_ms, const char *stream, const char *line,
+                        size_t len)
+{
+    /* Grows by doubling: n is a power of two exactly when the array is full. */
+    if ((o->n & (o->n - 1)) == 0)
+        o->lines = cv_realloc(o->lines, (o->n ? 2 * o->n : 1) * sizeof(*o->lines));
+    o->lines[o->n++] =
+        (msg_output_line_t){.at_ms = at_ms, .stream = stream, .off = o->text.len, .len = len};
+    cv_buf_append(&o->text, line, len);
+    cv_buf_append(&o->text, "", 1);
+}
+
+const char *msg_run_output_text(const msg_run_output_t *o, size_t i)
+{
+    return o->text.data + o->lines[i].off;
+}
+
+msg_run_output_t *msg_run_output_copy(const msg_run_output_t *o)
+{
+    msg_run_output_t *c = msg_run_output_new(o->run_id);
+    for (size_t i = 0; i < o->n; i++)
+        msg_run_output_add(c, o->lines[i].at_ms, o->lines[i].stream, msg_run_output_text(o, i),
+                           o->lines[i].len);
+    c->dropped = o->dropped;
+    return c;
 }
 
 static void fire_reply_dispose(cv_msg_t *m)

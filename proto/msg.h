@@ -5,7 +5,8 @@
  *   executor  --MSG_RUN_EVENT(QUEUED)--> store, hub     waiting for a slot (limits.max_concurrent)
  *   executor  --MSG_RUN_EVENT(STARTED)--> store, hub    the child is running
  *   executor  --MSG_RUN_EVENT(PROGRESS)--> hub          items / progress reported on the result fd
- *   executor  --MSG_RUN_OUTPUT--> hub                   output lines, for live tails
+ *   executor  --MSG_RUN_OUTPUT--> hub                   output lines, for live tails: one batch
+ *                                                       per read of a pipe, not one per line
  *   executor  --MSG_RUN_EVENT(FINISHED)--> store
  *   store     --MSG_RUN_EVENT(FINISHED)--> hub, notifier, executor   once it is durably on disk
  *
@@ -109,12 +110,22 @@ typedef struct {
     int64_t last_seen; /* ms */
 } msg_instance_beat_t;
 
+/** One line of a msg_run_output_t; its text is msg_run_output_text(o, i). */
+typedef struct {
+    int64_t at_ms;
+    const char *stream; /* "stdout", "stderr", "result", "system"... (static) */
+    size_t off, len;    /* in the message's text buffer, NUL-terminated there */
+} msg_output_line_t;
+
+/** A batch of lines of one run's output: the lines of one read of its pipes (one message per
+ * read, not per line), in order. */
 typedef struct {
     cv_msg_t hdr;
     int64_t run_id;
-    int64_t at_ms;
-    const char *stream; /* "stdout", "stderr", "result" (static) */
-    char *line;
+    size_t n;
+    msg_output_line_t *lines;
+    cv_buf_t text;
+    uint64_t dropped; /* lines left out (limits.live_output_lines); the last line says so */
 } msg_run_output_t;
 
 struct store;
@@ -315,8 +326,15 @@ typedef struct {
 /** Constructors: copy their string arguments; the returned message is ready to post. */
 msg_fire_t *msg_fire_new(const char *job, const char *trigger, int64_t scheduled_for);
 msg_run_event_t *msg_run_event_new(run_ev_kind_t kind, const run_t *run);
-msg_run_output_t *msg_run_output_new(int64_t run_id, int64_t at_ms, const char *stream,
-                                     const char *line, size_t len);
+/** An empty batch of output lines of run_id. */
+msg_run_output_t *msg_run_output_new(int64_t run_id);
+/** Appends a copy of one line (len bytes, no newline) to a batch. */
+void msg_run_output_add(msg_run_output_t *o, int64_t at_ms, const char *stream, const char *line,
+                        size_t len);
+/** The text of line i of a batch (NUL-terminated). */
+const char *msg_run_output_text(const msg_run_output_t *o, size_t i);
+/** A copy of a batch (for a second observer). */
+msg_run_output_t *msg_run_output_copy(const msg_run_output_t *o);
 msg_fire_reply_t *msg_fire_reply_new(uint64_t corr, fire_outcome_t outcome, int64_t run_id,
                                      run_status_t status, const char *reason);
 msg_job_enable_t *msg_job_enable_new(const char *job, bool enabled);

@@ -126,6 +126,57 @@ static void renders_nul_bytes_as_question_marks(void **state)
     proc_output_free(o);
 }
 
+/* The loop reads a pipe in chunks of at most its read budget, cut anywhere (inside a line, inside
+ * "\r\n"): the capture must not depend on where. */
+static proc_output_t *feed_in_chunks(const char *data, size_t len, size_t chunk, size_t max)
+{
+    proc_output_t *o = proc_output_new(max, 64, NULL, NULL);
+    for (size_t off = 0; off < len; off += chunk) {
+        size_t n = len - off < chunk ? len - off : chunk;
+        proc_output_feed(o, PROC_STREAM_STDOUT, data + off, n, 1000);
+    }
+    proc_output_flush(o, PROC_STREAM_STDOUT, 1000);
+    return o;
+}
+
+static void captures_the_same_head_and_tail_whatever_the_chunk_size(void **state)
+{
+    /* ~200 KB of lines of varied length (some longer than line_max), no final newline. */
+    size_t len = 0, cap = 256 * 1024;
+    char *data = malloc(cap);
+    for (unsigned i = 0; len + 200 < cap - 1024 * 56; i++) {
+        int n = snprintf(
+            data + len, 200, "line %u %.*s%s", i, (int)(i % 97),
+            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+            "xxxxxxxxxxxxxxx",
+            i % 5 == 0 ? "\r\n" : "\n");
+        len += (size_t)n;
+    }
+    memcpy(data + len, "unterminated", 12);
+    len += 12;
+    proc_output_t *whole = feed_in_chunks(data, len, len, 16 * 1024);
+    size_t wlen;
+    char *want = proc_output_render(whole, &wlen);
+    static const size_t chunks[] = {1, 2, 3, 7, 64, 65, 4096, 65536};
+    for (size_t k = 0; k < sizeof(chunks) / sizeof(chunks[0]); k++) {
+        proc_output_t *o = feed_in_chunks(data, len, chunks[k], 16 * 1024);
+        size_t glen;
+        char *got = proc_output_render(o, &glen);
+        assert_int_equal(glen, wlen);
+        assert_memory_equal(got, want, wlen);
+        assert_int_equal(proc_output_total_bytes(o), len);
+        assert_int_equal(proc_output_dropped_bytes(o), proc_output_dropped_bytes(whole));
+        assert_int_equal(proc_output_lines(o), proc_output_lines(whole));
+        free(got);
+        proc_output_free(o);
+    }
+    assert_true(proc_output_dropped_bytes(whole) > 0);
+    assert_non_null(strstr(want, "stdout | unterminated\n"));
+    free(want);
+    proc_output_free(whole);
+    free(data);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -134,6 +185,7 @@ int main(void)
         cmocka_unit_test(keeps_head_and_tail_and_counts_what_it_drops),
         cmocka_unit_test(truncates_a_line_larger_than_the_tail),
         cmocka_unit_test(renders_nul_bytes_as_question_marks),
+        cmocka_unit_test(captures_the_same_head_and_tail_whatever_the_chunk_size),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -66,7 +66,7 @@ static void on_values(proc_t *p, const result_values_t *v, void *data)
 /* Starts opts on a fresh loop and runs it until nothing is left (the completion came). */
 static void run(ctx_t *c, proc_opts_t *o)
 {
-    proc_callbacks_t cbs = {on_complete, on_line, on_values, c};
+    proc_callbacks_t cbs = {on_complete, on_line, on_values, c, NULL};
     if (o->env == NULL)
         o->env = test_env;
     assert_int_equal(uv_loop_init(&c->loop), 0);
@@ -156,7 +156,7 @@ static void does_not_start_the_child_before_not_before(void **state)
     const char *argv[] = {"date", "+%s%N", NULL};
     int64_t at = cv_now_ns() + 15000000;
     proc_opts_t o = {.argv = argv, .not_before_ns = at};
-    proc_callbacks_t cbs = {on_complete, on_line, on_values, &c};
+    proc_callbacks_t cbs = {on_complete, on_line, on_values, &c, NULL};
     o.env = test_env;
     assert_int_equal(uv_loop_init(&c.loop), 0);
     assert_int_equal(proc_start(&c.loop, &o, &cbs, &c.p), 0);
@@ -342,6 +342,90 @@ static void keeps_memory_bounded_when_a_job_prints_a_gigabyte(void **state)
     finish(&c);
 }
 
+/* ---- reading in bounded chunks ------------------------------------------------------------- */
+
+typedef struct pass_ctx {
+    ctx_t c;
+    uv_check_t check;
+    uint64_t passes;     /* loop passes seen by the check handle */
+    uint64_t pass_lines; /* stdout lines in this pass */
+    uint64_t max_pass_lines;
+    uint64_t batches, max_batch, batch;
+} pass_ctx_t;
+
+static void pass_on_line(proc_t *p, const proc_line_t *line, void *data)
+{
+    pass_ctx_t *pc = data;
+    on_line(p, line, &pc->c);
+    pc->pass_lines++;
+    pc->batch++;
+}
+
+static void pass_on_lines_end(proc_t *p, void *data)
+{
+    pass_ctx_t *pc = data;
+    pc->batches++;
+    if (pc->batch > pc->max_batch)
+        pc->max_batch = pc->batch;
+    pc->batch = 0;
+}
+
+static void pass_on_complete(proc_t *p, const proc_result_t *r, void *data)
+{
+    on_complete(p, r, &((pass_ctx_t *)data)->c);
+}
+
+static void on_pass_end(uv_check_t *h)
+{
+    pass_ctx_t *pc = h->data;
+    pc->passes++;
+    if (pc->pass_lines > pc->max_pass_lines)
+        pc->max_pass_lines = pc->pass_lines;
+    pc->pass_lines = 0;
+}
+
+static void reads_at_most_the_budget_per_loop_pass_and_batches_its_lines(void **state)
+{
+    pass_ctx_t pc = {0};
+    ctx_t *c = &pc.c;
+    proc_stats_t before, after;
+    proc_stats_get(&before);
+    /* 4 MiB of "y\n" as fast as the child can write it (8 KiB writes), read 4 KiB per pass at
+     * most. */
+    proc_opts_t o = {.command = "yes | head -c 4M; echo last",
+                     .env = test_env,
+                     .read_budget = 4 * 1024,
+                     .max_output = 64 * 1024};
+    proc_callbacks_t cbs = {.on_complete = pass_on_complete,
+                            .on_line = pass_on_line,
+                            .on_lines_end = pass_on_lines_end,
+                            .data = &pc};
+    assert_int_equal(uv_loop_init(&c->loop), 0);
+    assert_int_equal(uv_check_init(&c->loop, &pc.check), 0);
+    pc.check.data = &pc;
+    assert_int_equal(uv_check_start(&pc.check, on_pass_end), 0);
+    uv_unref((uv_handle_t *)&pc.check);
+    assert_int_equal(proc_start(&c->loop, &o, &cbs, &c->p), 0);
+    assert_int_equal(uv_run(&c->loop, UV_RUN_DEFAULT), 0);
+    proc_stats_get(&after);
+
+    assert_int_equal(c->completions, 1);
+    assert_int_equal(c->r->exit_code, 0);
+    assert_int_equal(c->r->output_bytes, 4 * 1024 * 1024 + 5);
+    assert_contains(c->r->output, "stdout | last\n");
+    assert_int_equal(c->lines[PROC_STREAM_STDOUT], 2 * 1024 * 1024 + 1);
+    /* No pass handled more than the budget: 4 KiB of "y\n" is 2048 lines (+ a partial one). */
+    assert_true(pc.max_pass_lines <= 2048 + 1);
+    assert_true(pc.passes >= 4 * 1024 / 4);
+    assert_true(after.throttled > before.throttled);
+    assert_true(after.output_bytes - before.output_bytes == 4 * 1024 * 1024 + 5);
+    /* One batch per read, never more lines than one read holds. */
+    assert_true(pc.batches >= 4 * 1024 / 4);
+    assert_true(pc.max_batch <= 2048 + 1);
+    uv_close((uv_handle_t *)&pc.check, NULL);
+    finish(c);
+}
+
 /* ---- waiting for orphans ----------------------------------------------------------------------
  */
 
@@ -453,7 +537,7 @@ static void cancel_right_after_the_spawn_reaches_the_child(void **state)
 {
     for (int i = 0; i < 20; i++) {
         ctx_t c = {0};
-        proc_callbacks_t cbs = {on_complete, on_line, on_values, &c};
+        proc_callbacks_t cbs = {on_complete, on_line, on_values, &c, NULL};
         proc_opts_t o = {
             .argv = (const char *[]){"sleep", "1000", NULL}, .env = test_env, .new_session = i % 2};
         assert_int_equal(uv_loop_init(&c.loop), 0);
@@ -556,7 +640,7 @@ static void children_started_together_keep_their_own_pipes(void **state)
         cmds[i] = cv_sprintf("echo out%d; echo err%d >&2; echo '{\"items_processed\": %d}' >&3", i,
                              i, i + 1);
         proc_opts_t o = {.command = cmds[i], .env = test_env};
-        proc_callbacks_t cbs = {on_complete, on_line, on_values, &c[i]};
+        proc_callbacks_t cbs = {on_complete, on_line, on_values, &c[i], NULL};
         assert_int_equal(proc_start(&loop, &o, &cbs, &c[i].p), 0);
     }
     assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
@@ -688,7 +772,7 @@ static void rejects_invalid_options(void **state)
     uv_loop_t loop;
     uv_loop_init(&loop);
     proc_t *p = NULL;
-    proc_callbacks_t cbs = {on_complete, NULL, NULL, NULL};
+    proc_callbacks_t cbs = {on_complete, NULL, NULL, NULL, NULL};
     const char *empty[] = {NULL};
     proc_opts_t none = {0}, both = {.command = "true", .argv = empty}, bad = {.argv = empty};
     assert_int_equal(proc_start(&loop, &none, &cbs, &p), -EINVAL);
@@ -717,6 +801,7 @@ int main(void)
         cmocka_unit_test(fails_to_start_in_a_missing_working_directory),
         cmocka_unit_test(captures_stdout_and_stderr_with_tags_in_order),
         cmocka_unit_test(keeps_memory_bounded_when_a_job_prints_a_gigabyte),
+        cmocka_unit_test(reads_at_most_the_budget_per_loop_pass_and_batches_its_lines),
         cmocka_unit_test(kills_the_whole_group_at_the_timeout),
         cmocka_unit_test(sigkills_a_job_that_ignores_sigterm_after_the_grace),
         cmocka_unit_test(cancel_terminates_the_group_and_marks_the_run),

@@ -83,6 +83,25 @@ static void a_forward_clock_jump_fires_each_job_once_and_counts_what_it_folded(v
     sched_core_free(s);
 }
 
+static void a_loop_busy_for_seconds_fires_every_instant_it_owed_late(void **state)
+{
+    int64_t now = utc("2026-01-01T00:00:00Z");
+    sched_core_t *s = sched_core_create();
+    put(s, "every-second", "* * * * * *", NULL, now);
+    fired_t f = {0};
+    /* The loop was busy (a job's output flood) and wakes 5 s late: 5 firings, none skipped. */
+    assert_int_equal(sched_core_run_due(s, now + 5, record, &f), 5);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(f.at[i], now + 1 + i);
+        assert_int_equal(f.missed[i], 0);
+    }
+    assert_int_equal(sched_core_deadline(s), now + 6);
+    /* Past SCHED_LATE_MAX it is a clock jump: one firing, the rest folded. */
+    assert_int_equal(sched_core_run_due(s, now + 6 + SCHED_LATE_MAX + 10, record, &f), 1);
+    assert_int_equal(f.missed[5], SCHED_LATE_MAX + 10);
+    sched_core_free(s);
+}
+
 static void a_backward_clock_jump_never_fires_an_instant_twice(void **state)
 {
     int64_t now = utc("2026-01-01T00:00:00Z");
@@ -230,6 +249,7 @@ int main(void)
         cmocka_unit_test(the_deadline_is_the_earliest_next_instant_of_any_job),
         cmocka_unit_test(due_jobs_fire_once_each_in_instant_order),
         cmocka_unit_test(a_forward_clock_jump_fires_each_job_once_and_counts_what_it_folded),
+        cmocka_unit_test(a_loop_busy_for_seconds_fires_every_instant_it_owed_late),
         cmocka_unit_test(a_backward_clock_jump_never_fires_an_instant_twice),
         cmocka_unit_test(disabled_manual_and_reboot_jobs_are_not_on_the_clock),
         cmocka_unit_test(an_invalid_new_definition_keeps_the_old_one),

@@ -142,6 +142,8 @@ static void an_empty_file_gets_every_default(void **state)
     assert_int_equal(cfg->defaults.shutdown_grace_ms, 30000);
     assert_int_equal(cfg->defaults.max_output, 1048576);
     assert_int_equal(cfg->limits.max_concurrent, 0);
+    assert_int_equal(cfg->limits.output_read_budget, 64 * 1024);
+    assert_int_equal(cfg->limits.live_output_lines, 256);
     assert_int_equal(cfg->retention.days, 90);
     assert_int_equal(cfg->retention.max_runs_per_job, 0);
     assert_int_equal(cfg->n_jobs, 0);
@@ -568,6 +570,23 @@ static void bad_websocket_bounds_are_refused(void **state)
     expect_error("server:\n  ws_max_clients: -3\n", "ws_max_clients: expected a whole number");
 }
 
+/* ---- output flood limits (issue 13) ---- */
+
+static void output_limits_are_read_with_sizes(void **state)
+{
+    cfg_t *cfg = load_ok("limits:\n  output_read_budget: 16KiB\n  live_output_lines: 50\n"
+                         "jobs:\n  - {name: a, schedule: '@daily', command: x}\n");
+    assert_int_equal(cfg->limits.output_read_budget, 16 * 1024);
+    assert_int_equal(cfg->limits.live_output_lines, 50);
+}
+
+static void a_bad_output_read_budget_is_refused(void **state)
+{
+    char *errs = load_errors("limits:\n  output_read_budget: lots\n");
+    assert_has(errs, "output_read_budget");
+    free(errs);
+}
+
 /* ---- the PostgreSQL outage spool and on_store_outage (issue 7) ---- */
 
 static void outage_keys_have_safe_defaults(void **state)
@@ -921,6 +940,8 @@ int main(void)
         cmocka_unit_test(wrong_types_say_what_was_expected_and_what_was_found),
         cmocka_unit_test(an_unknown_concurrency_lists_the_allowed_values),
         cmocka_unit_test(requires_must_name_a_configured_probe),
+        cmocka_unit_test(output_limits_are_read_with_sizes),
+        cmocka_unit_test(a_bad_output_read_budget_is_refused),
         cmocka_unit_test(outage_keys_have_safe_defaults),
         cmocka_unit_test(outage_keys_are_read_and_jobs_inherit_the_default),
         cmocka_unit_test(bad_outage_values_say_where_and_what_is_allowed),
