@@ -17,6 +17,7 @@
 #define DEF_RETENTION_DAYS 90
 #define DEF_SPOOL_DIR      "./data"
 #define DEF_SPOOL_MAX      (64 * 1024 * 1024)
+#define DEF_PENDING_MAX    10000
 
 static void dflt_str(char **s, const char *v)
 {
@@ -45,6 +46,8 @@ static void apply_top_defaults(cfg_t *cfg)
     dflt_str(&cfg->storage.spool_dir, DEF_SPOOL_DIR);
     if (cfg->storage.spool_max <= 0) /* unset (or 0) */
         cfg->storage.spool_max = DEF_SPOOL_MAX;
+    if (cfg->storage.pending_max == 0) /* unset */
+        cfg->storage.pending_max = DEF_PENDING_MAX;
     if (d->on_store_outage == CFG_OUTAGE_INHERIT)
         d->on_store_outage = CFG_OUTAGE_SKIP;
     dflt_str(&d->timezone, DEF_TIMEZONE);

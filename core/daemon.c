@@ -916,6 +916,7 @@ int daemon_main(const daemon_opts_t *opts, cfg_t *cfg)
     store_config_t sc = {
         .dsn = cfg->storage.postgres ? cfg->storage.postgres : cfg->storage.sqlite.path,
         .instance = d->instance,
+        .pending_max = (size_t)(cfg->storage.pending_max > 0 ? cfg->storage.pending_max : 0),
     };
     /* PostgreSQL: the outage spool, one per configured instance id (an unconfigured id changes
      * with every start, the spool must not) */
