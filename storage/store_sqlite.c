@@ -582,10 +582,9 @@ static void held_back(store_sqlite_t *s, store_sqlite_req_t *r, cv_list_t *back)
         s->nheld++;
         return;
     }
-    if (storage_failure(r->status))
+    if (storage_failure(r->status) && s->lost++ == 0)
         cv_error("store",
-                 "database %s: a held record could not be written before closing: "
-                 "%s; it is lost",
+                 "database %s: held records cannot be written before closing (%s): they are lost",
                  s->path, strerror(-r->status));
     else if (r->status != 0 && r->status != -EEXIST)
         cv_warn("store", "database %s: a held record could not be written: %s; dropped", s->path,
@@ -709,9 +708,6 @@ static void sq_close(store_t *base, store_status_cb cb, void *ud)
     if (s->replay_inflight == 0)
         send_held(s);
     move_all(&s->pending, &s->held_new);
-    s->degraded = false;
-    if (s->nheld > 0)
-        cv_error("store", "database %s: %zu held record(s) are lost at close", s->path, s->nheld);
     submit(base, r);
     s->closing = true;
 }
@@ -922,6 +918,9 @@ static void on_async(uv_async_t *h)
             /* The worker has closed the database and is leaving: join it, then release the
              * handle; the close callback runs once the handle is closed. */
             uv_thread_join(&s->thread);
+            if (s->lost > 0)
+                cv_error("store", "database %s: %llu held record(s) were lost at close", s->path,
+                         (unsigned long long)s->lost);
             s->close_cb = r->cb.status;
             s->close_ud = r->ud;
             free(r);

@@ -90,6 +90,7 @@ typedef struct store_sqlite {
     bool degraded;    /* the last write failed; writes are held */
     int last_err;     /* its error */
     uint64_t dropped; /* writes refused: the held queue was full */
+    uint64_t lost;    /* held writes that failed once more at close */
     bool full_logged;
     uint64_t held_total; /* held since the store went degraded, for the recovery line */
     uv_timer_t retry;

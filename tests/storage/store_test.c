@@ -259,6 +259,30 @@ static void writes_past_the_held_limit_are_refused_and_counted(void **state)
     assert_int_equal(count_runs(f, "bounded"), 3);
 }
 
+/* A close while writes are held tries them once more and closes whatever the outcome. */
+static void a_close_while_writes_are_held_completes(void **state)
+{
+    fx_t *f = *state;
+    reopen_impatient(f, 0);
+    sqlite3 *other = NULL;
+    assert_int_equal(sqlite3_open(f->dsn, &other), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    run_t *r = mk_run("lost", RUN_SUCCESS, "cron", 1000);
+    r->id = 5;
+    res_t ins = {0};
+    store_insert_run(f->store, r, on_value, &ins);
+    run_free(r);
+    drain(f);
+    assert_int_equal(ins.status, 0);
+    assert_int_equal(state_of(f->store).spooled, 1);
+    close_store(f); /* the held write fails once more: logged as lost */
+    assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+    f->store = open_store(f, STORE_SYNC_FULL);
+    migrate(f, 0);
+    assert_int_equal(count_runs(f, "lost"), 0);
+}
+
 /* The database file is removed while the daemon runs (rm cronvisor.db): the next write notices,
  * restores the file from the open handle, and no run is lost, after a restart too. */
 static void a_database_file_deleted_while_in_use_is_restored_with_its_history(void **state)
@@ -356,6 +380,7 @@ int main(void)
             a_failed_write_degrades_the_store_and_is_written_when_it_recovers, setup, teardown),
         cmocka_unit_test_setup_teardown(writes_past_the_held_limit_are_refused_and_counted, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(a_close_while_writes_are_held_completes, setup, teardown),
         cmocka_unit_test_setup_teardown(
             a_database_file_deleted_while_in_use_is_restored_with_its_history, setup, teardown),
         cmocka_unit_test_setup_teardown(a_database_file_replaced_while_in_use_is_taken_over, setup,
