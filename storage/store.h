@@ -50,7 +50,10 @@ typedef struct store_config {
     const char *instance; /* this daemon's instance id, stamped on runs without one; required */
     store_sync_t sync;
     int busy_timeout_ms; /* how long to wait for another process's lock; 0 = 5000 */
-    /* PostgreSQL: the outage spool file (storage/spool.h); NULL: no spool (writes made while the
+    /* The outage spool file (storage/spool.h). PostgreSQL: writes made while the database is
+     * unreachable; SQLite: a durable copy of the writes held after a storage failure, written
+     * back on the next start when the daemon stopped first. NULL: no spool (PostgreSQL: writes
+     * made while the
      * database is unreachable wait in memory, up to STORE_PG_QUEUE_MAX). */
     const char *spool_path;
     uint64_t spool_max; /* bytes; 0: no bound */

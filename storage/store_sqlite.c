@@ -54,8 +54,49 @@ static int open_db(store_sqlite_t *s)
 static void worker_main(void *arg);
 static void on_async(uv_async_t *h);
 
+/* Opens the spool of held writes and holds again, in order, what a previous life left in it
+ * (written back after the migration). Without a usable spool, writes are held in memory only. */
+static void open_spool(store_sqlite_t *s, const store_config_t *cfg)
+{
+    if (spool_open(cfg->spool_path, cfg->spool_max, &s->spool) < 0) {
+        cv_warn("store",
+                "database %s: no spool for held writes (%s unusable): writes that fail "
+                "are held in memory only",
+                s->path, cfg->spool_path);
+        s->spool = NULL;
+        return;
+    }
+    for (uint64_t off = spool_head(s->spool), next; off < spool_end(s->spool); off = next) {
+        char *data = NULL, *key = NULL, *retry_key = NULL;
+        size_t len = 0;
+        if (spool_read(s->spool, off, &data, &len, &next) < 0)
+            break;
+        store_sqlite_req_t *r = cv_calloc(1, sizeof(*r));
+        int rc = store_req_spool_decode(data, len, &r->op, &r->u, &key, &retry_key);
+        free(data);
+        free(key);
+        free(retry_key);
+        if (rc < 0) {
+            cv_warn("store", "spool %s: the record at offset %llu cannot be read: skipped",
+                    cfg->spool_path, (unsigned long long)off);
+            free(r);
+            continue;
+        }
+        r->held = r->spooled = true;
+        cv_list_insert_tail(&s->held, &r->link);
+        s->nheld++;
+    }
+    s->awaiting_migrate = s->nheld > 0;
+    if (s->nheld > 0)
+        cv_warn("store",
+                "database %s: the spool %s holds %zu write(s) not yet in the database: they are "
+                "written first",
+                s->path, cfg->spool_path, s->nheld);
+}
+
 static void sqlite_free(store_sqlite_t *s)
 {
+    spool_close(s->spool);
     free(s->path);
     free(s->instance);
     free(s);
@@ -86,6 +127,8 @@ int store_sqlite_open(uv_loop_t *loop, const store_config_t *cfg, store_t **out)
         err = open_db(s);
     if (err < 0)
         goto fail;
+    if (cfg->spool_path)
+        open_spool(s, cfg);
     uv_mutex_init(&s->mu);
     uv_cond_init(&s->cond);
     uv_async_init(loop, &s->async, on_async);
@@ -478,6 +521,43 @@ static void one_done(store_sqlite_t *s)
         uv_unref((uv_handle_t *)&s->async);
 }
 
+/* Appends a held write to the spool (synced once per loop pass, spool_flush). A spool that
+ * cannot take it (the same full disk, say) leaves it in memory only, said once per outage. */
+static void spool_held(store_sqlite_t *s, store_sqlite_req_t *r)
+{
+    if (s->spool == NULL)
+        return;
+    size_t len = 0;
+    char *rec = store_req_spool_encode(r->op, &r->u, NULL, NULL, &len);
+    int rc = rec ? spool_append(s->spool, rec, len) : -EINVAL;
+    free(rec);
+    r->spooled = rc == 0;
+    s->spool_dirty = s->spool_dirty || rc == 0;
+    if (rc < 0 && !s->spool_failed)
+        cv_error("store",
+                 "database %s: cannot write held records to the spool %s (%s): they are held in "
+                 "memory only and are lost if the daemon stops before the database accepts "
+                 "writes again",
+                 s->path, spool_path(s->spool), strerror(-rc));
+    s->spool_failed = s->spool_failed || rc < 0;
+}
+
+/* Syncs the records appended during this pass; empties the spool once nothing is held. */
+static void spool_flush(store_sqlite_t *s)
+{
+    if (s->spool == NULL)
+        return;
+    if (s->spool_dirty && spool_sync(s->spool) < 0)
+        cv_error("store", "cannot sync the spool %s: %s", spool_path(s->spool), strerror(EIO));
+    s->spool_dirty = false;
+    if (s->nheld == 0 && s->replay_inflight == 0 && spool_pending(s->spool) > 0) {
+        if (spool_commit(s->spool, spool_end(s->spool), spool_pending(s->spool)) < 0)
+            cv_error("store", "cannot empty the spool %s: its records may be written twice",
+                     spool_path(s->spool));
+        s->spool_failed = false;
+    }
+}
+
 /* Answers r as accepted and keeps it at the tail of into; refuses it when the queue is full. */
 static void hold(store_sqlite_t *s, store_sqlite_req_t *r, cv_list_t *into)
 {
@@ -505,6 +585,7 @@ static void hold(store_sqlite_t *s, store_sqlite_req_t *r, cv_list_t *into)
     cv_list_insert_tail(into, &r->link);
     s->nheld++;
     s->held_total++;
+    spool_held(s, r);
 }
 
 static void send_held(store_sqlite_t *s);
@@ -540,7 +621,7 @@ static void enter_degraded(store_sqlite_t *s, int err)
 /* Hands every held write to the worker, ahead of anything not yet handed over. */
 static void send_held(store_sqlite_t *s)
 {
-    if (s->nheld == 0)
+    if (s->nheld == 0 || s->awaiting_migrate)
         return;
     cv_list_t l;
     cv_list_init(&l);
@@ -566,6 +647,7 @@ static void hold_new(store_sqlite_t *s)
     }
     if (!s->degraded && !s->closing && s->replay_inflight == 0)
         send_held(s);
+    spool_flush(s);
     notify_state(s);
 }
 
@@ -582,7 +664,9 @@ static void held_back(store_sqlite_t *s, store_sqlite_req_t *r, cv_list_t *back)
         s->nheld++;
         return;
     }
-    if (storage_failure(r->status) && s->lost++ == 0)
+    if (storage_failure(r->status) && r->spooled)
+        s->kept++;
+    else if (storage_failure(r->status) && s->lost++ == 0)
         cv_error("store",
                  "database %s: held records cannot be written before closing (%s): they are lost",
                  s->path, strerror(-r->status));
@@ -921,6 +1005,10 @@ static void on_async(uv_async_t *h)
             if (s->lost > 0)
                 cv_error("store", "database %s: %llu held record(s) were lost at close", s->path,
                          (unsigned long long)s->lost);
+            if (s->kept > 0)
+                cv_warn("store",
+                        "database %s: %llu held record(s) stay in the spool %s for the next start",
+                        s->path, (unsigned long long)s->kept, spool_path(s->spool));
             s->close_cb = r->cb.status;
             s->close_ud = r->ud;
             free(r);
@@ -942,11 +1030,16 @@ static void on_async(uv_async_t *h)
             hold(s, r, &s->held);
             continue;
         }
+        if (r->op == STORE_OP_MIGRATE && s->awaiting_migrate && r->status == 0) {
+            s->awaiting_migrate = false; /* what the spool held goes first */
+            send_held(s);
+        }
         overlay_held(s, r);
         deliver(r);
         req_free(r);
     }
     after_replay(s, &back, came_back);
+    spool_flush(s);
     notify_state(s);
 }
 

@@ -3,6 +3,7 @@
 #ifndef CV_STORAGE_STORE_SQLITE_INT_H
 #define CV_STORAGE_STORE_SQLITE_INT_H
 
+#include "storage/spool.h"
 #include "storage/store.h"
 #include "storage/store_req.h"
 #include "core/strmap.h"
@@ -30,8 +31,9 @@ typedef enum {
 typedef struct store_sqlite_req {
     cv_list_t link;
     store_op_t op;
-    int status; /* set < 0 before queueing: fail without running */
-    bool held;  /* kept after a storage failure: already answered, written on recovery */
+    int status;   /* set < 0 before queueing: fail without running */
+    bool held;    /* kept after a storage failure: already answered, written on recovery */
+    bool spooled; /* held, and its record is in the spool */
     /* an update of a run that a later update of the same batch replaced: not run, it takes the
      * later one's status (worker only) */
     struct store_sqlite_req *replaced_by;
@@ -91,8 +93,13 @@ typedef struct store_sqlite {
     int last_err;     /* its error */
     uint64_t dropped; /* writes refused: the held queue was full */
     uint64_t lost;    /* held writes that failed once more at close */
+    uint64_t kept;    /* ... of which the spool keeps a copy */
     bool full_logged;
-    uint64_t held_total; /* held since the store went degraded, for the recovery line */
+    uint64_t held_total;   /* held since the store went degraded, for the recovery line */
+    spool_t *spool;        /* a durable copy of the held writes; NULL: memory only */
+    bool spool_dirty;      /* appended, not yet synced */
+    bool spool_failed;     /* an append failed (logged once per outage) */
+    bool awaiting_migrate; /* held writes read from the spool wait for the migration */
     uv_timer_t retry;
     int backoff_ms;
     store_state_cb on_state;

@@ -283,6 +283,53 @@ static void a_close_while_writes_are_held_completes(void **state)
     assert_int_equal(count_runs(f, "lost"), 0);
 }
 
+/* With a spool, held writes survive a stop: the next start writes them first, after the
+ * migration (the same spool file format as PostgreSQL's outage spool). */
+static void held_writes_in_the_spool_are_written_by_the_next_start(void **state)
+{
+    fx_t *f = *state;
+    char *spool = cv_sprintf("%s.spool", f->dsn);
+    close_store(f);
+    store_config_t cfg = {
+        .dsn = f->dsn, .instance = "test-1", .busy_timeout_ms = 20, .spool_path = spool};
+    assert_int_equal(store_open(&f->loop, &cfg, &f->store), 0);
+    migrate(f, 0);
+    sqlite3 *other = NULL;
+    assert_int_equal(sqlite3_open(f->dsn, &other), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    run_t *r = mk_run("spooled", RUN_RUNNING, "cron", 1000);
+    r->id = 9;
+    res_t ins = {0}, upd = {0}, ov = {0};
+    run_ops(f, r, &ins, &upd);
+    store_override_t o = {.job = "spooled", .field = "enabled", .value = "false"};
+    store_override_set(f->store, &o, on_status, &ov);
+    drain(f);
+    assert_int_equal(ins.status + upd.status + ov.status, 0);
+    assert_int_equal(state_of(f->store).spooled, 3);
+    close_store(f); /* they fail once more: the spool keeps them */
+    assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+
+    assert_int_equal(store_open(&f->loop, &cfg, &f->store), 0);
+    assert_int_equal(state_of(f->store).spooled, 3);
+    migrate(f, 0);
+    await_health(f, STORE_UP);
+    int status = 0;
+    run_t *got = get(f, 9, &status);
+    assert_int_equal(status, 0);
+    assert_int_equal(got->status, RUN_SUCCESS);
+    run_free(got);
+    run_free(r);
+    close_store(f);
+    struct stat st;
+    assert_int_equal(stat(spool, &st), 0);
+    assert_int_equal(st.st_size, SPOOL_HEADER_SIZE); /* emptied once written */
+    assert_int_equal(store_open(&f->loop, &cfg, &f->store), 0);
+    assert_int_equal(state_of(f->store).spooled, 0);
+    migrate(f, 0);
+    free(spool);
+}
+
 /* The database file is removed while the daemon runs (rm cronvisor.db): the next write notices,
  * restores the file from the open handle, and no run is lost, after a restart too. */
 static void a_database_file_deleted_while_in_use_is_restored_with_its_history(void **state)
@@ -381,6 +428,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(writes_past_the_held_limit_are_refused_and_counted, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(a_close_while_writes_are_held_completes, setup, teardown),
+        cmocka_unit_test_setup_teardown(held_writes_in_the_spool_are_written_by_the_next_start,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(
             a_database_file_deleted_while_in_use_is_restored_with_its_history, setup, teardown),
         cmocka_unit_test_setup_teardown(a_database_file_replaced_while_in_use_is_taken_over, setup,
