@@ -94,8 +94,16 @@ static void open_spool(store_sqlite_t *s, const store_config_t *cfg)
                 s->path, cfg->spool_path, s->nheld);
 }
 
+static void req_free(store_sqlite_req_t *r);
+
 static void sqlite_free(store_sqlite_t *s)
 {
+    /* held writes never handed over (closed before the migration): the spool keeps them */
+    while (s->held.next != NULL && !cv_list_empty(&s->held)) {
+        store_sqlite_req_t *r = cv_container_of(s->held.next, store_sqlite_req_t, link);
+        cv_list_remove(&r->link);
+        req_free(r);
+    }
     spool_close(s->spool);
     free(s->path);
     free(s->instance);

@@ -587,7 +587,8 @@ static void pending_max_is_read_and_cannot_be_negative(void **state)
                          "    command: x\n");
     assert_int_equal(cfg->storage.pending_max, 50);
     cfg_free(cfg);
-    expect_error("storage:\n  pending_max: -1\n", "test.yaml:2:16: pending_max: expected a whole number");
+    expect_error("storage:\n  pending_max: -1\n",
+                 "test.yaml:2:16: pending_max: expected a whole number");
 }
 
 static void requires_must_name_a_configured_probe(void **state)
