@@ -23,6 +23,7 @@
 #define DEF_WS_MAX_TOPICS      16
 #define DEF_OUTPUT_READ_BUDGET (64 * 1024)
 #define DEF_LIVE_OUTPUT_LINES  256
+#define DEF_PENDING_MAX        10000
 
 static void dflt_str(char **s, const char *v)
 {
@@ -76,6 +77,8 @@ static void apply_top_defaults(cfg_t *cfg)
     if (cfg->storage.spool_max <= 0) /* unset (or 0) */
         cfg->storage.spool_max = DEF_SPOOL_MAX;
     apply_server_defaults(&cfg->server);
+    if (cfg->storage.pending_max == 0) /* unset */
+        cfg->storage.pending_max = DEF_PENDING_MAX;
     if (d->on_store_outage == CFG_OUTAGE_INHERIT)
         d->on_store_outage = CFG_OUTAGE_SKIP;
     dflt_str(&d->timezone, DEF_TIMEZONE);

@@ -69,7 +69,8 @@ static const cyaml_schema_field_t sqlite_fields[] = {STR("path", cfg_sqlite_t, p
 
 const cyaml_schema_field_t cfg__storage_fields[] = {
     MAP("sqlite", cfg_storage_t, sqlite, sqlite_fields), STR("postgres", cfg_storage_t, postgres),
-    STR("spool_dir", cfg_storage_t, spool_dir), IGN("spool_max"), CYAML_FIELD_END};
+    STR("spool_dir", cfg_storage_t, spool_dir),          IGN("spool_max"),
+    INT("pending_max", cfg_storage_t, pending_max),      CYAML_FIELD_END};
 
 static const cyaml_schema_field_t defaults_fields[] = {
     STR("timezone", cfg_defaults_t, timezone),

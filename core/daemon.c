@@ -970,14 +970,17 @@ int daemon_main(const daemon_opts_t *opts, cfg_t *cfg)
     store_config_t sc = {
         .dsn = cfg->storage.postgres ? cfg->storage.postgres : cfg->storage.sqlite.path,
         .instance = d->instance,
+        .pending_max = (size_t)(cfg->storage.pending_max > 0 ? cfg->storage.pending_max : 0),
     };
-    /* PostgreSQL: the outage spool, one per configured instance id (an unconfigured id changes
+    /* The outage spool (PostgreSQL: writes while the database is unreachable; SQLite: writes
+     * held after a storage failure), one per configured instance id (an unconfigured id changes
      * with every start, the spool must not) */
     char *spool = NULL;
-    if (cfg->storage.postgres && cfg->storage.spool_dir) {
+    if (cfg->storage.spool_dir) {
+        const char *kind = cfg->storage.postgres ? "pg" : "sqlite";
         spool = cfg->instance
-                    ? cv_sprintf("%s/pg-spool-%s.log", cfg->storage.spool_dir, cfg->instance)
-                    : cv_sprintf("%s/pg-spool.log", cfg->storage.spool_dir);
+                    ? cv_sprintf("%s/%s-spool-%s.log", cfg->storage.spool_dir, kind, cfg->instance)
+                    : cv_sprintf("%s/%s-spool.log", cfg->storage.spool_dir, kind);
         sc.spool_path = spool;
         sc.spool_max = (uint64_t)cfg->storage.spool_max;
     }

@@ -435,8 +435,8 @@ static void h_readyz(api_req_t *req, void *data)
     api_t *a = data;
     if (a->store_health != STORE_UP) {
         const char *state = store_health_name((store_health_t)a->store_health);
-        char *msg = cv_sprintf("the store is %s: %llu record(s) wait in the outage spool", state,
-                               (unsigned long long)a->store_spooled);
+        char *msg = cv_sprintf("the store is %s: %llu record(s) wait to be written to the database",
+                               state, (unsigned long long)a->store_spooled);
         api_reply_json(req, 503,
                        json_pack("{s:{s:s,s:s},s:s,s:s,s:I}", "error", "code", "store_degraded",
                                  "message", msg, "status", "degraded", "store", state, "spooled",

@@ -50,22 +50,30 @@ typedef struct store_config {
     const char *instance; /* this daemon's instance id, stamped on runs without one; required */
     store_sync_t sync;
     int busy_timeout_ms; /* how long to wait for another process's lock; 0 = 5000 */
-    /* PostgreSQL: the outage spool file (storage/spool.h); NULL: no spool (writes made while the
+    /* The outage spool file (storage/spool.h). PostgreSQL: writes made while the database is
+     * unreachable; SQLite: a durable copy of the writes held after a storage failure, written
+     * back on the next start when the daemon stopped first. NULL: no spool (PostgreSQL: writes
+     * made while the
      * database is unreachable wait in memory, up to STORE_PG_QUEUE_MAX). */
     const char *spool_path;
     uint64_t spool_max; /* bytes; 0: no bound */
+    /* SQLite: writes kept in memory after a storage failure (disk full, I/O error, file deleted),
+     * written in order once the database accepts writes again; 0: the default (10000). */
+    size_t pending_max;
 } store_config_t;
 
-/** Whether the store reaches its database. DEGRADED: unreachable, writes go to the outage spool
- * and reads fail with -EAGAIN; REPLAYING: reachable again, the spool is being written back (new
- * writes queue behind it). */
+/** Whether the store reaches its database. DEGRADED: unreachable (PostgreSQL) or failing to write
+ * (SQLite: disk full, I/O error, read-only, locked, file deleted or replaced); writes go to the
+ * outage spool (PostgreSQL) or are held in memory (SQLite), and PostgreSQL reads fail with
+ * -EAGAIN; REPLAYING: reachable again, what was kept is being written back (new writes queue
+ * behind it). */
 typedef enum { STORE_UP = 0, STORE_DEGRADED, STORE_REPLAYING } store_health_t;
 
 typedef struct store_state {
     store_health_t health;
     uint64_t spooled;     /* records in the spool, not yet in the database */
     uint64_t spool_bytes; /* size of the spool file */
-    uint64_t dropped;     /* writes refused since start because the spool was full */
+    uint64_t dropped;     /* writes refused since start because the spool (or queue) was full */
 } store_state_t;
 
 typedef void (*store_state_cb)(void *ud, const store_state_t *st);

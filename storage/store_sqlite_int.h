@@ -3,6 +3,7 @@
 #ifndef CV_STORAGE_STORE_SQLITE_INT_H
 #define CV_STORAGE_STORE_SQLITE_INT_H
 
+#include "storage/spool.h"
 #include "storage/store.h"
 #include "storage/store_req.h"
 #include "core/strmap.h"
@@ -10,6 +11,7 @@
 
 #include <sqlite3.h>
 #include <stdatomic.h>
+#include <sys/types.h>
 
 /* Statements prepared once and kept for the life of the handle. */
 typedef enum {
@@ -29,7 +31,9 @@ typedef enum {
 typedef struct store_sqlite_req {
     cv_list_t link;
     store_op_t op;
-    int status; /* set < 0 before queueing: fail without running */
+    int status;   /* set < 0 before queueing: fail without running */
+    bool held;    /* kept after a storage failure: already answered, written on recovery */
+    bool spooled; /* held, and its record is in the spool */
     /* an update of a run that a later update of the same batch replaced: not run, it takes the
      * later one's status (worker only) */
     struct store_sqlite_req *replaced_by;
@@ -52,6 +56,12 @@ typedef struct store_sqlite {
     sqlite3_stmt *stmt_kept[64]; /* the same statements, to tell them apart without hashing */
     size_t nstmt_cache;
     atomic_uint_least64_t commits;
+    /* worker only: the file opened, to notice it being deleted or replaced */
+    dev_t file_dev;
+    ino_t file_ino;
+    bool file_known;
+    store_sync_t sync;
+    int busy_timeout_ms;
 
     uv_thread_t thread;
     uv_mutex_t mu;
@@ -71,7 +81,34 @@ typedef struct store_sqlite {
     bool closing;
     store_status_cb close_cb;
     void *close_ud;
+
+    /* Writes that failed for a storage reason (disk full, I/O error, read-only, locked, file
+     * deleted or replaced), loop thread only: answered, kept in order, written on recovery. */
+    cv_list_t held;
+    size_t nheld, held_max;
+    cv_list_t held_new;     /* made while degraded, answered and held in on_prepare */
+    size_t replay_inflight; /* held requests handed to the worker */
+    bool replay_failed;
+    bool degraded;    /* the last write failed; writes are held */
+    int last_err;     /* its error */
+    uint64_t dropped; /* writes refused: the held queue was full */
+    uint64_t lost;    /* held writes that failed once more at close */
+    uint64_t kept;    /* ... of which the spool keeps a copy */
+    bool full_logged;
+    uint64_t held_total;   /* held since the store went degraded, for the recovery line */
+    spool_t *spool;        /* a durable copy of the held writes; NULL: memory only */
+    bool spool_dirty;      /* appended, not yet synced */
+    bool spool_failed;     /* an append failed (logged once per outage) */
+    bool awaiting_migrate; /* held writes read from the spool wait for the migration */
+    uv_timer_t retry;
+    int backoff_ms;
+    store_state_cb on_state;
+    void *state_ud;
+    store_state_t last_state;
 } store_sqlite_t;
+
+/* Held writes, by default (storage.pending_max). */
+#define STORE_SQLITE_HELD_DEFAULT 10000
 
 /** Runs one request on the worker, inside the batch transaction for writes. Sets req->status
  * and the results. Returns true when the request has more work (retention) and must be queued

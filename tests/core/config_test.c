@@ -595,6 +595,7 @@ static void outage_keys_have_safe_defaults(void **state)
     cfg_t *cfg = load_ok(JOB_HEAD "    command: x\n");
     assert_string_equal(cfg->storage.spool_dir, "./data");
     assert_int_equal(cfg->storage.spool_max, 64 * 1024 * 1024);
+    assert_int_equal(cfg->storage.pending_max, 10000);
     assert_int_equal(cfg->defaults.on_store_outage, CFG_OUTAGE_SKIP);
     assert_int_equal(cfg->jobs[0].on_store_outage, CFG_OUTAGE_SKIP);
     cfg_free(cfg);
@@ -626,6 +627,18 @@ static void bad_outage_values_say_where_and_what_is_allowed(void **state)
                  "test.yaml:3:14: spool_max: 'plenty' is not a size (use e.g. 64KiB");
     expect_error("defaults:\n  on_store_outage: 1\n", "test.yaml:2:20: ");
     expect_error("storage:\n  spool_dri: x\n", "spool_dir");
+}
+
+/* storage.pending_max (issue 13): the SQLite writes held while the database refuses them. */
+static void pending_max_is_read_and_cannot_be_negative(void **state)
+{
+    (void)state;
+    cfg_t *cfg = load_ok("storage:\n  sqlite: {path: x.db}\n  pending_max: 50\n" JOB_HEAD
+                         "    command: x\n");
+    assert_int_equal(cfg->storage.pending_max, 50);
+    cfg_free(cfg);
+    expect_error("storage:\n  pending_max: -1\n",
+                 "test.yaml:2:16: pending_max: expected a whole number");
 }
 
 static void requires_must_name_a_configured_probe(void **state)
@@ -945,6 +958,7 @@ int main(void)
         cmocka_unit_test(outage_keys_have_safe_defaults),
         cmocka_unit_test(outage_keys_are_read_and_jobs_inherit_the_default),
         cmocka_unit_test(bad_outage_values_say_where_and_what_is_allowed),
+        cmocka_unit_test(pending_max_is_read_and_cannot_be_negative),
         cmocka_unit_test(tokens_need_a_name_a_role_and_exactly_one_secret),
         cmocka_unit_test(probes_need_the_fields_of_their_type),
         cmocka_unit_test(notifiers_accept_only_known_events_and_jobs),

@@ -1,6 +1,7 @@
-// The store banner: shown while the daemon cannot reach its PostgreSQL database (degraded: jobs
-// keep running, their records wait in the local outage spool) and while that spool is written
-// back (replaying). The state comes from /readyz when the page loads, then from store.changed
+// The store banner: shown while the daemon cannot write its database (degraded: PostgreSQL is
+// unreachable, or SQLite refuses writes: disk full, I/O error, file deleted; jobs keep running,
+// their records wait in the outage spool or in memory) and while they are written back
+// (replaying). The state comes from /readyz when the page loads, then from store.changed
 // events.
 import { useEffect, useState } from "preact/hooks";
 import { currentLang, Lang } from "./i18n";
@@ -13,15 +14,15 @@ interface StoreState {
 
 const TEXT: Record<Lang, { degraded: (n: number) => string; replaying: (n: number) => string }> = {
   en: {
-    degraded: (n) => `Database unreachable — jobs keep running; ${n} record(s) wait in the local spool`,
-    replaying: (n) => `Database back — writing ${n} spooled record(s)…`,
+    degraded: (n) => `Database cannot be written — jobs keep running; ${n} record(s) wait to be written`,
+    replaying: (n) => `Database back — writing ${n} waiting record(s)…`,
   },
   sv: {
-    degraded: (n) => `Databasen nås inte — jobben fortsätter; ${n} post(er) väntar i den lokala kön`,
+    degraded: (n) => `Databasen kan inte skrivas — jobben fortsätter; ${n} post(er) väntar på att skrivas`,
     replaying: (n) => `Databasen är tillbaka — skriver ${n} köad(e) post(er)…`,
   },
   da: {
-    degraded: (n) => `Databasen kan ikke nås — job kører videre; ${n} post(er) venter i den lokale kø`,
+    degraded: (n) => `Databasen kan ikke skrives — job kører videre; ${n} post(er) venter på at blive skrevet`,
     replaying: (n) => `Databasen er tilbage — skriver ${n} post(er) fra køen…`,
   },
 };

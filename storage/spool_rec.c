@@ -1,20 +1,20 @@
-/* PostgreSQL backend: the outage spool's records. Each write made while the database is
- * unreachable becomes one JSON object in the spool file (storage/spool.h) and is read back into
- * a request of the same kind when the connection returns. */
+/* The outage spool's records, shared by the backends: each write that cannot reach the database
+ * (PostgreSQL unreachable; SQLite refusing writes) becomes one JSON object in the spool file
+ * (storage/spool.h) and is read back into a request of the same kind when the database returns. */
 #include "storage/store_pg_int.h"
 
 #include "core/log.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
-bool store_pg__spoolable(const store_pg_req_t *r)
+bool store_req_spoolable(store_op_t op)
 {
-    switch (r->op) {
+    switch (op) {
     case STORE_OP_INSERT_RUN:
-        return !r->nospool;
     case STORE_OP_UPDATE_RUN:
     case STORE_OP_ABANDON:
     case STORE_OP_OV_SET:
@@ -24,6 +24,11 @@ bool store_pg__spoolable(const store_pg_req_t *r)
     default: /* reads, claims, heartbeats, sweeps and retention make no sense later */
         return false;
     }
+}
+
+bool store_pg__spoolable(const store_pg_req_t *r)
+{
+    return store_req_spoolable(r->op) && !(r->op == STORE_OP_INSERT_RUN && r->nospool);
 }
 
 static json_t *jstr(const char *s)
@@ -129,28 +134,29 @@ static const char *const op_names[] = {
     [STORE_OP_OV_DELETE] = "override_delete", [STORE_OP_AUDIT_APPEND] = "audit_append",
 };
 
-char *store_pg__spool_encode(const store_pg_req_t *r, size_t *len)
+char *store_req_spool_encode(store_op_t op, const store_req_args_t *u, const char *key,
+                             const char *retry_key, size_t *len)
 {
-    if (!store_pg__spoolable(r))
+    if (!store_req_spoolable(op))
         return NULL;
     json_t *o = json_object();
-    json_object_set_new(o, "op", json_string(op_names[r->op]));
-    switch (r->op) {
+    json_object_set_new(o, "op", json_string(op_names[op]));
+    switch (op) {
     case STORE_OP_INSERT_RUN:
     case STORE_OP_UPDATE_RUN:
-        json_object_set_new(o, "run", run_json(r->u.run));
-        if (r->key)
-            json_object_set_new(o, "key", json_string(r->key));
-        if (r->retry_key)
-            json_object_set_new(o, "retry_key", json_string(r->retry_key));
+        json_object_set_new(o, "run", run_json(u->run));
+        if (key)
+            json_object_set_new(o, "key", json_string(key));
+        if (retry_key)
+            json_object_set_new(o, "retry_key", json_string(retry_key));
         break;
     case STORE_OP_ABANDON:
-        json_object_set_new(o, "instance", jstr(r->u.abandon.instance));
-        json_object_set_new(o, "reason", jstr(r->u.abandon.reason));
+        json_object_set_new(o, "instance", jstr(u->abandon.instance));
+        json_object_set_new(o, "reason", jstr(u->abandon.reason));
         break;
     case STORE_OP_OV_SET:
     case STORE_OP_OV_DELETE: {
-        const store_override_t *ov = &r->u.ov.ov;
+        const store_override_t *ov = &u->ov.ov;
         json_object_set_new(o, "job", jstr(ov->job));
         json_object_set_new(o, "field", jstr(ov->field));
         json_object_set_new(o, "value", jstr(ov->value));
@@ -159,7 +165,7 @@ char *store_pg__spool_encode(const store_pg_req_t *r, size_t *len)
         break;
     }
     case STORE_OP_AUDIT_APPEND: {
-        const store_audit_t *a = &r->u.audit;
+        const store_audit_t *a = &u->audit;
         json_object_set_new(o, "at", json_integer(a->at));
         json_object_set_new(o, "actor", jstr(a->actor));
         json_object_set_new(o, "action", jstr(a->action));
@@ -167,8 +173,8 @@ char *store_pg__spool_encode(const store_pg_req_t *r, size_t *len)
         json_object_set_new(o, "run_id", json_integer(a->run_id));
         json_object_set_new(o, "before", jstr(a->before));
         json_object_set_new(o, "after", jstr(a->after));
-        if (r->key)
-            json_object_set_new(o, "key", json_string(r->key));
+        if (key)
+            json_object_set_new(o, "key", json_string(key));
         break;
     }
     default:
@@ -180,50 +186,51 @@ char *store_pg__spool_encode(const store_pg_req_t *r, size_t *len)
     return text;
 }
 
-store_pg_req_t *store_pg__spool_decode(const char *data, size_t len)
+int store_req_spool_decode(const char *data, size_t len, store_op_t *opp, store_req_args_t *u,
+                           char **key, char **retry_key)
 {
     json_error_t jerr;
     json_t *o = json_loadb(data, len, 0, &jerr);
     const char *op = json_string_value(json_object_get(o, "op"));
-    store_pg_req_t *r = NULL;
-    for (size_t i = 0; op && i < CV_ARRAY_SIZE(op_names); i++) {
-        if (op_names[i] == NULL || strcmp(op_names[i], op) != 0)
-            continue;
-        r = cv_calloc(1, sizeof(*r));
-        r->op = (store_op_t)i;
-        break;
+    bool found = false;
+    *key = *retry_key = NULL;
+    memset(u, 0, sizeof(*u));
+    for (size_t i = 0; op && i < CV_ARRAY_SIZE(op_names) && !found; i++) {
+        found = op_names[i] != NULL && strcmp(op_names[i], op) == 0;
+        if (found)
+            *opp = (store_op_t)i;
     }
-    if (r == NULL) {
+    if (!found) {
         json_decref(o);
-        return NULL;
+        return -EINVAL;
     }
     bool ok = true;
-    switch (r->op) {
+    switch (*opp) {
     case STORE_OP_INSERT_RUN:
     case STORE_OP_UPDATE_RUN:
-        r->u.run = run_from(json_object_get(o, "run"));
-        r->key = gs(o, "key");
-        r->retry_key = gs(o, "retry_key");
-        ok = r->u.run != NULL;
+        u->run = run_from(json_object_get(o, "run"));
+        *key = gs(o, "key");
+        *retry_key = gs(o, "retry_key");
+        ok = u->run != NULL;
         break;
     case STORE_OP_ABANDON:
-        r->u.abandon.instance = gs(o, "instance");
-        r->u.abandon.reason = gs(o, "reason");
-        ok = r->u.abandon.reason != NULL;
+        u->abandon.instance = gs(o, "instance");
+        u->abandon.reason = gs(o, "reason");
+        ok = u->abandon.reason != NULL;
         break;
     case STORE_OP_OV_SET:
     case STORE_OP_OV_DELETE: {
-        store_override_t *ov = &r->u.ov.ov;
+        store_override_t *ov = &u->ov.ov;
         ov->job = gs(o, "job");
         ov->field = gs(o, "field");
         ov->value = gs(o, "value");
         ov->updated_at = gi(o, "updated_at");
         ov->updated_by = gs(o, "updated_by");
-        ok = ov->job && ov->field && (r->op == STORE_OP_OV_DELETE || ov->value);
+        ok = ov->job && ov->field && (*opp == STORE_OP_OV_DELETE || ov->value);
         break;
     }
     case STORE_OP_AUDIT_APPEND: {
-        store_audit_t *a = &r->u.audit;
+        store_audit_t *a = &u->audit;
         a->at = gi(o, "at");
         a->actor = gs(o, "actor");
         a->action = gs(o, "action");
@@ -231,7 +238,7 @@ store_pg_req_t *store_pg__spool_decode(const char *data, size_t len)
         a->run_id = gi(o, "run_id");
         a->before = gs(o, "before");
         a->after = gs(o, "after");
-        r->key = gs(o, "key");
+        *key = gs(o, "key");
         ok = a->actor && a->action;
         break;
     }
@@ -240,9 +247,26 @@ store_pg_req_t *store_pg__spool_decode(const char *data, size_t len)
     }
     json_decref(o);
     if (!ok) {
-        store_req_args_free(r->op, &r->u, 0);
-        free(r->key);
-        free(r->retry_key);
+        store_req_args_free(*opp, u, 0);
+        free(*key);
+        free(*retry_key);
+        *key = *retry_key = NULL;
+        return -EINVAL;
+    }
+    return 0;
+}
+
+char *store_pg__spool_encode(const store_pg_req_t *r, size_t *len)
+{
+    if (!store_pg__spoolable(r))
+        return NULL;
+    return store_req_spool_encode(r->op, &r->u, r->key, r->retry_key, len);
+}
+
+store_pg_req_t *store_pg__spool_decode(const char *data, size_t len)
+{
+    store_pg_req_t *r = cv_calloc(1, sizeof(*r));
+    if (store_req_spool_decode(data, len, &r->op, &r->u, &r->key, &r->retry_key) < 0) {
         free(r);
         return NULL;
     }
