@@ -295,15 +295,27 @@ static bool wants(const cfg_notify_t *c, const char *event, const char *job)
     return false;
 }
 
+/* An instant as the API writes it (RFC 3339, UTC, milliseconds), null when unknown. */
+static json_t *time_json(int64_t ms)
+{
+    if (ms <= 0)
+        return json_null();
+    char buf[40];
+    cv_format_utc_ms(ms, buf, sizeof(buf));
+    return json_string(buf);
+}
+
+/* The run of a notification. "attempts" is how many attempts its firing took (this run is the
+ * last of them); "attempt" stays for the consumers that read it. */
 static json_t *run_json(const run_t *r)
 {
     char *err = r->error ? cv_secret_redact(r->error) : NULL;
     json_t *j =
-        json_pack("{s:I,s:s,s:s,s:s?,s:i,s:i,s:i,s:I,s:I,s:I,s:s?}", "id", (json_int_t)r->id, "job",
-                  r->job, "status", run_status_name(r->status), "trigger", r->trigger, "attempt",
-                  r->attempt, "exit_code", r->exit_code, "signal", r->signal, "duration_ms",
-                  (json_int_t)r->duration_ms, "started_at", (json_int_t)r->started_at,
-                  "finished_at", (json_int_t)r->finished_at, "error", err);
+        json_pack("{s:I,s:s,s:s,s:s?,s:i,s:i,s:i,s:i,s:I,s:o,s:o,s:s?}", "id", (json_int_t)r->id,
+                  "job", r->job, "status", run_status_name(r->status), "trigger", r->trigger,
+                  "attempt", r->attempt, "attempts", r->attempt, "exit_code", r->exit_code,
+                  "signal", r->signal, "duration_ms", (json_int_t)r->duration_ms, "started_at",
+                  time_json(r->started_at), "finished_at", time_json(r->finished_at), "error", err);
     free(err);
     return j;
 }
@@ -359,27 +371,46 @@ static void set_failing(notifier_t *n, const char *job, bool failing)
 
 static void on_finished(notifier_t *n, const run_t *r);
 
+/* Whether a failed run is followed by a retry of its firing (the executor retries while the
+ * attempt is within retries.max): failures are told once per firing, after its last attempt. */
+static bool will_retry(const notifier_t *n, const run_t *r)
+{
+    const cfg_job_t *job = cfg_find_job(n->cfg->cfg, r->job);
+    return job != NULL && r->attempt <= job->retries.max;
+}
+
+/* " after 3 attempts", or "" for a firing of one attempt (caller frees). */
+static char *attempts_text(const run_t *r)
+{
+    return r->attempt > 1 ? cv_sprintf(" after %d attempts", r->attempt) : cv_strdup("");
+}
+
 static void run_finished(notifier_t *n, const run_t *r)
 {
+    bool failed = r->status == RUN_FAILED || r->status == RUN_TIMED_OUT;
+    if (failed && will_retry(n, r))
+        return;
     char *text = NULL;
+    char *tries = attempts_text(r);
     switch (r->status) {
     case RUN_FAILED:
-        text = cv_sprintf("Job %s failed (run %lld, exit %d%s%s)", r->job, (long long)r->id,
-                          r->exit_code, r->error ? ": " : "", r->error ? r->error : "");
+        text =
+            cv_sprintf("Job %s failed%s (run %lld, exit %d%s%s)", r->job, tries, (long long)r->id,
+                       r->exit_code, r->error ? ": " : "", r->error ? r->error : "");
         emit(n, "run.failed", r->job, r, NULL, text);
         set_failing(n, r->job, true);
         break;
     case RUN_TIMED_OUT:
-        text = cv_sprintf("Job %s timed out after %lldms (run %lld)", r->job,
-                          (long long)r->duration_ms, (long long)r->id);
+        text = cv_sprintf("Job %s timed out after %lldms%s (run %lld)", r->job,
+                          (long long)r->duration_ms, tries, (long long)r->id);
         emit(n, "run.timed_out", r->job, r, NULL, text);
         set_failing(n, r->job, true);
         break;
     case RUN_SUCCESS:
     case RUN_PARTIAL:
         if (job_failing(n, r->job)) {
-            text = cv_sprintf("Job %s recovered: run %lld %s", r->job, (long long)r->id,
-                              run_status_name(r->status));
+            text = cv_sprintf("Job %s recovered: run %lld %s%s", r->job, (long long)r->id,
+                              run_status_name(r->status), tries);
             emit(n, "run.recovered", r->job, r, NULL, text);
         }
         set_failing(n, r->job, false);
@@ -387,6 +418,7 @@ static void run_finished(notifier_t *n, const run_t *r)
     default:
         break;
     }
+    free(tries);
     free(text);
 }
 

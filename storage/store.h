@@ -96,18 +96,21 @@ typedef struct store_run_page {
     char *next_cursor;
 } store_run_page_t;
 
-/** Statistics of one job, over the runs the store still holds. */
+/** Statistics of one job, over the runs the store still holds (the history: runs deleted by
+ * retention no longer count). SKIPPED firings never ran and count nowhere. */
 typedef struct store_job_stats {
     char *job;
-    int64_t runs;      /* every run that ended, whatever its status (not queued or running) */
+    int64_t runs;      /* every run that ended (not queued, running or SKIPPED) */
     int64_t successes; /* SUCCESS */
     int64_t partials;  /* PARTIAL */
     int64_t failures;  /* FAILED and TIMED_OUT */
     /* FAILED, TIMED_OUT and ABANDONED runs after the latest SUCCESS or PARTIAL. CANCELLED and
      * SKIPPED runs neither extend nor break the streak. */
     int64_t consecutive_failures;
-    double success_rate;      /* successes / (successes + partials + failures), 0 when none */
-    run_t *last;              /* the latest run (highest id), NULL when the job never ran */
+    /* (successes + partials) / (successes + partials + failures), 0 when none: a PARTIAL run
+     * is not a failure; CANCELLED and ABANDONED runs are not judged */
+    double success_rate;
+    run_t *last; /* the latest run (highest id) that is not SKIPPED, NULL when there is none */
     int64_t duration_samples; /* finished runs the two figures below are computed over */
     double avg_duration_ms;
     int64_t p95_duration_ms; /* nearest-rank 95th percentile */

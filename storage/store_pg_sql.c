@@ -416,7 +416,8 @@ static int send_job_stats(store_pg_t *s, store_pg_req_t *r)
 {
     static const char *const sql[STATS_QUERIES] = {
         /* the finished runs: job_counts and the deltas not folded yet (migration 6) */
-        "SELECT COALESCE(SUM(n), 0), COALESCE(SUM(n) FILTER (WHERE status = 'SUCCESS'), 0),"
+        "SELECT COALESCE(SUM(n) FILTER (WHERE status <> 'SKIPPED'), 0), COALESCE(SUM(n) FILTER "
+        "(WHERE status = 'SUCCESS'), 0),"
         " COALESCE(SUM(n) FILTER (WHERE status = 'PARTIAL'), 0),"
         " COALESCE(SUM(n) FILTER (WHERE status IN ('FAILED', 'TIMED_OUT')), 0) FROM"
         " (SELECT status, n FROM job_counts WHERE job = $1 UNION ALL"
@@ -427,7 +428,8 @@ static int send_job_stats(store_pg_t *s, store_pg_req_t *r)
         " AND status IN ('SUCCESS', 'PARTIAL')), 0)",
         "SELECT duration_ms FROM runs WHERE job = $1 AND status IN"
         " ('SUCCESS', 'PARTIAL', 'FAILED', 'TIMED_OUT') ORDER BY id DESC LIMIT $2::integer",
-        "SELECT " STORE_RUN_COLUMNS " FROM runs WHERE job = $1 ORDER BY id DESC LIMIT 1",
+        "SELECT " STORE_RUN_COLUMNS " FROM runs WHERE job = $1 AND status <> 'SKIPPED'"
+        " ORDER BY id DESC LIMIT 1",
     };
     for (size_t j = 0; j < r->u.stats.njobs; j++) {
         for (int q = 0; q < STATS_QUERIES; q++) {
@@ -494,7 +496,7 @@ static void finish_job_stats(store_pg_req_t *r)
         js->partials = r_i64(res[0], 0, 2);
         js->failures = r_i64(res[0], 0, 3);
         int64_t judged = js->successes + js->partials + js->failures;
-        js->success_rate = judged ? (double)js->successes / (double)judged : 0;
+        js->success_rate = judged ? (double)(js->successes + js->partials) / (double)judged : 0;
         js->consecutive_failures = r_i64(res[1], 0, 0);
         stats_durations(js, res[2]);
         if (PQntuples(res[3]) == 1)

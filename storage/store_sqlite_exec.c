@@ -463,14 +463,15 @@ static int stats_counts(store_sqlite_t *s, store_job_stats_t *js)
 {
     int err = 0;
     /* job_counts (migration 6): a few rows, whatever the length of the history */
-    sqlite3_stmt *st = cached(s, SQS_STATS_COUNTS,
-                              "SELECT COALESCE(SUM(n), 0),"
-                              " COALESCE(SUM(CASE WHEN status = 'SUCCESS' THEN n ELSE 0 END), 0),"
-                              " COALESCE(SUM(CASE WHEN status = 'PARTIAL' THEN n ELSE 0 END), 0),"
-                              " COALESCE(SUM(CASE WHEN status IN ('FAILED', 'TIMED_OUT') THEN n"
-                              " ELSE 0 END), 0)"
-                              " FROM job_counts WHERE job = $1",
-                              &err, "prepare job statistics");
+    sqlite3_stmt *st =
+        cached(s, SQS_STATS_COUNTS,
+               "SELECT COALESCE(SUM(CASE WHEN status <> 'SKIPPED' THEN n ELSE 0 END), 0),"
+               " COALESCE(SUM(CASE WHEN status = 'SUCCESS' THEN n ELSE 0 END), 0),"
+               " COALESCE(SUM(CASE WHEN status = 'PARTIAL' THEN n ELSE 0 END), 0),"
+               " COALESCE(SUM(CASE WHEN status IN ('FAILED', 'TIMED_OUT') THEN n"
+               " ELSE 0 END), 0)"
+               " FROM job_counts WHERE job = $1",
+               &err, "prepare job statistics");
     if (st == NULL)
         return err;
     bind_text(st, 1, js->job);
@@ -484,7 +485,7 @@ static int stats_counts(store_sqlite_t *s, store_job_stats_t *js)
     }
     release(s, st);
     int64_t judged = js->successes + js->partials + js->failures;
-    js->success_rate = judged ? (double)js->successes / (double)judged : 0;
+    js->success_rate = judged ? (double)(js->successes + js->partials) / (double)judged : 0;
     return err;
 }
 
@@ -544,7 +545,8 @@ static int stats_last(store_sqlite_t *s, store_job_stats_t *js)
     int err = 0;
     sqlite3_stmt *st =
         cached(s, SQS_STATS_LAST,
-               "SELECT " STORE_RUN_COLUMNS " FROM runs WHERE job = $1 ORDER BY id DESC LIMIT 1",
+               "SELECT " STORE_RUN_COLUMNS " FROM runs WHERE job = $1 AND status <> 'SKIPPED'"
+               " ORDER BY id DESC LIMIT 1",
                &err, "prepare the last run");
     if (st == NULL)
         return err;

@@ -904,7 +904,7 @@ static void stats_counts_follow_status_changes_and_retention(void **state)
     assert_int_equal(s.successes, 0);
     assert_int_equal(s.partials, 1);
     assert_int_equal(s.failures, 1);
-    assert_float_equal(s.success_rate, 0, 1e-9);
+    assert_float_equal(s.success_rate, 0.5, 1e-9); /* the PARTIAL one is not a failure */
     run_free(r);
     run_free(q);
 }
@@ -958,12 +958,12 @@ static void stats_count_outcomes_consecutive_failures_and_p95(void **state)
     assert_int_equal(g.n, 2);
     store_job_stats_t *s = &g.st[0];
     assert_string_equal(s->job, "s");
-    assert_int_equal(s->runs, 26); /* the running one is not counted */
+    assert_int_equal(s->runs, 25); /* neither the running one nor the SKIPPED firing */
     assert_int_equal(s->successes, 20);
     assert_int_equal(s->partials, 1);
     assert_int_equal(s->failures, 2);
     assert_int_equal(s->consecutive_failures, 3);
-    assert_float_equal(s->success_rate, 20.0 / 23.0, 1e-9);
+    assert_float_equal(s->success_rate, 21.0 / 23.0, 1e-9); /* PARTIAL is not a failure */
     assert_non_null(s->last);
     assert_int_equal(s->last->status, RUN_RUNNING);
     /* Last 20 that ran: 5000, 3, 6, and 40..200 (17 successes). */
@@ -993,6 +993,53 @@ static void stats_count_outcomes_consecutive_failures_and_p95(void **state)
     assert_int_equal(g.st[0].p95_duration_ms, 5000);
     run_free(g.st[0].last);
     free(g.st[0].job);
+}
+
+/* A SKIPPED firing never ran: it counts nowhere and never hides the job's last real outcome. */
+static void stats_leave_skipped_firings_out_and_keep_the_last_real_outcome(void **state)
+{
+    fx_t *f = *state;
+    add_dur(f, "k", RUN_PARTIAL, 10);
+    add_dur(f, "k", RUN_SUCCESS, 20);
+    add_dur(f, "k", RUN_SKIPPED, 30);
+    add_dur(f, "k", RUN_SKIPPED, 40);
+    got_stats_t g = {.status = 1};
+    const char *job = "k";
+    store_job_stats(f->store, &job, 1, 0, on_stats, &g);
+    drain(f);
+    assert_int_equal(g.status, 0);
+    assert_int_equal(g.st[0].runs, 2);
+    assert_float_equal(g.st[0].success_rate, 1.0, 1e-9);
+    assert_non_null(g.st[0].last);
+    assert_int_equal(g.st[0].last->status, RUN_SUCCESS);
+    assert_int_equal(g.st[0].last->duration_ms, 20);
+    run_free(g.st[0].last);
+    free(g.st[0].job);
+}
+
+/* Statistics describe the history: after retention they count exactly the runs still held. */
+static void stats_count_the_runs_retention_keeps(void **state)
+{
+    fx_t *f = *state;
+    int64_t now = cv_now_ms();
+    burst(f, "r", RUN_FAILED, now - 30 * T_DAY, 120);
+    burst(f, "r", RUN_SKIPPED, now - 29 * T_DAY, 30);
+    burst(f, "r", RUN_PARTIAL, now - 20 * T_DAY, 50);
+    burst(f, "r", RUN_SUCCESS, now - T_DAY, 60);
+    store_job_stats_t s = stats_of(f, "r");
+    assert_int_equal(s.runs, 230);
+    assert_int_equal(count_op(f, retention_keep_100, 0), 160);
+    s = stats_of(f, "r");
+    assert_int_equal(s.runs, 100);
+    assert_int_equal(s.successes, 60);
+    assert_int_equal(s.partials, 40);
+    assert_int_equal(s.failures, 0);
+    assert_float_equal(s.success_rate, 1.0, 1e-9);
+    assert_int_equal(count_op(f, retention_7_days, 0), 40);
+    s = stats_of(f, "r");
+    assert_int_equal(s.runs, 60);
+    assert_int_equal(s.partials, 0);
+    assert_true(s.runs >= 0 && s.failures >= 0);
 }
 
 static void on_summary(void *ud, int status, const store_summary_t *sum)
@@ -1229,6 +1276,9 @@ static int run_suite(const store_backend_t *backend)
 {
     B = backend;
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(
+            stats_leave_skipped_firings_out_and_keep_the_last_real_outcome, setup, teardown),
+        cmocka_unit_test_setup_teardown(stats_count_the_runs_retention_keeps, setup, teardown),
         cmocka_unit_test_setup_teardown(migrations_run_once_and_are_idempotent_on_reopen, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(applies_every_migration_to_a_new_database, setup, teardown),
