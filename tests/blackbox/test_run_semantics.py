@@ -217,5 +217,47 @@ jobs:
         self.assertEqual(one[0]["run"]["attempts"], 1)
 
 
+    def test_the_notification_history_and_its_ids_survive_a_restart(self):
+        cfg = HEADER + """notify:
+  - name: hook
+    url: http://127.0.0.1:%(p)d/hook
+    events: [run.failed]
+jobs:
+  - name: boom
+    schedule: manual
+    command: 'exit 5'
+""" % {"p": self.rx.port}
+
+        def notes(d):
+            return d.api("GET", "/api/notifications", token=OPERATOR).json["notifications"]
+
+        d = Daemon(cfg).start()
+        try:
+            trigger(d, "boom", 202)
+            logged(d, r"notify hook: run.failed boom delivered")
+            first = notes(d)
+            self.assertEqual([(n["id"], n["delivered"]) for n in first], [(1, True)])
+        finally:
+            d.stop()
+        d2 = Daemon(cfg, workdir=d.tmp).start()
+        try:
+            before = notes(d2)  # read back from the store, before anything new happened
+            deadline = time.monotonic() + 20
+            while not before and time.monotonic() < deadline:
+                time.sleep(0.05)
+                before = notes(d2)
+            self.assertEqual(before, first)
+            trigger(d2, "boom", 202)
+            logged(d2, r"notify hook: run.failed boom delivered")
+            after = notes(d2)
+            self.assertEqual([(n["id"], n["event"], n["delivered"]) for n in after],
+                             [(2, "run.failed", True), (1, "run.failed", True)])
+            self.assertEqual(after[1], first[0])
+        finally:
+            d2.stop()
+        rows = d2.db("SELECT id, event, pending, delivered FROM notifications ORDER BY id")
+        self.assertEqual([(r["id"], r["pending"], r["delivered"]) for r in rows], [(1, 0, 1), (2, 0, 1)])
+
+
 if __name__ == "__main__":
     main()
