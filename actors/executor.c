@@ -259,13 +259,22 @@ static void on_fire(executor_t *ex, msg_fire_t *f)
         exec__admit(xr, f);
 }
 
-/* Answers a firing that will not run and records it with its reason. Takes xr. */
+/* Answers a firing that will not run and records it with its reason. Takes xr. A refused
+ * request of a person (a fire with a reply_to, i.e. "Run now") is not a run: it is answered
+ * (409, audited by the API) and forgotten, unless its row already exists (claimed on a shared
+ * store), which then ends SKIPPED like a cron firing. */
 static void refuse(exec__run_t *xr, const msg_fire_t *f, fire_outcome_t outcome, run_status_t st,
                    const char *why)
 {
     executor_t *ex = xr->ex;
-    reply(f, outcome, xr->run->id, st, why);
-    finish_unstarted(xr, st, why);
+    bool requested = f->reply_to != NULL && !xr->persisted;
+    reply(f, outcome, requested ? 0 : xr->run->id, st, why);
+    if (requested) {
+        cv_info("exec", "request to run %s refused: %s", xr->run->job, why);
+        xrun_release(xr);
+    } else {
+        finish_unstarted(xr, st, why);
+    }
     maybe_shutdown_done(ex);
 }
 
@@ -416,19 +425,23 @@ void exec__finished(exec__run_t *xr)
     xr->js->active--;
     if (r->finished_at == 0)
         r->finished_at = cv_now_ms();
+    /* auto_disable_after counts failed firings: a firing fails when its last attempt does */
+    bool failed = r->status == RUN_FAILED || r->status == RUN_TIMED_OUT;
+    bool retry = failed && !ex->shutting && r->attempt <= xr->job->retries.max;
     if (r->status == RUN_SUCCESS || r->status == RUN_PARTIAL)
         xr->js->consecutive_failures = 0;
-    else if (r->status == RUN_FAILED || r->status == RUN_TIMED_OUT)
+    else if (failed && !retry)
         xr->js->consecutive_failures++;
     log_event(xr);
     exec__publish(xr, RUN_EV_FINISHED, false);
 
-    bool failed = r->status == RUN_FAILED || r->status == RUN_TIMED_OUT;
     int limit = xr->job->auto_disable_after;
-    if (failed && limit > 0 && xr->js->consecutive_failures == limit)
-        auto_disable(ex, xr);
-    else if (failed && !ex->shutting && r->attempt <= xr->job->retries.max)
+    if (retry)
         schedule_retry(ex, xr);
+    else if (failed && limit > 0 && xr->js->consecutive_failures >= limit) {
+        auto_disable(ex, xr);
+        xr->js->consecutive_failures = 0; /* re-enabled, the job starts the count afresh */
+    }
     xrun_release(xr);
     start_queued(ex);
     maybe_shutdown_done(ex);

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { MSG_NOTIFIER_STATS = MSG_ACTOR_PRIVATE + 11 };
+enum { MSG_NOTIFIER_STATS = MSG_ACTOR_PRIVATE + 11, MSG_NOTIFIER_LOADED };
 
 typedef struct stat_entry {
     char *job;
@@ -74,6 +74,7 @@ struct notifier {
     size_t ring_next; /* total records ever pushed */
     uint64_t next_id, delivered, failed;
     size_t timers; /* active_t timers not yet closed */
+    bool loaded;   /* the history was read from the store: records are written there */
     bool closing, http_closed;
     void (*close_cb)(void *ud);
     void *close_ud;
@@ -122,6 +123,74 @@ static uint64_t record_push(notifier_t *n, const cfg_notify_t *c, const char *ev
     return id;
 }
 
+/* ---- the history in the store (migration 7) ----
+ * Each record is written when it is made and when its delivery ends, under (instance, id); the
+ * store keeps the newest ring_size. At start the notifier reads them back into its ring and
+ * numbers on from the newest: ids and history survive a restart (the history is the database's:
+ * with several daemons on one PostgreSQL database each reads back the newest rows, whoever wrote
+ * them, and two daemons running at once may number alike). Records made before
+ * that read returns are renumbered after the ones read, then written. A write that fails (the
+ * PostgreSQL store does not spool them during an outage) is logged; the ring still has it. */
+
+typedef struct {
+    msg_store_call_t call;
+    store_note_t note;
+} note_call_t;
+
+static void note_call_dispose(cv_msg_t *m)
+{
+    note_call_t *c = (note_call_t *)m;
+    free(c->note.instance);
+    free(c->note.notifier);
+    free(c->note.event);
+    free(c->note.subject);
+    free(c->note.last_error);
+    free(c);
+}
+
+static void on_note_put(void *ud, int status)
+{
+    (void)ud;
+    if (status < 0)
+        cv_warn("notify", "a notification could not be recorded in the store: %s",
+                strerror(-status));
+}
+
+static void note_put_fn(store_t *st, void *ud)
+{
+    store_note_put(st, ud, on_note_put, NULL); /* copies the note */
+}
+
+static char *dup_opt(const char *s)
+{
+    return s ? cv_strdup(s) : NULL;
+}
+
+static void persist(notifier_t *n, const notify_record_t *r)
+{
+    if (n->store == NULL || !n->loaded || r == NULL)
+        return;
+    note_call_t *c = cv_msg_new(sizeof(*c), MSG_STORE_CALL);
+    c->call.hdr.dispose = note_call_dispose;
+    c->call.fn = note_put_fn;
+    c->call.ud = &c->note;
+    c->note = (store_note_t){.id = (int64_t)r->id,
+                             .instance = cv_strdup(n->instance),
+                             .notifier = dup_opt(r->notifier),
+                             .event = dup_opt(r->event),
+                             .subject = dup_opt(r->subject),
+                             .run_id = r->run_id,
+                             .created_at = r->created_at,
+                             .finished_at = r->finished_at,
+                             .attempts = r->attempts,
+                             .pending = r->pending,
+                             .delivered = r->delivered,
+                             .http_status = r->http_status,
+                             .last_error = dup_opt(r->last_error),
+                             .keep = (int64_t)n->o.ring_size};
+    cv_actor_post(n->store, &c->call.hdr);
+}
+
 /* ---- delivery ---- */
 
 /* "scheme://host:port" of a URL, without path or query (caller frees). */
@@ -161,6 +230,7 @@ static void finish_delivery(delivery_t *d, bool ok, long status, const char *why
         r->finished_at = cv_now_ms();
         r->attempts = d->attempts;
         r->http_status = status;
+        persist(n, r);
     }
     char *origin = origin_of(d->cfg->url);
     if (ok) {
@@ -251,6 +321,7 @@ static void deliver(notifier_t *n, const cfg_notify_t *c, const char *event, con
     d->subject = cv_strdup(subject ? subject : "");
     d->body = cv_strdup(body);
     d->id = record_push(n, c, event, subject, run_id);
+    persist(n, record_of(n, d->id));
     uv_timer_init(n->loop, &d->timer);
     d->timer.data = d;
     cv_list_insert_tail(&n->deliveries, &d->link);
@@ -289,15 +360,27 @@ static bool wants(const cfg_notify_t *c, const char *event, const char *job)
     return false;
 }
 
+/* An instant as the API writes it (RFC 3339, UTC, milliseconds), null when unknown. */
+static json_t *time_json(int64_t ms)
+{
+    if (ms <= 0)
+        return json_null();
+    char buf[40];
+    cv_format_utc_ms(ms, buf, sizeof(buf));
+    return json_string(buf);
+}
+
+/* The run of a notification. "attempts" is how many attempts its firing took (this run is the
+ * last of them); "attempt" stays for the consumers that read it. */
 static json_t *run_json(const run_t *r)
 {
     char *err = r->error ? cv_secret_redact(r->error) : NULL;
     json_t *j =
-        json_pack("{s:I,s:s,s:s,s:s?,s:i,s:i,s:i,s:I,s:I,s:I,s:s?}", "id", (json_int_t)r->id, "job",
-                  r->job, "status", run_status_name(r->status), "trigger", r->trigger, "attempt",
-                  r->attempt, "exit_code", r->exit_code, "signal", r->signal, "duration_ms",
-                  (json_int_t)r->duration_ms, "started_at", (json_int_t)r->started_at,
-                  "finished_at", (json_int_t)r->finished_at, "error", err);
+        json_pack("{s:I,s:s,s:s,s:s?,s:i,s:i,s:i,s:i,s:I,s:o,s:o,s:s?}", "id", (json_int_t)r->id,
+                  "job", r->job, "status", run_status_name(r->status), "trigger", r->trigger,
+                  "attempt", r->attempt, "attempts", r->attempt, "exit_code", r->exit_code,
+                  "signal", r->signal, "duration_ms", (json_int_t)r->duration_ms, "started_at",
+                  time_json(r->started_at), "finished_at", time_json(r->finished_at), "error", err);
     free(err);
     return j;
 }
@@ -353,27 +436,46 @@ static void set_failing(notifier_t *n, const char *job, bool failing)
 
 static void on_finished(notifier_t *n, const run_t *r);
 
+/* Whether a failed run is followed by a retry of its firing (the executor retries while the
+ * attempt is within retries.max): failures are told once per firing, after its last attempt. */
+static bool will_retry(const notifier_t *n, const run_t *r)
+{
+    const cfg_job_t *job = cfg_find_job(n->cfg->cfg, r->job);
+    return job != NULL && r->attempt <= job->retries.max;
+}
+
+/* " after 3 attempts", or "" for a firing of one attempt (caller frees). */
+static char *attempts_text(const run_t *r)
+{
+    return r->attempt > 1 ? cv_sprintf(" after %d attempts", r->attempt) : cv_strdup("");
+}
+
 static void run_finished(notifier_t *n, const run_t *r)
 {
+    bool failed = r->status == RUN_FAILED || r->status == RUN_TIMED_OUT;
+    if (failed && will_retry(n, r))
+        return;
     char *text = NULL;
+    char *tries = attempts_text(r);
     switch (r->status) {
     case RUN_FAILED:
-        text = cv_sprintf("Job %s failed (run %lld, exit %d%s%s)", r->job, (long long)r->id,
-                          r->exit_code, r->error ? ": " : "", r->error ? r->error : "");
+        text =
+            cv_sprintf("Job %s failed%s (run %lld, exit %d%s%s)", r->job, tries, (long long)r->id,
+                       r->exit_code, r->error ? ": " : "", r->error ? r->error : "");
         emit(n, "run.failed", r->job, r, NULL, text);
         set_failing(n, r->job, true);
         break;
     case RUN_TIMED_OUT:
-        text = cv_sprintf("Job %s timed out after %lldms (run %lld)", r->job,
-                          (long long)r->duration_ms, (long long)r->id);
+        text = cv_sprintf("Job %s timed out after %lldms%s (run %lld)", r->job,
+                          (long long)r->duration_ms, tries, (long long)r->id);
         emit(n, "run.timed_out", r->job, r, NULL, text);
         set_failing(n, r->job, true);
         break;
     case RUN_SUCCESS:
     case RUN_PARTIAL:
         if (job_failing(n, r->job)) {
-            text = cv_sprintf("Job %s recovered: run %lld %s", r->job, (long long)r->id,
-                              run_status_name(r->status));
+            text = cv_sprintf("Job %s recovered: run %lld %s%s", r->job, (long long)r->id,
+                              run_status_name(r->status), tries);
             emit(n, "run.recovered", r->job, r, NULL, text);
         }
         set_failing(n, r->job, false);
@@ -381,6 +483,7 @@ static void run_finished(notifier_t *n, const run_t *r)
     default:
         break;
     }
+    free(tries);
     free(text);
 }
 
@@ -487,6 +590,135 @@ static void ask_stats(notifier_t *n, int64_t run_id, const char *const *jobs, si
     m->call.ud = q;
     m->req = q;
     cv_actor_post(n->store, &m->call.hdr);
+}
+
+/* ---- reading the history back ---- */
+
+typedef struct {
+    liveness_t *live;
+    cv_actor_t *actor;
+    int limit;
+    bool ran;
+} load_req_t;
+
+typedef struct {
+    msg_store_call_t call;
+    load_req_t *req;
+} load_call_t;
+
+static void load_req_free(load_req_t *q)
+{
+    live_put(q->live);
+    free(q);
+}
+
+static void on_notes(void *ud, int status, const store_note_t *notes, size_t count)
+{
+    load_req_t *q = ud;
+    if (q->live->alive) {
+        if (status < 0) {
+            cv_warn("notify",
+                    "the notification history could not be read: %s; numbering "
+                    "starts afresh",
+                    strerror(-status));
+            count = 0;
+        }
+        notify_record_t *items = cv_calloc(count ? count : 1, sizeof(*items));
+        for (size_t i = 0; i < count; i++) {
+            const store_note_t *s = &notes[i];
+            bool cut = s->pending; /* its daemon stopped before the delivery ended */
+            items[i] = (notify_record_t){
+                .id = (uint64_t)s->id,
+                .notifier = dup_opt(s->notifier),
+                .event = dup_opt(s->event),
+                .subject = dup_opt(s->subject),
+                .run_id = s->run_id,
+                .created_at = s->created_at,
+                .finished_at = s->finished_at,
+                .attempts = s->attempts,
+                .pending = false,
+                .delivered = s->delivered,
+                .http_status = s->http_status,
+                .last_error = cut ? cv_strdup("the daemon stopped before the delivery ended")
+                                  : dup_opt(s->last_error)};
+        }
+        msg_notify_list_t *m = msg_notify_list_new(0, items, count);
+        m->hdr.type = MSG_NOTIFIER_LOADED;
+        cv_actor_post(q->actor, &m->hdr);
+    }
+    load_req_free(q);
+}
+
+static void load_fn(store_t *st, void *ud)
+{
+    load_req_t *q = ud;
+    q->ran = true;
+    store_note_list(st, q->limit, on_notes, q);
+}
+
+static void load_call_dispose(cv_msg_t *m)
+{
+    load_call_t *c = (load_call_t *)m;
+    if (!c->req->ran)
+        load_req_free(c->req);
+    free(c);
+}
+
+static void load_history(notifier_t *n)
+{
+    if (n->store == NULL) {
+        n->loaded = true;
+        return;
+    }
+    load_req_t *q = cv_calloc(1, sizeof(*q));
+    q->live = n->live;
+    n->live->refs++;
+    q->actor = n->actor;
+    q->limit = (int)n->o.ring_size;
+    load_call_t *m = cv_msg_new(sizeof(*m), MSG_STORE_CALL);
+    m->call.hdr.dispose = load_call_dispose;
+    m->call.fn = load_fn;
+    m->call.ud = q;
+    m->req = q;
+    cv_actor_post(n->store, &m->call.hdr);
+}
+
+/* Moves a record into the ring under id (taking its strings). */
+static void ring_take(notifier_t *n, notify_record_t *r, uint64_t id)
+{
+    notify_record_t *slot = &n->ring[(id - 1) % n->o.ring_size];
+    notify_record_clear(slot);
+    *slot = *r;
+    slot->id = id;
+    memset(r, 0, sizeof(*r));
+}
+
+/* The history read back (newest first): it goes first, the records made meanwhile after it. */
+static void on_loaded(notifier_t *n, msg_notify_list_t *l)
+{
+    if (n->loaded)
+        return;
+    uint64_t base = l->count ? l->items[0].id : 0, made = n->next_id;
+    notify_record_t *meanwhile = n->ring;
+    n->ring = cv_calloc(n->o.ring_size, sizeof(*n->ring));
+    for (size_t i = l->count; i-- > 0;)
+        ring_take(n, &l->items[i], l->items[i].id);
+    for (uint64_t id = made > n->o.ring_size ? made - n->o.ring_size + 1 : 1; id <= made; id++) {
+        notify_record_t *r = &meanwhile[(id - 1) % n->o.ring_size];
+        if (r->id == id)
+            ring_take(n, r, base + id);
+    }
+    for (size_t i = 0; i < n->o.ring_size; i++)
+        notify_record_clear(&meanwhile[i]);
+    free(meanwhile);
+    for (cv_list_t *x = n->deliveries.next; x != &n->deliveries; x = x->next)
+        cv_container_of(x, delivery_t, link)->id += base;
+    n->next_id = base + made;
+    n->loaded = true;
+    for (uint64_t id = base + 1; id <= n->next_id; id++)
+        persist(n, record_of(n, id));
+    cv_debug("notify", "notification history: %zu read back, numbering goes on from %llu", l->count,
+             (unsigned long long)base);
 }
 
 /* ---- run.slow ---- */
@@ -631,9 +863,13 @@ static void on_query(notifier_t *n, const msg_notify_query_t *q)
     size_t kept = n->next_id < n->o.ring_size ? n->next_id : n->o.ring_size;
     size_t want = q->limit && q->limit < kept ? q->limit : kept;
     notify_record_t *items = cv_calloc(want ? want : 1, sizeof(*items));
-    for (size_t i = 0; i < want; i++)
-        notify_record_copy(&items[i], record_of(n, n->next_id - i));
-    cv_actor_post(q->reply_to, &msg_notify_list_new(q->corr, items, want)->hdr);
+    size_t count = 0;
+    for (size_t i = 0; i < want; i++) {
+        const notify_record_t *r = record_of(n, n->next_id - i);
+        if (r) /* a history read back may have gaps */
+            notify_record_copy(&items[count++], r);
+    }
+    cv_actor_post(q->reply_to, &msg_notify_list_new(q->corr, items, count)->hdr);
 }
 
 static void handle(cv_actor_t *self, cv_msg_t *msg)
@@ -659,6 +895,9 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
         break;
     case MSG_NOTIFIER_STATS:
         on_stats_msg(n, (const msg_stats_t *)msg);
+        break;
+    case MSG_NOTIFIER_LOADED:
+        on_loaded(n, (msg_notify_list_t *)msg);
         break;
     default:
         break; /* output lines and the like: not ours */
@@ -709,6 +948,7 @@ void notifier_start(notifier_t *n)
     }
     ask_stats(n, 0, jobs, njobs);
     free(jobs);
+    load_history(n);
 }
 
 uint64_t notifier_delivered(const notifier_t *n)

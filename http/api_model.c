@@ -453,7 +453,8 @@ static void track(api_t *a, api__job_t *j, const msg_run_event_t *e)
         tally(a, j, ar->run, 1);
     if (e->kind == RUN_EV_STARTED && !e->remote)
         j->last_start_ms = e->run->started_at;
-    if (e->kind != RUN_EV_PROGRESS && e->kind != RUN_EV_QUEUED &&
+    /* a SKIPPED firing never ran: the job keeps showing its last real outcome */
+    if (e->kind != RUN_EV_PROGRESS && e->kind != RUN_EV_QUEUED && e->run->status != RUN_SKIPPED &&
         (j->last == NULL || e->run->id >= j->last->id)) {
         run_free(j->last);
         j->last = run_dup(e->run);

@@ -167,6 +167,30 @@ static const char *const v6_postgres[] = {
     NULL,
 };
 
+/* Version 7: the notification history (the notifier's records), so that GET /api/notifications
+ * and its ids survive a restart. One row per (instance, id): the notifier writes it when the
+ * notification is made and again when its delivery ends. An instance id may change from one
+ * start to the next (host-pid): the history is the database's, the newest rows whoever wrote
+ * them, and a notifier numbers on from the highest id. */
+static const char *const v7_notifications[] = {
+    "CREATE TABLE notifications ("
+    " instance TEXT NOT NULL,"
+    " id BIGINT NOT NULL,"
+    " notifier TEXT NOT NULL,"
+    " event TEXT NOT NULL,"
+    " subject TEXT NOT NULL,"
+    " run_id BIGINT NOT NULL DEFAULT 0,"
+    " created_at BIGINT NOT NULL,"
+    " finished_at BIGINT NOT NULL DEFAULT 0,"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " pending INTEGER NOT NULL DEFAULT 1,"
+    " delivered INTEGER NOT NULL DEFAULT 0,"
+    " http_status INTEGER NOT NULL DEFAULT 0,"
+    " last_error TEXT,"
+    " PRIMARY KEY (instance, id))",
+    NULL,
+};
+
 const store_migration_t store_migrations[] = {
     {1, "runs", v1_runs, NULL, NULL},
     {2, "job_overrides and audit", v2_overrides_audit, NULL, NULL},
@@ -174,6 +198,7 @@ const store_migration_t store_migrations[] = {
     {4, "notifications and catch-up claims", v4_none, v4_postgres, NULL},
     {5, "run client keys", v5_run_keys, NULL, NULL},
     {6, "run counts per job and status", v4_none, v6_postgres, v6_sqlite},
+    {7, "notification history", v7_notifications, NULL, NULL},
 };
 const size_t store_migration_count = CV_ARRAY_SIZE(store_migrations);
 
@@ -205,6 +230,21 @@ const char store_sql_run_update[] =
     "exit_code = $11, signal = $12, items_processed = $13, items_failed = $14, progress = $15, "
     "summary_json = $16, error = $17, output_tail = $18, output_bytes = $19, max_rss_kb = $20, "
     "cpu_user_ms = $21, cpu_sys_ms = $22, instance = $23 WHERE id = $24";
+
+const char store_sql_note_put[] =
+    "INSERT INTO notifications (instance, id, notifier, event, subject, run_id, created_at,"
+    " finished_at, attempts, pending, delivered, http_status, last_error) VALUES ($1, $2, $3, $4,"
+    " $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (instance, id) DO UPDATE SET"
+    " notifier = excluded.notifier, event = excluded.event, subject = excluded.subject,"
+    " run_id = excluded.run_id, created_at = excluded.created_at,"
+    " finished_at = excluded.finished_at, attempts = excluded.attempts,"
+    " pending = excluded.pending, delivered = excluded.delivered,"
+    " http_status = excluded.http_status, last_error = excluded.last_error";
+const char store_sql_note_prune[] = "DELETE FROM notifications WHERE id <= $1";
+const char store_sql_note_list[] =
+    "SELECT id, notifier, event, subject, run_id, created_at, finished_at, attempts, pending,"
+    " delivered, http_status, last_error, instance FROM notifications"
+    " ORDER BY id DESC, created_at DESC LIMIT $1";
 
 const char store_sql_run_get[] = "SELECT " STORE_RUN_COLUMNS " FROM runs WHERE id = $1";
 

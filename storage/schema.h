@@ -36,6 +36,14 @@ extern const size_t store_migration_count;
 /** Highest version this binary knows. */
 int store_schema_latest(void);
 
+/** Notifications (migration 7): put binds $1 instance, $2 id, $3 notifier, $4 event, $5 subject,
+ * $6 run_id, $7 created_at, $8 finished_at, $9 attempts, $10 pending, $11 delivered,
+ * $12 http_status, $13 last_error; prune $1 the highest id deleted; list $1 limit, newest
+ * first (of every instance). */
+extern const char store_sql_note_put[];
+extern const char store_sql_note_prune[];
+extern const char store_sql_note_list[];
+
 /** Creates the version table when missing (run before reading the version). */
 extern const char store_sql_version_table[];
 /** Reads the current version (one row, NULL when no migration has run). */

@@ -249,6 +249,28 @@ void store_overrides_free(store_override_t *ov, size_t n)
     free(ov);
 }
 
+void store_note_put(store_t *s, const store_note_t *n, store_status_cb cb, void *ud)
+{
+    s->ops->note_put(s, n, cb, ud);
+}
+
+void store_note_list(store_t *s, int limit, store_notes_cb cb, void *ud)
+{
+    s->ops->note_list(s, limit, cb, ud);
+}
+
+void store_notes_free(store_note_t *n, size_t count)
+{
+    for (size_t i = 0; n != NULL && i < count; i++) {
+        free(n[i].instance);
+        free(n[i].notifier);
+        free(n[i].event);
+        free(n[i].subject);
+        free(n[i].last_error);
+    }
+    free(n);
+}
+
 void store_audit_page_free(store_audit_page_t *p)
 {
     if (p == NULL)

@@ -104,18 +104,21 @@ typedef struct store_run_page {
     char *next_cursor;
 } store_run_page_t;
 
-/** Statistics of one job, over the runs the store still holds. */
+/** Statistics of one job, over the runs the store still holds (the history: runs deleted by
+ * retention no longer count). SKIPPED firings never ran and count nowhere. */
 typedef struct store_job_stats {
     char *job;
-    int64_t runs;      /* every run that ended, whatever its status (not queued or running) */
+    int64_t runs;      /* every run that ended (not queued, running or SKIPPED) */
     int64_t successes; /* SUCCESS */
     int64_t partials;  /* PARTIAL */
     int64_t failures;  /* FAILED and TIMED_OUT */
     /* FAILED, TIMED_OUT and ABANDONED runs after the latest SUCCESS or PARTIAL. CANCELLED and
      * SKIPPED runs neither extend nor break the streak. */
     int64_t consecutive_failures;
-    double success_rate;      /* successes / (successes + partials + failures), 0 when none */
-    run_t *last;              /* the latest run (highest id), NULL when the job never ran */
+    /* (successes + partials) / (successes + partials + failures), 0 when none: a PARTIAL run
+     * is not a failure; CANCELLED and ABANDONED runs are not judged */
+    double success_rate;
+    run_t *last; /* the latest run (highest id) that is not SKIPPED, NULL when there is none */
     int64_t duration_samples; /* finished runs the two figures below are computed over */
     double avg_duration_ms;
     int64_t p95_duration_ms; /* nearest-rank 95th percentile */
@@ -154,6 +157,25 @@ typedef struct store_audit_page {
     char *next_cursor; /* NULL on the last page */
 } store_audit_page_t;
 
+/** One notification of one daemon and what became of it (the notifier's record, migration 7).
+ * Times in ms; finished_at 0 while pending. */
+typedef struct store_note {
+    int64_t id; /* the notifier's, unique per instance */
+    char *instance;
+    char *notifier;
+    char *event;
+    char *subject;
+    int64_t run_id; /* 0 when not about a run */
+    int64_t created_at;
+    int64_t finished_at;
+    int attempts;
+    bool pending;
+    bool delivered;
+    long http_status;
+    char *last_error; /* secret-free, or NULL */
+    int64_t keep;     /* put: the newest rows kept (ids above id - keep); 0: all */
+} store_note_t;
+
 /** One daemon sharing the store, as its heartbeat records it. Times in ms. */
 typedef struct store_instance {
     char *id;
@@ -177,6 +199,7 @@ typedef void (*store_summary_cb)(void *ud, int status, const store_summary_t *su
 typedef void (*store_overrides_cb)(void *ud, int status, const store_override_t *ov, size_t count);
 typedef void (*store_audit_cb)(void *ud, int status, const store_audit_page_t *page);
 typedef void (*store_notify_cb)(void *ud, const char *job);
+typedef void (*store_notes_cb)(void *ud, int status, const store_note_t *notes, size_t count);
 /** channel is one of STORE_CHANNEL_* (storage/schema.h), payload its text; both NULL after
  * the connection came back (events may have been missed). */
 typedef void (*store_event_cb)(void *ud, const char *channel, const char *payload);
@@ -207,6 +230,8 @@ typedef struct store_ops {
     void (*audit_append)(store_t *s, const store_audit_t *a, store_id_cb cb, void *ud);
     void (*audit_list)(store_t *s, const char *job, int limit, const char *cursor,
                        store_audit_cb cb, void *ud);
+    void (*note_put)(store_t *s, const store_note_t *n, store_status_cb cb, void *ud);
+    void (*note_list)(store_t *s, int limit, store_notes_cb cb, void *ud);
     uint64_t (*commits)(store_t *s);
     /* true when several daemons may share the database (claims, heartbeats matter) */
     bool shared;
@@ -346,6 +371,17 @@ void store_audit_append(store_t *s, const store_audit_t *a, store_id_cb cb, void
 /** One page of audit records, newest first, of job (NULL: all). limit as for runs. */
 void store_audit_list(store_t *s, const char *job, int limit, const char *cursor, store_audit_cb cb,
                       void *ud);
+
+/* ---- notifications ---- */
+
+/** Creates or replaces the notification (n->instance, n->id); instance and notifier required
+ * (-EINVAL). On PostgreSQL while the database is unreachable it fails with -EAGAIN (the caller
+ * logs it; the notification history is not spooled). */
+void store_note_put(store_t *s, const store_note_t *n, store_status_cb cb, void *ud);
+/** The newest (highest id) limit (<= 0: 200) notifications, of every instance, newest first. */
+void store_note_list(store_t *s, int limit, store_notes_cb cb, void *ud);
+/** Frees the strings of n[0..count) and the array. */
+void store_notes_free(store_note_t *n, size_t count);
 
 /* ---- helpers shared by backends ---- */
 

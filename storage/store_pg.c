@@ -904,6 +904,8 @@ static const char *op_what(store_op_t op)
         [STORE_OP_HEARTBEAT] = "record a heartbeat",
         [STORE_OP_ABANDON_DEAD] = "abandon the runs of dead instances",
         [STORE_OP_NOTIFY] = "send a notification",
+        [STORE_OP_NOTE_PUT] = "record a notification",
+        [STORE_OP_NOTE_LIST] = "list notifications",
     };
     return what[op];
 }
@@ -1470,6 +1472,26 @@ static void pg_audit_list(store_t *base, const char *job, int limit, const char 
     submit(base, r);
 }
 
+static void pg_note_put(store_t *base, const store_note_t *n, store_status_cb cb, void *ud)
+{
+    store_pg_req_t *r = req_new(STORE_OP_NOTE_PUT, ud);
+    r->cb.status = cb;
+    r->status = store_req_set_note(&r->u, n);
+    char **texts[] = {&r->u.note.instance, &r->u.note.notifier, &r->u.note.event,
+                      &r->u.note.subject, &r->u.note.last_error};
+    for (size_t i = 0; i < CV_ARRAY_SIZE(texts); i++)
+        fix_utf8(texts[i]);
+    submit(base, r);
+}
+
+static void pg_note_list(store_t *base, int limit, store_notes_cb cb, void *ud)
+{
+    store_pg_req_t *r = req_new(STORE_OP_NOTE_LIST, ud);
+    r->cb.notes = cb;
+    r->status = store_req_set_note_list(&r->u, limit);
+    submit(base, r);
+}
+
 static void pg_heartbeat(store_t *base, const store_instance_t *inst, store_status_cb cb, void *ud)
 {
     store_pg_req_t *r = req_new(STORE_OP_HEARTBEAT, ud);
@@ -1581,6 +1603,8 @@ static const store_ops_t pg_ops = {
     .override_list = pg_override_list,
     .audit_append = pg_audit_append,
     .audit_list = pg_audit_list,
+    .note_put = pg_note_put,
+    .note_list = pg_note_list,
     .commits = pg_commits,
     .shared = true,
     .heartbeat = pg_heartbeat,

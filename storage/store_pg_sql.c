@@ -416,7 +416,8 @@ static int send_job_stats(store_pg_t *s, store_pg_req_t *r)
 {
     static const char *const sql[STATS_QUERIES] = {
         /* the finished runs: job_counts and the deltas not folded yet (migration 6) */
-        "SELECT COALESCE(SUM(n), 0), COALESCE(SUM(n) FILTER (WHERE status = 'SUCCESS'), 0),"
+        "SELECT COALESCE(SUM(n) FILTER (WHERE status <> 'SKIPPED'), 0), COALESCE(SUM(n) FILTER "
+        "(WHERE status = 'SUCCESS'), 0),"
         " COALESCE(SUM(n) FILTER (WHERE status = 'PARTIAL'), 0),"
         " COALESCE(SUM(n) FILTER (WHERE status IN ('FAILED', 'TIMED_OUT')), 0) FROM"
         " (SELECT status, n FROM job_counts WHERE job = $1 UNION ALL"
@@ -427,7 +428,8 @@ static int send_job_stats(store_pg_t *s, store_pg_req_t *r)
         " AND status IN ('SUCCESS', 'PARTIAL')), 0)",
         "SELECT duration_ms FROM runs WHERE job = $1 AND status IN"
         " ('SUCCESS', 'PARTIAL', 'FAILED', 'TIMED_OUT') ORDER BY id DESC LIMIT $2::integer",
-        "SELECT " STORE_RUN_COLUMNS " FROM runs WHERE job = $1 ORDER BY id DESC LIMIT 1",
+        "SELECT " STORE_RUN_COLUMNS " FROM runs WHERE job = $1 AND status <> 'SKIPPED'"
+        " ORDER BY id DESC LIMIT 1",
     };
     for (size_t j = 0; j < r->u.stats.njobs; j++) {
         for (int q = 0; q < STATS_QUERIES; q++) {
@@ -494,7 +496,7 @@ static void finish_job_stats(store_pg_req_t *r)
         js->partials = r_i64(res[0], 0, 2);
         js->failures = r_i64(res[0], 0, 3);
         int64_t judged = js->successes + js->partials + js->failures;
-        js->success_rate = judged ? (double)js->successes / (double)judged : 0;
+        js->success_rate = judged ? (double)(js->successes + js->partials) / (double)judged : 0;
         js->consecutive_failures = r_i64(res[1], 0, 0);
         stats_durations(js, res[2]);
         if (PQntuples(res[3]) == 1)
@@ -728,6 +730,64 @@ static void finish_audit_list(store_pg_req_t *r)
         page->next_cursor = store_cursor_encode(page->entries[limit - 1].id);
 }
 
+/* ---- the notification history (migration 7) ---- */
+
+static int send_note_put(store_pg_t *s, store_pg_req_t *r)
+{
+    const store_note_t *n = &r->u.note;
+    params_t p = {.n = 0};
+    p_text(&p, n->instance);
+    p_i64(&p, n->id);
+    p_text(&p, n->notifier);
+    p_text(&p, n->event ? n->event : "");
+    p_text(&p, n->subject ? n->subject : "");
+    p_i64(&p, n->run_id);
+    p_i64(&p, n->created_at);
+    p_i64(&p, n->finished_at);
+    p_i64(&p, n->attempts);
+    p_i64(&p, n->pending);
+    p_i64(&p, n->delivered);
+    p_i64(&p, n->http_status);
+    p_text(&p, n->last_error);
+    int err = send_sql(s, r, store_sql_note_put, &p);
+    if (err < 0 || n->keep <= 0 || n->id <= n->keep)
+        return err;
+    params_t q = {.n = 0};
+    p_i64(&q, n->id - n->keep);
+    return send_sql(s, r, store_sql_note_prune, &q);
+}
+
+static int send_note_list(store_pg_t *s, store_pg_req_t *r)
+{
+    params_t p = {.n = 0};
+    p_i64(&p, r->u.notes.limit);
+    return send_sql(s, r, store_sql_note_list, &p);
+}
+
+static void finish_note_list(store_pg_req_t *r)
+{
+    const PGresult *res = r->res[0];
+    int n = PQntuples(res);
+    typeof(r->u.notes) *nl = &r->u.notes;
+    nl->list = cv_calloc(n > 0 ? (size_t)n : 1, sizeof(store_note_t));
+    for (int i = 0; i < n; i++) {
+        store_note_t *o = &nl->list[nl->count++];
+        o->id = r_i64(res, i, 0);
+        o->notifier = r_text(res, i, 1);
+        o->event = r_text(res, i, 2);
+        o->subject = r_text(res, i, 3);
+        o->run_id = r_i64(res, i, 4);
+        o->created_at = r_i64(res, i, 5);
+        o->finished_at = r_i64(res, i, 6);
+        o->attempts = (int)r_i64(res, i, 7);
+        o->pending = r_i64(res, i, 8) != 0;
+        o->delivered = r_i64(res, i, 9) != 0;
+        o->http_status = (long)r_i64(res, i, 10);
+        o->last_error = r_text(res, i, 11);
+        o->instance = r_text(res, i, 12);
+    }
+}
+
 /* ---- notifications ---- */
 
 static int send_listen(store_pg_t *s, store_pg_req_t *r)
@@ -876,6 +936,10 @@ int store_pg__send(store_pg_t *s, store_pg_req_t *r)
         return send_override_delete(s, r);
     case STORE_OP_AUDIT_APPEND:
         return send_audit_append(s, r);
+    case STORE_OP_NOTE_PUT:
+        return send_note_put(s, r);
+    case STORE_OP_NOTE_LIST:
+        return send_note_list(s, r);
     case STORE_OP_CLOSE:
         break;
     }
@@ -919,6 +983,9 @@ store_pg_next_t store_pg__finish(store_pg_t *s, store_pg_req_t *r, int err)
             break;
         case STORE_OP_AUDIT_LIST:
             finish_audit_list(r);
+            break;
+        case STORE_OP_NOTE_LIST:
+            finish_note_list(r);
             break;
         case STORE_OP_ABANDON:
         case STORE_OP_ABANDON_DEAD:

@@ -62,6 +62,16 @@ void store_req_args_free(store_op_t op, store_req_args_t *u, int status)
         free(u->audit.before);
         free(u->audit.after);
         break;
+    case STORE_OP_NOTE_PUT:
+        free(u->note.instance);
+        free(u->note.notifier);
+        free(u->note.event);
+        free(u->note.subject);
+        free(u->note.last_error);
+        break;
+    case STORE_OP_NOTE_LIST:
+        store_notes_free(u->notes.list, u->notes.count);
+        break;
     case STORE_OP_AUDIT_LIST:
         free(u->audit_list.job);
         free(u->audit_list.cursor);
@@ -93,6 +103,7 @@ void store_req_deliver(store_op_t op, const store_req_cb_t *cb, void *ud, int st
     case STORE_OP_OV_DELETE:
     case STORE_OP_HEARTBEAT:
     case STORE_OP_NOTIFY:
+    case STORE_OP_NOTE_PUT:
         if (cb->status)
             cb->status(ud, status);
         break;
@@ -134,6 +145,9 @@ void store_req_deliver(store_op_t op, const store_req_cb_t *cb, void *ud, int st
         break;
     case STORE_OP_AUDIT_LIST:
         cb->audit(ud, status, ok ? &u->audit_list.page : NULL);
+        break;
+    case STORE_OP_NOTE_LIST:
+        cb->notes(ud, status, ok ? u->notes.list : NULL, ok ? u->notes.count : 0);
         break;
     }
 }
@@ -198,6 +212,23 @@ int store_req_set_audit_list(store_req_args_t *u, const char *job, int limit, co
     u->audit_list.job = store_strdup_opt(job);
     u->audit_list.cursor = store_strdup_opt(cursor);
     u->audit_list.limit = limit;
+    return 0;
+}
+
+int store_req_set_note(store_req_args_t *u, const store_note_t *n)
+{
+    u->note = *n;
+    u->note.instance = store_strdup_opt(n->instance);
+    u->note.notifier = store_strdup_opt(n->notifier);
+    u->note.event = store_strdup_opt(n->event);
+    u->note.subject = store_strdup_opt(n->subject);
+    u->note.last_error = store_strdup_opt(n->last_error);
+    return n->instance && n->notifier ? 0 : -EINVAL;
+}
+
+int store_req_set_note_list(store_req_args_t *u, int limit)
+{
+    u->notes.limit = limit > 0 ? limit : 200;
     return 0;
 }
 

@@ -16,6 +16,7 @@ typedef enum {
     STORE_OP_SUMMARY,
     STORE_OP_OV_LIST,
     STORE_OP_AUDIT_LIST,
+    STORE_OP_NOTE_LIST,
     STORE_OP_INSTANCES,
     STORE_OP_LISTEN, /* PostgreSQL: LISTEN on a (new) connection */
     /* writes from here on */
@@ -29,6 +30,7 @@ typedef enum {
     STORE_OP_HEARTBEAT,
     STORE_OP_ABANDON_DEAD,
     STORE_OP_NOTIFY, /* PostgreSQL: pg_notify, delivered when the batch commits */
+    STORE_OP_NOTE_PUT,
 } store_op_t;
 
 #define STORE_OP_IS_WRITE(op) ((op) >= STORE_OP_INSERT_RUN)
@@ -44,6 +46,7 @@ typedef union store_req_cb {
     store_summary_cb summary;
     store_overrides_cb overrides;
     store_audit_cb audit;
+    store_notes_cb notes;
     store_instances_cb instances;
 } store_req_cb_t;
 
@@ -92,6 +95,12 @@ typedef union store_req_args {
         int limit;
         store_audit_page_t page;
     } audit_list;
+    store_note_t note; /* put argument */
+    struct {
+        int limit;
+        store_note_t *list;
+        size_t count;
+    } notes;
     struct {
         size_t next; /* PostgreSQL: the migration the current step applies */
     } migrate;
@@ -120,6 +129,9 @@ int store_req_set_override(store_req_args_t *u, store_op_t op, const store_overr
 /** actor and action required; at 0 means now. */
 int store_req_set_audit(store_req_args_t *u, const store_audit_t *a);
 int store_req_set_audit_list(store_req_args_t *u, const char *job, int limit, const char *cursor);
+/** instance and notifier required. */
+int store_req_set_note(store_req_args_t *u, const store_note_t *n);
+int store_req_set_note_list(store_req_args_t *u, int limit);
 /** id required; last_seen 0 means now. */
 int store_req_set_heartbeat(store_req_args_t *u, const store_instance_t *inst);
 

@@ -938,6 +938,22 @@ static void sq_audit_list(store_t *base, const char *job, int limit, const char 
     submit(base, r);
 }
 
+static void sq_note_put(store_t *base, const store_note_t *n, store_status_cb cb, void *ud)
+{
+    store_sqlite_req_t *r = req_new(base, STORE_OP_NOTE_PUT, ud);
+    r->cb.status = cb;
+    r->status = store_req_set_note(&r->u, n);
+    submit(base, r);
+}
+
+static void sq_note_list(store_t *base, int limit, store_notes_cb cb, void *ud)
+{
+    store_sqlite_req_t *r = req_new(base, STORE_OP_NOTE_LIST, ud);
+    r->cb.notes = cb;
+    r->status = store_req_set_note_list(&r->u, limit);
+    submit(base, r);
+}
+
 static uint64_t sq_commits(store_t *base)
 {
     return atomic_load(&((store_sqlite_t *)base)->commits);
@@ -1069,6 +1085,8 @@ static const store_ops_t sqlite_ops = {
     .override_list = sq_override_list,
     .audit_append = sq_audit_append,
     .audit_list = sq_audit_list,
+    .note_put = sq_note_put,
+    .note_list = sq_note_list,
     .commits = sq_commits,
     .heartbeat = sq_heartbeat,
     .abandon_dead = sq_abandon_dead,

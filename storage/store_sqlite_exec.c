@@ -463,14 +463,15 @@ static int stats_counts(store_sqlite_t *s, store_job_stats_t *js)
 {
     int err = 0;
     /* job_counts (migration 6): a few rows, whatever the length of the history */
-    sqlite3_stmt *st = cached(s, SQS_STATS_COUNTS,
-                              "SELECT COALESCE(SUM(n), 0),"
-                              " COALESCE(SUM(CASE WHEN status = 'SUCCESS' THEN n ELSE 0 END), 0),"
-                              " COALESCE(SUM(CASE WHEN status = 'PARTIAL' THEN n ELSE 0 END), 0),"
-                              " COALESCE(SUM(CASE WHEN status IN ('FAILED', 'TIMED_OUT') THEN n"
-                              " ELSE 0 END), 0)"
-                              " FROM job_counts WHERE job = $1",
-                              &err, "prepare job statistics");
+    sqlite3_stmt *st =
+        cached(s, SQS_STATS_COUNTS,
+               "SELECT COALESCE(SUM(CASE WHEN status <> 'SKIPPED' THEN n ELSE 0 END), 0),"
+               " COALESCE(SUM(CASE WHEN status = 'SUCCESS' THEN n ELSE 0 END), 0),"
+               " COALESCE(SUM(CASE WHEN status = 'PARTIAL' THEN n ELSE 0 END), 0),"
+               " COALESCE(SUM(CASE WHEN status IN ('FAILED', 'TIMED_OUT') THEN n"
+               " ELSE 0 END), 0)"
+               " FROM job_counts WHERE job = $1",
+               &err, "prepare job statistics");
     if (st == NULL)
         return err;
     bind_text(st, 1, js->job);
@@ -484,7 +485,7 @@ static int stats_counts(store_sqlite_t *s, store_job_stats_t *js)
     }
     release(s, st);
     int64_t judged = js->successes + js->partials + js->failures;
-    js->success_rate = judged ? (double)js->successes / (double)judged : 0;
+    js->success_rate = judged ? (double)(js->successes + js->partials) / (double)judged : 0;
     return err;
 }
 
@@ -544,7 +545,8 @@ static int stats_last(store_sqlite_t *s, store_job_stats_t *js)
     int err = 0;
     sqlite3_stmt *st =
         cached(s, SQS_STATS_LAST,
-               "SELECT " STORE_RUN_COLUMNS " FROM runs WHERE job = $1 ORDER BY id DESC LIMIT 1",
+               "SELECT " STORE_RUN_COLUMNS " FROM runs WHERE job = $1 AND status <> 'SKIPPED'"
+               " ORDER BY id DESC LIMIT 1",
                &err, "prepare the last run");
     if (st == NULL)
         return err;
@@ -952,6 +954,77 @@ static void exec_audit_list(store_sqlite_t *s, store_sqlite_req_t *req)
     release(s, st);
 }
 
+/* ---- notifications (migration 7) ---- */
+
+static void bind_note(sqlite3_stmt *st, const store_note_t *n)
+{
+    bind_text(st, 1, n->instance);
+    sqlite3_bind_int64(st, 2, n->id);
+    bind_text(st, 3, n->notifier);
+    bind_text(st, 4, n->event ? n->event : "");
+    bind_text(st, 5, n->subject ? n->subject : "");
+    sqlite3_bind_int64(st, 6, n->run_id);
+    sqlite3_bind_int64(st, 7, n->created_at);
+    sqlite3_bind_int64(st, 8, n->finished_at);
+    sqlite3_bind_int(st, 9, n->attempts);
+    sqlite3_bind_int(st, 10, n->pending);
+    sqlite3_bind_int(st, 11, n->delivered);
+    sqlite3_bind_int64(st, 12, n->http_status);
+    bind_text(st, 13, n->last_error);
+}
+
+static void exec_note_put(store_sqlite_t *s, store_sqlite_req_t *req)
+{
+    const store_note_t *n = &req->u.note;
+    int err = 0;
+    sqlite3_stmt *st = prepare(s, store_sql_note_put, &err, "prepare recording a notification");
+    if (st == NULL) {
+        req->status = err;
+        return;
+    }
+    bind_note(st, n);
+    req->status = step_done(s, st, "record a notification");
+    release(s, st);
+    if (req->status == 0 && n->keep > 0 && n->id > n->keep) {
+        int64_t args[1] = {n->id - n->keep};
+        req->status =
+            query_int(s, store_sql_note_prune, NULL, args, 1, NULL, "delete old notifications");
+    }
+}
+
+static void exec_note_list(store_sqlite_t *s, store_sqlite_req_t *req)
+{
+    typeof(req->u.notes) *nl = &req->u.notes;
+    int err = 0;
+    sqlite3_stmt *st = prepare(s, store_sql_note_list, &err, "prepare listing notifications");
+    if (st == NULL) {
+        req->status = err;
+        return;
+    }
+    sqlite3_bind_int(st, 1, nl->limit);
+    nl->list = cv_calloc((size_t)nl->limit, sizeof(store_note_t));
+    int rc;
+    while (nl->count < (size_t)nl->limit && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        store_note_t *o = &nl->list[nl->count++];
+        o->id = sqlite3_column_int64(st, 0);
+        o->notifier = col_text(st, 1);
+        o->event = col_text(st, 2);
+        o->subject = col_text(st, 3);
+        o->run_id = sqlite3_column_int64(st, 4);
+        o->created_at = sqlite3_column_int64(st, 5);
+        o->finished_at = sqlite3_column_int64(st, 6);
+        o->attempts = sqlite3_column_int(st, 7);
+        o->pending = sqlite3_column_int(st, 8) != 0;
+        o->delivered = sqlite3_column_int(st, 9) != 0;
+        o->http_status = sqlite3_column_int(st, 10);
+        o->last_error = col_text(st, 11);
+        o->instance = col_text(st, 12);
+    }
+    if (nl->count < (size_t)nl->limit && rc != SQLITE_DONE)
+        req->status = store_sqlite__error(s, sqlite3_extended_errcode(s->db), "list notifications");
+    release(s, st);
+}
+
 /* ---- migrations ---- */
 
 static int migration_apply(store_sqlite_t *s, const store_migration_t *m, bool *applied)
@@ -1075,6 +1148,12 @@ bool store_sqlite__exec(store_sqlite_t *s, store_sqlite_req_t *req)
         break;
     case STORE_OP_AUDIT_APPEND:
         exec_audit_append(s, req);
+        break;
+    case STORE_OP_NOTE_PUT:
+        exec_note_put(s, req);
+        break;
+    case STORE_OP_NOTE_LIST:
+        exec_note_list(s, req);
         break;
     case STORE_OP_CLOSE:
     case STORE_OP_MIGRATE:

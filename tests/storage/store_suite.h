@@ -904,7 +904,7 @@ static void stats_counts_follow_status_changes_and_retention(void **state)
     assert_int_equal(s.successes, 0);
     assert_int_equal(s.partials, 1);
     assert_int_equal(s.failures, 1);
-    assert_float_equal(s.success_rate, 0, 1e-9);
+    assert_float_equal(s.success_rate, 0.5, 1e-9); /* the PARTIAL one is not a failure */
     run_free(r);
     run_free(q);
 }
@@ -915,15 +915,17 @@ static void migration_6_counts_an_existing_history(void **state)
     fx_t *f = *state;
     burst(f, "h", RUN_SUCCESS, 1000, 3);
     close_store(f);
-    char *sql = cv_sprintf("%s DELETE FROM schema_version WHERE version = 6;"
-                           " INSERT INTO runs (job, status, \"trigger\") VALUES"
-                           " ('h', 'FAILED', 'manual'), ('h', 'RUNNING', 'manual'),"
-                           " ('other', 'TIMED_OUT', 'manual')",
-                           B->drop_run_counts);
+    /* migration 7 goes too, so that 6 is the next to apply (7 then again) */
+    char *sql =
+        cv_sprintf("%s DROP TABLE notifications; DELETE FROM schema_version WHERE version >= 6;"
+                   " INSERT INTO runs (job, status, \"trigger\") VALUES"
+                   " ('h', 'FAILED', 'manual'), ('h', 'RUNNING', 'manual'),"
+                   " ('other', 'TIMED_OUT', 'manual')",
+                   B->drop_run_counts);
     assert_int_equal(B->raw_exec(f->dsn, sql), 0);
     free(sql);
     f->store = open_store(f, STORE_SYNC_FULL);
-    assert_int_equal(migrate(f, 0), 1);
+    assert_int_equal(migrate(f, 0), 2);
     store_job_stats_t s = stats_of(f, "h");
     assert_int_equal(s.runs, 4); /* not the running one */
     assert_int_equal(s.successes, 3);
@@ -958,12 +960,12 @@ static void stats_count_outcomes_consecutive_failures_and_p95(void **state)
     assert_int_equal(g.n, 2);
     store_job_stats_t *s = &g.st[0];
     assert_string_equal(s->job, "s");
-    assert_int_equal(s->runs, 26); /* the running one is not counted */
+    assert_int_equal(s->runs, 25); /* neither the running one nor the SKIPPED firing */
     assert_int_equal(s->successes, 20);
     assert_int_equal(s->partials, 1);
     assert_int_equal(s->failures, 2);
     assert_int_equal(s->consecutive_failures, 3);
-    assert_float_equal(s->success_rate, 20.0 / 23.0, 1e-9);
+    assert_float_equal(s->success_rate, 21.0 / 23.0, 1e-9); /* PARTIAL is not a failure */
     assert_non_null(s->last);
     assert_int_equal(s->last->status, RUN_RUNNING);
     /* Last 20 that ran: 5000, 3, 6, and 40..200 (17 successes). */
@@ -993,6 +995,136 @@ static void stats_count_outcomes_consecutive_failures_and_p95(void **state)
     assert_int_equal(g.st[0].p95_duration_ms, 5000);
     run_free(g.st[0].last);
     free(g.st[0].job);
+}
+
+/* A SKIPPED firing never ran: it counts nowhere and never hides the job's last real outcome. */
+static void stats_leave_skipped_firings_out_and_keep_the_last_real_outcome(void **state)
+{
+    fx_t *f = *state;
+    add_dur(f, "k", RUN_PARTIAL, 10);
+    add_dur(f, "k", RUN_SUCCESS, 20);
+    add_dur(f, "k", RUN_SKIPPED, 30);
+    add_dur(f, "k", RUN_SKIPPED, 40);
+    got_stats_t g = {.status = 1};
+    const char *job = "k";
+    store_job_stats(f->store, &job, 1, 0, on_stats, &g);
+    drain(f);
+    assert_int_equal(g.status, 0);
+    assert_int_equal(g.st[0].runs, 2);
+    assert_float_equal(g.st[0].success_rate, 1.0, 1e-9);
+    assert_non_null(g.st[0].last);
+    assert_int_equal(g.st[0].last->status, RUN_SUCCESS);
+    assert_int_equal(g.st[0].last->duration_ms, 20);
+    run_free(g.st[0].last);
+    free(g.st[0].job);
+}
+
+/* Statistics describe the history: after retention they count exactly the runs still held. */
+static void stats_count_the_runs_retention_keeps(void **state)
+{
+    fx_t *f = *state;
+    int64_t now = cv_now_ms();
+    burst(f, "r", RUN_FAILED, now - 30 * T_DAY, 120);
+    burst(f, "r", RUN_SKIPPED, now - 29 * T_DAY, 30);
+    burst(f, "r", RUN_PARTIAL, now - 20 * T_DAY, 50);
+    burst(f, "r", RUN_SUCCESS, now - T_DAY, 60);
+    store_job_stats_t s = stats_of(f, "r");
+    assert_int_equal(s.runs, 230);
+    assert_int_equal(count_op(f, retention_keep_100, 0), 160);
+    s = stats_of(f, "r");
+    assert_int_equal(s.runs, 100);
+    assert_int_equal(s.successes, 60);
+    assert_int_equal(s.partials, 40);
+    assert_int_equal(s.failures, 0);
+    assert_float_equal(s.success_rate, 1.0, 1e-9);
+    assert_int_equal(count_op(f, retention_7_days, 0), 40);
+    s = stats_of(f, "r");
+    assert_int_equal(s.runs, 60);
+    assert_int_equal(s.partials, 0);
+    assert_true(s.runs >= 0 && s.failures >= 0);
+}
+
+typedef struct got_notes {
+    int status, calls;
+    size_t count;
+    int64_t ids[8];
+    bool pending[8];
+    char last_error[64];
+    char instance[32];
+} got_notes_t;
+
+static void on_notes(void *ud, int status, const store_note_t *notes, size_t count)
+{
+    got_notes_t *g = ud;
+    g->status = status;
+    g->calls++;
+    g->count = count;
+    for (size_t i = 0; i < count && i < 8; i++) {
+        g->ids[i] = notes[i].id;
+        g->pending[i] = notes[i].pending;
+    }
+    if (count > 0) {
+        snprintf(g->last_error, sizeof(g->last_error), "%s",
+                 notes[0].last_error ? notes[0].last_error : "");
+        snprintf(g->instance, sizeof(g->instance), "%s", notes[0].instance);
+    }
+}
+
+static void put_note(fx_t *f, const char *instance, int64_t id, bool pending, int64_t keep)
+{
+    store_note_t n = {.id = id,
+                      .instance = (char *)instance,
+                      .notifier = "hook",
+                      .event = "run.failed",
+                      .subject = "job",
+                      .run_id = id * 10,
+                      .created_at = 1000 + id,
+                      .finished_at = pending ? 0 : 2000 + id,
+                      .attempts = 2,
+                      .pending = pending,
+                      .delivered = !pending,
+                      .http_status = pending ? 0 : 200,
+                      .last_error = pending ? NULL : "HTTP 500 then 200",
+                      .keep = keep};
+    res_t r = {0};
+    store_note_put(f->store, &n, on_status, &r);
+    drain(f);
+    assert_int_equal(r.status, 0);
+}
+
+/* The notification history (migration 7): a record is written when made and again when its
+ * delivery ends, read back newest first whatever instance wrote it, and kept to the newest. */
+static void notifications_are_replaced_listed_newest_first_and_pruned(void **state)
+{
+    fx_t *f = *state;
+    put_note(f, "host-1", 1, true, 3);
+    put_note(f, "host-1", 1, false, 3); /* its delivery ended */
+    put_note(f, "host-1", 2, false, 3);
+    put_note(f, "host-2", 3, true, 3); /* a restart: another instance id, numbering on */
+    got_notes_t g = {0};
+    store_note_list(f->store, 10, on_notes, &g);
+    drain(f);
+    assert_int_equal(g.status, 0);
+    assert_int_equal(g.count, 3);
+    assert_int_equal(g.ids[0], 3);
+    assert_true(g.pending[0]);
+    assert_string_equal(g.instance, "host-2");
+    assert_int_equal(g.ids[2], 1);
+    assert_false(g.pending[2]);
+    put_note(f, "host-2", 4, false, 3); /* keeps 2..4 */
+    put_note(f, "host-2", 5, false, 3); /* keeps 3..5 */
+    g = (got_notes_t){0};
+    store_note_list(f->store, 2, on_notes, &g);
+    drain(f);
+    assert_int_equal(g.count, 2);
+    assert_int_equal(g.ids[0], 5);
+    assert_int_equal(g.ids[1], 4);
+    assert_string_equal(g.last_error, "HTTP 500 then 200");
+    g = (got_notes_t){0};
+    store_note_list(f->store, 0, on_notes, &g);
+    drain(f);
+    assert_int_equal(g.count, 3);
+    assert_int_equal(g.ids[2], 3);
 }
 
 static void on_summary(void *ud, int status, const store_summary_t *sum)
@@ -1229,6 +1361,11 @@ static int run_suite(const store_backend_t *backend)
 {
     B = backend;
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(
+            stats_leave_skipped_firings_out_and_keep_the_last_real_outcome, setup, teardown),
+        cmocka_unit_test_setup_teardown(stats_count_the_runs_retention_keeps, setup, teardown),
+        cmocka_unit_test_setup_teardown(notifications_are_replaced_listed_newest_first_and_pruned,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(migrations_run_once_and_are_idempotent_on_reopen, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(applies_every_migration_to_a_new_database, setup, teardown),

@@ -96,13 +96,15 @@ function applyRun(type: string, run: Run): void {
     const copy: Job = { ...j };
     if (type === "run.started") copy.running = Math.max(1, j.running);
     if (type === "run.queued") copy.queued = j.queued + 1;
-    if (type !== "run.queued") {
+    // A SKIPPED firing never ran: the row keeps the job's last real outcome (as the API does).
+    const skipped = run.status === "SKIPPED";
+    if (type !== "run.queued" && !skipped && (!j.last_run || run.id >= j.last_run.id)) {
       copy.last_run = {
         id: run.id, status: run.status, started_at: run.started_at, duration_ms: run.duration_ms,
         items_processed: run.items_processed, items_failed: run.items_failed, error: run.error,
       };
     }
-    if (type === "run.finished" && j.running > 0) copy.running = j.running - 1;
+    if (type === "run.finished" && !skipped && j.running > 0) copy.running = j.running - 1;
     upsertJob(copy);
   }
   if (type === "run.finished" && !seen24.has(run.id) && Date.parse(run.finished_at ?? "") >= state.summaryAt - 1000) {
