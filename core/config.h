@@ -202,8 +202,12 @@ typedef struct cfg_storage {
 } cfg_storage_t;
 
 typedef struct cfg_server {
-    char *listen;  /* default "127.0.0.1:8080" */
-    cfg_tls_t tls; /* both NULL: plain HTTP */
+    char *listen;        /* default "127.0.0.1:8080" */
+    cfg_tls_t tls;       /* both NULL: plain HTTP */
+    int max_connections; /* open connections at most; over it accepted and closed; 0: 1024 */
+    int max_streams;     /* HTTP/2 concurrent requests per connection; 0: 16 */
+    int max_pending;     /* requests waiting for the store, all clients; 0: 256 */
+    int write_timeout;   /* seconds a connection's writes may make no progress; 0: 30 */
 } cfg_server_t;
 
 typedef struct cfg_limits {

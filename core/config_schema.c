@@ -55,9 +55,14 @@ static const cyaml_schema_field_t retries_fields[] = {
 static const cyaml_schema_field_t tls_fields[] = {STR_REQ("cert", cfg_tls_t, cert),
                                                   STR_REQ("key", cfg_tls_t, key), CYAML_FIELD_END};
 
-static const cyaml_schema_field_t server_fields[] = {STR("listen", cfg_server_t, listen),
-                                                     MAP("tls", cfg_server_t, tls, tls_fields),
-                                                     CYAML_FIELD_END};
+static const cyaml_schema_field_t server_fields[] = {
+    STR("listen", cfg_server_t, listen),
+    MAP("tls", cfg_server_t, tls, tls_fields),
+    INT("max_connections", cfg_server_t, max_connections),
+    INT("max_streams", cfg_server_t, max_streams),
+    INT("max_pending", cfg_server_t, max_pending),
+    INT("write_timeout", cfg_server_t, write_timeout),
+    CYAML_FIELD_END};
 
 static const cyaml_schema_field_t sqlite_fields[] = {STR("path", cfg_sqlite_t, path),
                                                      CYAML_FIELD_END};
