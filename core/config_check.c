@@ -305,6 +305,7 @@ static void check_server(cfg__ctx_t *c, cfg_t *cfg, cfg__where_fn fn, void *ud)
     } keys[] = {{"server.max_connections", cfg->server.max_connections},
                 {"server.max_streams", cfg->server.max_streams},
                 {"server.max_pending", cfg->server.max_pending},
+                {"server.max_resets", cfg->server.max_resets},
                 {"server.write_timeout", cfg->server.write_timeout}};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         if (keys[i].v >= 0)

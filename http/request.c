@@ -12,6 +12,8 @@ static void on_pool_dispose(void *p)
 {
     api__req_t **slot = p;
     if (*slot != NULL) {
+        if ((*slot)->deferred && (*slot)->h2o != NULL && (*slot)->h2o->version >= 0x200)
+            api__server_reset((*slot)->pub.server, (*slot)->h2o->conn);
         (*slot)->h2o = NULL;
         (*slot)->slot = NULL;
     }

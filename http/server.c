@@ -18,6 +18,8 @@
 #define DEFAULT_MAX_STREAMS      16
 #define DEFAULT_MAX_PENDING      256
 #define DEFAULT_WRITE_TIMEOUT_MS 30000
+#define DEFAULT_MAX_RESETS       100
+#define RESET_WINDOW_MS          10000
 
 typedef struct conn {
     uv_tcp_t tcp; /* first: h2o hands the handle back to on_conn_close */
@@ -25,7 +27,10 @@ typedef struct conn {
     api_server_t *srv;
     size_t last_queued;   /* the write queue at the last sweep */
     uint64_t progress_ms; /* when its writes last moved (or had nothing to move) */
-    bool cut;             /* shut down by the write timeout; h2o closes it */
+    bool cut;             /* shut down by a limit; h2o closes it */
+    h2o_socket_t *sock;
+    uint64_t resets_since; /* start of the reset-counting window */
+    unsigned resets;       /* requests reset before their deferred reply in that window */
 } conn_t;
 
 typedef struct handler {
@@ -51,7 +56,7 @@ struct api_server {
     cv_list_t close_hooks;
     uv_timer_t sweeper; /* the write timeout's check; runs only while connections are open */
     size_t max_conns, nconns, max_pending, ndeferred;
-    unsigned max_streams;
+    unsigned max_streams, max_resets;
     uint64_t write_timeout_ms;
     api_server_stats_t stats;
     size_t holds; /* listener + connections + handles of others (hub timers) */
@@ -70,6 +75,8 @@ static void on_conn_close(uv_handle_t *h)
     api__server_release(srv);
 }
 
+static void cut(conn_t *c);
+
 /* Cuts a connection whose pending write has not moved for write_timeout: the write then fails
  * and h2o closes the connection itself. */
 static void on_sweep(uv_timer_t *t)
@@ -82,15 +89,12 @@ static void on_sweep(uv_timer_t *t)
         if (q == 0 || q < c->last_queued)
             c->progress_ms = now;
         c->last_queued = q;
-        uv_os_fd_t fd;
-        if (c->cut || q == 0 || now - c->progress_ms < srv->write_timeout_ms ||
-            uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0)
+        if (c->cut || q == 0 || now - c->progress_ms < srv->write_timeout_ms)
             continue;
-        c->cut = true;
         srv->stats.write_timeouts++;
         cv_info("http", "closing a connection whose writes made no progress for %llu ms",
                 (unsigned long long)srv->write_timeout_ms);
-        shutdown(fd, SHUT_RDWR);
+        cut(c);
     }
     if (cv_list_empty(&srv->conns))
         uv_timer_stop(t);
@@ -136,8 +140,8 @@ static void on_accept(uv_stream_t *listener, int status)
     uv_tcp_nodelay(&c->tcp, 1);
     cv_list_insert_tail(&srv->conns, &c->link);
     srv->holds++;
-    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_close);
-    h2o_accept(&srv->accept_ctx, sock);
+    c->sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_close);
+    h2o_accept(&srv->accept_ctx, c->sock);
 }
 
 /* ---- routing ---- */
@@ -430,6 +434,7 @@ api_server_t *api_server_create(uv_loop_t *loop, const api_server_opts_t *opts, 
     srv->max_body = opts->max_body ? opts->max_body : DEFAULT_MAX_BODY;
     srv->max_conns = opts->max_connections ? opts->max_connections : DEFAULT_MAX_CONNS;
     srv->max_streams = opts->max_streams ? opts->max_streams : DEFAULT_MAX_STREAMS;
+    srv->max_resets = opts->max_resets ? opts->max_resets : DEFAULT_MAX_RESETS;
     srv->max_pending = opts->max_pending ? opts->max_pending : DEFAULT_MAX_PENDING;
     srv->write_timeout_ms =
         opts->write_timeout_ms ? opts->write_timeout_ms : DEFAULT_WRITE_TIMEOUT_MS;
@@ -540,6 +545,36 @@ void api__server_release(api_server_t *srv)
 static void on_listener_closed(uv_handle_t *h)
 {
     api__server_release(h->data);
+}
+
+static void cut(conn_t *c)
+{
+    uv_os_fd_t fd;
+    c->cut = true;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+        shutdown(fd, SHUT_RDWR);
+}
+
+void api__server_reset(api_server_t *srv, h2o_conn_t *hc)
+{
+    h2o_socket_t *sock = hc->callbacks->get_socket ? hc->callbacks->get_socket(hc) : NULL;
+    uint64_t now = uv_now(srv->loop);
+    for (cv_list_t *it = srv->conns.next; sock != NULL && it != &srv->conns; it = it->next) {
+        conn_t *c = cv_container_of(it, conn_t, link);
+        if (c->sock != sock || c->cut)
+            continue;
+        if (now - c->resets_since >= RESET_WINDOW_MS) {
+            c->resets_since = now;
+            c->resets = 0;
+        }
+        if (++c->resets <= srv->max_resets)
+            return;
+        srv->stats.reset_floods++;
+        cv_warn("http", "closing a connection that reset %u requests within %d s", c->resets,
+                RESET_WINDOW_MS / 1000);
+        cut(c);
+        return;
+    }
 }
 
 void api__server_deferred(api_server_t *srv, int delta)

@@ -59,6 +59,8 @@ typedef struct api_server_opts {
     unsigned max_streams;      /* HTTP/2 concurrent requests per connection; default 16 */
     size_t max_pending;        /* requests waiting for a deferred reply, all connections; beyond,
                                 * authenticated routes get a JSON 503 "busy"; default 256 */
+    unsigned max_resets;       /* requests a connection may have reset before their deferred reply
+                                * within 10 s; beyond, it is closed; default 100 */
     uint64_t write_timeout_ms; /* a connection whose pending write has not moved for this long is
                                 * closed; default 30000 */
 } api_server_opts_t;
@@ -70,6 +72,7 @@ typedef struct api_server_stats {
     uint64_t conns_refused;   /* connections closed at accept: max_connections reached */
     uint64_t write_timeouts;  /* connections closed by the write timeout */
     uint64_t pending_refused; /* requests answered 503: max_pending reached */
+    uint64_t reset_floods;    /* connections closed: more than max_resets resets in 10 s */
 } api_server_stats_t;
 
 /** Starts listening. Refuses (NULL, message in *err, caller frees) a malformed address, a
