@@ -334,8 +334,29 @@ static void check_tokens(cfg__ctx_t *c, cfg_t *cfg)
     }
 }
 
+/* 0 means the server's default for each; a negative bound is a mistake. */
+static void check_server(cfg__ctx_t *c, cfg_t *cfg, cfg__where_fn fn, void *ud)
+{
+    const struct {
+        const char *key;
+        int v;
+    } keys[] = {{"server.max_connections", cfg->server.max_connections},
+                {"server.max_streams", cfg->server.max_streams},
+                {"server.max_pending", cfg->server.max_pending},
+                {"server.max_resets", cfg->server.max_resets},
+                {"server.write_timeout", cfg->server.write_timeout}};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        if (keys[i].v >= 0)
+            continue;
+        cfg_pos_t p = fn ? fn(ud, cfg, UINT_MAX, keys[i].key, -1) : (cfg_pos_t){0};
+        cfg__error_at(c, p, NULL, "%s must be 0 (the default) or more, not %d", keys[i].key,
+                      keys[i].v);
+    }
+}
+
 void cfg__finish(cfg__ctx_t *c, cfg_t *cfg, cfg__where_fn fn, void *ud)
 {
+    check_server(c, cfg, fn, ud);
     apply_top_defaults(cfg);
     if (cfg->storage.postgres && cfg->storage.sqlite.path) {
         cfg_pos_t p = fn ? fn(ud, cfg, UINT_MAX, "storage", -1) : (cfg_pos_t){0};

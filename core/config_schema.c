@@ -62,6 +62,11 @@ static const cyaml_schema_field_t server_fields[] = {
     IGN("ws_max_message_bytes"),
     INT("ws_max_clients", cfg_server_t, ws_max_clients),
     INT("ws_max_topics", cfg_server_t, ws_max_topics),
+    INT("max_connections", cfg_server_t, max_connections),
+    INT("max_streams", cfg_server_t, max_streams),
+    INT("max_pending", cfg_server_t, max_pending),
+    INT("max_resets", cfg_server_t, max_resets),
+    INT("write_timeout", cfg_server_t, write_timeout),
     CYAML_FIELD_END};
 
 static const cyaml_schema_field_t sqlite_fields[] = {STR("path", cfg_sqlite_t, path),

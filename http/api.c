@@ -194,7 +194,12 @@ api_t *api_create(cv_runtime_t *rt, const api_opts_t *opts, char **err)
     api_server_opts_t so = {.listen = cfg->server.listen ? cfg->server.listen : "127.0.0.1:8080",
                             .auth = auth,
                             .tls_cert_file = cfg->server.tls.cert,
-                            .tls_key_file = cfg->server.tls.key};
+                            .tls_key_file = cfg->server.tls.key,
+                            .max_connections = (size_t)cfg->server.max_connections,
+                            .max_streams = (unsigned)cfg->server.max_streams,
+                            .max_pending = (size_t)cfg->server.max_pending,
+                            .max_resets = (unsigned)cfg->server.max_resets,
+                            .write_timeout_ms = (uint64_t)cfg->server.write_timeout * 1000};
     api_server_t *srv = api_server_create(cv_runtime_loop(rt), &so, err);
     if (srv == NULL) {
         auth_destroy(auth);

@@ -93,5 +93,10 @@ void api__server_add_close_hook(api_server_t *srv, api__close_hook_t *hook);
 void api__server_hold(api_server_t *srv);
 /** The matching end of api__server_hold, from the handle's close callback. */
 void api__server_release(api_server_t *srv);
+/** Counts a request of connection conn gone (HTTP/2 reset) before its deferred reply; past
+ * server.max_resets in 10 s the connection is closed. */
+void api__server_reset(api_server_t *srv, h2o_conn_t *conn);
+/** Adds delta (+1 / -1) to the requests waiting for a deferred reply (server.max_pending). */
+void api__server_deferred(api_server_t *srv, int delta);
 
 #endif

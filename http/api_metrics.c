@@ -200,6 +200,32 @@ static void process(cv_buf_t *b, api_t *a)
     cv_buf_appends(b, "\"} 1\n");
 }
 
+static void conns(cv_buf_t *b, api_t *a)
+{
+    api_server_stats_t s;
+    api_server_stats(a->srv, &s);
+    head(b, "cronvisor_http_connections", "gauge", "Open HTTP connections (WebSocket included).");
+    cv_buf_printf(b, "cronvisor_http_connections %zu\n", s.conns_open);
+    head(b, "cronvisor_http_connections_refused_total", "counter",
+         "Connections closed at accept because server.max_connections were open.");
+    cv_buf_printf(b, "cronvisor_http_connections_refused_total %llu\n",
+                  (unsigned long long)s.conns_refused);
+    head(b, "cronvisor_http_write_timeouts_total", "counter",
+         "Connections closed because their writes made no progress for server.write_timeout.");
+    cv_buf_printf(b, "cronvisor_http_write_timeouts_total %llu\n",
+                  (unsigned long long)s.write_timeouts);
+    head(b, "cronvisor_http_reset_floods_total", "counter",
+         "HTTP/2 connections closed for resetting more than server.max_resets requests in 10 s.");
+    cv_buf_printf(b, "cronvisor_http_reset_floods_total %llu\n",
+                  (unsigned long long)s.reset_floods);
+    head(b, "cronvisor_http_pending_requests", "gauge", "Requests waiting for a deferred reply.");
+    cv_buf_printf(b, "cronvisor_http_pending_requests %zu\n", s.pending);
+    head(b, "cronvisor_http_pending_refused_total", "counter",
+         "Requests answered 503 because server.max_pending requests were waiting.");
+    cv_buf_printf(b, "cronvisor_http_pending_refused_total %llu\n",
+                  (unsigned long long)s.pending_refused);
+}
+
 static void hub(cv_buf_t *b, api_t *a)
 {
     ws_hub_stats_t s = {0};
@@ -289,6 +315,7 @@ static void h_metrics(api_req_t *req, void *data)
     cv_buf_printf(&b, "cronvisor_queue_depth %zu\n", depth);
     probes(&b, a);
     store_state(&b, a);
+    conns(&b, a);
     hub(&b, a);
     output(&b, a);
     process(&b, a);

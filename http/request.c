@@ -12,6 +12,8 @@ static void on_pool_dispose(void *p)
 {
     api__req_t **slot = p;
     if (*slot != NULL) {
+        if ((*slot)->deferred && (*slot)->h2o != NULL && (*slot)->h2o->version >= 0x200)
+            api__server_reset((*slot)->pub.server, (*slot)->h2o->conn);
         (*slot)->h2o = NULL;
         (*slot)->slot = NULL;
     }
@@ -40,6 +42,8 @@ api__req_t *api__req_new(api_server_t *srv, h2o_req_t *h2o, cv_list_t *pending)
 
 static void req_free(api__req_t *r)
 {
+    if (r->deferred)
+        api__server_deferred(r->pub.server, -1);
     if (r->replied != NULL)
         *r->replied = true;
     if (r->slot != NULL)
@@ -95,7 +99,10 @@ const char *api_req_header(api_req_t *req, const char *name)
 
 void api_req_defer(api_req_t *req)
 {
-    ((api__req_t *)req)->deferred = true;
+    api__req_t *r = (api__req_t *)req;
+    if (!r->deferred)
+        api__server_deferred(req->server, 1);
+    r->deferred = true;
 }
 
 bool api_req_gone(const api_req_t *req)
@@ -243,6 +250,9 @@ void api__req_abandon(api__req_t *r, int status, const char *code, const char *m
 {
     h2o_req_t *h2o = r->h2o;
     cv_list_remove(&r->link);
+    if (r->deferred) /* the server may be gone when the handler finally replies */
+        api__server_deferred(r->pub.server, -1);
+    r->deferred = false;
     if (h2o == NULL)
         return;
     *r->slot = NULL;

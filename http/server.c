@@ -15,12 +15,25 @@
 
 #include <h2o/http2.h> /* after h2o.h, which it needs */
 
-#define DEFAULT_MAX_BODY (64 * 1024)
+#define DEFAULT_MAX_BODY         (64 * 1024)
+#define DEFAULT_MAX_BODY         (64 * 1024)
+#define DEFAULT_MAX_CONNS        1024
+#define DEFAULT_MAX_STREAMS      16
+#define DEFAULT_MAX_PENDING      256
+#define DEFAULT_WRITE_TIMEOUT_MS 30000
+#define DEFAULT_MAX_RESETS       100
+#define RESET_WINDOW_MS          10000
 
 typedef struct conn {
     uv_tcp_t tcp; /* first: h2o hands the handle back to on_conn_close */
     cv_list_t link;
     api_server_t *srv;
+    size_t last_queued;   /* the write queue at the last sweep */
+    uint64_t progress_ms; /* when its writes last moved (or had nothing to move) */
+    bool cut;             /* shut down by a limit; h2o closes it */
+    h2o_socket_t *sock;
+    uint64_t resets_since; /* start of the reset-counting window */
+    unsigned resets;       /* requests reset before their deferred reply in that window */
 } conn_t;
 
 typedef struct handler {
@@ -44,6 +57,11 @@ struct api_server {
     cv_list_t conns;
     cv_list_t pending;
     cv_list_t close_hooks;
+    uv_timer_t sweeper; /* the write timeout's check; runs only while connections are open */
+    size_t max_conns, nconns, max_pending, ndeferred;
+    unsigned max_streams, max_resets;
+    uint64_t write_timeout_ms;
+    api_server_stats_t stats;
     size_t holds; /* listener + connections + handles of others (hub timers) */
     bool closing;
     void (*close_cb)(api_server_t *srv, void *data);
@@ -56,20 +74,64 @@ static void on_conn_close(uv_handle_t *h)
     api_server_t *srv = c->srv;
     cv_list_remove(&c->link);
     free(c);
+    srv->nconns--;
     api__server_release(srv);
 }
 
+static void cut(conn_t *c);
+
+/* Cuts a connection whose pending write has not moved for write_timeout: the write then fails
+ * and h2o closes the connection itself. */
+static void on_sweep(uv_timer_t *t)
+{
+    api_server_t *srv = t->data;
+    uint64_t now = uv_now(srv->loop);
+    for (cv_list_t *it = srv->conns.next; it != &srv->conns; it = it->next) {
+        conn_t *c = cv_container_of(it, conn_t, link);
+        size_t q = c->tcp.write_queue_size;
+        if (q == 0 || q < c->last_queued)
+            c->progress_ms = now;
+        c->last_queued = q;
+        if (c->cut || q == 0 || now - c->progress_ms < srv->write_timeout_ms)
+            continue;
+        srv->stats.write_timeouts++;
+        cv_info("http", "closing a connection whose writes made no progress for %llu ms",
+                (unsigned long long)srv->write_timeout_ms);
+        cut(c);
+    }
+    if (cv_list_empty(&srv->conns))
+        uv_timer_stop(t);
+}
+
+static void arm_sweeper(api_server_t *srv)
+{
+    if (uv_is_active((uv_handle_t *)&srv->sweeper))
+        return;
+    uint64_t every = srv->write_timeout_ms / 4;
+    every = every < 50 ? 50 : every > 1000 ? 1000 : every;
+    uv_timer_start(&srv->sweeper, on_sweep, every, every);
+}
+
+static void refuse_conn(uv_handle_t *h)
+{
+    free(h);
+}
+
 /* Hands an open connection to h2o: TLS and ALPN, HTTP/1 (and its upgrades) or, with h2, an
- * HTTP/2 connection that expects the client preface first. */
+ * HTTP/2 connection that expects the client preface first. The connection counts against
+ * max_connections and is watched by the write-timeout sweeper. */
 static void serve(api_server_t *srv, conn_t *c, bool h2)
 {
+    srv->nconns++;
+    c->progress_ms = uv_now(srv->loop);
+    arm_sweeper(srv);
     cv_list_insert_tail(&srv->conns, &c->link);
     srv->holds++;
-    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_close);
+    c->sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_close);
     if (h2)
-        h2o_http2_accept(&srv->accept_ctx, sock, *h2o_get_timestamp(&srv->ctx, NULL, NULL));
+        h2o_http2_accept(&srv->accept_ctx, c->sock, *h2o_get_timestamp(&srv->ctx, NULL, NULL));
     else
-        h2o_accept(&srv->accept_ctx, sock);
+        h2o_accept(&srv->accept_ctx, c->sock);
 }
 
 static void on_accept(uv_stream_t *listener, int status)
@@ -84,7 +146,12 @@ static void on_accept(uv_stream_t *listener, int status)
     cv_list_init(&c->link);
     uv_tcp_init(srv->loop, &c->tcp);
     if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
-        uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
+        uv_close((uv_handle_t *)&c->tcp, refuse_conn);
+        return;
+    }
+    if (srv->nconns >= srv->max_conns) { /* accepted and closed: the backlog does not fill */
+        srv->stats.conns_refused++;
+        uv_close((uv_handle_t *)&c->tcp, refuse_conn);
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
@@ -265,6 +332,14 @@ static int on_req(h2o_handler_t *self, h2o_req_t *h2o)
     const api__route_t *rt = prepare(srv, r, h2o);
     if (rt == NULL)
         return 0;
+    /* Whatever may wait for the store is refused while max_pending requests already do (the
+     * public probes never wait on it). */
+    if (rt->r.role != AUTH_ROLE_NONE && srv->ndeferred >= srv->max_pending) {
+        srv->stats.pending_refused++;
+        api_reply_error(&r->pub, 503, "busy",
+                        "too many requests are waiting for the store; retry later");
+        return 0;
+    }
     bool replied = false;
     r->replied = &replied;
     rt->r.handler(&r->pub, rt->r.data);
@@ -347,6 +422,10 @@ static void setup_h2o(api_server_t *srv, const api_server_opts_t *opts)
      * well above ours so that the usual oversize request gets the JSON 413 from prepare(). */
     srv->config.max_request_entity_size = srv->max_body * 4 + 65536;
     srv->config.http1.req_timeout = opts->idle_timeout_ms ? opts->idle_timeout_ms : 10000;
+    /* HTTP/2 only over TLS (ALPN): no "Upgrade: h2c" and no prior-knowledge preface in clear
+     * text (h2o 2.2 gates both on this flag; a preface is then a 400). */
+    srv->config.http1.upgrade_to_http2 = 0;
+    srv->config.http2.max_concurrent_requests_per_connection = srv->max_streams;
     h2o_hostconf_t *host =
         h2o_config_register_host(&srv->config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
     h2o_pathconf_t *pathconf = h2o_config_register_path(host, "/", 0);
@@ -381,6 +460,15 @@ api_server_t *api_server_create(uv_loop_t *loop, const api_server_opts_t *opts, 
     srv->loop = loop;
     srv->auth = opts->auth;
     srv->max_body = opts->max_body ? opts->max_body : DEFAULT_MAX_BODY;
+    srv->max_conns = opts->max_connections ? opts->max_connections : DEFAULT_MAX_CONNS;
+    srv->max_streams = opts->max_streams ? opts->max_streams : DEFAULT_MAX_STREAMS;
+    srv->max_resets = opts->max_resets ? opts->max_resets : DEFAULT_MAX_RESETS;
+    srv->max_pending = opts->max_pending ? opts->max_pending : DEFAULT_MAX_PENDING;
+    srv->write_timeout_ms =
+        opts->write_timeout_ms ? opts->write_timeout_ms : DEFAULT_WRITE_TIMEOUT_MS;
+    uv_timer_init(loop, &srv->sweeper);
+    srv->sweeper.data = srv;
+    srv->holds++;
     cv_list_init(&srv->conns);
     cv_list_init(&srv->pending);
     cv_list_init(&srv->close_hooks);
@@ -399,7 +487,8 @@ api_server_t *api_server_create(uv_loop_t *loop, const api_server_opts_t *opts, 
 fail:
     /* The caller's loop finishes the release (nothing else was started). */
     srv->closing = true;
-    if (srv->holds > 0)
+    uv_close((uv_handle_t *)&srv->sweeper, on_listener_closed);
+    if (srv->holds > 1)
         uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
     else
         uv_close((uv_handle_t *)&srv->finisher, on_finisher_closed);
@@ -486,6 +575,49 @@ static void on_listener_closed(uv_handle_t *h)
     api__server_release(h->data);
 }
 
+static void cut(conn_t *c)
+{
+    uv_os_fd_t fd;
+    c->cut = true;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+        shutdown(fd, SHUT_RDWR);
+}
+
+void api__server_reset(api_server_t *srv, h2o_conn_t *hc)
+{
+    h2o_socket_t *sock = hc->callbacks->get_socket ? hc->callbacks->get_socket(hc) : NULL;
+    uint64_t now = uv_now(srv->loop);
+    for (cv_list_t *it = srv->conns.next; sock != NULL && it != &srv->conns; it = it->next) {
+        conn_t *c = cv_container_of(it, conn_t, link);
+        if (c->sock != sock || c->cut)
+            continue;
+        if (now - c->resets_since >= RESET_WINDOW_MS) {
+            c->resets_since = now;
+            c->resets = 0;
+        }
+        if (++c->resets <= srv->max_resets)
+            return;
+        srv->stats.reset_floods++;
+        cv_warn("http", "closing a connection that reset %u requests within %d s", c->resets,
+                RESET_WINDOW_MS / 1000);
+        cut(c);
+        return;
+    }
+}
+
+void api__server_deferred(api_server_t *srv, int delta)
+{
+    assert(delta > 0 || srv->ndeferred > 0);
+    srv->ndeferred = (size_t)((ssize_t)srv->ndeferred + delta);
+}
+
+void api_server_stats(const api_server_t *srv, api_server_stats_t *out)
+{
+    *out = srv->stats;
+    out->conns_open = srv->nconns;
+    out->pending = srv->ndeferred;
+}
+
 void api_server_close(api_server_t *srv, void (*cb)(api_server_t *srv, void *data), void *data)
 {
     assert(!srv->closing);
@@ -509,5 +641,6 @@ void api_server_close(api_server_t *srv, void (*cb)(api_server_t *srv, void *dat
         if (uv_fileno((uv_handle_t *)&cv_container_of(it, conn_t, link)->tcp, &fd) == 0)
             shutdown(fd, SHUT_RD);
     }
+    uv_close((uv_handle_t *)&srv->sweeper, on_listener_closed);
     uv_close((uv_handle_t *)&srv->listener, on_listener_closed);
 }

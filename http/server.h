@@ -54,12 +54,32 @@ typedef struct api_server_opts {
                                 * a plain-text 413 above 4 * max_body + 64 KiB, unread) */
     const char *tls_cert_file; /* both set: TLS with HTTP/2 by ALPN (PEM files) */
     const char *tls_key_file;
-    uint32_t idle_timeout_ms; /* HTTP/1 keep-alive and request read timeout; default 10000 */
+    uint32_t idle_timeout_ms;  /* HTTP/1 keep-alive and request read timeout; default 10000 */
+    size_t max_connections;    /* open connections; beyond, accepted and closed; default 1024 */
+    unsigned max_streams;      /* HTTP/2 concurrent requests per connection; default 16 */
+    size_t max_pending;        /* requests waiting for a deferred reply, all connections; beyond,
+                                * authenticated routes get a JSON 503 "busy"; default 256 */
+    unsigned max_resets;       /* requests a connection may have reset before their deferred reply
+                                * within 10 s; beyond, it is closed; default 100 */
+    uint64_t write_timeout_ms; /* a connection whose pending write has not moved for this long is
+                                * closed; default 30000 */
 } api_server_opts_t;
+
+/** Counters of the server's limits (see api_server_stats). */
+typedef struct api_server_stats {
+    size_t conns_open;        /* connections open now (WebSocket ones included) */
+    size_t pending;           /* requests waiting for a deferred reply now */
+    uint64_t conns_refused;   /* connections closed at accept: max_connections reached */
+    uint64_t write_timeouts;  /* connections closed by the write timeout */
+    uint64_t pending_refused; /* requests answered 503: max_pending reached */
+    uint64_t reset_floods;    /* connections closed: more than max_resets resets in 10 s */
+} api_server_stats_t;
 
 /** Starts listening. Refuses (NULL, message in *err, caller frees) a malformed address, a
  * non-loopback address without tokens (see auth_listen_allowed), a bind failure or bad TLS
- * files. Ignores SIGPIPE process-wide (writes to closed sockets must not kill the daemon). */
+ * files. HTTP/2 is served only over TLS (ALPN); a clear-text "Upgrade: h2c" is ignored and a
+ * prior-knowledge preface answered 400. Ignores SIGPIPE process-wide (writes to closed sockets must
+ * not kill the daemon). */
 api_server_t *api_server_create(uv_loop_t *loop, const api_server_opts_t *opts, char **err);
 
 /** Adds a route (the strings are copied). Returns 0 or -EINVAL for a malformed pattern
@@ -75,6 +95,9 @@ int api_server_routes(api_server_t *srv, const api_route_t *routes, size_t n);
  * the listener does (TLS when configured, HTTP/1.1). Returns 0, -ESHUTDOWN after
  * api_server_close, or a libuv error for a bad fd (then fd is not taken). */
 int api_server_adopt_fd(api_server_t *srv, int fd, bool h2_prior_knowledge);
+
+/** Copies the server's counters into *out. Cannot fail. */
+void api_server_stats(const api_server_t *srv, api_server_stats_t *out);
 
 /** The bound TCP port (useful with port 0). */
 int api_server_port(const api_server_t *srv);

@@ -76,11 +76,13 @@ static void h_asset(api_req_t *req, void *data)
     api_reply_asset(req, &a);
 }
 
+static size_t g_max_pending; /* 0: the default */
+
 static int setup(void **state)
 {
     fixture_t *f = cv_calloc(1, sizeof(*f));
     assert_int_equal(uv_loop_init(&f->loop), 0);
-    api_server_opts_t opts = {.listen = "127.0.0.1:0"};
+    api_server_opts_t opts = {.listen = "127.0.0.1:0", .max_pending = g_max_pending};
     char *err = NULL;
     f->srv = api_server_create(&f->loop, &opts, &err);
     assert_non_null(f->srv);
@@ -310,6 +312,52 @@ static void client_gone_before_a_deferred_reply_is_harmless(void **state)
     tc_resp_free(&r);
 }
 
+static int setup_one_pending(void **state)
+{
+    g_max_pending = 1;
+    int rc = setup(state);
+    g_max_pending = 0;
+    return rc;
+}
+
+static void requests_beyond_max_pending_get_a_503_until_a_deferred_reply_is_sent(void **state)
+{
+    fixture_t *f = *state;
+    tc_conn_t c;
+    tc_resp_t r = {0};
+    assert_int_equal(tc_connect(&c, &f->loop, f->port), 0);
+    tc_sendf(&c, "GET /api/slow HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_true(tc_wait_for(&f->loop, held, f));
+    api_req_t *first = f->held;
+    f->held = NULL;
+    assert_int_equal(tc_request(&f->loop, f->port, "GET", "/api/slow", "", NULL, &r), 0);
+    assert_int_equal(r.status, 503);
+    json_t *j = body_json(&r);
+    assert_string_equal(error_code(j), "busy");
+    json_decref(j);
+    tc_resp_free(&r);
+    assert_int_equal(f->calls, 1);
+    api_server_stats_t st;
+    api_server_stats(f->srv, &st);
+    assert_int_equal(st.pending, 1);
+    assert_int_equal(st.pending_refused, 1);
+    /* A client that went away still holds its place until its handler replies. */
+    tc_reset(&c);
+    assert_true(api_reply_json(first, 200, NULL) <= 0);
+    api_server_stats(f->srv, &st);
+    assert_int_equal(st.pending, 0);
+    tc_conn_t c2;
+    assert_int_equal(tc_connect(&c2, &f->loop, f->port), 0);
+    tc_sendf(&c2, "GET /api/slow HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_true(tc_wait_for(&f->loop, held, f));
+    assert_int_equal(api_reply_json(f->held, 200, NULL), 0);
+    f->held = NULL;
+    assert_int_equal(tc_read_response(&c2, &r), 0);
+    assert_int_equal(r.status, 200);
+    tc_resp_free(&r);
+    tc_close(&c2);
+}
+
 static void handler_returning_without_a_reply_gets_a_500(void **state)
 {
     fixture_t *f = *state;
@@ -425,6 +473,9 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(client_gone_before_a_deferred_reply_is_harmless, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(
+            requests_beyond_max_pending_get_a_503_until_a_deferred_reply_is_sent, setup_one_pending,
+            teardown),
         cmocka_unit_test_setup_teardown(handler_returning_without_a_reply_gets_a_500, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(
