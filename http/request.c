@@ -159,10 +159,12 @@ static void add_header(h2o_req_t *h2o, const char *name, const char *value)
     h2o_add_header_by_str(&h2o->pool, &h2o->res.headers, n.base, n.len, 1, NULL, v.base, v.len);
 }
 
-/* Sends the response for h2o (the body is copied into its pool). HEAD gets the same headers,
- * including the length of the body it does not get. */
-static void send_response(h2o_req_t *h2o, int status, const char *content_type, const void *data,
-                          size_t len, const api_header_t *extra, size_t nextra)
+/* Sends the response for h2o: the body is copied into its pool, or, when shared (static data
+ * that outlives every request, e.g. an embedded asset), sent from where it is, so that a client
+ * that does not read pins no copy of it. HEAD gets the same headers, including the length of the
+ * body it does not get. */
+static void send_response_ex(h2o_req_t *h2o, int status, const char *content_type, const void *data,
+                             size_t len, const api_header_t *extra, size_t nextra, bool shared)
 {
     h2o->res.status = status;
     h2o->res.reason = reason_phrase(status);
@@ -171,11 +173,24 @@ static void send_response(h2o_req_t *h2o, int status, const char *content_type, 
     for (size_t i = 0; i < nextra; i++)
         add_header(h2o, extra[i].name, extra[i].value);
     h2o->res.content_length = len;
-    h2o_send_inline(h2o, data, len);
+    if (!shared) {
+        h2o_send_inline(h2o, data, len);
+        return;
+    }
+    static h2o_generator_t gen = {NULL, NULL}; /* final at once: never proceeded nor stopped */
+    h2o_iovec_t buf = h2o_iovec_init(data, len);
+    h2o_start_response(h2o, &gen);
+    h2o_send(h2o, &buf, 1, H2O_SEND_STATE_FINAL);
 }
 
-static int reply(api_req_t *req, int status, const char *content_type, const void *data, size_t len,
-                 const api_header_t *extra, size_t nextra)
+static void send_response(h2o_req_t *h2o, int status, const char *content_type, const void *data,
+                          size_t len, const api_header_t *extra, size_t nextra)
+{
+    send_response_ex(h2o, status, content_type, data, len, extra, nextra, false);
+}
+
+static int reply_ex(api_req_t *req, int status, const char *content_type, const void *data,
+                    size_t len, const api_header_t *extra, size_t nextra, bool shared)
 {
     api__req_t *r = (api__req_t *)req;
     h2o_req_t *h2o = r->h2o;
@@ -189,9 +204,15 @@ static int reply(api_req_t *req, int status, const char *content_type, const voi
     *r->slot = NULL;
     r->slot = NULL;
     r->h2o = NULL;
-    send_response(h2o, status, content_type, data, len, extra, nextra);
+    send_response_ex(h2o, status, content_type, data, len, extra, nextra, shared);
     req_free(r);
     return 0;
+}
+
+static int reply(api_req_t *req, int status, const char *content_type, const void *data, size_t len,
+                 const api_header_t *extra, size_t nextra)
+{
+    return reply_ex(req, status, content_type, data, len, extra, nextra, false);
 }
 
 int api_reply_bytes(api_req_t *req, int status, const char *content_type, const void *data,
@@ -297,7 +318,7 @@ int api_reply_asset(api_req_t *req, const api_asset_t *a)
     const char *ae = api_req_header(req, "accept-encoding");
     if (a->gz != NULL && ae != NULL && header_lists(ae, "gzip")) {
         hdrs[n++] = (api_header_t){"content-encoding", "gzip"};
-        return reply(req, 200, a->content_type, a->gz, a->gz_len, hdrs, n);
+        return reply_ex(req, 200, a->content_type, a->gz, a->gz_len, hdrs, n, true);
     }
-    return reply(req, 200, a->content_type, a->data, a->len, hdrs, n);
+    return reply_ex(req, 200, a->content_type, a->data, a->len, hdrs, n, true);
 }

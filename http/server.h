@@ -168,6 +168,8 @@ typedef struct api_asset {
 
 /** Replies an asset: 304 when If-None-Match matches the ETag, the gzip variant when the client
  * accepts gzip (with Vary: Accept-Encoding), else the identity body. */
+/* The bodies are sent from where they are, not copied: they must outlive every response (static,
+ * embedded data), so that clients that never read pin no copies. */
 int api_reply_asset(api_req_t *req, const api_asset_t *asset);
 
 #endif
