@@ -595,7 +595,7 @@ static void ask_stats(notifier_t *n, int64_t run_id, const char *const *jobs, si
 /* ---- reading the history back ---- */
 
 typedef struct {
-    liveness_t *live;
+    cv_live_t *live;
     cv_actor_t *actor;
     int limit;
     bool ran;
@@ -608,14 +608,14 @@ typedef struct {
 
 static void load_req_free(load_req_t *q)
 {
-    live_put(q->live);
+    cv_live_unref(q->live);
     free(q);
 }
 
 static void on_notes(void *ud, int status, const store_note_t *notes, size_t count)
 {
     load_req_t *q = ud;
-    if (q->live->alive) {
+    if (cv_live_alive(q->live)) {
         if (status < 0) {
             cv_warn("notify",
                     "the notification history could not be read: %s; numbering "
@@ -671,8 +671,7 @@ static void load_history(notifier_t *n)
         return;
     }
     load_req_t *q = cv_calloc(1, sizeof(*q));
-    q->live = n->live;
-    n->live->refs++;
+    q->live = cv_live_ref(n->live);
     q->actor = n->actor;
     q->limit = (int)n->o.ring_size;
     load_call_t *m = cv_msg_new(sizeof(*m), MSG_STORE_CALL);

@@ -335,7 +335,7 @@ static void check_tokens(cfg__ctx_t *c, cfg_t *cfg)
 }
 
 /* 0 means the server's default for each; a negative bound is a mistake. */
-static void check_server(cfg__ctx_t *c, cfg_t *cfg, cfg__where_fn fn, void *ud)
+static void check_server_limits(cfg__ctx_t *c, cfg_t *cfg, cfg__where_fn fn, void *ud)
 {
     const struct {
         const char *key;
@@ -356,7 +356,7 @@ static void check_server(cfg__ctx_t *c, cfg_t *cfg, cfg__where_fn fn, void *ud)
 
 void cfg__finish(cfg__ctx_t *c, cfg_t *cfg, cfg__where_fn fn, void *ud)
 {
-    check_server(c, cfg, fn, ud);
+    check_server_limits(c, cfg, fn, ud);
     apply_top_defaults(cfg);
     if (cfg->storage.postgres && cfg->storage.sqlite.path) {
         cfg_pos_t p = fn ? fn(ud, cfg, UINT_MAX, "storage", -1) : (cfg_pos_t){0};
