@@ -208,6 +208,8 @@ typedef struct cfg_server {
     char *listen;  /* default "127.0.0.1:8080" */
     cfg_tls_t tls; /* both NULL: plain HTTP */
     /* WebSocket (/api/events) bounds; see http/ws.h */
+    int64_t max_body;             /* bytes of a request body; larger gets 413; default 64 KiB */
+    int64_t request_timeout_ms;   /* HTTP/1 request read and keep-alive timeout; default 10 s */
     int64_t ws_max_queued_bytes;  /* bytes waiting for one client; default 1 MiB */
     int64_t ws_max_message_bytes; /* largest message from a client; default 4 KiB */
     int ws_max_clients;           /* connected clients; default 1000 */

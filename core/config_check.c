@@ -17,6 +17,8 @@
 #define DEF_RETENTION_DAYS     90
 #define DEF_SPOOL_DIR          "./data"
 #define DEF_SPOOL_MAX          (64 * 1024 * 1024)
+#define DEF_MAX_BODY           (64 * 1024)
+#define DEF_REQUEST_TIMEOUT    10000
 #define DEF_WS_MAX_QUEUED      (1024 * 1024)
 #define DEF_WS_MAX_MSG         4096
 #define DEF_WS_MAX_CLIENTS     1000
@@ -46,6 +48,10 @@ static void dflt_int(int *v, int d)
 /* Unset (or 0) WebSocket bounds take their defaults; negative ones are left for check_server. */
 static void apply_server_defaults(cfg_server_t *s)
 {
+    if (s->max_body == CFG__INHERIT || s->max_body == 0)
+        s->max_body = DEF_MAX_BODY;
+    if (s->request_timeout_ms == CFG__INHERIT || s->request_timeout_ms == 0)
+        s->request_timeout_ms = DEF_REQUEST_TIMEOUT;
     if (s->ws_max_queued_bytes == CFG__INHERIT || s->ws_max_queued_bytes == 0)
         s->ws_max_queued_bytes = DEF_WS_MAX_QUEUED;
     if (s->ws_max_message_bytes == CFG__INHERIT || s->ws_max_message_bytes == 0)
@@ -59,6 +65,10 @@ static void apply_server_defaults(cfg_server_t *s)
 static void check_server(cfg__ctx_t *c, const cfg_server_t *s)
 {
     cfg_pos_t p = {0};
+    if (s->max_body < 1024 || s->max_body > 64 * 1024 * 1024)
+        cfg__error_at(c, p, NULL, "server: max_body must be 1KiB to 64MiB");
+    if (s->request_timeout_ms < 100 || s->request_timeout_ms > 3600 * 1000)
+        cfg__error_at(c, p, NULL, "server: request_timeout must be 100ms to 1h");
     if (s->ws_max_queued_bytes < 4096)
         cfg__error_at(c, p, NULL, "server: ws_max_queued_bytes must be at least 4KiB");
     if (s->ws_max_message_bytes < 256 || s->ws_max_message_bytes > 16 * 1024 * 1024)

@@ -58,6 +58,8 @@ static const cyaml_schema_field_t tls_fields[] = {STR_REQ("cert", cfg_tls_t, cer
 static const cyaml_schema_field_t server_fields[] = {
     STR("listen", cfg_server_t, listen),
     MAP("tls", cfg_server_t, tls, tls_fields),
+    IGN("max_body"),
+    IGN("request_timeout"),
     IGN("ws_max_queued_bytes"),
     IGN("ws_max_message_bytes"),
     INT("ws_max_clients", cfg_server_t, ws_max_clients),

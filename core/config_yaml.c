@@ -46,6 +46,8 @@ static special_t special_of(const char *key)
                {"heartbeat_timeout", SP_DURATION},
                {"max_output", SP_SIZE},
                {"spool_max", SP_SIZE},
+               {"max_body", SP_SIZE},
+               {"request_timeout", SP_DURATION},
                {"ws_max_queued_bytes", SP_SIZE},
                {"ws_max_message_bytes", SP_SIZE},
                {"output_read_budget", SP_SIZE},
@@ -776,6 +778,8 @@ static void finish_tree(yl_t *y, cfg_t *cfg, int root)
     cfg->defaults.max_output = get_size(y, d, "max_output");
     cfg->storage.spool_max = get_size(y, map_get(y, root, "storage"), "spool_max");
     int server = map_get(y, root, "server");
+    cfg->server.max_body = get_size(y, server, "max_body");
+    cfg->server.request_timeout_ms = get_duration(y, server, "request_timeout");
     cfg->server.ws_max_queued_bytes = get_size(y, server, "ws_max_queued_bytes");
     cfg->server.ws_max_message_bytes = get_size(y, server, "ws_max_message_bytes");
     cfg->limits.output_read_budget = get_size(y, map_get(y, root, "limits"), "output_read_budget");

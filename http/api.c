@@ -195,6 +195,8 @@ api_t *api_create(cv_runtime_t *rt, const api_opts_t *opts, char **err)
                             .auth = auth,
                             .tls_cert_file = cfg->server.tls.cert,
                             .tls_key_file = cfg->server.tls.key,
+                            .max_body = (size_t)cfg->server.max_body,
+                            .idle_timeout_ms = (uint32_t)cfg->server.request_timeout_ms,
                             .max_connections = (size_t)cfg->server.max_connections,
                             .max_streams = (unsigned)cfg->server.max_streams,
                             .max_pending = (size_t)cfg->server.max_pending,

@@ -112,5 +112,30 @@ class Limits(unittest.TestCase):
             self.assertGreaterEqual(metric(d, "cronvisor_http_write_timeouts_total"), 1)
 
 
+    def test_max_body_and_request_timeout_come_from_the_config(self):
+        cfg = CONFIG.format(maxc=0).replace("  write_timeout: 1\n",
+                                            "  write_timeout: 1\n  max_body: 2KiB\n"
+                                            "  request_timeout: 300ms\n")
+        with Daemon(cfg) as d:
+            body = b'{"schedule": "' + b"x" * 3000 + b'"}'
+            r = d.api("POST", "/api/schedule/preview", raw=body,
+                      headers={"Content-Type": "application/json"})
+            self.assertEqual((r.status, r.json["error"]["code"]), (413, "body_too_large"))
+            r = d.api("POST", "/api/schedule/preview", {"schedule": "* * * * *"})
+            self.assertEqual(r.status, 200)
+            # a client that sends half a request head is closed once request_timeout passes
+            s = connect(d.port())
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            t0 = time.monotonic()
+            try:
+                got = s.recv(4096)
+            except ConnectionResetError:
+                got = b""
+            waited = time.monotonic() - t0
+            s.close()
+            self.assertFalse(got.startswith(b"HTTP/1.1 200"), got[:40])
+            self.assertLess(waited, 9, "the default 10 s read timeout applied, not request_timeout")
+
+
 if __name__ == "__main__":
     main()

@@ -559,6 +559,21 @@ static void websocket_bounds_have_defaults_and_are_read(void **state)
     cfg_free(cfg);
 }
 
+static void http_bounds_have_defaults_and_are_read(void **state)
+{
+    (void)state;
+    cfg_t *cfg = load_ok(JOB_HEAD "    command: x\n");
+    assert_int_equal(cfg->server.max_body, 64 * 1024);
+    assert_int_equal(cfg->server.request_timeout_ms, 10000);
+    cfg_free(cfg);
+    cfg = load_ok("server:\n  max_body: 1MiB\n  request_timeout: 2s\n" JOB_HEAD "    command: x\n");
+    assert_int_equal(cfg->server.max_body, 1024 * 1024);
+    assert_int_equal(cfg->server.request_timeout_ms, 2000);
+    cfg_free(cfg);
+    expect_error("server:\n  max_body: 100B\n", "max_body must be 1KiB to 64MiB");
+    expect_error("server:\n  request_timeout: 2h\n", "request_timeout must be 100ms to 1h");
+}
+
 static void bad_websocket_bounds_are_refused(void **state)
 {
     (void)state;
@@ -976,6 +991,7 @@ int main(void)
         cmocka_unit_test(a_nul_byte_is_an_error_with_its_position),
         cmocka_unit_test(websocket_bounds_have_defaults_and_are_read),
         cmocka_unit_test(bad_websocket_bounds_are_refused),
+        cmocka_unit_test(http_bounds_have_defaults_and_are_read),
         cmocka_unit_test(the_example_yaml_file_loads),
         cmocka_unit_test(the_example_crontab_loads),
     };
