@@ -307,6 +307,15 @@ void exec__admit(exec__run_t *xr, const msg_fire_t *f)
         free(why);
         return;
     }
+    int max = ex->cfg->cfg->limits.max_concurrent;
+    int qmax = ex->cfg->cfg->limits.max_queued;
+    if (max > 0 && (int)ex->nactive >= max && qmax > 0 && (int)ex->nqueued >= qmax) {
+        char *why = cv_sprintf("skipped: %d runs already wait for a slot (limits.max_queued)",
+                               (int)ex->nqueued);
+        refuse(xr, f, FIRE_SKIPPED, RUN_SKIPPED, why);
+        free(why);
+        return;
+    }
     if (xr->nothers > 0 && job->concurrency == CFG_CONC_REPLACE)
         exec__cancel_elsewhere(xr);
     if (xr->js->active > 0 && job->concurrency == CFG_CONC_FORBID) {
@@ -322,7 +331,6 @@ void exec__admit(exec__run_t *xr, const msg_fire_t *f)
         free(why);
     }
     xr->js->active++;
-    int max = ex->cfg->cfg->limits.max_concurrent;
     if (max > 0 && (int)ex->nactive >= max) {
         xr->run->status = RUN_QUEUED;
         cv_list_insert_tail(&ex->queue, &xr->link);

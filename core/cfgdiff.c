@@ -168,6 +168,8 @@ static void applied_keys(const cfg_t *o, const cfg_t *n, cv_buf_t *b)
 {
     if (o->limits.max_concurrent != n->limits.max_concurrent)
         add_key(b, "limits.max_concurrent");
+    if (o->limits.max_queued != n->limits.max_queued)
+        add_key(b, "limits.max_queued");
     if (o->retention.days != n->retention.days ||
         o->retention.max_runs_per_job != n->retention.max_runs_per_job)
         add_key(b, "retention");

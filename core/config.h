@@ -223,6 +223,7 @@ typedef struct cfg_server {
 
 typedef struct cfg_limits {
     int max_concurrent;         /* 0: unlimited */
+    int max_queued;             /* runs waiting for a slot; beyond, firings are skipped; 10000 */
     int64_t output_read_budget; /* bytes read from one output pipe per loop pass; default 64 KiB */
     int live_output_lines;      /* lines of one read passed to live viewers; default 256 */
 } cfg_limits_t;

@@ -17,6 +17,7 @@
 #define DEF_RETENTION_DAYS     90
 #define DEF_SPOOL_DIR          "./data"
 #define DEF_SPOOL_MAX          (64 * 1024 * 1024)
+#define DEF_MAX_QUEUED         10000
 #define DEF_MAX_BODY           (64 * 1024)
 #define DEF_REQUEST_TIMEOUT    10000
 #define DEF_WS_MAX_QUEUED      (1024 * 1024)
@@ -87,6 +88,8 @@ static void apply_top_defaults(cfg_t *cfg)
     if (cfg->storage.spool_max <= 0) /* unset (or 0) */
         cfg->storage.spool_max = DEF_SPOOL_MAX;
     apply_server_defaults(&cfg->server);
+    if (cfg->limits.max_queued == 0) /* unset */
+        cfg->limits.max_queued = DEF_MAX_QUEUED;
     if (cfg->storage.pending_max == 0) /* unset */
         cfg->storage.pending_max = DEF_PENDING_MAX;
     if (d->on_store_outage == CFG_OUTAGE_INHERIT)
@@ -354,7 +357,8 @@ static void check_server_limits(cfg__ctx_t *c, cfg_t *cfg, cfg__where_fn fn, voi
                 {"server.max_streams", cfg->server.max_streams},
                 {"server.max_pending", cfg->server.max_pending},
                 {"server.max_resets", cfg->server.max_resets},
-                {"server.write_timeout", cfg->server.write_timeout}};
+                {"server.write_timeout", cfg->server.write_timeout},
+                {"limits.max_queued", cfg->limits.max_queued}};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         if (keys[i].v >= 0)
             continue;

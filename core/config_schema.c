@@ -91,7 +91,8 @@ static const cyaml_schema_field_t defaults_fields[] = {
     CYAML_FIELD_END};
 
 static const cyaml_schema_field_t limits_fields[] = {
-    INT("max_concurrent", cfg_limits_t, max_concurrent), IGN("output_read_budget"),
+    INT("max_concurrent", cfg_limits_t, max_concurrent),
+    INT("max_queued", cfg_limits_t, max_queued), IGN("output_read_budget"),
     INT("live_output_lines", cfg_limits_t, live_output_lines), CYAML_FIELD_END};
 
 static const cyaml_schema_field_t retention_fields[] = {

@@ -262,5 +262,33 @@ jobs:
         self.assertEqual([(r["id"], r["pending"], r["delivered"]) for r in rows], [(1, 0, 1), (2, 0, 1)])
 
 
+class RunQueueIsBounded(unittest.TestCase):
+    def test_firings_past_limits_max_queued_are_refused_and_the_queue_drains(self):
+        cfg = HEADER + """limits:
+  max_concurrent: 1
+  max_queued: 2
+jobs:
+  - name: hold
+    schedule: manual
+    concurrency: allow
+    command: 'while [ ! -e {dir}/go ]; do sleep 0.05; done'
+"""
+        with Daemon(cfg) as d:
+            running = trigger(d, "hold", 202).json["run_id"]
+            d.wait_log(r"run %d job=hold .*status=RUNNING" % running)
+            queued = [trigger(d, "hold", 202).json["run_id"] for _ in range(2)]
+            r = trigger(d, "hold", 409)
+            self.assertIn("limits.max_queued", json.dumps(r.json))
+            depth = re.search(r"^cronvisor_queue_depth (\d+)$",
+                              d.api("GET", "/metrics", token=OPERATOR).body.decode(), re.M)
+            self.assertEqual(int(depth.group(1)), 2)
+            open(os.path.join(d.tmp, "go"), "w").close()
+            done = sorted(d.run_finished("hold") for _ in range(3))
+            self.assertEqual(done, [(i, "SUCCESS") for i in [running] + queued])
+        rows = d.db("SELECT id, status FROM runs WHERE job='hold' ORDER BY id")
+        self.assertEqual([(r["id"], r["status"]) for r in rows],
+                         [(i, "SUCCESS") for i in [running] + queued])
+
+
 if __name__ == "__main__":
     main()
