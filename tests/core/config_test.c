@@ -589,14 +589,17 @@ static void bad_websocket_bounds_are_refused(void **state)
 
 static void output_limits_are_read_with_sizes(void **state)
 {
+    (void)state;
     cfg_t *cfg = load_ok("limits:\n  output_read_budget: 16KiB\n  live_output_lines: 50\n"
                          "jobs:\n  - {name: a, schedule: '@daily', command: x}\n");
     assert_int_equal(cfg->limits.output_read_budget, 16 * 1024);
     assert_int_equal(cfg->limits.live_output_lines, 50);
+    cfg_free(cfg);
 }
 
 static void a_bad_output_read_budget_is_refused(void **state)
 {
+    (void)state;
     char *errs = load_errors("limits:\n  output_read_budget: lots\n");
     assert_has(errs, "output_read_budget");
     free(errs);
