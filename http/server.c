@@ -75,6 +75,8 @@ static void on_conn_close(uv_handle_t *h)
     cv_list_remove(&c->link);
     free(c);
     srv->nconns--;
+    if (srv->closing)
+        cv_debug("http", "connection closed; %zu still open", srv->nconns);
     api__server_release(srv);
 }
 
@@ -575,12 +577,16 @@ static void on_listener_closed(uv_handle_t *h)
     api__server_release(h->data);
 }
 
+/* Ends a connection's writing side: h2o's next write to it (or the one pending, which the
+ * kernel now reports writable) fails, and h2o closes the connection at once, whatever its
+ * streams. Not SHUT_RD: an HTTP/2 connection that reads an end of stream only half-closes and
+ * waits for its open streams, which a cut connection may never finish. */
 static void cut(conn_t *c)
 {
     uv_os_fd_t fd;
     c->cut = true;
     if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
-        shutdown(fd, SHUT_RDWR);
+        shutdown(fd, SHUT_WR);
 }
 
 void api__server_reset(api_server_t *srv, h2o_conn_t *hc)
@@ -633,6 +639,8 @@ void api_server_close(api_server_t *srv, void (*cb)(api_server_t *srv, void *dat
         api__req_t *r = cv_container_of(srv->pending.next, api__req_t, link);
         api__req_abandon(r, 503, "shutting_down", "the server is shutting down");
     }
+    cv_debug("http", "closing: %zu connection(s) open, %zu request(s) deferred", srv->nconns,
+             srv->ndeferred);
     h2o_context_request_shutdown(&srv->ctx);
     /* Wake every connection's read with an end of stream: h2o then closes it itself, after any
      * response being written. (A connection is only ever closed by h2o.) */
