@@ -10,6 +10,8 @@
 /* ---- store calls ---- */
 
 typedef struct call {
+    api_t *a;
+    api_req_t *req; /* NULL, or the request whose reply this call makes */
     void (*fn)(store_t *st, void *ud);
     void (*gone)(void *ud);
     void *ud;
@@ -20,6 +22,11 @@ static void call_run(store_t *st, void *ud)
 {
     call_t *c = ud;
     c->ran = true;
+    if (c->req != NULL && api_req_gone(c->req) && c->gone != NULL) {
+        c->a->store_calls_cancelled++;
+        c->gone(c->ud); /* replying to a gone request only frees it */
+        return;
+    }
     c->fn(st, c->ud);
 }
 
@@ -33,9 +40,12 @@ static void call_dispose(cv_msg_t *m)
     free(sc);
 }
 
-void api__store_call(api_t *a, void (*fn)(store_t *st, void *ud), void (*gone)(void *ud), void *ud)
+void api__store_call(api_t *a, api_req_t *req, void (*fn)(store_t *st, void *ud),
+                     void (*gone)(void *ud), void *ud)
 {
     call_t *c = cv_calloc(1, sizeof(*c));
+    c->a = a;
+    c->req = req;
     c->fn = fn;
     c->gone = gone;
     c->ud = ud;

@@ -251,7 +251,7 @@ static void h_instances(api_req_t *req, void *data)
     c->started_ms = a->started_ms;
     c->timeout_ms = a->cfg ? a->cfg->cfg->cluster.heartbeat_timeout_ms : 0;
     api_req_defer(req);
-    api__store_call(a, list_instances, instances_gone, c);
+    api__store_call(a, req, list_instances, instances_gone, c);
 }
 
 int api__health_routes(api_t *a)

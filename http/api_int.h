@@ -72,6 +72,7 @@ struct api {
     char *listen; /* the running listen address (a reload does not move it) */
     char *instance;
     int64_t started_ms;
+    uint64_t store_calls_cancelled; /* store reads skipped: their client was gone */
     /* jobs in configuration order, and by name */
     api__job_t **jobs;
     size_t njobs;
@@ -196,8 +197,12 @@ int api__parse_time(const char *s, int64_t *ms);
 /* ---- store calls ---- */
 
 /** Runs fn(store, ud) on the store actor. When the store actor is gone before it runs,
- * gone(ud) runs instead (from a message dispose). */
-void api__store_call(api_t *a, void (*fn)(store_t *st, void *ud), void (*gone)(void *ud), void *ud);
+ * gone(ud) runs instead (from a message dispose). With req (a deferred request, or NULL): when
+ * the client is gone before the call runs (an HTTP/2 reset, a closed connection), the store work
+ * is not done at all and gone(ud) runs instead, counted in
+ * cronvisor_http_store_calls_cancelled_total. */
+void api__store_call(api_t *a, api_req_t *req, void (*fn)(store_t *st, void *ud),
+                     void (*gone)(void *ud), void *ud);
 
 /* ---- routes (api_jobs.c, api_runs.c, api_metrics.c) ---- */
 

@@ -218,6 +218,10 @@ static void conns(cv_buf_t *b, api_t *a)
          "HTTP/2 connections closed for resetting more than server.max_resets requests in 10 s.");
     cv_buf_printf(b, "cronvisor_http_reset_floods_total %llu\n",
                   (unsigned long long)s.reset_floods);
+    head(b, "cronvisor_http_store_calls_cancelled_total", "counter",
+         "Store reads not done because their client was gone first (HTTP/2 reset, closed).");
+    cv_buf_printf(b, "cronvisor_http_store_calls_cancelled_total %llu\n",
+                  (unsigned long long)a->store_calls_cancelled);
     head(b, "cronvisor_http_pending_requests", "gauge", "Requests waiting for a deferred reply.");
     cv_buf_printf(b, "cronvisor_http_pending_requests %zu\n", s.pending);
     head(b, "cronvisor_http_pending_refused_total", "counter",

@@ -331,7 +331,7 @@ static void stats_flush(api_t *a)
     a->stats_busy = true;
     a->stats_gen++;
     a->pending++;
-    api__store_call(a, stats_run, stats_gone, c);
+    api__store_call(a, NULL, stats_run, stats_gone, c);
 }
 
 /* One store call for every configured job, or (only_new) those never asked for. */
@@ -352,7 +352,7 @@ static void stats_ask(api_t *a, bool only_new)
         return;
     }
     a->pending++;
-    api__store_call(a, stats_run, stats_gone, c);
+    api__store_call(a, NULL, stats_run, stats_gone, c);
 }
 
 void api__model_refresh_stats(api_t *a, const char *job)
@@ -539,7 +539,7 @@ void api__model_resync(api_t *a)
         c->a = a;
         c->id = r->id;
         a->pending++;
-        api__store_call(a, resync_run, resync_gone, c);
+        api__store_call(a, NULL, resync_run, resync_gone, c);
     }
     api__model_refresh_stats(a, NULL);
 }

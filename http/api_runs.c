@@ -134,7 +134,7 @@ static void list_runs(api_t *a, api_req_t *req, const char *job)
         return;
     rcall_t *c = rcall_new(req);
     c->filter = f;
-    api__store_call(a, query_runs, rcall_gone, c);
+    api__store_call(a, c->req, query_runs, rcall_gone, c);
 }
 
 static void h_runs(api_req_t *req, void *data)
@@ -196,7 +196,7 @@ static void h_run(api_req_t *req, void *data)
     }
     rcall_t *c = rcall_new(req);
     c->id = id;
-    api__store_call(a, get_run, rcall_gone, c);
+    api__store_call(a, c->req, get_run, rcall_gone, c);
 }
 
 /* ---- log ---- */
@@ -251,7 +251,7 @@ static void h_log(api_req_t *req, void *data)
     rcall_t *c = rcall_new(req);
     c->id = id;
     c->offset = offset;
-    api__store_call(a, get_log, rcall_gone, c);
+    api__store_call(a, c->req, get_log, rcall_gone, c);
 }
 
 /* ---- cancel ---- */
@@ -290,7 +290,7 @@ static void cancel_remote(api_t *a, api_req_t *req, const run_t *r)
     char *by = cv_sprintf("api:%s", req->principal->name);
     json_t *o =
         json_pack("{s:I,s:s,s:s}", "run", (json_int_t)r->id, "instance", r->instance, "by", by);
-    api__store_call(a, notify_cancel, free, json_dumps(o, JSON_COMPACT));
+    api__store_call(a, NULL, notify_cancel, free, json_dumps(o, JSON_COMPACT));
     json_decref(o);
     free(by);
 }
@@ -305,7 +305,8 @@ static void h_cancel(api_req_t *req, void *data)
     if (ar == NULL || a->executor == NULL) {
         rcall_t *c = rcall_new(req);
         c->id = id;
-        api__store_call(a, cancel_lookup, rcall_gone, c);
+        api__store_call(a, NULL, cancel_lookup, rcall_gone,
+                        c); /* a cancel goes on without its client */
         return;
     }
     if (api__run_remote(a, ar->run)) {
@@ -349,7 +350,7 @@ static void h_summary(api_req_t *req, void *data)
 {
     rcall_t *c = rcall_new(req);
     c->since = cv_now_ms() - 24 * 3600 * 1000;
-    api__store_call(data, get_summary, rcall_gone, c);
+    api__store_call(data, c->req, get_summary, rcall_gone, c);
 }
 
 static json_t *json_text(const char *text)
@@ -399,7 +400,7 @@ static void h_audit(api_req_t *req, void *data)
     c->limit = (int)n;
     c->job = api_req_query(req, "job");
     c->cursor = api_req_query(req, "cursor");
-    api__store_call(data, get_audit, rcall_gone, c);
+    api__store_call(data, c->req, get_audit, rcall_gone, c);
 }
 
 /* ---- probes, tickets, the document ---- */
@@ -444,7 +445,7 @@ static void h_readyz(api_req_t *req, void *data)
         free(msg);
         return;
     }
-    api__store_call(data, ping, rcall_gone, rcall_new(req));
+    api__store_call(data, req, ping, rcall_gone, rcall_new(req));
 }
 
 static void h_ticket(api_req_t *req, void *data)

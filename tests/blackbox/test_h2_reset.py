@@ -92,6 +92,10 @@ class RapidReset(unittest.TestCase):
             m = re.search(r"^cronvisor_http_reset_floods_total (\d+)$", text, re.M)
             self.assertIsNotNone(m, text[-2000:])
             self.assertGreaterEqual(int(m.group(1)), 1)
+            # the reads of requests reset before the store actor reached them were never done
+            m = re.search(r"^cronvisor_http_store_calls_cancelled_total (\d+)$", text, re.M)
+            self.assertIsNotNone(m, text[-2000:])
+            self.assertGreaterEqual(int(m.group(1)), 1)
             self.assertLess(rss_kib(d.proc.pid), 256 * 1024, "RSS must stay bounded")
 
 
