@@ -7,7 +7,8 @@ keeps firing on time (lateness = started_at - scheduled_for of each firing).
 
     python3 bench/hostile_ws.py [path/to/cronvisor] [clients] [seconds] [flooders]
 
-The daemon runs with server.ws_max_clients above N (the default is 1,000) and the default
+The daemon runs with server.ws_max_clients and server.max_connections above N (the defaults
+are 1,000 and 1,024) and the default
 ws_max_queued_bytes (1 MiB per client)."""
 import base64
 import datetime
@@ -35,10 +36,10 @@ resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, N + FLOODERS + 5
 
 tmp = tempfile.mkdtemp(prefix="cv-hostile-ws-")
 with open(os.path.join(tmp, "cv.yaml"), "w") as f:
-    f.write('server:\n  listen: "127.0.0.1:0"\n  ws_max_clients: %d\n'
+    f.write('server:\n  listen: "127.0.0.1:0"\n  ws_max_clients: %d\n  max_connections: %d\n'
             'auth:\n  tokens:\n    - name: b\n      role: admin\n      token: %s\n'
             'jobs:\n  - name: tick\n    schedule: "* * * * * *"\n    command: "echo tick"\n'
-            % (N + FLOODERS + 16, TOKEN))
+            % (N + FLOODERS + 16, N + FLOODERS + 64, TOKEN))
 proc = subprocess.Popen([BIN, "run", "-c", "cv.yaml", "--log-level", "info"], cwd=tmp,
                         stderr=subprocess.PIPE, text=True)
 port = None
