@@ -170,6 +170,10 @@ static void applied_keys(const cfg_t *o, const cfg_t *n, cv_buf_t *b)
         add_key(b, "limits.max_concurrent");
     if (o->limits.max_queued != n->limits.max_queued)
         add_key(b, "limits.max_queued");
+    if (o->limits.output_read_budget != n->limits.output_read_budget)
+        add_key(b, "limits.output_read_budget");
+    if (o->limits.live_output_lines != n->limits.live_output_lines)
+        add_key(b, "limits.live_output_lines");
     if (o->retention.days != n->retention.days ||
         o->retention.max_runs_per_job != n->retention.max_runs_per_job)
         add_key(b, "retention");
@@ -190,6 +194,32 @@ static void restart_keys(const cfg_t *o, const cfg_t *n, const cfgdiff_t *d, cv_
     if (!str_eq(o->server.tls.cert, n->server.tls.cert) ||
         !str_eq(o->server.tls.key, n->server.tls.key))
         add_key(b, "server.tls");
+    const struct {
+        const char *key;
+        int64_t was, is;
+    } bounds[] = {
+        {"server.max_body", o->server.max_body, n->server.max_body},
+        {"server.request_timeout", o->server.request_timeout_ms, n->server.request_timeout_ms},
+        {"server.max_connections", o->server.max_connections, n->server.max_connections},
+        {"server.max_streams", o->server.max_streams, n->server.max_streams},
+        {"server.max_resets", o->server.max_resets, n->server.max_resets},
+        {"server.max_pending", o->server.max_pending, n->server.max_pending},
+        {"server.write_timeout", o->server.write_timeout, n->server.write_timeout},
+        {"server.ws_max_queued_bytes", o->server.ws_max_queued_bytes,
+         n->server.ws_max_queued_bytes},
+        {"server.ws_max_message_bytes", o->server.ws_max_message_bytes,
+         n->server.ws_max_message_bytes},
+        {"server.ws_max_clients", o->server.ws_max_clients, n->server.ws_max_clients},
+        {"server.ws_max_topics", o->server.ws_max_topics, n->server.ws_max_topics},
+        {"auth.rate_per_second", o->auth.rate_per_second, n->auth.rate_per_second},
+        {"auth.rate_burst", o->auth.rate_burst, n->auth.rate_burst},
+        {"limits.notification_history", o->limits.notification_history,
+         n->limits.notification_history},
+        {"storage.pending_max", o->storage.pending_max, n->storage.pending_max},
+    };
+    for (size_t i = 0; i < sizeof(bounds) / sizeof(bounds[0]); i++)
+        if (bounds[i].was != bounds[i].is)
+            add_key(b, bounds[i].key);
     if (!str_eq(o->storage.sqlite.path, n->storage.sqlite.path))
         add_key(b, "storage.sqlite.path");
     if (!str_eq(o->storage.postgres, n->storage.postgres))

@@ -222,8 +222,11 @@ typedef struct cfg_server {
 } cfg_server_t;
 
 typedef struct cfg_limits {
-    int max_concurrent;         /* 0: unlimited */
-    int max_queued;             /* runs waiting for a slot; beyond, firings are skipped; 10000 */
+    int max_concurrent; /* 0: unlimited */
+    int max_queued;
+    int notification_history;
+        /* notifications kept (memory and store); default 200 */ /* runs waiting for a slot; beyond,
+                                                                    firings are skipped; 10000 */
     int64_t output_read_budget; /* bytes read from one output pipe per loop pass; default 64 KiB */
     int live_output_lines;      /* lines of one read passed to live viewers; default 256 */
 } cfg_limits_t;
@@ -240,6 +243,8 @@ typedef struct cfg_cluster {
 typedef struct cfg_auth {
     cfg_token_t *tokens;
     unsigned n_tokens;
+    int rate_per_second; /* rate-limited requests (triggers, edits) per token; default 5 */
+    int rate_burst;      /* of which at once; default 20 */
 } cfg_auth_t;
 
 typedef struct cfg {

@@ -90,6 +90,12 @@ static void apply_top_defaults(cfg_t *cfg)
     apply_server_defaults(&cfg->server);
     if (cfg->limits.max_queued == 0) /* unset */
         cfg->limits.max_queued = DEF_MAX_QUEUED;
+    if (cfg->limits.notification_history == 0)
+        cfg->limits.notification_history = 200;
+    if (cfg->auth.rate_per_second == 0)
+        cfg->auth.rate_per_second = 5;
+    if (cfg->auth.rate_burst == 0)
+        cfg->auth.rate_burst = 20;
     if (cfg->storage.pending_max == 0) /* unset */
         cfg->storage.pending_max = DEF_PENDING_MAX;
     if (d->on_store_outage == CFG_OUTAGE_INHERIT)
@@ -358,7 +364,10 @@ static void check_server_limits(cfg__ctx_t *c, cfg_t *cfg, cfg__where_fn fn, voi
                 {"server.max_pending", cfg->server.max_pending},
                 {"server.max_resets", cfg->server.max_resets},
                 {"server.write_timeout", cfg->server.write_timeout},
-                {"limits.max_queued", cfg->limits.max_queued}};
+                {"limits.max_queued", cfg->limits.max_queued},
+                {"limits.notification_history", cfg->limits.notification_history},
+                {"auth.rate_per_second", cfg->auth.rate_per_second},
+                {"auth.rate_burst", cfg->auth.rate_burst}};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         if (keys[i].v >= 0)
             continue;

@@ -92,8 +92,11 @@ static const cyaml_schema_field_t defaults_fields[] = {
 
 static const cyaml_schema_field_t limits_fields[] = {
     INT("max_concurrent", cfg_limits_t, max_concurrent),
-    INT("max_queued", cfg_limits_t, max_queued), IGN("output_read_budget"),
-    INT("live_output_lines", cfg_limits_t, live_output_lines), CYAML_FIELD_END};
+    INT("max_queued", cfg_limits_t, max_queued),
+    INT("notification_history", cfg_limits_t, notification_history),
+    IGN("output_read_budget"),
+    INT("live_output_lines", cfg_limits_t, live_output_lines),
+    CYAML_FIELD_END};
 
 static const cyaml_schema_field_t retention_fields[] = {
     INT("days", cfg_retention_t, days), INT("max_runs_per_job", cfg_retention_t, max_runs_per_job),
@@ -109,7 +112,9 @@ const cyaml_schema_value_t cfg__token_entry = {
     CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, cfg_token_t, cfg__token_fields)};
 
 static const cyaml_schema_field_t auth_fields[] = {
-    SEQ("tokens", cfg_auth_t, tokens, n_tokens, &cfg__token_entry), CYAML_FIELD_END};
+    SEQ("tokens", cfg_auth_t, tokens, n_tokens, &cfg__token_entry),
+    INT("rate_per_second", cfg_auth_t, rate_per_second), INT("rate_burst", cfg_auth_t, rate_burst),
+    CYAML_FIELD_END};
 
 static const cyaml_schema_field_t link_fields[] = {
     STR_REQ("title", cfg_link_t, title), STR_REQ("url", cfg_link_t, url), CYAML_FIELD_END};

@@ -619,8 +619,10 @@ static void fatal(daemon_t *d, const char *what, int status)
  * from the executor, and probe changes from the prober (started after it). */
 static void start_notifier(daemon_t *d)
 {
-    notifier_opts_t no = {
-        .cfg = d->cfg, .store = store_actor_actor(d->sa), .instance = d->instance};
+    notifier_opts_t no = {.cfg = d->cfg,
+                          .store = store_actor_actor(d->sa),
+                          .instance = d->instance,
+                          .ring_size = (size_t)d->cfg->cfg->limits.notification_history};
     d->notifier = notifier_create(d->rt, &no);
     store_actor_subscribe(d->sa, notifier_actor(d->notifier));
     executor_add_observer(d->ex, notifier_actor(d->notifier), false);

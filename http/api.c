@@ -138,7 +138,10 @@ static auth_token_conf_t *token_confs(const cfg_t *cfg)
 static auth_t *make_auth(const cfg_t *cfg, char **err)
 {
     auth_token_conf_t *confs = token_confs(cfg);
-    auth_opts_t ao = {.tokens = confs, .ntokens = cfg->auth.n_tokens};
+    auth_opts_t ao = {.tokens = confs,
+                      .ntokens = cfg->auth.n_tokens,
+                      .rate_per_sec = cfg->auth.rate_per_second,
+                      .rate_burst = cfg->auth.rate_burst};
     auth_t *auth = auth_create(&ao, err);
     free(confs);
     return auth;
@@ -151,7 +154,10 @@ int api_reload_auth(api_t *a, const cfg_t *cfg, char **err)
     if (rc != 0)
         return rc;
     auth_token_conf_t *confs = token_confs(cfg);
-    auth_opts_t ao = {.tokens = confs, .ntokens = cfg->auth.n_tokens};
+    auth_opts_t ao = {.tokens = confs,
+                      .ntokens = cfg->auth.n_tokens,
+                      .rate_per_sec = cfg->auth.rate_per_second,
+                      .rate_burst = cfg->auth.rate_burst};
     rc = auth_reload(a->auth, &ao, err);
     free(confs);
     if (rc == 0 && a->hub != NULL)

@@ -214,6 +214,10 @@ static void conns(cv_buf_t *b, api_t *a)
          "Connections closed because their writes made no progress for server.write_timeout.");
     cv_buf_printf(b, "cronvisor_http_write_timeouts_total %llu\n",
                   (unsigned long long)s.write_timeouts);
+    head(b, "cronvisor_http_rate_limited_total", "counter",
+         "Requests answered 429: auth.rate_per_second / auth.rate_burst of their token used up.");
+    cv_buf_printf(b, "cronvisor_http_rate_limited_total %llu\n",
+                  (unsigned long long)s.rate_limited);
     head(b, "cronvisor_http_reset_floods_total", "counter",
          "HTTP/2 connections closed for resetting more than server.max_resets requests in 10 s.");
     cv_buf_printf(b, "cronvisor_http_reset_floods_total %llu\n",

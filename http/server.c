@@ -263,6 +263,7 @@ static bool check_access(api_server_t *srv, api__req_t *r, const api__route_t *r
     if ((rt->r.flags & API_ROUTE_RATE_LIMITED) && srv->auth != NULL) {
         int64_t wait = auth_rate_take(srv->auth, r->principal.name, uv_now(srv->loop));
         if (wait > 0) {
+            srv->stats.rate_limited++;
             char secs[24];
             snprintf(secs, sizeof(secs), "%lld", (long long)((wait + 999) / 1000));
             api_header_t h = {"retry-after", secs};

@@ -72,6 +72,7 @@ typedef struct api_server_stats {
     uint64_t conns_refused;   /* connections closed at accept: max_connections reached */
     uint64_t write_timeouts;  /* connections closed by the write timeout */
     uint64_t pending_refused; /* requests answered 503: max_pending reached */
+    uint64_t rate_limited;    /* requests answered 429 by a token's rate limit */
     uint64_t reset_floods;    /* connections closed: more than max_resets resets in 10 s */
 } api_server_stats_t;
 

@@ -290,5 +290,50 @@ jobs:
                          [(i, "SUCCESS") for i in [running] + queued])
 
 
+class BoundsFromTheConfig(unittest.TestCase):
+    def setUp(self):
+        self.rx = Receiver()
+
+    def tearDown(self):
+        self.rx.close()
+
+    def test_notification_history_keeps_limits_notification_history_entries(self):
+        cfg = HEADER.replace("auth:", "limits:\n  notification_history: 2\nauth:") + """notify:
+  - name: hook
+    url: http://127.0.0.1:%(p)d/hook
+    events: [run.failed]
+jobs:
+  - name: bad
+    schedule: manual
+    command: 'exit 1'
+""" % {"p": self.rx.port}
+        with Daemon(cfg) as d:
+            for n in range(3):
+                trigger(d, "bad", 202)
+                d.run_finished("bad")
+                logged(d, r"notify hook: run.failed bad delivered")
+            listed = d.api("GET", "/api/notifications", token=OPERATOR).json
+            items = listed["notifications"] if isinstance(listed, dict) else listed
+            self.assertEqual(len(items), 2, items)
+        self.assertEqual(len([p for p, doc in self.rx.received if p == "/hook"]), 3)
+
+    def test_the_rate_limit_of_a_token_comes_from_auth_rate_settings(self):
+        cfg = HEADER.replace("auth:\n", "auth:\n  rate_per_second: 1\n  rate_burst: 2\n") + """jobs:
+  - name: quick
+    schedule: manual
+    concurrency: allow
+    command: 'true'
+"""
+        with Daemon(cfg) as d:
+            # a burst of 2, then 1 a second: six requests in a row cannot all pass (the default
+            # of 5/s with a burst of 20 would let them)
+            codes = [d.api("POST", "/api/jobs/quick/trigger", token=OPERATOR).status for _ in range(6)]
+            self.assertEqual(codes[:2], [202, 202])
+            self.assertIn(429, codes)
+            text = d.api("GET", "/metrics", token=OPERATOR).body.decode()
+            m = re.search(r"^cronvisor_http_rate_limited_total (\d+)$", text, re.M)
+            self.assertEqual(int(m.group(1)), codes.count(429))
+
+
 if __name__ == "__main__":
     main()

@@ -40,6 +40,34 @@ static void the_same_configuration_changes_nothing(void **state)
     cfg_free(b);
 }
 
+static void server_bounds_that_wait_for_a_restart_are_named(void **state)
+{
+    (void)state;
+    cfg_t *a = load(BASE);
+    cfg_t *b = load("server:\n  listen: \"127.0.0.1:8080\"\n  max_connections: 10\n"
+                    "  ws_max_clients: 5\n"
+                    "limits:\n  max_queued: 7\n"
+                    "auth:\n  rate_per_second: 2\n"
+                    "  tokens:\n    - name: a\n      role: viewer\n      token: secret-aaaa\n"
+                    "    - name: b\n      role: admin\n      token: secret-bbbb\n"
+                    "jobs:\n  - name: j1\n    schedule: manual\n    command: 'true'\n"
+                    "  - name: j2\n    schedule: manual\n    command: 'true'\n");
+    cfgdiff_t d;
+    cfgdiff_compare(a, b, &d);
+    char *s = cfgdiff_summary(&d);
+    assert_non_null(strstr(s, "limits.max_queued"));
+    const char *later = strstr(s, "not applied until restart: ");
+    assert_non_null(later);
+    assert_non_null(strstr(later, "server.max_connections"));
+    assert_non_null(strstr(later, "server.ws_max_clients"));
+    assert_non_null(strstr(later, "auth.rate_per_second"));
+    assert_null(strstr(later, "limits.max_queued"));
+    free(s);
+    cfgdiff_free(&d);
+    cfg_free(a);
+    cfg_free(b);
+}
+
 static void changes_are_counted_and_restart_keys_named_without_values(void **state)
 {
     (void)state;
@@ -74,6 +102,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(the_same_configuration_changes_nothing),
         cmocka_unit_test(changes_are_counted_and_restart_keys_named_without_values),
+        cmocka_unit_test(server_bounds_that_wait_for_a_restart_are_named),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -570,6 +570,14 @@ static void http_bounds_have_defaults_and_are_read(void **state)
     assert_int_equal(cfg->server.max_body, 1024 * 1024);
     assert_int_equal(cfg->server.request_timeout_ms, 2000);
     cfg_free(cfg);
+    cfg = load_ok(JOB_HEAD "    command: x\n");
+    assert_int_equal(cfg->limits.max_queued, 10000);
+    assert_int_equal(cfg->limits.notification_history, 200);
+    assert_int_equal(cfg->auth.rate_per_second, 5);
+    assert_int_equal(cfg->auth.rate_burst, 20);
+    cfg_free(cfg);
+    expect_error("limits:\n  max_queued: -1\n", "max_queued: expected a whole number (0 or more)");
+    expect_error("auth:\n  rate_burst: -2\n", "rate_burst: expected a whole number (0 or more)");
     expect_error("server:\n  max_body: 100B\n", "max_body must be 1KiB to 64MiB");
     expect_error("server:\n  request_timeout: 2h\n", "request_timeout must be 100ms to 1h");
 }
