@@ -222,11 +222,9 @@ typedef struct cfg_server {
 } cfg_server_t;
 
 typedef struct cfg_limits {
-    int max_concurrent; /* 0: unlimited */
-    int max_queued;
-    int notification_history;
-        /* notifications kept (memory and store); default 200 */ /* runs waiting for a slot; beyond,
-                                                                    firings are skipped; 10000 */
+    int max_concurrent;         /* 0: unlimited */
+    int max_queued;             /* runs waiting for a slot; beyond, firings are skipped; 10000 */
+    int notification_history;   /* notifications kept (memory and store); default 200 */
     int64_t output_read_budget; /* bytes read from one output pipe per loop pass; default 64 KiB */
     int live_output_lines;      /* lines of one read passed to live viewers; default 256 */
 } cfg_limits_t;
