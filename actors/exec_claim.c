@@ -8,7 +8,7 @@
 #include "actors/exec_int.h"
 #include "core/log.h"
 #include "storage/schema.h"
-#include "storage/store.h"
+#include "actors/store_actor.h"
 
 #include <jansson.h>
 
@@ -54,24 +54,6 @@ void exec__claim(exec__run_t *xr, const msg_fire_t *f)
     cv_actor_post(ex->store, &m->hdr);
 }
 
-/* A cancel request: what the store actor sends, and how it is freed. */
-typedef struct {
-    msg_store_call_t call;
-    char *payload;
-} cancel_call_t;
-
-static void cancel_send(store_t *st, void *ud)
-{
-    store_notify(st, STORE_CHANNEL_CANCEL, ud, NULL, NULL);
-}
-
-static void cancel_dispose(cv_msg_t *m)
-{
-    cancel_call_t *c = (cancel_call_t *)m;
-    free(c->payload);
-    free(c);
-}
-
 void exec__cancel_elsewhere(exec__run_t *xr)
 {
     executor_t *ex = xr->ex;
@@ -82,15 +64,13 @@ void exec__cancel_elsewhere(exec__run_t *xr)
                               i == 0 && xr->other_instance ? xr->other_instance : "", "by", by);
         if (i > 0) /* only the first one's owner is known: any instance owning it acts */
             json_object_del(o, "instance");
-        cancel_call_t *c = cv_msg_new(sizeof(*c), MSG_STORE_CALL);
-        c->call.hdr.dispose = cancel_dispose;
-        c->call.fn = cancel_send;
-        c->payload = json_dumps(o, JSON_COMPACT);
-        c->call.ud = c->payload;
+        msg_store_req_t *c = store_req_new(STORE_OP_NOTIFY, NULL, 0, NULL, NULL);
+        c->a.channel = cv_strdup(STORE_CHANNEL_CANCEL);
+        c->a.payload = json_dumps(o, JSON_COMPACT);
         cv_info("exec",
                 "job %s: run %lld replaces run %lld on another instance: asking it to cancel",
                 xr->run->job, (long long)xr->run->id, (long long)xr->other_run[i]);
-        cv_actor_post(ex->store, &c->call.hdr);
+        cv_actor_post(ex->store, &c->hdr);
         json_decref(o);
         free(by);
     }

@@ -4,7 +4,7 @@
 #include "core/httpc.h"
 #include "core/log.h"
 #include "core/strmap.h"
-#include "storage/store.h"
+#include "actors/store_actor.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -26,16 +26,6 @@ typedef struct {
     stat_entry_t *entries;
     size_t count;
 } msg_stats_t;
-
-typedef struct {
-    cv_msg_t hdr_unused;
-    cv_live_t *live; /* the notifier's (core/actor.h: replies and deadlines) */
-    cv_actor_t *actor;
-    int64_t run_id;
-    char **jobs;
-    size_t njobs;
-    bool ran;
-} stats_req_t;
 
 /* A run being watched for run.slow. */
 typedef struct active {
@@ -132,35 +122,6 @@ static uint64_t record_push(notifier_t *n, const cfg_notify_t *c, const char *ev
  * that read returns are renumbered after the ones read, then written. A write that fails (the
  * PostgreSQL store does not spool them during an outage) is logged; the ring still has it. */
 
-typedef struct {
-    msg_store_call_t call;
-    store_note_t note;
-} note_call_t;
-
-static void note_call_dispose(cv_msg_t *m)
-{
-    note_call_t *c = (note_call_t *)m;
-    free(c->note.instance);
-    free(c->note.notifier);
-    free(c->note.event);
-    free(c->note.subject);
-    free(c->note.last_error);
-    free(c);
-}
-
-static void on_note_put(void *ud, int status)
-{
-    (void)ud;
-    if (status < 0)
-        cv_warn("notify", "a notification could not be recorded in the store: %s",
-                strerror(-status));
-}
-
-static void note_put_fn(store_t *st, void *ud)
-{
-    store_note_put(st, ud, on_note_put, NULL); /* copies the note */
-}
-
 static char *dup_opt(const char *s)
 {
     return s ? cv_strdup(s) : NULL;
@@ -170,25 +131,23 @@ static void persist(notifier_t *n, const notify_record_t *r)
 {
     if (n->store == NULL || !n->loaded || r == NULL)
         return;
-    note_call_t *c = cv_msg_new(sizeof(*c), MSG_STORE_CALL);
-    c->call.hdr.dispose = note_call_dispose;
-    c->call.fn = note_put_fn;
-    c->call.ud = &c->note;
-    c->note = (store_note_t){.id = (int64_t)r->id,
-                             .instance = cv_strdup(n->instance),
-                             .notifier = dup_opt(r->notifier),
-                             .event = dup_opt(r->event),
-                             .subject = dup_opt(r->subject),
-                             .run_id = r->run_id,
-                             .created_at = r->created_at,
-                             .finished_at = r->finished_at,
-                             .attempts = r->attempts,
-                             .pending = r->pending,
-                             .delivered = r->delivered,
-                             .http_status = r->http_status,
-                             .last_error = dup_opt(r->last_error),
-                             .keep = (int64_t)n->o.ring_size};
-    cv_actor_post(n->store, &c->call.hdr);
+    /* no reply: a write that fails is logged by the store actor */
+    msg_store_req_t *c = store_req_new(STORE_OP_NOTE_PUT, NULL, 0, NULL, NULL);
+    c->a.note = (store_note_t){.id = (int64_t)r->id,
+                               .instance = cv_strdup(n->instance),
+                               .notifier = dup_opt(r->notifier),
+                               .event = dup_opt(r->event),
+                               .subject = dup_opt(r->subject),
+                               .run_id = r->run_id,
+                               .created_at = r->created_at,
+                               .finished_at = r->finished_at,
+                               .attempts = r->attempts,
+                               .pending = r->pending,
+                               .delivered = r->delivered,
+                               .http_status = r->http_status,
+                               .last_error = dup_opt(r->last_error),
+                               .keep = (int64_t)n->o.ring_size};
+    cv_actor_post(n->store, &c->hdr);
 }
 
 /* ---- delivery ---- */
@@ -524,144 +483,78 @@ static void stats_msg_dispose(cv_msg_t *m)
     free(s);
 }
 
-static void stats_req_free(stats_req_t *q)
-{
-    for (size_t i = 0; i < q->njobs; i++)
-        free(q->jobs[i]);
-    free(q->jobs);
-    cv_live_unref(q->live);
-    free(q);
-}
+static void on_stats_msg(notifier_t *n, const msg_stats_t *m);
+static void on_loaded(notifier_t *n, msg_notify_list_t *l);
 
-static void on_stats(void *ud, int status, store_job_stats_t *stats, size_t count)
+/* The statistics read for a run's end (corr: its id) or at start (0), as the notifier reads
+ * them. */
+static void on_stats(notifier_t *n, msg_store_reply_t *r)
 {
-    stats_req_t *q = ud;
-    if (status == 0 && cv_live_alive(q->live)) {
-        msg_stats_t *m = cv_msg_new(sizeof(*m), MSG_NOTIFIER_STATS);
-        m->hdr.dispose = stats_msg_dispose;
-        m->run_id = q->run_id;
-        m->entries = cv_calloc(count ? count : 1, sizeof(*m->entries));
-        for (size_t i = 0; i < count; i++) {
-            m->entries[i] = (stat_entry_t){cv_strdup(stats[i].job ? stats[i].job : q->jobs[i]),
-                                           stats[i].consecutive_failures, stats[i].p95_duration_ms,
-                                           stats[i].duration_samples};
-        }
-        m->count = count;
-        cv_actor_post(q->actor, &m->hdr);
+    if (r->status != 0)
+        return;
+    msg_stats_t *m = cv_msg_new(sizeof(*m), MSG_NOTIFIER_STATS);
+    m->hdr.dispose = stats_msg_dispose;
+    m->run_id = (int64_t)r->corr;
+    m->entries = cv_calloc(r->nstats ? r->nstats : 1, sizeof(*m->entries));
+    for (size_t i = 0; i < r->nstats; i++) {
+        const store_job_stats_t *st = &r->stats[i];
+        m->entries[i] = (stat_entry_t){cv_strdup(st->job ? st->job : ""), st->consecutive_failures,
+                                       st->p95_duration_ms, st->duration_samples};
     }
-    stats_req_free(q);
-}
-
-static void stats_fn(store_t *st, void *ud)
-{
-    stats_req_t *q = ud;
-    q->ran = true;
-    store_job_stats(st, (const char *const *)q->jobs, q->njobs, 20, on_stats, q);
-}
-
-typedef struct {
-    msg_store_call_t call;
-    stats_req_t *req;
-} stats_call_t;
-
-static void stats_call_dispose(cv_msg_t *m)
-{
-    stats_call_t *c = (stats_call_t *)m;
-    if (!c->req->ran)
-        stats_req_free(c->req);
-    free(c);
+    m->count = r->nstats;
+    on_stats_msg(n, m);
+    m->hdr.dispose(&m->hdr);
 }
 
 static void ask_stats(notifier_t *n, int64_t run_id, const char *const *jobs, size_t njobs)
 {
     if (n->store == NULL || njobs == 0)
         return;
-    stats_req_t *q = cv_calloc(1, sizeof(*q));
-    q->live = cv_live_ref(n->live);
-    q->actor = n->actor;
-    q->run_id = run_id;
-    q->jobs = cv_calloc(njobs, sizeof(char *));
+    msg_store_req_t *q =
+        store_req_new(STORE_OP_JOB_STATS, n->actor, (uint64_t)run_id, n->live, NULL);
+    q->a.jobs = cv_calloc(njobs, sizeof(char *));
     for (size_t i = 0; i < njobs; i++)
-        q->jobs[i] = cv_strdup(jobs[i]);
-    q->njobs = njobs;
-    stats_call_t *m = cv_msg_new(sizeof(*m), MSG_STORE_CALL);
-    m->call.hdr.dispose = stats_call_dispose;
-    m->call.fn = stats_fn;
-    m->call.ud = q;
-    m->req = q;
-    cv_actor_post(n->store, &m->call.hdr);
+        q->a.jobs[i] = cv_strdup(jobs[i]);
+    q->a.njobs = njobs;
+    q->a.limit = 20;
+    cv_actor_post(n->store, &q->hdr);
 }
 
 /* ---- reading the history back ---- */
 
-typedef struct {
-    cv_live_t *live;
-    cv_actor_t *actor;
-    int limit;
-    bool ran;
-} load_req_t;
-
-typedef struct {
-    msg_store_call_t call;
-    load_req_t *req;
-} load_call_t;
-
-static void load_req_free(load_req_t *q)
+static void on_notes(notifier_t *n, msg_store_reply_t *r)
 {
-    cv_live_unref(q->live);
-    free(q);
-}
-
-static void on_notes(void *ud, int status, const store_note_t *notes, size_t count)
-{
-    load_req_t *q = ud;
-    if (cv_live_alive(q->live)) {
-        if (status < 0) {
-            cv_warn("notify",
-                    "the notification history could not be read: %s; numbering "
-                    "starts afresh",
-                    strerror(-status));
-            count = 0;
-        }
-        notify_record_t *items = cv_calloc(count ? count : 1, sizeof(*items));
-        for (size_t i = 0; i < count; i++) {
-            const store_note_t *s = &notes[i];
-            bool cut = s->pending; /* its daemon stopped before the delivery ended */
-            items[i] = (notify_record_t){
-                .id = (uint64_t)s->id,
-                .notifier = dup_opt(s->notifier),
-                .event = dup_opt(s->event),
-                .subject = dup_opt(s->subject),
-                .run_id = s->run_id,
-                .created_at = s->created_at,
-                .finished_at = s->finished_at,
-                .attempts = s->attempts,
-                .pending = false,
-                .delivered = s->delivered,
-                .http_status = s->http_status,
-                .last_error = cut ? cv_strdup("the daemon stopped before the delivery ended")
-                                  : dup_opt(s->last_error)};
-        }
-        msg_notify_list_t *m = msg_notify_list_new(0, items, count);
-        m->hdr.type = MSG_NOTIFIER_LOADED;
-        cv_actor_post(q->actor, &m->hdr);
+    size_t count = r->nnotes;
+    if (r->status < 0) {
+        cv_warn("notify",
+                "the notification history could not be read: %s; numbering "
+                "starts afresh",
+                strerror(-r->status));
+        count = 0;
     }
-    load_req_free(q);
-}
-
-static void load_fn(store_t *st, void *ud)
-{
-    load_req_t *q = ud;
-    q->ran = true;
-    store_note_list(st, q->limit, on_notes, q);
-}
-
-static void load_call_dispose(cv_msg_t *m)
-{
-    load_call_t *c = (load_call_t *)m;
-    if (!c->req->ran)
-        load_req_free(c->req);
-    free(c);
+    notify_record_t *items = cv_calloc(count ? count : 1, sizeof(*items));
+    for (size_t i = 0; i < count; i++) {
+        const store_note_t *s = &r->notes[i];
+        bool cut = s->pending; /* its daemon stopped before the delivery ended */
+        items[i] = (notify_record_t){
+            .id = (uint64_t)s->id,
+            .notifier = dup_opt(s->notifier),
+            .event = dup_opt(s->event),
+            .subject = dup_opt(s->subject),
+            .run_id = s->run_id,
+            .created_at = s->created_at,
+            .finished_at = s->finished_at,
+            .attempts = s->attempts,
+            .pending = false,
+            .delivered = s->delivered,
+            .http_status = s->http_status,
+            .last_error = cut ? cv_strdup("the daemon stopped before the delivery ended")
+                              : dup_opt(s->last_error)};
+    }
+    msg_notify_list_t *m = msg_notify_list_new(0, items, count);
+    m->hdr.type = MSG_NOTIFIER_LOADED;
+    on_loaded(n, m);
+    m->hdr.dispose(&m->hdr);
 }
 
 static void load_history(notifier_t *n)
@@ -670,16 +563,9 @@ static void load_history(notifier_t *n)
         n->loaded = true;
         return;
     }
-    load_req_t *q = cv_calloc(1, sizeof(*q));
-    q->live = cv_live_ref(n->live);
-    q->actor = n->actor;
-    q->limit = (int)n->o.ring_size;
-    load_call_t *m = cv_msg_new(sizeof(*m), MSG_STORE_CALL);
-    m->call.hdr.dispose = load_call_dispose;
-    m->call.fn = load_fn;
-    m->call.ud = q;
-    m->req = q;
-    cv_actor_post(n->store, &m->call.hdr);
+    msg_store_req_t *q = store_req_new(STORE_OP_NOTE_LIST, n->actor, 0, n->live, NULL);
+    q->a.limit = (int)n->o.ring_size;
+    cv_actor_post(n->store, &q->hdr);
 }
 
 /* Moves a record into the ring under id (taking its strings). */
@@ -892,12 +778,14 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
     case MSG_NOTIFY_GET:
         on_query(n, (const msg_notify_query_t *)msg);
         break;
-    case MSG_NOTIFIER_STATS:
-        on_stats_msg(n, (const msg_stats_t *)msg);
+    case MSG_STORE_REPLY: {
+        msg_store_reply_t *r = (msg_store_reply_t *)msg;
+        if (r->op == STORE_OP_JOB_STATS)
+            on_stats(n, r);
+        else if (r->op == STORE_OP_NOTE_LIST)
+            on_notes(n, r);
         break;
-    case MSG_NOTIFIER_LOADED:
-        on_loaded(n, (msg_notify_list_t *)msg);
-        break;
+    }
     default:
         break; /* output lines and the like: not ours */
     }

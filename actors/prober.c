@@ -3,14 +3,12 @@
 #include "actors/prober.h"
 #include "actors/probe_int.h"
 #include "core/log.h"
-#include "storage/store.h"
+#include "actors/store_actor.h"
 
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-
-enum { MSG_PROBER_PINGED = MSG_ACTOR_PRIVATE + 1 };
 
 typedef struct pprobe {
     struct prober *p;
@@ -57,80 +55,20 @@ struct prober {
 
 /* ---- the store probe ----
  *
- * Its answer comes back by message, so the ping's state is freed (by the answer's callback, or
- * by the call's dispose when the store never ran it) before the prober reads that message: a
- * deadline or a close in between must not touch it (core/actor.h, the rule for replies and
- * deadlines). So the check keeps no pointer to the ping (c->impl stays NULL, abort has nothing
- * to do): the answer names its check by (idx, seq), a stale one is dropped in on_pinged_msg, and
- * the prober's liveness token says whether there is still a prober to post to. */
+ * A STORE_OP_PING request to the store actor; its MSG_STORE_REPLY comes back by message, so the
+ * check keeps no state in flight (c->impl stays NULL, abort has nothing to do): the reply names
+ * its check by its corr (idx, seq), a stale one is dropped in on_pinged, and the prober's
+ * liveness token (in the request) tells the store actor whether there is still a prober to
+ * answer (core/actor.h, the rule for replies and deadlines). */
 
-typedef struct {
-    cv_live_t *live; /* the prober's */
-    cv_actor_t *prober;
-    size_t idx;
-    uint64_t seq;
-    bool ran;
-} ping_t;
-
-typedef struct {
-    cv_msg_t hdr;
-    size_t idx;
-    uint64_t seq;
-    int status;
-} msg_pinged_t;
-
-typedef struct {
-    msg_store_call_t call;
-    ping_t *ping;
-} ping_call_t;
-
-static void ping_answer(ping_t *pg, int status)
-{
-    if (cv_live_alive(pg->live)) {
-        msg_pinged_t *m = cv_msg_new(sizeof(*m), MSG_PROBER_PINGED);
-        m->idx = pg->idx;
-        m->seq = pg->seq;
-        m->status = status;
-        cv_actor_post(pg->prober, &m->hdr);
-    }
-    cv_live_unref(pg->live);
-    free(pg);
-}
-
-static void on_pinged(void *ud, int status)
-{
-    ping_answer(ud, status);
-}
-
-static void ping_fn(store_t *st, void *ud)
-{
-    ping_t *pg = ud;
-    pg->ran = true;
-    store_ping(st, on_pinged, pg);
-}
-
-static void ping_dispose(cv_msg_t *m)
-{
-    ping_call_t *c = (ping_call_t *)m;
-    if (!c->ping->ran)
-        ping_answer(c->ping, -ESHUTDOWN);
-    free(c);
-}
+#define PING_IDX_BITS 16
 
 static void store_start(probe_check_t *c)
 {
     pprobe_t *pp = c->owner;
-    ping_t *pg = cv_calloc(1, sizeof(*pg));
-    pg->live = cv_live_ref(pp->p->live);
-    pg->prober = c->prober;
-    pg->idx = pp->idx;
-    pg->seq = c->seq;
-    ping_call_t *m = cv_msg_new(sizeof(*m), MSG_STORE_CALL);
-    m->call.hdr.dispose = ping_dispose;
-    m->call.fn = ping_fn;
-    m->call.ud = pg;
-    m->ping = pg;
-    cv_actor_post(c->store, &m->call.hdr);
+    uint64_t corr = (c->seq << PING_IDX_BITS) | (uint64_t)pp->idx;
+    msg_store_req_t *m = store_req_new(STORE_OP_PING, c->prober, corr, pp->p->live, NULL);
+    cv_actor_post(c->store, &m->hdr);
 }
 
 static void store_abort(probe_check_t *c)
@@ -321,12 +259,14 @@ static void on_query(prober_t *p, msg_health_query_t *q)
             start_check(&p->probes[i]); /* joins a check already running */
 }
 
-static void on_pinged_msg(prober_t *p, const msg_pinged_t *m)
+static void on_pinged(prober_t *p, const msg_store_reply_t *m)
 {
-    if (m->idx >= p->n)
+    size_t idx = (size_t)(m->corr & ((1u << PING_IDX_BITS) - 1));
+    uint64_t seq = m->corr >> PING_IDX_BITS;
+    if (m->op != STORE_OP_PING || idx >= p->n)
         return;
-    pprobe_t *pp = &p->probes[m->idx];
-    if (pp->check == NULL || pp->check->seq != m->seq)
+    pprobe_t *pp = &p->probes[idx];
+    if (pp->check == NULL || pp->check->seq != seq)
         return; /* an answer to a check that already timed out */
     char *msg = m->status == -EAGAIN
                     ? cv_strdup("the database is unreachable (the store is degraded)")
@@ -344,8 +284,8 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
     case MSG_HEALTH_REFRESH:
         on_query(p, (msg_health_query_t *)msg);
         break;
-    case MSG_PROBER_PINGED:
-        on_pinged_msg(p, (msg_pinged_t *)msg);
+    case MSG_STORE_REPLY:
+        on_pinged(p, (msg_store_reply_t *)msg);
         break;
     default:
         cv_warn("probe", "unexpected message type %d", msg->type);

@@ -245,6 +245,397 @@ static void write_override(store_actor_t *sa, const msg_override_t *m)
     store_override_set(sa->st, &o, on_side_write, sa);
 }
 
+/* ---- typed requests ---- */
+
+static char *dup_opt(const char *s)
+{
+    return s ? cv_strdup(s) : NULL;
+}
+
+const char *store_op_name(store_op_t op)
+{
+    static const char *const names[] = {
+        [STORE_OP_PING] = "ping",
+        [STORE_OP_GET_RUN] = "get_run",
+        [STORE_OP_QUERY_RUNS] = "query_runs",
+        [STORE_OP_JOB_STATS] = "job_stats",
+        [STORE_OP_SUMMARY] = "summary",
+        [STORE_OP_OVERRIDE_LIST] = "override_list",
+        [STORE_OP_AUDIT_LIST] = "audit_list",
+        [STORE_OP_NOTE_PUT] = "note_put",
+        [STORE_OP_NOTE_LIST] = "note_list",
+        [STORE_OP_LIST_INSTANCES] = "list_instances",
+        [STORE_OP_NOTIFY] = "notify",
+        [STORE_OP_HEARTBEAT] = "heartbeat",
+        [STORE_OP_ABANDON_DEAD] = "abandon_dead",
+        [STORE_OP_ABANDON_STALE] = "abandon_stale",
+        [STORE_OP_RETENTION] = "retention",
+        [STORE_OP_INSERT_RUN] = "insert_run",
+        [STORE_OP_UPDATE_RUN] = "update_run",
+        [STORE_OP_OVERRIDE_SET] = "override_set",
+        [STORE_OP_OVERRIDE_DELETE] = "override_delete",
+        [STORE_OP_AUDIT_APPEND] = "audit_append",
+        [STORE_OP_RUNNING_AND_INSTANCES] = "running_and_instances",
+    };
+    return (size_t)op < CV_ARRAY_SIZE(names) && names[op] ? names[op] : "unknown";
+}
+
+static void reply_dispose(cv_msg_t *m)
+{
+    msg_store_reply_t *r = (msg_store_reply_t *)m;
+    run_free(r->run);
+    store_run_page_free(&r->page);
+    store_job_stats_free(r->stats, r->nstats);
+    store_overrides_free(r->overrides, r->noverrides);
+    store_audit_page_free(&r->audit);
+    store_notes_free(r->notes, r->nnotes);
+    store_instances_free(r->instances, r->ninstances);
+    free(r);
+}
+
+msg_store_reply_t *store_reply_new(store_op_t op, uint64_t corr, int status)
+{
+    msg_store_reply_t *r = cv_msg_new(sizeof(*r), MSG_STORE_REPLY);
+    r->hdr.dispose = reply_dispose;
+    r->op = op;
+    r->corr = corr;
+    r->status = status;
+    return r;
+}
+
+static void req_args_free(store_req_args_t *a)
+{
+    free(a->job);
+    free(a->field);
+    free(a->cursor);
+    free(a->reason);
+    free(a->channel);
+    free(a->payload);
+    free((char *)a->filter.job);
+    free((char *)a->filter.trigger);
+    free((char *)a->filter.cursor);
+    for (size_t i = 0; i < a->njobs; i++)
+        free(a->jobs[i]);
+    free(a->jobs);
+    run_free(a->run);
+    free(a->note.instance);
+    free(a->note.notifier);
+    free(a->note.event);
+    free(a->note.subject);
+    free(a->note.last_error);
+    free(a->instance.id);
+    free(a->instance.hostname);
+    free(a->instance.version);
+    free(a->override.job);
+    free(a->override.field);
+    free(a->override.value);
+    free(a->override.updated_by);
+    free(a->audit.actor);
+    free(a->audit.action);
+    free(a->audit.job);
+    free(a->audit.before);
+    free(a->audit.after);
+}
+
+/* Whoever asked still exists (a request without a token: its requester outlives it). */
+static bool requester_alive(cv_live_t *live)
+{
+    return live == NULL || cv_live_alive(live);
+}
+
+/* Unhandled (the store actor was destroyed first): answered -ESHUTDOWN. */
+static void req_dispose(cv_msg_t *m)
+{
+    msg_store_req_t *q = (msg_store_req_t *)m;
+    if (!q->handled && q->reply_to != NULL && requester_alive(q->live)) {
+        msg_store_reply_t *r = store_reply_new(q->op, q->corr, -ESHUTDOWN);
+        cv_actor_post(q->reply_to, &r->hdr);
+    }
+    if (q->live)
+        cv_live_unref(q->live);
+    if (q->cancel)
+        cv_live_unref(q->cancel);
+    req_args_free(&q->a);
+    free(q);
+}
+
+msg_store_req_t *store_req_new(store_op_t op, cv_actor_t *reply_to, uint64_t corr, cv_live_t *live,
+                               cv_live_t *cancel)
+{
+    msg_store_req_t *q = cv_msg_new(sizeof(*q), MSG_STORE_REQ);
+    q->hdr.dispose = req_dispose;
+    q->op = op;
+    q->reply_to = reply_to;
+    q->corr = corr;
+    q->live = live ? cv_live_ref(live) : NULL;
+    q->cancel = cancel ? cv_live_ref(cancel) : NULL;
+    return q;
+}
+
+/* One typed request in flight: who to answer, and the reply being filled. */
+typedef struct {
+    store_actor_t *sa;
+    cv_actor_t *reply_to;
+    cv_live_t *live;
+    msg_store_reply_t *r;
+    int waiting; /* store callbacks still to come */
+} op_t;
+
+static void op_done(op_t *o)
+{
+    store_actor_t *sa = o->sa;
+    msg_store_reply_t *r = o->r;
+    if (o->reply_to == NULL && r->status != 0 && r->status != -ENOTSUP)
+        cv_warn("store", "%s failed: %s", store_op_name(r->op), strerror(-r->status));
+    if (o->reply_to != NULL && requester_alive(o->live))
+        cv_actor_post(o->reply_to, &r->hdr);
+    else
+        r->hdr.dispose(&r->hdr);
+    if (o->live)
+        cv_live_unref(o->live);
+    free(o);
+    if (--sa->pending == 0 && sa->destroyed)
+        free(sa);
+}
+
+static void op_step(op_t *o, int status)
+{
+    if (status != 0 && o->r->status == 0)
+        o->r->status = status;
+    if (--o->waiting == 0)
+        op_done(o);
+}
+
+static void on_op_status(void *ud, int status)
+{
+    op_step(ud, status);
+}
+
+static void on_op_value(void *ud, int status, int64_t v)
+{
+    op_t *o = ud;
+    o->r->value = v;
+    op_step(o, status);
+}
+
+static void on_op_run(void *ud, int status, run_t *run, bool *taken)
+{
+    op_t *o = ud;
+    if (status == 0 && run != NULL) {
+        o->r->run = run;
+        *taken = true;
+    }
+    op_step(o, status);
+}
+
+static void on_op_page(void *ud, int status, store_run_page_t *page)
+{
+    op_t *o = ud;
+    if (status == 0 && page != NULL) {
+        o->r->page = *page; /* taken whole: the store frees what is left, nothing */
+        page->runs = NULL;
+        page->count = 0;
+        page->next_cursor = NULL;
+    }
+    /* RUNNING_AND_INSTANCES: the instances' answer decides; without the page none run */
+    op_step(o, o->r->op == STORE_OP_RUNNING_AND_INSTANCES ? 0 : status);
+}
+
+static void on_op_stats(void *ud, int status, store_job_stats_t *stats, size_t count)
+{
+    op_t *o = ud;
+    if (status == 0 && count > 0) {
+        o->r->stats = cv_calloc(count, sizeof(*o->r->stats));
+        for (size_t i = 0; i < count; i++) {
+            o->r->stats[i] = stats[i];
+            o->r->stats[i].job = cv_strdup(stats[i].job);
+            stats[i].last = NULL; /* taken */
+        }
+        o->r->nstats = count;
+    }
+    op_step(o, status);
+}
+
+static void on_op_summary(void *ud, int status, const store_summary_t *s)
+{
+    op_t *o = ud;
+    if (status == 0 && s != NULL)
+        o->r->summary = *s;
+    op_step(o, status);
+}
+
+static void on_op_overrides(void *ud, int status, const store_override_t *ov, size_t count)
+{
+    op_t *o = ud;
+    if (status == 0 && count > 0) {
+        o->r->overrides = cv_calloc(count, sizeof(*ov));
+        for (size_t i = 0; i < count; i++)
+            o->r->overrides[i] = (store_override_t){.job = dup_opt(ov[i].job),
+                                                    .field = dup_opt(ov[i].field),
+                                                    .value = dup_opt(ov[i].value),
+                                                    .updated_at = ov[i].updated_at,
+                                                    .updated_by = dup_opt(ov[i].updated_by)};
+        o->r->noverrides = count;
+    }
+    op_step(o, status);
+}
+
+static void on_op_audit(void *ud, int status, const store_audit_page_t *p)
+{
+    op_t *o = ud;
+    if (status == 0 && p != NULL) {
+        store_audit_page_t *d = &o->r->audit;
+        d->entries = cv_calloc(p->count ? p->count : 1, sizeof(*d->entries));
+        for (size_t i = 0; i < p->count; i++) {
+            const store_audit_t *e = &p->entries[i];
+            d->entries[i] = (store_audit_t){.id = e->id,
+                                            .at = e->at,
+                                            .actor = dup_opt(e->actor),
+                                            .action = dup_opt(e->action),
+                                            .job = dup_opt(e->job),
+                                            .run_id = e->run_id,
+                                            .before = dup_opt(e->before),
+                                            .after = dup_opt(e->after)};
+        }
+        d->count = p->count;
+        d->next_cursor = dup_opt(p->next_cursor);
+    }
+    op_step(o, status);
+}
+
+static void on_op_notes(void *ud, int status, const store_note_t *n, size_t count)
+{
+    op_t *o = ud;
+    if (status == 0 && count > 0) {
+        o->r->notes = cv_calloc(count, sizeof(*n));
+        for (size_t i = 0; i < count; i++) {
+            store_note_t *d = &o->r->notes[i];
+            *d = n[i];
+            d->instance = dup_opt(n[i].instance);
+            d->notifier = dup_opt(n[i].notifier);
+            d->event = dup_opt(n[i].event);
+            d->subject = dup_opt(n[i].subject);
+            d->last_error = dup_opt(n[i].last_error);
+        }
+        o->r->nnotes = count;
+    }
+    op_step(o, status);
+}
+
+static void on_op_instances(void *ud, int status, const store_instance_t *in, size_t count)
+{
+    op_t *o = ud;
+    if (status == 0 && count > 0) {
+        o->r->instances = cv_calloc(count, sizeof(*in));
+        for (size_t i = 0; i < count; i++) {
+            store_instance_t *d = &o->r->instances[i];
+            *d = in[i];
+            d->id = dup_opt(in[i].id);
+            d->hostname = dup_opt(in[i].hostname);
+            d->version = dup_opt(in[i].version);
+        }
+        o->r->ninstances = count;
+    }
+    op_step(o, status);
+}
+
+static void request(store_actor_t *sa, msg_store_req_t *q)
+{
+    q->handled = true;
+    if (!requester_alive(q->live))
+        return; /* its requester is gone: nothing to do, no one to answer */
+    if (q->cancel != NULL && !cv_live_alive(q->cancel)) {
+        if (q->reply_to != NULL) {
+            msg_store_reply_t *r = store_reply_new(q->op, q->corr, -ECANCELED);
+            cv_actor_post(q->reply_to, &r->hdr);
+        }
+        return;
+    }
+    op_t *o = cv_calloc(1, sizeof(*o));
+    o->sa = sa;
+    o->reply_to = q->reply_to;
+    o->live = q->live ? cv_live_ref(q->live) : NULL;
+    o->r = store_reply_new(q->op, q->corr, 0);
+    o->waiting = 1;
+    sa->pending++;
+    store_t *st = sa->st;
+    store_req_args_t *a = &q->a;
+    switch (q->op) {
+    case STORE_OP_PING:
+        store_ping(st, on_op_status, o);
+        break;
+    case STORE_OP_GET_RUN:
+        store_get_run(st, a->id, on_op_run, o);
+        break;
+    case STORE_OP_QUERY_RUNS:
+        store_query_runs(st, &a->filter, on_op_page, o);
+        break;
+    case STORE_OP_JOB_STATS:
+        store_job_stats(st, (const char *const *)a->jobs, a->njobs, a->limit, on_op_stats, o);
+        break;
+    case STORE_OP_SUMMARY:
+        store_summary(st, a->since, on_op_summary, o);
+        break;
+    case STORE_OP_OVERRIDE_LIST:
+        store_override_list(st, a->job, on_op_overrides, o);
+        break;
+    case STORE_OP_AUDIT_LIST:
+        store_audit_list(st, a->job, a->limit, a->cursor, on_op_audit, o);
+        break;
+    case STORE_OP_NOTE_PUT:
+        store_note_put(st, &a->note, on_op_status, o);
+        break;
+    case STORE_OP_NOTE_LIST:
+        store_note_list(st, a->limit, on_op_notes, o);
+        break;
+    case STORE_OP_LIST_INSTANCES:
+        store_list_instances(st, on_op_instances, o);
+        break;
+    case STORE_OP_NOTIFY:
+        store_notify(st, a->channel, a->payload, on_op_status, o);
+        break;
+    case STORE_OP_HEARTBEAT:
+        store_heartbeat(st, &a->instance, on_op_status, o);
+        break;
+    case STORE_OP_ABANDON_DEAD:
+        store_abandon_dead(st, a->since, on_op_value, o);
+        break;
+    case STORE_OP_ABANDON_STALE:
+        store_abandon_stale(st, a->instance.id, a->reason, on_op_value, o);
+        break;
+    case STORE_OP_RETENTION:
+        store_retention(st, a->days, a->max_runs, on_op_value, o);
+        break;
+    case STORE_OP_INSERT_RUN:
+        store_insert_run(st, a->run, on_op_value, o);
+        break;
+    case STORE_OP_UPDATE_RUN:
+        store_update_run(st, a->run, on_op_status, o);
+        break;
+    case STORE_OP_OVERRIDE_SET:
+        store_override_set(st, &a->override, on_op_status, o);
+        break;
+    case STORE_OP_OVERRIDE_DELETE:
+        store_override_delete(st, a->job, a->field, on_op_status, o);
+        break;
+    case STORE_OP_AUDIT_APPEND:
+        store_audit_append(st, &a->audit, on_op_value, o);
+        break;
+    case STORE_OP_RUNNING_AND_INSTANCES: {
+        store_run_filter_t f = {.status_mask = 1u << RUN_RUNNING, .limit = STORE_PAGE_MAX};
+        o->waiting = 2; /* one batch: the page, then the instances */
+        store_query_runs(st, &f, on_op_page, o);
+        store_list_instances(st, on_op_instances, o);
+        break;
+    }
+    default:
+        cv_warn("store", "unknown store request %d", (int)q->op);
+        o->r->status = -EINVAL;
+        o->waiting = 0;
+        op_done(o);
+    }
+}
+
 static void handle(cv_actor_t *self, cv_msg_t *msg)
 {
     store_actor_t *sa = cv_actor_state(self);
@@ -261,11 +652,9 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
     case MSG_CLAIM:
         claim(sa, (msg_claim_t *)msg);
         break;
-    case MSG_STORE_CALL: {
-        msg_store_call_t *c = (msg_store_call_t *)msg;
-        c->fn(sa->st, c->ud);
+    case MSG_STORE_REQ:
+        request(sa, (msg_store_req_t *)msg);
         break;
-    }
     default:
         cv_warn("store", "unexpected message type %d", msg->type);
     }

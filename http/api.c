@@ -9,51 +9,58 @@
 
 /* ---- store calls ---- */
 
+/* One typed request in flight to the store actor, until its reply comes back. */
 typedef struct call {
-    api_t *a;
-    api_req_t *req; /* NULL, or the request whose reply this call makes */
-    void (*fn)(store_t *st, void *ud);
-    void (*gone)(void *ud);
+    cv_list_t link; /* in a->store_calls */
+    uint64_t corr;
+    api__store_done_t done;
     void *ud;
-    bool ran;
 } call_t;
 
-static void call_run(store_t *st, void *ud)
+void api__store_call(api_t *a, api_req_t *req, msg_store_req_t *q, api__store_done_t done, void *ud)
 {
-    call_t *c = ud;
-    c->ran = true;
-    if (c->req != NULL && api_req_gone(c->req) && c->gone != NULL) {
-        c->a->store_calls_cancelled++;
-        c->gone(c->ud); /* replying to a gone request only frees it */
+    q->reply_to = done ? a->actor : NULL;
+    q->corr = ++a->next_corr;
+    q->live = cv_live_ref(a->live);
+    if (req != NULL)
+        q->cancel = api_req_live(req); /* a new reference, ended once req is gone */
+    if (done != NULL) {
+        call_t *c = cv_calloc(1, sizeof(*c));
+        c->corr = q->corr;
+        c->done = done;
+        c->ud = ud;
+        cv_list_insert_tail(&a->store_calls, &c->link);
+    }
+    cv_actor_post(a->store, &q->hdr);
+}
+
+static void store_replied(api_t *a, msg_store_reply_t *r)
+{
+    for (cv_list_t *n = a->store_calls.next; n != &a->store_calls; n = n->next) {
+        call_t *c = cv_container_of(n, call_t, link);
+        if (c->corr != r->corr)
+            continue;
+        cv_list_remove(&c->link);
+        if (r->status == -ECANCELED)
+            a->store_calls_cancelled++; /* its client was gone: the store work was not done */
+        c->done(a, c->ud, r);
+        free(c);
         return;
     }
-    c->fn(st, c->ud);
 }
 
-static void call_dispose(cv_msg_t *m)
+/* Closing: the calls still out are answered -ESHUTDOWN here (their replies, if any, are
+ * dropped by the store actor: a->live is ended). */
+static void store_calls_abort(api_t *a)
 {
-    msg_store_call_t *sc = (msg_store_call_t *)m;
-    call_t *c = sc->ud;
-    if (!c->ran && c->gone)
-        c->gone(c->ud);
-    free(c);
-    free(sc);
-}
-
-void api__store_call(api_t *a, api_req_t *req, void (*fn)(store_t *st, void *ud),
-                     void (*gone)(void *ud), void *ud)
-{
-    call_t *c = cv_calloc(1, sizeof(*c));
-    c->a = a;
-    c->req = req;
-    c->fn = fn;
-    c->gone = gone;
-    c->ud = ud;
-    msg_store_call_t *m = cv_msg_new(sizeof(*m), MSG_STORE_CALL);
-    m->hdr.dispose = call_dispose;
-    m->fn = call_run;
-    m->ud = c;
-    cv_actor_post(a->store, &m->hdr);
+    while (!cv_list_empty(&a->store_calls)) {
+        call_t *c = cv_container_of(a->store_calls.next, call_t, link);
+        cv_list_remove(&c->link);
+        msg_store_reply_t *r = store_reply_new(0, c->corr, -ESHUTDOWN);
+        c->done(a, c->ud, r);
+        r->hdr.dispose(&r->hdr);
+        free(c);
+    }
 }
 
 /* ---- the mailbox ---- */
@@ -113,6 +120,9 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
         break;
     case MSG_STORE_STATE:
         api__store_state(a, (msg_store_state_t *)msg);
+        break;
+    case MSG_STORE_REPLY:
+        store_replied(a, (msg_store_reply_t *)msg);
         break;
     default:
         cv_warn("http", "unexpected message type %d", msg->type);
@@ -234,6 +244,8 @@ api_t *api_create(cv_runtime_t *rt, const api_opts_t *opts, char **err)
     cv_list_init(&a->triggers);
     cv_list_init(&a->stats_waiters);
     cv_list_init(&a->queries);
+    cv_list_init(&a->store_calls);
+    a->live = cv_live_new();
     const cfg_server_t *sv = &cfg->server; /* 0 (or unset) takes the hub's default */
     ws_hub_opts_t ho = {.max_queued = sv->ws_max_queued_bytes > 0 ? sv->ws_max_queued_bytes : 0,
                         .max_msg = sv->ws_max_message_bytes > 0 ? sv->ws_max_message_bytes : 0,
@@ -305,6 +317,9 @@ void api_close(api_t *a, void (*cb)(void *ud), void *ud)
     a->close_ud = ud;
     cv_actor_destroy(a->actor);
     a->actor = NULL;
+    cv_live_end(a->live);
+    a->live = NULL;
+    store_calls_abort(a);
     api__triggers_abort(a);
     api__queries_abort(a);
     api__stats_waiters_abort(a);

@@ -12,9 +12,10 @@
  *   - running and queued counts and the last run, from the executor's events (it is the
  *     executor's `hub`) and the store's durable FINISHED events (it subscribes to the store actor);
  *   - statistics from store_job_stats, read at start and after each finished run of a job.
- * Handlers read the store only through MSG_STORE_CALL to the store actor; triggers are MSG_FIRE
- * with a reply; cancels MSG_CANCEL; schedule and enable changes MSG_OVERRIDE + MSG_AUDIT to the
- * store and MSG_JOB_SCHEDULE / MSG_JOB_ENABLE to the scheduler.
+ * Handlers read the store only through typed requests to the store actor (MSG_STORE_REQ,
+ * actors/store_actor.h); triggers are MSG_FIRE with a reply; cancels MSG_CANCEL; schedule and
+ * enable changes MSG_OVERRIDE + MSG_AUDIT to the store and MSG_JOB_SCHEDULE / MSG_JOB_ENABLE to the
+ * scheduler.
  *
  * Messages it takes: MSG_EXEC_CONFIG, MSG_RUN_EVENT, MSG_RUN_OUTPUT, MSG_FIRE_REPLY, MSG_OVERRIDE
  * (auto-disable copies), MSG_HEALTH (probe states: the prober's hook into /metrics and the

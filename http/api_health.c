@@ -184,10 +184,18 @@ static json_t *instance_json(const icall_t *c, const store_instance_t *in, int64
                      running);
 }
 
-static void on_instances(void *ud, int status, const store_instance_t *inst, size_t count)
+static void on_instances(api_t *a, void *ud, msg_store_reply_t *r)
 {
     icall_t *c = ud;
-    if (status != 0) {
+    const store_instance_t *inst = r->instances;
+    size_t count = r->ninstances;
+    if (r->status == 0) { /* the RUNNING runs, taken */
+        c->running = r->page.runs;
+        c->nrunning = r->page.count;
+        r->page.runs = NULL;
+        r->page.count = 0;
+    }
+    if (r->status != 0) {
         api_reply_error(c->req, 503, "store_unavailable", "the store did not answer");
         icall_free(c);
         return;
@@ -216,32 +224,6 @@ static void on_instances(void *ud, int status, const store_instance_t *inst, siz
     icall_free(c);
 }
 
-static void on_running(void *ud, int status, store_run_page_t *page)
-{
-    icall_t *c = ud;
-    if (status != 0 || page == NULL)
-        return; /* on_instances answers */
-    c->running = cv_calloc(page->count ? page->count : 1, sizeof(*c->running));
-    for (size_t i = 0; i < page->count; i++) {
-        c->running[c->nrunning++] = page->runs[i];
-        page->runs[i] = NULL; /* taken */
-    }
-}
-
-static void list_instances(store_t *st, void *ud)
-{
-    store_run_filter_t f = {.status_mask = 1u << RUN_RUNNING, .limit = STORE_PAGE_MAX};
-    store_query_runs(st, &f, on_running, ud);
-    store_list_instances(st, on_instances, ud);
-}
-
-static void instances_gone(void *ud)
-{
-    icall_t *c = ud;
-    api_reply_error(c->req, 503, "unavailable", "the store is not available");
-    icall_free(c);
-}
-
 static void h_instances(api_req_t *req, void *data)
 {
     api_t *a = data;
@@ -251,7 +233,8 @@ static void h_instances(api_req_t *req, void *data)
     c->started_ms = a->started_ms;
     c->timeout_ms = a->cfg ? a->cfg->cfg->cluster.heartbeat_timeout_ms : 0;
     api_req_defer(req);
-    api__store_call(a, req, list_instances, instances_gone, c);
+    api__store_call(a, req, store_req_new(STORE_OP_RUNNING_AND_INSTANCES, NULL, 0, NULL, NULL),
+                    on_instances, c);
 }
 
 int api__health_routes(api_t *a)

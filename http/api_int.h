@@ -9,6 +9,7 @@
 
 #include "core/cron.h"
 #include "core/idmap.h"
+#include "actors/store_actor.h"
 #include "core/strmap.h"
 #include "http/api.h"
 #include "http/server.h"
@@ -91,6 +92,8 @@ struct api {
     size_t jobs_cache_len;
     int64_t jobs_cache_until; /* Unix s at which a next fire in it passes */
     size_t pending;           /* store calls in flight that hold the api */
+    cv_list_t store_calls;    /* api__store_call's waiting for their reply (api.c) */
+    cv_live_t *live;          /* ended by api_close: the store actor drops late replies */
     /* jobs whose statistics are to be re-read after a run ended: one store call at a time, the
      * jobs that end meanwhile go together in the next one */
     char **stats_dirty;
@@ -196,13 +199,17 @@ int api__parse_time(const char *s, int64_t *ms);
 
 /* ---- store calls ---- */
 
-/** Runs fn(store, ud) on the store actor. When the store actor is gone before it runs,
- * gone(ud) runs instead (from a message dispose). With req (a deferred request, or NULL): when
- * the client is gone before the call runs (an HTTP/2 reset, a closed connection), the store work
- * is not done at all and gone(ud) runs instead, counted in
+/** Called on the http actor with the store actor's reply to an api__store_call. */
+typedef void (*api__store_done_t)(api_t *a, void *ud, msg_store_reply_t *r);
+
+/** Sends q (store_req_new(op, NULL, 0, NULL, NULL), its arguments filled) to the store actor;
+ * done(a, ud, reply) runs once with the reply (done NULL: no reply wanted). Its status is
+ * -ESHUTDOWN when the store actor or the api closed first; with req (a deferred request, or
+ * NULL) -ECANCELED when the client was gone before the store actor reached the request (an
+ * HTTP/2 reset, a closed connection): the store work was not done, counted in
  * cronvisor_http_store_calls_cancelled_total. */
-void api__store_call(api_t *a, api_req_t *req, void (*fn)(store_t *st, void *ud),
-                     void (*gone)(void *ud), void *ud);
+void api__store_call(api_t *a, api_req_t *req, msg_store_req_t *q, api__store_done_t done,
+                     void *ud);
 
 /* ---- routes (api_jobs.c, api_runs.c, api_metrics.c) ---- */
 

@@ -61,6 +61,7 @@ typedef struct api__req {
     char *method, *path, *body;
     bool *replied; /* set while the handler runs: req_free sets it */
     bool deferred, head;
+    cv_live_t *live; /* NULL, or the token api_req_live handed out: ended once gone */
 } api__req_t;
 
 /** Makes the request view for an h2o request (registers the pool dispose hook, copies method,

@@ -272,11 +272,16 @@ static void stats_apply(api_t *a, store_job_stats_t *st)
     }
 }
 
-static void on_stats(void *ud, int status, store_job_stats_t *stats, size_t count)
+static void on_stats(api_t *a_, void *ud, msg_store_reply_t *r)
 {
     stats_call_t *c = ud;
     api_t *a = c->a;
-    if (status == -EAGAIN) /* the database is unreachable (the store says so itself) */
+    int status = r->status;
+    store_job_stats_t *stats = r->stats;
+    size_t count = r->nstats;
+    if (status == -ESHUTDOWN || status == -ECANCELED)
+        ;                       /* closing */
+    else if (status == -EAGAIN) /* the database is unreachable (the store says so itself) */
         cv_debug("http", "job statistics not refreshed: the store is degraded");
     else if (status != 0)
         cv_warn("http", "job statistics could not be read: %s", strerror(-status));
@@ -299,15 +304,16 @@ static void on_stats(void *ud, int status, store_job_stats_t *stats, size_t coun
     }
 }
 
-static void stats_run(store_t *st, void *ud)
+/* One JOB_STATS request for c's jobs. */
+static void stats_send(api_t *a, stats_call_t *c)
 {
-    stats_call_t *c = ud;
-    store_job_stats(st, (const char *const *)c->jobs, c->njobs, API_STATS_WINDOW, on_stats, c);
-}
-
-static void stats_gone(void *ud)
-{
-    stats_call_free(ud);
+    msg_store_req_t *q = store_req_new(STORE_OP_JOB_STATS, NULL, 0, NULL, NULL);
+    q->a.jobs = cv_calloc(c->njobs, sizeof(char *));
+    for (size_t i = 0; i < c->njobs; i++)
+        q->a.jobs[i] = cv_strdup(c->jobs[i]);
+    q->a.njobs = c->njobs;
+    q->a.limit = API_STATS_WINDOW;
+    api__store_call(a, NULL, q, on_stats, c);
 }
 
 /* Sends the jobs waiting for a refresh in one store call, unless one is in flight (its end sends
@@ -331,7 +337,7 @@ static void stats_flush(api_t *a)
     a->stats_busy = true;
     a->stats_gen++;
     a->pending++;
-    api__store_call(a, NULL, stats_run, stats_gone, c);
+    stats_send(a, c);
 }
 
 /* One store call for every configured job, or (only_new) those never asked for. */
@@ -352,7 +358,7 @@ static void stats_ask(api_t *a, bool only_new)
         return;
     }
     a->pending++;
-    api__store_call(a, NULL, stats_run, stats_gone, c);
+    stats_send(a, c);
 }
 
 void api__model_refresh_stats(api_t *a, const char *job)
@@ -501,10 +507,12 @@ static void resync_done(resync_call_t *c)
 }
 
 /* A remote run still active in the model: its end was missed when the store says it is over. */
-static void on_resync_run(void *ud, int status, run_t *run, bool *taken)
+static void on_resync_run(api_t *a_, void *ud, msg_store_reply_t *r)
 {
     resync_call_t *c = ud;
     api_t *a = c->a;
+    int status = r->status;
+    run_t *run = r->run;
     api__active_t *ar = a->closed ? NULL : api__active_find(a, c->id);
     if (ar && (status == -ENOENT || (status == 0 && run_status_final(run->status)))) {
         msg_run_event_t *e = msg_run_event_new(RUN_EV_FINISHED, status == 0 ? run : ar->run);
@@ -518,17 +526,6 @@ static void on_resync_run(void *ud, int status, run_t *run, bool *taken)
     resync_done(c);
 }
 
-static void resync_run(store_t *st, void *ud)
-{
-    resync_call_t *c = ud;
-    store_get_run(st, c->id, on_resync_run, c);
-}
-
-static void resync_gone(void *ud)
-{
-    resync_done(ud);
-}
-
 void api__model_resync(api_t *a)
 {
     for (cv_list_t *n = a->active.next; !a->closed && n != &a->active; n = n->next) {
@@ -539,7 +536,9 @@ void api__model_resync(api_t *a)
         c->a = a;
         c->id = r->id;
         a->pending++;
-        api__store_call(a, NULL, resync_run, resync_gone, c);
+        msg_store_req_t *q = store_req_new(STORE_OP_GET_RUN, NULL, 0, NULL, NULL);
+        q->a.id = r->id;
+        api__store_call(a, NULL, q, on_resync_run, c);
     }
     api__model_refresh_stats(a, NULL);
 }

@@ -1,6 +1,7 @@
 /* Run endpoints (list, show, log, cancel), summary, audit, probes for containers, WebSocket
- * tickets and the OpenAPI document. Store reads go through MSG_STORE_CALL; their callbacks run
- * on the loop thread and reply the deferred request directly. */
+ * tickets and the OpenAPI document. Store reads are typed requests to the store actor
+ * (api__store_call); their replies come back to the http actor, which answers the deferred
+ * request. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,18 +15,8 @@
 /* One deferred request waiting for the store. */
 typedef struct rcall {
     api_req_t *req;
-    store_run_filter_t filter;
     int64_t id, offset, since;
-    int limit;
-    const char *job, *cursor;
 } rcall_t;
-
-static void rcall_gone(void *ud)
-{
-    rcall_t *c = ud;
-    api_reply_error(c->req, 503, "unavailable", "the store is not available");
-    free(c);
-}
 
 static rcall_t *rcall_new(api_req_t *req)
 {
@@ -37,7 +28,9 @@ static rcall_t *rcall_new(api_req_t *req)
 
 static void reply_store_error(api_req_t *req, int status)
 {
-    if (status == -EINVAL)
+    if (status == -ECANCELED || status == -ESHUTDOWN) /* a gone client: this only frees req */
+        api_reply_error(req, 503, "unavailable", "the store is not available");
+    else if (status == -EINVAL)
         api_reply_error(req, 400, "bad_request", "the cursor is not valid");
     else if (status == -ENOENT)
         api_reply_error(req, 404, "not_found", "no such run");
@@ -106,11 +99,12 @@ static bool run_filter(api_req_t *req, store_run_filter_t *f)
 
 /* ---- runs ---- */
 
-static void on_page(void *ud, int status, store_run_page_t *page)
+static void on_page(api_t *a, void *ud, msg_store_reply_t *r)
 {
     rcall_t *c = ud;
-    if (status != 0) {
-        reply_store_error(c->req, status);
+    const store_run_page_t *page = &r->page;
+    if (r->status != 0) {
+        reply_store_error(c->req, r->status);
     } else {
         json_t *runs = json_array();
         for (size_t i = 0; i < page->count; i++)
@@ -121,20 +115,18 @@ static void on_page(void *ud, int status, store_run_page_t *page)
     free(c);
 }
 
-static void query_runs(store_t *st, void *ud)
-{
-    rcall_t *c = ud;
-    store_query_runs(st, &c->filter, on_page, c);
-}
-
 static void list_runs(api_t *a, api_req_t *req, const char *job)
 {
     store_run_filter_t f = {.job = job};
     if (!run_filter(req, &f))
         return;
     rcall_t *c = rcall_new(req);
-    c->filter = f;
-    api__store_call(a, c->req, query_runs, rcall_gone, c);
+    msg_store_req_t *q = store_req_new(STORE_OP_QUERY_RUNS, NULL, 0, NULL, NULL);
+    q->a.filter = f;
+    q->a.filter.job = f.job ? cv_strdup(f.job) : NULL;
+    q->a.filter.trigger = f.trigger ? cv_strdup(f.trigger) : NULL;
+    q->a.filter.cursor = f.cursor ? cv_strdup(f.cursor) : NULL;
+    api__store_call(a, c->req, q, on_page, c);
 }
 
 static void h_runs(api_req_t *req, void *data)
@@ -164,20 +156,22 @@ static bool run_id_param(api_req_t *req, int64_t *id)
     return false;
 }
 
-static void on_run(void *ud, int status, run_t *run, bool *taken)
+static void on_run(api_t *a, void *ud, msg_store_reply_t *r)
 {
     rcall_t *c = ud;
-    if (status != 0)
-        reply_store_error(c->req, status);
+    if (r->status != 0)
+        reply_store_error(c->req, r->status);
     else
-        api_reply_json(c->req, 200, api__run_json(run, true));
+        api_reply_json(c->req, 200, api__run_json(r->run, true));
     free(c);
 }
 
-static void get_run(store_t *st, void *ud)
+/* A GET_RUN request for c->id, answered to done. */
+static void ask_run(api_t *a, api_req_t *req, rcall_t *c, api__store_done_t done)
 {
-    rcall_t *c = ud;
-    store_get_run(st, c->id, on_run, c);
+    msg_store_req_t *q = store_req_new(STORE_OP_GET_RUN, NULL, 0, NULL, NULL);
+    q->a.id = c->id;
+    api__store_call(a, req, q, done, c);
 }
 
 static void h_run(api_req_t *req, void *data)
@@ -196,7 +190,7 @@ static void h_run(api_req_t *req, void *data)
     }
     rcall_t *c = rcall_new(req);
     c->id = id;
-    api__store_call(a, c->req, get_run, rcall_gone, c);
+    ask_run(a, c->req, c, on_run);
 }
 
 /* ---- log ---- */
@@ -213,23 +207,18 @@ static void reply_log(api_req_t *req, int64_t id, const char *data, size_t size,
                              api__jstrn(data ? data + from : "", n)));
 }
 
-static void on_log_run(void *ud, int status, run_t *run, bool *taken)
+static void on_log_run(api_t *a, void *ud, msg_store_reply_t *r)
 {
     rcall_t *c = ud;
-    if (status != 0) {
-        reply_store_error(c->req, status);
+    const run_t *run = r->run;
+    if (r->status != 0) {
+        reply_store_error(c->req, r->status);
     } else {
         const char *t = run->output_tail ? run->output_tail : "";
         reply_log(c->req, c->id, t, strlen(t), c->offset, run_status_final(run->status),
                   run->output_bytes > (int64_t)strlen(t));
     }
     free(c);
-}
-
-static void get_log(store_t *st, void *ud)
-{
-    rcall_t *c = ud;
-    store_get_run(st, c->id, on_log_run, c);
 }
 
 static void h_log(api_req_t *req, void *data)
@@ -251,7 +240,7 @@ static void h_log(api_req_t *req, void *data)
     rcall_t *c = rcall_new(req);
     c->id = id;
     c->offset = offset;
-    api__store_call(a, c->req, get_log, rcall_gone, c);
+    ask_run(a, c->req, c, on_log_run);
 }
 
 /* ---- cancel ---- */
@@ -262,26 +251,14 @@ static void cancel_dispose(cv_msg_t *m)
     free(m);
 }
 
-static void on_cancel_lookup(void *ud, int status, run_t *run, bool *taken)
+static void on_cancel_lookup(api_t *a, void *ud, msg_store_reply_t *r)
 {
     rcall_t *c = ud;
-    if (status != 0)
-        reply_store_error(c->req, status);
+    if (r->status != 0)
+        reply_store_error(c->req, r->status);
     else
         api_reply_error(c->req, 409, "conflict", "the run is not queued or running");
     free(c);
-}
-
-static void cancel_lookup(store_t *st, void *ud)
-{
-    rcall_t *c = ud;
-    store_get_run(st, c->id, on_cancel_lookup, c);
-}
-
-static void notify_cancel(store_t *st, void *ud)
-{
-    store_notify(st, STORE_CHANNEL_CANCEL, ud, NULL, NULL);
-    free(ud);
 }
 
 /* Another instance's run: its owner cancels it when the database announces the request. */
@@ -290,7 +267,10 @@ static void cancel_remote(api_t *a, api_req_t *req, const run_t *r)
     char *by = cv_sprintf("api:%s", req->principal->name);
     json_t *o =
         json_pack("{s:I,s:s,s:s}", "run", (json_int_t)r->id, "instance", r->instance, "by", by);
-    api__store_call(a, NULL, notify_cancel, free, json_dumps(o, JSON_COMPACT));
+    msg_store_req_t *q = store_req_new(STORE_OP_NOTIFY, NULL, 0, NULL, NULL);
+    q->a.channel = cv_strdup(STORE_CHANNEL_CANCEL);
+    q->a.payload = json_dumps(o, JSON_COMPACT);
+    api__store_call(a, NULL, q, NULL, NULL);
     json_decref(o);
     free(by);
 }
@@ -305,8 +285,7 @@ static void h_cancel(api_req_t *req, void *data)
     if (ar == NULL || a->executor == NULL) {
         rcall_t *c = rcall_new(req);
         c->id = id;
-        api__store_call(a, NULL, cancel_lookup, rcall_gone,
-                        c); /* a cancel goes on without its client */
+        ask_run(a, NULL, c, on_cancel_lookup); /* a cancel goes on without its client */
         return;
     }
     if (api__run_remote(a, ar->run)) {
@@ -326,11 +305,12 @@ static void h_cancel(api_req_t *req, void *data)
 
 /* ---- summary, audit ---- */
 
-static void on_summary(void *ud, int status, const store_summary_t *s)
+static void on_summary(api_t *a, void *ud, msg_store_reply_t *r)
 {
     rcall_t *c = ud;
-    if (status != 0)
-        reply_store_error(c->req, status);
+    const store_summary_t *s = &r->summary;
+    if (r->status != 0)
+        reply_store_error(c->req, r->status);
     else
         api_reply_json(c->req, 200,
                        json_pack("{s:I,s:I,s:I,s:I,s:I,s:o}", "running", (json_int_t)s->running,
@@ -340,17 +320,13 @@ static void on_summary(void *ud, int status, const store_summary_t *s)
     free(c);
 }
 
-static void get_summary(store_t *st, void *ud)
-{
-    rcall_t *c = ud;
-    store_summary(st, c->since, on_summary, c);
-}
-
 static void h_summary(api_req_t *req, void *data)
 {
     rcall_t *c = rcall_new(req);
     c->since = cv_now_ms() - 24 * 3600 * 1000;
-    api__store_call(data, c->req, get_summary, rcall_gone, c);
+    msg_store_req_t *q = store_req_new(STORE_OP_SUMMARY, NULL, 0, NULL, NULL);
+    q->a.since = c->since;
+    api__store_call(data, c->req, q, on_summary, c);
 }
 
 static json_t *json_text(const char *text)
@@ -359,11 +335,12 @@ static json_t *json_text(const char *text)
     return v ? v : json_null();
 }
 
-static void on_audit(void *ud, int status, const store_audit_page_t *page)
+static void on_audit(api_t *a, void *ud, msg_store_reply_t *r)
 {
     rcall_t *c = ud;
-    if (status != 0) {
-        reply_store_error(c->req, status);
+    const store_audit_page_t *page = &r->audit;
+    if (r->status != 0) {
+        reply_store_error(c->req, r->status);
         free(c);
         return;
     }
@@ -382,12 +359,6 @@ static void on_audit(void *ud, int status, const store_audit_page_t *page)
     free(c);
 }
 
-static void get_audit(store_t *st, void *ud)
-{
-    rcall_t *c = ud;
-    store_audit_list(st, c->job, c->limit, c->cursor, on_audit, c);
-}
-
 static void h_audit(api_req_t *req, void *data)
 {
     int64_t n = 0;
@@ -397,10 +368,12 @@ static void h_audit(api_req_t *req, void *data)
         return;
     }
     rcall_t *c = rcall_new(req);
-    c->limit = (int)n;
-    c->job = api_req_query(req, "job");
-    c->cursor = api_req_query(req, "cursor");
-    api__store_call(data, c->req, get_audit, rcall_gone, c);
+    msg_store_req_t *q = store_req_new(STORE_OP_AUDIT_LIST, NULL, 0, NULL, NULL);
+    q->a.limit = (int)n;
+    const char *job = api_req_query(req, "job"), *cursor = api_req_query(req, "cursor");
+    q->a.job = job ? cv_strdup(job) : NULL;
+    q->a.cursor = cursor ? cv_strdup(cursor) : NULL;
+    api__store_call(data, c->req, q, on_audit, c);
 }
 
 /* ---- probes, tickets, the document ---- */
@@ -410,10 +383,10 @@ static void h_healthz(api_req_t *req, void *data)
     api_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
 }
 
-static void on_ping(void *ud, int status)
+static void on_ping(api_t *a, void *ud, msg_store_reply_t *r)
 {
     rcall_t *c = ud;
-    if (status == 0)
+    if (r->status == 0)
         api_reply_json(c->req, 200,
                        json_pack("{s:s,s:s,s:i}", "status", "ready", "store", "up", "spooled", 0));
     else
@@ -422,11 +395,6 @@ static void on_ping(void *ud, int status)
                                  "message", "the store does not answer", "status", "not_ready",
                                  "store", "down", "spooled", 0));
     free(c);
-}
-
-static void ping(store_t *st, void *ud)
-{
-    store_ping(st, on_ping, ud);
 }
 
 /* 503 at once while the store spools (degraded) or writes its spool back (replaying): the daemon
@@ -445,7 +413,8 @@ static void h_readyz(api_req_t *req, void *data)
         free(msg);
         return;
     }
-    api__store_call(data, req, ping, rcall_gone, rcall_new(req));
+    api__store_call(data, req, store_req_new(STORE_OP_PING, NULL, 0, NULL, NULL), on_ping,
+                    rcall_new(req));
 }
 
 static void h_ticket(api_req_t *req, void *data)

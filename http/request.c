@@ -7,6 +7,14 @@
 #include "core/log.h"
 #include "http/api_internal.h"
 
+/* The request can no longer be answered: whoever holds its token sees it. */
+static void req_end_live(api__req_t *r)
+{
+    if (r->live != NULL)
+        cv_live_end(r->live);
+    r->live = NULL;
+}
+
 /* Called when h2o clears the request's pool: the request is finished or torn down. */
 static void on_pool_dispose(void *p)
 {
@@ -16,6 +24,7 @@ static void on_pool_dispose(void *p)
             api__server_reset((*slot)->pub.server, (*slot)->h2o->conn);
         (*slot)->h2o = NULL;
         (*slot)->slot = NULL;
+        req_end_live(*slot);
     }
 }
 
@@ -48,6 +57,7 @@ static void req_free(api__req_t *r)
         *r->replied = true;
     if (r->slot != NULL)
         *r->slot = NULL;
+    req_end_live(r);
     cv_list_remove(&r->link);
     api__kvs_free(&r->params);
     api__kvs_free(&r->query);
@@ -108,6 +118,19 @@ void api_req_defer(api_req_t *req)
 bool api_req_gone(const api_req_t *req)
 {
     return ((const api__req_t *)req)->h2o == NULL;
+}
+
+cv_live_t *api_req_live(api_req_t *req)
+{
+    api__req_t *r = (api__req_t *)req;
+    if (r->h2o == NULL) { /* already gone: a token born dead */
+        cv_live_t *dead = cv_live_ref(cv_live_new());
+        cv_live_end(dead);
+        return dead;
+    }
+    if (r->live == NULL)
+        r->live = cv_live_new();
+    return cv_live_ref(r->live);
 }
 
 static const char *reason_phrase(int status)
@@ -204,6 +227,7 @@ static int reply_ex(api_req_t *req, int status, const char *content_type, const 
     *r->slot = NULL;
     r->slot = NULL;
     r->h2o = NULL;
+    req_end_live(r);
     send_response_ex(h2o, status, content_type, data, len, extra, nextra, shared);
     req_free(r);
     return 0;
@@ -279,6 +303,7 @@ void api__req_abandon(api__req_t *r, int status, const char *code, const char *m
     *r->slot = NULL;
     r->slot = NULL;
     r->h2o = NULL;
+    req_end_live(r);
     json_t *body = error_body(code, message);
     char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);

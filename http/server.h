@@ -21,6 +21,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "core/actor.h"
 #include "http/auth.h"
 
 typedef struct api_server api_server_t;
@@ -139,6 +140,10 @@ void api_req_defer(api_req_t *req);
 /** True when the request can no longer be answered (connection closed, stream reset, server
  * closed). A reply is still required to free req. HTTP/1 closes are seen when writing. */
 bool api_req_gone(const api_req_t *req);
+/** A new reference (cv_live_unref it) to req's liveness token (core/actor.h), ended the moment
+ * req is gone or answered: lets another actor see that a deferred request was reset without
+ * touching req. */
+cv_live_t *api_req_live(api_req_t *req);
 
 /* ---- replies: each frees req; returns 0, or -ECONNRESET when the client was gone ---- */
 

@@ -12,7 +12,7 @@
  *
  * Health and notifications (actors/prober.h, actors/notifier.h):
  *
- *   prober    --MSG_STORE_CALL(store_ping)--> store   the built-in probe "store"
+ *   prober    --MSG_STORE_REQ(PING)--> store --MSG_STORE_REPLY--> prober   the probe "store"
  *   prober    --MSG_HEALTH--> executor, notifier, observers (API hub)   a probe changed status
  *   api       --MSG_HEALTH_GET--> prober      --MSG_HEALTH_LIST--> api   the current list, at once
  *   api       --MSG_HEALTH_REFRESH--> prober  --MSG_HEALTH_LIST--> api   once fresh results are in
@@ -37,7 +37,8 @@ typedef enum {
     MSG_CANCEL,         /* msg_cancel_t: cancel a queued or running run */
     MSG_RUN_EVENT,      /* msg_run_event_t: a run changed state */
     MSG_RUN_OUTPUT,     /* msg_run_output_t: one line of a run's output */
-    MSG_STORE_CALL,     /* msg_store_call_t: run a function with the store (reads for the API) */
+    MSG_STORE_REQ,      /* msg_store_req_t (actors/store_actor.h): a typed store request */
+    MSG_STORE_REPLY,    /* msg_store_reply_t (actors/store_actor.h): its answer */
     MSG_AUDIT,          /* msg_audit_t: append an audit record */
     MSG_OVERRIDE,       /* msg_override_t: set (or delete, value NULL) a runtime override */
     MSG_EXEC_CONFIG,    /* msg_exec_config_t: the executor's (new) job definitions */
@@ -127,15 +128,6 @@ typedef struct {
     cv_buf_t text;
     uint64_t dropped; /* lines left out (limits.live_output_lines); the last line says so */
 } msg_run_output_t;
-
-struct store;
-/** Reads go through the store actor too: the message carries the function to run with the
- * store; the function calls the asynchronous store_* API and answers its caller by message. */
-typedef struct {
-    cv_msg_t hdr;
-    void (*fn)(struct store *st, void *ud);
-    void *ud;
-} msg_store_call_t;
 
 typedef struct {
     cv_msg_t hdr;

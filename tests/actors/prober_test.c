@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "actors/prober.h"
+#include "actors/store_actor.h"
 #include "core/log.h"
 #include "core/reaper.h"
 #include "storage/store.h"
@@ -184,9 +185,10 @@ typedef enum {
 } answer_order_t;
 
 typedef struct {
-    struct store base; /* first: the store_t the store probe's call gets */
+    struct store base; /* first: the store_t the store actor pings */
     uv_loop_t loop;
     cv_runtime_t *rt;
+    store_actor_t *sa; /* the real store actor, over the fake store */
     cv_actor_t *store, *me;
     prober_t *p;
     answer_order_t order;
@@ -260,14 +262,6 @@ static void fake_ping(store_t *st, store_status_cb cb, void *ud)
 
 static const store_ops_t fake_ops = {.name = "fake", .ping = fake_ping};
 
-static void fake_store_handle(cv_actor_t *self, cv_msg_t *msg)
-{
-    sfx_t *f = cv_actor_state(self);
-    assert_int_equal(msg->type, MSG_STORE_CALL);
-    msg_store_call_t *c = (msg_store_call_t *)msg;
-    c->fn(&f->base, c->ud);
-}
-
 static void on_stop_timer(uv_timer_t *t)
 {
     store_stop(t->data);
@@ -281,7 +275,7 @@ static void store_stop(sfx_t *f)
     prober_close(f->p, on_store_prober_closed, f);
     if (f->order == CLOSE_THEN_ANSWER)
         answer(f, 0); /* the prober is gone: its answer must go nowhere */
-    cv_actor_destroy(f->store);
+    store_actor_destroy(f->sa);
     cv_actor_destroy(f->me);
     cv_runtime_close(f->rt);
     uv_close((uv_handle_t *)&f->after_poll, NULL);
@@ -324,7 +318,8 @@ static void run_store_race(sfx_t *f, answer_order_t order, int64_t timeout_ms)
     f->base.loop = &f->loop;
     int err = 0;
     f->rt = cv_runtime_create(&f->loop, &err);
-    f->store = cv_actor_create(f->rt, "fake-store", fake_store_handle, f);
+    f->sa = store_actor_create(f->rt, &f->base);
+    f->store = store_actor_actor(f->sa);
     f->me = cv_actor_create(f->rt, "test", test_store_handle, f);
     uv_check_init(&f->loop, &f->after_poll);
     uv_timer_init(&f->loop, &f->answer_timer);
