@@ -1,10 +1,10 @@
 /* The notifier: which events go to which webhook, run.slow timers, and delivery with retries.
  * See actors/notifier.h. */
 #include "actors/notifier.h"
+#include "actors/store_actor.h"
 #include "core/httpc.h"
 #include "core/log.h"
 #include "core/strmap.h"
-#include "actors/store_actor.h"
 
 #include <errno.h>
 #include <jansson.h>

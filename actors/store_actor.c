@@ -592,7 +592,10 @@ static void request(store_actor_t *sa, msg_store_req_t *q)
         store_list_instances(st, on_op_instances, o);
         break;
     case STORE_OP_NOTIFY:
-        store_notify(st, a->channel, a->payload, on_op_status, o);
+        if (store_is_shared(st))
+            store_notify(st, a->channel, a->payload, on_op_status, o);
+        else /* nobody else listens on this database */
+            op_step(o, -ENOTSUP);
         break;
     case STORE_OP_HEARTBEAT:
         store_heartbeat(st, &a->instance, on_op_status, o);
