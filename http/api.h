@@ -18,9 +18,9 @@
  *
  * POST /api/reload (admin) asks the supervisor (MSG_RELOAD) and answers with its MSG_RELOAD_REPLY.
  *
- * Messages it takes: MSG_EXEC_CONFIG, MSG_RUN_EVENT, MSG_RUN_OUTPUT, MSG_FIRE_REPLY, MSG_RELOAD_REPLY, MSG_OVERRIDE
- * (auto-disable copies), MSG_HEALTH (probe states: the prober's hook into /metrics and the
- * health.changed event). */
+ * Messages it takes: MSG_EXEC_CONFIG, MSG_RUN_EVENT, MSG_RUN_OUTPUT, MSG_FIRE_REPLY,
+ * MSG_RELOAD_REPLY, MSG_OVERRIDE (auto-disable copies), MSG_HEALTH (probe states: the prober's hook
+ * into /metrics and the health.changed event). */
 #ifndef CV_HTTP_API_H
 #define CV_HTTP_API_H
 
