@@ -1,11 +1,6 @@
-/* The daemon: wires the actors together on one loop and drives start-up, reload and shutdown.
- *
- * Start-up: open the store, migrate, mark runs a dead daemon left RUNNING or QUEUED as ABANDONED,
- * seed run ids, read runtime overrides, then create the executor and the scheduler and hand them
- * the configuration. SIGHUP reloads the configuration (an invalid one is refused, its errors
- * logged, the old one kept). SIGTERM/SIGINT stop firing, stop running jobs (SIGTERM to their
- * groups, SIGKILL after shutdown_grace), record each run's real end, flush the store and exit 0;
- * a second SIGINT kills at once. */
+/* The daemon's entry point, called by the CLI (core/main.c). It is implemented by the
+ * supervisor, the root actor (actors/supervisor.c, described in actors/supervisor.h): core/
+ * includes nothing from actors/, http/ or storage/. */
 #ifndef CV_CORE_DAEMON_H
 #define CV_CORE_DAEMON_H
 

@@ -115,6 +115,9 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
     case MSG_HEALTH_LIST:
         api__health_replied(a, (msg_health_list_t *)msg);
         break;
+    case MSG_RELOAD_REPLY:
+        api__reload_replied(a, (msg_reload_reply_t *)msg);
+        break;
     case MSG_NOTIFY_LIST:
         api__notifications_replied(a, (msg_notify_list_t *)msg);
         break;
@@ -237,6 +240,7 @@ api_t *api_create(cv_runtime_t *rt, const api_opts_t *opts, char **err)
     a->auth = auth;
     a->srv = srv;
     a->store = opts->store;
+    a->supervisor = opts->supervisor;
     a->instance = cv_strdup(opts->instance ? opts->instance : "local");
     a->listen = cv_strdup(so.listen);
     a->started_ms = cv_now_ms();

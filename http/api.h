@@ -17,9 +17,11 @@
  * enable changes MSG_OVERRIDE + MSG_AUDIT to the store and MSG_JOB_SCHEDULE / MSG_JOB_ENABLE to the
  * scheduler.
  *
- * Messages it takes: MSG_EXEC_CONFIG, MSG_RUN_EVENT, MSG_RUN_OUTPUT, MSG_FIRE_REPLY, MSG_OVERRIDE
- * (auto-disable copies), MSG_HEALTH (probe states: the prober's hook into /metrics and the
- * health.changed event). */
+ * POST /api/reload (admin) asks the supervisor (MSG_RELOAD) and answers with its MSG_RELOAD_REPLY.
+ *
+ * Messages it takes: MSG_EXEC_CONFIG, MSG_RUN_EVENT, MSG_RUN_OUTPUT, MSG_FIRE_REPLY,
+ * MSG_RELOAD_REPLY, MSG_OVERRIDE (auto-disable copies), MSG_HEALTH (probe states: the prober's hook
+ * into /metrics and the health.changed event). */
 #ifndef CV_HTTP_API_H
 #define CV_HTTP_API_H
 
@@ -36,6 +38,7 @@ typedef struct api_opts {
     cfgref_t *cfg;                     /* server.listen, server.tls, auth.tokens; a reference is
                                         * taken (later configs arrive as MSG_EXEC_CONFIG) */
     cv_actor_t *store;                 /* the store actor: reads, overrides, audit (required) */
+    cv_actor_t *supervisor;            /* POST /api/reload (MSG_RELOAD); NULL: 404 */
     const store_override_t *overrides; /* the overrides at start (copied) */
     size_t n_overrides;
     const char *instance; /* this daemon's instance id (for /metrics) */

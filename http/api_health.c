@@ -1,7 +1,8 @@
 /* Health and notification endpoints: GET /api/health, POST /api/health/refresh (all probes or
  * ?probe=NAME; answers once the fresh results are in), GET /api/notifications, and GET /api/info
  * (version, instance, the configuration's links), GET /api/instances (the daemons sharing the
- * store, from their heartbeats: empty on SQLite). The prober and the notifier own the data; the
+ * store, from their heartbeats: empty on SQLite), POST /api/reload (admin: the supervisor reloads
+ * the configuration file as on SIGHUP). The prober and the notifier own the data; the
  * http actor asks them by message (MSG_HEALTH_GET / MSG_HEALTH_REFRESH / MSG_NOTIFY_GET) and
  * answers the deferred request when their reply arrives. */
 #include <stdlib.h>
@@ -237,6 +238,54 @@ static void h_instances(api_req_t *req, void *data)
                     on_instances, c);
 }
 
+/* ---- POST /api/reload ---- */
+
+static void h_reload(api_req_t *req, void *data)
+{
+    api_t *a = data;
+    if (a->supervisor == NULL) {
+        api_reply_error(req, 404, "not_found", "no configuration to reload");
+        return;
+    }
+    uint64_t corr = ++a->next_corr;
+    char *by = cv_sprintf("api:%s", req->principal->name);
+    msg_reload_t *m = msg_reload_new(by, a->actor, corr);
+    free(by);
+    ask(a, req, a->supervisor, &m->hdr, corr);
+}
+
+/* 200 {"changed": summary}; 422 {"error": {code, message, errors: [...]}} for an invalid
+ * configuration (each error with its file, line and column); 409 when a key that needs a
+ * restart changed; 503 while shutting down. */
+void api__reload_replied(api_t *a, const msg_reload_reply_t *r)
+{
+    query_t *q = take(a, r->corr);
+    if (q == NULL)
+        return;
+    if (r->outcome == RELOAD_APPLIED) {
+        api_reply_json(q->req, 200, json_pack("{s:s}", "changed", r->changed ? r->changed : ""));
+        free(q);
+        return;
+    }
+    json_t *errors = r->errors ? json_loads(r->errors, 0, NULL) : NULL;
+    if (!json_is_array(errors)) {
+        json_decref(errors);
+        errors = json_array();
+    }
+    json_t *first = json_object_get(json_array_get(errors, 0), "message");
+    const char *msg = json_is_string(first) ? json_string_value(first) : "reload refused";
+    int status = r->outcome == RELOAD_INVALID          ? 422
+                 : r->outcome == RELOAD_RESTART_NEEDED ? 409
+                                                       : 503;
+    const char *code = r->outcome == RELOAD_INVALID          ? "invalid_config"
+                       : r->outcome == RELOAD_RESTART_NEEDED ? "restart_required"
+                                                             : "shutting_down";
+    json_t *body =
+        json_pack("{s:{s:s, s:s, s:o}}", "error", "code", code, "message", msg, "errors", errors);
+    api_reply_json(q->req, status, body);
+    free(q);
+}
+
 int api__health_routes(api_t *a)
 {
     const api_route_t routes[] = {
@@ -245,6 +294,7 @@ int api__health_routes(api_t *a)
         {"GET", "/api/notifications", h_notifications, a, AUTH_ROLE_VIEWER, 0},
         {"GET", "/api/info", h_info, a, AUTH_ROLE_VIEWER, 0},
         {"GET", "/api/instances", h_instances, a, AUTH_ROLE_VIEWER, 0},
+        {"POST", "/api/reload", h_reload, a, AUTH_ROLE_ADMIN, 0},
     };
     return api_server_routes(a->srv, routes, CV_ARRAY_SIZE(routes));
 }

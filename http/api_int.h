@@ -85,6 +85,7 @@ struct api {
     cv_list_t triggers;      /* api__trigger_t waiting for MSG_FIRE_REPLY */
     cv_list_t queries;       /* requests waiting for the prober or the notifier (api_health.c) */
     cv_actor_t *prober, *notifier;
+    cv_actor_t *supervisor; /* POST /api/reload */
     uint64_t next_corr;
     api__probe_t *probes;
     size_t nprobes;
@@ -142,6 +143,7 @@ void api__health_replied(api_t *a, const msg_health_list_t *l);
 void api__notifications_replied(api_t *a, const msg_notify_list_t *l);
 /** Answers every request still waiting for the prober or the notifier 503 (closing). */
 void api__queries_abort(api_t *a);
+void api__reload_replied(api_t *a, const msg_reload_reply_t *r);
 
 /** One probe result as the JSON of GET /api/health and health.changed events. */
 json_t *api__health_json(const health_result_t *h);

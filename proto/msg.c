@@ -181,6 +181,7 @@ static void exec_config_dispose(cv_msg_t *m)
 {
     msg_exec_config_t *c = (msg_exec_config_t *)m;
     cfgref_put(c->cfg);
+    free(c->summary);
     free(c);
 }
 
@@ -398,4 +399,42 @@ msg_instance_beat_t *msg_instance_beat_new(const char *id, int64_t last_seen)
     b->id = id ? cv_strdup(id) : NULL;
     b->last_seen = last_seen;
     return b;
+}
+
+/* ---- reload through the API ---- */
+
+static void reload_dispose(cv_msg_t *m)
+{
+    free(((msg_reload_t *)m)->by);
+    free(m);
+}
+
+msg_reload_t *msg_reload_new(const char *by, cv_actor_t *reply_to, uint64_t corr)
+{
+    msg_reload_t *r = cv_msg_new(sizeof(*r), MSG_RELOAD);
+    r->hdr.dispose = reload_dispose;
+    r->by = dup_opt(by);
+    r->reply_to = reply_to;
+    r->corr = corr;
+    return r;
+}
+
+static void reload_reply_dispose(cv_msg_t *m)
+{
+    msg_reload_reply_t *r = (msg_reload_reply_t *)m;
+    free(r->changed);
+    free(r->errors);
+    free(r);
+}
+
+msg_reload_reply_t *msg_reload_reply_new(uint64_t corr, reload_outcome_t outcome,
+                                         const char *changed, const char *errors)
+{
+    msg_reload_reply_t *r = cv_msg_new(sizeof(*r), MSG_RELOAD_REPLY);
+    r->hdr.dispose = reload_reply_dispose;
+    r->corr = corr;
+    r->outcome = outcome;
+    r->changed = dup_opt(changed);
+    r->errors = dup_opt(errors);
+    return r;
 }

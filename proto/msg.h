@@ -56,6 +56,8 @@ typedef enum {
     MSG_CLAIM_REPLY,    /* msg_claim_reply_t: the store actor's answer to a MSG_CLAIM */
     MSG_INSTANCE_BEAT,  /* msg_instance_beat_t: an instance sharing the store heart-beat */
     MSG_STORE_STATE,    /* msg_store_state_t: the store reaches its database or not (spool) */
+    MSG_RELOAD,         /* msg_reload_t: reload the configuration (api -> supervisor) */
+    MSG_RELOAD_REPLY,   /* msg_reload_reply_t: the supervisor's answer to a MSG_RELOAD */
     MSG_ACTOR_PRIVATE = 1000, /* types from here on are private to one actor */
 } msg_type_t;
 
@@ -164,6 +166,7 @@ struct cfgref;
 typedef struct {
     cv_msg_t hdr;
     struct cfgref *cfg; /* a reference, released by dispose */
+    char *summary;      /* NULL at start; after a reload what it changed (cfgdiff_summary) */
 } msg_exec_config_t;
 
 typedef struct {
@@ -315,6 +318,32 @@ typedef struct {
     uint64_t spooled, spool_bytes, dropped;
 } msg_store_state_t;
 
+/** A reload asked through the API (POST /api/reload); the supervisor reloads as on SIGHUP and
+ * answers with MSG_RELOAD_REPLY.
+ *
+ *   api --MSG_RELOAD--> supervisor --MSG_RELOAD_REPLY--> api */
+typedef struct {
+    cv_msg_t hdr;
+    char *by; /* the audit's actor: "api:<token name>" */
+    cv_actor_t *reply_to;
+    uint64_t corr;
+} msg_reload_t;
+
+typedef enum {
+    RELOAD_APPLIED,        /* changed: the summary */
+    RELOAD_INVALID,        /* errors: the configuration's errors, each with its location */
+    RELOAD_RESTART_NEEDED, /* errors: the keys that cannot change without a restart */
+    RELOAD_REFUSED,        /* errors: why (shutting down) */
+} reload_outcome_t;
+
+typedef struct {
+    cv_msg_t hdr;
+    uint64_t corr;
+    reload_outcome_t outcome;
+    char *changed; /* RELOAD_APPLIED: the cfgdiff summary */
+    char *errors;  /* otherwise: a JSON array of {file, line, column, job, message, text} */
+} msg_reload_reply_t;
+
 /** Constructors: copy their string arguments; the returned message is ready to post. */
 msg_fire_t *msg_fire_new(const char *job, const char *trigger, int64_t scheduled_for);
 msg_run_event_t *msg_run_event_new(run_ev_kind_t kind, const run_t *run);
@@ -341,6 +370,9 @@ msg_claim_reply_t *msg_claim_reply_new(uint64_t corr, int status, int64_t run_id
 msg_instance_beat_t *msg_instance_beat_new(const char *id, int64_t last_seen);
 msg_store_state_t *msg_store_state_new(int health, uint64_t spooled, uint64_t spool_bytes,
                                        uint64_t dropped);
+msg_reload_t *msg_reload_new(const char *by, cv_actor_t *reply_to, uint64_t corr);
+msg_reload_reply_t *msg_reload_reply_new(uint64_t corr, reload_outcome_t outcome,
+                                         const char *changed, const char *errors);
 const char *run_ev_kind_name(run_ev_kind_t k);
 msg_job_schedule_t *msg_job_schedule_new(const char *job, const char *schedule, const char *zone,
                                          bool enabled);

@@ -1,10 +1,14 @@
-#include "core/daemon.h"
+/* The supervisor: the root actor (OTP sense) that replaces the old core/daemon.c. It owns the
+ * configuration and drives start-up, reload and shutdown; see actors/supervisor.h. */
+#include "actors/supervisor.h"
+#include "actors/cluster.h"
 #include "actors/executor.h"
 #include "actors/notifier.h"
 #include "actors/prober.h"
 #include "actors/scheduler.h"
 #include "actors/store_actor.h"
 #include "core/cfgdiff.h"
+#include "core/daemon.h"
 #include "core/httpc.h"
 #include "core/log.h"
 #include "core/reaper.h"
@@ -31,23 +35,20 @@ typedef struct daemon {
     cv_runtime_t *rt;
     cv_actor_t *self;
     store_t *store;
+    /* the children, in start order (stopped in the reverse order) */
     store_actor_t *sa;
+    api_t *api;
     executor_t *ex;
     scheduler_t *sched;
-    prober_t *prober;
     notifier_t *notifier;
-    api_t *api;
+    prober_t *prober;
+    cluster_t *cluster; /* shared store only */
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t retention;
     bool signals_on, retention_on;
-    uv_timer_t heartbeat; /* shared store: this instance's heartbeat and the dead-instance sweep */
-    bool heartbeat_on, heartbeat_busy;
     int64_t started_at;
-    int64_t beat_every, last_beat, beating_since; /* ms */
     store_override_t *overrides;
     size_t n_overrides;
-    char *reload_summary; /* what the reload in progress changes (cfgdiff_summary) */
-    bool reload_partial;  /* ... and some of it waits for a restart */
     int64_t first_run_id;
     int64_t *last_run; /* per config job: last cron firing recorded (s), for catch-up */
     int pending_queries;
@@ -58,15 +59,135 @@ typedef struct daemon {
 
 static void begin_close(daemon_t *d);
 
-static void cancel_msg_dispose(cv_msg_t *m)
-{
-    free(((msg_cancel_t *)m)->by);
-    free(m);
-}
-
 static void on_orphan(void *data, pid_t pid, int status)
 {
     cv_debug("daemon", "reaped orphan pid %d", (int)pid);
+}
+
+/* ---- who subscribes to whom ---- */
+
+typedef enum {
+    A_NONE,
+    A_SUPERVISOR,
+    A_STORE,
+    A_API,
+    A_EXECUTOR,
+    A_SCHEDULER,
+    A_NOTIFIER,
+    A_PROBER,
+    A_CLUSTER,
+} child_t;
+
+typedef enum {
+    SUB_RUNS,        /* store actor: durable FINISHED runs (store_actor_subscribe) */
+    SUB_STORE_STATE, /* store actor: MSG_STORE_STATE (store_actor_watch_state) */
+    SUB_RUN_EVENTS,  /* executor: MSG_RUN_EVENT, MSG_AUDIT, no output (executor_add_observer) */
+    SUB_HUB,         /* executor: its hub, every event and output line (executor_opts_t.hub) */
+    SUB_HEALTH,      /* prober: MSG_HEALTH on every status change (prober_add_observer) */
+    SUB_CLUSTER,     /* cluster: remote runs, instance beats, cancels, override changes */
+} sub_kind_t;
+
+typedef struct {
+    child_t publisher;
+    sub_kind_t kind;
+    child_t subscriber;
+} subscription_t;
+
+/* Every subscription of the tree, read at a glance. Rows whose ends do not exist in this mode
+ * (no API in --once mode, no cluster actor without a shared store) are skipped. */
+static const subscription_t subscriptions[] = {
+    /* publisher   kind              subscriber */
+    {A_STORE, SUB_RUNS, A_API},
+    {A_STORE, SUB_STORE_STATE, A_API},
+    {A_STORE, SUB_RUNS, A_NOTIFIER},
+    {A_STORE, SUB_RUNS, A_SUPERVISOR},   /* --once only: the run's end */
+    {A_EXECUTOR, SUB_HUB, A_API},        /* set at creation */
+    {A_EXECUTOR, SUB_HUB, A_SUPERVISOR}, /* --once only, set at creation: output lines */
+    {A_EXECUTOR, SUB_RUN_EVENTS, A_NOTIFIER},
+    {A_PROBER, SUB_HEALTH, A_EXECUTOR},
+    {A_PROBER, SUB_HEALTH, A_NOTIFIER},
+    {A_PROBER, SUB_HEALTH, A_API},
+    {A_CLUSTER, SUB_CLUSTER, A_API},        /* set at creation */
+    {A_CLUSTER, SUB_CLUSTER, A_EXECUTOR},   /* set at creation: cancels */
+    {A_CLUSTER, SUB_CLUSTER, A_SUPERVISOR}, /* set at creation: override changes */
+};
+
+static cv_actor_t *child_actor(daemon_t *d, child_t c)
+{
+    switch (c) {
+    case A_SUPERVISOR:
+        return d->self;
+    case A_STORE:
+        return d->sa ? store_actor_actor(d->sa) : NULL;
+    case A_API:
+        return d->api ? api_actor(d->api) : NULL;
+    case A_EXECUTOR:
+        return d->ex ? executor_actor(d->ex) : NULL;
+    case A_SCHEDULER:
+        return d->sched ? scheduler_actor(d->sched) : NULL;
+    case A_NOTIFIER:
+        return d->notifier ? notifier_actor(d->notifier) : NULL;
+    case A_PROBER:
+        return d->prober ? prober_actor(d->prober) : NULL;
+    case A_CLUSTER:
+        return d->cluster ? cluster_actor(d->cluster) : NULL;
+    default:
+        return NULL;
+    }
+}
+
+/* The subscriber of a row, or NULL when the row does not apply in this mode. */
+static cv_actor_t *row_subscriber(daemon_t *d, const subscription_t *s)
+{
+    bool once = d->opts.once_job != NULL;
+    if (s->subscriber == A_SUPERVISOR && s->publisher != A_CLUSTER && !once)
+        return NULL;
+    if (child_actor(d, s->publisher) == NULL)
+        return NULL;
+    return child_actor(d, s->subscriber);
+}
+
+/* The hub given to the executor at its creation (the table's SUB_HUB row that applies). */
+static cv_actor_t *executor_hub(daemon_t *d)
+{
+    for (size_t i = 0; i < CV_ARRAY_SIZE(subscriptions); i++) {
+        const subscription_t *s = &subscriptions[i];
+        if (s->kind != SUB_HUB)
+            continue;
+        bool once = d->opts.once_job != NULL;
+        if ((s->subscriber == A_SUPERVISOR) == once)
+            return child_actor(d, s->subscriber);
+    }
+    return NULL;
+}
+
+/* Makes the subscriptions of the table whose publisher is pub (called when pub has just been
+ * created, its subscribers before it). */
+static void wire(daemon_t *d, child_t pub)
+{
+    for (size_t i = 0; i < CV_ARRAY_SIZE(subscriptions); i++) {
+        const subscription_t *s = &subscriptions[i];
+        cv_actor_t *sub = s->publisher == pub ? row_subscriber(d, s) : NULL;
+        if (sub == NULL)
+            continue;
+        switch (s->kind) {
+        case SUB_RUNS:
+            store_actor_subscribe(d->sa, sub);
+            break;
+        case SUB_STORE_STATE:
+            store_actor_watch_state(d->sa, sub);
+            break;
+        case SUB_RUN_EVENTS:
+            executor_add_observer(d->ex, sub, false);
+            break;
+        case SUB_HEALTH:
+            prober_add_observer(d->prober, sub);
+            break;
+        case SUB_HUB:
+        case SUB_CLUSTER:
+            break; /* given at creation */
+        }
+    }
 }
 
 /* ---- configuration for the actors ---- */
@@ -111,16 +232,24 @@ static msg_sched_jobs_t *sched_jobs(const daemon_t *d, bool first)
     return m;
 }
 
-static void configure_actors(daemon_t *d, bool first)
+/* The actors that get each configuration snapshot (MSG_EXEC_CONFIG). The scheduler gets its jobs
+ * with their overrides instead (msg_sched_jobs_t). */
+static const child_t config_receivers[] = {A_EXECUTOR, A_API, A_CLUSTER};
+
+/* Posts the snapshot to every actor in one step; summary: what the reload changed (NULL at
+ * start). */
+static void configure_actors(daemon_t *d, bool first, const char *summary)
 {
-    msg_exec_config_t *c = msg_exec_config_new(d->cfg);
-    cv_actor_post(executor_actor(d->ex), &c->hdr);
+    for (size_t i = 0; i < CV_ARRAY_SIZE(config_receivers); i++) {
+        cv_actor_t *a = child_actor(d, config_receivers[i]);
+        if (a == NULL)
+            continue;
+        msg_exec_config_t *c = msg_exec_config_new(d->cfg);
+        c->summary = summary ? cv_strdup(summary) : NULL;
+        cv_actor_post(a, &c->hdr);
+    }
     if (d->sched)
         cv_actor_post(scheduler_actor(d->sched), &sched_jobs(d, first)->hdr);
-    if (d->api) {
-        c = msg_exec_config_new(d->cfg);
-        cv_actor_post(api_actor(d->api), &c->hdr);
-    }
 }
 
 /* ---- signals ---- */
@@ -134,6 +263,8 @@ static void shutdown_jobs(daemon_t *d, bool immediate)
     cv_actor_post(executor_actor(d->ex), &s->hdr);
 }
 
+/* Stops firing (scheduler), relaying (cluster), then running jobs (executor, which replies
+ * MSG_SHUTDOWN_DONE); begin_close() closes the rest in order. */
 static void request_stop(daemon_t *d, const char *why)
 {
     if (d->stopping) {
@@ -148,6 +279,10 @@ static void request_stop(daemon_t *d, const char *why)
     if (d->sched) {
         msg_shutdown_t *s = cv_msg_new(sizeof(*s), MSG_SHUTDOWN);
         cv_actor_post(scheduler_actor(d->sched), &s->hdr);
+    }
+    if (d->cluster) {
+        msg_shutdown_t *s = cv_msg_new(sizeof(*s), MSG_SHUTDOWN);
+        cv_actor_post(cluster_actor(d->cluster), &s->hdr);
     }
     if (d->ex)
         shutdown_jobs(d, false);
@@ -167,45 +302,139 @@ static void keep_overrides(daemon_t *d, const store_override_t *ov, size_t count
     d->n_overrides = count;
 }
 
-static void on_reload_overrides(void *ud, int status, const store_override_t *ov, size_t count)
+/* ---- the supervisor's store calls (grouped to become store actor requests) ---- */
+
+static void on_reload_overrides(void *ud, int status, const store_override_t *ov, size_t count);
+static void on_overrides_reread(void *ud, int status, const store_override_t *ov, size_t count);
+static void on_retention_done(void *ud, int status, int64_t count);
+
+typedef struct reload reload_t;
+
+/* After a reload: the overrides changed at run time (API, auto-disable) are in the store. */
+static void store_reread_overrides_for_reload(daemon_t *d, reload_t *r)
 {
-    daemon_t *d = ud;
-    if (d->stopping)
-        return;
-    if (status == 0)
-        keep_overrides(d, ov, count);
-    else
-        cv_warn("daemon", "reload: runtime overrides could not be read (%s); using the known ones",
-                strerror(-status));
-    configure_actors(d, false);
-    cv_log(d->reload_partial ? CV_LOG_WARN : CV_LOG_INFO, "daemon",
-           "configuration reloaded from %s: %s", d->opts.config_path,
-           d->reload_summary ? d->reload_summary : "no changes");
-    free(d->reload_summary);
-    d->reload_summary = NULL;
+    store_override_list(d->store, NULL, on_reload_overrides, r);
 }
 
-static void restart_heartbeat(daemon_t *d);
+/* Another instance changed an override (cluster actor). */
+static void store_reread_overrides_for_cluster(daemon_t *d)
+{
+    store_override_list(d->store, NULL, on_overrides_reread, d);
+}
+
+static void store_apply_retention(daemon_t *d, const cfg_retention_t *r)
+{
+    store_retention(d->store, r->days, r->max_runs_per_job, on_retention_done, d);
+}
+
+/* The reload's audit record, through the store actor like the API's. */
+static void audit_reload(daemon_t *d, const char *by, const char *summary)
+{
+    if (d->sa == NULL)
+        return;
+    json_t *after = json_string(summary ? summary : "no changes");
+    char *text = json_dumps(after, JSON_ENCODE_ANY);
+    json_decref(after);
+    msg_audit_t *a = msg_audit_new(by, "config.reload", NULL, 0, NULL, text);
+    free(text);
+    cv_actor_post(store_actor_actor(d->sa), &a->hdr);
+}
+
+/* ---- reload (SIGHUP, POST /api/reload) ---- */
+
+struct reload {
+    daemon_t *d;
+    char *by;      /* "system" (SIGHUP) or "api:<token>" */
+    char *summary; /* what it changes (cfgdiff_summary) */
+    bool partial;  /* ... and some of it waits for a restart */
+    cv_actor_t *reply_to;
+    uint64_t corr;
+};
+
+static void reload_reply(daemon_t *d, cv_actor_t *to, uint64_t corr, reload_outcome_t outcome,
+                         const char *changed, json_t *errors)
+{
+    if (to == NULL) {
+        json_decref(errors);
+        return;
+    }
+    char *text = errors ? json_dumps(errors, JSON_COMPACT) : NULL;
+    msg_reload_reply_t *r = msg_reload_reply_new(corr, outcome, changed, text);
+    free(text);
+    json_decref(errors);
+    cv_actor_post(to, &r->hdr);
+}
+
+static void on_reload_overrides(void *ud, int status, const store_override_t *ov, size_t count)
+{
+    reload_t *r = ud;
+    daemon_t *d = r->d;
+    if (!d->stopping) {
+        if (status == 0)
+            keep_overrides(d, ov, count);
+        else
+            cv_warn("daemon",
+                    "reload: runtime overrides could not be read (%s); using the known ones",
+                    strerror(-status));
+        configure_actors(d, false, r->summary ? r->summary : "no changes");
+        cv_log(r->partial ? CV_LOG_WARN : CV_LOG_INFO, "daemon",
+               "configuration reloaded from %s: %s", d->opts.config_path,
+               r->summary ? r->summary : "no changes");
+        audit_reload(d, r->by, r->summary);
+    }
+    reload_reply(d, r->reply_to, r->corr, d->stopping ? RELOAD_REFUSED : RELOAD_APPLIED,
+                 r->summary ? r->summary : "no changes", NULL);
+    free(r->by);
+    free(r->summary);
+    free(r);
+}
 
 /* Applies at once what the actors do not get by message: the API tokens (refused with the whole
- * reload when they cannot apply) and the heartbeat cadence. Returns 0 or a negative errno. */
-static int apply_now(daemon_t *d, const cfg_t *cfg, const cfgdiff_t *diff)
+ * reload when they cannot apply). Returns 0 or a negative errno. */
+static int apply_now(daemon_t *d, const cfg_t *cfg, const cfgdiff_t *diff, char **why)
 {
     char *err = NULL;
     if (d->api && (diff->tokens.added || diff->tokens.removed || diff->tokens.changed) &&
         api_reload_auth(d->api, cfg, &err) != 0) {
-        cv_error("daemon", "reload refused: %s; keeping the running configuration",
-                 err ? err : "the API tokens cannot be applied");
+        *why = cv_strdup(err ? err : "the API tokens cannot be applied");
+        cv_error("daemon", "reload refused: %s; keeping the running configuration", *why);
         free(err);
         return -EINVAL;
     }
     return 0;
 }
 
-static void reload(daemon_t *d)
+/* The errors of a refused load, each with its location, as a JSON array. */
+static json_t *errors_json(const cfg_errors_t *errs)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < errs->count; i++) {
+        const cfg_error_t *e = &errs->items[i];
+        json_t *o = json_pack("{s:s?, s:i, s:i, s:s?, s:s?}", "file", e->file, "line", e->line,
+                              "column", e->column, "job", e->job, "message", e->message);
+        char *line = cfg_error_format(e);
+        json_object_set_new(o, "text", json_string(line));
+        free(line);
+        json_array_append_new(a, o);
+    }
+    return a;
+}
+
+static json_t *one_error(const char *message)
+{
+    return json_pack("[{s:s}]", "message", message);
+}
+
+/* Reads the configuration file again and applies it (by: who asked; reply_to: the API's
+ * actor, or NULL for SIGHUP). An invalid configuration is refused, the running one kept. */
+static void reload(daemon_t *d, const char *by, cv_actor_t *reply_to, uint64_t corr)
 {
     cfg_t *cfg = NULL;
     cfg_errors_t errs = {0};
+    if (d->stopping) {
+        reload_reply(d, reply_to, corr, RELOAD_REFUSED, NULL, one_error("shutting down"));
+        return;
+    }
     if (cfgcheck_load(d->opts.config_path, &cfg, &errs) != 0) {
         for (size_t i = 0; i < errs.count; i++) {
             char *line = cfg_error_format(&errs.items[i]);
@@ -214,33 +443,39 @@ static void reload(daemon_t *d)
         }
         cv_error("daemon", "reload refused: %zu error(s) in %s; keeping the running configuration",
                  errs.count, d->opts.config_path);
+        reload_reply(d, reply_to, corr, RELOAD_INVALID, NULL, errors_json(&errs));
         cfg_errors_free(&errs);
         return;
     }
     cfg_errors_free(&errs);
     cfgdiff_t diff;
     cfgdiff_compare(d->cfg->cfg, cfg, &diff);
-    if (apply_now(d, cfg, &diff) != 0) {
+    char *why = NULL;
+    if (apply_now(d, cfg, &diff, &why) != 0) {
+        reload_reply(d, reply_to, corr, RELOAD_INVALID, NULL, one_error(why));
+        free(why);
         cfgdiff_free(&diff);
         cfg_free(cfg);
         return;
     }
-    free(d->reload_summary);
-    d->reload_summary = cfgdiff_summary(&diff);
-    d->reload_partial = diff.not_applied != NULL;
+    reload_t *r = cv_calloc(1, sizeof(*r));
+    r->d = d;
+    r->by = cv_strdup(by);
+    r->summary = cfgdiff_summary(&diff);
+    r->partial = diff.not_applied != NULL;
+    r->reply_to = reply_to;
+    r->corr = corr;
     cfgdiff_free(&diff);
     cfgref_put(d->cfg);
     d->cfg = cfgref_new(cfg);
-    restart_heartbeat(d);
-    /* Overrides changed at run time (API, auto-disable) are in the store: read them again. */
-    store_override_list(d->store, NULL, on_reload_overrides, d);
+    store_reread_overrides_for_reload(d, r);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
 {
     daemon_t *d = h->data;
     if (signum == SIGHUP)
-        reload(d);
+        reload(d, "system", NULL, 0);
     else
         request_stop(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
@@ -270,93 +505,10 @@ static void on_retention_timer(uv_timer_t *t)
     daemon_t *d = t->data;
     const cfg_retention_t *r = &d->cfg->cfg->retention;
     if (d->stopping == 0 && (r->days > 0 || r->max_runs_per_job > 0))
-        store_retention(d->store, r->days, r->max_runs_per_job, on_retention_done, d);
+        store_apply_retention(d, r);
 }
 
-/* ---- heartbeats (shared store) ---- */
-
-static void heartbeat_send(daemon_t *d, store_status_cb cb);
-
-static void on_dead_swept(void *ud, int status, int64_t count)
-{
-    daemon_t *d = ud;
-    d->heartbeat_busy = false;
-    if (status == 0 && count > 0)
-        cv_warn("store", "%lld run(s) of instances that stopped heart-beating marked ABANDONED",
-                (long long)count);
-}
-
-/* Sweeps only after beating without a gap for a whole timeout: after an outage of the
- * database every live instance gets that long to beat again before anyone judges it dead. */
-static void on_heartbeat_sent(void *ud, int status)
-{
-    daemon_t *d = ud;
-    int64_t now = cv_now_ms(), timeout = d->cfg->cfg->cluster.heartbeat_timeout_ms;
-    if (status == 0 && (d->beating_since == 0 || now - d->last_beat > 2 * d->beat_every))
-        d->beating_since = now;
-    if (status == 0)
-        d->last_beat = now;
-    if (status != 0 || d->stopping || d->opts.once_job || now - d->beating_since < timeout) {
-        d->heartbeat_busy = false;
-        return;
-    }
-    store_abandon_dead(d->store, cv_now_ms() - d->cfg->cfg->cluster.heartbeat_timeout_ms,
-                       on_dead_swept, d);
-}
-
-static void on_heartbeat_timer(uv_timer_t *t)
-{
-    daemon_t *d = t->data;
-    if (d->stopping == 0 && !d->heartbeat_busy) {
-        d->heartbeat_busy = true;
-        heartbeat_send(d, on_heartbeat_sent);
-    }
-}
-
-static void heartbeat_send(daemon_t *d, store_status_cb cb)
-{
-    char host[256] = "localhost";
-    gethostname(host, sizeof(host) - 1);
-    store_instance_t in = {.id = d->instance,
-                           .hostname = host,
-                           .pid = getpid(),
-                           .started_at = d->started_at,
-                           .version = CV_VERSION};
-    store_heartbeat(d->store, &in, cb, d);
-}
-
-static int64_t beat_interval(const daemon_t *d)
-{
-    int64_t every = d->cfg->cfg->cluster.heartbeat_timeout_ms / 6;
-    return every < 200 ? 200 : every > 5000 ? 5000 : every;
-}
-
-/* A reload may change the timeout: beat at the new cadence (a shorter timeout with the old
- * cadence would have the others judge this instance dead). */
-static void restart_heartbeat(daemon_t *d)
-{
-    if (!d->heartbeat_on || beat_interval(d) == d->beat_every)
-        return;
-    d->beat_every = beat_interval(d);
-    uv_timer_start(&d->heartbeat, on_heartbeat_timer, (uint64_t)d->beat_every,
-                   (uint64_t)d->beat_every);
-}
-
-/* Beats every sixth of the timeout (between 0.2 s and 5 s), each beat followed by a sweep. */
-static void start_heartbeat(daemon_t *d)
-{
-    if (!store_is_shared(d->store))
-        return;
-    int64_t every = beat_interval(d);
-    d->beat_every = every;
-    d->last_beat = d->beating_since = cv_now_ms(); /* the first heartbeat was sent at start */
-    uv_timer_init(&d->loop, &d->heartbeat);
-    d->heartbeat.data = d;
-    d->heartbeat_on = true;
-    uv_timer_start(&d->heartbeat, on_heartbeat_timer, (uint64_t)every, (uint64_t)every);
-}
-
-/* ---- override changes made by other instances (shared store) ---- */
+/* ---- override changes made by other instances (from the cluster actor) ---- */
 
 /* The value of (job, field) in ov[0..n), or NULL. */
 static const char *override_in(const store_override_t *ov, size_t n, const char *job,
@@ -397,127 +549,13 @@ static void on_overrides_reread(void *ud, int status, const store_override_t *ov
     cv_actor_post(scheduler_actor(d->sched), &sched_jobs(d, false)->hdr);
 }
 
-static void on_override_notify(void *ud, const char *job)
+static void overrides_changed_elsewhere(daemon_t *d, const char *job)
 {
-    daemon_t *d = ud;
     if (d->stopping)
         return;
     cv_info("daemon", "runtime overrides changed%s%s: re-reading them", job ? " for job " : "",
             job ? job : " while the database was unreachable");
-    store_override_list(d->store, NULL, on_overrides_reread, d);
-}
-
-static void start_override_watch(daemon_t *d)
-{
-    if (store_is_shared(d->store))
-        store_watch_overrides(d->store, on_override_notify, d);
-}
-
-/* ---- the runs and heartbeats of other instances, cancel requests (shared store) ---- */
-
-typedef struct {
-    daemon_t *d;
-    run_status_t announced; /* the status the notification carried */
-} remote_run_t;
-
-/* A notification may be read after the run moved on: a run announced RUNNING that is already
- * over is still shown starting (as it was) before the notification of its end. */
-static void on_remote_run(void *ud, int status, run_t *run, bool *taken)
-{
-    remote_run_t *q = ud;
-    daemon_t *d = q->d;
-    run_status_t was = q->announced;
-    free(q);
-    if (status != 0 || d->stopping || d->api == NULL)
-        return;
-    msg_run_event_t *e = NULL;
-    if (was == RUN_RUNNING && run->status != RUN_QUEUED) {
-        e = msg_run_event_new(RUN_EV_STARTED, run);
-        if (run_status_final(run->status)) {
-            e->run->status = RUN_RUNNING;
-            e->run->finished_at = e->run->duration_ms = 0;
-            e->run->exit_code = -1;
-            e->run->signal = 0;
-            free(e->run->error);
-            e->run->error = NULL;
-        }
-    } else if (run_status_final(was) && run_status_final(run->status)) {
-        e = msg_run_event_new(RUN_EV_FINISHED, run);
-    }
-    if (e == NULL)
-        return;
-    e->remote = true;
-    cv_actor_post(api_actor(d->api), &e->hdr);
-}
-
-/* payload "<id> <status> <instance>": the runs of the others only (this daemon's own events
- * reach its API directly). QUEUED is not announced on: a claimed run is QUEUED for a moment. */
-static void remote_run_changed(daemon_t *d, const char *payload)
-{
-    char status[16];
-    long long id;
-    int off = 0;
-    if (sscanf(payload, "%lld %15s %n", &id, status, &off) != 2 || off == 0)
-        return;
-    run_status_t st;
-    if (strcmp(payload + off, d->instance) == 0 || run_status_parse(status, &st) != 0 ||
-        st == RUN_QUEUED)
-        return;
-    remote_run_t *q = cv_malloc(sizeof(*q));
-    q->d = d;
-    q->announced = st;
-    store_get_run(d->store, id, on_remote_run, q);
-}
-
-/* payload {"run": id, "instance": owner, "by": who}: cancels the run when it is this one's. */
-static void cancel_requested(daemon_t *d, const char *payload)
-{
-    json_t *o = json_loads(payload, 0, NULL);
-    json_int_t id = json_integer_value(json_object_get(o, "run"));
-    const char *owner = json_string_value(json_object_get(o, "instance"));
-    const char *by = json_string_value(json_object_get(o, "by"));
-    if (id > 0 && (owner == NULL || strcmp(owner, d->instance) == 0) && d->ex) {
-        cv_info("daemon", "run %lld: cancel asked by %s", (long long)id, by ? by : "?");
-        msg_cancel_t *m = cv_msg_new(sizeof(*m), MSG_CANCEL);
-        m->hdr.dispose = cancel_msg_dispose;
-        m->run_id = id;
-        m->by = cv_strdup(by ? by : "another instance");
-        cv_actor_post(executor_actor(d->ex), &m->hdr);
-    }
-    json_decref(o);
-}
-
-static void on_store_event(void *ud, const char *channel, const char *payload)
-{
-    daemon_t *d = ud;
-    if (d->stopping || d->api == NULL)
-        return;
-    if (channel == NULL) { /* reconnected: what was missed meanwhile */
-        cv_info("daemon", "listening to the other instances again: resyncing the API's view");
-        msg_instance_beat_t *b = msg_instance_beat_new(NULL, 0);
-        cv_actor_post(api_actor(d->api), &b->hdr);
-        return;
-    }
-    if (payload == NULL)
-        return;
-    if (strcmp(channel, STORE_CHANNEL_RUNS) == 0) {
-        remote_run_changed(d, payload);
-    } else if (strcmp(channel, STORE_CHANNEL_CANCEL) == 0) {
-        cancel_requested(d, payload);
-    } else if (strcmp(channel, STORE_CHANNEL_INSTANCES) == 0) {
-        char *end = NULL;
-        long long seen = strtoll(payload, &end, 10);
-        if (end && *end == ' ') {
-            msg_instance_beat_t *b = msg_instance_beat_new(end + 1, seen);
-            cv_actor_post(api_actor(d->api), &b->hdr);
-        }
-    }
-}
-
-static void start_event_watch(daemon_t *d)
-{
-    if (store_is_shared(d->store) && d->api)
-        store_watch_events(d->store, on_store_event, d);
+    store_reread_overrides_for_cluster(d);
 }
 
 /* ---- --once ---- */
@@ -573,7 +611,7 @@ static void once_replied(daemon_t *d, const msg_fire_reply_t *r)
     request_stop(d, "--once refused");
 }
 
-/* ---- the daemon's own mailbox ---- */
+/* ---- the supervisor's own mailbox ---- */
 
 static void handle(cv_actor_t *self, cv_msg_t *msg)
 {
@@ -581,6 +619,14 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
     switch (msg->type) {
     case MSG_SHUTDOWN_DONE:
         begin_close(d);
+        break;
+    case MSG_RELOAD: {
+        msg_reload_t *r = (msg_reload_t *)msg;
+        reload(d, r->by ? r->by : "api", r->reply_to, r->corr);
+        break;
+    }
+    case MSG_CLUSTER_OVERRIDES:
+        overrides_changed_elsewhere(d, ((msg_cluster_overrides_t *)msg)->job);
         break;
     case MSG_FIRE_REPLY:
         once_replied(d, (msg_fire_reply_t *)msg);
@@ -613,44 +659,23 @@ static void fatal(daemon_t *d, const char *what, int status)
     begin_close(d);
 }
 
-/* ---- health probes and notifications ---- */
+/* ---- the children, started in order ---- */
 
 /* The notifier hears durable FINISHED runs from the store, live STARTED runs and auto-disables
- * from the executor, and probe changes from the prober (started after it). */
-static void start_notifier(daemon_t *d)
+ * from the executor, and probe changes from the prober (see the subscription table). */
+static void create_notifier(daemon_t *d)
 {
     notifier_opts_t no = {.cfg = d->cfg,
                           .store = store_actor_actor(d->sa),
                           .instance = d->instance,
                           .ring_size = (size_t)d->cfg->cfg->limits.notification_history};
     d->notifier = notifier_create(d->rt, &no);
-    store_actor_subscribe(d->sa, notifier_actor(d->notifier));
-    executor_add_observer(d->ex, notifier_actor(d->notifier), false);
-    notifier_start(d->notifier);
 }
 
-/* The prober tells the executor (requires:) and the notifier of every status change. The API
- * adds its hub with prober_add_observer(d->prober, ...). */
-static void start_prober(daemon_t *d)
+static void create_prober(daemon_t *d)
 {
     prober_opts_t po = {.cfg = d->cfg, .store = store_actor_actor(d->sa)};
     d->prober = prober_create(d->rt, &po);
-    prober_add_observer(d->prober, executor_actor(d->ex));
-    if (d->notifier)
-        prober_add_observer(d->prober, notifier_actor(d->notifier));
-    if (d->api)
-        prober_add_observer(d->prober, api_actor(d->api));
-    prober_start(d->prober);
-}
-
-static void stop_prober_and_notifier(daemon_t *d)
-{
-    if (d->prober)
-        prober_close(d->prober, NULL, NULL);
-    if (d->notifier)
-        notifier_close(d->notifier, NULL, NULL);
-    d->prober = NULL;
-    d->notifier = NULL;
 }
 
 /* The http actor (REST API, WebSocket events, /metrics): before the executor, whose hub it is. */
@@ -659,6 +684,7 @@ static int start_http(daemon_t *d)
     char *err = NULL;
     api_opts_t ao = {.cfg = d->cfg,
                      .store = store_actor_actor(d->sa),
+                     .supervisor = d->self,
                      .overrides = d->overrides,
                      .n_overrides = d->n_overrides,
                      .instance = d->instance};
@@ -670,28 +696,44 @@ static int start_http(daemon_t *d)
         begin_close(d);
         return -1;
     }
-    store_actor_subscribe(d->sa, api_actor(d->api));
-    store_actor_watch_state(d->sa, api_actor(d->api));
     return 0;
 }
 
+/* Shared store only: heartbeats, the dead-instance sweep, the relay of the others' changes. */
+static void start_cluster(daemon_t *d)
+{
+    if (!store_is_shared(d->store))
+        return;
+    cluster_opts_t co = {.store = d->store,
+                         .cfg = d->cfg,
+                         .instance = d->instance,
+                         .started_at = d->started_at,
+                         .once = d->opts.once_job != NULL,
+                         .supervisor = d->self,
+                         .api = child_actor(d, A_API),
+                         .executor = child_actor(d, A_EXECUTOR)};
+    d->cluster = cluster_create(d->rt, &co);
+}
+
+/* Start order: store actor, http actor, executor, scheduler, notifier, prober (each one's
+ * subscribers exist before it publishes), then the cluster actor; then every one gets the
+ * configuration. --once: store actor and executor only (and the cluster actor's heartbeats). */
 static void start_actors(daemon_t *d)
 {
     d->sa = store_actor_create(d->rt, d->store);
     if (!d->opts.once_job && start_http(d) != 0)
         return;
-    cv_actor_t *hub = d->opts.once_job ? d->self : api_actor(d->api);
     executor_opts_t eo = {.store = store_actor_actor(d->sa),
-                          .hub = hub,
+                          .hub = executor_hub(d),
                           .instance = d->instance,
                           .first_run_id = d->first_run_id,
                           .shared_store = store_is_shared(d->store),
                           .output_lossless = d->opts.once_job != NULL};
+    d->ex = executor_create(d->rt, &eo);
     if (!d->opts.once_job) {
         int err = 0;
         /* The scheduler needs the executor and the executor the scheduler: create the
          * executor first, then tell it where the scheduler is. */
-        d->ex = executor_create(d->rt, &eo);
         d->sched = scheduler_create(d->rt, executor_actor(d->ex), &err);
         if (d->sched == NULL) {
             fatal(d, "cannot create the scheduler's timer", err);
@@ -699,24 +741,26 @@ static void start_actors(daemon_t *d)
         }
         executor_set_scheduler(d->ex, scheduler_actor(d->sched));
         api_set_peers(d->api, executor_actor(d->ex), scheduler_actor(d->sched));
-        start_notifier(d);
-        start_prober(d);
+        create_notifier(d);
+        create_prober(d);
         api_set_health_peers(d->api, prober_actor(d->prober), notifier_actor(d->notifier));
-    } else {
-        d->ex = executor_create(d->rt, &eo);
-        store_actor_subscribe(d->sa, d->self);
     }
-    configure_actors(d, true);
+    wire(d, A_STORE);
+    wire(d, A_EXECUTOR);
+    wire(d, A_PROBER);
+    if (d->notifier)
+        notifier_start(d->notifier);
+    if (d->prober)
+        prober_start(d->prober);
+    start_cluster(d);
+    configure_actors(d, true, NULL);
     start_signals(d);
-    start_heartbeat(d);
     if (d->opts.once_job) {
         msg_fire_t *f = msg_fire_new(d->opts.once_job, "once", cv_now_ms());
         f->reply_to = d->self;
         cv_actor_post(executor_actor(d->ex), &f->hdr);
         return;
     }
-    start_override_watch(d);
-    start_event_watch(d);
     uv_timer_init(&d->loop, &d->retention);
     d->retention.data = d;
     d->retention_on = true;
@@ -844,7 +888,7 @@ static void on_own_abandoned(void *ud, int status, int64_t count)
         cv_warn("store",
                 "%lld run(s) left by a previous daemon with instance id %s marked ABANDONED",
                 (long long)count, d->instance);
-    heartbeat_send(d, on_first_heartbeat);
+    cluster_heartbeat_once(d->store, d->instance, d->started_at, on_first_heartbeat, d);
 }
 
 static void abandon_shared(daemon_t *d)
@@ -864,7 +908,8 @@ static void on_migrated(void *ud, int status, int64_t applied)
     if (applied > 0)
         cv_info("store", "%lld migration(s) applied", (long long)applied);
     if (d->opts.once_job && store_is_shared(d->store)) {
-        heartbeat_send(d, on_first_heartbeat); /* so that the others do not abandon its run */
+        cluster_heartbeat_once(d->store, d->instance, d->started_at, on_first_heartbeat,
+                               d); /* so that the others do not abandon its run */
         return;
     }
     if (d->opts.once_job) {
@@ -897,6 +942,8 @@ static void on_store_closed(void *ud, int status)
         uv_close((uv_handle_t *)&d->sig_int, on_handle_closed);
         uv_close((uv_handle_t *)&d->sig_hup, on_handle_closed);
     }
+    cluster_destroy(d->cluster);
+    d->cluster = NULL;
     cv_actor_destroy(d->self);
     d->self = NULL;
     cv_runtime_close(d->rt);
@@ -920,11 +967,16 @@ static void begin_close(daemon_t *d)
     d->stopping = 2;
     if (d->retention_on)
         uv_close((uv_handle_t *)&d->retention, on_handle_closed);
-    if (d->heartbeat_on)
-        uv_close((uv_handle_t *)&d->heartbeat, on_handle_closed);
+    if (d->cluster)
+        cluster_stop(d->cluster); /* destroyed once the store (which may call it) is closed */
     if (d->sched)
         scheduler_close(d->sched, on_sched_closed, d);
-    stop_prober_and_notifier(d);
+    if (d->prober)
+        prober_close(d->prober, NULL, NULL);
+    if (d->notifier)
+        notifier_close(d->notifier, NULL, NULL);
+    d->prober = NULL;
+    d->notifier = NULL;
     if (d->ex)
         executor_destroy(d->ex);
     if (d->sa)
@@ -1003,7 +1055,6 @@ int daemon_main(const daemon_opts_t *opts, cfg_t *cfg)
     int code = d->exit_code;
     cfgref_put(d->cfg);
     store_overrides_free(d->overrides, d->n_overrides);
-    free(d->reload_summary);
     free(d->last_run);
     free(d->instance);
     free(d);
