@@ -1,6 +1,8 @@
-/* The cluster actor (see cluster.h). Its store calls are grouped in the cluster_store_* functions
- * below. */
+/* The cluster actor (see cluster.h). Its store requests (typed messages to the store actor,
+ * actors/store_actor.h) are grouped in the cluster_store_* functions below; their replies come
+ * back as MSG_STORE_REPLY. */
 #include "actors/cluster.h"
+#include "actors/store_actor.h"
 #include "core/log.h"
 #include "storage/schema.h"
 #include "core/util.h"
@@ -13,7 +15,9 @@
 
 struct cluster {
     cv_actor_t *self;
-    store_t *store;
+    store_t *store;          /* its watches only */
+    cv_actor_t *store_actor; /* its requests */
+    cv_live_t *live;         /* ended by cluster_destroy: late replies are dropped */
     cfgref_t *cfg;
     char *instance;
     int64_t started_at;
@@ -25,14 +29,9 @@ struct cluster {
     int64_t beat_every, last_beat, beating_since; /* ms */
 };
 
-typedef struct {
-    cluster_t *c;
-    run_status_t announced; /* the status the notification carried */
-} remote_run_t;
-
-static void on_dead_swept(void *ud, int status, int64_t count);
-static void on_heartbeat_sent(void *ud, int status);
-static void on_remote_run(void *ud, int status, run_t *run, bool *taken);
+static void on_dead_swept(cluster_t *c, int status, int64_t count);
+static void on_heartbeat_sent(cluster_t *c, int status);
+static void on_remote_run(cluster_t *c, int status, run_t *run, run_status_t was);
 
 /* ---- the store calls ---- */
 
@@ -49,30 +48,60 @@ void cluster_heartbeat_once(store_t *store, char *instance, int64_t started_at, 
     store_heartbeat(store, &in, cb, ud);
 }
 
+static msg_store_req_t *cluster_req(cluster_t *c, store_op_t op, uint64_t corr)
+{
+    return store_req_new(op, c->self, corr, c->live, NULL);
+}
+
 static void cluster_store_beat(cluster_t *c)
 {
-    cluster_heartbeat_once(c->store, c->instance, c->started_at, on_heartbeat_sent, c);
+    char host[256] = "localhost";
+    gethostname(host, sizeof(host) - 1);
+    msg_store_req_t *q = cluster_req(c, STORE_OP_HEARTBEAT, 0);
+    q->a.instance = (store_instance_t){.id = cv_strdup(c->instance),
+                                       .hostname = cv_strdup(host),
+                                       .pid = getpid(),
+                                       .started_at = c->started_at,
+                                       .version = cv_strdup(CV_VERSION)};
+    cv_actor_post(c->store_actor, &q->hdr);
 }
 
 static void cluster_store_sweep(cluster_t *c)
 {
-    store_abandon_dead(c->store, cv_now_ms() - c->cfg->cfg->cluster.heartbeat_timeout_ms,
-                       on_dead_swept, c);
+    msg_store_req_t *q = cluster_req(c, STORE_OP_ABANDON_DEAD, 0);
+    q->a.since = cv_now_ms() - c->cfg->cfg->cluster.heartbeat_timeout_ms;
+    cv_actor_post(c->store_actor, &q->hdr);
 }
 
+/* corr: the status the notification announced */
 static void cluster_store_get_run(cluster_t *c, int64_t id, run_status_t announced)
 {
-    remote_run_t *q = cv_malloc(sizeof(*q));
-    q->c = c;
-    q->announced = announced;
-    store_get_run(c->store, id, on_remote_run, q);
+    msg_store_req_t *q = cluster_req(c, STORE_OP_GET_RUN, (uint64_t)announced);
+    q->a.id = id;
+    cv_actor_post(c->store_actor, &q->hdr);
+}
+
+static void cluster_store_replied(cluster_t *c, const msg_store_reply_t *r)
+{
+    switch (r->op) {
+    case STORE_OP_HEARTBEAT:
+        on_heartbeat_sent(c, r->status);
+        break;
+    case STORE_OP_ABANDON_DEAD:
+        on_dead_swept(c, r->status, r->value);
+        break;
+    case STORE_OP_GET_RUN:
+        on_remote_run(c, r->status, r->run, (run_status_t)r->corr);
+        break;
+    default:
+        break;
+    }
 }
 
 /* ---- heartbeats ---- */
 
-static void on_dead_swept(void *ud, int status, int64_t count)
+static void on_dead_swept(cluster_t *c, int status, int64_t count)
 {
-    cluster_t *c = ud;
     c->heartbeat_busy = false;
     if (status == 0 && count > 0)
         cv_warn("store", "%lld run(s) of instances that stopped heart-beating marked ABANDONED",
@@ -81,9 +110,8 @@ static void on_dead_swept(void *ud, int status, int64_t count)
 
 /* Sweeps only after beating without a gap for a whole timeout: after an outage of the
  * database every live instance gets that long to beat again before anyone judges it dead. */
-static void on_heartbeat_sent(void *ud, int status)
+static void on_heartbeat_sent(cluster_t *c, int status)
 {
-    cluster_t *c = ud;
     int64_t now = cv_now_ms(), timeout = c->cfg->cfg->cluster.heartbeat_timeout_ms;
     if (status == 0 && (c->beating_since == 0 || now - c->last_beat > 2 * c->beat_every))
         c->beating_since = now;
@@ -156,12 +184,8 @@ static void on_override_notify(void *ud, const char *job)
 
 /* A notification may be read after the run moved on: a run announced RUNNING that is already
  * over is still shown starting (as it was) before the notification of its end. */
-static void on_remote_run(void *ud, int status, run_t *run, bool *taken)
+static void on_remote_run(cluster_t *c, int status, run_t *run, run_status_t was)
 {
-    remote_run_t *q = ud;
-    cluster_t *c = q->c;
-    run_status_t was = q->announced;
-    free(q);
     if (status != 0 || c->stopping || c->api == NULL)
         return;
     msg_run_event_t *e = NULL;
@@ -268,6 +292,9 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
     case MSG_SHUTDOWN:
         c->stopping = true;
         break;
+    case MSG_STORE_REPLY:
+        cluster_store_replied(c, (const msg_store_reply_t *)msg);
+        break;
     default:
         break;
     }
@@ -277,6 +304,8 @@ cluster_t *cluster_create(cv_runtime_t *rt, const cluster_opts_t *o)
 {
     cluster_t *c = cv_calloc(1, sizeof(*c));
     c->store = o->store;
+    c->store_actor = o->store_actor;
+    c->live = cv_live_new();
     c->cfg = cfgref_get(o->cfg);
     c->instance = cv_strdup(o->instance);
     c->started_at = o->started_at;
@@ -316,6 +345,7 @@ void cluster_destroy(cluster_t *c)
     if (c == NULL)
         return;
     cv_actor_destroy(c->self);
+    cv_live_end(c->live);
     cfgref_put(c->cfg);
     free(c->instance);
     free(c);

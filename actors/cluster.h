@@ -33,8 +33,9 @@ typedef struct {
 } msg_cluster_overrides_t;
 
 typedef struct cluster_opts {
-    store_t *store;
-    cfgref_t *cfg; /* a reference is taken */
+    store_t *store;          /* for its watches (LISTEN) only */
+    cv_actor_t *store_actor; /* every store request (heartbeats, sweeps, reads) */
+    cfgref_t *cfg;           /* a reference is taken */
     const char *instance;
     int64_t started_at;     /* ms */
     bool once;              /* --once: heartbeats only (no sweep, no relay) */

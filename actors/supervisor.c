@@ -35,6 +35,8 @@ typedef struct daemon {
     cv_runtime_t *rt;
     cv_actor_t *self;
     store_t *store;
+    cv_list_t reloads; /* reload_t waiting for their store request */
+    uint64_t store_corr;
     /* the children, in start order (stopped in the reverse order) */
     store_actor_t *sa;
     api_t *api;
@@ -302,29 +304,49 @@ static void keep_overrides(daemon_t *d, const store_override_t *ov, size_t count
     d->n_overrides = count;
 }
 
-/* ---- the supervisor's store calls (grouped to become store actor requests) ---- */
+/* ---- the supervisor's store requests (typed messages to the store actor) ----
+ * Their replies come back as MSG_STORE_REPLY (store_replied): OVERRIDE_LIST with corr 0 is the
+ * re-read after another instance's change, with a reload's corr the re-read of that reload;
+ * RETENTION the periodic clean-up. */
 
 static void on_reload_overrides(void *ud, int status, const store_override_t *ov, size_t count);
 static void on_overrides_reread(void *ud, int status, const store_override_t *ov, size_t count);
 static void on_retention_done(void *ud, int status, int64_t count);
 
 typedef struct reload reload_t;
+/* Puts r on the list of reloads waiting for the store; returns the corr of its request. */
+static uint64_t reload_track(daemon_t *d, reload_t *r);
+
+static void post_store(daemon_t *d, msg_store_req_t *q)
+{
+    cv_actor_post(store_actor_actor(d->sa), &q->hdr);
+}
 
 /* After a reload: the overrides changed at run time (API, auto-disable) are in the store. */
 static void store_reread_overrides_for_reload(daemon_t *d, reload_t *r)
 {
-    store_override_list(d->store, NULL, on_reload_overrides, r);
+    if (d->sa == NULL) {
+        on_reload_overrides(r, -ESHUTDOWN, NULL, 0);
+        return;
+    }
+    post_store(d, store_req_new(STORE_OP_OVERRIDE_LIST, d->self, reload_track(d, r), NULL, NULL));
 }
 
 /* Another instance changed an override (cluster actor). */
 static void store_reread_overrides_for_cluster(daemon_t *d)
 {
-    store_override_list(d->store, NULL, on_overrides_reread, d);
+    if (d->sa != NULL)
+        post_store(d, store_req_new(STORE_OP_OVERRIDE_LIST, d->self, 0, NULL, NULL));
 }
 
 static void store_apply_retention(daemon_t *d, const cfg_retention_t *r)
 {
-    store_retention(d->store, r->days, r->max_runs_per_job, on_retention_done, d);
+    if (d->sa == NULL)
+        return;
+    msg_store_req_t *q = store_req_new(STORE_OP_RETENTION, d->self, 0, NULL, NULL);
+    q->a.days = r->days;
+    q->a.max_runs = r->max_runs_per_job;
+    post_store(d, q);
 }
 
 /* The reload's audit record, through the store actor like the API's. */
@@ -343,6 +365,8 @@ static void audit_reload(daemon_t *d, const char *by, const char *summary)
 /* ---- reload (SIGHUP, POST /api/reload) ---- */
 
 struct reload {
+    cv_list_t link; /* in d->reloads while its store request is out */
+    uint64_t store_corr;
     daemon_t *d;
     char *by;      /* "system" (SIGHUP) or "api:<token>" */
     char *summary; /* what it changes (cfgdiff_summary) */
@@ -613,6 +637,35 @@ static void once_replied(daemon_t *d, const msg_fire_reply_t *r)
 
 /* ---- the supervisor's own mailbox ---- */
 
+static uint64_t reload_track(daemon_t *d, reload_t *r)
+{
+    r->store_corr = ++d->store_corr;
+    cv_list_insert_tail(&d->reloads, &r->link);
+    return r->store_corr;
+}
+
+static void store_replied(daemon_t *d, const msg_store_reply_t *m)
+{
+    if (m->op == STORE_OP_RETENTION) {
+        on_retention_done(d, m->status, m->value);
+        return;
+    }
+    if (m->op != STORE_OP_OVERRIDE_LIST)
+        return;
+    if (m->corr == 0) {
+        on_overrides_reread(d, m->status, m->overrides, m->noverrides);
+        return;
+    }
+    for (cv_list_t *n = d->reloads.next; n != &d->reloads; n = n->next) {
+        reload_t *r = cv_container_of(n, reload_t, link);
+        if (r->store_corr == m->corr) {
+            cv_list_remove(&r->link);
+            on_reload_overrides(r, m->status, m->overrides, m->noverrides);
+            return;
+        }
+    }
+}
+
 static void handle(cv_actor_t *self, cv_msg_t *msg)
 {
     daemon_t *d = cv_actor_state(self);
@@ -625,6 +678,9 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
         reload(d, r->by ? r->by : "api", r->reply_to, r->corr);
         break;
     }
+    case MSG_STORE_REPLY:
+        store_replied(d, (const msg_store_reply_t *)msg);
+        break;
     case MSG_CLUSTER_OVERRIDES:
         overrides_changed_elsewhere(d, ((msg_cluster_overrides_t *)msg)->job);
         break;
@@ -705,6 +761,7 @@ static void start_cluster(daemon_t *d)
     if (!store_is_shared(d->store))
         return;
     cluster_opts_t co = {.store = d->store,
+                         .store_actor = store_actor_actor(d->sa),
                          .cfg = d->cfg,
                          .instance = d->instance,
                          .started_at = d->started_at,
@@ -1019,6 +1076,7 @@ int daemon_main(const daemon_opts_t *opts, cfg_t *cfg)
         cv_warn("daemon", "orphan reaping is limited: %s", strerror(-rc));
     reaper_set_orphan_cb(on_orphan, d);
     d->rt = cv_runtime_create(&d->loop, &rc);
+    cv_list_init(&d->reloads);
     d->self = cv_actor_create(d->rt, "daemon", handle, d);
 
     store_config_t sc = {
