@@ -35,19 +35,6 @@ static void on_remote_run(cluster_t *c, int status, run_t *run, run_status_t was
 
 /* ---- the store calls ---- */
 
-void cluster_heartbeat_once(store_t *store, char *instance, int64_t started_at, store_status_cb cb,
-                            void *ud)
-{
-    char host[256] = "localhost";
-    gethostname(host, sizeof(host) - 1);
-    store_instance_t in = {.id = instance,
-                           .hostname = host,
-                           .pid = getpid(),
-                           .started_at = started_at,
-                           .version = CV_VERSION};
-    store_heartbeat(store, &in, cb, ud);
-}
-
 static msg_store_req_t *cluster_req(cluster_t *c, store_op_t op, uint64_t corr)
 {
     return store_req_new(op, c->self, corr, c->live, NULL);

@@ -44,17 +44,13 @@ typedef struct cluster_opts {
     cv_actor_t *executor;   /* cancel requests */
 } cluster_opts_t;
 
-/** Creates the actor and starts beating (the first heartbeat was sent at start-up with
- * cluster_heartbeat_once) and listening. */
+/** Creates the actor and starts beating (the first heartbeat was sent at start-up by
+ * the supervisor at start-up) and listening. */
 cluster_t *cluster_create(cv_runtime_t *rt, const cluster_opts_t *opts);
 cv_actor_t *cluster_actor(cluster_t *c);
 /** Stops beating and relaying (closes its timer). The store may still call back until it is
  * closed: destroy only after store_close. */
 void cluster_stop(cluster_t *c);
 void cluster_destroy(cluster_t *c);
-
-/** Records this instance's heartbeat once (at start-up, before the actor exists). */
-void cluster_heartbeat_once(store_t *store, char *instance, int64_t started_at, store_status_cb cb,
-                            void *ud);
 
 #endif

@@ -314,6 +314,24 @@ static void on_overrides_reread(void *ud, int status, const store_override_t *ov
 static void on_retention_done(void *ud, int status, int64_t count);
 
 typedef struct reload reload_t;
+
+/* The start-up reads and sweeps are store requests too (the store actor is created right
+ * after the migration); their replies are told apart by these corr values. */
+enum {
+    SC_STARTUP = 1ull << 62,
+    SC_OWN_ABANDONED,
+    SC_FIRST_HEARTBEAT,
+    SC_ABANDONED,
+    SC_NEWEST_RUN,
+    SC_OVERRIDES,
+    SC_LAST_RUNS, /* + the job's index */
+};
+static void on_own_abandoned(void *ud, int status, int64_t count);
+static void on_first_heartbeat(void *ud, int status);
+static void on_abandoned(void *ud, int status, int64_t count);
+static void on_newest_run(void *ud, int status, const store_run_page_t *page);
+static void on_overrides(void *ud, int status, const store_override_t *ov, size_t count);
+static void on_last_runs(daemon_t *d, unsigned job, int status, const store_run_page_t *page);
 /* Puts r on the list of reloads waiting for the store; returns the corr of its request. */
 static uint64_t reload_track(daemon_t *d, reload_t *r);
 
@@ -644,8 +662,36 @@ static uint64_t reload_track(daemon_t *d, reload_t *r)
     return r->store_corr;
 }
 
+static void startup_replied(daemon_t *d, const msg_store_reply_t *m)
+{
+    switch (m->corr) {
+    case SC_OWN_ABANDONED:
+        on_own_abandoned(d, m->status, m->value);
+        break;
+    case SC_FIRST_HEARTBEAT:
+        on_first_heartbeat(d, m->status);
+        break;
+    case SC_ABANDONED:
+        on_abandoned(d, m->status, m->value);
+        break;
+    case SC_NEWEST_RUN:
+        on_newest_run(d, m->status, &m->page);
+        break;
+    case SC_OVERRIDES:
+        on_overrides(d, m->status, m->overrides, m->noverrides);
+        break;
+    default:
+        if (m->corr >= SC_LAST_RUNS && m->corr - SC_LAST_RUNS < d->cfg->cfg->n_jobs)
+            on_last_runs(d, (unsigned)(m->corr - SC_LAST_RUNS), m->status, &m->page);
+    }
+}
+
 static void store_replied(daemon_t *d, const msg_store_reply_t *m)
 {
+    if (m->corr > SC_STARTUP) {
+        startup_replied(d, m);
+        return;
+    }
     if (m->op == STORE_OP_RETENTION) {
         on_retention_done(d, m->status, m->value);
         return;
@@ -777,7 +823,6 @@ static void start_cluster(daemon_t *d)
  * configuration. --once: store actor and executor only (and the cluster actor's heartbeats). */
 static void start_actors(daemon_t *d)
 {
-    d->sa = store_actor_create(d->rt, d->store);
     if (!d->opts.once_job && start_http(d) != 0)
         return;
     executor_opts_t eo = {.store = store_actor_actor(d->sa),
@@ -827,22 +872,19 @@ static void start_actors(daemon_t *d)
             d->cfg->cfg->storage.postgres ? "postgres" : d->cfg->cfg->storage.sqlite.path);
 }
 
-typedef struct {
-    daemon_t *d;
-    unsigned job;
-} last_run_query_t;
-
-static void on_last_runs(void *ud, int status, store_run_page_t *page)
+static void startup_req(daemon_t *d, msg_store_req_t *q)
 {
-    last_run_query_t *q = ud;
-    daemon_t *d = q->d;
+    cv_actor_post(store_actor_actor(d->sa), &q->hdr);
+}
+
+static void on_last_runs(daemon_t *d, unsigned job, int status, const store_run_page_t *page)
+{
     for (size_t i = 0; status == 0 && i < page->count; i++) {
         const run_t *r = page->runs[i];
         bool clock = strcmp(r->trigger, "cron") == 0 || strcmp(r->trigger, "catch_up") == 0;
-        if (clock && r->scheduled_for / 1000 > d->last_run[q->job])
-            d->last_run[q->job] = r->scheduled_for / 1000;
+        if (clock && r->scheduled_for / 1000 > d->last_run[job])
+            d->last_run[job] = r->scheduled_for / 1000;
     }
-    free(q);
     if (--d->pending_queries == 0)
         start_actors(d);
 }
@@ -856,15 +898,19 @@ static void query_last_runs(daemon_t *d)
     for (unsigned i = 0; i < cfg->n_jobs && !d->opts.once_job; i++) {
         if (cfg->jobs[i].catch_up_ms <= 0)
             continue;
-        last_run_query_t *q = cv_malloc(sizeof(*q));
-        q->d = d;
-        q->job = i;
-        store_run_filter_t f = {.job = cfg->jobs[i].name, .limit = 20};
+        msg_store_req_t *q =
+            store_req_new(STORE_OP_QUERY_RUNS, d->self, SC_LAST_RUNS + i, NULL, NULL);
+        q->a.filter = (store_run_filter_t){.job = cv_strdup(cfg->jobs[i].name), .limit = 20};
         d->pending_queries++;
-        store_query_runs(d->store, &f, on_last_runs, q);
+        startup_req(d, q);
     }
     if (--d->pending_queries == 0)
         start_actors(d);
+}
+
+static void read_overrides(daemon_t *d)
+{
+    startup_req(d, store_req_new(STORE_OP_OVERRIDE_LIST, d->self, SC_OVERRIDES, NULL, NULL));
 }
 
 static void on_overrides(void *ud, int status, const store_override_t *ov, size_t count)
@@ -884,12 +930,12 @@ static void on_overrides(void *ud, int status, const store_override_t *ov, size_
     query_last_runs(d);
 }
 
-static void on_newest_run(void *ud, int status, store_run_page_t *page)
+static void on_newest_run(void *ud, int status, const store_run_page_t *page)
 {
     daemon_t *d = ud;
     if (status == -EAGAIN && store_is_shared(d->store)) { /* unreachable; ids come from it */
         d->first_run_id = 1;
-        store_override_list(d->store, NULL, on_overrides, d);
+        read_overrides(d);
         return;
     }
     if (status != 0) {
@@ -897,7 +943,7 @@ static void on_newest_run(void *ud, int status, store_run_page_t *page)
         return;
     }
     d->first_run_id = page->count ? page->runs[0]->id + 1 : 1;
-    store_override_list(d->store, NULL, on_overrides, d);
+    read_overrides(d);
 }
 
 static void on_abandoned(void *ud, int status, int64_t count)
@@ -910,8 +956,9 @@ static void on_abandoned(void *ud, int status, int64_t count)
     if (count > 0)
         cv_warn("store", "%lld run(s) left RUNNING or QUEUED by a previous daemon marked ABANDONED",
                 (long long)count);
-    store_run_filter_t f = {.limit = 1};
-    store_query_runs(d->store, &f, on_newest_run, d);
+    msg_store_req_t *q = store_req_new(STORE_OP_QUERY_RUNS, d->self, SC_NEWEST_RUN, NULL, NULL);
+    q->a.filter.limit = 1;
+    startup_req(d, q);
 }
 
 /* Shared store, at start: this instance's own leftovers (same configured id), then a first
@@ -930,8 +977,22 @@ static void on_first_heartbeat(void *ud, int status)
         fatal(d, "recording this instance's heartbeat", status);
         return;
     }
-    store_abandon_dead(d->store, cv_now_ms() - d->cfg->cfg->cluster.heartbeat_timeout_ms,
-                       on_abandoned, d);
+    msg_store_req_t *q = store_req_new(STORE_OP_ABANDON_DEAD, d->self, SC_ABANDONED, NULL, NULL);
+    q->a.since = cv_now_ms() - d->cfg->cfg->cluster.heartbeat_timeout_ms;
+    startup_req(d, q);
+}
+
+static void heartbeat_once(daemon_t *d)
+{
+    char host[256] = "localhost";
+    gethostname(host, sizeof(host) - 1);
+    msg_store_req_t *q = store_req_new(STORE_OP_HEARTBEAT, d->self, SC_FIRST_HEARTBEAT, NULL, NULL);
+    q->a.instance = (store_instance_t){.id = cv_strdup(d->instance),
+                                       .hostname = cv_strdup(host),
+                                       .pid = getpid(),
+                                       .started_at = d->started_at,
+                                       .version = cv_strdup(CV_VERSION)};
+    startup_req(d, q);
 }
 
 static void on_own_abandoned(void *ud, int status, int64_t count)
@@ -945,14 +1006,21 @@ static void on_own_abandoned(void *ud, int status, int64_t count)
         cv_warn("store",
                 "%lld run(s) left by a previous daemon with instance id %s marked ABANDONED",
                 (long long)count, d->instance);
-    cluster_heartbeat_once(d->store, d->instance, d->started_at, on_first_heartbeat, d);
+    heartbeat_once(d);
+}
+
+/* instance NULL: every instance's (SQLite: this daemon alone) */
+static void abandon_stale(daemon_t *d, const char *instance, uint64_t corr)
+{
+    msg_store_req_t *q = store_req_new(STORE_OP_ABANDON_STALE, d->self, corr, NULL, NULL);
+    q->a.instance.id = instance ? cv_strdup(instance) : NULL;
+    q->a.reason = cv_strdup("the daemon that ran it stopped without recording its end");
+    startup_req(d, q);
 }
 
 static void abandon_shared(daemon_t *d)
 {
-    store_abandon_stale(d->store, d->instance,
-                        "the daemon that ran it stopped without recording its end",
-                        on_own_abandoned, d);
+    abandon_stale(d, d->instance, SC_OWN_ABANDONED);
 }
 
 static void on_migrated(void *ud, int status, int64_t applied)
@@ -964,9 +1032,9 @@ static void on_migrated(void *ud, int status, int64_t applied)
     }
     if (applied > 0)
         cv_info("store", "%lld migration(s) applied", (long long)applied);
+    d->sa = store_actor_create(d->rt, d->store); /* from here on every access is a request */
     if (d->opts.once_job && store_is_shared(d->store)) {
-        cluster_heartbeat_once(d->store, d->instance, d->started_at, on_first_heartbeat,
-                               d); /* so that the others do not abandon its run */
+        heartbeat_once(d); /* so that the others do not abandon its run */
         return;
     }
     if (d->opts.once_job) {
@@ -977,8 +1045,7 @@ static void on_migrated(void *ud, int status, int64_t applied)
         abandon_shared(d);
         return;
     }
-    store_abandon_stale(d->store, NULL, "the daemon that ran it stopped without recording its end",
-                        on_abandoned, d);
+    abandon_stale(d, NULL, SC_ABANDONED);
 }
 
 /* ---- closing ---- */
