@@ -360,7 +360,7 @@ struct reload {
 static void reload_reply(daemon_t *d, cv_actor_t *to, uint64_t corr, reload_outcome_t outcome,
                          const char *changed, json_t *errors)
 {
-    if (to == NULL) {
+    if (to == NULL || d->api == NULL) { /* SIGHUP, or the API is closing (it answered 503) */
         json_decref(errors);
         return;
     }
