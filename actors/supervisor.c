@@ -234,17 +234,23 @@ static msg_sched_jobs_t *sched_jobs(const daemon_t *d, bool first)
     return m;
 }
 
-/* The actors that get each configuration snapshot (MSG_EXEC_CONFIG). The scheduler gets its jobs
- * with their overrides instead (msg_sched_jobs_t). */
-static const child_t config_receivers[] = {A_EXECUTOR, A_API, A_CLUSTER};
+/* The actors that get each configuration snapshot (MSG_EXEC_CONFIG), and whether they get the
+ * first one (the others were created with it). The scheduler gets its jobs with their overrides
+ * instead (msg_sched_jobs_t). */
+static const struct {
+    child_t child;
+    bool at_start;
+} config_receivers[] = {
+    {A_EXECUTOR, true}, {A_API, true}, {A_CLUSTER, true}, {A_PROBER, false}, {A_NOTIFIER, false},
+};
 
 /* Posts the snapshot to every actor in one step; summary: what the reload changed (NULL at
  * start). */
 static void configure_actors(daemon_t *d, bool first, const char *summary)
 {
     for (size_t i = 0; i < CV_ARRAY_SIZE(config_receivers); i++) {
-        cv_actor_t *a = child_actor(d, config_receivers[i]);
-        if (a == NULL)
+        cv_actor_t *a = child_actor(d, config_receivers[i].child);
+        if (a == NULL || (first && !config_receivers[i].at_start))
             continue;
         msg_exec_config_t *c = msg_exec_config_new(d->cfg);
         c->summary = summary ? cv_strdup(summary) : NULL;
@@ -396,7 +402,7 @@ struct reload {
 static void reload_reply(daemon_t *d, cv_actor_t *to, uint64_t corr, reload_outcome_t outcome,
                          const char *changed, json_t *errors)
 {
-    if (to == NULL) {
+    if (to == NULL || d->api == NULL) { /* SIGHUP, or the API is closing (it answered 503) */
         json_decref(errors);
         return;
     }

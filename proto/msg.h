@@ -20,6 +20,12 @@
  *   executor  --MSG_AUDIT(job.auto_disabled)--> observers       a copy of the audit record
  *   api       --MSG_NOTIFY_GET--> notifier    --MSG_NOTIFY_LIST--> api   recent deliveries
  *
+ * Configuration (actors/supervisor.h):
+ *
+ *   supervisor --MSG_EXEC_CONFIG--> executor, api, cluster (+ prober, notifier on reloads)
+ *   api        --MSG_RELOAD--> supervisor --MSG_RELOAD_REPLY--> api   POST /api/reload
+ *   supervisor --MSG_AUDIT(config.reload)--> store                    every accepted reload
+ *
  * The executor assigns run ids itself (from the highest id the store holds at start), so a child
  * knows its CRONVISOR_RUN_ID the moment it starts without waiting for a database round trip.
  *
