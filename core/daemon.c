@@ -47,7 +47,6 @@ typedef struct daemon {
     store_override_t *overrides;
     size_t n_overrides;
     char *reload_summary; /* what the reload in progress changes (cfgdiff_summary) */
-    bool reload_partial;  /* ... and some of it waits for a restart */
     int64_t first_run_id;
     int64_t *last_run; /* per config job: last cron firing recorded (s), for catch-up */
     int pending_queries;
@@ -117,10 +116,14 @@ static void configure_actors(daemon_t *d, bool first)
     cv_actor_post(executor_actor(d->ex), &c->hdr);
     if (d->sched)
         cv_actor_post(scheduler_actor(d->sched), &sched_jobs(d, first)->hdr);
-    if (d->api) {
-        c = msg_exec_config_new(d->cfg);
-        cv_actor_post(api_actor(d->api), &c->hdr);
-    }
+    if (d->api)
+        cv_actor_post(api_actor(d->api), &msg_exec_config_new(d->cfg)->hdr);
+    if (first)
+        return; /* the prober and the notifier were created with this snapshot */
+    if (d->prober)
+        cv_actor_post(prober_actor(d->prober), &msg_exec_config_new(d->cfg)->hdr);
+    if (d->notifier)
+        cv_actor_post(notifier_actor(d->notifier), &msg_exec_config_new(d->cfg)->hdr);
 }
 
 /* ---- signals ---- */
@@ -178,8 +181,7 @@ static void on_reload_overrides(void *ud, int status, const store_override_t *ov
         cv_warn("daemon", "reload: runtime overrides could not be read (%s); using the known ones",
                 strerror(-status));
     configure_actors(d, false);
-    cv_log(d->reload_partial ? CV_LOG_WARN : CV_LOG_INFO, "daemon",
-           "configuration reloaded from %s: %s", d->opts.config_path,
+    cv_info("daemon", "configuration reloaded from %s: %s", d->opts.config_path,
            d->reload_summary ? d->reload_summary : "no changes");
     free(d->reload_summary);
     d->reload_summary = NULL;
@@ -192,7 +194,9 @@ static void restart_heartbeat(daemon_t *d);
 static int apply_now(daemon_t *d, const cfg_t *cfg, const cfgdiff_t *diff)
 {
     char *err = NULL;
-    if (d->api && (diff->tokens.added || diff->tokens.removed || diff->tokens.changed) &&
+    bool rates = cfg->auth.rate_per_second != d->cfg->cfg->auth.rate_per_second ||
+                 cfg->auth.rate_burst != d->cfg->cfg->auth.rate_burst;
+    if (d->api && (diff->tokens.added || diff->tokens.removed || diff->tokens.changed || rates) &&
         api_reload_auth(d->api, cfg, &err) != 0) {
         cv_error("daemon", "reload refused: %s; keeping the running configuration",
                  err ? err : "the API tokens cannot be applied");
@@ -220,6 +224,15 @@ static void reload(daemon_t *d)
     cfg_errors_free(&errs);
     cfgdiff_t diff;
     cfgdiff_compare(d->cfg->cfg, cfg, &diff);
+    if (diff.restart_only) {
+        cv_error("daemon",
+                 "reload refused: %s cannot change without a restart; keeping the running "
+                 "configuration",
+                 diff.restart_only);
+        cfgdiff_free(&diff);
+        cfg_free(cfg);
+        return;
+    }
     if (apply_now(d, cfg, &diff) != 0) {
         cfgdiff_free(&diff);
         cfg_free(cfg);
@@ -227,7 +240,6 @@ static void reload(daemon_t *d)
     }
     free(d->reload_summary);
     d->reload_summary = cfgdiff_summary(&diff);
-    d->reload_partial = diff.not_applied != NULL;
     cfgdiff_free(&diff);
     cfgref_put(d->cfg);
     d->cfg = cfgref_new(cfg);
