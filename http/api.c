@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cfgdiff.h"
 #include "core/log.h"
 #include "http/api_int.h"
 #include "http/ui.h"
@@ -79,6 +80,34 @@ static ws_hub_opts_t hub_limits(const cfg_t *cfg)
                            .max_topics = sv->ws_max_topics > 0 ? sv->ws_max_topics : 0};
 }
 
+static const cfg_probe_t *probe_named(const cfg_t *cfg, const char *name)
+{
+    for (unsigned i = 0; i < cfg->n_probes; i++)
+        if (strcmp(cfg->probes[i].name, name) == 0)
+            return &cfg->probes[i];
+    return NULL;
+}
+
+/* The probe states known (for /metrics) of probes removed or changed by a reload go: the prober
+ * starts a changed probe again from unknown. */
+static void forget_probes(api_t *a, const cfg_t *old, const cfg_t *cfg)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < a->nprobes; i++) {
+        api__probe_t *p = &a->probes[i];
+        const cfg_probe_t *was = probe_named(old, p->name), *now = probe_named(cfg, p->name);
+        if (was == NULL ? strcmp(p->name, "store") == 0
+                        : now != NULL && cfgdiff_probe_eq(was, now)) {
+            a->probes[keep++] = *p;
+            continue;
+        }
+        free(p->name);
+        free(p->status);
+        free(p->error);
+    }
+    a->nprobes = keep;
+}
+
 /* A snapshot: the model (jobs, links, limits shown), and the server.* bounds for what comes
  * next. Tokens and the rate limit were applied by api_reload_auth before the reload was
  * accepted (it may refuse). */
@@ -90,6 +119,8 @@ static void on_config(api_t *a, msg_exec_config_t *c)
         ws_hub_opts_t ho = hub_limits(c->cfg->cfg);
         ws_hub_set_limits(a->hub, &ho);
     }
+    if (a->cfg != NULL && a->cfg != c->cfg)
+        forget_probes(a, a->cfg->cfg, c->cfg->cfg);
     api__model_config(a, c->cfg);
     api__model_refresh_new_stats(a);
 }

@@ -271,22 +271,29 @@ class ReloadEverything(unittest.TestCase):
         (run under ASan: nothing is touched once freed)."""
         d = self.d
         flaky = BEFORE.replace("probes:\n", "probes:\n  - name: hanging\n    type: exec\n"
-                               "    command: 'sleep 30'\n    timeout: 25s\n    interval: 1h\n")
+                               "    command: 'sleep 30'\n    timeout: 25s\n    interval: 1h\n"
+                               "  - name: doomed\n    type: exec\n    command: 'false'\n"
+                               "    interval: 1h\n")
         flaky = flaky.replace(":%d/old", ":%d/fail")
         self.write(flaky % (ADMIN, GONE, self.hook.port))
         d.signal(signal.SIGHUP)
-        d.wait_log(r"configuration reloaded from \S+: probes \+1, notify ~1$")
+        d.wait_log(r"configuration reloaded from \S+: probes \+2, notify ~1$")
         deadline_poll(lambda: "hanging" in self.probes(), "probe hanging listed")
+        deadline_poll(lambda: 'cronvisor_probe_up{probe="doomed"} 0' in
+                      self.api("GET", "/metrics").body.decode(), "probe doomed in /metrics")
         self.assertEqual(self.api("POST", "/api/jobs/boom/trigger").status, 202)
         d.wait_log(r"notify old-hook: run.failed boom attempt 1 failed: HTTP 500; retry in")
 
         self.write(BEFORE.replace("  - name: old-hook\n", "  - name: other-hook\n")
                    % (ADMIN, GONE, self.hook.port))
         d.signal(signal.SIGHUP)
-        d.wait_log(r"configuration reloaded from \S+: probes -1, notify \+1 -1$")
+        d.wait_log(r"configuration reloaded from \S+: probes -2, notify \+1 -1$")
         d.wait_log(r"notify old-hook: run.failed boom failed after 1 attempt\(s\): the notifier "
                    r"was removed or changed by a reload")
         self.assertEqual(set(self.probes()), {"store", "kept"})
+        metrics = self.api("GET", "/metrics").body.decode()
+        self.assertIn('probe="kept"', metrics)
+        self.assertNotIn('probe="doomed"', metrics)
         notes = self.api("GET", "/api/notifications").json["notifications"]
         old = [n for n in notes if n["notifier"] == "old-hook"]
         self.assertEqual(len(old), 1, notes)
