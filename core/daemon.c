@@ -182,7 +182,7 @@ static void on_reload_overrides(void *ud, int status, const store_override_t *ov
                 strerror(-status));
     configure_actors(d, false);
     cv_info("daemon", "configuration reloaded from %s: %s", d->opts.config_path,
-           d->reload_summary ? d->reload_summary : "no changes");
+            d->reload_summary ? d->reload_summary : "no changes");
     free(d->reload_summary);
     d->reload_summary = NULL;
 }

@@ -68,13 +68,14 @@ static void listen_tls_storage_and_instance_are_restart_only(void **state)
 {
     (void)state;
     cfg_t *a = load(BASE);
-    cfg_t *b = load("server:\n  listen: \"127.0.0.1:9090\"\n"
-                    "instance: other\n"
-                    "storage:\n  sqlite:\n    path: /tmp/elsewhere.db\n  pending_max: 99\n"
-                    "auth:\n  tokens:\n    - name: a\n      role: viewer\n      token: secret-aaaa\n"
-                    "    - name: b\n      role: admin\n      token: secret-bbbb\n"
-                    "jobs:\n  - name: j1\n    schedule: manual\n    command: 'true'\n"
-                    "  - name: j2\n    schedule: manual\n    command: 'true'\n");
+    cfg_t *b =
+        load("server:\n  listen: \"127.0.0.1:9090\"\n"
+             "instance: other\n"
+             "storage:\n  sqlite:\n    path: /tmp/elsewhere.db\n  pending_max: 99\n"
+             "auth:\n  tokens:\n    - name: a\n      role: viewer\n      token: secret-aaaa\n"
+             "    - name: b\n      role: admin\n      token: secret-bbbb\n"
+             "jobs:\n  - name: j1\n    schedule: manual\n    command: 'true'\n"
+             "  - name: j2\n    schedule: manual\n    command: 'true'\n");
     cfgdiff_t d;
     cfgdiff_compare(a, b, &d);
     assert_non_null(d.restart_only);
