@@ -12,7 +12,9 @@
  * the live run events (QUEUED, STARTED, PROGRESS), the output lines and a copy of the
  * MSG_AUDIT of each job.auto_disabled.
  *
- * Messages it takes: MSG_EXEC_CONFIG, MSG_FIRE, MSG_CANCEL, MSG_SHUTDOWN, MSG_HEALTH. */
+ * Messages it takes: MSG_EXEC_CONFIG, MSG_FIRE, MSG_CANCEL, MSG_SHUTDOWN, MSG_HEALTH. On
+ * MSG_EXEC_CONFIG it applies the jobs and limits.* to the next runs (queued runs start if
+ * max_concurrent grew); a running run keeps the snapshot it started with. */
 #ifndef CV_ACTORS_EXECUTOR_H
 #define CV_ACTORS_EXECUTOR_H
 

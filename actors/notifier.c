@@ -2,6 +2,7 @@
  * See actors/notifier.h. */
 #include "actors/notifier.h"
 #include "actors/store_actor.h"
+#include "core/cfgdiff.h"
 #include "core/httpc.h"
 #include "core/log.h"
 #include "core/strmap.h"
@@ -41,6 +42,8 @@ typedef struct delivery {
     cv_list_t link;
     struct notifier *n;
     const cfg_notify_t *cfg;
+    cfgref_t *ref; /* the snapshot cfg points into: a reload does not free it under a delivery */
+    bool removed;  /* its notifier was removed or changed by a reload: no further attempt */
     uint64_t id;
     char *event, *subject, *body;
     int attempts;
@@ -171,6 +174,7 @@ static void delivery_free(delivery_t *d)
     free(d->event);
     free(d->subject);
     free(d->body);
+    cfgref_put(d->ref);
     free(d);
 }
 
@@ -234,7 +238,8 @@ static void on_sent(httpc_xfer_t *x, const httpc_result_t *res, void *ud)
         free(r->last_error);
         r->last_error = ok ? NULL : cv_secret_redact(why);
     }
-    if (ok || d->attempts >= n->o.attempts || n->closing || res->error == HTTPC_ERR_CANCELLED) {
+    if (ok || d->attempts >= n->o.attempts || n->closing || d->removed ||
+        res->error == HTTPC_ERR_CANCELLED) {
         finish_delivery(d, ok, res->status, why);
         return;
     }
@@ -276,6 +281,7 @@ static void deliver(notifier_t *n, const cfg_notify_t *c, const char *event, con
     delivery_t *d = cv_calloc(1, sizeof(*d));
     d->n = n;
     d->cfg = c;
+    d->ref = cfgref_get(n->cfg);
     d->event = cv_strdup(event);
     d->subject = cv_strdup(subject ? subject : "");
     d->body = cv_strdup(body);
@@ -757,10 +763,87 @@ static void on_query(notifier_t *n, const msg_notify_query_t *q)
     cv_actor_post(q->reply_to, &msg_notify_list_new(q->corr, items, count)->hdr);
 }
 
+/* ---- a new configuration ----
+ * Notifiers are matched by name. A delivery holds a reference to the snapshot its notifier
+ * came from, so a reload never frees the URL under it: a delivery of a notifier removed or
+ * changed ends now when it waits for a retry, and after its attempt in flight otherwise (no
+ * retry). Runs watched for run.slow keep the thresholds of the notifiers still there unchanged.
+ * limits.notification_history resizes the ring, keeping the newest records. */
+
+static const cfg_notify_t *notify_find(const cfg_t *cfg, const char *name)
+{
+    for (unsigned i = 0; i < cfg->n_notify; i++)
+        if (strcmp(cfg->notify[i].name, name) == 0)
+            return &cfg->notify[i];
+    return NULL;
+}
+
+static void ring_resize(notifier_t *n, size_t size)
+{
+    if (size == 0)
+        size = 200;
+    if (size == n->o.ring_size)
+        return;
+    notify_record_t *ring = cv_calloc(size, sizeof(*ring));
+    for (size_t i = 0; i < n->o.ring_size; i++) {
+        notify_record_t *r = &n->ring[i];
+        if (r->id != 0 && r->id + size >= n->next_id + 1)
+            ring[(r->id - 1) % size] = *r; /* moves its strings */
+        else
+            notify_record_clear(r);
+    }
+    free(n->ring);
+    n->ring = ring;
+    n->o.ring_size = size;
+}
+
+static void on_config(notifier_t *n, msg_exec_config_t *m)
+{
+    const cfg_t *old = n->cfg->cfg, *cfg = m->cfg->cfg;
+    for (unsigned i = 0; i < cfg->n_notify; i++)
+        cv_secret_register(cfg->notify[i].url);
+    for (cv_list_t *l = n->deliveries.next, *next; l != &n->deliveries; l = next) {
+        next = l->next;
+        delivery_t *d = cv_container_of(l, delivery_t, link);
+        const cfg_notify_t *now = notify_find(cfg, d->cfg->name);
+        if (now != NULL && cfgdiff_notify_eq(now, d->cfg))
+            continue;
+        d->removed = true;
+        if (d->waiting) {
+            uv_timer_stop(&d->timer);
+            d->waiting = false;
+            finish_delivery(d, false, 0, "the notifier was removed or changed by a reload");
+        }
+    }
+    for (cv_list_t *l = n->active.next; l != &n->active; l = l->next) {
+        active_t *a = cv_container_of(l, active_t, link);
+        int64_t *th = cv_calloc(cfg->n_notify + 1, sizeof(int64_t));
+        for (unsigned i = 0; i < cfg->n_notify; i++) {
+            const cfg_notify_t *was = notify_find(old, cfg->notify[i].name);
+            if (was != NULL && cfgdiff_notify_eq(was, &cfg->notify[i]))
+                th[i] = a->threshold[was - old->notify];
+        }
+        free(a->threshold);
+        a->threshold = th;
+    }
+    cfgref_put(n->cfg);
+    n->cfg = cfgref_get(m->cfg);
+    ring_resize(n, (size_t)cfg->limits.notification_history);
+    for (cv_list_t *l = n->active.next; l != &n->active; l = l->next) {
+        active_t *a = cv_container_of(l, active_t, link);
+        if (a->timer_on)
+            uv_timer_stop(&a->timer);
+        arm_slow(a);
+    }
+}
+
 static void handle(cv_actor_t *self, cv_msg_t *msg)
 {
     notifier_t *n = cv_actor_state(self);
     switch (msg->type) {
+    case MSG_EXEC_CONFIG:
+        on_config(n, (msg_exec_config_t *)msg);
+        break;
     case MSG_RUN_EVENT: {
         const msg_run_event_t *e = (const msg_run_event_t *)msg;
         if (e->kind == RUN_EV_STARTED)

@@ -2,6 +2,7 @@
  * probe. How each type checks lives in actors/probe_*.c (see actors/probe_int.h). */
 #include "actors/prober.h"
 #include "actors/probe_int.h"
+#include "core/cfgdiff.h"
 #include "core/log.h"
 #include "actors/store_actor.h"
 
@@ -14,6 +15,7 @@ typedef struct pprobe {
     struct prober *p;
     size_t idx;
     const cfg_probe_t *cfg;
+    cfgref_t *ref; /* the snapshot cfg points into (NULL: the store probe) */
     const probe_type_t *type;
     health_result_t res;
     uv_timer_t interval, deadline;
@@ -21,6 +23,7 @@ typedef struct pprobe {
     probe_check_t *check;   /* the check in flight, or NULL */
     int64_t start_ns;
     uint64_t seq;
+    int closing; /* a probe removed by a reload: its handles not yet closed */
 } pprobe_t;
 
 /* A refresh request waiting for checks to complete. */
@@ -41,8 +44,9 @@ struct prober {
     cv_actor_t *store;
     cv_live_t *live; /* ended at close: store answers still in flight then post nothing */
     httpc_t *http;
-    pprobe_t *probes;
+    pprobe_t **probes; /* the store probe (if any) first */
     size_t n;
+    bool started;
     cv_actor_t *observers[PROBER_MAX_OBSERVERS];
     size_t nobservers;
     cv_list_t waiters;
@@ -105,8 +109,8 @@ static void reply_list(prober_t *p, cv_actor_t *to, uint64_t corr, const char *o
     health_result_t *items = cv_calloc(p->n, sizeof(*items));
     size_t n = 0;
     for (size_t i = 0; i < p->n; i++)
-        if (only == NULL || strcmp(only, p->probes[i].res.probe) == 0)
-            items[n++] = p->probes[i].res; /* shallow: copied by the constructor */
+        if (only == NULL || strcmp(only, p->probes[i]->res.probe) == 0)
+            items[n++] = p->probes[i]->res; /* shallow: copied by the constructor */
     msg_health_list_t *l = msg_health_list_new(corr, items, n, NULL);
     free(items);
     cv_actor_post(to, &l->hdr);
@@ -223,8 +227,8 @@ static void on_interval(uv_timer_t *t)
 static pprobe_t *find(prober_t *p, const char *name)
 {
     for (size_t i = 0; i < p->n; i++)
-        if (strcmp(p->probes[i].res.probe, name) == 0)
-            return &p->probes[i];
+        if (strcmp(p->probes[i]->res.probe, name) == 0)
+            return p->probes[i];
     return NULL;
 }
 
@@ -248,7 +252,7 @@ static void on_query(prober_t *p, msg_health_query_t *q)
     w->only = q->probe ? cv_strdup(q->probe) : NULL;
     w->pending = cv_calloc(p->n ? p->n : 1, sizeof(bool));
     for (size_t i = 0; i < p->n; i++) {
-        if (w->only == NULL || strcmp(w->only, p->probes[i].res.probe) == 0) {
+        if (w->only == NULL || strcmp(w->only, p->probes[i]->res.probe) == 0) {
             w->pending[i] = true;
             w->left++;
         }
@@ -256,7 +260,7 @@ static void on_query(prober_t *p, msg_health_query_t *q)
     cv_list_insert_tail(&p->waiters, &w->link);
     for (size_t i = 0; i < p->n; i++)
         if (w->pending[i])
-            start_check(&p->probes[i]); /* joins a check already running */
+            start_check(p->probes[i]); /* joins a check already running */
 }
 
 static void on_pinged(prober_t *p, const msg_store_reply_t *m)
@@ -265,8 +269,8 @@ static void on_pinged(prober_t *p, const msg_store_reply_t *m)
     uint64_t seq = m->corr >> PING_IDX_BITS;
     if (m->op != STORE_OP_PING || idx >= p->n)
         return;
-    pprobe_t *pp = &p->probes[idx];
-    if (pp->check == NULL || pp->check->seq != seq)
+    pprobe_t *pp = p->probes[idx];
+    if (pp->type != &probe_store || pp->check == NULL || pp->check->seq != seq)
         return; /* an answer to a check that already timed out */
     char *msg = m->status == -EAGAIN
                     ? cv_strdup("the database is unreachable (the store is degraded)")
@@ -276,10 +280,91 @@ static void on_pinged(prober_t *p, const msg_store_reply_t *m)
     free(msg);
 }
 
+/* ---- a new configuration ----
+ * Probes are matched by name: one whose settings did not change keeps its state (status,
+ * history, schedule, a check in flight) and the snapshot it was configured from; one added
+ * starts now; one removed or changed is stopped (its check aborted, its handles closed, then
+ * freed) and a changed one starts again from unknown. Refresh requests waiting are answered
+ * with what is known, since the probes they wait for may be gone. */
+
+static void on_closed(uv_handle_t *h);
+
+static void answer_waiters(prober_t *p)
+{
+    while (!cv_list_empty(&p->waiters)) {
+        waiter_t *w = cv_container_of(p->waiters.next, waiter_t, link);
+        cv_list_remove(&w->link);
+        reply_list(p, w->reply_to, w->corr, w->only);
+        free(w->only);
+        free(w->pending);
+        free(w);
+    }
+}
+
+static void drop_probe(pprobe_t *pp)
+{
+    if (pp->check) {
+        pp->type->abort(pp->check);
+        free(pp->check);
+        pp->check = NULL;
+    }
+    pp->closing = 2;
+    uv_close((uv_handle_t *)&pp->interval, on_closed);
+    uv_close((uv_handle_t *)&pp->deadline, on_closed);
+}
+
+static const probe_type_t *type_of(const cfg_probe_t *c);
+static pprobe_t *new_probe(prober_t *p, const cfg_probe_t *cfg, cfgref_t *ref,
+                           const probe_type_t *t);
+
+static void on_config(prober_t *p, msg_exec_config_t *m)
+{
+    const cfg_t *cfg = m->cfg->cfg;
+    answer_waiters(p);
+    pprobe_t **next = cv_calloc(cfg->n_probes + 2, sizeof(*next));
+    bool *kept = cv_calloc(p->n + 1, sizeof(bool));
+    size_t n = 0;
+    for (size_t i = 0; i < p->n; i++)
+        if (p->probes[i]->type == &probe_store) {
+            next[n++] = p->probes[i];
+            kept[i] = true;
+        }
+    for (unsigned k = 0; k < cfg->n_probes; k++) {
+        const cfg_probe_t *c = &cfg->probes[k];
+        const probe_type_t *t = type_of(c);
+        if (t == NULL)
+            continue;
+        pprobe_t *was = find(p, c->name);
+        if (was != NULL && was->type != &probe_store && cfgdiff_probe_eq(was->cfg, c)) {
+            kept[was->idx] = true;
+            next[n++] = was;
+            continue;
+        }
+        pprobe_t *pp = new_probe(p, c, m->cfg, t);
+        next[n++] = pp;
+        if (p->started)
+            uv_timer_start(&pp->interval, on_interval, 0, (uint64_t)c->interval_ms);
+    }
+    for (size_t i = 0; i < p->n; i++)
+        if (!kept[i])
+            drop_probe(p->probes[i]);
+    free(kept);
+    free(p->probes);
+    p->probes = next;
+    p->n = n;
+    for (size_t i = 0; i < n; i++)
+        p->probes[i]->idx = i;
+    cfgref_put(p->cfg);
+    p->cfg = cfgref_get(m->cfg);
+}
+
 static void handle(cv_actor_t *self, cv_msg_t *msg)
 {
     prober_t *p = cv_actor_state(self);
     switch (msg->type) {
+    case MSG_EXEC_CONFIG:
+        on_config(p, (msg_exec_config_t *)msg);
+        break;
     case MSG_HEALTH_GET:
     case MSG_HEALTH_REFRESH:
         on_query(p, (msg_health_query_t *)msg);
@@ -311,11 +396,13 @@ static const probe_type_t *type_of(const cfg_probe_t *c)
     return NULL;
 }
 
-static void init_probe(prober_t *p, pprobe_t *pp, const cfg_probe_t *cfg, const probe_type_t *t)
+static pprobe_t *new_probe(prober_t *p, const cfg_probe_t *cfg, cfgref_t *ref,
+                           const probe_type_t *t)
 {
+    pprobe_t *pp = cv_calloc(1, sizeof(*pp));
     pp->p = p;
-    pp->idx = (size_t)(pp - p->probes);
     pp->cfg = cfg;
+    pp->ref = ref ? cfgref_get(ref) : NULL;
     pp->type = t;
     pp->res.probe = cv_strdup(cfg->name);
     pp->res.type = t->name;
@@ -325,6 +412,15 @@ static void init_probe(prober_t *p, pprobe_t *pp, const cfg_probe_t *cfg, const 
     pp->interval.data = pp->deadline.data = pp;
     if (t->prepare)
         t->prepare(cfg);
+    return pp;
+}
+
+static void free_probe(pprobe_t *pp)
+{
+    health_result_clear(&pp->res);
+    if (pp->ref)
+        cfgref_put(pp->ref);
+    free(pp);
 }
 
 prober_t *prober_create(cv_runtime_t *rt, const prober_opts_t *o)
@@ -344,12 +440,14 @@ prober_t *prober_create(cv_runtime_t *rt, const prober_opts_t *o)
                                  .degraded_after_ms = 1000,
                                  .fail_after = 1};
     if (p->store)
-        init_probe(p, &p->probes[p->n++], &p->store_cfg, &probe_store);
+        p->probes[p->n++] = new_probe(p, &p->store_cfg, NULL, &probe_store);
     for (unsigned i = 0; i < cfg->n_probes; i++) {
         const probe_type_t *t = type_of(&cfg->probes[i]);
         if (t)
-            init_probe(p, &p->probes[p->n++], &cfg->probes[i], t);
+            p->probes[p->n++] = new_probe(p, &cfg->probes[i], o->cfg, t);
     }
+    for (size_t i = 0; i < p->n; i++)
+        p->probes[i]->idx = i;
     p->actor = cv_actor_create(rt, "prober", handle, p);
     return p;
 }
@@ -369,8 +467,9 @@ int prober_add_observer(prober_t *p, cv_actor_t *observer)
 
 void prober_start(prober_t *p)
 {
+    p->started = true;
     for (size_t i = 0; i < p->n; i++) {
-        pprobe_t *pp = &p->probes[i];
+        pprobe_t *pp = p->probes[i];
         uv_timer_start(&pp->interval, on_interval, 0, (uint64_t)pp->cfg->interval_ms);
     }
     cv_info("probe", "%zu probe(s) scheduled", p->n);
@@ -392,7 +491,7 @@ static void free_prober(prober_t *p)
     void (*cb)(void *) = p->close_cb;
     void *ud = p->close_ud;
     for (size_t i = 0; i < p->n; i++)
-        health_result_clear(&p->probes[i].res);
+        free_probe(p->probes[i]);
     free(p->probes);
     cfgref_put(p->cfg);
     free(p);
@@ -402,7 +501,13 @@ static void free_prober(prober_t *p)
 
 static void on_closed(uv_handle_t *h)
 {
-    prober_t *p = ((pprobe_t *)h->data)->p;
+    pprobe_t *pp = h->data;
+    prober_t *p = pp->p;
+    if (pp->closing) { /* removed by a reload */
+        if (--pp->closing == 0)
+            free_probe(pp);
+        return;
+    }
     if (--p->open_handles == 0)
         free_prober(p);
 }
@@ -430,7 +535,7 @@ void prober_close(prober_t *p, void (*cb)(void *ud), void *ud)
     }
     p->open_handles = 2 * p->n + 1;
     for (size_t i = 0; i < p->n; i++) {
-        pprobe_t *pp = &p->probes[i];
+        pprobe_t *pp = p->probes[i];
         if (pp->check) {
             pp->type->abort(pp->check);
             free(pp->check);

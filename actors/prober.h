@@ -16,7 +16,9 @@
  *   `probe NAME status=S previous=P latency=Lms: message`
  * and posted as MSG_HEALTH to every observer.
  *
- * Messages it takes: MSG_HEALTH_GET, MSG_HEALTH_REFRESH (see proto/msg.h). */
+ * Messages it takes: MSG_HEALTH_GET, MSG_HEALTH_REFRESH (see proto/msg.h), and MSG_EXEC_CONFIG:
+ * applies the snapshot's probes[] (added start now, removed stop, changed restart from unknown,
+ * unchanged keep their status and history). */
 #ifndef CV_ACTORS_PROBER_H
 #define CV_ACTORS_PROBER_H
 

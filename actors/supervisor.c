@@ -394,7 +394,6 @@ struct reload {
     daemon_t *d;
     char *by;      /* "system" (SIGHUP) or "api:<token>" */
     char *summary; /* what it changes (cfgdiff_summary) */
-    bool partial;  /* ... and some of it waits for a restart */
     cv_actor_t *reply_to;
     uint64_t corr;
 };
@@ -425,7 +424,7 @@ static void on_reload_overrides(void *ud, int status, const store_override_t *ov
                     "reload: runtime overrides could not be read (%s); using the known ones",
                     strerror(-status));
         configure_actors(d, false, r->summary ? r->summary : "no changes");
-        cv_log(r->partial ? CV_LOG_WARN : CV_LOG_INFO, "daemon",
+        cv_log(CV_LOG_INFO, "daemon",
                "configuration reloaded from %s: %s", d->opts.config_path,
                r->summary ? r->summary : "no changes");
         audit_reload(d, r->by, r->summary);
@@ -442,7 +441,9 @@ static void on_reload_overrides(void *ud, int status, const store_override_t *ov
 static int apply_now(daemon_t *d, const cfg_t *cfg, const cfgdiff_t *diff, char **why)
 {
     char *err = NULL;
-    if (d->api && (diff->tokens.added || diff->tokens.removed || diff->tokens.changed) &&
+    bool rates = cfg->auth.rate_per_second != d->cfg->cfg->auth.rate_per_second ||
+                 cfg->auth.rate_burst != d->cfg->cfg->auth.rate_burst;
+    if (d->api && (diff->tokens.added || diff->tokens.removed || diff->tokens.changed || rates) &&
         api_reload_auth(d->api, cfg, &err) != 0) {
         *why = cv_strdup(err ? err : "the API tokens cannot be applied");
         cv_error("daemon", "reload refused: %s; keeping the running configuration", *why);
@@ -498,6 +499,15 @@ static void reload(daemon_t *d, const char *by, cv_actor_t *reply_to, uint64_t c
     cfg_errors_free(&errs);
     cfgdiff_t diff;
     cfgdiff_compare(d->cfg->cfg, cfg, &diff);
+    if (diff.restart_only) {
+        char *why = cv_sprintf("%s cannot change without a restart", diff.restart_only);
+        cv_error("daemon", "reload refused: %s; keeping the running configuration", why);
+        reload_reply(d, reply_to, corr, RELOAD_RESTART_NEEDED, NULL, one_error(why));
+        free(why);
+        cfgdiff_free(&diff);
+        cfg_free(cfg);
+        return;
+    }
     char *why = NULL;
     if (apply_now(d, cfg, &diff, &why) != 0) {
         reload_reply(d, reply_to, corr, RELOAD_INVALID, NULL, one_error(why));
@@ -510,7 +520,6 @@ static void reload(daemon_t *d, const char *by, cv_actor_t *reply_to, uint64_t c
     r->d = d;
     r->by = cv_strdup(by);
     r->summary = cfgdiff_summary(&diff);
-    r->partial = diff.not_applied != NULL;
     r->reply_to = reply_to;
     r->corr = corr;
     cfgdiff_free(&diff);

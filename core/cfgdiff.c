@@ -61,7 +61,7 @@ static bool job_eq(const cfg_job_t *a, const cfg_job_t *b)
            strv_eq(a->tags, a->n_tags, b->tags, b->n_tags);
 }
 
-static bool probe_eq(const cfg_probe_t *a, const cfg_probe_t *b)
+bool cfgdiff_probe_eq(const cfg_probe_t *a, const cfg_probe_t *b)
 {
     return a->type == b->type && a->interval_ms == b->interval_ms &&
            a->timeout_ms == b->timeout_ms && a->degraded_after_ms == b->degraded_after_ms &&
@@ -74,7 +74,7 @@ static bool probe_eq(const cfg_probe_t *a, const cfg_probe_t *b)
            str_eq(a->shell, b->shell) && strv_eq(a->argv, a->argc, b->argv, b->argc);
 }
 
-static bool notify_eq(const cfg_notify_t *a, const cfg_notify_t *b)
+bool cfgdiff_notify_eq(const cfg_notify_t *a, const cfg_notify_t *b)
 {
     return str_eq(a->url, b->url) && a->format == b->format && a->events == b->events &&
            strv_eq(a->jobs, a->n_jobs, b->jobs, b->n_jobs) && a->slow_factor == b->slow_factor;
@@ -115,11 +115,11 @@ static bool job_same(const void *a, const void *b)
 }
 static bool probe_same(const void *a, const void *b)
 {
-    return probe_eq(a, b);
+    return cfgdiff_probe_eq(a, b);
 }
 static bool notify_same(const void *a, const void *b)
 {
-    return notify_eq(a, b);
+    return cfgdiff_notify_eq(a, b);
 }
 static bool token_same(const void *a, const void *b)
 {
@@ -134,13 +134,6 @@ static bool any(cfgdiff_count_t c)
 static void add_key(cv_buf_t *b, const char *key)
 {
     cv_buf_printf(b, "%s%s", b->len ? ", " : "", key);
-}
-
-static void add_list(cv_buf_t *b, const char *name, cfgdiff_count_t c)
-{
-    if (any(c))
-        cv_buf_printf(b, "%s%s (+%u -%u ~%u)", b->len ? ", " : "", name, c.added, c.removed,
-                      c.changed);
 }
 
 static bool defaults_eq(const cfg_defaults_t *a, const cfg_defaults_t *b)
@@ -164,6 +157,8 @@ static bool links_eq(const cfg_t *a, const cfg_t *b)
     return true;
 }
 
+static void applied_bounds(const cfg_t *o, const cfg_t *n, cv_buf_t *b);
+
 static void applied_keys(const cfg_t *o, const cfg_t *n, cv_buf_t *b)
 {
     if (o->limits.max_concurrent != n->limits.max_concurrent)
@@ -183,21 +178,17 @@ static void applied_keys(const cfg_t *o, const cfg_t *n, cv_buf_t *b)
         add_key(b, "links");
     if (o->cluster.heartbeat_timeout_ms != n->cluster.heartbeat_timeout_ms)
         add_key(b, "cluster.heartbeat_timeout");
+    applied_bounds(o, n, b);
 }
 
-static void restart_keys(const cfg_t *o, const cfg_t *n, const cfgdiff_t *d, cv_buf_t *b)
+static void applied_bounds(const cfg_t *o, const cfg_t *n, cv_buf_t *b)
 {
-    add_list(b, "probes", d->probes);
-    add_list(b, "notify", d->notify);
-    if (!str_eq(o->server.listen, n->server.listen))
-        add_key(b, "server.listen");
-    if (!str_eq(o->server.tls.cert, n->server.tls.cert) ||
-        !str_eq(o->server.tls.key, n->server.tls.key))
-        add_key(b, "server.tls");
     const struct {
         const char *key;
         int64_t was, is;
     } bounds[] = {
+        {"limits.notification_history", o->limits.notification_history,
+         n->limits.notification_history},
         {"server.max_body", o->server.max_body, n->server.max_body},
         {"server.request_timeout", o->server.request_timeout_ms, n->server.request_timeout_ms},
         {"server.max_connections", o->server.max_connections, n->server.max_connections},
@@ -213,13 +204,19 @@ static void restart_keys(const cfg_t *o, const cfg_t *n, const cfgdiff_t *d, cv_
         {"server.ws_max_topics", o->server.ws_max_topics, n->server.ws_max_topics},
         {"auth.rate_per_second", o->auth.rate_per_second, n->auth.rate_per_second},
         {"auth.rate_burst", o->auth.rate_burst, n->auth.rate_burst},
-        {"limits.notification_history", o->limits.notification_history,
-         n->limits.notification_history},
-        {"storage.pending_max", o->storage.pending_max, n->storage.pending_max},
     };
     for (size_t i = 0; i < sizeof(bounds) / sizeof(bounds[0]); i++)
         if (bounds[i].was != bounds[i].is)
             add_key(b, bounds[i].key);
+}
+
+static void restart_keys(const cfg_t *o, const cfg_t *n, cv_buf_t *b)
+{
+    if (!str_eq(o->server.listen, n->server.listen))
+        add_key(b, "server.listen");
+    if (!str_eq(o->server.tls.cert, n->server.tls.cert) ||
+        !str_eq(o->server.tls.key, n->server.tls.key))
+        add_key(b, "server.tls");
     if (!str_eq(o->storage.sqlite.path, n->storage.sqlite.path))
         add_key(b, "storage.sqlite.path");
     if (!str_eq(o->storage.postgres, n->storage.postgres))
@@ -228,6 +225,8 @@ static void restart_keys(const cfg_t *o, const cfg_t *n, const cfgdiff_t *d, cv_
         add_key(b, "storage.spool_dir");
     if (o->storage.spool_max != n->storage.spool_max)
         add_key(b, "storage.spool_max");
+    if (o->storage.pending_max != n->storage.pending_max)
+        add_key(b, "storage.pending_max");
     if (!str_eq(o->instance, n->instance))
         add_key(b, "instance");
 }
@@ -248,28 +247,39 @@ void cfgdiff_compare(const cfg_t *old, const cfg_t *new_cfg, cfgdiff_t *out)
     if (b.len)
         out->applied = cv_strdup(b.data);
     cv_buf_reset(&b);
-    restart_keys(old, new_cfg, out, &b);
+    restart_keys(old, new_cfg, &b);
     if (b.len)
-        out->not_applied = cv_strdup(b.data);
+        out->restart_only = cv_strdup(b.data);
     cv_buf_free(&b);
+}
+
+/* "name +a -r ~c" with the zero counts left out; nothing when the list did not change. */
+static void add_count(cv_buf_t *b, const char *name, cfgdiff_count_t c)
+{
+    if (!any(c))
+        return;
+    cv_buf_printf(b, "%s%s", b->len ? ", " : "", name);
+    if (c.added)
+        cv_buf_printf(b, " +%u", c.added);
+    if (c.removed)
+        cv_buf_printf(b, " -%u", c.removed);
+    if (c.changed)
+        cv_buf_printf(b, " ~%u", c.changed);
 }
 
 char *cfgdiff_summary(const cfgdiff_t *d)
 {
     cv_buf_t b = {0};
-    if (any(d->jobs))
-        cv_buf_printf(&b, "jobs +%u -%u ~%u", d->jobs.added, d->jobs.removed, d->jobs.changed);
-    if (any(d->tokens))
-        cv_buf_printf(&b, "%stokens +%u -%u ~%u", b.len ? ", " : "", d->tokens.added,
-                      d->tokens.removed, d->tokens.changed);
+    add_count(&b, "jobs", d->jobs);
+    add_count(&b, "tokens", d->tokens);
+    add_count(&b, "probes", d->probes);
+    add_count(&b, "notify", d->notify);
     if (d->applied)
         cv_buf_printf(&b, "%s%s", b.len ? ", " : "", d->applied);
-    if (b.len == 0 && d->not_applied == NULL)
+    if (d->restart_only)
+        cv_buf_printf(&b, "%srestart needed: %s", b.len ? "; " : "", d->restart_only);
+    if (b.len == 0)
         cv_buf_appends(&b, "no changes");
-    else if (b.len == 0)
-        cv_buf_appends(&b, "nothing applied");
-    if (d->not_applied)
-        cv_buf_printf(&b, "; not applied until restart: %s", d->not_applied);
     char *s = cv_strdup(b.data);
     cv_buf_free(&b);
     return s;
@@ -278,6 +288,6 @@ char *cfgdiff_summary(const cfgdiff_t *d)
 void cfgdiff_free(cfgdiff_t *d)
 {
     free(d->applied);
-    free(d->not_applied);
+    free(d->restart_only);
     memset(d, 0, sizeof(*d));
 }

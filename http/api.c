@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/cfgdiff.h"
 #include "core/log.h"
 #include "http/api_int.h"
 #include "http/ui.h"
@@ -65,8 +66,68 @@ static void store_calls_abort(api_t *a)
 
 /* ---- the mailbox ---- */
 
+static api_server_opts_t server_limits(const cfg_t *cfg)
+{
+    const cfg_server_t *sv = &cfg->server;
+    return (api_server_opts_t){.max_body = (size_t)sv->max_body,
+                               .idle_timeout_ms = (uint32_t)sv->request_timeout_ms,
+                               .max_connections = (size_t)sv->max_connections,
+                               .max_streams = (unsigned)sv->max_streams,
+                               .max_pending = (size_t)sv->max_pending,
+                               .max_resets = (unsigned)sv->max_resets,
+                               .write_timeout_ms = (uint64_t)sv->write_timeout * 1000};
+}
+
+static ws_hub_opts_t hub_limits(const cfg_t *cfg)
+{
+    const cfg_server_t *sv = &cfg->server; /* 0 (or unset) takes the hub's default */
+    return (ws_hub_opts_t){.max_queued = sv->ws_max_queued_bytes > 0 ? sv->ws_max_queued_bytes : 0,
+                           .max_msg = sv->ws_max_message_bytes > 0 ? sv->ws_max_message_bytes : 0,
+                           .max_clients = sv->ws_max_clients > 0 ? sv->ws_max_clients : 0,
+                           .max_topics = sv->ws_max_topics > 0 ? sv->ws_max_topics : 0};
+}
+
+static const cfg_probe_t *probe_named(const cfg_t *cfg, const char *name)
+{
+    for (unsigned i = 0; i < cfg->n_probes; i++)
+        if (strcmp(cfg->probes[i].name, name) == 0)
+            return &cfg->probes[i];
+    return NULL;
+}
+
+/* The probe states known (for /metrics) of probes removed or changed by a reload go: the prober
+ * starts a changed probe again from unknown. */
+static void forget_probes(api_t *a, const cfg_t *old, const cfg_t *cfg)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < a->nprobes; i++) {
+        api__probe_t *p = &a->probes[i];
+        const cfg_probe_t *was = probe_named(old, p->name), *now = probe_named(cfg, p->name);
+        if (was == NULL ? strcmp(p->name, "store") == 0
+                        : now != NULL && cfgdiff_probe_eq(was, now)) {
+            a->probes[keep++] = *p;
+            continue;
+        }
+        free(p->name);
+        free(p->status);
+        free(p->error);
+    }
+    a->nprobes = keep;
+}
+
+/* A snapshot: the model (jobs, links, limits shown), and the server.* bounds for what comes
+ * next. Tokens and the rate limit were applied by api_reload_auth before the reload was
+ * accepted (it may refuse). */
 static void on_config(api_t *a, msg_exec_config_t *c)
 {
+    api_server_opts_t so = server_limits(c->cfg->cfg);
+    api_server_set_limits(a->srv, &so);
+    if (a->hub != NULL) {
+        ws_hub_opts_t ho = hub_limits(c->cfg->cfg);
+        ws_hub_set_limits(a->hub, &ho);
+    }
+    if (a->cfg != NULL && a->cfg != c->cfg)
+        forget_probes(a, a->cfg->cfg, c->cfg->cfg);
     api__model_config(a, c->cfg);
     api__model_refresh_new_stats(a);
 }
@@ -250,11 +311,7 @@ api_t *api_create(cv_runtime_t *rt, const api_opts_t *opts, char **err)
     cv_list_init(&a->queries);
     cv_list_init(&a->store_calls);
     a->live = cv_live_new();
-    const cfg_server_t *sv = &cfg->server; /* 0 (or unset) takes the hub's default */
-    ws_hub_opts_t ho = {.max_queued = sv->ws_max_queued_bytes > 0 ? sv->ws_max_queued_bytes : 0,
-                        .max_msg = sv->ws_max_message_bytes > 0 ? sv->ws_max_message_bytes : 0,
-                        .max_clients = sv->ws_max_clients > 0 ? sv->ws_max_clients : 0,
-                        .max_topics = sv->ws_max_topics > 0 ? sv->ws_max_topics : 0};
+    ws_hub_opts_t ho = hub_limits(cfg);
     a->hub = ws_hub_create(srv, &ho);
     if (a->hub == NULL || add_routes(a) != 0)
         cv_error("http", "the API routes could not all be added");

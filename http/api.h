@@ -21,7 +21,9 @@
  *
  * Messages it takes: MSG_EXEC_CONFIG, MSG_RUN_EVENT, MSG_RUN_OUTPUT, MSG_FIRE_REPLY,
  * MSG_RELOAD_REPLY, MSG_OVERRIDE (auto-disable copies), MSG_HEALTH (probe states: the prober's hook
- * into /metrics and the health.changed event). */
+ * into /metrics and the health.changed event). On MSG_EXEC_CONFIG it applies the jobs, links,
+ * limits shown and the server.* / ws_* bounds to new connections and requests (tokens and rate
+ * limits: api_reload_auth). */
 #ifndef CV_HTTP_API_H
 #define CV_HTTP_API_H
 

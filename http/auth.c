@@ -160,8 +160,6 @@ static const token_t *find_token(const auth_t *a, const char *name)
 int auth_reload(auth_t *a, const auth_opts_t *opts, char **err)
 {
     auth_opts_t o = *opts;
-    o.rate_per_sec = a->rate_per_sec;
-    o.rate_burst = a->rate_burst;
     o.ticket_ttl_ms = a->ticket_ttl_ms;
     auth_t *fresh = auth_create(&o, err);
     if (fresh == NULL)
@@ -180,6 +178,8 @@ int auth_reload(auth_t *a, const auth_opts_t *opts, char **err)
     free(a->tokens);
     a->tokens = fresh->tokens;
     a->ntokens = fresh->ntokens;
+    a->rate_per_sec = fresh->rate_per_sec; /* buckets above the new burst are cut at next use */
+    a->rate_burst = fresh->rate_burst;
     fresh->tokens = NULL;
     fresh->ntokens = 0;
     auth_destroy(fresh);

@@ -59,8 +59,8 @@ auth_t *auth_create(const auth_opts_t *opts, char **err);
 /** Replaces the token table of a by the one opts describes (SIGHUP): a token whose name and
  * value are unchanged keeps its identity (key) and rate bucket, with the new role; a removed
  * token, or one whose value changed, no longer verifies, and its outstanding tickets are
- * dropped. Returns 0, or -EINVAL with *err set (heap, caller frees) as auth_create() does, in
- * which case a is unchanged. */
+ * dropped; the rate limit becomes opts' (rate_per_sec, rate_burst). Returns 0, or -EINVAL with
+ * *err set (heap, caller frees) as auth_create() does, in which case a is unchanged. */
 int auth_reload(auth_t *a, const auth_opts_t *opts, char **err);
 
 /** Checks that the token p was authenticated with is still loaded (after auth_reload) and

@@ -440,6 +440,25 @@ static void setup_h2o(api_server_t *srv, const api_server_opts_t *opts)
     srv->accept_ctx.hosts = srv->config.hosts;
 }
 
+void api_server_set_limits(api_server_t *srv, const api_server_opts_t *opts)
+{
+    srv->max_body = opts->max_body ? opts->max_body : DEFAULT_MAX_BODY;
+    srv->max_conns = opts->max_connections ? opts->max_connections : DEFAULT_MAX_CONNS;
+    srv->max_streams = opts->max_streams ? opts->max_streams : DEFAULT_MAX_STREAMS;
+    srv->max_resets = opts->max_resets ? opts->max_resets : DEFAULT_MAX_RESETS;
+    srv->max_pending = opts->max_pending ? opts->max_pending : DEFAULT_MAX_PENDING;
+    srv->write_timeout_ms =
+        opts->write_timeout_ms ? opts->write_timeout_ms : DEFAULT_WRITE_TIMEOUT_MS;
+    /* read by h2o when a connection or a request starts */
+    srv->config.max_request_entity_size = srv->max_body * 4 + 65536;
+    srv->config.http1.req_timeout = opts->idle_timeout_ms ? opts->idle_timeout_ms : 10000;
+    srv->config.http2.max_concurrent_requests_per_connection = srv->max_streams;
+    if (uv_is_active((uv_handle_t *)&srv->sweeper)) { /* at the new cadence */
+        uv_timer_stop(&srv->sweeper);
+        arm_sweeper(srv);
+    }
+}
+
 static void free_server(api_server_t *srv)
 {
     for (size_t i = 0; i < srv->nroutes; i++)

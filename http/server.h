@@ -83,6 +83,10 @@ typedef struct api_server_stats {
  * prior-knowledge preface answered 400. Ignores SIGPIPE process-wide (writes to closed sockets must
  * not kill the daemon). */
 api_server_t *api_server_create(uv_loop_t *loop, const api_server_opts_t *opts, char **err);
+/** Applies the bounds of opts (max_body, idle_timeout_ms, max_connections, max_streams,
+ * max_pending, max_resets, write_timeout_ms; 0 takes the default) to what comes next: new
+ * connections and requests (a reload). listen, auth and TLS stay as created. */
+void api_server_set_limits(api_server_t *srv, const api_server_opts_t *opts);
 
 /** Adds a route (the strings are copied). Returns 0 or -EINVAL for a malformed pattern
  * (not starting with '/', unclosed '{', "{*x}" not last). */

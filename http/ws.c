@@ -719,6 +719,14 @@ static void apply_defaults(ws_hub_opts_t *o, const ws_hub_opts_t *in)
     o->max_clients = o->max_clients ? o->max_clients : 1000;
 }
 
+void ws_hub_set_limits(ws_hub_t *hub, const ws_hub_opts_t *opts)
+{
+    hub->o.max_queued = opts->max_queued ? opts->max_queued : 1024 * 1024;
+    hub->o.max_msg = opts->max_msg ? opts->max_msg : 4096;
+    hub->o.max_topics = opts->max_topics ? opts->max_topics : 16;
+    hub->o.max_clients = opts->max_clients ? opts->max_clients : 1000;
+}
+
 ws_hub_t *ws_hub_create(api_server_t *srv, const ws_hub_opts_t *opts)
 {
     struct ws_hub *hub = cv_calloc(1, sizeof(*hub));

@@ -67,6 +67,9 @@ typedef struct ws_hub_stats {
 /** Creates the hub and adds its route (GET opts->path, no role: authentication is in-band) to
  * srv. opts may be NULL for the defaults. Returns NULL (logged) when the route cannot be added. */
 ws_hub_t *ws_hub_create(api_server_t *srv, const ws_hub_opts_t *opts);
+/** Applies max_queued, max_msg, max_clients and max_topics of opts (0: the default) from now on
+ * (a reload): new clients, new subscriptions and the next writes; the rest of opts is ignored. */
+void ws_hub_set_limits(ws_hub_t *hub, const ws_hub_opts_t *opts);
 
 /** Publishes an event. json must be a JSON object ("{...}"; copied, not re-validated). Returns
  * its sequence number (1, 2, ...), or -EINVAL when json is not an object. */

@@ -1,5 +1,5 @@
-/* What a reload changes: counts per named list, keys applied at once, keys that wait for a
- * restart, and a summary that names keys but never a value. */
+/* What a reload changes: counts per named list, keys applied on reload, the restart-only keys
+ * that make the reload refused, and a summary that names keys but never a value. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,13 +40,13 @@ static void the_same_configuration_changes_nothing(void **state)
     cfg_free(b);
 }
 
-static void server_bounds_that_wait_for_a_restart_are_named(void **state)
+static void server_bounds_and_rates_apply_on_reload(void **state)
 {
     (void)state;
     cfg_t *a = load(BASE);
     cfg_t *b = load("server:\n  listen: \"127.0.0.1:8080\"\n  max_connections: 10\n"
                     "  ws_max_clients: 5\n"
-                    "limits:\n  max_queued: 7\n"
+                    "limits:\n  max_queued: 7\n  notification_history: 50\n"
                     "auth:\n  rate_per_second: 2\n"
                     "  tokens:\n    - name: a\n      role: viewer\n      token: secret-aaaa\n"
                     "    - name: b\n      role: admin\n      token: secret-bbbb\n"
@@ -54,14 +54,38 @@ static void server_bounds_that_wait_for_a_restart_are_named(void **state)
                     "  - name: j2\n    schedule: manual\n    command: 'true'\n");
     cfgdiff_t d;
     cfgdiff_compare(a, b, &d);
+    assert_null(d.restart_only);
     char *s = cfgdiff_summary(&d);
-    assert_non_null(strstr(s, "limits.max_queued"));
-    const char *later = strstr(s, "not applied until restart: ");
-    assert_non_null(later);
-    assert_non_null(strstr(later, "server.max_connections"));
-    assert_non_null(strstr(later, "server.ws_max_clients"));
-    assert_non_null(strstr(later, "auth.rate_per_second"));
-    assert_null(strstr(later, "limits.max_queued"));
+    assert_string_equal(s, "limits.max_queued, limits.notification_history, "
+                           "server.max_connections, server.ws_max_clients, auth.rate_per_second");
+    free(s);
+    cfgdiff_free(&d);
+    cfg_free(a);
+    cfg_free(b);
+}
+
+static void listen_tls_storage_and_instance_are_restart_only(void **state)
+{
+    (void)state;
+    cfg_t *a = load(BASE);
+    cfg_t *b =
+        load("server:\n  listen: \"127.0.0.1:9090\"\n"
+             "instance: other\n"
+             "storage:\n  sqlite:\n    path: /tmp/elsewhere.db\n  pending_max: 99\n"
+             "auth:\n  tokens:\n    - name: a\n      role: viewer\n      token: secret-aaaa\n"
+             "    - name: b\n      role: admin\n      token: secret-bbbb\n"
+             "jobs:\n  - name: j1\n    schedule: manual\n    command: 'true'\n"
+             "  - name: j2\n    schedule: manual\n    command: 'true'\n");
+    cfgdiff_t d;
+    cfgdiff_compare(a, b, &d);
+    assert_non_null(d.restart_only);
+    assert_string_equal(d.restart_only,
+                        "server.listen, storage.sqlite.path, storage.pending_max, instance");
+    assert_null(d.applied);
+    char *s = cfgdiff_summary(&d);
+    assert_string_equal(s, "restart needed: server.listen, storage.sqlite.path, "
+                           "storage.pending_max, instance");
+    assert_null(strstr(s, "elsewhere"));
     free(s);
     cfgdiff_free(&d);
     cfg_free(a);
@@ -88,8 +112,9 @@ static void changes_are_counted_and_restart_keys_named_without_values(void **sta
     assert_int_equal(d.tokens.removed, 1);
     assert_int_equal(d.tokens.changed, 1);
     char *s = cfgdiff_summary(&d);
-    assert_string_equal(s, "jobs +1 -1 ~1, tokens +1 -1 ~1, limits.max_concurrent; not applied "
-                           "until restart: probes (+1 -0 ~0), server.listen");
+    assert_string_equal(s, "jobs +1 -1 ~1, tokens +1 -1 ~1, probes +1, limits.max_concurrent; "
+                           "restart needed: server.listen");
+    assert_string_equal(d.restart_only, "server.listen");
     assert_null(strstr(s, "secret"));
     free(s);
     cfgdiff_free(&d);
@@ -102,7 +127,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(the_same_configuration_changes_nothing),
         cmocka_unit_test(changes_are_counted_and_restart_keys_named_without_values),
-        cmocka_unit_test(server_bounds_that_wait_for_a_restart_are_named),
+        cmocka_unit_test(server_bounds_and_rates_apply_on_reload),
+        cmocka_unit_test(listen_tls_storage_and_instance_are_restart_only),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
