@@ -6,6 +6,7 @@
 #include "actors/executor.h"
 #include "actors/proc.h"
 #include "core/cfgcheck.h"
+#include "core/effjob.h"
 #include "core/httpc.h"
 #include "core/strmap.h"
 #include "proto/msg.h"
@@ -54,9 +55,10 @@ struct executor {
     cv_strmap_t health;    /* probe name -> exec__health_t, from MSG_HEALTH */
     char *instance;
     cfgref_t *cfg;
-    cv_strmap_t jobs; /* name -> exec__job_t */
-    cv_list_t active; /* exec__run_t running */
-    cv_list_t queue;  /* exec__run_t waiting for a slot, FIFO */
+    effjob_overrides_t overrides; /* runtime overrides (MSG_OVERRIDE), for exec__enabled */
+    cv_strmap_t jobs;             /* name -> exec__job_t */
+    cv_list_t active;             /* exec__run_t running */
+    cv_list_t queue;              /* exec__run_t waiting for a slot, FIFO */
     cv_list_t retries;
     size_t nactive, nqueued;
     int64_t next_id;
@@ -71,6 +73,10 @@ struct executor {
     uint64_t claim_corr;
     int64_t next_provisional; /* -1, -2, ...: ids of runs started while the store is unreachable */
 };
+
+/** Whether job is enabled now: its configuration with the runtime overrides (core/effjob.h), as
+ * the scheduler and the API see it. */
+bool exec__enabled(const executor_t *ex, const cfg_job_t *job);
 
 /** Starts a command run (exec_spawn.c). On a start failure the run is finished as FAILED. */
 /** The instant (Unix ns) before which the run must not start: its scheduled instant for a cron
