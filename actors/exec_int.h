@@ -55,11 +55,12 @@ struct executor {
     cv_strmap_t health;    /* probe name -> exec__health_t, from MSG_HEALTH */
     char *instance;
     cfgref_t *cfg;
-    effjob_overrides_t overrides; /* runtime overrides (MSG_OVERRIDE), for exec__enabled */
-    cv_strmap_t jobs;             /* name -> exec__job_t */
-    cv_list_t active;             /* exec__run_t running */
-    cv_list_t queue;              /* exec__run_t waiting for a slot, FIFO */
+    cv_strmap_t jobs; /* name -> exec__job_t */
+    cv_list_t active; /* exec__run_t running */
+    cv_list_t queue;  /* exec__run_t waiting for a slot, FIFO */
     cv_list_t retries;
+    /* the runtime overrides (MSG_OVERRIDE), for exec__enabled */
+    effjob_overrides_t overrides;
     size_t nactive, nqueued;
     int64_t next_id;
     uint64_t started;

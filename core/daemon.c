@@ -47,9 +47,10 @@ typedef struct daemon {
     int64_t beat_every, last_beat, beating_since; /* ms */
     store_override_t *overrides;
     size_t n_overrides;
-    effjob_overrides_t ov; /* the same as (job, field, value) triples, for core/effjob.h */
-    char *reload_summary;  /* what the reload in progress changes (cfgdiff_summary) */
-    bool reload_partial;   /* ... and some of it waits for a restart */
+    /* the same as (job, field, value) triples, for core/effjob.h */
+    effjob_overrides_t ov;
+    char *reload_summary; /* what the reload in progress changes (cfgdiff_summary) */
+    bool reload_partial;  /* ... and some of it waits for a restart */
     int64_t first_run_id;
     int64_t *last_run; /* per config job: last cron firing recorded (s), for catch-up */
     int pending_queries;

@@ -74,10 +74,11 @@ struct api {
     /* jobs in configuration order, and by name */
     api__job_t **jobs;
     size_t njobs;
-    cv_strmap_t by_name;          /* name -> api__job_t (every job ever seen) */
-    effjob_overrides_t overrides; /* every runtime override known, of any job */
-    api__job_t **all;             /* the same, for freeing */
+    cv_strmap_t by_name; /* name -> api__job_t (every job ever seen) */
+    api__job_t **all;    /* the same, for freeing */
     size_t nall;
+    /* every runtime override known, of any job (even one not in the configuration) */
+    effjob_overrides_t overrides;
     cv_list_t active;        /* api__active_t, oldest first */
     cv_idmap_t active_by_id; /* run id -> api__active_t */
     cv_list_t triggers;      /* api__trigger_t waiting for MSG_FIRE_REPLY */
