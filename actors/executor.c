@@ -243,7 +243,7 @@ static void health_free(void *v)
 bool exec__enabled(const executor_t *ex, const cfg_job_t *job)
 {
     effjob_t e = {0};
-    effjob_compute_list(&e, job, &ex->overrides, "exec");
+    effjob_compute_list(&e, job, &ex->overrides, NULL); /* the daemon and the API warn */
     bool enabled = e.enabled;
     effjob_clear(&e);
     return enabled;

@@ -85,8 +85,9 @@ static void apply(effjob_t *e, const effjob_override_t *o, const char *source)
     json_t *v = json_loads(o->value, JSON_DECODE_ANY, NULL);
     bool ok = bit == EFFJOB_ENABLED ? json_is_boolean(v) : json_is_string(v);
     if (!ok) {
-        cv_warn(source, "job %s: the runtime override of %s (%s) is not a JSON %s: ignored",
-                e->cfg->name, o->field, o->value, bit == EFFJOB_ENABLED ? "boolean" : "string");
+        if (source)
+            cv_warn(source, "job %s: the runtime override of %s (%s) is not a JSON %s: ignored",
+                    e->cfg->name, o->field, o->value, bit == EFFJOB_ENABLED ? "boolean" : "string");
         e->ignored |= (unsigned)bit;
     } else if (bit == EFFJOB_ENABLED) {
         e->enabled = json_is_true(v);

@@ -68,10 +68,11 @@ typedef struct effjob {
 } effjob_t;
 
 /** Computes e from job and the overrides of job->name among ov[0..n) (triples of other jobs and
- * of unknown fields are skipped). e must be zeroed or cleared; it borrows job, which must outlive
- * it. Invalid overrides (not JSON, or of the wrong type) are ignored, logged as warnings (source
- * names who computes, e.g. "api") and noted in e->ignored. Schedule and time zone overrides of a
- * locked job are ignored silently (noted in neither bit set). */
+ * of unknown fields are skipped). e is zeroed or holds an earlier result (freed first); it
+ * borrows job, which must outlive it. Invalid overrides (not JSON, or of the wrong type) are
+ * ignored, noted in e->ignored and logged as warnings under the component source (e.g. "http";
+ * NULL: not logged, for a caller that computes often what another one already warned of). Schedule
+ * and time zone overrides of a locked job are ignored silently (noted in neither bit set). */
 void effjob_compute(effjob_t *e, const cfg_job_t *job, const effjob_override_t *ov, size_t n,
                     const char *source);
 /** The same from an override list. */

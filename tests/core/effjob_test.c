@@ -44,14 +44,15 @@ static const cfg_job_t *job(void **state, const char *name)
 }
 
 /* Computes the effective job with stderr captured; returns what was logged (caller frees). */
-static char *compute(effjob_t *e, const cfg_job_t *j, const effjob_override_t *ov, size_t n)
+static char *compute(effjob_t *e, const cfg_job_t *j, const effjob_override_t *ov, size_t n,
+                     const char *source)
 {
     fflush(stderr);
     FILE *tmp = tmpfile();
     assert_non_null(tmp);
     int saved = dup(2);
     assert_true(dup2(fileno(tmp), 2) >= 0);
-    effjob_compute(e, j, ov, n, "test");
+    effjob_compute(e, j, ov, n, source);
     fflush(stderr);
     dup2(saved, 2);
     close(saved);
@@ -118,7 +119,7 @@ static void a_locked_job_keeps_its_schedule_and_zone_but_not_its_enabled(void **
                               OV("frozen", "timezone", "\"Asia/Tokyo\""),
                               OV("frozen", "enabled", "false")};
     effjob_t e = {0};
-    char *log = compute(&e, job(state, "frozen"), ov, 3);
+    char *log = compute(&e, job(state, "frozen"), ov, 3, "test");
     assert_string_equal(e.schedule, "0 4 * * *");
     assert_string_equal(e.timezone, "UTC");
     assert_false(e.enabled); /* auto_disable_after disables locked jobs too */
@@ -135,7 +136,7 @@ static void invalid_overrides_are_ignored_with_a_warning(void **state)
                               OV("nightly", "schedule", "{not json"),
                               OV("nightly", "timezone", "42"), OV("nightly", "color", "\"red\"")};
     effjob_t e = {0};
-    char *log = compute(&e, job(state, "nightly"), ov, 4);
+    char *log = compute(&e, job(state, "nightly"), ov, 4, "test");
     assert_true(e.enabled);
     assert_string_equal(e.schedule, "0 3 * * *");
     assert_string_equal(e.timezone, "Europe/Berlin");
@@ -146,6 +147,10 @@ static void invalid_overrides_are_ignored_with_a_warning(void **state)
     assert_non_null(strstr(log, "override of schedule ({not json) is not a JSON string"));
     assert_non_null(strstr(log, "override of timezone (42) is not a JSON string"));
     assert_null(strstr(log, "color"));
+    free(log);
+    log = compute(&e, job(state, "nightly"), ov, 4, NULL); /* a caller that does not warn */
+    assert_string_equal(log, "");
+    assert_int_equal(e.ignored, EFFJOB_ENABLED | EFFJOB_SCHEDULE | EFFJOB_TIMEZONE);
     free(log);
     effjob_clear(&e);
 }
