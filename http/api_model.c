@@ -70,7 +70,10 @@ void api__model_config(api_t *a, cfgref_t *cfg)
 
 bool api__model_override(api_t *a, const char *job, const char *field, const char *value)
 {
-    if (!effjob_overrides_set(&a->overrides, job, field, value))
+    bool known = false;
+    for (size_t i = 0; i < CV_ARRAY_SIZE(effjob_fields); i++)
+        known = known || strcmp(field, effjob_fields[i]) == 0;
+    if (!known || !effjob_overrides_set(&a->overrides, job, field, value))
         return false;
     api__job_t *j = cv_strmap_get(&a->by_name, job);
     if (j)
