@@ -6,6 +6,7 @@
 #include "actors/executor.h"
 #include "actors/proc.h"
 #include "core/cfgcheck.h"
+#include "core/effjob.h"
 #include "core/httpc.h"
 #include "core/strmap.h"
 #include "proto/msg.h"
@@ -58,6 +59,8 @@ struct executor {
     cv_list_t active; /* exec__run_t running */
     cv_list_t queue;  /* exec__run_t waiting for a slot, FIFO */
     cv_list_t retries;
+    /* the runtime overrides (MSG_OVERRIDE), for exec__enabled */
+    effjob_overrides_t overrides;
     size_t nactive, nqueued;
     int64_t next_id;
     uint64_t started;
@@ -71,6 +74,10 @@ struct executor {
     uint64_t claim_corr;
     int64_t next_provisional; /* -1, -2, ...: ids of runs started while the store is unreachable */
 };
+
+/** Whether job is enabled now: its configuration with the runtime overrides (core/effjob.h), as
+ * the scheduler and the API see it. */
+bool exec__enabled(const executor_t *ex, const cfg_job_t *job);
 
 /** Starts a command run (exec_spawn.c). On a start failure the run is finished as FAILED. */
 /** The instant (Unix ns) before which the run must not start: its scheduled instant for a cron

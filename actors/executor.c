@@ -240,6 +240,28 @@ static void health_free(void *v)
     free(h);
 }
 
+bool exec__enabled(const executor_t *ex, const cfg_job_t *job)
+{
+    effjob_t e = {0};
+    effjob_compute_list(&e, job, &ex->overrides, NULL); /* the daemon and the API warn */
+    bool enabled = e.enabled;
+    effjob_clear(&e);
+    return enabled;
+}
+
+/* A firing the scheduler made by itself (not a person's, not a retry of a started firing). */
+static bool fired_by_schedule(const msg_fire_t *f)
+{
+    return strcmp(f->trigger, "cron") == 0 || strcmp(f->trigger, "catch_up") == 0 ||
+           strcmp(f->trigger, "reboot") == 0;
+}
+
+static void on_override(executor_t *ex, const msg_override_t *o)
+{
+    if (o->job && o->field)
+        effjob_overrides_set(&ex->overrides, o->job, o->field, o->value);
+}
+
 static void on_fire(executor_t *ex, msg_fire_t *f)
 {
     if (ex->shutting) {
@@ -250,6 +272,11 @@ static void on_fire(executor_t *ex, msg_fire_t *f)
     if (job == NULL) {
         cv_warn("exec", "fire for unknown job '%s' ignored", f->job);
         reply(f, FIRE_UNKNOWN, 0, RUN_SKIPPED, "no such job");
+        return;
+    }
+    if (fired_by_schedule(f) && !exec__enabled(ex, job)) {
+        /* disabled after the scheduler fired it (or on another instance, not yet heard of there) */
+        cv_info("exec", "%s firing of job %s not run: the job is disabled", f->trigger, job->name);
         return;
     }
     exec__run_t *xr = xrun_new(ex, f, job);
@@ -392,6 +419,7 @@ static void auto_disable(executor_t *ex, const exec__run_t *xr)
         msg_job_enable_t *m = msg_job_enable_new(job, false);
         cv_actor_post(ex->scheduler, &m->hdr);
     }
+    effjob_overrides_set(&ex->overrides, job, "enabled", "false");
     msg_override_t *o = msg_override_new(job, "enabled", "false", "system");
     cv_actor_post(ex->store, &o->hdr);
     for (size_t i = 0; i < ex->nobservers; i++) { /* the API's view of the job */
@@ -447,7 +475,11 @@ void exec__finished(exec__run_t *xr)
     if (retry)
         schedule_retry(ex, xr);
     else if (failed && limit > 0 && xr->js->consecutive_failures >= limit) {
-        auto_disable(ex, xr);
+        if (exec__enabled(ex, xr->job))
+            auto_disable(ex, xr);
+        else /* a person ran it while disabled: nothing to disable, no job.auto_disabled */
+            cv_info("exec", "job %s: %d consecutive failures; the job is already disabled", r->job,
+                    xr->js->consecutive_failures);
         xr->js->consecutive_failures = 0; /* re-enabled, the job starts the count afresh */
     }
     xrun_release(xr);
@@ -527,6 +559,9 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
     case MSG_FIRE:
         on_fire(ex, (msg_fire_t *)msg);
         break;
+    case MSG_OVERRIDE:
+        on_override(ex, (msg_override_t *)msg);
+        break;
     case MSG_CANCEL:
         on_cancel(ex, (msg_cancel_t *)msg);
         break;
@@ -588,6 +623,7 @@ void executor_destroy(executor_t *ex)
     cv_actor_destroy(ex->actor);
     exec__claims_free(ex);
     cv_strmap_free(&ex->jobs, free);
+    effjob_overrides_clear(&ex->overrides);
     cv_strmap_free(&ex->health, health_free);
     if (ex->cfg)
         cfgref_put(ex->cfg);

@@ -9,6 +9,7 @@
 #include "actors/store_actor.h"
 #include "core/cfgdiff.h"
 #include "core/daemon.h"
+#include "core/effjob.h"
 #include "core/httpc.h"
 #include "core/log.h"
 #include "core/reaper.h"
@@ -51,6 +52,8 @@ typedef struct daemon {
     int64_t started_at;
     store_override_t *overrides;
     size_t n_overrides;
+    /* the same as (job, field, value) triples, for core/effjob.h */
+    effjob_overrides_t ov;
     int64_t first_run_id;
     int64_t *last_run; /* per config job: last cron firing recorded (s), for catch-up */
     int pending_queries;
@@ -194,44 +197,37 @@ static void wire(daemon_t *d, child_t pub)
 
 /* ---- configuration for the actors ---- */
 
-/* The override of (job, field) as a JSON value, or NULL. */
-static json_t *override_of(const daemon_t *d, const char *job, const char *field)
-{
-    for (size_t i = 0; i < d->n_overrides; i++) {
-        const store_override_t *o = &d->overrides[i];
-        if (strcmp(o->job, job) == 0 && strcmp(o->field, field) == 0)
-            return json_loads(o->value, JSON_DECODE_ANY, NULL);
-    }
-    return NULL;
-}
-
 static msg_sched_jobs_t *sched_jobs(const daemon_t *d, bool first)
 {
     const cfg_t *cfg = d->cfg->cfg;
     msg_sched_jobs_t *m = msg_sched_jobs_new(first);
     for (unsigned i = 0; i < cfg->n_jobs; i++) {
         const cfg_job_t *j = &cfg->jobs[i];
+        effjob_t e = {0};
+        effjob_compute_list(&e, j, &d->ov, "daemon");
         sched_job_spec_t spec = {.name = j->name,
-                                 .schedule = j->schedule,
-                                 .timezone = j->timezone,
-                                 .enabled = j->enabled,
+                                 .schedule = e.schedule,
+                                 .timezone = e.timezone,
+                                 .enabled = e.enabled,
                                  .catch_up = j->catch_up_ms / 1000,
                                  .last_run = first && d->last_run ? d->last_run[i] : 0};
-        json_t *en = override_of(d, j->name, "enabled");
-        json_t *sc = override_of(d, j->name, "schedule");
-        json_t *tz = override_of(d, j->name, "timezone");
-        if (json_is_boolean(en))
-            spec.enabled = json_is_true(en);
-        if (json_is_string(sc) && !j->locked)
-            spec.schedule = json_string_value(sc);
-        if (json_is_string(tz) && !j->locked)
-            spec.timezone = json_string_value(tz);
         msg_sched_jobs_add(m, &spec);
-        json_decref(en);
-        json_decref(sc);
-        json_decref(tz);
+        effjob_clear(&e);
     }
     return m;
+}
+
+/* The executor's copy of the overrides: every overridable field of every job, set or cleared. */
+static void overrides_to_executor(const daemon_t *d)
+{
+    const cfg_t *cfg = d->cfg->cfg;
+    for (unsigned i = 0; d->ex && i < cfg->n_jobs; i++) {
+        for (size_t f = 0; f < CV_ARRAY_SIZE(effjob_fields); f++) {
+            const char *v = effjob_overrides_get(&d->ov, cfg->jobs[i].name, effjob_fields[f]);
+            msg_override_t *o = msg_override_new(cfg->jobs[i].name, effjob_fields[f], v, NULL);
+            cv_actor_post(executor_actor(d->ex), &o->hdr);
+        }
+    }
 }
 
 /* The actors that get each configuration snapshot (MSG_EXEC_CONFIG), and whether they get the
@@ -256,6 +252,7 @@ static void configure_actors(daemon_t *d, bool first, const char *summary)
         c->summary = summary ? cv_strdup(summary) : NULL;
         cv_actor_post(a, &c->hdr);
     }
+    overrides_to_executor(d);
     if (d->sched)
         cv_actor_post(scheduler_actor(d->sched), &sched_jobs(d, first)->hdr);
 }
@@ -308,6 +305,9 @@ static void keep_overrides(daemon_t *d, const store_override_t *ov, size_t count
         d->overrides[i].value = cv_strdup(ov[i].value);
     }
     d->n_overrides = count;
+    effjob_overrides_clear(&d->ov);
+    for (size_t i = 0; i < count; i++)
+        effjob_overrides_set(&d->ov, ov[i].job, ov[i].field, ov[i].value);
 }
 
 /* ---- the supervisor's store requests (typed messages to the store actor) ----
@@ -603,6 +603,7 @@ static void on_overrides_reread(void *ud, int status, const store_override_t *ov
         return;
     overrides_to_api(d, ov, count);
     keep_overrides(d, ov, count);
+    overrides_to_executor(d);
     cv_actor_post(scheduler_actor(d->sched), &sched_jobs(d, false)->hdr);
 }
 
@@ -1195,6 +1196,7 @@ int daemon_main(const daemon_opts_t *opts, cfg_t *cfg)
     int code = d->exit_code;
     cfgref_put(d->cfg);
     store_overrides_free(d->overrides, d->n_overrides);
+    effjob_overrides_clear(&d->ov);
     free(d->last_run);
     free(d->instance);
     free(d);

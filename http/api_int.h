@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "core/cron.h"
+#include "core/effjob.h"
 #include "core/idmap.h"
 #include "actors/store_actor.h"
 #include "core/strmap.h"
@@ -26,13 +27,10 @@ extern const double api__hist_bounds[API_HIST_BUCKETS]; /* seconds */
  * configuration). */
 typedef struct api__job {
     char *name;
-    const cfg_job_t *cfg;                           /* in api->cfg, or NULL */
-    json_t *ov_enabled, *ov_schedule, *ov_timezone; /* override values, or NULL */
-    /* next fire, computed from the effective schedule */
-    char *expr_key; /* "schedule\ntimezone" the expression below was made from */
-    cron_expr_t *expr;
-    const tz_zone_t *zone;
-    int64_t next; /* Unix s; 0 = not computed; INT64_MAX = never */
+    const cfg_job_t *cfg; /* in api->cfg, or NULL */
+    /* cfg with api->overrides applied, and its next fire (core/effjob.h); zeroed while cfg is
+     * NULL */
+    effjob_t eff;
     /* from the store */
     store_job_stats_t stats; /* job and last unused: see last below */
     run_t *last;             /* the latest run seen (store or events) */
@@ -80,6 +78,8 @@ struct api {
     cv_strmap_t by_name; /* name -> api__job_t (every job ever seen) */
     api__job_t **all;    /* the same, for freeing */
     size_t nall;
+    /* every runtime override known, of any job (even one not in the configuration) */
+    effjob_overrides_t overrides;
     cv_list_t active;        /* api__active_t, oldest first */
     cv_idmap_t active_by_id; /* run id -> api__active_t */
     cv_list_t triggers;      /* api__trigger_t waiting for MSG_FIRE_REPLY */

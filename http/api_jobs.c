@@ -77,8 +77,8 @@ static void refresh_cache(api_t *a, int64_t now)
     int64_t until = INT64_MAX;
     for (size_t i = 0; i < a->njobs; i++) {
         json_array_append_new(arr, api__job_json(a, a->jobs[i], now));
-        if (a->jobs[i]->next < until)
-            until = a->jobs[i]->next;
+        if (a->jobs[i]->eff.next < until)
+            until = a->jobs[i]->eff.next;
     }
     json_t *body = json_pack("{s:o}", "jobs", arr);
     a->jobs_cache = json_dumps(body, JSON_COMPACT);
@@ -199,6 +199,10 @@ static void post_override(api_t *a, const api_req_t *req, const char *job, const
     char *by = actor_of(req);
     msg_override_t *o = msg_override_new(job, field, text, by);
     cv_actor_post(a->store, &o->hdr);
+    if (a->executor) { /* it runs what the API shows (core/effjob.h) */
+        o = msg_override_new(job, field, text, by);
+        cv_actor_post(a->executor, &o->hdr);
+    }
     api__model_override(a, job, field, text);
     free(text);
     free(by);
@@ -334,11 +338,14 @@ static void h_reset(api_req_t *req, void *data)
     api__job_t *j = req_job(a, req);
     if (j == NULL)
         return;
-    json_t *before = json_pack("{s:O?,s:O?,s:O?}", "enabled", j->ov_enabled, "schedule",
-                               j->ov_schedule, "timezone", j->ov_timezone);
-    static const char *const fields[] = {"enabled", "schedule", "timezone"};
-    for (size_t i = 0; i < CV_ARRAY_SIZE(fields); i++)
-        post_override(a, req, j->name, fields[i], NULL);
+    json_t *before = json_object();
+    for (size_t i = 0; i < CV_ARRAY_SIZE(effjob_fields); i++) {
+        const char *v = effjob_overrides_get(&a->overrides, j->name, effjob_fields[i]);
+        json_t *jv = v ? json_loads(v, JSON_DECODE_ANY, NULL) : NULL;
+        json_object_set_new(before, effjob_fields[i], jv ? jv : json_null());
+    }
+    for (size_t i = 0; i < CV_ARRAY_SIZE(effjob_fields); i++)
+        post_override(a, req, j->name, effjob_fields[i], NULL);
     tell_scheduler(a, j);
     api__audit(a, req, "job.overrides_reset", j->name, 0, before, schedule_pair(j));
     api__publish_job(a, j);

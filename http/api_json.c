@@ -142,12 +142,9 @@ static json_t *action_json(const cfg_job_t *c)
 static json_t *overridden_json(const api__job_t *j)
 {
     json_t *arr = json_array();
-    if (j->ov_enabled)
-        json_array_append_new(arr, json_string("enabled"));
-    if (j->ov_schedule && !j->cfg->locked)
-        json_array_append_new(arr, json_string("schedule"));
-    if (j->ov_timezone && !j->cfg->locked)
-        json_array_append_new(arr, json_string("timezone"));
+    for (size_t i = 0; i < CV_ARRAY_SIZE(effjob_fields); i++)
+        if (j->eff.overridden & (1u << i))
+            json_array_append_new(arr, json_string(effjob_fields[i]));
     return arr;
 }
 

@@ -38,13 +38,13 @@ void api__model_changed(api_t *a)
     a->jobs_cache = NULL;
 }
 
-static void job_reset_expr(api__job_t *j)
+/* Recomputes j's effective job from its configuration and the known overrides. */
+static void job_effective(api_t *a, api__job_t *j)
 {
-    cron_free(j->expr);
-    j->expr = NULL;
-    free(j->expr_key);
-    j->expr_key = NULL;
-    j->next = 0;
+    if (j->cfg)
+        effjob_compute_list(&j->eff, j->cfg, &a->overrides, "http");
+    else
+        effjob_clear(&j->eff);
 }
 
 void api__model_config(api_t *a, cfgref_t *cfg)
@@ -57,9 +57,10 @@ void api__model_config(api_t *a, cfgref_t *cfg)
     for (unsigned i = 0; i < cfg->cfg->n_jobs; i++) {
         api__job_t *j = job_get(a, cfg->cfg->jobs[i].name);
         j->cfg = &cfg->cfg->jobs[i];
-        j->next = 0;
         a->jobs[a->njobs++] = j;
     }
+    for (size_t i = 0; i < a->nall; i++)
+        job_effective(a, a->all[i]);
     cfgref_t *old = a->cfg;
     a->cfg = cfgref_get(cfg);
     if (old)
@@ -67,30 +68,18 @@ void api__model_config(api_t *a, cfgref_t *cfg)
     api__model_changed(a);
 }
 
-static json_t **ov_slot(api__job_t *j, const char *field)
-{
-    if (strcmp(field, "enabled") == 0)
-        return &j->ov_enabled;
-    if (strcmp(field, "schedule") == 0)
-        return &j->ov_schedule;
-    if (strcmp(field, "timezone") == 0)
-        return &j->ov_timezone;
-    return NULL;
-}
-
 bool api__model_override(api_t *a, const char *job, const char *field, const char *value)
 {
-    api__job_t *j = job_get(a, job);
-    json_t **slot = ov_slot(j, field);
-    if (slot == NULL)
+    bool known = false;
+    for (size_t i = 0; i < CV_ARRAY_SIZE(effjob_fields); i++)
+        known = known || strcmp(field, effjob_fields[i]) == 0;
+    if (!known || !effjob_overrides_set(&a->overrides, job, field, value))
         return false;
-    json_t *v = value ? json_loads(value, JSON_DECODE_ANY, NULL) : NULL;
-    bool changed = !(v == NULL && *slot == NULL) && !(v && *slot && json_equal(v, *slot));
-    json_decref(*slot);
-    *slot = v;
-    j->next = 0;
+    api__job_t *j = cv_strmap_get(&a->by_name, job);
+    if (j)
+        job_effective(a, j);
     api__model_changed(a);
-    return changed;
+    return true;
 }
 
 /* True when an event is worth building: the hub exists and a client listens. Otherwise the hub
@@ -120,51 +109,22 @@ void api__model_instance_beat(api_t *a, const msg_instance_beat_t *b)
 
 bool api__job_enabled(const api__job_t *j)
 {
-    if (json_is_boolean(j->ov_enabled))
-        return json_is_true(j->ov_enabled);
-    return j->cfg ? j->cfg->enabled : false;
+    return j->cfg ? j->eff.enabled : false;
 }
 
 const char *api__job_schedule(const api__job_t *j)
 {
-    if (json_is_string(j->ov_schedule) && j->cfg && !j->cfg->locked)
-        return json_string_value(j->ov_schedule);
-    return j->cfg ? j->cfg->schedule : "manual";
+    return j->cfg ? j->eff.schedule : "manual";
 }
 
 const char *api__job_timezone(const api__job_t *j)
 {
-    if (json_is_string(j->ov_timezone) && j->cfg && !j->cfg->locked)
-        return json_string_value(j->ov_timezone);
-    return j->cfg && j->cfg->timezone ? j->cfg->timezone : "UTC";
-}
-
-/* Makes sure j->expr matches the effective schedule. Returns false when it cannot be parsed. */
-static bool job_expr(api__job_t *j)
-{
-    char *key = cv_sprintf("%s\n%s", api__job_schedule(j), api__job_timezone(j));
-    if (j->expr_key && strcmp(j->expr_key, key) == 0) {
-        free(key);
-        return j->expr != NULL;
-    }
-    job_reset_expr(j);
-    j->expr_key = key;
-    char err[128];
-    j->zone = tz_load(api__job_timezone(j), err, sizeof(err));
-    if (j->zone == NULL || cron_parse(api__job_schedule(j), j->name, &j->expr, NULL) != 0)
-        j->expr = NULL;
-    return j->expr != NULL;
+    return j->cfg ? j->eff.timezone : "UTC";
 }
 
 int64_t api__job_next(api_t *a, api__job_t *j, int64_t now)
 {
-    if (j->next != 0 && (j->next == INT64_MAX || j->next > now))
-        return j->next;
-    int64_t next = INT64_MAX;
-    if (api__job_enabled(j) && job_expr(j) && cron_next(j->expr, j->zone, now, &next) != 0)
-        next = INT64_MAX;
-    j->next = next;
-    return next;
+    return j->cfg ? effjob_next_fire(&j->eff, now) : INT64_MAX;
 }
 
 void api__publish_job(api_t *a, api__job_t *j)
@@ -651,10 +611,7 @@ static void job_free(void *v)
 {
     api__job_t *j = v;
     free(j->name);
-    json_decref(j->ov_enabled);
-    json_decref(j->ov_schedule);
-    json_decref(j->ov_timezone);
-    job_reset_expr(j);
+    effjob_clear(&j->eff);
     run_free(j->last);
     free(j);
 }
@@ -667,6 +624,7 @@ void api__model_free(api_t *a)
     a->stats_dirty = NULL;
     a->nstats_dirty = a->stats_dirty_cap = 0;
     cv_strmap_free(&a->by_name, job_free);
+    effjob_overrides_clear(&a->overrides);
     free(a->all);
     free(a->jobs);
     a->all = a->jobs = NULL;
