@@ -77,11 +77,12 @@ json_t *api__run_json(const run_t *r, bool with_output)
             break;
         }
         default: {
-            int64_t n = f->kind == RUN_K_INT ? *RUN_FIELD_CPTR(r, f, int)
-                                             : *RUN_FIELD_CPTR(r, f, int64_t);
+            int64_t n =
+                f->kind == RUN_K_INT ? *RUN_FIELD_CPTR(r, f, int) : *RUN_FIELD_CPTR(r, f, int64_t);
             if (f->json_kind == RUN_J_TIME)
                 v = api__jtime(n);
-            else if ((f->json_kind == RUN_J_ZNULL && n == 0) || (f->json_kind == RUN_J_NNULL && n < 0))
+            else if ((f->json_kind == RUN_J_ZNULL && n == 0) ||
+                     (f->json_kind == RUN_J_NNULL && n < 0))
                 v = json_null();
             else
                 v = json_integer(n);

@@ -237,7 +237,6 @@ const char store_sql_note_list[] =
     " delivered, http_status, last_error, instance FROM notifications"
     " ORDER BY id DESC, created_at DESC LIMIT $1";
 
-
 const char store_sql_heartbeat[] =
     "INSERT INTO instances (id, hostname, pid, started_at, last_seen, version)"
     " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO UPDATE SET"
@@ -292,8 +291,9 @@ static void render_list(cv_buf_t *b, const char *tok)
         }
         char *v;
         if (keyed && k == RUN_COL_retry_of)
-            v = cv_sprintf("COALESCE((SELECT k.id FROM runs k WHERE k.ckey = $%d::text), $%d::bigint)",
-                           RUN_NPARAMS + 2, k);
+            v = cv_sprintf(
+                "COALESCE((SELECT k.id FROM runs k WHERE k.ckey = $%d::text), $%d::bigint)",
+                RUN_NPARAMS + 2, k);
         else if (strcmp(tok, "CVALS") == 0)
             v = cv_sprintf("$%d::%s", k, cast_of(f->kind));
         else
@@ -319,7 +319,8 @@ char *store_run_sql_render(const char *tmpl)
         size_t n = (size_t)(end - at - 1);
         memcpy(tok, at + 1, n < sizeof(tok) - 1 ? n : sizeof(tok) - 1);
         if (strcmp(tok, "K1") == 0 || strcmp(tok, "K2") == 0 || strcmp(tok, "QK1") == 0) {
-            char *v = cv_sprintf("%c%d", tok[0] == 'Q' ? '?' : '$', RUN_NPARAMS + (tok[0] == 'Q' ? 1 : tok[1] - '0'));
+            char *v = cv_sprintf("%c%d", tok[0] == 'Q' ? '?' : '$',
+                                 RUN_NPARAMS + (tok[0] == 'Q' ? 1 : tok[1] - '0'));
             cv_buf_appends(&b, v);
             free(v);
         } else {

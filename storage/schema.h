@@ -55,8 +55,8 @@ extern const char store_sql_version_put[];
 
 /** The runs columns, from the field table (proto/run.h): RUN_COL_* index them (0 = id). */
 #define STORE__RUN_COL(name, kind, col, json, jk, life) ", " col
-#define STORE_RUN_COLUMNS "id" RUN_FIELDS(STORE__RUN_COL)
-#define STORE_RUN_NCOLS   RUN_NCOLS
+#define STORE_RUN_COLUMNS                               "id" RUN_FIELDS(STORE__RUN_COL)
+#define STORE_RUN_NCOLS                                 RUN_NCOLS
 
 /** The run statements built from the field table. Parameters are numbered as the columns:
  * field i is $i (RUN_COL_<field>), the id (or a client key) $RUN_NPARAMS+1, what follows after. */

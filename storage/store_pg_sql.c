@@ -142,8 +142,7 @@ static const struct {
     [PGS_UPDATE_KEY] = {"cv_update_key", "UPDATE runs SET @KSET@ WHERE ckey = @K1@::text",
                         RUN_NPARAMS + 2},
 #undef INSERT_COLS
-    [PGS_UPDATE_RUN] = {"cv_update_run", "UPDATE runs SET @SET@ WHERE id = @K1@",
-                        RUN_NPARAMS + 1},
+    [PGS_UPDATE_RUN] = {"cv_update_run", "UPDATE runs SET @SET@ WHERE id = @K1@", RUN_NPARAMS + 1},
     [PGS_GET_RUN] = {"cv_get_run", "SELECT " STORE_RUN_COLUMNS " FROM runs WHERE id = $1", 1},
     /* $8: the client key of a provisional run id (NULL otherwise): the run's real id */
     [PGS_AUDIT_APPEND] = {"cv_audit_append",

@@ -290,7 +290,8 @@ static int status_before(store_sqlite_t *s, int64_t id, run_status_t *out)
 static void exec_insert_run(store_sqlite_t *s, store_sqlite_req_t *req)
 {
     int err = 0;
-    sqlite3_stmt *st = cached(s, SQS_INSERT_RUN, store_run_sql(STORE_RUN_SQL_INSERT), &err, "prepare");
+    sqlite3_stmt *st =
+        cached(s, SQS_INSERT_RUN, store_run_sql(STORE_RUN_SQL_INSERT), &err, "prepare");
     if (st == NULL) {
         req->status = err;
         return;
