@@ -31,7 +31,9 @@ bool run_status_final(run_status_t s);
 /* The run's fields, declared once. Everything that moves a run field by field is driven by this
  * table: the struct below, run_dup/run_free, the SQLite and PostgreSQL binds, reads and column
  * lists (storage/), the outage spool's records (storage/spool_rec.c) and the API's JSON
- * (http/api_json.c). Adding a field is one line here plus its migration (storage/schema.c).
+ * (http/api_json.c). Adding a field touches four hand-written files: a line here, its migration
+ * (storage/schema.c), the code that sets it and its API schema (proto/openapi.yaml); `host` was
+ * added so (actors/executor.c sets it).
  *
  * X(name, kind, column, json, json_kind, life)
  *   kind       I64 int64_t, INT int, DBL double, TEXT char * (heap-owned, NULL when absent),
@@ -47,7 +49,7 @@ bool run_status_final(run_status_t s);
 #define RUN_FIELDS(X) \
     X(job,             TEXT,   "job",             "job",             PLAIN,    0) /* job name */ \
     X(status,          STATUS, "status",          "status",          PLAIN,    1) \
-    X(trigger,         TEXT,   "\"trigger\"",   "trigger",         PLAIN,    0) /* "cron", "api:<token>", "retry", ... */ \
+    X(trigger,         TEXT,   "\"trigger\"",     "trigger",         PLAIN,    0) /* "cron", "api:<token>", "retry", ... */ \
     X(scheduled_for,   I64,    "scheduled_for",   "scheduled_for",   TIME,     0) /* the fire instant, or the trigger instant */ \
     X(queued_at,       I64,    "queued_at",       "queued_at",       TIME,     1) \
     X(started_at,      I64,    "started_at",      "started_at",      TIME,     1) \
