@@ -83,11 +83,11 @@ typedef enum {
     RUN_J_OUTPUT
 } run_json_kind_t;
 
-#define RUN__CTYPE_I64    int64_t
-#define RUN__CTYPE_INT    int
-#define RUN__CTYPE_DBL    double
-#define RUN__CTYPE_TEXT   char *
-#define RUN__CTYPE_STATUS run_status_t
+#define RUN__CTYPE_I64                               int64_t
+#define RUN__CTYPE_INT                               int
+#define RUN__CTYPE_DBL                               double
+#define RUN__CTYPE_TEXT                              char *
+#define RUN__CTYPE_STATUS                            run_status_t
 #define RUN__MEMBER(name, kind, col, json, jk, life) RUN__CTYPE_##kind name;
 
 /** One run, immutable once published: it is shared by reference (run_ref/run_unref), not copied.
@@ -109,7 +109,7 @@ enum { RUN_COL_id, RUN_FIELDS(RUN__COL) RUN_NCOLS };
 
 /** One entry of the table, for the code that walks it. */
 typedef struct {
-    const char *name;   /* the C member's */
+    const char *name; /* the C member's */
     run_kind_t kind;
     const char *column; /* SQL */
     const char *json;   /* the API's key */
@@ -122,7 +122,7 @@ typedef struct {
 extern const run_field_t run_fields[RUN_NPARAMS];
 
 /* Typed access to a field of the table through its entry. */
-#define RUN_FIELD_PTR(r, f, type) ((type *)((char *)(r) + (f)->off))
+#define RUN_FIELD_PTR(r, f, type)  ((type *)((char *)(r) + (f)->off))
 #define RUN_FIELD_CPTR(r, f, type) ((const type *)((const char *)(r) + (f)->off))
 
 /** Allocates a zeroed run (one reference) with exit_code -1 and progress -1. */
