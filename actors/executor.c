@@ -6,7 +6,9 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct retry {
     cv_list_t link;
@@ -39,15 +41,18 @@ static void reply(const msg_fire_t *f, fire_outcome_t outcome, int64_t id, run_s
 void exec__publish(exec__run_t *xr, run_ev_kind_t kind, bool insert)
 {
     executor_t *ex = xr->ex;
+    /* xr->run is the executor's to change: every receiver shares one immutable snapshot */
+    run_t *snap = run_dup(xr->run);
     if (kind != RUN_EV_PROGRESS) {
-        msg_run_event_t *e = msg_run_event_new(kind, xr->run);
+        msg_run_event_t *e = msg_run_event_share(kind, snap);
         e->insert = insert;
         cv_actor_post(ex->store, &e->hdr);
     }
     for (size_t i = 0; i < ex->nobservers && kind != RUN_EV_FINISHED; i++) {
-        msg_run_event_t *e = msg_run_event_new(kind, xr->run);
+        msg_run_event_t *e = msg_run_event_share(kind, snap);
         cv_actor_post(ex->observers[i], &e->hdr);
     }
+    run_unref(snap);
 }
 
 static bool wants_output(const executor_t *ex)
@@ -100,6 +105,16 @@ void exec__output_flush(exec__run_t *xr)
         b->hdr.dispose(&b->hdr);
 }
 
+/* The machine a run runs on (run_t.host): gethostname, read once. The instance id names the
+ * daemon (it changes with the pid); the host names the machine, which a person looks for. */
+static const char *hostname(void)
+{
+    static char host[256];
+    if (host[0] == '\0' && (gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0'))
+        snprintf(host, sizeof(host), "unknown");
+    return host;
+}
+
 static exec__run_t *xrun_new(executor_t *ex, const msg_fire_t *f, const cfg_job_t *job)
 {
     exec__run_t *xr = cv_calloc(1, sizeof(*xr));
@@ -114,6 +129,7 @@ static exec__run_t *xrun_new(executor_t *ex, const msg_fire_t *f, const cfg_job_
     xr->run->attempt = f->attempt > 0 ? f->attempt : 1;
     xr->run->retry_of = f->retry_of;
     xr->run->instance = cv_strdup(ex->instance);
+    xr->run->host = cv_strdup(hostname());
     xr->run->queued_at = cv_now_ms();
     return xr;
 }

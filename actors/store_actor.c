@@ -29,7 +29,7 @@ typedef struct {
 static void forward(store_actor_t *sa, const write_t *w)
 {
     for (size_t i = 0; i < sa->nsubs; i++) {
-        msg_run_event_t *e = msg_run_event_new(w->kind, w->run);
+        msg_run_event_t *e = msg_run_event_share(w->kind, w->run);
         cv_actor_post(sa->subs[i], &e->hdr);
     }
 }

@@ -153,7 +153,7 @@ static double bench_raw(store_sync_t sync, long rows, long per_txn)
 {
     sqlite3 *db = raw_open(sync);
     sqlite3_stmt *st = NULL;
-    sqlite3_prepare_v2(db, store_sql_run_insert, -1, &st, NULL);
+    sqlite3_prepare_v2(db, store_run_sql(STORE_RUN_SQL_INSERT), -1, &st, NULL);
     run_t *r = sample_run();
     int64_t t0 = cv_mono_ns();
     for (long i = 0; i < rows; i += per_txn) {

@@ -49,34 +49,47 @@ static json_t *summary_json(const char *text)
     return v ? v : json_null();
 }
 
+/* A run's API object: one key per field of the table (proto/run.h), shaped by its json kind. */
 json_t *api__run_json(const run_t *r, bool with_output)
 {
     json_t *o = json_object();
     json_object_set_new(o, "id", json_integer(r->id));
-    json_object_set_new(o, "job", api__jstr(r->job));
-    json_object_set_new(o, "status", json_string(run_status_name(r->status)));
-    json_object_set_new(o, "trigger", api__jstr(r->trigger));
-    json_object_set_new(o, "scheduled_for", api__jtime(r->scheduled_for));
-    json_object_set_new(o, "queued_at", api__jtime(r->queued_at));
-    json_object_set_new(o, "started_at", api__jtime(r->started_at));
-    json_object_set_new(o, "finished_at", api__jtime(r->finished_at));
-    json_object_set_new(o, "duration_ms", json_integer(r->duration_ms));
-    json_object_set_new(o, "attempt", json_integer(r->attempt));
-    json_object_set_new(o, "retry_of", r->retry_of ? json_integer(r->retry_of) : json_null());
-    json_object_set_new(o, "exit_code", json_integer(r->exit_code));
-    json_object_set_new(o, "signal", json_integer(r->signal));
-    json_object_set_new(o, "items_processed", json_integer(r->items_processed));
-    json_object_set_new(o, "items_failed", json_integer(r->items_failed));
-    json_object_set_new(o, "progress", r->progress >= 0 ? json_real(r->progress) : json_null());
-    json_object_set_new(o, "summary", summary_json(r->summary_json));
-    json_object_set_new(o, "error", api__jstr(r->error));
-    json_object_set_new(o, "output_bytes", json_integer(r->output_bytes));
-    json_object_set_new(o, "max_rss_kb", json_integer(r->max_rss_kb));
-    json_object_set_new(o, "cpu_user_ms", json_integer(r->cpu_user_ms));
-    json_object_set_new(o, "cpu_sys_ms", json_integer(r->cpu_sys_ms));
-    json_object_set_new(o, "instance", api__jstr(r->instance));
-    if (with_output)
-        json_object_set_new(o, "output_tail", api__jstr(r->output_tail ? r->output_tail : ""));
+    for (size_t i = 0; i < RUN_NPARAMS; i++) {
+        const run_field_t *f = &run_fields[i];
+        if (f->json_kind == RUN_J_OUTPUT && !with_output)
+            continue;
+        json_t *v;
+        switch (f->kind) {
+        case RUN_K_STATUS:
+            v = json_string(run_status_name(*RUN_FIELD_CPTR(r, f, run_status_t)));
+            break;
+        case RUN_K_TEXT: {
+            const char *t = *RUN_FIELD_CPTR(r, f, char *);
+            if (f->json_kind == RUN_J_JSONTEXT)
+                v = summary_json(t);
+            else
+                v = api__jstr(f->json_kind == RUN_J_OUTPUT && t == NULL ? "" : t);
+            break;
+        }
+        case RUN_K_DBL: {
+            double d = *RUN_FIELD_CPTR(r, f, double);
+            v = f->json_kind == RUN_J_NNULL && d < 0 ? json_null() : json_real(d);
+            break;
+        }
+        default: {
+            int64_t n =
+                f->kind == RUN_K_INT ? *RUN_FIELD_CPTR(r, f, int) : *RUN_FIELD_CPTR(r, f, int64_t);
+            if (f->json_kind == RUN_J_TIME)
+                v = api__jtime(n);
+            else if ((f->json_kind == RUN_J_ZNULL && n == 0) ||
+                     (f->json_kind == RUN_J_NNULL && n < 0))
+                v = json_null();
+            else
+                v = json_integer(n);
+        }
+        }
+        json_object_set_new(o, f->json, v);
+    }
     return o;
 }
 

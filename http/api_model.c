@@ -408,12 +408,12 @@ static void track(api_t *a, api__job_t *j, const msg_run_event_t *e)
             count_finished(j, e->run);
     } else if (ar == NULL) {
         ar = cv_calloc(1, sizeof(*ar));
-        ar->run = run_dup(e->run);
+        ar->run = run_ref(e->run);
         cv_list_insert_tail(&a->active, &ar->link);
         cv_idmap_put(&a->active_by_id, ar->run->id, ar);
     } else {
         run_free(ar->run);
-        ar->run = run_dup(e->run);
+        ar->run = run_ref(e->run);
     }
     if (e->kind != RUN_EV_FINISHED)
         tally(a, j, ar->run, 1);
@@ -423,7 +423,7 @@ static void track(api_t *a, api__job_t *j, const msg_run_event_t *e)
     if (e->kind != RUN_EV_PROGRESS && e->kind != RUN_EV_QUEUED && e->run->status != RUN_SKIPPED &&
         (j->last == NULL || e->run->id >= j->last->id)) {
         run_free(j->last);
-        j->last = run_dup(e->run);
+        j->last = run_ref(e->run);
     }
 }
 

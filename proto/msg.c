@@ -39,6 +39,15 @@ msg_run_event_t *msg_run_event_new(run_ev_kind_t kind, const run_t *run)
     return e;
 }
 
+msg_run_event_t *msg_run_event_share(run_ev_kind_t kind, const run_t *run)
+{
+    msg_run_event_t *e = cv_msg_new(sizeof(*e), MSG_RUN_EVENT);
+    e->hdr.dispose = run_event_dispose;
+    e->kind = kind;
+    e->run = run_ref(run);
+    return e;
+}
+
 static void output_dispose(cv_msg_t *m)
 {
     msg_run_output_t *o = (msg_run_output_t *)m;

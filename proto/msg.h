@@ -107,7 +107,7 @@ typedef struct {
     run_ev_kind_t kind;
     bool insert; /* the store has not seen this run yet: insert rather than update */
     bool remote; /* a run of another instance, read back from the shared store */
-    run_t *run;  /* a snapshot; owned by the message */
+    run_t *run;  /* a snapshot, immutable (maybe shared): one reference is the message's */
 } msg_run_event_t;
 
 /** Shared store: the heartbeat of an instance (this one included), as the database announced
@@ -353,6 +353,9 @@ typedef struct {
 /** Constructors: copy their string arguments; the returned message is ready to post. */
 msg_fire_t *msg_fire_new(const char *job, const char *trigger, int64_t scheduled_for);
 msg_run_event_t *msg_run_event_new(run_ev_kind_t kind, const run_t *run);
+/** The same with a published run, shared rather than copied: the message takes a reference
+ * (run_ref), so nobody may change run afterwards. */
+msg_run_event_t *msg_run_event_share(run_ev_kind_t kind, const run_t *run);
 /** An empty batch of output lines of run_id. */
 msg_run_output_t *msg_run_output_new(int64_t run_id);
 /** Appends a copy of one line (len bytes, no newline) to a batch. */

@@ -2,6 +2,7 @@
 #include "core/util.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <strings.h>
 
@@ -32,9 +33,20 @@ bool run_status_final(run_status_t s)
     return s != RUN_QUEUED && s != RUN_RUNNING;
 }
 
+/* clang-format off */
+const run_field_t run_fields[RUN_NPARAMS] = {
+#define RUN__ENTRY(n, k, c, j, jk, l) \
+    {.name = #n, .kind = RUN_K_##k, .column = c, .json = j, .json_kind = RUN_J_##jk, .life = l, \
+     .off = offsetof(run_t, n)},
+    RUN_FIELDS(RUN__ENTRY)
+#undef RUN__ENTRY
+};
+/* clang-format on */
+
 run_t *run_new(const char *job, const char *trigger)
 {
     run_t *r = cv_calloc(1, sizeof(*r));
+    r->refs = 1;
     r->job = job ? cv_strdup(job) : NULL;
     r->trigger = trigger ? cv_strdup(trigger) : NULL;
     r->exit_code = -1;
@@ -43,33 +55,51 @@ run_t *run_new(const char *job, const char *trigger)
     return r;
 }
 
-static char *dup_or_null(const char *s)
-{
-    return s ? cv_strdup(s) : NULL;
-}
-
 run_t *run_dup(const run_t *r)
 {
     run_t *c = cv_malloc(sizeof(*c));
     *c = *r;
-    c->job = dup_or_null(r->job);
-    c->trigger = dup_or_null(r->trigger);
-    c->summary_json = dup_or_null(r->summary_json);
-    c->error = dup_or_null(r->error);
-    c->output_tail = dup_or_null(r->output_tail);
-    c->instance = dup_or_null(r->instance);
+    c->refs = 1;
+    c->published = false;
+    for (size_t i = 0; i < RUN_NPARAMS; i++) {
+        if (run_fields[i].kind != RUN_K_TEXT)
+            continue;
+        char **p = RUN_FIELD_PTR(c, &run_fields[i], char *);
+        *p = *p ? cv_strdup(*p) : NULL;
+    }
     return c;
+}
+
+run_t *run_ref(const run_t *r)
+{
+    run_t *m = (run_t *)r; /* the count is not part of the immutable record */
+    if (__atomic_load_n(&m->refs, __ATOMIC_RELAXED) == 0) /* made by hand: its one owner's */
+        __atomic_store_n(&m->refs, 1, __ATOMIC_RELAXED);
+    m->published = true; /* set before the reference leaves the thread that made it */
+    __atomic_add_fetch(&m->refs, 1, __ATOMIC_RELAXED);
+    return m;
+}
+
+run_t *run_share(const run_t *r)
+{
+    return r->published ? run_ref(r) : run_dup(r);
+}
+
+void run_unref(run_t *r)
+{
+    if (r == NULL)
+        return;
+    /* a record made by hand (calloc) has refs 0: it has one owner */
+    if (__atomic_load_n(&r->refs, __ATOMIC_ACQUIRE) > 1 &&
+        __atomic_sub_fetch(&r->refs, 1, __ATOMIC_ACQ_REL) > 0)
+        return;
+    for (size_t i = 0; i < RUN_NPARAMS; i++)
+        if (run_fields[i].kind == RUN_K_TEXT)
+            free(*RUN_FIELD_PTR(r, &run_fields[i], char *));
+    free(r);
 }
 
 void run_free(run_t *r)
 {
-    if (r == NULL)
-        return;
-    free(r->job);
-    free(r->trigger);
-    free(r->summary_json);
-    free(r->error);
-    free(r->output_tail);
-    free(r->instance);
-    free(r);
+    run_unref(r);
 }

@@ -2,6 +2,9 @@
 
 #include "core/util.h"
 
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 const store_dialect_t store_dialect_sqlite = {
@@ -191,6 +194,9 @@ static const char *const v7_notifications[] = {
     NULL,
 };
 
+/* Version 8: the machine a run ran on (run_t.host). */
+static const char *const v8_run_host[] = {"ALTER TABLE runs ADD COLUMN host TEXT", NULL};
+
 const store_migration_t store_migrations[] = {
     {1, "runs", v1_runs, NULL, NULL},
     {2, "job_overrides and audit", v2_overrides_audit, NULL, NULL},
@@ -199,6 +205,7 @@ const store_migration_t store_migrations[] = {
     {5, "run client keys", v5_run_keys, NULL, NULL},
     {6, "run counts per job and status", v4_none, v6_postgres, v6_sqlite},
     {7, "notification history", v7_notifications, NULL, NULL},
+    {8, "run host", v8_run_host, NULL, NULL},
 };
 const size_t store_migration_count = CV_ARRAY_SIZE(store_migrations);
 
@@ -215,22 +222,6 @@ const char store_sql_version_get[] = "SELECT MAX(version) FROM schema_version";
 const char store_sql_version_put[] =
     "INSERT INTO schema_version (version, name, applied_at) VALUES ($1, $2, $3)";
 
-const char store_sql_run_insert[] =
-    "INSERT INTO runs (job, status, \"trigger\", scheduled_for, queued_at, started_at, "
-    "finished_at, duration_ms, attempt, retry_of, exit_code, signal, items_processed, "
-    "items_failed, progress, summary_json, error, output_tail, output_bytes, max_rss_kb, "
-    "cpu_user_ms, cpu_sys_ms, instance, id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
-    "$12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)";
-
-/* PostgreSQL's; the SQLite store updates only the columns a run's life changes (exec_update_run).
- */
-const char store_sql_run_update[] =
-    "UPDATE runs SET job = $1, status = $2, \"trigger\" = $3, scheduled_for = $4, queued_at = $5, "
-    "started_at = $6, finished_at = $7, duration_ms = $8, attempt = $9, retry_of = $10, "
-    "exit_code = $11, signal = $12, items_processed = $13, items_failed = $14, progress = $15, "
-    "summary_json = $16, error = $17, output_tail = $18, output_bytes = $19, max_rss_kb = $20, "
-    "cpu_user_ms = $21, cpu_sys_ms = $22, instance = $23 WHERE id = $24";
-
 const char store_sql_note_put[] =
     "INSERT INTO notifications (instance, id, notifier, event, subject, run_id, created_at,"
     " finished_at, attempts, pending, delivered, http_status, last_error) VALUES ($1, $2, $3, $4,"
@@ -245,8 +236,6 @@ const char store_sql_note_list[] =
     "SELECT id, notifier, event, subject, run_id, created_at, finished_at, attempts, pending,"
     " delivered, http_status, last_error, instance FROM notifications"
     " ORDER BY id DESC, created_at DESC LIMIT $1";
-
-const char store_sql_run_get[] = "SELECT " STORE_RUN_COLUMNS " FROM runs WHERE id = $1";
 
 const char store_sql_heartbeat[] =
     "INSERT INTO instances (id, hostname, pid, started_at, last_seen, version)"
@@ -264,6 +253,106 @@ const char store_sql_abandon_dead[] =
 const char store_sql_list_instances[] =
     "SELECT id, hostname, pid, started_at, last_seen, version FROM instances"
     " ORDER BY last_seen DESC, id";
+
+static const char *cast_of(run_kind_t k)
+{
+    switch (k) {
+    case RUN_K_I64:
+        return "bigint";
+    case RUN_K_INT:
+        return "integer";
+    case RUN_K_DBL:
+        return "double precision";
+    default:
+        return "text";
+    }
+}
+
+/* Appends one list of the template's tokens (see store_run_sql_render). */
+static void render_list(cv_buf_t *b, const char *tok)
+{
+    bool keyed = strcmp(tok, "KVALS") == 0 || strcmp(tok, "KSET") == 0;
+    bool set = strcmp(tok, "SET") == 0 || strcmp(tok, "KSET") == 0 || strcmp(tok, "LSET") == 0;
+    bool first = true;
+    for (int i = 0; i < RUN_NPARAMS; i++) {
+        const run_field_t *f = &run_fields[i];
+        int k = i + 1;
+        if (strcmp(tok, "LSET") == 0 && !f->life)
+            continue;
+        cv_buf_appends(b, first ? "" : ", ");
+        first = false;
+        if (strcmp(tok, "COLS") == 0) {
+            cv_buf_appends(b, f->column);
+            continue;
+        }
+        if (set) {
+            cv_buf_appends(b, f->column);
+            cv_buf_appends(b, " = ");
+        }
+        char *v;
+        if (keyed && k == RUN_COL_retry_of)
+            v = cv_sprintf(
+                "COALESCE((SELECT k.id FROM runs k WHERE k.ckey = $%d::text), $%d::bigint)",
+                RUN_NPARAMS + 2, k);
+        else if (strcmp(tok, "CVALS") == 0)
+            v = cv_sprintf("$%d::%s", k, cast_of(f->kind));
+        else
+            v = cv_sprintf("%c%d", strcmp(tok, "LSET") == 0 ? '?' : '$', k);
+        cv_buf_appends(b, v);
+        free(v);
+    }
+}
+
+char *store_run_sql_render(const char *tmpl)
+{
+    cv_buf_t b = {0};
+    const char *p = tmpl;
+    while (*p) {
+        const char *at = strchr(p, '@');
+        const char *end = at ? strchr(at + 1, '@') : NULL;
+        if (end == NULL) {
+            cv_buf_appends(&b, p);
+            break;
+        }
+        cv_buf_append(&b, p, (size_t)(at - p));
+        char tok[16] = {0};
+        size_t n = (size_t)(end - at - 1);
+        memcpy(tok, at + 1, n < sizeof(tok) - 1 ? n : sizeof(tok) - 1);
+        if (strcmp(tok, "K1") == 0 || strcmp(tok, "K2") == 0 || strcmp(tok, "QK1") == 0) {
+            char *v = cv_sprintf("%c%d", tok[0] == 'Q' ? '?' : '$',
+                                 RUN_NPARAMS + (tok[0] == 'Q' ? 1 : tok[1] - '0'));
+            cv_buf_appends(&b, v);
+            free(v);
+        } else {
+            render_list(&b, tok);
+        }
+        p = end + 1;
+    }
+    return b.data;
+}
+
+static const char *const run_sql_templates[STORE_RUN_SQL__COUNT] = {
+    [STORE_RUN_SQL_INSERT] = "INSERT INTO runs (@COLS@, id) VALUES (@VALS@, @K1@)",
+    [STORE_RUN_SQL_UPDATE] = "UPDATE runs SET @SET@ WHERE id = @K1@",
+    /* job, trigger, scheduled_for, attempt and retry_of are fixed when a run is inserted; leaving
+     * them out spares the two indexes on them (?N binds by number: the others are not used) */
+    [STORE_RUN_SQL_UPDATE_LIFE] = "UPDATE runs SET @LSET@ WHERE id = @QK1@",
+    [STORE_RUN_SQL_GET] = "SELECT " STORE_RUN_COLUMNS " FROM runs WHERE id = $1",
+};
+static char *run_sql[STORE_RUN_SQL__COUNT];
+static pthread_once_t run_sql_once = PTHREAD_ONCE_INIT;
+
+static void run_sql_init(void)
+{
+    for (int i = 0; i < STORE_RUN_SQL__COUNT; i++)
+        run_sql[i] = store_run_sql_render(run_sql_templates[i]);
+}
+
+const char *store_run_sql(store_run_sql_t which)
+{
+    pthread_once(&run_sql_once, run_sql_init);
+    return run_sql[which];
+}
 
 char *store_schema_render(const char *sql, const store_dialect_t *d)
 {

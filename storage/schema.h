@@ -8,6 +8,8 @@
 #ifndef CV_STORAGE_SCHEMA_H
 #define CV_STORAGE_SCHEMA_H
 
+#include "proto/run.h"
+
 #include <stddef.h>
 
 /** How a backend spells what standard SQL leaves open. */
@@ -51,20 +53,27 @@ extern const char store_sql_version_get[];
 /** Records a migration: $1 version, $2 name, $3 applied_at (ms). */
 extern const char store_sql_version_put[];
 
-/** The runs columns in the order below; RUN_COL_* index them (0 = id). */
-#define STORE_RUN_COLUMNS                                                                          \
-    "id, job, status, \"trigger\", scheduled_for, queued_at, started_at, finished_at, "            \
-    "duration_ms, attempt, retry_of, exit_code, signal, items_processed, items_failed, progress, " \
-    "summary_json, error, output_tail, output_bytes, max_rss_kb, cpu_user_ms, cpu_sys_ms, "        \
-    "instance"
-#define STORE_RUN_NCOLS 24
+/** The runs columns, from the field table (proto/run.h): RUN_COL_* index them (0 = id). */
+#define STORE__RUN_COL(name, kind, col, json, jk, life) ", " col
+#define STORE_RUN_COLUMNS                               "id" RUN_FIELDS(STORE__RUN_COL)
+#define STORE_RUN_NCOLS                                 RUN_NCOLS
 
-/** Inserts a run: $1..$23 are the columns after id, in STORE_RUN_COLUMNS order. */
-extern const char store_sql_run_insert[];
-/** Updates every column of a run: $1..$23 as for insert, $24 the id. */
-extern const char store_sql_run_update[];
-/** Reads one run by id ($1). */
-extern const char store_sql_run_get[];
+/** The run statements built from the field table. Parameters are numbered as the columns:
+ * field i is $i (RUN_COL_<field>), the id (or a client key) $RUN_NPARAMS+1, what follows after. */
+typedef enum {
+    STORE_RUN_SQL_INSERT,      /* every column, id included (NULL: the database assigns it) */
+    STORE_RUN_SQL_UPDATE,      /* every column by id (PostgreSQL) */
+    STORE_RUN_SQL_UPDATE_LIFE, /* the columns a run's life changes, by id, ?N (SQLite) */
+    STORE_RUN_SQL_GET,         /* one run by id ($1) */
+    STORE_RUN_SQL__COUNT
+} store_run_sql_t;
+const char *store_run_sql(store_run_sql_t which);
+
+/** Renders a statement template on the runs' columns: @COLS@ the columns after id, @VALS@ their
+ * parameters ($1..$N), @CVALS@ the same cast to their types, @KVALS@ / @KSET@ as @VALS@ / the
+ * "column = $k" list with retry_of taken from the run of client key @K2@ when there is one,
+ * @SET@ every column, @LSET@ the life columns with ?N, @K1@ $N+1, @K2@ $N+2. Free the result. */
+char *store_run_sql_render(const char *tmpl);
 
 /** The PostgreSQL channels a shared database announces changes on (LISTEN/NOTIFY). Payloads:
  * runs "<id> <status> <instance>" on insert and on every status change (a trigger);

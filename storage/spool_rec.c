@@ -36,49 +36,32 @@ static json_t *jstr(const char *s)
     return s ? json_string(s) : json_null();
 }
 
-/* The fields of a spooled run, in one table for writing and reading them back. */
-typedef enum { RF_I64, RF_INT, RF_DBL, RF_STR } run_field_type_t;
-
-/* clang-format off */
-static const struct {
-    const char *name;
-    size_t off;
-    run_field_type_t type;
-} run_fields[] = {
-#define RF(field, type) {#field, offsetof(run_t, field), type}
-    RF(id, RF_I64),            RF(job, RF_STR),           RF(status, RF_INT),
-    RF(trigger, RF_STR),       RF(scheduled_for, RF_I64), RF(queued_at, RF_I64),
-    RF(started_at, RF_I64),    RF(finished_at, RF_I64),   RF(duration_ms, RF_I64),
-    RF(attempt, RF_INT),       RF(retry_of, RF_I64),      RF(exit_code, RF_INT),
-    RF(signal, RF_INT),        RF(items_processed, RF_I64), RF(items_failed, RF_I64),
-    RF(progress, RF_DBL),      RF(summary_json, RF_STR),  RF(error, RF_STR),
-    RF(output_tail, RF_STR),   RF(output_bytes, RF_I64),  RF(max_rss_kb, RF_I64),
-    RF(cpu_user_ms, RF_I64),   RF(cpu_sys_ms, RF_I64),    RF(instance, RF_STR),
-#undef RF
-};
-/* clang-format on */
-
+/* A spooled run: one key per field of the table (proto/run.h), named as the C member; the
+ * status as its number. */
 static json_t *run_json(const run_t *r)
 {
     json_t *o = json_object();
-    for (size_t i = 0; i < CV_ARRAY_SIZE(run_fields); i++) {
-        const char *p = (const char *)r + run_fields[i].off;
+    json_object_set_new(o, "id", json_integer(r->id));
+    for (size_t i = 0; i < RUN_NPARAMS; i++) {
+        const run_field_t *f = &run_fields[i];
         json_t *v;
-        switch (run_fields[i].type) {
-        case RF_I64:
-            v = json_integer(*(const int64_t *)p);
+        switch (f->kind) {
+        case RUN_K_I64:
+            v = json_integer(*RUN_FIELD_CPTR(r, f, int64_t));
             break;
-        case RF_INT:
-            v = json_integer(run_fields[i].off == offsetof(run_t, status) ? (int)r->status
-                                                                          : *(const int *)p);
+        case RUN_K_INT:
+            v = json_integer(*RUN_FIELD_CPTR(r, f, int));
             break;
-        case RF_DBL:
-            v = json_real(*(const double *)p);
+        case RUN_K_STATUS:
+            v = json_integer((int)*RUN_FIELD_CPTR(r, f, run_status_t));
+            break;
+        case RUN_K_DBL:
+            v = json_real(*RUN_FIELD_CPTR(r, f, double));
             break;
         default:
-            v = jstr(*(char *const *)p);
+            v = jstr(*RUN_FIELD_CPTR(r, f, char *));
         }
-        json_object_set_new(o, run_fields[i].name, v);
+        json_object_set_new(o, f->name, v);
     }
     return o;
 }
@@ -99,26 +82,29 @@ static run_t *run_from(const json_t *o)
     if (!json_is_object(o))
         return NULL;
     run_t *r = cv_calloc(1, sizeof(*r));
-    for (size_t i = 0; i < CV_ARRAY_SIZE(run_fields); i++) {
-        char *p = (char *)r + run_fields[i].off;
-        const char *k = run_fields[i].name;
-        switch (run_fields[i].type) {
-        case RF_I64:
-            *(int64_t *)p = gi(o, k);
+    r->refs = 1;
+    r->id = gi(o, "id");
+    for (size_t i = 0; i < RUN_NPARAMS; i++) {
+        const run_field_t *f = &run_fields[i];
+        const char *k = f->name;
+        switch (f->kind) {
+        case RUN_K_I64:
+            *RUN_FIELD_PTR(r, f, int64_t) = gi(o, k);
             break;
-        case RF_INT:
-            if (run_fields[i].off == offsetof(run_t, status)) {
-                int64_t st = gi(o, k);
-                r->status = st >= 0 && st < RUN__COUNT ? (run_status_t)st : RUN_FAILED;
-            } else {
-                *(int *)p = (int)gi(o, k);
-            }
+        case RUN_K_INT:
+            *RUN_FIELD_PTR(r, f, int) = (int)gi(o, k);
             break;
-        case RF_DBL:
-            *(double *)p = json_number_value(json_object_get(o, k));
+        case RUN_K_STATUS: {
+            int64_t st = gi(o, k);
+            *RUN_FIELD_PTR(r, f, run_status_t) =
+                st >= 0 && st < RUN__COUNT ? (run_status_t)st : RUN_FAILED;
+            break;
+        }
+        case RUN_K_DBL:
+            *RUN_FIELD_PTR(r, f, double) = json_number_value(json_object_get(o, k));
             break;
         default:
-            *(char **)p = gs(o, k);
+            *RUN_FIELD_PTR(r, f, char *) = gs(o, k);
         }
     }
     if (r->job == NULL || r->trigger == NULL) {

@@ -21,7 +21,8 @@
  * wants to keep a run copies it (run_dup) or takes it: it may set the slot that holds it
  * (page->runs[i], stats[i].last, the run pointer of a store_run_cb through *taken) to NULL, and
  * the store then frees what is left. Arguments are copied when the call is made; the caller keeps
- * ownership of everything it passes.
+ * ownership of everything it passes. A published run (proto/run.h: immutable, ref-counted) is
+ * not copied: the store takes a reference (run_share).
  *
  * Loop liveness. An open store keeps the loop alive only while it has requests outstanding, so a
  * test or a shutdown can uv_run() until everything it asked for has been answered. */

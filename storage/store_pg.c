@@ -1245,10 +1245,9 @@ static void fix_utf8(char **sp)
 static run_t *run_arg(const run_t *in)
 {
     run_t *r = run_dup(in);
-    char **texts[] = {&r->job,   &r->trigger,     &r->summary_json,
-                      &r->error, &r->output_tail, &r->instance};
-    for (size_t i = 0; i < CV_ARRAY_SIZE(texts); i++)
-        fix_utf8(texts[i]);
+    for (size_t i = 0; i < RUN_NPARAMS; i++)
+        if (run_fields[i].kind == RUN_K_TEXT)
+            fix_utf8(RUN_FIELD_PTR(r, &run_fields[i], char *));
     return r;
 }
 

@@ -92,78 +92,58 @@ int store_pg__error(store_pg_t *s, const PGresult *res, const char *what, bool l
     return err;
 }
 
+/* The catch-up claim names these parameters by number. */
+_Static_assert(RUN_COL_job == 1 && RUN_COL_scheduled_for == 4 && RUN_COL_instance == 23,
+               "cv_insert_catch_up's parameter numbers");
+
 /* Sends one query, prepared once per connection when stmt >= 0. */
 static const struct {
     const char *name;
     const char *sql;
     int nparams;
 } stmts[PGS__COUNT] = {
-#define INSERT_COLS                                                                                \
-    "INSERT INTO runs (job, status, \"trigger\", scheduled_for, queued_at, started_at, "           \
-    "finished_at, duration_ms, attempt, retry_of, exit_code, signal, items_processed, "            \
-    "items_failed, progress, summary_json, error, output_tail, output_bytes, max_rss_kb, "         \
-    "cpu_user_ms, cpu_sys_ms, instance, id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, "     \
-    "$11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, "
+#define INSERT_COLS "INSERT INTO runs (@COLS@, id) VALUES (@VALS@, "
     /* An explicit id (the executor's) moves the identity sequence past it, so a later automatic
      * id neither collides with it nor reuses it after retention deleted it. */
     [PGS_INSERT_ID] = {"cv_insert_id",
-                       "WITH ins AS (" INSERT_COLS "$24) ON CONFLICT DO NOTHING RETURNING id) "
+                       "WITH ins AS (" INSERT_COLS "@K1@) ON CONFLICT DO NOTHING RETURNING id) "
                        "SELECT id, setval('runs_id_seq', GREATEST(id, (SELECT last_value FROM "
                        "runs_id_seq))) FROM ins",
-                       24},
+                       RUN_NPARAMS + 1},
     /* An automatic id is above every id present, even one inserted by another instance that has
      * not moved the sequence yet. */
     [PGS_INSERT_AUTO] = {"cv_insert_auto",
                          INSERT_COLS "GREATEST(nextval('runs_id_seq'), (SELECT COALESCE(MAX(id), "
                                      "0) + 1 FROM runs))) ON CONFLICT DO NOTHING RETURNING id",
-                         23},
+                         RUN_NPARAMS},
     /* A catch-up firing is claimed in firing_claims (a concurrent claim waits for the first
      * one's commit, then finds the row); none runs where the cron firing itself was recorded. */
     [PGS_INSERT_CATCH_UP] =
         {"cv_insert_catch_up",
          "WITH c AS (INSERT INTO firing_claims (job, scheduled_for, instance) VALUES ($1::text,"
          " $4::bigint, $23::text) ON CONFLICT DO NOTHING RETURNING 1)"
-         " INSERT INTO runs (job, status, \"trigger\", scheduled_for, queued_at, started_at,"
-         " finished_at, duration_ms, attempt, retry_of, exit_code, signal, items_processed,"
-         " items_failed, progress, summary_json, error, output_tail, output_bytes, max_rss_kb,"
-         " cpu_user_ms, cpu_sys_ms, instance, id) SELECT $1::text, $2::text, $3::text,"
-         " $4::bigint, $5::bigint, $6::bigint, $7::bigint, $8::bigint, $9::integer, $10::bigint,"
-         " $11::integer, $12::integer, $13::bigint, $14::bigint, $15::double precision,"
-         " $16::text, $17::text, $18::text, $19::bigint, $20::bigint, $21::bigint, $22::bigint,"
-         " $23::text, GREATEST(nextval('runs_id_seq'), (SELECT COALESCE(MAX(id), 0) + 1 FROM"
+         " INSERT INTO runs (@COLS@, id) SELECT @CVALS@,"
+         " GREATEST(nextval('runs_id_seq'), (SELECT COALESCE(MAX(id), 0) + 1 FROM"
          " runs)) WHERE EXISTS (SELECT 1 FROM c) AND NOT EXISTS (SELECT 1 FROM runs WHERE"
          " job = $1::text AND scheduled_for = $4::bigint AND \"trigger\" = 'cron' AND"
          " attempt = 1) RETURNING id",
-         23},
-    /* A run recorded while the database was unreachable: $24 its client key, $25 the key of the
-     * provisional run it retries (NULL when none). Inserting it again (a replay after a crash) is
-     * a no-op; the second row tells that case apart from a firing another instance claimed. */
+         RUN_NPARAMS},
+    /* A run recorded while the database was unreachable: @K1@ its client key, @K2@ the key of
+     * the provisional run it retries (NULL when none). Inserting it again (a replay after a
+     * crash) is a no-op; the second row tells that case apart from a firing another instance
+     * claimed. */
     [PGS_INSERT_KEY] = {"cv_insert_key",
-                        "WITH ins AS (INSERT INTO runs (job, status, \"trigger\", scheduled_for, "
-                        "queued_at, started_at, finished_at, duration_ms, attempt, retry_of, "
-                        "exit_code, signal, items_processed, items_failed, progress, summary_json, "
-                        "error, output_tail, output_bytes, max_rss_kb, cpu_user_ms, cpu_sys_ms, "
-                        "instance, ckey, id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, "
-                        "COALESCE((SELECT id FROM runs WHERE ckey = $25::text), $10::bigint), $11, "
-                        "$12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24::text, "
-                        "GREATEST(nextval('runs_id_seq'), (SELECT COALESCE(MAX(id), 0) + 1 FROM "
-                        "runs))) ON CONFLICT DO NOTHING RETURNING id) "
+                        "WITH ins AS (INSERT INTO runs (@COLS@, ckey, id) VALUES (@KVALS@, "
+                        "@K1@::text, GREATEST(nextval('runs_id_seq'), (SELECT COALESCE(MAX(id), 0)"
+                        " + 1 FROM runs))) ON CONFLICT DO NOTHING RETURNING id) "
                         "SELECT id, 1 FROM ins UNION ALL SELECT id, 0 FROM runs WHERE ckey = "
-                        "$24::text AND NOT EXISTS (SELECT 1 FROM ins)",
-                        25},
-    [PGS_UPDATE_KEY] = {"cv_update_key",
-                        "UPDATE runs SET job = $1, status = $2, \"trigger\" = $3, "
-                        "scheduled_for = $4, queued_at = $5, started_at = $6, finished_at = $7, "
-                        "duration_ms = $8, attempt = $9, retry_of = COALESCE((SELECT r2.id FROM "
-                        "runs r2 WHERE r2.ckey = $25::text), $10::bigint), exit_code = $11, "
-                        "signal = $12, items_processed = $13, items_failed = $14, progress = $15, "
-                        "summary_json = $16, error = $17, output_tail = $18, output_bytes = $19, "
-                        "max_rss_kb = $20, cpu_user_ms = $21, cpu_sys_ms = $22, instance = $23 "
-                        "WHERE ckey = $24::text",
-                        25},
+                        "@K1@::text AND NOT EXISTS (SELECT 1 FROM ins)",
+                        RUN_NPARAMS + 2},
+    [PGS_UPDATE_KEY] = {"cv_update_key", "UPDATE runs SET @KSET@ WHERE ckey = @K1@::text",
+                        RUN_NPARAMS + 2},
 #undef INSERT_COLS
-    [PGS_UPDATE_RUN] = {"cv_update_run", store_sql_run_update, 24},
-    [PGS_GET_RUN] = {"cv_get_run", store_sql_run_get, 1},
+    [PGS_UPDATE_RUN] = {"cv_update_run", "UPDATE runs SET @SET@ WHERE id = @K1@", RUN_NPARAMS + 1},
+    [PGS_GET_RUN] = {"cv_get_run", "SELECT " STORE_RUN_COLUMNS " FROM runs WHERE id = $1", 1},
     /* $8: the client key of a provisional run id (NULL otherwise): the run's real id */
     [PGS_AUDIT_APPEND] = {"cv_audit_append",
                           "INSERT INTO audit (at, actor, action, job, run_id, \"before\", "
@@ -175,7 +155,11 @@ static const struct {
 static int send_stmt(store_pg_t *s, store_pg_req_t *r, store_pg_stmt_t st, const params_t *p)
 {
     if (!s->prepared[st]) {
-        if (!PQsendPrepare(s->conn, stmts[st].name, stmts[st].sql, stmts[st].nparams, NULL))
+        /* the runs' statements are templates on the field table (store_run_sql_render) */
+        char *sql = store_run_sql_render(stmts[st].sql);
+        int ok = PQsendPrepare(s->conn, stmts[st].name, sql, stmts[st].nparams, NULL);
+        free(sql);
+        if (!ok)
             return -EIO;
         s->prepared[st] = true; /* confirmed or cleared by the prepare's result */
         store_pg__expect(s, NULL, PGI_PREPARE, st);
@@ -198,64 +182,62 @@ static int send_sql(store_pg_t *s, store_pg_req_t *r, const char *sql, const par
 
 static void params_run(params_t *p, const run_t *r)
 {
-    p_text(p, r->job);
-    p_text(p, run_status_name(r->status));
-    p_text(p, r->trigger);
-    p_i64(p, r->scheduled_for);
-    p_i64(p, r->queued_at);
-    p_i64(p, r->started_at);
-    p_i64(p, r->finished_at);
-    p_i64(p, r->duration_ms);
-    p_i64(p, r->attempt);
-    p_i64(p, r->retry_of);
-    p_i64(p, r->exit_code);
-    p_i64(p, r->signal);
-    p_i64(p, r->items_processed);
-    p_i64(p, r->items_failed);
-    p_dbl(p, r->progress);
-    p_text(p, r->summary_json);
-    p_text(p, r->error);
-    p_text(p, r->output_tail);
-    p_i64(p, r->output_bytes);
-    p_i64(p, r->max_rss_kb);
-    p_i64(p, r->cpu_user_ms);
-    p_i64(p, r->cpu_sys_ms);
-    p_text(p, r->instance);
+    for (int i = 0; i < RUN_NPARAMS; i++) {
+        const run_field_t *f = &run_fields[i];
+        switch (f->kind) {
+        case RUN_K_I64:
+            p_i64(p, *RUN_FIELD_CPTR(r, f, int64_t));
+            break;
+        case RUN_K_INT:
+            p_i64(p, *RUN_FIELD_CPTR(r, f, int));
+            break;
+        case RUN_K_DBL:
+            p_dbl(p, *RUN_FIELD_CPTR(r, f, double));
+            break;
+        case RUN_K_STATUS:
+            p_text(p, run_status_name(*RUN_FIELD_CPTR(r, f, run_status_t)));
+            break;
+        case RUN_K_TEXT:
+            p_text(p, *RUN_FIELD_CPTR(r, f, char *));
+            break;
+        }
+    }
 }
 
-/* Reads a row selected with STORE_RUN_COLUMNS. */
+/* Reads a row selected with STORE_RUN_COLUMNS, from column c. */
 static run_t *read_run(const PGresult *res, int row, int c)
 {
     run_t *r = cv_calloc(1, sizeof(*r));
-    r->id = r_i64(res, row, c + 0);
-    r->job = r_text(res, row, c + 1);
-    const char *status = PQgetvalue(res, row, c + 2);
-    if (run_status_parse(status, &r->status) < 0) {
-        cv_warn("store", "run %lld has an unknown status '%s'; shown as FAILED", (long long)r->id,
-                status);
-        r->status = RUN_FAILED;
+    r->refs = 1;
+    r->id = r_i64(res, row, c + RUN_COL_id);
+    for (int i = 0; i < RUN_NPARAMS; i++) {
+        const run_field_t *f = &run_fields[i];
+        int k = c + i + 1;
+        switch (f->kind) {
+        case RUN_K_I64:
+            *RUN_FIELD_PTR(r, f, int64_t) = r_i64(res, row, k);
+            break;
+        case RUN_K_INT:
+            *RUN_FIELD_PTR(r, f, int) = (int)r_i64(res, row, k);
+            break;
+        case RUN_K_DBL:
+            *RUN_FIELD_PTR(r, f, double) = strtod(PQgetvalue(res, row, k), NULL);
+            break;
+        case RUN_K_STATUS: {
+            const char *status = PQgetvalue(res, row, k);
+            run_status_t *out = RUN_FIELD_PTR(r, f, run_status_t);
+            if (run_status_parse(status, out) < 0) {
+                cv_warn("store", "run %lld has an unknown status '%s'; shown as FAILED",
+                        (long long)r->id, status);
+                *out = RUN_FAILED;
+            }
+            break;
+        }
+        case RUN_K_TEXT:
+            *RUN_FIELD_PTR(r, f, char *) = r_text(res, row, k);
+            break;
+        }
     }
-    r->trigger = r_text(res, row, c + 3);
-    r->scheduled_for = r_i64(res, row, c + 4);
-    r->queued_at = r_i64(res, row, c + 5);
-    r->started_at = r_i64(res, row, c + 6);
-    r->finished_at = r_i64(res, row, c + 7);
-    r->duration_ms = r_i64(res, row, c + 8);
-    r->attempt = (int)r_i64(res, row, c + 9);
-    r->retry_of = r_i64(res, row, c + 10);
-    r->exit_code = (int)r_i64(res, row, c + 11);
-    r->signal = (int)r_i64(res, row, c + 12);
-    r->items_processed = r_i64(res, row, c + 13);
-    r->items_failed = r_i64(res, row, c + 14);
-    r->progress = strtod(PQgetvalue(res, row, c + 15), NULL);
-    r->summary_json = r_text(res, row, c + 16);
-    r->error = r_text(res, row, c + 17);
-    r->output_tail = r_text(res, row, c + 18);
-    r->output_bytes = r_i64(res, row, c + 19);
-    r->max_rss_kb = r_i64(res, row, c + 20);
-    r->cpu_user_ms = r_i64(res, row, c + 21);
-    r->cpu_sys_ms = r_i64(res, row, c + 22);
-    r->instance = r_text(res, row, c + 23);
     return r;
 }
 
@@ -265,9 +247,9 @@ static void params_keyed(params_t *p, const store_pg_req_t *r)
 {
     params_run(p, r->u.run);
     if (r->u.run->retry_of < 0) {
-        p->n = 9;
+        p->n = RUN_COL_retry_of - 1;
         p_i64(p, 0);
-        p->n = 23;
+        p->n = RUN_NPARAMS;
     }
     p_text(p, r->key);
     p_text(p, r->retry_key);

@@ -734,7 +734,7 @@ static void overlay_held(store_sqlite_t *s, store_sqlite_req_t *r)
         const run_t *h = held_run(s, r->result); /* the id asked for */
         if (h) {
             run_free(r->u.run);
-            r->u.run = run_dup(h);
+            r->u.run = run_ref(h);
             r->status = 0;
         }
     } else if (r->op == STORE_OP_QUERY_RUNS) {
@@ -742,7 +742,7 @@ static void overlay_held(store_sqlite_t *s, store_sqlite_req_t *r)
             const run_t *h = held_run(s, r->u.query.page.runs[i]->id);
             if (h) {
                 run_free(r->u.query.page.runs[i]);
-                r->u.query.page.runs[i] = run_dup(h);
+                r->u.query.page.runs[i] = run_ref(h);
             }
         }
     } else if (r->op == STORE_OP_JOB_STATS) {
@@ -751,7 +751,7 @@ static void overlay_held(store_sqlite_t *s, store_sqlite_req_t *r)
             const run_t *h = last ? held_run(s, last->id) : NULL;
             if (h) {
                 run_free(last);
-                r->u.stats.out[i].last = run_dup(h);
+                r->u.stats.out[i].last = run_ref(h);
             }
         }
     }
@@ -825,7 +825,7 @@ static void sq_insert_run(store_t *base, const run_t *run, store_id_cb cb, void 
     store_sqlite_t *s = (store_sqlite_t *)base;
     store_sqlite_req_t *r = req_new(base, STORE_OP_INSERT_RUN, ud);
     r->cb.id = cb;
-    r->u.run = run_dup(run);
+    r->u.run = run->instance ? run_share(run) : run_dup(run); /* copy-on-write */
     if (r->u.run->instance == NULL)
         r->u.run->instance = cv_strdup(s->instance);
     submit(base, r);
@@ -835,7 +835,7 @@ static void sq_update_run(store_t *base, const run_t *run, store_status_cb cb, v
 {
     store_sqlite_req_t *r = req_new(base, STORE_OP_UPDATE_RUN, ud);
     r->cb.status = cb;
-    r->u.run = run_dup(run);
+    r->u.run = run_share(run); /* a published run is shared, not copied */
     submit(base, r);
 }
 

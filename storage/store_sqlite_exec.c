@@ -182,67 +182,66 @@ static int query_int(store_sqlite_t *s, const char *sql, const char *text, const
 
 /* ---- runs ---- */
 
-/* Binds the 23 columns after id as $1..$23. */
+/* Binds the columns after id as $1..$RUN_NPARAMS (the field table's order). */
 static void bind_run(sqlite3_stmt *st, const run_t *r)
 {
-    bind_text(st, 1, r->job);
-    bind_text(st, 2, run_status_name(r->status));
-    bind_text(st, 3, r->trigger);
-    sqlite3_bind_int64(st, 4, r->scheduled_for);
-    sqlite3_bind_int64(st, 5, r->queued_at);
-    sqlite3_bind_int64(st, 6, r->started_at);
-    sqlite3_bind_int64(st, 7, r->finished_at);
-    sqlite3_bind_int64(st, 8, r->duration_ms);
-    sqlite3_bind_int(st, 9, r->attempt);
-    sqlite3_bind_int64(st, 10, r->retry_of);
-    sqlite3_bind_int(st, 11, r->exit_code);
-    sqlite3_bind_int(st, 12, r->signal);
-    sqlite3_bind_int64(st, 13, r->items_processed);
-    sqlite3_bind_int64(st, 14, r->items_failed);
-    sqlite3_bind_double(st, 15, r->progress);
-    bind_text(st, 16, r->summary_json);
-    bind_text(st, 17, r->error);
-    bind_text(st, 18, r->output_tail);
-    sqlite3_bind_int64(st, 19, r->output_bytes);
-    sqlite3_bind_int64(st, 20, r->max_rss_kb);
-    sqlite3_bind_int64(st, 21, r->cpu_user_ms);
-    sqlite3_bind_int64(st, 22, r->cpu_sys_ms);
-    bind_text(st, 23, r->instance);
+    for (int i = 0; i < RUN_NPARAMS; i++) {
+        const run_field_t *f = &run_fields[i];
+        int k = i + 1;
+        switch (f->kind) {
+        case RUN_K_I64:
+            sqlite3_bind_int64(st, k, *RUN_FIELD_CPTR(r, f, int64_t));
+            break;
+        case RUN_K_INT:
+            sqlite3_bind_int(st, k, *RUN_FIELD_CPTR(r, f, int));
+            break;
+        case RUN_K_DBL:
+            sqlite3_bind_double(st, k, *RUN_FIELD_CPTR(r, f, double));
+            break;
+        case RUN_K_STATUS:
+            bind_text(st, k, run_status_name(*RUN_FIELD_CPTR(r, f, run_status_t)));
+            break;
+        case RUN_K_TEXT:
+            bind_text(st, k, *RUN_FIELD_CPTR(r, f, char *));
+            break;
+        }
+    }
 }
 
 /* Reads a row selected with STORE_RUN_COLUMNS. */
 static run_t *read_run(sqlite3_stmt *st)
 {
     run_t *r = cv_calloc(1, sizeof(*r));
-    r->id = sqlite3_column_int64(st, 0);
-    r->job = col_text(st, 1);
-    const char *status = (const char *)sqlite3_column_text(st, 2);
-    if (status == NULL || run_status_parse(status, &r->status) < 0) {
-        cv_warn("store", "run %lld has an unknown status '%s'; shown as FAILED", (long long)r->id,
-                status ? status : "");
-        r->status = RUN_FAILED;
+    r->refs = 1;
+    r->id = sqlite3_column_int64(st, RUN_COL_id);
+    for (int i = 0; i < RUN_NPARAMS; i++) {
+        const run_field_t *f = &run_fields[i];
+        int k = i + 1;
+        switch (f->kind) {
+        case RUN_K_I64:
+            *RUN_FIELD_PTR(r, f, int64_t) = sqlite3_column_int64(st, k);
+            break;
+        case RUN_K_INT:
+            *RUN_FIELD_PTR(r, f, int) = sqlite3_column_int(st, k);
+            break;
+        case RUN_K_DBL:
+            *RUN_FIELD_PTR(r, f, double) = sqlite3_column_double(st, k);
+            break;
+        case RUN_K_STATUS: {
+            const char *status = (const char *)sqlite3_column_text(st, k);
+            run_status_t *out = RUN_FIELD_PTR(r, f, run_status_t);
+            if (status == NULL || run_status_parse(status, out) < 0) {
+                cv_warn("store", "run %lld has an unknown status '%s'; shown as FAILED",
+                        (long long)r->id, status ? status : "");
+                *out = RUN_FAILED;
+            }
+            break;
+        }
+        case RUN_K_TEXT:
+            *RUN_FIELD_PTR(r, f, char *) = col_text(st, k);
+            break;
+        }
     }
-    r->trigger = col_text(st, 3);
-    r->scheduled_for = sqlite3_column_int64(st, 4);
-    r->queued_at = sqlite3_column_int64(st, 5);
-    r->started_at = sqlite3_column_int64(st, 6);
-    r->finished_at = sqlite3_column_int64(st, 7);
-    r->duration_ms = sqlite3_column_int64(st, 8);
-    r->attempt = sqlite3_column_int(st, 9);
-    r->retry_of = sqlite3_column_int64(st, 10);
-    r->exit_code = sqlite3_column_int(st, 11);
-    r->signal = sqlite3_column_int(st, 12);
-    r->items_processed = sqlite3_column_int64(st, 13);
-    r->items_failed = sqlite3_column_int64(st, 14);
-    r->progress = sqlite3_column_double(st, 15);
-    r->summary_json = col_text(st, 16);
-    r->error = col_text(st, 17);
-    r->output_tail = col_text(st, 18);
-    r->output_bytes = sqlite3_column_int64(st, 19);
-    r->max_rss_kb = sqlite3_column_int64(st, 20);
-    r->cpu_user_ms = sqlite3_column_int64(st, 21);
-    r->cpu_sys_ms = sqlite3_column_int64(st, 22);
-    r->instance = col_text(st, 23);
     return r;
 }
 
@@ -291,16 +290,17 @@ static int status_before(store_sqlite_t *s, int64_t id, run_status_t *out)
 static void exec_insert_run(store_sqlite_t *s, store_sqlite_req_t *req)
 {
     int err = 0;
-    sqlite3_stmt *st = cached(s, SQS_INSERT_RUN, store_sql_run_insert, &err, "prepare");
+    sqlite3_stmt *st =
+        cached(s, SQS_INSERT_RUN, store_run_sql(STORE_RUN_SQL_INSERT), &err, "prepare");
     if (st == NULL) {
         req->status = err;
         return;
     }
     bind_run(st, req->u.run);
     if (req->u.run->id > 0)
-        sqlite3_bind_int64(st, 24, req->u.run->id);
+        sqlite3_bind_int64(st, RUN_NPARAMS + 1, req->u.run->id);
     else
-        sqlite3_bind_null(st, 24); /* the database assigns it */
+        sqlite3_bind_null(st, RUN_NPARAMS + 1); /* the database assigns it */
     req->status = step_done(s, st, "insert a run");
     if (req->status == 0)
         req->result = sqlite3_last_insert_rowid(s->db);
@@ -315,15 +315,8 @@ static void exec_insert_run(store_sqlite_t *s, store_sqlite_req_t *req)
 static void exec_update_run(store_sqlite_t *s, store_sqlite_req_t *req)
 {
     int err = 0;
-    /* The columns a run's life changes, by bind_run's numbers (?N binds by number, so the ones
-     * left out are simply not used): job, trigger, scheduled_for, attempt and retry_of are fixed
-     * when a run is inserted, and leaving them out spares the two indexes on them. */
-    static const char sql[] =
-        "UPDATE runs SET status = ?2, queued_at = ?5, started_at = ?6, finished_at = ?7, "
-        "duration_ms = ?8, exit_code = ?11, signal = ?12, items_processed = ?13, "
-        "items_failed = ?14, progress = ?15, summary_json = ?16, error = ?17, output_tail = ?18, "
-        "output_bytes = ?19, max_rss_kb = ?20, cpu_user_ms = ?21, cpu_sys_ms = ?22, "
-        "instance = ?23 WHERE id = ?24";
+    /* The columns a run's life changes (the field table's life flag), by bind_run's numbers */
+    const char *sql = store_run_sql(STORE_RUN_SQL_UPDATE_LIFE);
     const run_t *r = req->u.run;
     run_status_t before = RUN_QUEUED;
     req->status = status_before(s, r->id, &before);
@@ -335,7 +328,7 @@ static void exec_update_run(store_sqlite_t *s, store_sqlite_req_t *req)
         return;
     }
     bind_run(st, r);
-    sqlite3_bind_int64(st, 24, r->id);
+    sqlite3_bind_int64(st, RUN_NPARAMS + 1, r->id);
     req->status = step_done(s, st, "update a run");
     if (req->status == 0 && sqlite3_changes(s->db) == 0)
         req->status = -ENOENT;
@@ -349,7 +342,7 @@ static void exec_update_run(store_sqlite_t *s, store_sqlite_req_t *req)
 static void exec_get_run(store_sqlite_t *s, store_sqlite_req_t *req)
 {
     int err = 0;
-    sqlite3_stmt *st = cached(s, SQS_GET_RUN, store_sql_run_get, &err, "prepare");
+    sqlite3_stmt *st = cached(s, SQS_GET_RUN, store_run_sql(STORE_RUN_SQL_GET), &err, "prepare");
     if (st == NULL) {
         req->status = err;
         return;

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "core/util.h"
+#include "run_fields.h"
 #include "storage/schema.h"
 #include "storage/store.h"
 
@@ -286,6 +287,7 @@ static void round_trips_every_field_through_insert_update_and_get(void **state)
     r->retry_of = 77;
     r->progress = 0.25;
     r->instance = cv_strdup("node-a");
+    r->host = cv_strdup("build-7.example");
     int64_t id = 0;
     assert_int_equal(insert(f, r, &id), 0);
 
@@ -337,7 +339,52 @@ static void round_trips_every_field_through_insert_update_and_get(void **state)
     assert_int_equal(g->cpu_user_ms, 1500);
     assert_int_equal(g->cpu_sys_ms, 250);
     assert_string_equal(g->instance, "node-a");
+    assert_string_equal(g->host, "build-7.example");
     run_free(g);
+    run_free(r);
+}
+
+/* Every field of the run's table (proto/run.h), host included, with a value of its own: what is
+ * inserted is read back, and so is what an update changes (the fields fixed at insert stay). */
+static void round_trips_every_field_of_the_table(void **state)
+{
+    fx_t *f = *state;
+    run_t *r = run_new(NULL, NULL);
+    runf_fill(r, 1);
+    assert_string_equal(r->host, "{\"field\": \"host\", \"seed\": 1, \"t\": \"\\u00e9\"}");
+    int64_t id = 0;
+    assert_int_equal(insert(f, r, &id), 0);
+    assert_true(id > 0);
+    r->id = id;
+    int st = 1;
+    run_t *g = get(f, id, &st);
+    assert_int_equal(st, 0);
+    runf_assert_equal(g, r);
+    run_free(g);
+
+    run_t *u = run_dup(r);
+    runf_fill(u, 2);
+    for (int i = 0; i < RUN_NPARAMS; i++) { /* job, trigger, ...: fixed when a run is inserted */
+        const run_field_t *fd = &run_fields[i];
+        if (fd->life)
+            continue;
+        if (fd->kind == RUN_K_TEXT) {
+            free(*RUN_FIELD_PTR(u, fd, char *));
+            *RUN_FIELD_PTR(u, fd, char *) = cv_strdup(*RUN_FIELD_CPTR(r, fd, char *));
+        } else {
+            memcpy((char *)u + fd->off, (const char *)r + fd->off, runf_size(fd));
+        }
+    }
+    assert_string_not_equal(u->host, r->host);
+    res_t up = {0};
+    store_update_run(f->store, u, on_status, &up);
+    drain(f);
+    assert_int_equal(up.status, 0);
+    g = get(f, id, &st);
+    assert_int_equal(st, 0);
+    runf_assert_equal(g, u);
+    run_free(g);
+    run_free(u);
     run_free(r);
 }
 
@@ -915,17 +962,17 @@ static void migration_6_counts_an_existing_history(void **state)
     fx_t *f = *state;
     burst(f, "h", RUN_SUCCESS, 1000, 3);
     close_store(f);
-    /* migration 7 goes too, so that 6 is the next to apply (7 then again) */
-    char *sql =
-        cv_sprintf("%s DROP TABLE notifications; DELETE FROM schema_version WHERE version >= 6;"
-                   " INSERT INTO runs (job, status, \"trigger\") VALUES"
-                   " ('h', 'FAILED', 'manual'), ('h', 'RUNNING', 'manual'),"
-                   " ('other', 'TIMED_OUT', 'manual')",
-                   B->drop_run_counts);
+    /* migrations 7 and 8 go too, so that 6 is the next to apply (7 and 8 then again) */
+    char *sql = cv_sprintf("%s DROP TABLE notifications; ALTER TABLE runs DROP COLUMN host;"
+                           " DELETE FROM schema_version WHERE version >= 6;"
+                           " INSERT INTO runs (job, status, \"trigger\") VALUES"
+                           " ('h', 'FAILED', 'manual'), ('h', 'RUNNING', 'manual'),"
+                           " ('other', 'TIMED_OUT', 'manual')",
+                           B->drop_run_counts);
     assert_int_equal(B->raw_exec(f->dsn, sql), 0);
     free(sql);
     f->store = open_store(f, STORE_SYNC_FULL);
-    assert_int_equal(migrate(f, 0), 2);
+    assert_int_equal(migrate(f, 0), 3);
     store_job_stats_t s = stats_of(f, "h");
     assert_int_equal(s.runs, 4); /* not the running one */
     assert_int_equal(s.successes, 3);
@@ -1361,6 +1408,7 @@ static int run_suite(const store_backend_t *backend)
 {
     B = backend;
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(round_trips_every_field_of_the_table, setup, teardown),
         cmocka_unit_test_setup_teardown(
             stats_leave_skipped_firings_out_and_keep_the_last_real_outcome, setup, teardown),
         cmocka_unit_test_setup_teardown(stats_count_the_runs_retention_keeps, setup, teardown),
