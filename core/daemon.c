@@ -119,6 +119,8 @@ static void configure_actors(daemon_t *d, bool first)
         cv_actor_post(scheduler_actor(d->sched), &sched_jobs(d, first)->hdr);
     if (d->api) {
         c = msg_exec_config_new(d->cfg);
+        if (!first) /* the API announces a reload to the dashboard (config.reloaded) */
+            c->summary = cv_strdup(d->reload_summary ? d->reload_summary : "no changes");
         cv_actor_post(api_actor(d->api), &c->hdr);
     }
 }

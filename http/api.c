@@ -58,9 +58,19 @@ void api__store_call(api_t *a, api_req_t *req, void (*fn)(store_t *st, void *ud)
 
 /* ---- the mailbox ---- */
 
+/* A configuration (the first at start, then each accepted reload). After a reload the dashboard
+ * is told which jobs came and went (job.added, job.removed) and what changed (config.reloaded). */
 static void on_config(api_t *a, msg_exec_config_t *c)
 {
+    bool reload = a->cfg != NULL;
+    size_t nold = a->njobs;
+    api__job_t **old = cv_calloc(nold + 1, sizeof(*old));
+    if (nold)
+        memcpy(old, a->jobs, nold * sizeof(*old));
     api__model_config(a, c->cfg);
+    if (reload)
+        api__model_reloaded(a, old, nold, c->summary);
+    free(old);
     api__model_refresh_new_stats(a);
 }
 

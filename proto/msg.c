@@ -181,6 +181,7 @@ static void exec_config_dispose(cv_msg_t *m)
 {
     msg_exec_config_t *c = (msg_exec_config_t *)m;
     cfgref_put(c->cfg);
+    free(c->summary);
     free(c);
 }
 

@@ -172,6 +172,7 @@ struct cfgref;
 typedef struct {
     cv_msg_t hdr;
     struct cfgref *cfg; /* a reference, released by dispose */
+    char *summary;      /* what a reload changed (cfgdiff), NULL at start; freed by dispose */
 } msg_exec_config_t;
 
 typedef struct {
