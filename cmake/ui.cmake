@@ -1,6 +1,9 @@
 # The dashboard: http/ui/ is built with Vite (npm) into the build directory, and every file of
 # the result is embedded by the ui_embed generator (http/ui/embed.c) into ui_assets.c, which
-# joins cvlib. Nothing generated lands in the source tree except http/ui/node_modules/.
+# joins cvlib. Nothing generated lands in the source tree except http/ui/node_modules/ and
+# http/ui/src/gen/api.d.ts (git-ignored): the TypeScript types of the API and its WebSocket events,
+# generated from proto/openapi.yaml by openapi-typescript at each build (npm run build), so a
+# renamed field breaks the dashboard's build.
 option(CV_UI "Build the dashboard with npm and embed it (OFF: a placeholder page)" ON)
 
 set(CV_UI_DIR ${CMAKE_SOURCE_DIR}/http/ui)
@@ -18,8 +21,9 @@ if(CV_UI)
   find_program(NODE node REQUIRED)
   file(GLOB_RECURSE CV_UI_SOURCES CONFIGURE_DEPENDS
     ${CV_UI_DIR}/src/* ${CV_UI_DIR}/public/*)
+  list(FILTER CV_UI_SOURCES EXCLUDE REGEX "/src/gen/")
   list(APPEND CV_UI_SOURCES ${CV_UI_DIR}/index.html ${CV_UI_DIR}/vite.config.ts
-    ${CV_UI_DIR}/tsconfig.json ${CV_UI_DIR}/package.json)
+    ${CV_UI_DIR}/tsconfig.json ${CV_UI_DIR}/package.json ${CMAKE_SOURCE_DIR}/proto/openapi.yaml)
   # npm ci only when the lock file changed since the last install (npm writes
   # node_modules/.package-lock.json on every install).
   add_custom_command(

@@ -117,9 +117,15 @@ static void forget_probes(api_t *a, const cfg_t *old, const cfg_t *cfg)
 
 /* A snapshot: the model (jobs, links, limits shown), and the server.* bounds for what comes
  * next. Tokens and the rate limit were applied by api_reload_auth before the reload was
- * accepted (it may refuse). */
+ * accepted (it may refuse). After a reload the dashboard is told which jobs came and went
+ * (job.added, job.removed) and what changed (config.reloaded). */
 static void on_config(api_t *a, msg_exec_config_t *c)
 {
+    bool reload = c->summary != NULL; /* NULL for the snapshot at start */
+    size_t nold = a->njobs;
+    api__job_t **old = cv_calloc(nold + 1, sizeof(*old));
+    if (nold)
+        memcpy(old, a->jobs, nold * sizeof(*old));
     api_server_opts_t so = server_limits(c->cfg->cfg);
     api_server_set_limits(a->srv, &so);
     if (a->hub != NULL) {
@@ -129,6 +135,9 @@ static void on_config(api_t *a, msg_exec_config_t *c)
     if (a->cfg != NULL && a->cfg != c->cfg)
         forget_probes(a, a->cfg->cfg, c->cfg->cfg);
     api__model_config(a, c->cfg);
+    if (reload)
+        api__model_reloaded(a, old, nold, c->summary);
+    free(old);
     api__model_refresh_new_stats(a);
 }
 

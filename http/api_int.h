@@ -124,6 +124,10 @@ void api__free(api_t *a);
 api__job_t *api__job_find(api_t *a, const char *name);
 /** Rebuilds the job list from a (new) configuration. */
 void api__model_config(api_t *a, cfgref_t *cfg);
+/** After a reload applied by api__model_config: publishes job.added for each job not in old
+ * (the previous a->jobs), job.removed for each job of old no longer configured, then
+ * config.reloaded with summary (NULL: "no changes"). */
+void api__model_reloaded(api_t *a, api__job_t *const *old, size_t nold, const char *summary);
 /** Sets (value JSON text) or clears (NULL) an override in the model; true when that changed
  * the model's value. */
 bool api__model_override(api_t *a, const char *job, const char *field, const char *value);

@@ -94,6 +94,38 @@ static bool hub_wants(api_t *a)
     return false;
 }
 
+static void publish_json(api_t *a, json_t *ev)
+{
+    char *text = json_dumps(ev, JSON_COMPACT);
+    ws_hub_publish(a->hub, text, strlen(text));
+    free(text);
+    json_decref(ev);
+}
+
+static bool jobs_have(api__job_t *const *jobs, size_t n, const api__job_t *j)
+{
+    for (size_t i = 0; i < n; i++)
+        if (jobs[i] == j)
+            return true;
+    return false;
+}
+
+void api__model_reloaded(api_t *a, api__job_t *const *old, size_t nold, const char *summary)
+{
+    /* Entries outlive reloads (one per name), so the same name is the same pointer. */
+    int64_t now = cv_now_ms() / 1000;
+    for (size_t i = 0; i < a->njobs; i++)
+        if (!jobs_have(old, nold, a->jobs[i]) && hub_wants(a))
+            publish_json(a, json_pack("{s:s,s:o}", "type", "job.added", "job",
+                                      api__job_json(a, a->jobs[i], now)));
+    for (size_t i = 0; i < nold; i++)
+        if (old[i]->cfg == NULL && hub_wants(a))
+            publish_json(a, json_pack("{s:s,s:s}", "type", "job.removed", "job", old[i]->name));
+    if (hub_wants(a))
+        publish_json(a, json_pack("{s:s,s:s}", "type", "config.reloaded", "summary",
+                                  summary ? summary : "no changes"));
+}
+
 void api__model_instance_beat(api_t *a, const msg_instance_beat_t *b)
 {
     if (!hub_wants(a))

@@ -6,7 +6,9 @@ import socket
 import struct
 import unittest
 
-from cvtest import Daemon, WsClient, main
+import signal
+
+from cvtest import Daemon, WsClient, main, schema_errors
 
 TOKEN = "ws-admin-token-123"
 
@@ -297,6 +299,65 @@ class Limits(unittest.TestCase):
         self.assertGreaterEqual(self.metric("cronvisor_ws_refused_total"), 1)
         for ws in held:
             ws.close()
+
+
+RELOAD_BEFORE = """
+server:
+  listen: "127.0.0.1:0"
+auth:
+  tokens:
+    - name: root
+      role: admin
+      token: %s
+jobs:
+  - name: kept
+    schedule: manual
+    command: 'true'
+  - name: dropped
+    schedule: manual
+    command: 'true'
+""" % TOKEN
+
+RELOAD_AFTER = RELOAD_BEFORE.replace("name: dropped", "name: arrived").replace(
+    "command: 'true'\n  - name: arrived", "command: 'true'\n  - name: arrived\n    title: Arrived by reload")
+
+
+def event_schema(name):
+    return {"$ref": "#/components/schemas/" + name}
+
+
+class ReloadEvents(unittest.TestCase):
+    """A reload tells the dashboard which jobs came and went, then what changed, in that order;
+    each event has the shape proto/openapi.yaml gives it (the dashboard's types come from it)."""
+
+    def test_a_reload_sends_job_added_job_removed_then_config_reloaded(self):
+        d = Daemon(RELOAD_BEFORE).start()
+        try:
+            d.wait_log(r"cronvisor \S+ running")
+            ws = WsClient(d.port())
+            ws.send({"type": "auth", "token": TOKEN})
+            auth, _ = ws.recv_until(lambda m: m.get("type") == "authenticated")
+            self.assertEqual(auth["type"], "authenticated")
+            with open(d.config_path, "w") as f:
+                f.write(RELOAD_AFTER)
+            d.signal(signal.SIGHUP)
+            done, before = ws.recv_until(lambda m: m.get("type") == "config.reloaded")
+            self.assertRegex(done["summary"], r"^jobs \+1 -1 ~0")
+            self.assertGreater(done["seq"], auth["seq"])
+            self.assertEqual(schema_errors(done, event_schema("ConfigReloadedEvent")), [], done)
+            added = [m for m in before if m.get("type") == "job.added"]
+            removed = [m for m in before if m.get("type") == "job.removed"]
+            self.assertEqual([m["job"]["name"] for m in added], ["arrived"])
+            self.assertEqual(added[0]["job"]["title"], "Arrived by reload")
+            self.assertEqual(schema_errors(added[0], event_schema("JobAddedEvent")), [], added[0])
+            self.assertEqual([m["job"] for m in removed], ["dropped"])
+            self.assertEqual(schema_errors(removed[0], event_schema("JobRemovedEvent")), [], removed[0])
+            # the REST view agrees with the events
+            names = [j["name"] for j in d.api("GET", "/api/jobs", token=TOKEN).json["jobs"]]
+            self.assertEqual(names, ["kept", "arrived"])
+            ws.close()
+        finally:
+            d.stop()
 
 
 if __name__ == "__main__":

@@ -357,6 +357,30 @@ async function main() {
       await sctx.close();
     });
 
+    await step("a reload's added job appears in the open list and its removed one disappears, without navigation", async () => {
+      await page.goto(base + "/jobs");
+      await page.waitForSelector("[data-conn=live]", { timeout: T });
+      await page.waitForSelector(row("chatty"), { timeout: T });
+      await page.evaluate(() => { window.__noReload = true; });
+      const url = page.url();
+      // chatty goes, added-by-reload comes: the rest of the configuration is unchanged.
+      const next = CONFIG(d.dir).replace(/  - name: chatty\n(    .*\n)+?(?=  - name: )/, "") + `  - name: added-by-reload
+    title: Added by reload
+    schedule: manual
+    command: "true"
+`;
+      check(!next.includes("chatty") && next.includes("added-by-reload"), "the new configuration");
+      writeFileSync(join(d.dir, "cronvisor.yaml"), next);
+      d.proc.kill("SIGHUP");
+      await page.waitForSelector(row("added-by-reload"), { timeout: T });
+      await page.waitForSelector(row("chatty"), { state: "detached", timeout: T });
+      check((await page.textContent(row("added-by-reload"))).includes("Added by reload"), "the new job's title");
+      check(await page.locator("tr[data-job]").count() === 5, "the other jobs stay");
+      check(await page.evaluate(() => window.__noReload === true), "the page was not reloaded");
+      check(page.url() === url, `still on ${url}`);
+      await page.screenshot({ path: join(SHOTS, "jobs-after-reload.png"), fullPage: true });
+    });
+
     await step("no script errors on the page", async () => {
       check(consoleErrors.length === 0, consoleErrors.join("; "));
     });

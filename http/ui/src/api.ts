@@ -1,134 +1,28 @@
 // The REST client: every call carries the session's bearer token; errors become ApiError with
 // the server's {"error":{"code","message",...}} body. See proto/openapi.yaml for the contract.
 
-export type Role = "viewer" | "operator" | "admin";
-export type RunStatus =
-  | "QUEUED" | "RUNNING" | "SUCCESS" | "PARTIAL" | "FAILED" | "TIMED_OUT"
-  | "CANCELLED" | "SKIPPED" | "ABANDONED";
+import type { components } from "./gen/api";
 
-export interface LastRun {
-  id: number;
-  status: RunStatus;
-  started_at: string | null;
-  duration_ms: number;
-  items_processed: number;
-  items_failed: number;
-  error?: string | null;
-}
-
-export interface JobStats {
-  runs: number;
-  successes: number;
-  partials: number;
-  failures: number;
-  consecutive_failures: number;
-  success_rate: number; // 0..1
-  avg_duration_ms: number;
-  p95_duration_ms: number;
-  window: number;
-}
-
-export interface Job {
-  name: string;
-  title: string | null;
-  description: string | null;
-  schedule: string;
-  schedule_human: string | null;
-  timezone: string;
-  enabled: boolean;
-  locked: boolean;
-  overridden: string[];
-  config: { schedule: string; timezone: string | null; enabled: boolean };
-  next_fire: string | null;
-  running: number;
-  queued: number;
-  last_run: LastRun | null;
-  stats: JobStats | null;
-  tags: string[];
-}
-
-export interface Run {
-  id: number;
-  job: string;
-  status: RunStatus;
-  trigger: string;
-  scheduled_for: string | null;
-  queued_at: string | null;
-  started_at: string | null;
-  finished_at: string | null;
-  duration_ms: number;
-  attempt: number;
-  retry_of: number | null;
-  exit_code: number;
-  signal: number;
-  items_processed: number;
-  items_failed: number;
-  progress: number | null;
-  summary: unknown;
-  error: string | null;
-  max_rss_kb: number;
-  cpu_user_ms: number;
-  cpu_sys_ms: number;
-  output_tail?: string;
-}
-
-export interface Probe {
-  name: string;
-  status: string; // "healthy" | "unhealthy" | "unknown"
-  latency_ms: number;
-  checked_at: string | null;
-  since?: string | null;
-  message?: string | null; // what the latest check said (the error when not healthy)
-  error?: string | null; // set by the page when a refresh request itself failed
-}
-
-export interface InstanceRun {
-  id: number;
-  job: string;
-  trigger: string;
-  started_at: string | null;
-}
-
-export interface Instance {
-  id: string;
-  hostname: string;
-  pid: number;
-  version: string;
-  started_at: string | null;
-  last_seen: string | null;
-  self: boolean;
-  alive: boolean;
-  running: InstanceRun[];
-}
-
-export interface InstanceList {
-  self: string;
-  shared: boolean;
-  heartbeat_timeout_ms: number;
-  instances: Instance[];
-}
-
-export interface Link {
-  title: string;
-  url: string;
-}
-
-export interface AuditEntry {
-  id?: number;
-  at: string;
-  actor: string;
-  action: string;
-  job: string | null;
-  run_id?: number | null;
-  before: unknown;
-  after: unknown;
-}
-
-export interface Preview {
-  kind: string;
-  timezone: string;
-  next: string[];
-}
+// Every shape below is generated from proto/openapi.yaml (src/gen/api.d.ts, written by
+// `npm run gen` at each build): a field renamed there breaks this build.
+export type Schemas = components["schemas"];
+export type RunStatus = Schemas["RunStatus"];
+export type LastRun = NonNullable<Schemas["LastRun"]>;
+export type JobStats = NonNullable<Schemas["Stats"]>;
+export type Job = Schemas["Job"];
+export type Run = Schemas["Run"] & { output_tail?: string };
+/** error: set by the page when a refresh request itself failed. */
+export type Probe = Schemas["Probe"] & { error?: string | null };
+export type InstanceList = Schemas["InstanceList"];
+export type Instance = InstanceList["instances"][number];
+export type InstanceRun = Instance["running"][number];
+export type Info = Schemas["Info"];
+export type Link = Info["links"][number];
+export type AuditEntry = Schemas["AuditEntry"];
+export type Preview = Schemas["Preview"];
+export type Summary = Schemas["Summary"];
+type Authenticated = Extract<Schemas["ControlMessage"], { type: "authenticated" }>;
+export type Role = Authenticated["role"];
 
 export class ApiError extends Error {
   status: number;
@@ -171,14 +65,15 @@ export async function request<T>(method: string, path: string, body?: unknown, t
     throw new ApiError(0, "network", (e as Error).message);
   }
   const text = await res.text();
-  let json: any = null;
+  let json: unknown = null;
   try {
     json = text ? JSON.parse(text) : null;
   } catch {
     json = null;
   }
   if (!res.ok) {
-    const err = json?.error ?? {};
+    type ErrorBody = { error?: { code?: string; message?: string; column?: number; field?: string } };
+    const err = (json as ErrorBody | null)?.error ?? {};
     if (res.status === 401 && token === undefined) onUnauthorized();
     throw new ApiError(res.status, err.code ?? `http_${res.status}`, err.message ?? res.statusText, err);
   }
@@ -188,14 +83,14 @@ export async function request<T>(method: string, path: string, body?: unknown, t
 const enc = encodeURIComponent;
 
 export const api = {
-  jobs: () => request<{ jobs: Job[] }>("GET", "/api/jobs").then((r) => r.jobs),
+  jobs: () => request<Schemas["JobList"]>("GET", "/api/jobs").then((r) => r.jobs),
   job: (name: string) => request<Job>("GET", `/api/jobs/${enc(name)}`),
   trigger: (name: string) =>
-    request<{ run_id: number; status: RunStatus; job: string }>("POST", `/api/jobs/${enc(name)}/trigger`),
+    request<Schemas["Triggered"]>("POST", `/api/jobs/${enc(name)}/trigger`),
   setEnabled: (name: string, on: boolean) =>
     request<Job>("POST", `/api/jobs/${enc(name)}/${on ? "enable" : "disable"}`),
   setSchedule: (name: string, schedule: string, timezone?: string) =>
-    request<{ job: Job; next: string[] }>("PUT", `/api/jobs/${enc(name)}/schedule`,
+    request<Schemas["ScheduleChanged"]>("PUT", `/api/jobs/${enc(name)}/schedule`,
       timezone ? { schedule, timezone } : { schedule }),
   resetOverrides: (name: string) => request<Job>("DELETE", `/api/jobs/${enc(name)}/overrides`),
   preview: (schedule: string, timezone: string, job?: string) =>
@@ -205,18 +100,18 @@ export const api = {
     const p = new URLSearchParams();
     for (const [k, v] of Object.entries(q)) if (v !== undefined && v !== "" && k !== "job") p.set(k, String(v));
     const base = q.job ? `/api/jobs/${enc(q.job)}/runs` : "/api/runs";
-    return request<{ runs: Run[]; next_cursor: string | null }>("GET", `${base}?${p}`);
+    return request<Schemas["RunPage"]>("GET", `${base}?${p}`);
   },
   /** Counts of the last 24 hours (running and queued: now). */
   summary: () =>
-    request<{ running: number; queued: number; succeeded: number; partial: number; failed: number }>("GET", "/api/summary"),
-  run: (id: number) => request<Run>("GET", `/api/runs/${id}`),
+    request<Summary>("GET", "/api/summary"),
+  run: (id: number) => request<Schemas["RunFull"]>("GET", `/api/runs/${id}`),
   health: () => request<{ probes: Probe[] }>("GET", "/api/health").then((r) => r.probes ?? []),
   checkProbe: (name: string) =>
     request<{ probes: Probe[] }>("POST", `/api/health/refresh?probe=${enc(name)}`).then((r) => r.probes[0]),
-  info: () => request<{ version?: string; links?: Link[]; instance?: string }>("GET", "/api/info"),
+  info: () => request<Info>("GET", "/api/info"),
   audit: (job: string) =>
-    request<{ entries: AuditEntry[] }>("GET", `/api/audit?job=${enc(job)}&limit=50`).then((r) => r.entries ?? []),
+    request<Schemas["AuditPage"]>("GET", `/api/audit?job=${enc(job)}&limit=50`).then((r) => r.entries ?? []),
   instances: () => request<InstanceList>("GET", "/api/instances"),
-  ticket: () => request<{ ticket: string }>("POST", "/api/events/ticket"),
+  ticket: () => request<Schemas["Ticket"]>("POST", "/api/events/ticket"),
 };

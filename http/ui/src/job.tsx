@@ -7,6 +7,7 @@ import { duration, percent } from "./fmt";
 import { describeSchedule, Key, t } from "./i18n";
 import { EnableToggle, RunNowButton } from "./jobs";
 import { ScheduleEditor } from "./schedule";
+import { isRunEvent } from "./live";
 import { useEvents, useStore } from "./store";
 import { jobStatus, StatusBadge, Time } from "./ui";
 
@@ -41,8 +42,8 @@ function RunHistory({ job }: { job: string }) {
 
   // Run events update the rows in place; a new run appears at the top of the first page.
   useEvents((ev) => {
-    if (!ev.type.startsWith("run.") || ev.run?.job !== job) return;
-    const run = ev.run as Run;
+    if (!isRunEvent(ev) || ev.run.job !== job) return;
+    const run: Run = ev.run;
     const fits = (!status || status === run.status) && (!trigger || run.trigger === trigger);
     const merge = (list: Run[] | null, limit: number): Run[] | null => {
       if (!list) return list;

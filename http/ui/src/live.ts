@@ -3,13 +3,20 @@
 // when the server cannot replay ({"type":"resync"}). Topic subscriptions (run:<id>) are renewed
 // on every reconnect. Nothing here polls.
 
+import type { Schemas } from "./api";
+
 export type ConnState = "connecting" | "live" | "lost";
-export interface LiveEvent {
-  seq?: number;
-  type: string;
-  topic?: string;
-  [k: string]: any;
+/** A numbered event (run.*, job.*, config.reloaded, health.changed, ...): see proto/openapi.yaml. */
+export type LiveEvent = Schemas["Event"];
+export type LiveEventOf<T extends LiveEvent["type"]> = Extract<LiveEvent, { type: T }>;
+export type RunEvent = LiveEventOf<"run.queued" | "run.started" | "run.progress" | "run.finished">;
+export function isRunEvent(ev: LiveEvent): ev is RunEvent {
+  return ev.type.startsWith("run.");
 }
+/** An event of a subscribed topic (run:<id>: its output lines). */
+export type TopicEvent = Schemas["OutputEvent"];
+/** Everything the server sends: events, topic events and the hub's replies. */
+type ServerMessage = Schemas["ServerMessage"];
 
 export interface LiveHandlers {
   onEvent(ev: LiveEvent): void;
@@ -25,7 +32,7 @@ export class Live {
   private attempt = 0;
   private timer: number | undefined;
   private stopped = false;
-  private topics = new Map<string, Set<(ev: LiveEvent) => void>>();
+  private topics = new Map<string, Set<(ev: TopicEvent) => void>>();
   private everAuthenticated = false;
   private needResync = true;
 
@@ -48,7 +55,7 @@ export class Live {
     this.ws?.close(4000, "dropped");
   }
 
-  subscribe(topic: string, fn: (ev: LiveEvent) => void): () => void {
+  subscribe(topic: string, fn: (ev: TopicEvent) => void): () => void {
     let set = this.topics.get(topic);
     if (!set) {
       set = new Set();
@@ -101,9 +108,9 @@ export class Live {
   }
 
   private onMessage(ws: WebSocket, data: unknown): void {
-    let ev: LiveEvent;
+    let ev: ServerMessage;
     try {
-      ev = JSON.parse(String(data));
+      ev = JSON.parse(String(data)) as ServerMessage;
     } catch {
       return;
     }
@@ -131,9 +138,10 @@ export class Live {
       this.h.onAuthenticated({ name: "", role: "", resync: true });
       return;
     }
-    if (ev.type === "error" || ev.type === "pong") return;
-    if (ev.topic) {
-      this.topics.get(ev.topic)?.forEach((f) => f(ev));
+    if (ev.type === "error" || ev.type === "pong" || ev.type === "subscribed" || ev.type === "unsubscribed") return;
+    if (ev.type === "output") {
+      const out = ev;
+      this.topics.get(out.topic)?.forEach((f) => f(out));
       return;
     }
     if (typeof ev.seq === "number") {

@@ -33,7 +33,7 @@ function ProbeCard({ name }: { name: string }) {
       setBusy(false);
     }
   };
-  const tone = p.status === "healthy" || p.status === "ok" ? "ok" : p.status === "unhealthy" || p.status === "down" ? "failed" : "never";
+  const tone = p.status === "healthy" ? "ok" : p.status === "unhealthy" ? "failed" : "never";
   return (
     <li class={`probe tone-${tone}`} data-probe={name}>
       <div class="row between">

@@ -4,6 +4,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { api, ApiError, Run } from "./api";
 import { absTime, duration, kib } from "./fmt";
 import { t } from "./i18n";
+import { isRunEvent } from "./live";
 import { live, useEvents, useStore } from "./store";
 import { StatusBadge } from "./ui";
 
@@ -31,15 +32,15 @@ export function RunDetail({ id }: { id: number }) {
   useEffect(() => {
     if (!active || !live) return;
     return live.subscribe(`run:${id}`, (ev) => {
-      if (ev.type === "output") setLines((l) => l.concat(String(ev.line)));
+      setLines((l) => l.concat(ev.line ?? ""));
     });
   }, [id, active, s.conn]);
 
   // Status changes arrive as run events.
   useEvents((ev) => {
-    if (!ev.run || ev.run.id !== id) return;
+    if (!isRunEvent(ev) || ev.run.id !== id) return;
     if (ev.type === "run.finished") load();
-    else setRun((r) => (r ? { ...r, ...(ev.run as Run), output_tail: r.output_tail } : r));
+    else setRun((r) => (r ? { ...r, ...ev.run, output_tail: r.output_tail } : r));
   }, [id]);
 
   useEffect(() => {

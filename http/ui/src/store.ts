@@ -3,7 +3,7 @@
 // current by the events alone. Components read it through useStore().
 import { useEffect, useState } from "preact/hooks";
 import { api, ApiError, getToken, Job, Link, Probe, Role, Run, setToken, setUnauthorizedHandler } from "./api";
-import { ConnState, Live, LiveEvent } from "./live";
+import { ConnState, isRunEvent, Live, LiveEvent, RunEvent } from "./live";
 
 export interface State {
   token: string | null;
@@ -90,7 +90,7 @@ export async function loadAll(): Promise<void> {
     ok24: sum.succeeded, failed24: sum.failed, summaryAt: Date.now() });
 }
 
-function applyRun(type: string, run: Run): void {
+function applyRun(type: RunEvent["type"], run: Run): void {
   const j = state.jobs.find((x) => x.name === run.job);
   if (j) {
     const copy: Job = { ...j };
@@ -116,10 +116,11 @@ function applyRun(type: string, run: Run): void {
 }
 
 function onEvent(ev: LiveEvent): void {
-  if (ev.type.startsWith("run.") && ev.run) applyRun(ev.type, ev.run as Run);
-  else if (ev.type === "job.updated" && ev.job) upsertJob(ev.job as Job);
-  else if (ev.type === "health.changed" && ev.probe) {
-    const p = ev.probe as Probe;
+  if (isRunEvent(ev)) applyRun(ev.type, ev.run);
+  else if (ev.type === "job.updated" || ev.type === "job.added") upsertJob(ev.job);
+  else if (ev.type === "job.removed") set({ jobs: state.jobs.filter((x) => x.name !== ev.job) });
+  else if (ev.type === "health.changed") {
+    const p: Probe = ev.probe;
     const probes = state.probes.filter((x) => x.name !== p.name).concat(p).sort((a, b) => a.name.localeCompare(b.name));
     set({ probes });
   }

@@ -4,13 +4,11 @@
 // (replaying). The state comes from /readyz when the page loads, then from store.changed
 // events.
 import { useEffect, useState } from "preact/hooks";
+import type { Schemas } from "./api";
 import { currentLang, Lang } from "./i18n";
 import { useEvents } from "./store";
 
-interface StoreState {
-  state: string; // "up" | "degraded" | "replaying"
-  spooled: number;
-}
+type StoreState = Pick<Schemas["StoreState"], "state" | "spooled">;
 
 const TEXT: Record<Lang, { degraded: (n: number) => string; replaying: (n: number) => string }> = {
   en: {
@@ -39,7 +37,7 @@ export function StoreBanner() {
       .catch(() => undefined);
   }, []);
   useEvents((ev) => {
-    if (ev.type === "store.changed" && ev.store) setSt(ev.store as StoreState);
+    if (ev.type === "store.changed") setSt(ev.store);
   }, []);
   if (st.state !== "degraded" && st.state !== "replaying") return null;
   const text = TEXT[currentLang()] ?? TEXT.en;
