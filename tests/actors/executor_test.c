@@ -42,7 +42,7 @@ typedef struct {
     uv_timer_t deadline;
     bool expired;
     cv_runtime_t *rt;
-    cv_actor_t *store, *hub, *me;
+    cv_actor_t *store, *hub, *me, *sched;
     executor_t *ex;
     ev_t ev[MAX_EV]; /* what the store received, in order */
     size_t nev;
@@ -50,7 +50,12 @@ typedef struct {
     size_t nhub;
     reply_t rep[MAX_EV];
     size_t nrep;
-    int ready; /* output lines "ready" seen by the hub */
+    int ready;             /* output lines "ready" seen by the hub */
+    char override[96];     /* the last MSG_OVERRIDE to the store: "job field=value" */
+    char audit[96];        /* the last MSG_AUDIT to the store: "action job run" */
+    char hub_override[96]; /* the same, as the hub (an observer) got them */
+    char hub_audit[96];
+    char disabled[32]; /* the job the scheduler was told to disable */
     int shutdown_done;
     uint64_t shutdown_done_at; /* loop time */
 } fx_t;
@@ -76,11 +81,24 @@ static void record(ev_t *e, const msg_run_event_t *m)
     copy_str(e->error, sizeof(e->error), r->error);
 }
 
+/* Overrides and audits, as text, into o and a. */
+static void record_other(cv_msg_t *msg, char *o, char *a, size_t size)
+{
+    if (msg->type == MSG_OVERRIDE) {
+        msg_override_t *m = (msg_override_t *)msg;
+        snprintf(o, size, "%s %s=%s", m->job, m->field, m->value ? m->value : "(null)");
+    } else if (msg->type == MSG_AUDIT) {
+        msg_audit_t *m = (msg_audit_t *)msg;
+        snprintf(a, size, "%s %s %lld", m->action, m->job, (long long)m->run_id);
+    }
+}
+
 static void store_handle(cv_actor_t *self, cv_msg_t *msg)
 {
     fx_t *f = cv_actor_state(self);
+    record_other(msg, f->override, f->audit, sizeof(f->override));
     if (msg->type != MSG_RUN_EVENT)
-        return; /* audits and overrides: not these tests' subject */
+        return;
     assert_true(f->nev < MAX_EV);
     record(&f->ev[f->nev++], (msg_run_event_t *)msg);
 }
@@ -94,6 +112,7 @@ static void hub_handle(cv_actor_t *self, cv_msg_t *msg)
             f->ready += strcmp(msg_run_output_text(o, i), "ready") == 0;
         return;
     }
+    record_other(msg, f->hub_override, f->hub_audit, sizeof(f->hub_override));
     if (msg->type != MSG_RUN_EVENT)
         return;
     assert_true(f->nhub < MAX_EV);
@@ -117,6 +136,15 @@ static void me_handle(cv_actor_t *self, cv_msg_t *msg)
     x->run_id = r->run_id;
     x->status = r->status;
     copy_str(x->reason, sizeof(x->reason), r->reason);
+}
+
+static void sched_handle(cv_actor_t *self, cv_msg_t *msg)
+{
+    fx_t *f = cv_actor_state(self);
+    assert_int_equal(msg->type, MSG_JOB_ENABLE);
+    msg_job_enable_t *e = (msg_job_enable_t *)msg;
+    assert_false(e->enabled);
+    snprintf(f->disabled, sizeof(f->disabled), "%s", e->job);
 }
 
 static void on_deadline(uv_timer_t *t)
@@ -160,6 +188,12 @@ static bool is_ready(fx_t *f, const void *unused)
 {
     (void)unused;
     return f->ready > 0;
+}
+
+static bool audited(fx_t *f, const void *unused)
+{
+    (void)unused;
+    return f->audit[0] != '\0';
 }
 
 static bool shut_down(fx_t *f, const void *unused)
@@ -217,7 +251,12 @@ static void setup(fx_t *f, const char *yaml)
     f->store = cv_actor_create(f->rt, "store", store_handle, f);
     f->hub = cv_actor_create(f->rt, "hub", hub_handle, f);
     f->me = cv_actor_create(f->rt, "test", me_handle, f);
-    executor_opts_t o = {.store = f->store, .hub = f->hub, .instance = "t", .first_run_id = 10};
+    f->sched = cv_actor_create(f->rt, "scheduler", sched_handle, f);
+    executor_opts_t o = {.store = f->store,
+                         .hub = f->hub,
+                         .scheduler = f->sched,
+                         .instance = "t",
+                         .first_run_id = 10};
     f->ex = executor_create(f->rt, &o);
     configure(f, yaml);
 }
@@ -268,6 +307,7 @@ static void teardown(fx_t *f)
     cv_actor_destroy(f->store);
     cv_actor_destroy(f->hub);
     cv_actor_destroy(f->me);
+    cv_actor_destroy(f->sched);
     cv_runtime_close(f->rt);
     reaper_stop();
     uv_close((uv_handle_t *)&f->deadline, NULL);
@@ -517,6 +557,55 @@ static void shutdown_cancels_the_queue_kills_after_the_grace_and_refuses_new_fir
     teardown(&f);
 }
 
+static void health(fx_t *f, const char *probe, health_status_t st, const char *message)
+{
+    health_result_t h = {
+        .probe = (char *)probe, .type = "tcp", .status = st, .message = (char *)message};
+    cv_actor_post(executor_actor(f->ex), &msg_health_new(&h, HEALTH_UNKNOWN)->hdr);
+}
+
+static void an_unhealthy_requirement_skips_and_repeated_failures_disable_the_job(void **state)
+{
+    (void)state;
+    fx_t f;
+    setup(&f, HEADER "probes:\n"
+                     "  - {name: db, type: tcp, address: '127.0.0.1:1', interval: 1h}\n"
+                     "jobs:\n"
+                     "  - {name: needy, schedule: manual, command: 'true', requires: [db]}\n"
+                     "  - {name: doomed, schedule: manual, command: 'exit 1',"
+                     " auto_disable_after: 2}\n");
+    health(&f, "db", HEALTH_UNHEALTHY, "connection refused");
+    fire(&f, "needy", 0);
+    wait_events(&f, 1);
+    assert_int_equal(f.ev[0].kind, RUN_EV_FINISHED);
+    assert_int_equal(f.ev[0].status, RUN_SKIPPED);
+    assert_string_equal(f.ev[0].error, "required probe 'db' is unhealthy: connection refused");
+    health(&f, "db", HEALTH_HEALTHY, "ok"); /* the probe recovered: the job runs */
+    fire(&f, "needy", 0);
+    wait_events(&f, 3);
+    assert_int_equal(f.ev[1].kind, RUN_EV_STARTED);
+    assert_int_equal(f.ev[2].status, RUN_SUCCESS);
+
+    fire(&f, "doomed", 0);
+    wait_events(&f, 5);
+    assert_int_equal(f.ev[4].status, RUN_FAILED);
+    assert_string_equal(f.disabled, ""); /* one failure of two */
+    assert_string_equal(f.override, "");
+    fire(&f, "doomed", 0);
+    wait_events(&f, 7);
+    int64_t last = f.ev[6].id;
+    assert_int_equal(f.ev[6].status, RUN_FAILED);
+    run_until(&f, audited, NULL, "the auto-disable audit"); /* the last message it posts */
+    assert_string_equal(f.disabled, "doomed");
+    assert_string_equal(f.override, "doomed enabled=false");
+    assert_string_equal(f.hub_override, "doomed enabled=false");
+    char want[96];
+    snprintf(want, sizeof(want), "job.auto_disabled doomed %lld", (long long)last);
+    assert_string_equal(f.audit, want);
+    assert_string_equal(f.hub_audit, want);
+    teardown(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -527,6 +616,7 @@ int main(void)
         cmocka_unit_test(a_run_past_its_timeout_is_killed_and_timed_out),
         cmocka_unit_test(a_failing_run_is_retried_with_its_attempt_numbers_and_no_more),
         cmocka_unit_test(shutdown_cancels_the_queue_kills_after_the_grace_and_refuses_new_fires),
+        cmocka_unit_test(an_unhealthy_requirement_skips_and_repeated_failures_disable_the_job),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
