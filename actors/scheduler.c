@@ -16,6 +16,7 @@ struct scheduler {
     int tfd;
     uv_poll_t poll;
     int64_t armed; /* the instant the timerfd is armed for, SCHED_NEVER when disarmed */
+    const scheduler_clock_t *clock; /* tests only (scheduler_set_clock); NULL: the wall clock */
     void (*close_cb)(void *ud);
     void *close_ud;
 };
@@ -26,8 +27,10 @@ struct scheduler {
  * the child late. */
 #define SCHED_LEAD_NS 5000000
 
-static int64_t now_sec(void)
+static int64_t now_sec(const scheduler_t *s)
 {
+    if (s->clock)
+        return s->clock->now(s->clock->ud);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return ts.tv_sec;
@@ -37,6 +40,13 @@ static void arm(scheduler_t *s)
 {
     int64_t deadline = sched_core_deadline(s->core);
     struct itimerspec its = {0};
+    if (s->clock) { /* a fake clock: due now, or when the test moves it */
+        its.it_value.tv_nsec = deadline <= now_sec(s) ? 1 : 0;
+        if (timerfd_settime(s->tfd, 0, &its, NULL) != 0)
+            cv_error("sched", "timerfd_settime: %s", strerror(errno));
+        s->armed = deadline;
+        return;
+    }
     if (deadline != SCHED_NEVER) {
         int64_t at = deadline * 1000000000 - SCHED_LEAD_NS;
         its.it_value.tv_sec = at / 1000000000;
@@ -79,7 +89,7 @@ static void on_timer(uv_poll_t *h, int status, int events)
     scheduler_t *s = h->data;
     uint64_t expirations;
     ssize_t n = read(s->tfd, &expirations, sizeof(expirations));
-    int64_t now = now_sec();
+    int64_t now = now_sec(s);
     if (n < 0 && errno == ECANCELED)
         cv_info("sched", "the wall clock was set; re-evaluating due jobs");
     else if (n == (ssize_t)sizeof(expirations) && s->armed != SCHED_NEVER && now < s->armed)
@@ -90,7 +100,7 @@ static void on_timer(uv_poll_t *h, int status, int events)
 
 static void load_jobs(scheduler_t *s, msg_sched_jobs_t *m)
 {
-    int64_t now = now_sec();
+    int64_t now = now_sec(s);
     char err[256];
     /* Jobs absent from the new set are removed; unchanged ones keep their next instant. */
     sched_core_begin_sync(s->core);
@@ -113,7 +123,7 @@ static void put_schedule(scheduler_t *s, const msg_job_schedule_t *m)
     char err[256];
     sched_job_spec_t spec = {
         .name = m->job, .schedule = m->schedule, .timezone = m->timezone, .enabled = m->enabled};
-    if (sched_core_put(s->core, &spec, m->job, now_sec(), err, sizeof(err)) != 0)
+    if (sched_core_put(s->core, &spec, m->job, now_sec(s), err, sizeof(err)) != 0)
         cv_error("sched", "job '%s' keeps its previous schedule: %s", m->job, err);
     else
         cv_info("sched", "job '%s' rescheduled: \"%s\" (%s)", m->job, m->schedule,
@@ -130,7 +140,7 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
         break;
     case MSG_JOB_ENABLE: {
         msg_job_enable_t *e = (msg_job_enable_t *)msg;
-        sched_core_set_enabled(s->core, e->job, e->enabled, now_sec());
+        sched_core_set_enabled(s->core, e->job, e->enabled, now_sec(s));
         arm(s);
         break;
     }
@@ -180,6 +190,17 @@ cv_actor_t *scheduler_actor(scheduler_t *s)
 int64_t scheduler_next_of(const scheduler_t *s, const char *job)
 {
     return sched_core_next_of(s->core, job);
+}
+
+void scheduler_set_clock(scheduler_t *s, const scheduler_clock_t *clock)
+{
+    s->clock = clock;
+    arm(s);
+}
+
+void scheduler_clock_moved(scheduler_t *s)
+{
+    arm(s);
 }
 
 static void on_poll_closed(uv_handle_t *h)

@@ -38,4 +38,17 @@ void msg_sched_jobs_add(msg_sched_jobs_t *m, const sched_job_spec_t *spec);
  * read-only. */
 int64_t scheduler_next_of(const scheduler_t *s, const char *job);
 
+/** The clock seam, for tests only: the daemon never sets it and the scheduler reads
+ * CLOCK_REALTIME. With a clock set, "now" is clock->now(ud) (Unix s) and the timerfd is no longer
+ * armed for an absolute instant: it is made readable at once while a job is due at the fake now,
+ * and disarmed otherwise. After moving its clock the test calls scheduler_clock_moved(), as the
+ * kernel wakes the real timer (TFD_TIMER_CANCEL_ON_SET) when the wall clock is set. Both calls:
+ * loop thread, `clock` outlives the scheduler. */
+typedef struct scheduler_clock {
+    int64_t (*now)(void *ud);
+    void *ud;
+} scheduler_clock_t;
+void scheduler_set_clock(scheduler_t *s, const scheduler_clock_t *clock);
+void scheduler_clock_moved(scheduler_t *s);
+
 #endif

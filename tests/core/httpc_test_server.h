@@ -1,6 +1,6 @@
 /* A tiny HTTP/1.1 server for tests, on libuv (127.0.0.1, port 0), sharing the loop of the code
  * under test. One request per connection ("Connection: close"). Routes:
- *   /ok            200 "hello from /ok" (text/plain)
+ *   /ok            200 "hello from /ok" (text/plain); also with a query (/ok?x)
  *   /500           500 "boom"
  *   /slow?ms=N     200 "slow" after N ms (uv timer; default 200)
  *   /hang          never answers
@@ -26,6 +26,10 @@ typedef struct srv {
     cv_list_t conns;
     int requests; /* complete requests read */
     int open_conns;
+    /* optional: told of every complete request before it is answered (body not NUL-terminated) */
+    void (*on_request)(struct srv *srv, const char *method, const char *path, const char *body,
+                       size_t body_len);
+    void *ud;
 } srv_t;
 
 typedef struct srv_conn {
@@ -115,7 +119,9 @@ static void srv_dispatch(srv_conn_t *k, size_t head_len, size_t body_len)
     sscanf(k->in.data, "%15s %255s", method, path);
     bool head = strcmp(method, "HEAD") == 0;
     k->srv->requests++;
-    if (strcmp(path, "/ok") == 0) {
+    if (k->srv->on_request)
+        k->srv->on_request(k->srv, method, path, k->in.data + head_len, body_len);
+    if (strcmp(path, "/ok") == 0 || strncmp(path, "/ok?", 4) == 0) {
         srv_respond(k, 200, "text/plain", "hello from /ok", 14, head);
     } else if (strcmp(path, "/500") == 0) {
         srv_respond(k, 500, "text/plain", "boom", 4, head);
@@ -188,7 +194,8 @@ static void srv_accept(uv_stream_t *l, int status)
         srv_conn_close(k);
 }
 
-/* Listens on 127.0.0.1 with a free port (srv->port). Returns 0 or a libuv error. */
+/* Listens on 127.0.0.1 with a free port (srv->port). Returns 0 or a libuv error. Clears srv:
+ * set on_request after. */
 static int srv_start(uv_loop_t *loop, srv_t *srv)
 {
     struct sockaddr_in addr;
