@@ -26,6 +26,7 @@ struct cluster {
     uv_timer_t heartbeat;
     bool heartbeat_on, heartbeat_busy;
     bool stopping;
+    bool listened; /* the first LISTEN of this instance is done */
     int64_t beat_every, last_beat, beating_since; /* ms */
 };
 
@@ -241,7 +242,11 @@ static void on_store_event(void *ud, const char *channel, const char *payload)
     if (c->stopping || c->api == NULL)
         return;
     if (channel == NULL) { /* reconnected: what was missed meanwhile */
-        cv_info("daemon", "listening to the other instances again: resyncing the API's view");
+        if (c->listened)
+            cv_info("daemon", "listening to the other instances again: resyncing the API's view");
+        else
+            cv_info("daemon", "listening to the other instances");
+        c->listened = true;
         msg_instance_beat_t *b = msg_instance_beat_new(NULL, 0);
         cv_actor_post(c->api, &b->hdr);
         return;

@@ -612,7 +612,7 @@ static void overrides_changed_elsewhere(daemon_t *d, const char *job)
     if (d->stopping)
         return;
     cv_info("daemon", "runtime overrides changed%s%s: re-reading them", job ? " for job " : "",
-            job ? job : " while the database was unreachable");
+            job ? job : " unseen (before listening, or while the database was unreachable)");
     store_reread_overrides_for_cluster(d);
 }
 

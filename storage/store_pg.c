@@ -1518,7 +1518,16 @@ static void pg_list_instances(store_t *base, store_instances_cb cb, void *ud)
     submit(base, r);
 }
 
-/* One LISTEN request listens on every channel, for whichever watcher comes first. */
+/* One LISTEN request listens on every channel, for whichever watcher comes first. Once it is
+ * listening the watchers are told to re-read (as after a reconnect): what another instance
+ * changed between their first read and the LISTEN would otherwise be missed for good. */
+static void listen_first(store_pg_t *s)
+{
+    store_pg_req_t *r = req_new(STORE_OP_LISTEN, s);
+    r->result = 1;
+    submit(&s->base, r);
+}
+
 static int pg_watch_overrides(store_t *base, store_notify_cb cb, void *ud)
 {
     store_pg_t *s = (store_pg_t *)base;
@@ -1526,7 +1535,7 @@ static int pg_watch_overrides(store_t *base, store_notify_cb cb, void *ud)
     s->on_notify = cb;
     s->notify_ud = ud;
     if (first)
-        submit(base, req_new(STORE_OP_LISTEN, s));
+        listen_first(s);
     return 0;
 }
 
@@ -1537,7 +1546,7 @@ static int pg_watch_events(store_t *base, store_event_cb cb, void *ud)
     s->on_event = cb;
     s->event_ud = ud;
     if (first)
-        submit(base, req_new(STORE_OP_LISTEN, s));
+        listen_first(s);
     return 0;
 }
 

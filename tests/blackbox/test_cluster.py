@@ -281,6 +281,7 @@ class ClusterViews(unittest.TestCase):
         a, b = self.daemon("node-1"), self.daemon("node-2")
         for d in (a, b):
             d.wait_log(r"running: instance node-\d")
+            d.wait_log(r"listening to the other instances$")  # sees the other's events from here
         return a, b
 
     def ws(self, d):
