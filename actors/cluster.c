@@ -26,7 +26,7 @@ struct cluster {
     uv_timer_t heartbeat;
     bool heartbeat_on, heartbeat_busy;
     bool stopping;
-    bool listened; /* the first LISTEN of this instance is done */
+    bool listened;                                /* the first LISTEN of this instance is done */
     int64_t beat_every, last_beat, beating_since; /* ms */
 };
 

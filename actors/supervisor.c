@@ -424,8 +424,7 @@ static void on_reload_overrides(void *ud, int status, const store_override_t *ov
                     "reload: runtime overrides could not be read (%s); using the known ones",
                     strerror(-status));
         configure_actors(d, false, r->summary ? r->summary : "no changes");
-        cv_log(CV_LOG_INFO, "daemon",
-               "configuration reloaded from %s: %s", d->opts.config_path,
+        cv_log(CV_LOG_INFO, "daemon", "configuration reloaded from %s: %s", d->opts.config_path,
                r->summary ? r->summary : "no changes");
         audit_reload(d, r->by, r->summary);
     }
