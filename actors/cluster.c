@@ -212,12 +212,6 @@ static void remote_run_changed(cluster_t *c, const char *payload)
     cluster_store_get_run(c, id, st);
 }
 
-static void cancel_msg_dispose(cv_msg_t *m)
-{
-    free(((msg_cancel_t *)m)->by);
-    free(m);
-}
-
 /* payload {"run": id, "instance": owner, "by": who}: cancels the run when it is this one's. */
 static void cancel_requested(cluster_t *c, const char *payload)
 {
@@ -227,10 +221,7 @@ static void cancel_requested(cluster_t *c, const char *payload)
     const char *by = json_string_value(json_object_get(o, "by"));
     if (id > 0 && (owner == NULL || strcmp(owner, c->instance) == 0) && c->executor) {
         cv_info("daemon", "run %lld: cancel asked by %s", (long long)id, by ? by : "?");
-        msg_cancel_t *m = cv_msg_new(sizeof(*m), MSG_CANCEL);
-        m->hdr.dispose = cancel_msg_dispose;
-        m->run_id = id;
-        m->by = cv_strdup(by ? by : "another instance");
+        msg_cancel_t *m = msg_cancel_new(id, by ? by : "another instance");
         cv_actor_post(c->executor, &m->hdr);
     }
     json_decref(o);

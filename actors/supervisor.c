@@ -580,10 +580,10 @@ static const char *override_in(const store_override_t *ov, size_t n, const char 
  * ignores those it already has: the changes made through this instance's own API). */
 static void overrides_to_api(daemon_t *d, const store_override_t *ov, size_t count)
 {
-    static const char *const fields[] = {"enabled", "schedule", "timezone"};
+    const char *const *fields = effjob_fields;
     const cfg_t *cfg = d->cfg->cfg;
     for (unsigned i = 0; d->api && i < cfg->n_jobs; i++) {
-        for (size_t f = 0; f < CV_ARRAY_SIZE(fields); f++) {
+        for (size_t f = 0; f < CV_ARRAY_SIZE(effjob_fields); f++) {
             const char *job = cfg->jobs[i].name;
             const char *was = override_in(d->overrides, d->n_overrides, job, fields[f]);
             const char *now = override_in(ov, count, job, fields[f]);

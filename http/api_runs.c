@@ -245,12 +245,6 @@ static void h_log(api_req_t *req, void *data)
 
 /* ---- cancel ---- */
 
-static void cancel_dispose(cv_msg_t *m)
-{
-    free(((msg_cancel_t *)m)->by);
-    free(m);
-}
-
 static void on_cancel_lookup(api_t *a, void *ud, msg_store_reply_t *r)
 {
     rcall_t *c = ud;
@@ -291,10 +285,9 @@ static void h_cancel(api_req_t *req, void *data)
     if (api__run_remote(a, ar->run)) {
         cancel_remote(a, req, ar->run);
     } else {
-        msg_cancel_t *m = cv_msg_new(sizeof(*m), MSG_CANCEL);
-        m->hdr.dispose = cancel_dispose;
-        m->run_id = id;
-        m->by = cv_sprintf("api:%s", req->principal->name);
+        char *by = cv_sprintf("api:%s", req->principal->name);
+        msg_cancel_t *m = msg_cancel_new(id, by);
+        free(by);
         cv_actor_post(a->executor, &m->hdr);
     }
     api__audit(a, req, "run.cancel", ar->run->job, id,

@@ -410,6 +410,21 @@ msg_instance_beat_t *msg_instance_beat_new(const char *id, int64_t last_seen)
     return b;
 }
 
+static void cancel_dispose(cv_msg_t *m)
+{
+    free(((msg_cancel_t *)m)->by);
+    free(m);
+}
+
+msg_cancel_t *msg_cancel_new(int64_t run_id, const char *by)
+{
+    msg_cancel_t *c = cv_msg_new(sizeof(*c), MSG_CANCEL);
+    c->hdr.dispose = cancel_dispose;
+    c->run_id = run_id;
+    c->by = dup_opt(by);
+    return c;
+}
+
 /* ---- reload through the API ---- */
 
 static void reload_dispose(cv_msg_t *m)

@@ -368,6 +368,8 @@ msg_run_output_t *msg_run_output_copy(const msg_run_output_t *o);
 msg_fire_reply_t *msg_fire_reply_new(uint64_t corr, fire_outcome_t outcome, int64_t run_id,
                                      run_status_t status, const char *reason);
 msg_job_enable_t *msg_job_enable_new(const char *job, bool enabled);
+/** A MSG_CANCEL of run_id; by: who cancelled, for the record. */
+msg_cancel_t *msg_cancel_new(int64_t run_id, const char *by);
 msg_audit_t *msg_audit_new(const char *actor, const char *action, const char *job, int64_t run_id,
                            const char *before, const char *after);
 msg_override_t *msg_override_new(const char *job, const char *field, const char *value,

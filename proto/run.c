@@ -1,4 +1,5 @@
 #include "proto/run.h"
+#include "core/log.h"
 #include "core/util.h"
 
 #include <errno.h>
@@ -42,6 +43,16 @@ const run_field_t run_fields[RUN_NPARAMS] = {
 #undef RUN__ENTRY
 };
 /* clang-format on */
+
+void run_field_set_status(run_t *r, const run_field_t *f, const char *name)
+{
+    run_status_t *out = RUN_FIELD_PTR(r, f, run_status_t);
+    if (name == NULL || run_status_parse(name, out) < 0) {
+        cv_warn("store", "run %lld has an unknown status '%s'; shown as FAILED", (long long)r->id,
+                name ? name : "");
+        *out = RUN_FAILED;
+    }
+}
 
 run_t *run_new(const char *job, const char *trigger)
 {

@@ -125,6 +125,10 @@ extern const run_field_t run_fields[RUN_NPARAMS];
 #define RUN_FIELD_PTR(r, f, type)  ((type *)((char *)(r) + (f)->off))
 #define RUN_FIELD_CPTR(r, f, type) ((const type *)((const char *)(r) + (f)->off))
 
+/** Sets the RUN_K_STATUS field f of r from its stored name; an unknown or missing name is
+ * logged and read as FAILED. */
+void run_field_set_status(run_t *r, const run_field_t *f, const char *name);
+
 /** Allocates a zeroed run (one reference) with exit_code -1 and progress -1. */
 run_t *run_new(const char *job, const char *trigger);
 /** Deep copy, with one reference: the copy-on-write of a published run. */

@@ -223,16 +223,9 @@ static run_t *read_run(const PGresult *res, int row, int c)
         case RUN_K_DBL:
             *RUN_FIELD_PTR(r, f, double) = strtod(PQgetvalue(res, row, k), NULL);
             break;
-        case RUN_K_STATUS: {
-            const char *status = PQgetvalue(res, row, k);
-            run_status_t *out = RUN_FIELD_PTR(r, f, run_status_t);
-            if (run_status_parse(status, out) < 0) {
-                cv_warn("store", "run %lld has an unknown status '%s'; shown as FAILED",
-                        (long long)r->id, status);
-                *out = RUN_FAILED;
-            }
+        case RUN_K_STATUS:
+            run_field_set_status(r, f, PQgetvalue(res, row, k));
             break;
-        }
         case RUN_K_TEXT:
             *RUN_FIELD_PTR(r, f, char *) = r_text(res, row, k);
             break;

@@ -227,16 +227,9 @@ static run_t *read_run(sqlite3_stmt *st)
         case RUN_K_DBL:
             *RUN_FIELD_PTR(r, f, double) = sqlite3_column_double(st, k);
             break;
-        case RUN_K_STATUS: {
-            const char *status = (const char *)sqlite3_column_text(st, k);
-            run_status_t *out = RUN_FIELD_PTR(r, f, run_status_t);
-            if (status == NULL || run_status_parse(status, out) < 0) {
-                cv_warn("store", "run %lld has an unknown status '%s'; shown as FAILED",
-                        (long long)r->id, status ? status : "");
-                *out = RUN_FAILED;
-            }
+        case RUN_K_STATUS:
+            run_field_set_status(r, f, (const char *)sqlite3_column_text(st, k));
             break;
-        }
         case RUN_K_TEXT:
             *RUN_FIELD_PTR(r, f, char *) = col_text(st, k);
             break;

@@ -271,18 +271,9 @@ static void fire(fx_t *f, const char *job, uint64_t corr)
     cv_actor_post(executor_actor(f->ex), &m->hdr);
 }
 
-static void cancel_dispose(cv_msg_t *m)
-{
-    free(((msg_cancel_t *)m)->by);
-    free(m);
-}
-
 static void cancel(fx_t *f, int64_t id)
 {
-    msg_cancel_t *c = cv_msg_new(sizeof(*c), MSG_CANCEL);
-    c->hdr.dispose = cancel_dispose;
-    c->run_id = id;
-    c->by = cv_strdup("test");
+    msg_cancel_t *c = msg_cancel_new(id, "test");
     cv_actor_post(executor_actor(f->ex), &c->hdr);
 }
 
