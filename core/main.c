@@ -13,6 +13,15 @@ static const char usage[] =
     "                                  print the next fire instants of a schedule\n"
     "  check  [-c FILE]                validate a config or crontab and show each job's next run\n"
     "\n"
+    "operator commands (a client of a running daemon's API; --url URL, $CRONVISOR_TOKEN, --json):\n"
+    "  jobs                            list the jobs\n"
+    "  runs   [--job J] [--status S] [--since DURATION|RFC3339] [--limit N]\n"
+    "                                  list runs, newest first\n"
+    "  trigger [--wait] JOB            run a job now (--wait: exit with the run's status)\n"
+    "  logs   [-f] RUN                 print a run's output (-f: follow it live)\n"
+    "  cancel RUN                      cancel a queued or running run\n"
+    "  enable JOB | disable JOB        enable or disable a job (runtime override)\n"
+    "\n"
     "  cronvisor <command> --help      options of a command\n"
     "  cronvisor --version\n";
 
@@ -37,6 +46,8 @@ int main(int argc, char **argv)
         return cli_check(argc - 1, argv + 1);
     if (strcmp(cmd, "run") == 0)
         return cli_run(argc - 1, argv + 1);
+    if (cli_client_is_command(cmd))
+        return cli_client(argc - 1, argv + 1);
     fprintf(stderr, "cronvisor: unknown command '%s'\n\n%s", cmd, usage);
     return CV_EXIT_USAGE;
 }

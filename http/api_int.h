@@ -54,6 +54,7 @@ typedef struct api__active {
     run_t *run;
     cv_buf_t log;
     bool log_truncated;
+    uint64_t lines; /* output lines so far: the line_no of the last output event */
 } api__active_t;
 
 typedef struct api__probe {

@@ -540,6 +540,8 @@ static void model_output_line(api_t *a, api__active_t *ar, const msg_run_output_
 {
     const char *line = msg_run_output_text(o, i);
     size_t len = o->lines[i].len;
+    if (ar)
+        ar->lines++;
     if (ar && !ar->log_truncated) {
         if (ar->log.len + len + 1 > API_LIVE_LOG_MAX) {
             ar->log_truncated = true;
@@ -555,6 +557,8 @@ static void model_output_line(api_t *a, api__active_t *ar, const msg_run_output_
     json_t *ev = json_pack("{s:s,s:I,s:s,s:o,s:o}", "type", "output", "run_id",
                            (json_int_t)o->run_id, "stream", o->lines[i].stream, "ts",
                            api__jtime(o->lines[i].at_ms), "line", api__jstr(line));
+    if (ar != NULL) /* line n of the run is the n-th line of GET /api/runs/{id}/log */
+        json_object_set_new(ev, "line_no", json_integer((json_int_t)ar->lines));
     char *text = json_dumps(ev, JSON_COMPACT);
     ws_hub_publish_topic(a->hub, topic, text, strlen(text));
     free(text);
