@@ -20,7 +20,8 @@ static const char usage[] =
     "  trigger [--wait] JOB            run a job now (--wait: exit with the run's status)\n"
     "  logs   [-f] RUN                 print a run's output (-f: follow it live)\n"
     "  cancel RUN                      cancel a queued or running run\n"
-    "  enable JOB | disable JOB        enable or disable a job (runtime override)\n"
+    "  enable JOB                      enable a job (a runtime override)\n"
+    "  disable JOB                     disable a job (a runtime override)\n"
     "\n"
     "  cronvisor <command> --help      options of a command\n"
     "  cronvisor --version\n";
