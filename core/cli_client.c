@@ -18,10 +18,11 @@
 #include <string.h>
 #include <time.h>
 
-#define CLI_DEFAULT_URL   "http://127.0.0.1:8080"
-#define CLI_MAX_BODY      (64u << 20) /* a response larger than this is not the API's */
-#define CLI_WAIT_STEP_MS  10000       /* a run's state is re-read at least this often */
-#define CLI_LOG_CHUNK_MAX 100000      /* log requests per run (a bound on a runaway follow) */
+#define CLI_DEFAULT_URL       "http://127.0.0.1:8080"
+#define CLI_MAX_BODY          (64u << 20) /* a response larger than this is not the API's */
+#define CLI_WAIT_STEP_MS      10000       /* a run's state is re-read at least this often */
+#define CLI_LOG_CHUNK_MAX     100000      /* log requests per run (a bound on a runaway follow) */
+#define CLI_FOLLOW_RECONNECTS 100         /* logs -f: reconnections after being dropped as slow */
 
 static const char client_usage_common[] =
     "\n"
@@ -581,13 +582,17 @@ static int cmd_trigger(cli_ctx_t *c, char **args)
     return rc;
 }
 
-/* Prints the run's output from *offset on, all of it; counts the newlines printed into *lines
- * and sets *complete when the run had ended (the output came from its stored record). */
-static int log_fetch(cli_ctx_t *c, long long id, long long *offset, uint64_t *lines, bool *complete)
+/* Prints the run's output, all of it but its first `skip` lines (already printed before a
+ * reconnection); counts its lines into *lines and sets *complete when the run had ended (the
+ * output came from its stored record) and *cut when that record lost its head. */
+static int log_fetch(cli_ctx_t *c, long long id, uint64_t skip, uint64_t *lines, bool *complete,
+                     bool *cut)
 {
+    long long offset = 0;
+    *lines = 0;
     for (int n = 0; n < CLI_LOG_CHUNK_MAX; n++) {
         char path[96];
-        snprintf(path, sizeof(path), "/api/runs/%lld/log?offset=%lld", id, *offset);
+        snprintf(path, sizeof(path), "/api/runs/%lld/log?offset=%lld", id, offset);
         json_t *j = NULL;
         resp_t raw;
         int e = api(c, "GET", path, &j, &raw);
@@ -595,23 +600,31 @@ static int log_fetch(cli_ctx_t *c, long long id, long long *offset, uint64_t *li
             return e;
         json_t *data = json_object_get(j, "data");
         const char *d = json_string_value(data);
-        size_t dlen = json_string_length(data);
+        size_t dlen = json_string_length(data), from = 0;
         long long next = (long long)json_integer_value(json_object_get(j, "next_offset"));
         long long size = (long long)json_integer_value(json_object_get(j, "size"));
         *complete = json_is_true(json_object_get(j, "complete"));
-        if (c->json && dlen > 0)
+        *cut = *complete && json_is_true(json_object_get(j, "truncated"));
+        for (size_t i = 0; i < dlen && *lines < skip; i++)
+            if (d[i] == '\n') {
+                ++*lines;
+                from = i + 1;
+            }
+        if (*lines < skip)
+            from = dlen;
+        if (c->json && from < dlen)
             print_raw(&raw);
-        else if (!c->json && dlen > 0)
-            fwrite(d, 1, dlen, stdout);
-        for (size_t i = 0; i < dlen; i++)
+        else if (!c->json && from < dlen)
+            fwrite(d + from, 1, dlen - from, stdout);
+        for (size_t i = from; i < dlen; i++)
             *lines += d[i] == '\n';
         fflush(stdout);
-        bool progressed = next > *offset;
+        bool progressed = next > offset;
         if (progressed)
-            *offset = next;
+            offset = next;
         cv_buf_free(&raw.body);
         json_decref(j);
-        if (!progressed || *offset >= size)
+        if (!progressed || offset >= size)
             return 0;
     }
     return 0;
@@ -632,8 +645,9 @@ static bool run_is_over(cli_ctx_t *c, long long id, int *err)
 /* Follows a live run: output events of topic run:<id> after the log read so far. Each event
  * carries its line number (line_no), so the lines the log read returned are skipped and none
  * is printed twice or lost between the read and the events. */
-static int follow(cli_ctx_t *c, cli_ws_t *ws, long long id, uint64_t lines)
+static int follow(cli_ctx_t *c, cli_ws_t *ws, long long id, uint64_t *printed)
 {
+    uint64_t lines = *printed;
     for (;;) {
         char *m = NULL;
         int got = cli_ws_recv_text(ws, CLI_WAIT_STEP_MS, &m);
@@ -655,7 +669,7 @@ static int follow(cli_ctx_t *c, cli_ws_t *ws, long long id, uint64_t lines)
             json_t *no = json_object_get(ev, "line_no");
             if (!json_is_integer(no) || (uint64_t)json_integer_value(no) > lines) {
                 if (json_is_integer(no))
-                    lines = (uint64_t)json_integer_value(no);
+                    lines = *printed = (uint64_t)json_integer_value(no);
                 if (c->json)
                     puts(m);
                 else
@@ -665,8 +679,7 @@ static int follow(cli_ctx_t *c, cli_ws_t *ws, long long id, uint64_t lines)
         } else if (strcmp(type, "run.finished") == 0) {
             end = json_integer_value(json_object_get(json_object_get(ev, "run"), "id")) == id;
         } else if (strcmp(type, "resync") == 0 && json_object_get(ev, "reason") != NULL) {
-            fprintf(stderr, "cronvisor logs: the server dropped us as a slow reader\n");
-            json_decref(ev);
+            json_decref(ev); /* dropped for falling behind: the caller reconnects */
             free(m);
             return CV_EXIT_CLI_TEMPFAIL;
         }
@@ -677,48 +690,66 @@ static int follow(cli_ctx_t *c, cli_ws_t *ws, long long id, uint64_t lines)
     }
 }
 
+/* Connects, subscribes to run:<id> and waits for the hub's "subscribed". */
+static cli_ws_t *subscribe_run(cli_ctx_t *c, long long id, int *e)
+{
+    char err[160];
+    cli_ws_t *ws = cli_ws_open(c->url, c->token, 30000, e, err, sizeof(err));
+    if (ws == NULL) {
+        fprintf(stderr, "cronvisor logs: %s\n", err);
+        return NULL;
+    }
+    char sub[96];
+    snprintf(sub, sizeof(sub), "{\"type\":\"subscribe\",\"topic\":\"run:%lld\"}", id);
+    if (cli_ws_send_text(ws, sub) == 0) {
+        for (;;) {
+            char *m = NULL;
+            if (cli_ws_recv_text(ws, 30000, &m) <= 0)
+                break;
+            bool ok = strstr(m, "\"subscribed\"") != NULL;
+            free(m);
+            if (ok)
+                return ws;
+        }
+    }
+    fprintf(stderr, "cronvisor logs: no answer to the subscription\n");
+    cli_ws_close(ws);
+    *e = CV_EXIT_CLI_UNAVAILABLE;
+    return NULL;
+}
+
 static int cmd_logs(cli_ctx_t *c, char **args)
 {
-    long long id, offset = 0;
-    uint64_t lines = 0;
+    long long id;
+    uint64_t printed = 0, lines = 0;
     int e = parse_run_id(c, args[0], &id);
     if (e != 0)
         return e;
-    bool complete = false;
+    bool complete = false, cut = false;
     if (!c->follow)
-        return log_fetch(c, id, &offset, &lines, &complete);
+        return log_fetch(c, id, 0, &lines, &complete, &cut);
     (void)run_is_over(c, id, &e); /* a missing run is 66 before any socket is opened */
     if (e != 0)
         return e;
-    char err[160];
-    int code = 0;
-    cli_ws_t *ws = cli_ws_open(c->url, c->token, 30000, &code, err, sizeof(err));
-    if (ws == NULL) {
-        fprintf(stderr, "cronvisor logs: %s\n", err);
-        return code;
+    /* Subscribed first, read second: every line after the read comes as an event. A reader
+     * dropped for falling behind (more than server.ws_max_queued_bytes of lines at once)
+     * reconnects and takes the lines it missed from the log (skipping those it printed). */
+    for (int attempt = 0; attempt < CLI_FOLLOW_RECONNECTS; attempt++) {
+        cli_ws_t *ws = subscribe_run(c, id, &e);
+        if (ws == NULL)
+            return e;
+        e = log_fetch(c, id, printed, &lines, &complete, &cut);
+        if (lines > printed)
+            printed = lines;
+        if (e == 0 && complete && cut && attempt > 0)
+            fprintf(stderr, "cronvisor logs: the run ended and its stored output lost its head; "
+                            "lines may be missing above\n");
+        if (e == 0 && !complete)
+            e = follow(c, ws, id, &printed);
+        cli_ws_close(ws);
+        if (e != CV_EXIT_CLI_TEMPFAIL)
+            return e;
     }
-    /* Subscribed first, read second: every line after the read comes as an event. */
-    char sub[96];
-    snprintf(sub, sizeof(sub), "{\"type\":\"subscribe\",\"topic\":\"run:%lld\"}", id);
-    e = cli_ws_send_text(ws, sub) == 0 ? 0 : CV_EXIT_CLI_UNAVAILABLE;
-    while (e == 0) {
-        char *m = NULL;
-        int got = cli_ws_recv_text(ws, 30000, &m);
-        if (got <= 0) {
-            fprintf(stderr, "cronvisor logs: no answer to the subscription\n");
-            e = CV_EXIT_CLI_UNAVAILABLE;
-            break;
-        }
-        bool ok = strstr(m, "\"subscribed\"") != NULL;
-        free(m);
-        if (ok)
-            break;
-    }
-    if (e == 0)
-        e = log_fetch(c, id, &offset, &lines, &complete);
-    if (e == 0 && !complete)
-        e = follow(c, ws, id, lines);
-    cli_ws_close(ws);
     return e;
 }
 

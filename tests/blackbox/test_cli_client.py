@@ -16,6 +16,10 @@ from cvtest import BIN, Daemon, WsClient, main, run_cli
 OPS, VIEW = "ops-secret-token-7f3a9c", "viewer-secret-token-2b8e41"
 
 CONFIG = """
+server:
+  ws_max_queued_bytes: 16384
+limits:
+  live_output_lines: 100000
 auth:
   tokens:
     - name: ops
@@ -37,6 +41,9 @@ jobs:
   - name: sleeper
     schedule: manual
     command: 'exec sleep 300'
+  - name: flood
+    schedule: manual
+    command: 'echo start; read x < {dir}/gate; i=0; while [ $i -lt 30000 ]; do echo $i; i=$((i+1)); done'
   - name: later
     schedule: '0 3 * * *'
     command: 'true'
@@ -96,7 +103,7 @@ class CliClient(unittest.TestCase):
         lines = r.stdout.splitlines()
         self.assertEqual(lines[0].split(), ["NAME", "SCHEDULE", "ENABLED", "NEXT", "LAST", "ACTIVE"])
         names = [l.split()[0] for l in lines[1:]]
-        self.assertEqual(names, ["good", "broken", "gated", "sleeper", "later"])
+        self.assertEqual(names, ["good", "broken", "gated", "sleeper", "flood", "later"])
         col = lines[0].index("ENABLED")
         for l in lines[1:]:  # aligned: every row has its ENABLED value under the header
             self.assertIn(l[col:col + 3], ("yes", "no "), l)
@@ -295,6 +302,27 @@ class CliClient(unittest.TestCase):
 
     def test_logs_follow_started_mid_run_prints_each_line_once(self):
         self.follow_gated(start_after_first=True)
+
+    def test_logs_follow_attached_during_a_flood_prints_every_line_once_in_order(self):
+        # logs -f starts while lines pour out: some come both in its log read and as events
+        # after its subscription, and the hub drops it when its queue passes 16 KiB; each line
+        # must be printed exactly once, in order, none lost.
+        r = self.cli("trigger", "--json", "flood")
+        run_id = json.loads(r.stdout)["run_id"]
+        deadline = time.monotonic() + 60
+        while "start" not in self.d.api("GET", "/api/runs/%d/log" % run_id, token=VIEW).json["data"]:
+            self.assertLess(time.monotonic(), deadline)
+            time.sleep(0.05)
+        with open(os.path.join(self.d.tmp, "gate"), "w") as g:
+            g.write("go\n")
+        r = self.cli("logs", "-f", str(run_id), token=VIEW)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        lines = r.stdout.splitlines()
+        self.assertEqual(lines[0], "start")
+        self.assertEqual(lines[1:], [str(i) for i in range(30000)])
+        # the hub dropped it for falling behind (16 KiB queue) at least once: it resumed from the log
+        self.assertTrue(any("dropping slow client" in rec.get("msg", "") for rec in self.d.log),
+                        self.d.tail())
 
     def test_output_events_carry_their_line_number(self):
         r = self.cli("trigger", "--json", "gated")
