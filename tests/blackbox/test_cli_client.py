@@ -265,6 +265,11 @@ class CliClient(unittest.TestCase):
         r = self.cli("logs", str(run_id))
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("about to fail", r.stdout)
+        r = self.cli("logs", "--json", str(run_id))  # the API's log chunk
+        self.assertEqual(r.returncode, 0, r.stderr)
+        chunk = json.loads(r.stdout)
+        self.assertEqual((chunk["run_id"], chunk["complete"]), (run_id, True))
+        self.assertIn("about to fail", chunk["data"])
         r = self.cli("logs", "-f", str(run_id))  # nothing to follow: prints and ends
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("about to fail", r.stdout)
