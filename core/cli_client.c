@@ -950,6 +950,15 @@ int cli_client(int argc, char **argv)
         return CV_EXIT_CLI_USAGE;
     }
     c.token = getenv("CRONVISOR_TOKEN");
+    for (const char *p = c.token; p != NULL && *p != '\0'; p++)
+        if ((unsigned char)*p < 0x21 || *p == 0x7f) { /* it goes into a header line as is */
+            fprintf(stderr,
+                    "cronvisor %s: CRONVISOR_TOKEN contains a space or control "
+                    "character\n",
+                    cmd->name);
+            free(c.url);
+            return CV_EXIT_CLI_USAGE;
+        }
     curl_global_init(CURL_GLOBAL_DEFAULT);
     int rc = cmd->fn(&c, argv + optind);
     curl_global_cleanup();

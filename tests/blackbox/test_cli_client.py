@@ -163,6 +163,9 @@ class CliClient(unittest.TestCase):
                      ("runs", "--url")):
             r = self.cli(*args)
             self.assertEqual(r.returncode, 64, (args, r.stdout, r.stderr))
+        r = self.cli("jobs", token=OPS + "\r\nX-Injected: 1")  # never sent, never echoed
+        self.assertEqual(r.returncode, 64, r.stderr)
+        self.assertIn("CRONVISOR_TOKEN", r.stderr)
         r = run_cli("jobs", "--url", "ftp://x")
         self.assertEqual(r.returncode, 64, r.stderr)
 
