@@ -340,6 +340,7 @@ typedef enum {
     RELOAD_INVALID,        /* errors: the configuration's errors, each with its location */
     RELOAD_RESTART_NEEDED, /* errors: the keys that cannot change without a restart */
     RELOAD_REFUSED,        /* errors: why (shutting down) */
+    RELOAD_BUSY, /* errors: why (server.max_pending_reloads reloads already wait for the store) */
 } reload_outcome_t;
 
 typedef struct {
