@@ -216,10 +216,11 @@ typedef struct cfg_server {
     int ws_max_topics;            /* subscriptions per client; default 16 */
     int max_connections; /* open connections at most; over it accepted and closed; 0: 1024 */
     int max_streams;     /* HTTP/2 concurrent requests per connection; 0: 16 */
-    int max_resets;  /* HTTP/2 requests reset before their reply per connection in 10 s; 0: 100 */
-    int max_pending; /* requests waiting for the store, all clients; 0: 256 */
-    int max_pending_reloads; /* reloads (API, SIGHUP) waiting for the store; 0: 8 */
-    int write_timeout;       /* seconds a connection's writes may make no progress; 0: 30 */
+    int max_resets;    /* HTTP/2 requests reset before their reply per connection in 10 s; 0: 100 */
+    int max_pending;   /* requests waiting for the store, all clients; 0: 256 */
+    int write_timeout; /* seconds a connection's writes may make no progress; 0: 30 */
+    /* reloads (API, SIGHUP) applied and waiting for the store's overrides; 0: 8 */
+    int max_pending_reloads;
 } cfg_server_t;
 
 typedef struct cfg_limits {
