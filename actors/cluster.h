@@ -22,11 +22,8 @@
 
 typedef struct cluster cluster_t;
 
-enum {
-    /* to the supervisor: another instance changed a runtime override (msg_cluster_overrides_t) */
-    MSG_CLUSTER_OVERRIDES = MSG_ACTOR_PRIVATE + 700,
-};
-
+/* MSG_CLUSTER_OVERRIDES (proto/msg.h), to the supervisor: another instance changed a runtime
+ * override. */
 typedef struct {
     cv_msg_t hdr;
     char *job; /* NULL: changes missed while the database was unreachable */

@@ -12,7 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { MSG_NOTIFIER_STATS = MSG_ACTOR_PRIVATE + 11, MSG_NOTIFIER_LOADED };
+/* private: the statistics read for a run, the history read at start (both to itself) */
+enum { MSG_NOTIFIER_STATS = MSG_PRIVATE_NOTIFIER, MSG_NOTIFIER_LOADED };
+MSG_PRIVATE_CHECK(MSG_PRIVATE_NOTIFIER, MSG_NOTIFIER_LOADED);
 
 typedef struct stat_entry {
     char *job;

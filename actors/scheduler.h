@@ -27,8 +27,7 @@ typedef struct {
     bool first; /* the first load at start: fires @reboot jobs */
 } msg_sched_jobs_t;
 
-/** MSG_SCHED_JOBS is the scheduler's own message type (beyond proto/msg.h). */
-enum { MSG_SCHED_JOBS = 100 };
+/* MSG_SCHED_JOBS (proto/msg.h): the supervisor's job list for the scheduler. */
 
 /** Builds a MSG_SCHED_JOBS message; add jobs with msg_sched_jobs_add (strings are copied). */
 msg_sched_jobs_t *msg_sched_jobs_new(bool first);

@@ -26,7 +26,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define RETENTION_INTERVAL_MS (3600 * 1000)
+#define RETENTION_INTERVAL_MS       (3600 * 1000)
+#define DEFAULT_MAX_PENDING_RELOADS 8 /* server.max_pending_reloads when 0 */
 
 typedef struct daemon {
     uv_loop_t loop;
@@ -37,6 +38,7 @@ typedef struct daemon {
     cv_actor_t *self;
     store_t *store;
     cv_list_t reloads; /* reload_t waiting for their store request */
+    size_t nreloads;   /* on reloads; at most server.max_pending_reloads */
     uint64_t store_corr;
     /* the children, in start order (stopped in the reverse order) */
     store_actor_t *sa;
@@ -483,6 +485,18 @@ static void reload(daemon_t *d, const char *by, cv_actor_t *reply_to, uint64_t c
         reload_reply(d, reply_to, corr, RELOAD_REFUSED, NULL, one_error("shutting down"));
         return;
     }
+    size_t max = d->cfg->cfg->server.max_pending_reloads > 0
+                     ? (size_t)d->cfg->cfg->server.max_pending_reloads
+                     : DEFAULT_MAX_PENDING_RELOADS;
+    if (d->nreloads >= max) {
+        char *why = cv_sprintf("%zu reloads are already waiting to apply "
+                               "(server.max_pending_reloads); try again once they are answered",
+                               d->nreloads);
+        cv_warn("daemon", "reload by %s refused: %s", by, why);
+        reload_reply(d, reply_to, corr, RELOAD_BUSY, NULL, one_error(why));
+        free(why);
+        return;
+    }
     if (cfgcheck_load(d->opts.config_path, &cfg, &errs) != 0) {
         for (size_t i = 0; i < errs.count; i++) {
             char *line = cfg_error_format(&errs.items[i]);
@@ -674,6 +688,9 @@ static uint64_t reload_track(daemon_t *d, reload_t *r)
 {
     r->store_corr = ++d->store_corr;
     cv_list_insert_tail(&d->reloads, &r->link);
+    d->nreloads++;
+    cv_debug("daemon", "reload by %s waits for the stored overrides (%zu waiting)", r->by,
+             d->nreloads);
     return r->store_corr;
 }
 
@@ -721,6 +738,7 @@ static void store_replied(daemon_t *d, const msg_store_reply_t *m)
         reload_t *r = cv_container_of(n, reload_t, link);
         if (r->store_corr == m->corr) {
             cv_list_remove(&r->link);
+            d->nreloads--;
             on_reload_overrides(r, m->status, m->overrides, m->noverrides);
             return;
         }

@@ -195,6 +195,8 @@ static void applied_bounds(const cfg_t *o, const cfg_t *n, cv_buf_t *b)
         {"server.max_streams", o->server.max_streams, n->server.max_streams},
         {"server.max_resets", o->server.max_resets, n->server.max_resets},
         {"server.max_pending", o->server.max_pending, n->server.max_pending},
+        {"server.max_pending_reloads", o->server.max_pending_reloads,
+         n->server.max_pending_reloads},
         {"server.write_timeout", o->server.write_timeout, n->server.write_timeout},
         {"server.ws_max_queued_bytes", o->server.ws_max_queued_bytes,
          n->server.ws_max_queued_bytes},

@@ -219,6 +219,8 @@ typedef struct cfg_server {
     int max_resets;    /* HTTP/2 requests reset before their reply per connection in 10 s; 0: 100 */
     int max_pending;   /* requests waiting for the store, all clients; 0: 256 */
     int write_timeout; /* seconds a connection's writes may make no progress; 0: 30 */
+    /* reloads (API, SIGHUP) applied and waiting for the store's overrides; 0: 8 */
+    int max_pending_reloads;
 } cfg_server_t;
 
 typedef struct cfg_limits {

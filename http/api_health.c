@@ -256,7 +256,7 @@ static void h_reload(api_req_t *req, void *data)
 
 /* 200 {"changed": summary}; 422 {"error": {code, message, errors: [...]}} for an invalid
  * configuration (each error with its file, line and column); 409 when a key that needs a
- * restart changed; 503 while shutting down. */
+ * restart changed; 429 while server.max_pending_reloads reloads wait; 503 while shutting down. */
 void api__reload_replied(api_t *a, const msg_reload_reply_t *r)
 {
     query_t *q = take(a, r->corr);
@@ -276,10 +276,14 @@ void api__reload_replied(api_t *a, const msg_reload_reply_t *r)
     const char *msg = json_is_string(first) ? json_string_value(first) : "reload refused";
     int status = r->outcome == RELOAD_INVALID          ? 422
                  : r->outcome == RELOAD_RESTART_NEEDED ? 409
+                 : r->outcome == RELOAD_BUSY           ? 429
                                                        : 503;
     const char *code = r->outcome == RELOAD_INVALID          ? "invalid_config"
                        : r->outcome == RELOAD_RESTART_NEEDED ? "restart_required"
+                       : r->outcome == RELOAD_BUSY           ? "too_many_reloads"
                                                              : "shutting_down";
+    if (r->outcome == RELOAD_BUSY)
+        a->reloads_refused++;
     json_t *body =
         json_pack("{s:{s:s, s:s, s:o}}", "error", "code", code, "message", msg, "errors", errors);
     api_reply_json(q->req, status, body);

@@ -73,6 +73,7 @@ struct api {
     char *instance;
     int64_t started_ms;
     uint64_t store_calls_cancelled; /* store reads skipped: their client was gone */
+    uint64_t reloads_refused;       /* POST /api/reload answered 429: server.max_pending_reloads */
     /* jobs in configuration order, and by name */
     api__job_t **jobs;
     size_t njobs;

@@ -232,6 +232,10 @@ static void conns(cv_buf_t *b, api_t *a)
          "Requests answered 503 because server.max_pending requests were waiting.");
     cv_buf_printf(b, "cronvisor_http_pending_refused_total %llu\n",
                   (unsigned long long)s.pending_refused);
+    head(b, "cronvisor_http_reloads_refused_total", "counter",
+         "POST /api/reload answered 429 because server.max_pending_reloads reloads were waiting.");
+    cv_buf_printf(b, "cronvisor_http_reloads_refused_total %llu\n",
+                  (unsigned long long)a->reloads_refused);
 }
 
 static void hub(cv_buf_t *b, api_t *a)

@@ -64,8 +64,45 @@ typedef enum {
     MSG_STORE_STATE,    /* msg_store_state_t: the store reaches its database or not (spool) */
     MSG_RELOAD,         /* msg_reload_t: reload the configuration (api -> supervisor) */
     MSG_RELOAD_REPLY,   /* msg_reload_reply_t: the supervisor's answer to a MSG_RELOAD */
+    MSG_SCHED_JOBS,     /* msg_sched_jobs_t (actors/scheduler.h): supervisor -> scheduler */
+    MSG_CLUSTER_OVERRIDES, /* msg_cluster_overrides_t (actors/cluster.h): cluster -> supervisor */
     MSG_ACTOR_PRIVATE = 1000, /* types from here on are private to one actor */
 } msg_type_t;
+
+/* ---- private message numbers ----
+ * A message one actor sends only to itself (a worker's result, a step of its own) is private: its
+ * number is its actor's base below plus 0 .. MSG_PRIVATE_SPAN - 1, declared in the actor's .c
+ * file and checked there with MSG_PRIVATE_CHECK(base, last). A message that goes from one actor
+ * to another is public: it belongs in msg_type_t above. The bases follow each other one span
+ * apart (checked below), so no two actors' private numbers can meet. */
+#define MSG_PRIVATE_SPAN 100
+enum {
+    MSG_PRIVATE_SCHED = MSG_ACTOR_PRIVATE,
+    MSG_PRIVATE_EXEC = MSG_PRIVATE_SCHED + MSG_PRIVATE_SPAN,
+    MSG_PRIVATE_STORE = MSG_PRIVATE_EXEC + MSG_PRIVATE_SPAN,
+    MSG_PRIVATE_PROBER = MSG_PRIVATE_STORE + MSG_PRIVATE_SPAN,
+    MSG_PRIVATE_NOTIFIER = MSG_PRIVATE_PROBER + MSG_PRIVATE_SPAN,
+    MSG_PRIVATE_CLUSTER = MSG_PRIVATE_NOTIFIER + MSG_PRIVATE_SPAN,
+    MSG_PRIVATE_SUPERVISOR = MSG_PRIVATE_CLUSTER + MSG_PRIVATE_SPAN,
+    MSG_PRIVATE_API = MSG_PRIVATE_SUPERVISOR + MSG_PRIVATE_SPAN,
+    MSG_PRIVATE_END = MSG_PRIVATE_API + MSG_PRIVATE_SPAN,
+};
+_Static_assert(MSG_PRIVATE_EXEC - MSG_PRIVATE_SCHED >= MSG_PRIVATE_SPAN &&
+                   MSG_PRIVATE_STORE - MSG_PRIVATE_EXEC >= MSG_PRIVATE_SPAN &&
+                   MSG_PRIVATE_PROBER - MSG_PRIVATE_STORE >= MSG_PRIVATE_SPAN &&
+                   MSG_PRIVATE_NOTIFIER - MSG_PRIVATE_PROBER >= MSG_PRIVATE_SPAN &&
+                   MSG_PRIVATE_CLUSTER - MSG_PRIVATE_NOTIFIER >= MSG_PRIVATE_SPAN &&
+                   MSG_PRIVATE_SUPERVISOR - MSG_PRIVATE_CLUSTER >= MSG_PRIVATE_SPAN &&
+                   MSG_PRIVATE_API - MSG_PRIVATE_SUPERVISOR >= MSG_PRIVATE_SPAN &&
+                   MSG_PRIVATE_END - MSG_PRIVATE_API >= MSG_PRIVATE_SPAN,
+               "two actors' private message ranges overlap");
+_Static_assert(MSG_CLUSTER_OVERRIDES < MSG_ACTOR_PRIVATE,
+               "the public message types reach the private ranges");
+/** In an actor's .c file, after its private enum: fails to compile unless last (its highest
+ * private type) lies within base's span. */
+#define MSG_PRIVATE_CHECK(base, last)                                                              \
+    _Static_assert((int)(last) >= (int)(base) && (int)(last) < (int)(base) + MSG_PRIVATE_SPAN,     \
+                   #last " is outside " #base "'s private span")
 
 typedef struct {
     cv_msg_t hdr;
@@ -340,6 +377,7 @@ typedef enum {
     RELOAD_INVALID,        /* errors: the configuration's errors, each with its location */
     RELOAD_RESTART_NEEDED, /* errors: the keys that cannot change without a restart */
     RELOAD_REFUSED,        /* errors: why (shutting down) */
+    RELOAD_BUSY, /* errors: why (server.max_pending_reloads reloads already wait for the store) */
 } reload_outcome_t;
 
 typedef struct {

@@ -3,7 +3,8 @@
 #   scripts/test.sh              the suite, in build/
 #   scripts/test.sh --sanitize   the suite built with ASan+UBSan, in build-asan/
 #   scripts/test.sh --fuzz SECS  builds the libFuzzer targets with clang and runs each for SECS
-#   scripts/test.sh --format     fails when a C file differs from .clang-format
+#   scripts/test.sh --format     fails when a C file differs from .clang-format, or a public
+#                                function is called from no other file (scripts/unused-public.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-plain}"
@@ -42,6 +43,10 @@ plain)
   files=$(git ls-files '*.c' '*.h')
   clang-format --dry-run --Werror $files
   echo "format: $(echo "$files" | wc -w) files match .clang-format"
+  # public functions nobody else calls (needs the objects of a build with tests)
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCV_TESTS=ON
+  cmake --build build -j"$jobs"
+  bash scripts/unused-public.sh build
   ;;
 *)
   echo "usage: scripts/test.sh [--sanitize | --fuzz SECS | --format]" >&2

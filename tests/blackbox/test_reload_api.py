@@ -1,10 +1,17 @@
 """POST /api/reload: the supervisor reloads the configuration file as on SIGHUP and answers with
 what changed (admin only); an invalid file is refused with 422 naming each error's line, the
-running configuration kept; every reload (API or SIGHUP) is in the audit as config.reload."""
+running configuration kept; every reload (API or SIGHUP) is in the audit as config.reload.
+Reloads waiting for the store are bounded (server.max_pending_reloads): past it 429 JSON
+too_many_reloads, counted in cronvisor_http_reloads_refused_total (on PostgreSQL, whose
+job_overrides table a test session locks so that the reload's read of it waits)."""
+import re
 import signal
+import subprocess
+import threading
 import time
 import unittest
 
+import pgserver
 from cvtest import Daemon, main, response_schema, schema_errors
 
 ADMIN, OPERATOR, VIEWER = "admin-token-aaaa1111", "operator-token-bbbb2222", "viewer-token-cccc3333"
@@ -123,6 +130,80 @@ class ReloadApi(unittest.TestCase):
         self.assertEqual(len(reloads), 1, reloads)
         self.assertEqual(reloads[0][0], "system")
         self.assertIn("jobs +1", reloads[0][1])
+
+
+def metric(d, name):
+    m = re.search(r"^%s (\d+)$" % name, d.api("GET", "/metrics", token=VIEWER).body.decode(), re.M)
+    return int(m.group(1))
+
+
+@unittest.skipUnless(pgserver.available(), "PostgreSQL 15 is not installed")
+class ReloadBound(unittest.TestCase):
+    def setUp(self):
+        self.pg = pgserver.PgServer().start()
+        self.addCleanup(self.pg.stop)
+        dsn = self.pg.create_db("reloads")
+        head = "storage:\n  postgres: \"%s\"\n" % dsn
+        self.before = head + BEFORE.replace("server:\n", "server:\n  max_pending_reloads: 2\n")
+        self.after = head + AFTER.replace("server:\n", "server:\n  max_pending_reloads: 2\n")
+        self.d = Daemon(self.before).start()
+        self.addCleanup(self.d.stop)
+        self.d.wait_log(r"cronvisor \S+ running")
+
+    def lock_overrides(self):
+        """A psql session holding job_overrides locked until release() (the daemon's read of it
+        waits); returns once the lock is held."""
+        p = subprocess.Popen([pgserver.PSQL, "-h", "127.0.0.1", "-p", str(self.pg.port), "-U",
+                              "postgres", "-d", "reloads", "-At", "-v", "ON_ERROR_STOP=1"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+        p.stdin.write("BEGIN;\nLOCK TABLE job_overrides IN ACCESS EXCLUSIVE MODE;\n"
+                      "SELECT 'locked';\n")
+        p.stdin.flush()
+        while True:
+            line = p.stdout.readline()
+            self.assertNotEqual(line, "", "psql ended before taking the lock")
+            if line.strip() == "locked":
+                break
+
+        def release():
+            p.stdin.write("COMMIT;\n")
+            p.stdin.close()
+            p.wait(timeout=30)
+        return release
+
+    def test_reloads_past_max_pending_reloads_get_429_until_the_waiting_ones_are_answered(self):
+        with open(self.d.config_path, "w") as f:
+            f.write(self.after)
+        release = self.lock_overrides()
+        answers = []
+
+        def post():
+            answers.append(self.d.api("POST", "/api/reload", token=ADMIN, timeout=60))
+        waiting = [threading.Thread(target=post) for _ in range(2)]
+        for i, t in enumerate(waiting):
+            t.start()
+            self.d.wait_log(r"reload by api:boss waits for the stored overrides \(%d waiting\)"
+                            % (i + 1))
+        self.assertEqual(metric(self.d, "cronvisor_http_reloads_refused_total"), 0)
+        for _ in range(3):
+            r = self.d.api("POST", "/api/reload", token=ADMIN)
+            self.assertEqual(r.status, 429, r)
+            self.assertEqual(schema_errors(r.json, response_schema("/api/reload", "post", 429)),
+                             [], r.json)
+            self.assertEqual(r.json["error"]["code"], "too_many_reloads")
+            self.assertIn("server.max_pending_reloads", r.json["error"]["message"])
+        self.assertEqual(metric(self.d, "cronvisor_http_reloads_refused_total"), 3)
+        self.d.wait_log(r"reload by api:boss refused: 2 reloads are already waiting")
+        self.assertEqual(answers, [])  # the two accepted still wait for the store
+        release()
+        for t in waiting:
+            t.join(timeout=60)
+        self.assertEqual(sorted(r.status for r in answers), [200, 200], answers)
+        # the waiting list is free again: the next reload is applied
+        r = self.d.api("POST", "/api/reload", token=ADMIN)
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(job_names(self.d), ["job1", "job2"])
 
 
 if __name__ == "__main__":
