@@ -15,9 +15,11 @@ typedef struct retry {
     uv_timer_t timer;
     executor_t *ex;
     msg_fire_t *fire;
+    bool was_enabled; /* the job was enabled when the retry was set: disabling it drops the retry */
 } retry_t;
 
 static void maybe_shutdown_done(executor_t *ex);
+static void drop_disabled_retries(executor_t *ex);
 
 static exec__job_t *job_state(executor_t *ex, const char *name)
 {
@@ -276,6 +278,7 @@ static void on_override(executor_t *ex, const msg_override_t *o)
 {
     if (o->job && o->field)
         effjob_overrides_set(&ex->overrides, o->job, o->field, o->value);
+    drop_disabled_retries(ex);
 }
 
 static void on_fire(executor_t *ex, msg_fire_t *f)
@@ -418,12 +421,39 @@ static void schedule_retry(executor_t *ex, const exec__run_t *xr)
     rt->fire = msg_fire_new(xr->run->job, "retry", xr->run->scheduled_for);
     rt->fire->attempt = xr->run->attempt + 1;
     rt->fire->retry_of = xr->run->retry_of ? xr->run->retry_of : xr->run->id;
+    rt->was_enabled = exec__enabled(ex, xr->job);
     uv_timer_init(cv_runtime_loop(cv_actor_runtime(ex->actor)), &rt->timer);
     rt->timer.data = rt;
     uv_timer_start(&rt->timer, retry_due, (uint64_t)delay, 0);
     cv_list_insert_tail(&ex->retries, &rt->link);
     cv_info("exec", "job %s: attempt %d failed; retry in %lldms", xr->run->job, xr->run->attempt,
             (long long)delay);
+}
+
+/* Drops the pending retries of the jobs that were enabled when their retry was set and are now
+ * disabled (an override, an auto-disable, a reload) or gone (a reload): a disabled job does not
+ * run again by itself. The retry that will not run is logged and recorded as a SKIPPED attempt
+ * with its reason, so the run history says why the failed run was not retried. A person's run of
+ * a job already disabled keeps its retries (was_enabled is false). */
+static void drop_disabled_retries(executor_t *ex)
+{
+    for (cv_list_t *n = ex->retries.next, *next; n != &ex->retries; n = next) {
+        next = n->next;
+        retry_t *rt = cv_container_of(n, retry_t, link);
+        const msg_fire_t *f = rt->fire;
+        const cfg_job_t *job = ex->cfg ? cfg_find_job(ex->cfg->cfg, f->job) : NULL;
+        if (job != NULL && (!rt->was_enabled || exec__enabled(ex, job)))
+            continue;
+        const char *why = job ? "retry dropped: the job was disabled while the retry waited"
+                              : "retry dropped: the job was removed while the retry waited";
+        cv_warn("exec", "job %s: attempt %d (retry of run %lld) will not run: %s", f->job,
+                f->attempt, (long long)f->retry_of, why);
+        cv_list_remove(&rt->link);
+        uv_timer_stop(&rt->timer);
+        if (job != NULL && !ex->shutting)
+            finish_unstarted(xrun_new(ex, f, job), RUN_SKIPPED, why);
+        uv_close((uv_handle_t *)&rt->timer, retry_closed);
+    }
 }
 
 static void auto_disable(executor_t *ex, const exec__run_t *xr)
@@ -562,7 +592,8 @@ static void on_config(executor_t *ex, msg_exec_config_t *c)
     if (ex->cfg)
         cfgref_put(ex->cfg);
     ex->cfg = cfgref_get(c->cfg);
-    start_queued(ex); /* the limit may have grown */
+    drop_disabled_retries(ex); /* a job disabled or removed by the reload */
+    start_queued(ex);          /* the limit may have grown */
 }
 
 static void handle(cv_actor_t *self, cv_msg_t *msg)

@@ -20,7 +20,9 @@
 #define JOBS                                                                                       \
     "jobs:\n"                                                                                      \
     "  - name: ok\n    schedule: '* * * * *'\n    command: 'true'\n"                               \
-    "  - name: broken\n    schedule: manual\n    auto_disable_after: 1\n    command: 'exit 1'\n"
+    "  - name: broken\n    schedule: manual\n    auto_disable_after: 1\n    command: 'exit 1'\n"   \
+    "  - name: flaky\n    schedule: manual\n    command: 'exit 1'\n"                               \
+    "    retries: {max: 1, backoff: 1s}\n"
 
 #define MAX_SEEN 64
 
@@ -28,6 +30,8 @@
 typedef struct seen {
     int type;
     run_ev_kind_t kind;
+    run_status_t status;
+    int attempt;
     char *trigger, *what; /* run trigger; override "job field value" or audit action */
 } seen_t;
 
@@ -59,6 +63,8 @@ static void sink_handle(cv_actor_t *self, cv_msg_t *msg)
     if (msg->type == MSG_RUN_EVENT) {
         const msg_run_event_t *r = (const msg_run_event_t *)msg;
         e->kind = r->kind;
+        e->status = r->run->status;
+        e->attempt = r->run->attempt;
         e->trigger = cv_strdup(r->run->trigger);
         s->finished += r->kind == RUN_EV_FINISHED;
     } else if (msg->type == MSG_OVERRIDE) {
@@ -216,6 +222,92 @@ static void a_failing_job_is_auto_disabled_once_and_then_its_cron_firings_are_no
     assert_int_equal(count_of(c, MSG_AUDIT, NULL), 1);
 }
 
+/* Runs the loop for ms milliseconds (to see that nothing more happens). */
+static void run_for(ctx_t *c, uint64_t ms)
+{
+    uint64_t end = uv_now(&c->loop) + ms;
+    while (uv_now(&c->loop) < end) {
+        uv_run(&c->loop, UV_RUN_NOWAIT);
+        uv_sleep(1);
+        uv_update_time(&c->loop);
+    }
+}
+
+/* The second finished run event, i.e. what became of the retry of the first run. */
+static const seen_t *second_finished(const ctx_t *c)
+{
+    int n = 0;
+    for (int i = 0; i < c->sink.n; i++)
+        if (c->sink.seen[i].type == MSG_RUN_EVENT && c->sink.seen[i].kind == RUN_EV_FINISHED &&
+            ++n == 2)
+            return &c->sink.seen[i];
+    return NULL;
+}
+
+static int retries_started(const ctx_t *c)
+{
+    int n = 0;
+    for (int i = 0; i < c->sink.n; i++)
+        if (c->sink.seen[i].type == MSG_RUN_EVENT && c->sink.seen[i].kind == RUN_EV_STARTED &&
+            strcmp(c->sink.seen[i].trigger, "retry") == 0)
+            n++;
+    return n;
+}
+
+/* flaky fails; while its retry waits (1 s backoff) the job is disabled: the retry is recorded
+ * SKIPPED with its reason at once and never started, even after its backoff. */
+static void assert_retry_dropped(ctx_t *c)
+{
+    run_until(c, two_finished);
+    const seen_t *e = second_finished(c);
+    assert_string_equal(e->trigger, "retry");
+    assert_int_equal(e->attempt, 2);
+    assert_int_equal(e->status, RUN_SKIPPED);
+    run_for(c, 1500); /* past the backoff: the dropped retry's timer is gone */
+    assert_int_equal(retries_started(c), 0);
+    assert_int_equal(c->sink.finished, 2);
+}
+
+static void a_retry_waiting_when_the_job_is_disabled_by_override_is_dropped(void **state)
+{
+    ctx_t *c = *state;
+    fire(c, "flaky", "api:ops");
+    run_until(c, one_finished);
+    post_override(c, "flaky", "enabled", "false");
+    assert_retry_dropped(c);
+}
+
+static void a_retry_waiting_when_a_reload_disables_the_job_is_dropped(void **state)
+{
+    ctx_t *c = *state;
+    fire(c, "flaky", "api:ops");
+    run_until(c, one_finished);
+    static const char reloaded[] = "jobs:\n"
+                                   "  - name: flaky\n    schedule: manual\n    enabled: false\n"
+                                   "    command: 'exit 1'\n    retries: {max: 1, backoff: 1s}\n";
+    cfg_t *cfg = NULL;
+    cfg_errors_t errs = {0};
+    assert_int_equal(cfg_load_string(reloaded, strlen(reloaded), "t.yaml", NULL, &cfg, &errs), 0);
+    cfg_errors_free(&errs);
+    cfgref_t *ref = cfgref_new(cfg);
+    cv_actor_post(executor_actor(c->ex), &msg_exec_config_new(ref)->hdr);
+    cfgref_put(ref);
+    assert_retry_dropped(c);
+}
+
+/* A person's run of a job that was already disabled keeps its retries. */
+static void a_persons_run_of_a_disabled_job_is_still_retried(void **state)
+{
+    ctx_t *c = *state;
+    post_override(c, "flaky", "enabled", "false");
+    fire(c, "flaky", "api:ops");
+    run_until(c, two_finished);
+    const seen_t *e = second_finished(c);
+    assert_string_equal(e->trigger, "retry");
+    assert_int_equal(e->status, RUN_FAILED);
+    assert_int_equal(retries_started(c), 1);
+}
+
 static void a_job_disabled_by_override_is_not_auto_disabled_again(void **state)
 {
     ctx_t *c = *state;
@@ -239,6 +331,12 @@ int main(void)
             teardown),
         cmocka_unit_test_setup_teardown(a_job_disabled_by_override_is_not_auto_disabled_again,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            a_retry_waiting_when_the_job_is_disabled_by_override_is_dropped, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_retry_waiting_when_a_reload_disables_the_job_is_dropped,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(a_persons_run_of_a_disabled_job_is_still_retried, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

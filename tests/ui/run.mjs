@@ -7,7 +7,7 @@
 // env: CRONVISOR_BIN (the daemon), CHROMIUM (default /usr/bin/chromium), CV_UI_SHOTS.
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { hostname, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { chromium } from "playwright-core";
 
@@ -233,6 +233,8 @@ async function main() {
       await page.waitForSelector(`tr[data-run="${id}"]`, { timeout: T });
       await page.click(`tr[data-run="${id}"] a`);
       await page.waitForSelector(`dl[data-run="${id}"]`, { timeout: T });
+      const host = (await page.textContent(`dl[data-run="${id}"] [data-role=run-host]`))?.trim();
+      check(host === hostname(), `the run's host is shown: "${host}", expected "${hostname()}"`);
       await page.waitForFunction(() => /exported batch ([3-9]|1\d)\b/.test(document.querySelector("[data-role=output]")?.textContent ?? "")
         && document.querySelector("dl[data-run]")?.getAttribute("data-status") === "RUNNING", null, { timeout: T });
       await page.screenshot({ path: join(SHOTS, "run-live.png"), fullPage: true });
@@ -378,7 +380,14 @@ async function main() {
       check(await page.locator("tr[data-job]").count() === 5, "the other jobs stay");
       check(await page.evaluate(() => window.__noReload === true), "the page was not reloaded");
       check(page.url() === url, `still on ${url}`);
+      // config.reloaded arrives after job.added / job.removed: its summary is shown in a notice.
+      await page.waitForSelector("[data-role=reload-notice]", { timeout: T });
+      const summary = await page.textContent("[data-role=reload-summary]");
+      check(/jobs \+1 -1/.test(summary), `the reload's summary is shown: "${summary}"`);
+      check((await page.textContent("[data-role=reload-notice]")).includes("Configuration reloaded"), "the notice says what happened");
       await page.screenshot({ path: join(SHOTS, "jobs-after-reload.png"), fullPage: true });
+      await page.click("[data-role=reload-notice] button");
+      await page.waitForSelector("[data-role=reload-notice]", { state: "detached", timeout: T });
     });
 
     await step("no script errors on the page", async () => {

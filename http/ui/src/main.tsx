@@ -10,6 +10,7 @@ import { Overview } from "./overview";
 import { onLinkClick, useLocation } from "./router";
 import { RunDetail } from "./run";
 import { signIn, signOut, useStore } from "./store";
+import { ReloadNotice } from "./reloadnotice";
 import { StoreBanner } from "./storebanner";
 import "./style.css";
 
@@ -100,6 +101,7 @@ function App() {
         </div>
       </header>
       <StoreBanner />
+      <ReloadNotice />
       <main id="main" tabIndex={-1}>{s.loaded || path.startsWith("/runs/") || path === "/instances" ? page : <p>{t("loading")}</p>}</main>
     </div>
   );

@@ -54,6 +54,7 @@ export function RunDetail({ id }: { id: number }) {
   const rows: [string, preact.ComponentChild][] = [
     [t("status"), <StatusBadge status={run.status} />],
     [t("trigger"), run.trigger],
+    [t("host"), <span data-role="run-host">{run.host ?? "—"}</span>],
     [t("scheduledFor"), absTime(run.scheduled_for)],
     [t("started_"), absTime(run.started_at)],
     [t("finished"), absTime(run.finished_at)],
