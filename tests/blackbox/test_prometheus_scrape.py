@@ -269,5 +269,57 @@ class PrometheusTest(unittest.TestCase):
         self.assertEqual(res["result"][0]["value"][1], "1")
 
 
+def sample(body, name, job):
+    m = re.search(r'^%s\{job="%s"\} (\S+)$' % (re.escape(name), re.escape(job)), body.decode(), re.M)
+    assert m, "%s{job=%r} not in the scrape" % (name, job)
+    return float(m.group(1))
+
+
+class JobMetricsTest(unittest.TestCase):
+    """The metrics the alerts need that the daemon adds for them."""
+
+    CONFIG = CONFIG + """  - name: flaky
+    schedule: "0 3 * * *"
+    command: "exit 1"
+    auto_disable_after: 2
+"""
+
+    def metrics(self, d):
+        r = d.api("GET", "/metrics", token=TOKEN)
+        self.assertEqual(r.status, 200)
+        return r.body
+
+    def test_interval_and_auto_disabled(self):
+        d = Daemon(self.CONFIG)
+        with d:
+            d.wait_log(r"cronvisor \S+ running")
+            body = self.metrics(d)
+            self.assertEqual(sample(body, "cronvisor_job_interval_seconds", "tick"), 3600)
+            self.assertEqual(sample(body, "cronvisor_job_interval_seconds", "flaky"), 86400)
+            self.assertEqual(sample(body, "cronvisor_job_interval_seconds", "work"), 0)  # manual
+            self.assertEqual(sample(body, "cronvisor_job_auto_disabled", "flaky"), 0)
+            self.assertEqual(d.api("POST", "/api/jobs/flaky/trigger", token=OPERATOR).status, 202)
+            d.run_finished("flaky")
+            self.assertEqual(d.api("POST", "/api/jobs/flaky/trigger", token=OPERATOR).status, 202)
+            d.wait_log(r"job flaky: disabled after 2 consecutive failures")
+            d.run_finished("flaky")
+            body = self.metrics(d)
+            self.assertEqual(sample(body, "cronvisor_job_auto_disabled", "flaky"), 1)
+            self.assertEqual(sample(body, "cronvisor_job_enabled", "flaky"), 0)
+            self.assertEqual(sample(body, "cronvisor_job_interval_seconds", "flaky"), 0)  # disabled
+        # known after a restart (the override's author is in the store)
+        d2 = Daemon(self.CONFIG, workdir=d.tmp)
+        with d2:
+            d2.wait_log(r"cronvisor \S+ running")
+            self.assertEqual(sample(self.metrics(d2), "cronvisor_job_auto_disabled", "flaky"), 1)
+            # a person re-enables it: 0; a person disables it: still 0 (not auto_disable_after)
+            self.assertEqual(d2.api("POST", "/api/jobs/flaky/enable", token=OPERATOR).status, 200)
+            self.assertEqual(sample(self.metrics(d2), "cronvisor_job_auto_disabled", "flaky"), 0)
+            self.assertEqual(d2.api("POST", "/api/jobs/flaky/disable", token=OPERATOR).status, 200)
+            body = self.metrics(d2)
+            self.assertEqual(sample(body, "cronvisor_job_enabled", "flaky"), 0)
+            self.assertEqual(sample(body, "cronvisor_job_auto_disabled", "flaky"), 0)
+
+
 if __name__ == "__main__":
     main()
