@@ -20,6 +20,7 @@ except ImportError:  # a python3 other than Debian's: Debian's has python3-yaml
         os.execv("/usr/bin/python3", ["/usr/bin/python3", "-u"] + sys.argv)
     raise
 
+import pgserver
 from cvtest import SOURCE_DIR, Daemon, main, run_cli
 
 KDIR = os.path.join(SOURCE_DIR, "deploy", "kubernetes")
@@ -166,6 +167,44 @@ class ManifestTest(unittest.TestCase):
         self.assertTrue(any(spool.startswith(m["mountPath"]) for m in v.mounts.values()))
         self.assertTrue(v.container["securityContext"]["readOnlyRootFilesystem"])
         self.check_common(v)
+
+    @unittest.skipUnless(pgserver.available(), "PostgreSQL 15 is not installed")
+    def test_postgres_variant_runs_two_replicas(self):
+        """Two pods of the Deployment on one real PostgreSQL: both ready, each sees the other."""
+        v = Variant("postgres.yaml", "Deployment")
+        mount = [m["mountPath"] for m in v.mounts.values()
+                 if v.config["storage"]["spool_dir"].startswith(m["mountPath"])][0]
+        cfg = v.config_text.replace(mount, "{dir}/data")
+        cfg = cfg.replace('listen: "0.0.0.0:8080"', 'listen: "127.0.0.1:0"')
+        self.assertIn("127.0.0.1:0", cfg)
+        pg = pgserver.PgServer().start()
+        try:
+            env = v.env()
+            env["DATABASE_URL"] = pg.create_db("kube")
+            pods = []
+            try:
+                for name in ("cronvisor-6d4f-a", "cronvisor-6d4f-b"):
+                    d = Daemon(cfg, env=dict(env, HOSTNAME=name))
+                    pods.append(d.start())
+                    d.wait_log(r"cronvisor \S+ running: instance %s" % name)
+                token = v.secret["stringData"]["metrics-token"]
+                for d in pods:
+                    self.assertEqual(d.api("GET", "/healthz").status, 200)
+                    r = d.api("GET", "/readyz")
+                    self.assertEqual((r.status, r.json["status"]), (200, "ready"), r)
+                deadline = time.monotonic() + 60
+                while True:  # heart-beats every sixth of cluster.heartbeat_timeout (5 s)
+                    ids = {i["id"] for i in pods[0].api("GET", "/api/instances", token=token)
+                           .json["instances"]}
+                    if ids == {"cronvisor-6d4f-a", "cronvisor-6d4f-b"}:
+                        break
+                    self.assertLess(time.monotonic(), deadline, ids)
+                    time.sleep(0.5)  # polled with a deadline: the next heartbeat lists it
+            finally:
+                for d in pods:
+                    self.assertEqual(d.stop(), 0)
+        finally:
+            pg.stop()
 
     def test_servicemonitor_selects_the_services(self):
         sm = one(load("servicemonitor.yaml"), "ServiceMonitor")
