@@ -103,6 +103,12 @@ def alert_exprs():
     return out
 
 
+def _die_with_parent():
+    """Prometheus gets SIGTERM when the test process dies, even killed (PR_SET_PDEATHSIG)."""
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(1, 15, 0, 0, 0)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -136,7 +142,8 @@ scrape_configs:
             [PROMETHEUS, "--config.file=" + os.path.join(self.dir, "prometheus.yml"),
              "--storage.tsdb.path=" + os.path.join(self.dir, "data"),
              "--web.listen-address=127.0.0.1:%d" % self.port, "--log.level=info"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+            preexec_fn=_die_with_parent)
         self.ready = threading.Event()
         threading.Thread(target=self._read, daemon=True).start()
 
