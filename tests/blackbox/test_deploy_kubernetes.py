@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 import unittest
 
@@ -238,11 +239,15 @@ class ManifestTest(unittest.TestCase):
         cfg = cfg.replace('listen: "0.0.0.0:8080"', 'listen: "127.0.0.1:0"')
         self.assertIn("127.0.0.1:0", cfg)
         self.assertIn("\njobs:\n", cfg)
+        # the job ignores SIGTERM and ends when the test writes to its FIFO
         cfg = cfg.replace("\njobs:\n", "\njobs:\n  - name: long\n    schedule: manual\n"
-                          "    command: sleep 60\n", 1)
+                          "    command: \"trap '' TERM; echo armed > {dir}/armed; read x < {dir}/release\"\n",
+                          1)
         env = v.env()
         secrets = v.secret["stringData"]
         d = Daemon(cfg, env=env)
+        os.mkfifo(os.path.join(d.tmp, "release"))
+        os.mkfifo(os.path.join(d.tmp, "armed"))
         with d:
             d.wait_log(r"cronvisor \S+ running")
             for probe in ("livenessProbe", "readinessProbe"):
@@ -259,6 +264,12 @@ class ManifestTest(unittest.TestCase):
             r = d.api("POST", "/api/jobs/long/trigger", token=secrets["operator-token"])
             self.assertEqual(r.status, 202, r)
             d.wait_log(r"run \d+ job=long .*status=RUNNING")
+            armed = []  # the job's shell ignores SIGTERM from now on (read in a thread: a deadline)
+            reader = threading.Thread(target=lambda: armed.append(
+                open(os.path.join(d.tmp, "armed")).read()), daemon=True)
+            reader.start()
+            reader.join(30)
+            self.assertEqual(armed, ["armed\n"])
             d.signal(signal.SIGTERM)
             d.wait_log(r"shutting down \(grace %dms\)" % int(grace * 1000))
             r = d.api("GET", "/readyz")
@@ -267,6 +278,10 @@ class ManifestTest(unittest.TestCase):
             self.assertEqual(r.json["error"]["code"], "stopping")
             self.assertEqual(d.api("GET", "/healthz").status, 200)  # alive: no restart
             t0 = time.monotonic()
+            with open(os.path.join(d.tmp, "release"), "w") as f:  # the job ends
+                f.write("done\n")
+            _, status = d.run_finished("long")
+            self.assertEqual(status, "CANCELLED")  # ended by the shutdown, within the grace
             self.assertEqual(d.wait_exit(timeout=tgps + 30), 0)
             # it stopped within the grace the kubelet gives it
             self.assertLess(time.monotonic() - t0, tgps)
