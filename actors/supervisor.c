@@ -283,6 +283,10 @@ static void request_stop(daemon_t *d, const char *why)
     cv_info("daemon", "%s: shutting down (grace %lldms)", why,
             (long long)d->cfg->cfg->defaults.shutdown_grace_ms);
     d->stopping = 1;
+    if (d->api) { /* /readyz answers 503 from now on */
+        msg_shutdown_t *s = cv_msg_new(sizeof(*s), MSG_SHUTDOWN);
+        cv_actor_post(api_actor(d->api), &s->hdr);
+    }
     if (d->sched) {
         msg_shutdown_t *s = cv_msg_new(sizeof(*s), MSG_SHUTDOWN);
         cv_actor_post(scheduler_actor(d->sched), &s->hdr);
@@ -305,6 +309,7 @@ static void keep_overrides(daemon_t *d, const store_override_t *ov, size_t count
         d->overrides[i].job = cv_strdup(ov[i].job);
         d->overrides[i].field = cv_strdup(ov[i].field);
         d->overrides[i].value = cv_strdup(ov[i].value);
+        d->overrides[i].updated_by = ov[i].updated_by ? cv_strdup(ov[i].updated_by) : NULL;
     }
     d->n_overrides = count;
     effjob_overrides_clear(&d->ov);

@@ -145,7 +145,7 @@ static void on_config(api_t *a, msg_exec_config_t *c)
  * this instance's API, then announced back by the database) are not published again. */
 static void on_override(api_t *a, const msg_override_t *o)
 {
-    if (!api__model_override(a, o->job, o->field, o->value))
+    if (!api__model_override(a, o->job, o->field, o->value, o->by))
         return;
     api__job_t *j = api__job_find(a, o->job);
     if (j != NULL)
@@ -196,6 +196,11 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
         break;
     case MSG_STORE_REPLY:
         store_replied(a, (msg_store_reply_t *)msg);
+        break;
+    case MSG_AUDIT: /* the executor's audit copies: its MSG_OVERRIDE copy carries the change */
+        break;
+    case MSG_SHUTDOWN: /* the daemon stops: not ready any more (the API serves until closed) */
+        a->stopping = true;
         break;
     default:
         cv_warn("http", "unexpected message type %d", msg->type);
@@ -265,7 +270,7 @@ static int add_routes(api_t *a)
 static void apply_overrides(api_t *a, const store_override_t *ov, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        api__model_override(a, ov[i].job, ov[i].field, ov[i].value);
+        api__model_override(a, ov[i].job, ov[i].field, ov[i].value, ov[i].updated_by);
 }
 
 static void log_listening(api_t *a, const cfg_t *cfg)

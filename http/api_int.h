@@ -44,8 +44,9 @@ typedef struct api__job {
     uint64_t dur_count;
     int64_t last_start_ms, last_success_ms;
     uint64_t items_processed, items_failed;
-    bool stats_dirty; /* waiting in api->stats_dirty for a statistics refresh */
-    bool stats_asked; /* statistics asked for at least once */
+    bool auto_disabled; /* its latest "enabled" override is auto_disable_after's (by "system") */
+    bool stats_dirty;   /* waiting in api->stats_dirty for a statistics refresh */
+    bool stats_asked;   /* statistics asked for at least once */
 } api__job_t;
 
 /** A run that is queued or running: its snapshot and its output so far. */
@@ -112,6 +113,7 @@ struct api {
     int store_health;
     uint64_t store_spooled, store_spool_bytes, store_dropped;
     uint64_t output_live_dropped; /* output lines not shown live (limits.live_output_lines) */
+    bool stopping;                /* MSG_SHUTDOWN from the supervisor: /readyz answers 503 */
     bool closed;
     void (*close_cb)(void *ud);
     void *close_ud;
@@ -131,8 +133,9 @@ void api__model_config(api_t *a, cfgref_t *cfg);
  * config.reloaded with summary (NULL: "no changes"). */
 void api__model_reloaded(api_t *a, api__job_t *const *old, size_t nold, const char *summary);
 /** Sets (value JSON text) or clears (NULL) an override in the model; true when that changed
- * the model's value. */
-bool api__model_override(api_t *a, const char *job, const char *field, const char *value);
+ * the model's value. by: who set it ("system": auto_disable_after), or NULL. */
+bool api__model_override(api_t *a, const char *job, const char *field, const char *value,
+                         const char *by);
 /** Shared store, after the database connection came back: finishes the other instances' runs
  * still active in the model whose end was missed, and re-reads the statistics. */
 void api__model_resync(api_t *a);

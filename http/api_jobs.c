@@ -203,7 +203,7 @@ static void post_override(api_t *a, const api_req_t *req, const char *job, const
         o = msg_override_new(job, field, text, by);
         cv_actor_post(a->executor, &o->hdr);
     }
-    api__model_override(a, job, field, text);
+    api__model_override(a, job, field, text, by);
     free(text);
     free(by);
 }

@@ -63,6 +63,24 @@ static double v_next(api_t *a, api__job_t *j)
     return n == INT64_MAX ? 0 : (double)n;
 }
 
+/* The gap between the next fire and the one after it (0: no schedule that fires by itself). A
+ * job whose last success is older than twice this is overdue (deploy/prometheus/alerts.yml). */
+static double v_interval(api_t *a, api__job_t *j)
+{
+    int64_t n = api__job_next(a, j, cv_now_ms() / 1000);
+    if (n == INT64_MAX)
+        return 0;
+    int64_t after = 0; /* a next fire was found: the expression and the zone are parsed */
+    if (j->eff.expr == NULL || cron_next(j->eff.expr, j->eff.zone, n, &after) != 0)
+        return 0;
+    return (double)(after - n);
+}
+
+static double v_auto_disabled(api_t *a, api__job_t *j)
+{
+    return !api__job_enabled(j) && j->auto_disabled ? 1 : 0;
+}
+
 static double v_running(api_t *a, api__job_t *j)
 {
     return j->own_running; /* each instance reports its own: sums add up across a cluster */
@@ -274,6 +292,15 @@ static void store_state(cv_buf_t *b, api_t *a)
     head(b, "cronvisor_store_spool_bytes", "gauge", "Size of the outage spool's records.");
     cv_buf_printf(b, "cronvisor_store_spool_bytes %llu\n",
                   (unsigned long long)a->store_spool_bytes);
+    const cfg_storage_t *st = &a->cfg->cfg->storage;
+    head(b, "cronvisor_store_spool_max_bytes", "gauge",
+         "Size the outage spool may reach (storage.spool_max).");
+    cv_buf_printf(b, "cronvisor_store_spool_max_bytes %lld\n", (long long)st->spool_max);
+    if (st->postgres == NULL) {
+        head(b, "cronvisor_store_pending_max_records", "gauge",
+             "SQLite: records that may be held after a storage failure (storage.pending_max).");
+        cv_buf_printf(b, "cronvisor_store_pending_max_records %d\n", st->pending_max);
+    }
     head(b, "cronvisor_store_spool_dropped_total", "counter",
          "Records refused because the outage spool was full (storage.spool_max).");
     cv_buf_printf(b, "cronvisor_store_spool_dropped_total %llu\n",
@@ -310,6 +337,12 @@ static void h_metrics(api_req_t *req, void *data)
             "End of the job's latest successful run (0: none known).", v_last_success);
     per_job(&b, a, "cronvisor_job_next_fire_timestamp_seconds", "gauge",
             "Next scheduled fire instant (0: none: disabled, manual or @reboot).", v_next);
+    per_job(&b, a, "cronvisor_job_interval_seconds", "gauge",
+            "Seconds between the next fire and the one after it (0: no schedule of its own).",
+            v_interval);
+    per_job(&b, a, "cronvisor_job_auto_disabled", "gauge",
+            "1 while the job is disabled by auto_disable_after (not by a person).",
+            v_auto_disabled);
     per_job(&b, a, "cronvisor_job_running", "gauge", "Runs of the job running now.", v_running);
     per_job(&b, a, "cronvisor_job_queued", "gauge", "Runs of the job waiting for a slot.",
             v_queued);

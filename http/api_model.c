@@ -68,14 +68,17 @@ void api__model_config(api_t *a, cfgref_t *cfg)
     api__model_changed(a);
 }
 
-bool api__model_override(api_t *a, const char *job, const char *field, const char *value)
+bool api__model_override(api_t *a, const char *job, const char *field, const char *value,
+                         const char *by)
 {
     bool known = false;
     for (size_t i = 0; i < CV_ARRAY_SIZE(effjob_fields); i++)
         known = known || strcmp(field, effjob_fields[i]) == 0;
+    api__job_t *j = cv_strmap_get(&a->by_name, job);
+    if (j && known && strcmp(field, "enabled") == 0) /* auto_disable_after disables as "system" */
+        j->auto_disabled = value && strcmp(value, "false") == 0 && by && strcmp(by, "system") == 0;
     if (!known || !effjob_overrides_set(&a->overrides, job, field, value))
         return false;
-    api__job_t *j = cv_strmap_get(&a->by_name, job);
     if (j)
         job_effective(a, j);
     api__model_changed(a);

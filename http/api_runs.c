@@ -395,6 +395,14 @@ static void on_ping(api_t *a, void *ud, msg_store_reply_t *r)
 static void h_readyz(api_req_t *req, void *data)
 {
     api_t *a = data;
+    if (a->stopping) { /* a load balancer stops sending here while the jobs are given their grace */
+        api_reply_json(req, 503,
+                       json_pack("{s:{s:s,s:s},s:s,s:s,s:I}", "error", "code", "stopping",
+                                 "message", "the daemon is shutting down", "status", "stopping",
+                                 "store", store_health_name((store_health_t)a->store_health),
+                                 "spooled", (json_int_t)a->store_spooled));
+        return;
+    }
     if (a->store_health != STORE_UP) {
         const char *state = store_health_name((store_health_t)a->store_health);
         char *msg = cv_sprintf("the store is %s: %llu record(s) wait to be written to the database",
