@@ -13,6 +13,7 @@ test_pkgs=(
   libcmocka-dev clang libclang-rt-14-dev clang-format python3 sqlite3
   postgresql redis-server prometheus wrk nginx-light chromium util-linux procps
   curl openssl
+  mmdebstrap umoci
 )
 
 want=("${build_pkgs[@]}")
