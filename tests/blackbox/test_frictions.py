@@ -103,7 +103,11 @@ class DashboardLockFile(unittest.TestCase):
     platforms' native builds) included, or whose root differs from package.json."""
 
     def test_every_dependency_of_every_locked_package_has_an_entry(self):
-        ui = os.path.join(SOURCE_DIR, "http", "ui")
+        for ui in ("http/ui", "tests/ui"):
+            with self.subTest(ui=ui):
+                self.check_lock(os.path.join(SOURCE_DIR, ui))
+
+    def check_lock(self, ui):
         with open(os.path.join(ui, "package-lock.json")) as f:
             lock = json.load(f)
         with open(os.path.join(ui, "package.json")) as f:
@@ -135,7 +139,8 @@ class DashboardLockFile(unittest.TestCase):
                 self.assertTrue(meta.get("integrity") or meta.get("link"), path + ": no integrity")
         self.assertEqual(missing, [])
         # rollup's native builds for other platforms are there (what older lock files lacked)
-        self.assertIn("node_modules/@rollup/rollup-linux-arm64-gnu", packages)
+        if "node_modules/rollup" in packages:
+            self.assertIn("node_modules/@rollup/rollup-linux-arm64-gnu", packages)
 
     def test_the_install_script_has_no_npm_install_fallback(self):
         with open(os.path.join(SOURCE_DIR, "scripts", "npm-install.sh")) as f:
