@@ -89,7 +89,18 @@ umoci config --image "$layout:$tag" \
   --config.label org.opencontainers.image.title=cronvisor \
   --author cronvisor --os linux --architecture "$(dpkg --print-architecture)"
 umoci gc --layout "$layout"
-# docker load needs the tag as a full reference in index.json (podman accepts it too).
+# docker load names the image from io.containerd.image.name (a full reference); without it the
+# image loads untagged. podman reads org.opencontainers.image.ref.name (umoci's tag).
+python3 - "$layout/index.json" "cronvisor:$tag" <<'PY'
+import json, sys
+path, ref = sys.argv[1], sys.argv[2]
+with open(path) as f:
+    index = json.load(f)
+for m in index["manifests"]:
+    m.setdefault("annotations", {})["io.containerd.image.name"] = "docker.io/library/" + ref
+with open(path, "w") as f:
+    json.dump(index, f)
+PY
 tar --numeric-owner -C "$layout" -cf "$work/cronvisor-oci.tar" .
 echo "image.sh: OCI archive $work/cronvisor-oci.tar ($(du -m "$work/cronvisor-oci.tar" | cut -f1) MB);" \
   "load it with: docker load -i $work/cronvisor-oci.tar  or  podman load -i $work/cronvisor-oci.tar"

@@ -103,6 +103,8 @@ class ImageTest(unittest.TestCase):
             manifest_digest = index["manifests"][0]["digest"].split(":")[1]
             self.assertEqual(index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
                              "latest")
+            self.assertEqual(index["manifests"][0]["annotations"]["io.containerd.image.name"],
+                             "docker.io/library/cronvisor:latest")
             manifest = json.load(t.extractfile("./blobs/sha256/" + manifest_digest))
             config = json.load(t.extractfile("./blobs/sha256/" + manifest["config"]["digest"].split(":")[1]))
             self.assertEqual(len(manifest["layers"]), 1)
@@ -127,25 +129,66 @@ class ImageTest(unittest.TestCase):
         if r.returncode == 0:
             self.assertNotIn("not found", r.stdout)
 
-    def test_runs_as_pid_1_answers_healthz_reaps_orphans_and_exits_0_on_sigterm(self):
+    def _run_image(self, check, config="/etc/cronvisor/cronvisor.yaml", name="daemon"):
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-               "CRONVISOR_CONFIG": "/etc/cronvisor/cronvisor.yaml", "CRONVISOR_TOKEN": TOKEN,
-               "HOME": "/var/lib/cronvisor"}
+               "CRONVISOR_CONFIG": config, "CRONVISOR_TOKEN": TOKEN, "HOME": "/var/lib/cronvisor"}
         # the ENTRYPOINT of the image, as its USER, in its WORKDIR
         argv = ["chroot", "--userspec=%d:%d" % (UID, UID), ROOTFS, "/usr/bin/env", "-C",
                 "/var/lib/cronvisor", "cronvisor", "run"]
-        log = open(os.path.join(WORK, "daemon.log"), "w+")
+        log = open(os.path.join(WORK, name + ".log"), "w+")
         proc = subprocess.Popen(["unshare", "--fork", "--pid", "--mount", "--net",
                                  "--mount-proc=" + os.path.join(ROOTFS, "proc"),
                                  sys.executable, "-c", STARTER] + argv,
                                 env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            self._check_running(proc, log)
+            check(proc, log)
         finally:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
             log.close()
+
+    def test_runs_as_pid_1_answers_healthz_reaps_orphans_and_exits_0_on_sigterm(self):
+        self._run_image(self._check_running)
+
+    def test_a_jobs_orphaned_grandchild_is_reaped(self):
+        # The image's configuration plus one job, started at once, whose shell leaves a grandchild
+        # behind: the grandchild is re-parented to PID 1, which must reap it when it exits.
+        with open(os.path.join(ROOTFS, "etc/cronvisor/cronvisor.yaml")) as f:
+            text = f.read()
+        self.assertIn("jobs: []", text)
+        text = text.replace("jobs: []", """jobs:
+  - name: orphaner
+    schedule: "@reboot"
+    command: "(sleep 3.456 </dev/null >/dev/null 2>&1 &); echo parent done"
+""")
+        path = os.path.join(ROOTFS, "etc/cronvisor/test-orphan.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        try:
+            self._run_image(self._check_job_orphan, config="/etc/cronvisor/test-orphan.yaml",
+                            name="daemon-orphan")
+        finally:
+            os.unlink(path)
+
+    def _check_job_orphan(self, proc, log):
+        pid1 = deadline_poll(lambda: (children(proc.pid) or [None])[0], 30, "the namespace's PID 1")
+
+        def orphan():
+            for c in children(pid1):
+                if cmdline(c)[:2] == [b"sleep", b"3.456"]:
+                    return c
+            return None
+
+        opid = deadline_poll(orphan, 60, "the job's grandchild to be re-parented to cronvisor (log: %s)"
+                             % self._log(log)[-2000:])
+        deadline_poll(lambda: re.search(r"job=orphaner status=SUCCESS exit=0", self._log(log)), 60,
+                      "the job to finish (log: %s)" % self._log(log)[-2000:])
+        deadline_poll(lambda: status_of(opid) is None, 30, "the orphan to be reaped (no zombie)")
+        self.assertEqual([c for c in children(pid1)
+                          if (status_of(c) or {}).get("State", "").startswith("Z")], [])
+        os.kill(pid1, 15)
+        self.assertEqual(proc.wait(timeout=90), 0, self._log(log)[-3000:])
 
     def _log(self, log):
         log.seek(0)
