@@ -61,6 +61,8 @@ rm -rf "$rootfs"
 cp -a "$base" "$rootfs"
 rm -f "$rootfs/.complete"
 install -D -m 0755 "$binary" "$rootfs/usr/local/bin/cronvisor"
+# no debug information in the image (a RelWithDebInfo build carries it)
+command -v strip >/dev/null && strip --strip-debug "$rootfs/usr/local/bin/cronvisor"
 install -D -m 0644 "$root/deploy/image/cronvisor.yaml" "$rootfs/etc/cronvisor/cronvisor.yaml"
 grep -q '^cronvisor:' "$rootfs/etc/group" || echo "cronvisor:x:$uid:" >>"$rootfs/etc/group"
 grep -q '^cronvisor:' "$rootfs/etc/passwd" ||
