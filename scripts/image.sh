@@ -76,7 +76,9 @@ layout="$work/oci"
 rm -rf "$layout" "$work/layer.tar"
 umoci init --layout "$layout"
 umoci new --image "$layout:$tag"
-tar --numeric-owner --sort=name -C "$rootfs" -cf "$work/layer.tar" .
+# /dev, /proc and /sys stay empty: the container engine provides them.
+tar --numeric-owner --sort=name --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' \
+  -C "$rootfs" -cf "$work/layer.tar" .
 umoci raw add-layer --image "$layout:$tag" "$work/layer.tar"
 rm -f "$work/layer.tar"
 # HEALTHCHECK is Docker's own (not in the OCI configuration): the Dockerfile declares it.

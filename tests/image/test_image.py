@@ -108,6 +108,17 @@ class ImageTest(unittest.TestCase):
             manifest = json.load(t.extractfile("./blobs/sha256/" + manifest_digest))
             config = json.load(t.extractfile("./blobs/sha256/" + manifest["config"]["digest"].split(":")[1]))
             self.assertEqual(len(manifest["layers"]), 1)
+            layer = manifest["layers"][0]
+            self.assertIn("gzip", layer["mediaType"])
+            with tarfile.open(fileobj=t.extractfile("./blobs/sha256/" + layer["digest"].split(":")[1]),
+                              mode="r:gz") as lt:
+                files = {m.name: m for m in lt.getmembers()}
+        # the layer holds the filesystem: the binary, the configuration, the data directory owned
+        # by the image's user, and no device nodes (the engine provides /dev)
+        self.assertIn("./usr/local/bin/cronvisor", files)
+        self.assertIn("./etc/cronvisor/cronvisor.yaml", files)
+        self.assertEqual(files["./var/lib/cronvisor"].uid, UID)
+        self.assertEqual([n for n, m in files.items() if m.ischr() or m.isblk()], [])
         c = config["config"]
         self.assertEqual(c["Entrypoint"], ["cronvisor", "run"])
         self.assertEqual(c["User"], "%d:%d" % (UID, UID))
