@@ -1,5 +1,6 @@
 /* Configuration: defaults and the checks shared by the YAML and crontab readers. */
 #include "core/config_int.h"
+#include "core/listen.h"
 
 #include <ctype.h>
 #include <limits.h>
@@ -378,6 +379,18 @@ static void check_server_limits(cfg__ctx_t *c, cfg_t *cfg, cfg__where_fn fn, voi
     }
 }
 
+/* What `run` refuses (http/auth.c applies the same core/listen.c rule): an API without tokens on
+ * a non-loopback address. */
+static void check_listen(cfg__ctx_t *c, const cfg_t *cfg, cfg__where_fn fn, void *ud)
+{
+    char *msg = NULL;
+    if (cv_listen_allowed(cfg->server.listen, cfg->auth.n_tokens, &msg) != 0) {
+        cfg_pos_t p = fn ? fn(ud, cfg, UINT_MAX, "server.listen", -1) : (cfg_pos_t){0};
+        cfg__error_at(c, p, NULL, "server.listen: %s", msg);
+    }
+    free(msg);
+}
+
 void cfg__finish(cfg__ctx_t *c, cfg_t *cfg, cfg__where_fn fn, void *ud)
 {
     check_server_limits(c, cfg, fn, ud);
@@ -393,4 +406,5 @@ void cfg__finish(cfg__ctx_t *c, cfg_t *cfg, cfg__where_fn fn, void *ud)
     check_notify(c, cfg);
     check_tokens(c, cfg);
     check_server(c, &cfg->server);
+    check_listen(c, cfg, fn, ud);
 }

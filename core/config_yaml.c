@@ -584,6 +584,15 @@ static bool walk_value(yl_t *y, int idx, const cyaml_schema_value_t *s, const ch
     yaml_node_t *n = nd(y, idx);
     switch (s->type) {
     case CYAML_MAPPING:
+        if (parent == cfg__storage_fields && strcmp(key, "sqlite") == 0 &&
+            n->type == YAML_SCALAR_NODE) {
+            /* storage.sqlite: ./path, shorthand for {path: ./path} (as postgres: takes a DSN) */
+            cv_buf_appends(&y->json, "{\"path\":");
+            if (!walk_scalar(y, idx, &s->mapping.fields[0].value, "sqlite", false))
+                return false;
+            cv_buf_append(&y->json, "}", 1);
+            return true;
+        }
         return walk_mapping(y, idx, s->mapping.fields, key);
     case CYAML_SEQUENCE:
         return walk_sequence(y, idx, s, key);
@@ -804,6 +813,8 @@ static cfg_pos_t yaml_where(void *ud, const cfg_t *cfg, unsigned job, const char
     int idx = 0;
     if (job == UINT_MAX && strcmp(key, "storage") == 0)
         idx = map_get(y, map_get(y, 1, "storage"), "postgres");
+    else if (job == UINT_MAX && strcmp(key, "server.listen") == 0)
+        idx = map_get(y, map_get(y, 1, "server"), "listen");
     else if (job == UINT_MAX)
         idx = map_get(y, map_get(y, 1, "defaults"), "timezone");
     else if (job < y->jobs.n) {

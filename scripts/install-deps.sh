@@ -14,6 +14,7 @@ test_pkgs=(
   postgresql redis-server prometheus wrk nginx-light chromium util-linux procps
   curl openssl
   python3-yaml
+  mmdebstrap umoci
 )
 
 want=("${build_pkgs[@]}")

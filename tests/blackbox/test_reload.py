@@ -141,7 +141,9 @@ class TokenReload(unittest.TestCase):
                 f.write("server:\n  listen: \"0.0.0.0:0\"\njobs:\n  - name: job1\n    schedule: manual\n"
                         "    command: 'true'\n")
             d.signal(signal.SIGHUP)
-            d.wait_log(r"reload refused: .*not loopback")
+            # refused as an invalid configuration, with the same error `cronvisor check` prints
+            d.wait_log(r"server\.listen: .*not loopback")
+            d.wait_log(r"reload refused: ")
             self.assertEqual(d.api("GET", "/api/jobs").status, 401)
             self.assertEqual(d.api("GET", "/api/jobs", token=KEEP).status, 200)
             self.assertEqual(d.port(), port)
