@@ -248,6 +248,122 @@ static void check_requires(cfg__ctx_t *c, const cfg_t *cfg, unsigned i, cfg__whe
     free(names);
 }
 
+/* A job's chain lists (on_success, on_failure, on_complete), by index: the graph's edges. */
+static const char *const chain_keys[3] = {"on_success", "on_failure", "on_complete"};
+
+static char **chain_list(const cfg_job_t *j, int k, unsigned *n)
+{
+    char **const v[3] = {j->on_success, j->on_failure, j->on_complete};
+    const unsigned nv[3] = {j->n_on_success, j->n_on_failure, j->n_on_complete};
+    *n = nv[k];
+    return v[k];
+}
+
+static int job_index(const cfg_t *cfg, const char *name)
+{
+    for (unsigned i = 0; i < cfg->n_jobs; i++)
+        if (cfg->jobs[i].name && strcmp(cfg->jobs[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+static void check_chain_targets(cfg__ctx_t *c, const cfg_t *cfg, unsigned i, cfg__where_fn fn,
+                                void *ud)
+{
+    const cfg_job_t *j = &cfg->jobs[i];
+    const char **names = cv_calloc(cfg->n_jobs + 1, sizeof(*names));
+    for (unsigned k = 0; k < cfg->n_jobs; k++)
+        names[k] = cfg->jobs[k].name ? cfg->jobs[k].name : "";
+    for (int k = 0; k < 3; k++) {
+        unsigned n;
+        char **v = chain_list(j, k, &n);
+        for (unsigned r = 0; r < n; r++) {
+            if (job_index(cfg, v[r]) >= 0)
+                continue;
+            const char *hint = nearest(v[r], names, cfg->n_jobs);
+            cfg__error_at(c, where(fn, ud, cfg, i, chain_keys[k], (int)r), j->name,
+                          "%s names unknown job '%s'%s%s%s", chain_keys[k], v[r],
+                          hint ? " — did you mean '" : "", hint ? hint : "", hint ? "'?" : "");
+        }
+    }
+    free(names);
+}
+
+/* Depth-first search of the chain graph (0 unvisited, 1 on the path, 2 done). A back edge is a
+ * cycle: it is reported once, on the edge that enters it from the job where the search met it,
+ * as "chain cycle a → b → a". */
+typedef struct chain_dfs {
+    cfg__ctx_t *c;
+    const cfg_t *cfg;
+    cfg__where_fn fn;
+    void *ud;
+    unsigned char *state;
+    unsigned *path;
+    unsigned depth;
+} chain_dfs_t;
+
+static void chain_visit(chain_dfs_t *d, unsigned i)
+{
+    d->state[i] = 1;
+    d->path[d->depth++] = i;
+    const cfg_job_t *j = &d->cfg->jobs[i];
+    for (int k = 0; k < 3; k++) {
+        unsigned n;
+        char **v = chain_list(j, k, &n);
+        for (unsigned r = 0; r < n; r++) {
+            int t = job_index(d->cfg, v[r]);
+            if (t < 0 || d->state[t] == 2)
+                continue;
+            if (d->state[t] == 0) {
+                chain_visit(d, (unsigned)t);
+                continue;
+            }
+            unsigned from = 0; /* on the path: the cycle is path[from..depth) then t */
+            while (d->path[from] != (unsigned)t)
+                from++;
+            cv_buf_t b = {0};
+            for (unsigned p = from; p < d->depth; p++)
+                cv_buf_printf(&b, "%s → ", d->cfg->jobs[d->path[p]].name);
+            cv_buf_appends(&b, d->cfg->jobs[t].name);
+            /* reported where the cycle's first job names the next one */
+            unsigned first = d->path[from];
+            const char *next = from + 1 < d->depth ? d->cfg->jobs[d->path[from + 1]].name
+                                                   : d->cfg->jobs[t].name;
+            int fk = k;
+            unsigned fr = r;
+            for (int kk = 0; kk < 3 && first != i; kk++) {
+                unsigned nn;
+                char **vv = chain_list(&d->cfg->jobs[first], kk, &nn);
+                for (unsigned rr = 0; rr < nn; rr++)
+                    if (strcmp(vv[rr], next) == 0) {
+                        fk = kk;
+                        fr = rr;
+                        kk = 3;
+                        break;
+                    }
+            }
+            cfg__error_at(d->c, where(d->fn, d->ud, d->cfg, first, chain_keys[fk], (int)fr),
+                          d->cfg->jobs[first].name, "chain cycle %s", b.data);
+            cv_buf_free(&b);
+        }
+    }
+    d->depth--;
+    d->state[i] = 2;
+}
+
+static void check_chains(cfg__ctx_t *c, const cfg_t *cfg, cfg__where_fn fn, void *ud)
+{
+    for (unsigned i = 0; i < cfg->n_jobs; i++)
+        check_chain_targets(c, cfg, i, fn, ud);
+    chain_dfs_t d = {c, cfg, fn, ud, cv_calloc(cfg->n_jobs + 1, 1),
+                     cv_calloc(cfg->n_jobs + 1, sizeof(unsigned)), 0};
+    for (unsigned i = 0; i < cfg->n_jobs; i++)
+        if (d.state[i] == 0)
+            chain_visit(&d, i);
+    free(d.state);
+    free(d.path);
+}
+
 static void check_jobs(cfg__ctx_t *c, cfg_t *cfg, cfg__where_fn fn, void *ud)
 {
     check_job_names(c, cfg, fn, ud);
@@ -262,6 +378,7 @@ static void check_jobs(cfg__ctx_t *c, cfg_t *cfg, cfg__where_fn fn, void *ud)
             cfg__error_at(c, where(fn, ud, cfg, i, "retries", -1), j->name,
                           "retries: backoff_max is shorter than backoff");
     }
+    check_chains(c, cfg, fn, ud);
 }
 
 static const char *probe_needs(const cfg_probe_t *p)
