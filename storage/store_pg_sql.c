@@ -381,6 +381,10 @@ static int send_query_runs(store_pg_t *s, store_pg_req_t *r)
         p_i64(&p, before);
         cv_buf_printf(&sql, " AND id < $%d::bigint", p.n);
     }
+    if (f->above_id) {
+        p_i64(&p, f->above_id);
+        cv_buf_printf(&sql, " AND id > $%d::bigint", p.n);
+    }
     cv_buf_printf(&sql, " ORDER BY id DESC LIMIT %d", store_page_limit(f->limit) + 1);
     int err = send_sql(s, r, sql.data, &p);
     cv_buf_free(&sql);
