@@ -506,8 +506,10 @@ static void fire_chains(executor_t *ex, const run_t *r)
             if (dup)
                 continue;
             if (ex->shutting) {
-                cv_info("exec", "run %lld job=%s: %s chain to %s not fired: the daemon is "
-                        "shutting down", (long long)r->id, r->job, keys[k], v[k][i]);
+                cv_info("exec",
+                        "run %lld job=%s: %s chain to %s not fired: the daemon is "
+                        "shutting down",
+                        (long long)r->id, r->job, keys[k], v[k][i]);
                 continue;
             }
             cv_info("exec", "run %lld job=%s ended %s: %s fires %s", (long long)r->id, r->job,

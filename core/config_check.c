@@ -327,8 +327,8 @@ static void chain_visit(chain_dfs_t *d, unsigned i)
             cv_buf_appends(&b, d->cfg->jobs[t].name);
             /* reported where the cycle's first job names the next one */
             unsigned first = d->path[from];
-            const char *next = from + 1 < d->depth ? d->cfg->jobs[d->path[from + 1]].name
-                                                   : d->cfg->jobs[t].name;
+            const char *next =
+                from + 1 < d->depth ? d->cfg->jobs[d->path[from + 1]].name : d->cfg->jobs[t].name;
             int fk = k;
             unsigned fr = r;
             for (int kk = 0; kk < 3 && first != i; kk++) {
@@ -355,8 +355,9 @@ static void check_chains(cfg__ctx_t *c, const cfg_t *cfg, cfg__where_fn fn, void
 {
     for (unsigned i = 0; i < cfg->n_jobs; i++)
         check_chain_targets(c, cfg, i, fn, ud);
-    chain_dfs_t d = {c, cfg, fn, ud, cv_calloc(cfg->n_jobs + 1, 1),
-                     cv_calloc(cfg->n_jobs + 1, sizeof(unsigned)), 0};
+    chain_dfs_t d = {
+        c, cfg, fn, ud, cv_calloc(cfg->n_jobs + 1, 1), cv_calloc(cfg->n_jobs + 1, sizeof(unsigned)),
+        0};
     for (unsigned i = 0; i < cfg->n_jobs; i++)
         if (d.state[i] == 0)
             chain_visit(&d, i);

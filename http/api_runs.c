@@ -243,8 +243,8 @@ static void run_detail(api_t *a, api_req_t *req, const run_t *run, json_t *o)
     /* the runs it started are looked for while its job names chains (a run's are newer than
      * it: the scan goes no further down) */
     const api__job_t *j = api__job_find(a, run->job);
-    d->chains = j && j->cfg &&
-                (j->cfg->n_on_success || j->cfg->n_on_failure || j->cfg->n_on_complete);
+    d->chains =
+        j && j->cfg && (j->cfg->n_on_success || j->cfg->n_on_failure || j->cfg->n_on_complete);
     if (d->parent > 0) {
         msg_store_req_t *q = store_req_new(STORE_OP_GET_RUN, NULL, 0, NULL, NULL);
         q->a.id = d->parent;
