@@ -28,6 +28,12 @@ jobs:
     on_success: [ok]
     on_failure: [bad]
     on_complete: [always, bad]
+  - name: partial
+    schedule: manual
+    command: 'echo "{\\"items_processed\\": 2, \\"items_failed\\": 1}" >&$CRONVISOR_RESULT_FD'
+    on_success: [ok]
+    on_failure: [bad]
+    on_complete: [always]
   - name: ok
     schedule: manual
     command: "true"
@@ -108,6 +114,16 @@ class Chains(unittest.TestCase):
             self.assertEqual([r["trigger"] for r in runs(d, "always")], ["chain:%d" % parent])
             self.assertEqual(runs(d, "ok"), [])
             self.assertEqual(len(d.api("GET", "/api/runs/%d" % parent).json["chained"]), 2)
+
+    def test_partial_fires_on_complete_only(self):
+        with Daemon(CONFIG) as d:
+            d.port()
+            parent = d.api("POST", "/api/jobs/partial/trigger").json["run_id"]
+            self.assertEqual(d.run_finished("partial"), (parent, "PARTIAL"))
+            self.assertEqual(d.run_finished("always")[1], "SUCCESS")
+            self.assertEqual([r["trigger"] for r in runs(d, "always")], ["chain:%d" % parent])
+            # fired together with always, had they followed PARTIAL
+            self.assertEqual(runs(d, "ok") + runs(d, "bad"), [])
 
     def test_a_disabled_target_is_not_run(self):
         with Daemon(CONFIG) as d:
