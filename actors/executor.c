@@ -267,11 +267,12 @@ bool exec__enabled(const executor_t *ex, const cfg_job_t *job)
     return enabled;
 }
 
-/* A firing the scheduler made by itself (not a person's, not a retry of a started firing). */
+/* A firing the daemon made by itself (not a person's, not a retry of a started firing): the
+ * scheduler's, or a chain's (another job's run ended). */
 static bool fired_by_schedule(const msg_fire_t *f)
 {
     return strcmp(f->trigger, "cron") == 0 || strcmp(f->trigger, "catch_up") == 0 ||
-           strcmp(f->trigger, "reboot") == 0;
+           strcmp(f->trigger, "reboot") == 0 || strncmp(f->trigger, "chain:", 6) == 0;
 }
 
 static void on_override(executor_t *ex, const msg_override_t *o)
@@ -498,6 +499,57 @@ void exec__drop(exec__run_t *xr)
     maybe_shutdown_done(ex);
 }
 
+/* Whether a final status triggers a job's chain list k (0 on_success, 1 on_failure, 2
+ * on_complete). PARTIAL is neither a success nor a failure: only on_complete follows it. */
+static bool chain_follows(run_status_t st, int k)
+{
+    if (k == 0)
+        return st == RUN_SUCCESS;
+    if (k == 1)
+        return st == RUN_FAILED || st == RUN_TIMED_OUT;
+    return true;
+}
+
+/* The final outcome of a run that started (after its last attempt): its job's chains are fired
+ * as "chain:<run id>", through MSG_FIRE like a person's "Run now". The lists are the current
+ * configuration's (a reload may have changed them, or removed the job). */
+static void fire_chains(executor_t *ex, const run_t *r)
+{
+    const cfg_job_t *job = ex->cfg ? cfg_find_job(ex->cfg->cfg, r->job) : NULL;
+    if (job == NULL)
+        return;
+    char *const *v[3] = {job->on_success, job->on_failure, job->on_complete};
+    const unsigned nv[3] = {job->n_on_success, job->n_on_failure, job->n_on_complete};
+    static const char *const keys[3] = {"on_success", "on_failure", "on_complete"};
+    char trigger[32];
+    snprintf(trigger, sizeof(trigger), "chain:%lld", (long long)r->id);
+    for (int k = 0; k < 3; k++) {
+        if (!chain_follows(r->status, k))
+            continue;
+        for (unsigned i = 0; i < nv[k]; i++) {
+            bool dup = false; /* named in two lists that both follow: fired once */
+            for (int p = 0; p < k && !dup; p++)
+                for (unsigned q = 0; q < nv[p] && !dup; q++)
+                    dup = chain_follows(r->status, p) && strcmp(v[p][q], v[k][i]) == 0;
+            for (unsigned q = 0; q < i && !dup; q++)
+                dup = strcmp(v[k][q], v[k][i]) == 0;
+            if (dup)
+                continue;
+            if (ex->shutting) {
+                cv_info("exec",
+                        "run %lld job=%s: %s chain to %s not fired: the daemon is "
+                        "shutting down",
+                        (long long)r->id, r->job, keys[k], v[k][i]);
+                continue;
+            }
+            cv_info("exec", "run %lld job=%s ended %s: %s fires %s", (long long)r->id, r->job,
+                    run_status_name(r->status), keys[k], v[k][i]);
+            msg_fire_t *f = msg_fire_new(v[k][i], trigger, cv_now_ms());
+            cv_actor_post(ex->actor, &f->hdr);
+        }
+    }
+}
+
 void exec__finished(exec__run_t *xr)
 {
     executor_t *ex = xr->ex;
@@ -528,6 +580,8 @@ void exec__finished(exec__run_t *xr)
                     xr->js->consecutive_failures);
         xr->js->consecutive_failures = 0; /* re-enabled, the job starts the count afresh */
     }
+    if (!retry)
+        fire_chains(ex, r);
     xrun_release(xr);
     start_queued(ex);
     maybe_shutdown_done(ex);

@@ -58,7 +58,10 @@ static bool job_eq(const cfg_job_t *a, const cfg_job_t *b)
            a->max_output == b->max_output && a->catch_up_ms == b->catch_up_ms &&
            a->auto_disable_after == b->auto_disable_after &&
            strv_eq(a->requires, a->n_requires, b->requires, b->n_requires) &&
-           strv_eq(a->tags, a->n_tags, b->tags, b->n_tags);
+           strv_eq(a->tags, a->n_tags, b->tags, b->n_tags) &&
+           strv_eq(a->on_success, a->n_on_success, b->on_success, b->n_on_success) &&
+           strv_eq(a->on_failure, a->n_on_failure, b->on_failure, b->n_on_failure) &&
+           strv_eq(a->on_complete, a->n_on_complete, b->on_complete, b->n_on_complete);
 }
 
 bool cfgdiff_probe_eq(const cfg_probe_t *a, const cfg_probe_t *b)

@@ -482,6 +482,9 @@ static void free_job(cfg_job_t *j)
     cfg__free_kv(j->env, j->n_env);
     cfg__free_strv(j->requires, j->n_requires);
     cfg__free_strv(j->tags, j->n_tags);
+    cfg__free_strv(j->on_success, j->n_on_success);
+    cfg__free_strv(j->on_failure, j->n_on_failure);
+    cfg__free_strv(j->on_complete, j->n_on_complete);
 }
 
 static void free_probe(cfg_probe_t *p)

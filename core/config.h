@@ -128,6 +128,15 @@ typedef struct cfg_job {
     unsigned n_requires;
     char **tags;
     unsigned n_tags;
+    /* chains: the jobs triggered ("chain:<run id>") once a run's final outcome is known (after
+     * its last retry): on_success after SUCCESS, on_failure after FAILED or TIMED_OUT,
+     * on_complete after any final status of a run that started (PARTIAL and CANCELLED too) */
+    char **on_success;
+    unsigned n_on_success;
+    char **on_failure;
+    unsigned n_on_failure;
+    char **on_complete;
+    unsigned n_on_complete;
     cfg_pos_t pos;          /* the job's entry */
     cfg_pos_t schedule_pos; /* first character of the schedule value */
 } cfg_job_t;

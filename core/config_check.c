@@ -249,6 +249,141 @@ static void check_requires(cfg__ctx_t *c, const cfg_t *cfg, unsigned i, cfg__whe
     free(names);
 }
 
+/* A job's chain lists (on_success, on_failure, on_complete), by index: the graph's edges. */
+static const char *const chain_keys[3] = {"on_success", "on_failure", "on_complete"};
+
+static char **chain_list(const cfg_job_t *j, int k, unsigned *n)
+{
+    char **const v[3] = {j->on_success, j->on_failure, j->on_complete};
+    const unsigned nv[3] = {j->n_on_success, j->n_on_failure, j->n_on_complete};
+    *n = nv[k];
+    return v[k];
+}
+
+static int job_index(const cfg_t *cfg, const char *name)
+{
+    for (unsigned i = 0; i < cfg->n_jobs; i++)
+        if (cfg->jobs[i].name && strcmp(cfg->jobs[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+static void check_chain_targets(cfg__ctx_t *c, const cfg_t *cfg, unsigned i, cfg__where_fn fn,
+                                void *ud)
+{
+    const cfg_job_t *j = &cfg->jobs[i];
+    const char **names = cv_calloc(cfg->n_jobs + 1, sizeof(*names));
+    for (unsigned k = 0; k < cfg->n_jobs; k++)
+        names[k] = cfg->jobs[k].name ? cfg->jobs[k].name : "";
+    for (int k = 0; k < 3; k++) {
+        unsigned n;
+        char **v = chain_list(j, k, &n);
+        for (unsigned r = 0; r < n; r++) {
+            if (job_index(cfg, v[r]) >= 0)
+                continue;
+            const char *hint = nearest(v[r], names, cfg->n_jobs);
+            cfg__error_at(c, where(fn, ud, cfg, i, chain_keys[k], (int)r), j->name,
+                          "%s names unknown job '%s'%s%s%s", chain_keys[k], v[r],
+                          hint ? " — did you mean '" : "", hint ? hint : "", hint ? "'?" : "");
+        }
+    }
+    free(names);
+}
+
+/* Depth-first search of the chain graph (0 unvisited, 1 on the path, 2 done). Each back edge is
+ * a cycle, reported as "chain cycle a → b → a" on the edge of a (the first job of the cycle the
+ * search met) that leads into it. */
+typedef struct chain_dfs {
+    cfg__ctx_t *c;
+    const cfg_t *cfg;
+    cfg__where_fn fn;
+    void *ud;
+    unsigned char *state;
+    unsigned *path; /* the jobs from the search's root to the current one */
+    int *ek;        /* per path entry: the list (chain_keys) and item its next edge is */
+    unsigned *er;
+    unsigned depth;
+} chain_dfs_t;
+
+/* The edge (list k, item r) from job i (the end of the path) to t, a job on the path. */
+static void chain_cycle(chain_dfs_t *d, unsigned i, int k, unsigned r, unsigned t)
+{
+    unsigned from = 0; /* the cycle is path[from..depth) then t */
+    while (d->path[from] != t)
+        from++;
+    cv_buf_t b = {0};
+    for (unsigned p = from; p < d->depth; p++)
+        cv_buf_printf(&b, "%s → ", d->cfg->jobs[d->path[p]].name);
+    cv_buf_appends(&b, d->cfg->jobs[t].name);
+    /* reported where the cycle's first job names the next one: the edge its search followed */
+    unsigned first = d->path[from];
+    if (first != i) {
+        k = d->ek[from];
+        r = d->er[from] - 1;
+    }
+    cfg__error_at(d->c, where(d->fn, d->ud, d->cfg, first, chain_keys[k], (int)r),
+                  d->cfg->jobs[first].name, "chain cycle %s", b.data);
+    cv_buf_free(&b);
+}
+
+static void chain_push(chain_dfs_t *d, unsigned i)
+{
+    d->state[i] = 1;
+    d->path[d->depth] = i;
+    d->ek[d->depth] = 0;
+    d->er[d->depth] = 0;
+    d->depth++;
+}
+
+/* Iterative (a chain as long as the job list must not be a recursion as deep). */
+static void chain_walk(chain_dfs_t *d, unsigned root)
+{
+    chain_push(d, root);
+    while (d->depth > 0) {
+        unsigned lvl = d->depth - 1, i = d->path[lvl], n;
+        char **v = chain_list(&d->cfg->jobs[i], d->ek[lvl], &n);
+        if (d->er[lvl] >= n) {
+            d->er[lvl] = 0;
+            if (++d->ek[lvl] == 3) {
+                d->state[i] = 2;
+                d->depth--;
+            }
+            continue;
+        }
+        int k = d->ek[lvl];
+        unsigned r = d->er[lvl]++;
+        int t = job_index(d->cfg, v[r]);
+        if (t < 0 || d->state[t] == 2)
+            continue;
+        if (d->state[t] == 0)
+            chain_push(d, (unsigned)t);
+        else
+            chain_cycle(d, i, k, r, (unsigned)t);
+    }
+}
+
+static void check_chains(cfg__ctx_t *c, const cfg_t *cfg, cfg__where_fn fn, void *ud)
+{
+    for (unsigned i = 0; i < cfg->n_jobs; i++)
+        check_chain_targets(c, cfg, i, fn, ud);
+    size_t n = cfg->n_jobs + 1;
+    chain_dfs_t d = {.c = c,
+                     .cfg = cfg,
+                     .fn = fn,
+                     .ud = ud,
+                     .state = cv_calloc(n, 1),
+                     .path = cv_calloc(n, sizeof(unsigned)),
+                     .ek = cv_calloc(n, sizeof(int)),
+                     .er = cv_calloc(n, sizeof(unsigned))};
+    for (unsigned i = 0; i < cfg->n_jobs; i++)
+        if (d.state[i] == 0)
+            chain_walk(&d, i);
+    free(d.state);
+    free(d.path);
+    free(d.ek);
+    free(d.er);
+}
+
 static void check_jobs(cfg__ctx_t *c, cfg_t *cfg, cfg__where_fn fn, void *ud)
 {
     check_job_names(c, cfg, fn, ud);
@@ -263,6 +398,7 @@ static void check_jobs(cfg__ctx_t *c, cfg_t *cfg, cfg__where_fn fn, void *ud)
             cfg__error_at(c, where(fn, ud, cfg, i, "retries", -1), j->name,
                           "retries: backoff_max is shorter than backoff");
     }
+    check_chains(c, cfg, fn, ud);
 }
 
 static const char *probe_needs(const cfg_probe_t *p)

@@ -153,6 +153,9 @@ const cyaml_schema_field_t cfg__job_fields[] = {
     INT("auto_disable_after", cfg_job_t, auto_disable_after),
     STRSEQ("requires", cfg_job_t, requires, n_requires),
     STRSEQ("tags", cfg_job_t, tags, n_tags),
+    STRSEQ("on_success", cfg_job_t, on_success, n_on_success),
+    STRSEQ("on_failure", cfg_job_t, on_failure, n_on_failure),
+    STRSEQ("on_complete", cfg_job_t, on_complete, n_on_complete),
     CYAML_FIELD_END};
 const cyaml_schema_value_t cfg__job_entry = {
     CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, cfg_job_t, cfg__job_fields)};

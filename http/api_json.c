@@ -191,5 +191,10 @@ json_t *api__job_json(api_t *a, api__job_t *j, int64_t now)
     json_object_set_new(o, "retries", json_integer(c->retries.max));
     json_object_set_new(o, "tags", strings_json(c->tags, c->n_tags));
     json_object_set_new(o, "requires", strings_json(c->requires, c->n_requires));
+    json_object_set_new(o, "chains",
+                        json_pack("{s:o,s:o,s:o}", "on_success",
+                                  strings_json(c->on_success, c->n_on_success), "on_failure",
+                                  strings_json(c->on_failure, c->n_on_failure), "on_complete",
+                                  strings_json(c->on_complete, c->n_on_complete)));
     return o;
 }

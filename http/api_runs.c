@@ -156,13 +156,111 @@ static bool run_id_param(api_req_t *req, int64_t *id)
     return false;
 }
 
+/* A run's detail also links its chain: the run whose outcome started it ("chained_from", from a
+ * trigger "chain:<run id>") and the runs its outcome started ("chained", the runs whose trigger
+ * names it). Both come from the store after the run itself, in that order. */
+typedef struct dcall {
+    api_req_t *req;
+    json_t *run;
+    int64_t id, parent;
+    bool chains; /* the run's job names chains */
+} dcall_t;
+
+#define CHAINED_MAX 100 /* runs listed in "chained" (a job names each target once) */
+
+static void detail_reply(dcall_t *d)
+{
+    api_reply_json(d->req, 200, d->run);
+    free(d);
+}
+
+/* false after the client went away or the store stopped (d freed, req answered) */
+static bool detail_store_gone(dcall_t *d, int status)
+{
+    if (status != -ECANCELED && status != -ESHUTDOWN)
+        return false;
+    reply_store_error(d->req, status);
+    json_decref(d->run);
+    free(d);
+    return true;
+}
+
+static json_t *chain_link(int64_t id, const run_t *r)
+{
+    json_t *o = json_pack("{s:I}", "run", (json_int_t)id);
+    json_object_set_new(o, "job", r ? json_string(r->job) : json_null());
+    if (r)
+        json_object_set_new(o, "status", json_string(run_status_name(r->status)));
+    return o;
+}
+
+static void on_chained(api_t *a, void *ud, msg_store_reply_t *r)
+{
+    (void)a;
+    dcall_t *d = ud;
+    if (detail_store_gone(d, r->status))
+        return;
+    json_t *list = json_array();
+    for (size_t i = 0; r->status == 0 && i < r->page.count; i++)
+        json_array_append_new(list, chain_link(r->page.runs[i]->id, r->page.runs[i]));
+    json_object_set_new(d->run, "chained", list);
+    detail_reply(d);
+}
+
+static void ask_chained(api_t *a, dcall_t *d)
+{
+    if (!d->chains || d->id <= 0) {
+        detail_reply(d);
+        return;
+    }
+    msg_store_req_t *q = store_req_new(STORE_OP_QUERY_RUNS, NULL, 0, NULL, NULL);
+    q->a.filter.trigger = cv_sprintf("chain:%lld", (long long)d->id);
+    q->a.filter.limit = CHAINED_MAX;
+    q->a.filter.above_id = d->id;
+    api__store_call(a, d->req, q, on_chained, d);
+}
+
+static void on_chain_parent(api_t *a, void *ud, msg_store_reply_t *r)
+{
+    dcall_t *d = ud;
+    if (detail_store_gone(d, r->status))
+        return;
+    json_object_set_new(d->run, "chained_from",
+                        chain_link(d->parent, r->status == 0 ? r->run : NULL));
+    ask_chained(a, d);
+}
+
+/* Takes o, the run's JSON. */
+static void run_detail(api_t *a, api_req_t *req, const run_t *run, json_t *o)
+{
+    dcall_t *d = cv_calloc(1, sizeof(*d));
+    d->req = req;
+    d->run = o;
+    d->id = run->id;
+    d->parent = run_chain_parent(run->trigger);
+    json_object_set_new(o, "chained_from", json_null());
+    json_object_set_new(o, "chained", json_array());
+    /* the runs it started are looked for while its job names chains (a run's are newer than
+     * it: the scan goes no further down) */
+    const api__job_t *j = api__job_find(a, run->job);
+    d->chains =
+        j && j->cfg && (j->cfg->n_on_success || j->cfg->n_on_failure || j->cfg->n_on_complete);
+    if (d->parent > 0) {
+        msg_store_req_t *q = store_req_new(STORE_OP_GET_RUN, NULL, 0, NULL, NULL);
+        q->a.id = d->parent;
+        api__store_call(a, req, q, on_chain_parent, d);
+    } else {
+        ask_chained(a, d);
+    }
+}
+
 static void on_run(api_t *a, void *ud, msg_store_reply_t *r)
 {
     rcall_t *c = ud;
     if (r->status != 0)
         reply_store_error(c->req, r->status);
     else
-        api_reply_json(c->req, 200, api__run_json(r->run, true));
+        run_detail(a, c->req, r->run, api__run_json(r->run, true));
     free(c);
 }
 
@@ -185,7 +283,8 @@ static void h_run(api_req_t *req, void *data)
         json_t *o = api__run_json(ar->run, true);
         json_object_set_new(o, "output_tail",
                             api__jstrn(ar->log.data ? ar->log.data : "", ar->log.len));
-        api_reply_json(req, 200, o);
+        api_req_defer(req);
+        run_detail(a, req, ar->run, o);
         return;
     }
     rcall_t *c = rcall_new(req);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 
 static const char *const status_names[RUN__COUNT] = {
@@ -32,6 +33,20 @@ int run_status_parse(const char *s, run_status_t *out)
 bool run_status_final(run_status_t s)
 {
     return s != RUN_QUEUED && s != RUN_RUNNING;
+}
+
+int64_t run_chain_parent(const char *trigger)
+{
+    if (trigger == NULL || strncmp(trigger, "chain:", 6) != 0)
+        return 0;
+    const char *p = trigger + 6;
+    int64_t id = 0;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (id > (INT64_MAX - 9) / 10)
+            return 0;
+        id = id * 10 + (*p - '0');
+    }
+    return *p == '\0' ? id : 0;
 }
 
 /* clang-format off */

@@ -27,6 +27,8 @@ const char *run_status_name(run_status_t s);
 int run_status_parse(const char *s, run_status_t *out);
 /** True for every status a run cannot leave (everything but QUEUED and RUNNING). */
 bool run_status_final(run_status_t s);
+/** The run a chain's trigger names ("chain:<run id>"), or 0 when the trigger is not a chain's. */
+int64_t run_chain_parent(const char *trigger);
 
 /* The run's fields, declared once. Everything that moves a run field by field is driven by this
  * table: the struct below, run_dup/run_free, the SQLite and PostgreSQL binds, reads and column

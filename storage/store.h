@@ -94,6 +94,7 @@ typedef struct store_run_filter {
     const char *trigger;  /* exact trigger ("cron", "api:ops"), NULL = any */
     int64_t since;        /* started_at >= since (ms), 0 = no bound; unstarted runs do not match */
     int64_t until;        /* started_at < until (ms), 0 = no bound */
+    int64_t above_id;     /* id > above_id, 0 = no bound (a run's chained runs are newer) */
     int limit;            /* page size; <= 0 means STORE_PAGE_DEFAULT, capped at STORE_PAGE_MAX */
     const char *cursor;   /* next_cursor of the previous page, NULL for the first page */
 } store_run_filter_t;

@@ -15,6 +15,7 @@ typedef enum {
     PGS_INSERT_ID,
     PGS_INSERT_AUTO,
     PGS_INSERT_CATCH_UP,
+    PGS_INSERT_CHAIN, /* a chain's first attempt, claimed by its parent run and job */
     PGS_UPDATE_RUN,
     PGS_GET_RUN,
     PGS_AUDIT_APPEND,

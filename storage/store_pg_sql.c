@@ -128,6 +128,17 @@ static const struct {
          " job = $1::text AND scheduled_for = $4::bigint AND \"trigger\" = 'cron' AND"
          " attempt = 1) RETURNING id",
          RUN_NPARAMS},
+    /* A chain's follow-up ("chain:<run id>") is claimed in firing_claims as well, under the
+     * target job and the parent run's id negated (@K1@; a firing's time is never negative): the
+     * follow-up of one run's outcome runs once across instances. */
+    [PGS_INSERT_CHAIN] =
+        {"cv_insert_chain",
+         "WITH c AS (INSERT INTO firing_claims (job, scheduled_for, instance) VALUES ($1::text,"
+         " -(@K1@::bigint), $23::text) ON CONFLICT DO NOTHING RETURNING 1)"
+         " INSERT INTO runs (@COLS@, id) SELECT @CVALS@,"
+         " GREATEST(nextval('runs_id_seq'), (SELECT COALESCE(MAX(id), 0) + 1 FROM"
+         " runs)) WHERE EXISTS (SELECT 1 FROM c) RETURNING id",
+         RUN_NPARAMS + 1},
     /* A run recorded while the database was unreachable: @K1@ its client key, @K2@ the key of
      * the provisional run it retries (NULL when none). Inserting it again (a replay after a
      * crash) is a no-op; the second row tells that case apart from a firing another instance
@@ -262,6 +273,11 @@ static int send_insert_run(store_pg_t *s, store_pg_req_t *r)
     }
     if (strcmp(r->u.run->trigger, "catch_up") == 0 && r->u.run->attempt == 1)
         return send_stmt(s, r, PGS_INSERT_CATCH_UP, &p);
+    int64_t parent = run_chain_parent(r->u.run->trigger);
+    if (parent > 0 && r->u.run->attempt == 1) {
+        p_i64(&p, parent);
+        return send_stmt(s, r, PGS_INSERT_CHAIN, &p);
+    }
     return send_stmt(s, r, PGS_INSERT_AUTO, &p);
 }
 
@@ -364,6 +380,10 @@ static int send_query_runs(store_pg_t *s, store_pg_req_t *r)
     if (before) {
         p_i64(&p, before);
         cv_buf_printf(&sql, " AND id < $%d::bigint", p.n);
+    }
+    if (f->above_id) {
+        p_i64(&p, f->above_id);
+        cv_buf_printf(&sql, " AND id > $%d::bigint", p.n);
     }
     cv_buf_printf(&sql, " ORDER BY id DESC LIMIT %d", store_page_limit(f->limit) + 1);
     int err = send_sql(s, r, sql.data, &p);
@@ -565,9 +585,12 @@ static int send_retention(store_pg_t *s, store_pg_req_t *r)
     params_t p = {.n = 0};
     if (r->step == STORE_PG_RET_AGE) {
         p_i64(&p, cv_now_ms() - (int64_t)r->u.retention.days * 86400000);
-        /* catch-up claims go with the runs of their age (a catch-up never reaches that far) */
+        /* catch-up claims go with the runs of their age (a catch-up never reaches that far); a
+         * chain's claim (negative) goes once its parent run is gone */
         return send_sql(s, r,
-                        "WITH c AS (DELETE FROM firing_claims WHERE scheduled_for < $1::bigint),"
+                        "WITH c AS (DELETE FROM firing_claims WHERE scheduled_for < $1::bigint"
+                        " AND (scheduled_for >= 0 OR NOT EXISTS (SELECT 1 FROM runs WHERE id ="
+                        " -firing_claims.scheduled_for))),"
                         " d AS (DELETE FROM runs WHERE id IN (SELECT id FROM runs WHERE"
                         " status NOT IN ('QUEUED', 'RUNNING') AND (CASE WHEN finished_at > 0"
                         " THEN finished_at ELSE scheduled_for END) < $1::bigint"

@@ -384,6 +384,8 @@ static int query_runs_prepare(store_sqlite_t *s, const store_run_filter_t *f, in
         cv_buf_printf(&sql, " AND started_at < $%d", i++);
     if (before)
         cv_buf_printf(&sql, " AND id < $%d", i++);
+    if (f->above_id)
+        cv_buf_printf(&sql, " AND id > $%d", i++);
     cv_buf_printf(&sql, " ORDER BY id DESC LIMIT %d", limit + 1);
     sqlite3_stmt *st = prepare(s, sql.data, &err, "prepare a run query");
     cv_buf_free(&sql);
@@ -400,6 +402,8 @@ static int query_runs_prepare(store_sqlite_t *s, const store_run_filter_t *f, in
         sqlite3_bind_int64(st, i++, f->until);
     if (before)
         sqlite3_bind_int64(st, i++, before);
+    if (f->above_id)
+        sqlite3_bind_int64(st, i++, f->above_id);
     *out = st;
     return 0;
 }

@@ -47,6 +47,7 @@ jobs:
     description: Exits 3 with a message on stderr.
     schedule: manual
     command: 'echo "upstream answered 503" >&2; exit 3'
+    on_failure: [nightly]
   - name: chatty
     title: Chatty export
     description: Prints a line every 300 ms for about 9 seconds.
@@ -223,6 +224,26 @@ async function main() {
       check(await page.isVisible(row("always-fails")), "only the failed job");
       await page.click("[data-card=failed]");
       await page.waitForFunction(() => document.querySelectorAll("tr[data-job]").length === 5, null, { timeout: T });
+    });
+
+    await step("a chained run's page names the run that started it, whose page links back to it", async () => {
+      const h = { Authorization: `Bearer ${TOKENS.admin}` };
+      const parent = (await (await fetch(`${base}/api/jobs/always-fails/runs?limit=1`, { headers: h })).json()).runs[0].id;
+      let child; // always-fails' on_failure fired nightly with trigger chain:<parent>
+      for (const t0 = Date.now(); !child; await new Promise((r) => setTimeout(r, 100))) {
+        child = (await (await fetch(`${base}/api/runs?trigger=chain:${parent}`, { headers: h })).json()).runs[0];
+        check(child || Date.now() - t0 < T, `no run with trigger chain:${parent}`);
+      }
+      check(child.job === "nightly", `the chained job: ${child.job}`);
+      await page.goto(`${base}/runs/${child.id}`);
+      const from = await page.waitForSelector(`dl[data-run="${child.id}"] [data-role=chained-from]`, { timeout: T });
+      check((await from.textContent()) === `run #${parent} of job always-fails`, `started by: ${await from.textContent()}`);
+      await from.click();
+      await page.waitForSelector(`dl[data-run="${parent}"] [data-role=chained] a[href="/runs/${child.id}"]`, { timeout: T });
+      check((await page.textContent(`dl[data-run="${parent}"] [data-role=chained]`)).includes(`nightly #${child.id}`), "the started run listed");
+      await page.screenshot({ path: join(SHOTS, "run-chain.png"), fullPage: true });
+      await page.goto(base + "/");
+      await page.waitForSelector("tr[data-job]", { timeout: T });
     });
 
     await step("the live log shows lines while the job prints them", async () => {

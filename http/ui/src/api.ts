@@ -11,6 +11,9 @@ export type LastRun = NonNullable<Schemas["LastRun"]>;
 export type JobStats = NonNullable<Schemas["Stats"]>;
 export type Job = Schemas["Job"];
 export type Run = Schemas["Run"] & { output_tail?: string };
+/** A run with its chain links (GET /api/runs/{id} only). */
+export type RunFull = Schemas["RunFull"];
+export type ChainLink = Schemas["ChainLink"];
 /** error: set by the page when a refresh request itself failed. */
 export type Probe = Schemas["Probe"] & { error?: string | null };
 export type InstanceList = Schemas["InstanceList"];

@@ -43,6 +43,7 @@ const en = {
   run: "Run", exit: "Exit code", signal: "Signal", output: "Output", summary: "Summary", error: "Error",
   maxRss: "Max RSS", cpu: "CPU (user / system)", scheduledFor: "Scheduled for", finished: "Finished",
   following: "Following live", noOutput: "No output.", back: "Back",
+  startedBy: "Started by", runOfJob: "run #{id} of job {job}", chainStarted: "Started runs",
   connLost: "Connection lost — reconnecting…", connBack: "Live", connConnecting: "Connecting…",
   locked: "locked", notFound: "Not found.", loading: "Loading…", viewerCannot: "Your role may not do this.",
 };
@@ -80,6 +81,7 @@ const sv: Dict = {
   run: "Körning", exit: "Slutkod", signal: "Signal", output: "Utdata", summary: "Sammanfattning", error: "Fel",
   maxRss: "Max RSS", cpu: "CPU (användare / system)", scheduledFor: "Schemalagd", finished: "Klar",
   following: "Följer live", noOutput: "Ingen utdata.", back: "Tillbaka",
+  startedBy: "Startad av", runOfJob: "körning #{id} av jobbet {job}", chainStarted: "Startade körningar",
   connLost: "Anslutningen bröts — återansluter…", connBack: "Live", connConnecting: "Ansluter…",
   locked: "låst", notFound: "Hittades inte.", loading: "Laddar…", viewerCannot: "Din roll får inte göra detta.",
 };
@@ -116,6 +118,7 @@ const da: Dict = {
   run: "Kørsel", exit: "Exitkode", signal: "Signal", output: "Output", summary: "Resumé", error: "Fejl",
   maxRss: "Maks RSS", cpu: "CPU (bruger / system)", scheduledFor: "Planlagt til", finished: "Færdig",
   following: "Følger live", noOutput: "Intet output.", back: "Tilbage",
+  startedBy: "Startet af", runOfJob: "kørsel #{id} af jobbet {job}", chainStarted: "Startede kørsler",
   connLost: "Forbindelsen blev afbrudt — genforbinder…", connBack: "Live", connConnecting: "Forbinder…",
   locked: "låst", notFound: "Ikke fundet.", loading: "Indlæser…", viewerCannot: "Din rolle må ikke gøre dette.",
 };

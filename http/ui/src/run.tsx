@@ -1,7 +1,7 @@
 // Run detail: every recorded field and the output, followed live (topic run:<id>) while the
 // run is going; the final record replaces it when run.finished arrives.
 import { useEffect, useRef, useState } from "preact/hooks";
-import { api, ApiError, Run } from "./api";
+import { api, ApiError, ChainLink, Run, RunFull } from "./api";
 import { absTime, duration, kib } from "./fmt";
 import { t } from "./i18n";
 import { isRunEvent } from "./live";
@@ -12,6 +12,8 @@ export function RunDetail({ id }: { id: number }) {
   const s = useStore();
   const [run, setRun] = useState<Run | null>(null);
   const [err, setErr] = useState("");
+  // the chain links of the latest full record (run events do not carry them)
+  const [links, setLinks] = useState<Pick<RunFull, "chained_from" | "chained">>({ chained_from: null, chained: [] });
   const [lines, setLines] = useState<string[]>([]);
   const pre = useRef<HTMLPreElement>(null);
   const active = run?.status === "RUNNING" || run?.status === "QUEUED";
@@ -22,6 +24,7 @@ export function RunDetail({ id }: { id: number }) {
     api.run(id).then((r) => {
       if (my !== loads.current) return;
       setRun(r);
+      setLinks({ chained_from: r.chained_from ?? null, chained: r.chained ?? [] });
       setLines([]);
       setErr("");
     }).catch((e: ApiError) => my === loads.current && setErr(e.message));
@@ -66,6 +69,12 @@ export function RunDetail({ id }: { id: number }) {
     [t("maxRss"), kib(run.max_rss_kb)],
     [t("cpu"), `${duration(run.cpu_user_ms)} / ${duration(run.cpu_sys_ms)}`],
   ];
+  const runLink = (l: ChainLink) => <a href={`/runs/${l.run}`} data-run-link={l.run}>{l.job ?? "?"} #{l.run}</a>;
+  const from = links.chained_from;
+  if (from)
+    rows.push([t("startedBy"), <a href={`/runs/${from.run}`} data-role="chained-from" data-run-link={from.run}>{t("runOfJob", { id: from.run, job: from.job ?? "?" })}</a>]);
+  if (links.chained.length)
+    rows.push([t("chainStarted"), <span data-role="chained">{links.chained.map((l, i) => <span key={l.run}>{i ? ", " : ""}{runLink(l)}</span>)}</span>]);
   return (
     <>
       <p><a href={`/jobs/${encodeURIComponent(run.job)}`}>← {run.job}</a></p>
