@@ -49,7 +49,8 @@ static bool job_eq(const cfg_job_t *a, const cfg_job_t *b)
            str_eq(a->schedule_human, b->schedule_human) && str_eq(a->timezone, b->timezone) &&
            a->enabled == b->enabled && a->locked == b->locked && a->action == b->action &&
            str_eq(a->shell, b->shell) && strv_eq(a->argv, a->argc, b->argv, b->argc) &&
-           http_eq(&a->http, &b->http) && str_eq(a->workdir, b->workdir) &&
+           http_eq(&a->http, &b->http) && a->ping.grace_ms == b->ping.grace_ms &&
+           str_eq(a->ping.key, b->ping.key) && str_eq(a->workdir, b->workdir) &&
            kv_eq(a->env, a->n_env, b->env, b->n_env) && a->timeout_ms == b->timeout_ms &&
            a->kill_grace_ms == b->kill_grace_ms && a->retries.max == b->retries.max &&
            a->retries.backoff_ms == b->retries.backoff_ms &&

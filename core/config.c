@@ -478,6 +478,7 @@ static void free_job(cfg_job_t *j)
     cfg__free_kv(j->http.headers, j->http.n_headers);
     free(j->http.body);
     free(j->http.expect_status);
+    free(j->ping.key);
     free(j->workdir);
     cfg__free_kv(j->env, j->n_env);
     cfg__free_strv(j->requires, j->n_requires);

@@ -96,6 +96,8 @@ static const cyaml_schema_field_t limits_fields[] = {
     INT("notification_history", cfg_limits_t, notification_history),
     IGN("output_read_budget"),
     INT("live_output_lines", cfg_limits_t, live_output_lines),
+    IGN("ping_max_body"),
+    INT("pings_per_minute", cfg_limits_t, pings_per_minute),
     CYAML_FIELD_END};
 
 static const cyaml_schema_field_t retention_fields[] = {
@@ -129,6 +131,9 @@ static const cyaml_schema_field_t http_fields[] = {STR("method", cfg_http_t, met
                                                    IGN("timeout"),
                                                    CYAML_FIELD_END};
 
+const cyaml_schema_field_t cfg__ping_fields[] = {IGN("grace"), STR("key", cfg_ping_t, key),
+                                                 CYAML_FIELD_END};
+
 const cyaml_schema_field_t cfg__job_fields[] = {
     STR_REQ("name", cfg_job_t, name),
     STR("title", cfg_job_t, title),
@@ -140,6 +145,7 @@ const cyaml_schema_field_t cfg__job_fields[] = {
     BOOL("locked", cfg_job_t, locked),
     IGN("command"),
     MAP("http", cfg_job_t, http, http_fields),
+    MAP("ping", cfg_job_t, ping, cfg__ping_fields),
     STR("workdir", cfg_job_t, workdir),
     IGN("env"),
     IGN("timeout"),

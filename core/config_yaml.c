@@ -202,6 +202,8 @@ static bool is_secret_field(yl_t *y, const cyaml_schema_field_t *parent, int par
         return strcmp(key, "token") == 0;
     if (parent == cfg__storage_fields)
         return strcmp(key, "postgres") == 0;
+    if (parent == cfg__ping_fields)
+        return strcmp(key, "key") == 0;
     if (parent == cfg__notify_fields)
         return strcmp(key, "url") == 0;
     if (parent == cfg__probe_fields) {
@@ -732,12 +734,31 @@ static void finish_job(yl_t *y, const cfg_t *cfg, cfg_job_t *j, int idx)
     j->enabled = get_bool(y, idx, "enabled", true);
     j->locked = get_bool(y, idx, "locked", false);
     int cmd = map_get(y, idx, "command"), http = map_get(y, idx, "http");
-    if (cmd && http)
+    int ping = map_get(y, idx, "ping");
+    if (ping && (cmd || http))
+        error_at(y, cmd ? cmd : http,
+                 "a job with ping: runs elsewhere and reports in; remove its %s (or the ping:)",
+                 cmd ? "command" : "http call");
+    else if (cmd && http)
         error_at(y, http, "set either command or http, not both");
-    else if (!cmd && !http)
-        error_at(y, idx, "needs a command or an http call");
+    else if (!cmd && !http && !ping)
+        error_at(y, idx, "needs a command or an http call (or ping: for a job run elsewhere)");
     get_command(y, cmd, &j->shell, &j->argv, &j->argc);
-    j->action = http ? CFG_ACTION_HTTP : j->argv ? CFG_ACTION_ARGV : CFG_ACTION_SHELL;
+    j->action = ping      ? CFG_ACTION_PING
+                : http    ? CFG_ACTION_HTTP
+                : j->argv ? CFG_ACTION_ARGV
+                          : CFG_ACTION_SHELL;
+    if (ping) {
+        j->ping.grace_ms = get_duration(y, ping, "grace");
+        if (j->ping.grace_ms == 0)
+            error_at(y, map_get(y, ping, "grace"),
+                     "ping.grace must be more than 0 (how late a ping may come, e.g. 5m)");
+        if (j->ping.key == NULL || j->ping.key[0] == '\0')
+            error_at(y, ping,
+                     "ping: needs a key (the secret the job presents to POST /ping/%s; e.g. "
+                     "key: ${PING_KEY})",
+                     y->job ? y->job : "{job}");
+    }
     if (http) {
         get_kv(y, map_get(y, http, "headers"), &j->http.headers, &j->http.n_headers);
         get_status(y, map_get(y, http, "expect_status"), &j->http.expect_status,
@@ -783,6 +804,7 @@ static void finish_tree(yl_t *y, cfg_t *cfg, int root)
     cfg->server.ws_max_queued_bytes = get_size(y, server, "ws_max_queued_bytes");
     cfg->server.ws_max_message_bytes = get_size(y, server, "ws_max_message_bytes");
     cfg->limits.output_read_budget = get_size(y, map_get(y, root, "limits"), "output_read_budget");
+    cfg->limits.ping_max_body = get_size(y, map_get(y, root, "limits"), "ping_max_body");
     get_retries(y, d, &cfg->defaults.retries);
     cfg->cluster.heartbeat_timeout_ms =
         get_duration(y, map_get(y, root, "cluster"), "heartbeat_timeout");

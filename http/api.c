@@ -256,6 +256,8 @@ static int add_routes(api_t *a)
     if (rc == 0)
         rc = api__routes_metrics(a);
     if (rc == 0)
+        rc = api__routes_ping(a);
+    if (rc == 0)
         rc = api__health_routes(a);
     if (rc == 0)
         rc = ui_routes(a->srv); /* the dashboard (http/ui.h) */

@@ -44,6 +44,12 @@ typedef struct api__job {
     uint64_t dur_count;
     int64_t last_start_ms, last_success_ms;
     uint64_t items_processed, items_failed;
+    /* monitored jobs (api_ping.c): runs recorded from pings and missed instants, for /metrics;
+     * the job's ping rate bucket (limits.pings_per_minute) */
+    uint64_t pings, ping_missed;
+    double ping_tokens;
+    uint64_t ping_refill_ms;
+    bool ping_bucket_started;
     bool stats_dirty; /* waiting in api->stats_dirty for a statistics refresh */
     bool stats_asked; /* statistics asked for at least once */
 } api__job_t;
@@ -110,6 +116,9 @@ struct api {
     int store_health;
     uint64_t store_spooled, store_spool_bytes, store_dropped;
     uint64_t output_live_dropped; /* output lines not shown live (limits.live_output_lines) */
+    /* pings refused (api_ping.c): unknown job or wrong key, body over limits.ping_max_body,
+     * over limits.pings_per_minute */
+    uint64_t ping_refused_key, ping_refused_size, ping_refused_rate;
     bool closed;
     void (*close_cb)(void *ud);
     void *close_ud;
@@ -222,6 +231,8 @@ void api__store_call(api_t *a, api_req_t *req, msg_store_req_t *q, api__store_do
 int api__routes_jobs(api_t *a);
 int api__routes_runs(api_t *a);
 int api__routes_metrics(api_t *a);
+/** POST /ping/{job}, /ping/{job}/start, /ping/{job}/fail (api_ping.c). */
+int api__routes_ping(api_t *a);
 /** Audit record and log line for a mutation by req's principal. */
 void api__audit(api_t *a, const api_req_t *req, const char *action, const char *job, int64_t run_id,
                 json_t *before, json_t *after);

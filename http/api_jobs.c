@@ -130,6 +130,14 @@ static void h_trigger(api_req_t *req, void *data)
         api_reply_error(req, 503, "unavailable", "the executor is not running");
         return;
     }
+    if (j->cfg->action == CFG_ACTION_PING) {
+        char *msg = cv_sprintf("job '%s' runs elsewhere and reports by POST /ping/%s; it cannot "
+                               "be run from here",
+                               j->name, j->name);
+        api_reply_error(req, 409, "ping_job", msg);
+        free(msg);
+        return;
+    }
     trigger_t *t = cv_calloc(1, sizeof(*t));
     t->corr = ++a->next_corr;
     t->req = req;

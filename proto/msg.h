@@ -64,6 +64,7 @@ typedef enum {
     MSG_STORE_STATE,    /* msg_store_state_t: the store reaches its database or not (spool) */
     MSG_RELOAD,         /* msg_reload_t: reload the configuration (api -> supervisor) */
     MSG_RELOAD_REPLY,   /* msg_reload_reply_t: the supervisor's answer to a MSG_RELOAD */
+    MSG_PING,           /* msg_ping_t: a monitored job reported in (api -> executor) */
     MSG_ACTOR_PRIVATE = 1000, /* types from here on are private to one actor */
 } msg_type_t;
 
@@ -99,6 +100,27 @@ typedef struct {
     int64_t run_id;
     char *by; /* who cancelled, for the record */
 } msg_cancel_t;
+
+/* A monitored job (ping:) reported in: POST /ping/{job}[/start|/fail], its key already checked.
+ *   api --MSG_PING--> executor   (the executor records the run and clears the missed check) */
+typedef enum { PING_SUCCESS, PING_START, PING_FAIL } ping_kind_t;
+
+typedef struct {
+    cv_msg_t hdr;
+    char *job;
+    ping_kind_t kind;
+    int64_t at_ms; /* when the ping arrived (Unix ms) */
+    char *body;    /* the request body, kept as the run's output; NULL when empty */
+    size_t body_len;
+    int64_t items_processed; /* -1 when not given */
+    int64_t items_failed;    /* -1 when not given */
+} msg_ping_t;
+
+/** A MSG_PING (body copied, len bytes, may be NULL). */
+msg_ping_t *msg_ping_new(const char *job, ping_kind_t kind, int64_t at_ms, const char *body,
+                         size_t len);
+/** "success", "start", "fail". */
+const char *ping_kind_name(ping_kind_t k);
 
 typedef enum { RUN_EV_QUEUED, RUN_EV_STARTED, RUN_EV_PROGRESS, RUN_EV_FINISHED } run_ev_kind_t;
 
