@@ -44,7 +44,7 @@ const en = {
   maxRss: "Max RSS", cpu: "CPU (user / system)", scheduledFor: "Scheduled for", finished: "Finished",
   following: "Following live", noOutput: "No output.", back: "Back",
   connLost: "Connection lost — reconnecting…", connBack: "Live", connConnecting: "Connecting…",
-  locked: "locked", notFound: "Not found.", loading: "Loading…", viewerCannot: "Your role may not do this.",
+  ping: "ping", pingHelp: "Runs elsewhere and reports with its ping key", locked: "locked", notFound: "Not found.", loading: "Loading…", viewerCannot: "Your role may not do this.",
 };
 type Dict = typeof en;
 
@@ -81,7 +81,7 @@ const sv: Dict = {
   maxRss: "Max RSS", cpu: "CPU (användare / system)", scheduledFor: "Schemalagd", finished: "Klar",
   following: "Följer live", noOutput: "Ingen utdata.", back: "Tillbaka",
   connLost: "Anslutningen bröts — återansluter…", connBack: "Live", connConnecting: "Ansluter…",
-  locked: "låst", notFound: "Hittades inte.", loading: "Laddar…", viewerCannot: "Din roll får inte göra detta.",
+  ping: "ping", pingHelp: "Körs någon annanstans och rapporterar med sin ping-nyckel", locked: "låst", notFound: "Hittades inte.", loading: "Laddar…", viewerCannot: "Din roll får inte göra detta.",
 };
 
 const da: Dict = {
@@ -117,7 +117,7 @@ const da: Dict = {
   maxRss: "Maks RSS", cpu: "CPU (bruger / system)", scheduledFor: "Planlagt til", finished: "Færdig",
   following: "Følger live", noOutput: "Intet output.", back: "Tilbage",
   connLost: "Forbindelsen blev afbrudt — genforbinder…", connBack: "Live", connConnecting: "Forbinder…",
-  locked: "låst", notFound: "Ikke fundet.", loading: "Indlæser…", viewerCannot: "Din rolle må ikke gøre dette.",
+  ping: "ping", pingHelp: "Kører et andet sted og melder sig med sin ping-nøgle", locked: "låst", notFound: "Ikke fundet.", loading: "Indlæser…", viewerCannot: "Din rolle må ikke gøre dette.",
 };
 
 const DICTS: Record<Lang, Dict> = { en, sv, da };
