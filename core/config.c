@@ -517,6 +517,9 @@ void cfg_free(cfg_t *cfg)
         free(cfg->auth.tokens[i].sha256);
     }
     free(cfg->auth.tokens);
+    free(cfg->auth.proxy.user_header);
+    cfg__free_strv(cfg->auth.proxy.from, cfg->auth.proxy.n_from);
+    free(cfg->auth.proxy.role_header);
     for (unsigned i = 0; i < cfg->n_links; i++) {
         free(cfg->links[i].title);
         free(cfg->links[i].url);

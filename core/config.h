@@ -253,9 +253,21 @@ typedef struct cfg_cluster {
     int64_t heartbeat_timeout_ms; /* default 30s: an instance silent this long is dead */
 } cfg_cluster_t;
 
+/** `auth.proxy`: people authenticated by a reverse proxy (oauth2-proxy, Pomerium, ...). Absent
+ * when user_header is NULL. */
+typedef struct cfg_proxy {
+    char *user_header; /* e.g. "X-Forwarded-Email": who the person is */
+    char **from;       /* the proxy's addresses: CIDRs or single addresses (checked on load) */
+    unsigned n_from;
+    char *role_header;       /* NULL: every person gets default_role */
+    cfg_role_t default_role; /* default viewer */
+    cfg_pos_t pos;
+} cfg_proxy_t;
+
 typedef struct cfg_auth {
     cfg_token_t *tokens;
     unsigned n_tokens;
+    cfg_proxy_t proxy;
     int rate_per_second; /* rate-limited requests (triggers, edits) per token; default 5 */
     int rate_burst;      /* of which at once; default 20 */
 } cfg_auth_t;

@@ -113,8 +113,15 @@ const cyaml_schema_field_t cfg__token_fields[] = {
 const cyaml_schema_value_t cfg__token_entry = {
     CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, cfg_token_t, cfg__token_fields)};
 
+static const cyaml_schema_field_t proxy_fields[] = {
+    STR_REQ("user_header", cfg_proxy_t, user_header), STRSEQ("from", cfg_proxy_t, from, n_from),
+    STR("role_header", cfg_proxy_t, role_header),
+    ENUM("default_role", CYAML_FLAG_OPTIONAL, cfg_proxy_t, default_role, role_strings),
+    CYAML_FIELD_END};
+
 static const cyaml_schema_field_t auth_fields[] = {
     SEQ("tokens", cfg_auth_t, tokens, n_tokens, &cfg__token_entry),
+    MAP("proxy", cfg_auth_t, proxy, proxy_fields),
     INT("rate_per_second", cfg_auth_t, rate_per_second), INT("rate_burst", cfg_auth_t, rate_burst),
     CYAML_FIELD_END};
 

@@ -8,6 +8,7 @@
  * (3) The fields libcyaml cannot express (declared CYAML_FIELD_IGNORE: durations, sizes,
  * commands that are a string or a list, maps, status lists) and the positions are read from
  * the tree, then the shared checks run (config_check.c). */
+#include "core/cidr.h"
 #include "core/config_int.h"
 #include "core/log.h"
 
@@ -25,6 +26,7 @@
 
 #define WALK_BUDGET 200000
 
+#include "core/cidr.h"
 #include "core/config_schema.h"
 
 /* What the walk checks in a CYAML_FIELD_IGNORE field, by key (one meaning per key name). */
@@ -790,6 +792,38 @@ static void finish_probe(yl_t *y, const cfg_t *cfg, cfg_probe_t *p, int idx)
     check_method(y, idx, p->method);
 }
 
+/* auth.proxy: its addresses must parse, and there must be some (a proxy trusted from anywhere
+ * would let anyone name themselves). */
+static void finish_proxy(yl_t *y, cfg_t *cfg, int root)
+{
+    int proxy = map_get(y, map_get(y, root, "auth"), "proxy");
+    cfg_proxy_t *p = &cfg->auth.proxy;
+    if (!proxy)
+        return;
+    p->pos = src_pos(y, cfg, proxy);
+    if (p->default_role == 0)
+        p->default_role = CFG_ROLE_VIEWER;
+    int from = map_get(y, proxy, "from");
+    yaml_node_t *n = nd(y, from);
+    if (n == NULL || n->type != YAML_SEQUENCE_NODE ||
+        n->data.sequence.items.top == n->data.sequence.items.start) {
+        error_at(y, from ? from : proxy,
+                 "auth.proxy.from: list the proxy's addresses (e.g. [127.0.0.1/32, ::1/128]); the "
+                 "user header is trusted only from them");
+        return;
+    }
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+         it++) {
+        cv_cidr_t c;
+        const char *v = sval(y, *it, false);
+        if (v == NULL || cv_cidr_parse(v, &c) != 0)
+            error_at(y, *it,
+                     "auth.proxy.from: '%s' is not an address or a CIDR range (e.g. 10.0.0.0/8, "
+                     "127.0.0.1, ::1/128; no host bits past the prefix)",
+                     v ? v : "");
+    }
+}
+
 static void finish_tree(yl_t *y, cfg_t *cfg, int root)
 {
     int d = map_get(y, root, "defaults");
@@ -818,6 +852,7 @@ static void finish_tree(yl_t *y, cfg_t *cfg, int root)
         cfg->notify[i].pos = src_pos(y, cfg, y->notify.v[i]);
     for (unsigned i = 0; i < cfg->auth.n_tokens && i < y->tokens.n; i++)
         cfg->auth.tokens[i].pos = src_pos(y, cfg, y->tokens.v[i]);
+    finish_proxy(y, cfg, root);
 }
 
 static cfg_pos_t yaml_where(void *ud, const cfg_t *cfg, unsigned job, const char *key, int item)

@@ -248,7 +248,7 @@ static void h_reload(api_req_t *req, void *data)
         return;
     }
     uint64_t corr = ++a->next_corr;
-    char *by = cv_sprintf("api:%s", req->principal->name);
+    char *by = auth_principal_actor(req->principal);
     msg_reload_t *m = msg_reload_new(by, a->actor, corr);
     free(by);
     ask(a, req, a->supervisor, &m->hdr, corr);

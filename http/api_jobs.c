@@ -24,7 +24,7 @@ static int64_t now_s(void)
 
 static char *actor_of(const api_req_t *req)
 {
-    return cv_sprintf("api:%s", req->principal->name);
+    return auth_principal_actor(req->principal);
 }
 
 void api__audit(api_t *a, const api_req_t *req, const char *action, const char *job, int64_t run_id,
