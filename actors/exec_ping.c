@@ -55,9 +55,9 @@ static void ping_run_free(exec__run_t *xr)
     free(xr);
 }
 
-/* Ends xr with status st (and why, may be NULL) at at_ms: published, then freed. */
-static void ping_run_end(exec__run_t *xr, run_status_t st, const char *why, int64_t at_ms,
-                         bool insert)
+/* Ends xr with status st (and why, may be NULL) at at_ms: published (inserted unless its start
+ * was), then freed. */
+static void ping_run_end(exec__run_t *xr, run_status_t st, const char *why, int64_t at_ms)
 {
     run_t *r = xr->run;
     r->status = st;
@@ -71,7 +71,7 @@ static void ping_run_end(exec__run_t *xr, run_status_t st, const char *why, int6
         xr->js->consecutive_failures++;
     cv_debug("exec", "ping run %lld of job %s (%s) ends %s", (long long)r->id, r->job, r->trigger,
              run_status_name(st));
-    exec__publish(xr, RUN_EV_FINISHED, insert);
+    exec__publish(xr, RUN_EV_FINISHED, !xr->persisted);
     ping_run_free(xr);
 }
 
@@ -105,26 +105,29 @@ void exec__ping(executor_t *ex, const msg_ping_t *p)
         cv_list_remove(&open->link);
     if (p->kind == PING_START) {
         if (open != NULL)
-            ping_run_end(open, RUN_FAILED, "started again before it reported its end", p->at_ms,
-                         false);
+            ping_run_end(open, RUN_FAILED, "started again before it reported its end", p->at_ms);
         exec__run_t *xr = ping_run_new(ex, job, js, "ping", p->at_ms);
         xr->run->status = RUN_RUNNING;
         ping_fill(xr->run, p);
         cv_info("exec", "ping run %lld of job %s started (ping /start)", (long long)xr->run->id,
                 job->name);
-        exec__publish(xr, RUN_EV_STARTED, true);
+        /* A shared store assigns ids on insert, through a claim the executor waits for: there
+         * the run is recorded once, at its end (with its start time), and not shown running. */
+        if (!ex->shared) {
+            exec__publish(xr, RUN_EV_STARTED, true);
+            xr->persisted = true;
+        }
         js->ping_open = xr;
         cv_list_insert_tail(&ex->ping_open, &xr->link);
         return;
     }
-    bool insert = open == NULL;
     exec__run_t *xr = open ? open : ping_run_new(ex, job, js, "ping", p->at_ms);
     ping_fill(xr->run, p);
     run_status_t st = p->kind == PING_FAIL        ? RUN_FAILED
                       : xr->run->items_failed > 0 ? RUN_PARTIAL
                                                   : RUN_SUCCESS;
     ping_run_end(xr, st, p->kind == PING_FAIL ? "the job reported a failure (ping /fail)" : NULL,
-                 p->at_ms, insert);
+                 p->at_ms);
 }
 
 static void wait_closed(uv_handle_t *h)
@@ -163,7 +166,7 @@ static void grace_passed(uv_timer_t *t)
             ping_run_new(ex, job, exec__job_state(ex, job->name), "ping:missed", w->instant_ms);
         xr->run->started_at = 0; /* nothing started that the daemon knows of */
         xr->run->queued_at = now;
-        ping_run_end(xr, RUN_FAILED, why, now, true);
+        ping_run_end(xr, RUN_FAILED, why, now);
         free(why);
     }
     wait_release(w);
@@ -199,7 +202,6 @@ void exec__ping_shutdown(executor_t *ex)
         cv_list_remove(&xr->link);
         xr->js->ping_open = NULL;
         ping_run_end(xr, RUN_CANCELLED,
-                     "cancelled: the daemon stopped before the job reported its end", cv_now_ms(),
-                     false);
+                     "cancelled: the daemon stopped before the job reported its end", cv_now_ms());
     }
 }

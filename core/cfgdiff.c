@@ -179,6 +179,11 @@ static void applied_keys(const cfg_t *o, const cfg_t *n, cv_buf_t *b)
         add_key(b, "links");
     if (o->cluster.heartbeat_timeout_ms != n->cluster.heartbeat_timeout_ms)
         add_key(b, "cluster.heartbeat_timeout");
+    const cfg_proxy_t *op = &o->auth.proxy, *np = &n->auth.proxy;
+    if (!str_eq(op->user_header, np->user_header) || !str_eq(op->role_header, np->role_header) ||
+        op->default_role != np->default_role ||
+        !strv_eq(op->from, op->n_from, np->from, np->n_from))
+        add_key(b, "auth.proxy");
     applied_bounds(o, n, b);
 }
 
@@ -205,6 +210,8 @@ static void applied_bounds(const cfg_t *o, const cfg_t *n, cv_buf_t *b)
         {"server.ws_max_topics", o->server.ws_max_topics, n->server.ws_max_topics},
         {"auth.rate_per_second", o->auth.rate_per_second, n->auth.rate_per_second},
         {"auth.rate_burst", o->auth.rate_burst, n->auth.rate_burst},
+        {"limits.ping_max_body", o->limits.ping_max_body, n->limits.ping_max_body},
+        {"limits.pings_per_minute", o->limits.pings_per_minute, n->limits.pings_per_minute},
     };
     for (size_t i = 0; i < sizeof(bounds) / sizeof(bounds[0]); i++)
         if (bounds[i].was != bounds[i].is)

@@ -10,7 +10,7 @@ from cvtest import Daemon, main, response_schema, run_cli, schema_errors
 
 TOKEN = "api-token-not-a-ping-key-1"
 KEYS = {"far": "ping-key-far-4711", "startjob": "ping-key-start-0815", "failjob": "ping-key-fail-42",
-        "burst": "ping-key-burst-99", "missy": "ping-key-missy-7"}
+        "burst": "ping-key-burst-99", "missy": "ping-key-missy-7", "kept": "ping-key-kept-3"}
 
 CONFIG = """
 server:
@@ -44,7 +44,10 @@ jobs:
   - name: missy
     schedule: "* * * * * *"
     ping: {grace: 2s, key: "%s"}
-""" % (TOKEN, KEYS["startjob"], KEYS["failjob"], KEYS["burst"], KEYS["missy"])
+  - name: kept
+    schedule: "* * * * * *"
+    ping: {grace: 3s, key: "%s"}
+""" % (TOKEN, KEYS["startjob"], KEYS["failjob"], KEYS["burst"], KEYS["missy"], KEYS["kept"])
 
 
 class Receiver(http.server.BaseHTTPRequestHandler):
@@ -169,6 +172,37 @@ class Pings(unittest.TestCase):
         self.assertTrue(any(b.get("event") == "run.failed" for b in Receiver.bodies), Receiver.bodies)
         m = self.d.api("GET", "/metrics", token=TOKEN).body.decode()
         self.assertRegex(m, r'cronvisor_ping_missed_total\{job="missy"\} [1-9]')
+
+    def test_pings_within_the_grace_keep_instants_from_being_missed(self):
+        # missy misses an instant every second: its log lines are the test's clock
+        def tick(n):
+            with self.lock:
+                for _ in range(n):
+                    self.d.run_finished("missy")
+        first = None
+        for _ in range(3):
+            r = self.ping("kept", key=KEYS["kept"])
+            self.assertEqual(r.status, 202, r)
+            first = first or self.d.db("SELECT strftime('%s','now') * 1000 AS t")[0]["t"]
+            tick(2)
+        last = self.d.db("SELECT strftime('%s','now') * 1000 AS t")[0]["t"]
+        # every instant of kept up to `last` has been checked once missy's check of an instant
+        # after it has run (kept's grace is 1 s longer: wait for one more)
+        with self.lock:
+            while True:
+                run_id, _ = self.d.run_finished("missy")
+                if self.d.db("SELECT scheduled_for FROM runs WHERE id=?", (run_id,))[0]["scheduled_for"] > last + 1000:
+                    break
+        missed = self.d.db("SELECT scheduled_for FROM runs WHERE job='kept' AND trigger='ping:missed' "
+                           "AND scheduled_for BETWEEN ? AND ?", (first, last - 1000))
+        self.assertEqual(missed, [])
+        # and once the pings stop, its instants are missed again
+        with self.lock:
+            while True:
+                run_id, status = self.d.run_finished("kept")
+                row = self.d.db("SELECT * FROM runs WHERE id=?", (run_id,))[0]
+                if row["trigger"] == "ping:missed" and row["scheduled_for"] > last:
+                    break
 
 
 class Check(unittest.TestCase):
