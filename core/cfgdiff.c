@@ -160,6 +160,14 @@ static bool links_eq(const cfg_t *a, const cfg_t *b)
 
 static void applied_bounds(const cfg_t *o, const cfg_t *n, cv_buf_t *b);
 
+static bool proxy_changed(const cfg_t *o, const cfg_t *n)
+{
+    const cfg_proxy_t *op = &o->auth.proxy, *np = &n->auth.proxy;
+    return !str_eq(op->user_header, np->user_header) || !str_eq(op->role_header, np->role_header) ||
+           op->default_role != np->default_role ||
+           !strv_eq(op->from, op->n_from, np->from, np->n_from);
+}
+
 static void applied_keys(const cfg_t *o, const cfg_t *n, cv_buf_t *b)
 {
     if (o->limits.max_concurrent != n->limits.max_concurrent)
@@ -246,6 +254,7 @@ void cfgdiff_compare(const cfg_t *old, const cfg_t *new_cfg, cfgdiff_t *out)
                               sizeof(cfg_job_t), job_same);
     out->tokens = count_by_name(old->auth.tokens, old->auth.n_tokens, new_cfg->auth.tokens,
                                 new_cfg->auth.n_tokens, sizeof(cfg_token_t), token_same);
+    out->proxy = proxy_changed(old, new_cfg);
     out->probes = count_by_name(old->probes, old->n_probes, new_cfg->probes, new_cfg->n_probes,
                                 sizeof(cfg_probe_t), probe_same);
     out->notify = count_by_name(old->notify, old->n_notify, new_cfg->notify, new_cfg->n_notify,

@@ -4,6 +4,7 @@ client binds its socket to it); requests from 127.0.0.1 play a host that forges 
 import http.client
 import json
 import os
+import signal
 import tempfile
 import unittest
 
@@ -100,6 +101,25 @@ class ProxyAuth(unittest.TestCase):
     def test_the_proxy_without_the_user_header_is_an_ordinary_client(self):
         self.assertEqual(self.call("GET", "/api/jobs", "127.0.0.2")[0], 401)
         self.assertEqual(self.call("GET", "/api/jobs", "127.0.0.2", token=OPS)[0], 200)
+
+
+class ProxyReload(unittest.TestCase):
+    def test_a_reload_that_adds_or_removes_the_proxy_applies_at_once(self):
+        without = CONFIG.split("  proxy:")[0] + CONFIG[CONFIG.index("jobs:"):]
+        with Daemon(without) as d:
+            d.wait_log(r"cronvisor \S+ running")
+            call = ProxyAuth.call.__get__(type("T", (), {"d": d})())
+            self.assertEqual(call("GET", "/api/jobs", "127.0.0.2", user="alice@example.com")[0], 401)
+            with open(d.config_path, "w") as f:
+                f.write(CONFIG)
+            d.signal(signal.SIGHUP)
+            self.assertIn("auth.proxy", d.wait_log(r"configuration reloaded from \S+: (.*)$").group(1))
+            self.assertEqual(call("GET", "/api/jobs", "127.0.0.2", user="alice@example.com")[0], 200)
+            with open(d.config_path, "w") as f:
+                f.write(without)
+            d.signal(signal.SIGHUP)
+            d.wait_log(r"configuration reloaded")
+            self.assertEqual(call("GET", "/api/jobs", "127.0.0.2", user="alice@example.com")[0], 401)
 
 
 class ProxyCheck(unittest.TestCase):
