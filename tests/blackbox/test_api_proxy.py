@@ -8,7 +8,7 @@ import signal
 import tempfile
 import unittest
 
-from cvtest import Daemon, main, run_cli
+from cvtest import Daemon, main, response_schema, run_cli, schema_errors
 
 OPS = "ops-token-for-the-proxy-test"
 
@@ -97,6 +97,14 @@ class ProxyAuth(unittest.TestCase):
         status, run = self.call("GET", "/api/runs/%d" % body["run_id"], "127.0.0.1", token=OPS)
         self.assertEqual(run["trigger"], "api:ops")
         self.assertNotIn("user:mallory@example.com", self.audit_actors("run.trigger"))
+
+    def test_info_tells_the_dashboard_who_asks(self):
+        status, info = self.call("GET", "/api/info", "127.0.0.2", user="dora@example.com", role="admin")
+        self.assertEqual(status, 200, info)
+        self.assertEqual(info["you"], {"name": "dora@example.com", "role": "admin", "person": True})
+        self.assertEqual(schema_errors(info, response_schema("/api/info", "get", 200)), [])
+        status, info = self.call("GET", "/api/info", "127.0.0.1", token=OPS, user="dora@example.com")
+        self.assertEqual(info["you"], {"name": "ops", "role": "operator", "person": False})
 
     def test_the_proxy_without_the_user_header_is_an_ordinary_client(self):
         self.assertEqual(self.call("GET", "/api/jobs", "127.0.0.2")[0], 401)
