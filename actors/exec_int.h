@@ -15,6 +15,10 @@
 typedef struct exec__job {
     int active; /* running + queued */
     int consecutive_failures;
+    /* monitored jobs (exec_ping.c) */
+    int64_t last_ping_ms;        /* Unix ms of the last ping, 0: none */
+    struct exec__run *ping_open; /* the run a /start ping began, or NULL */
+    int ping_waits;              /* scheduled instants waiting for their grace to pass */
 } exec__job_t;
 
 /* The last known status of a probe (for `requires:`). */
@@ -59,6 +63,8 @@ struct executor {
     cv_list_t active; /* exec__run_t running */
     cv_list_t queue;  /* exec__run_t waiting for a slot, FIFO */
     cv_list_t retries;
+    cv_list_t ping_waits; /* monitored jobs' instants waiting for their grace (exec_ping.c) */
+    cv_list_t ping_open;  /* exec__run_t begun by a /start ping, not yet ended */
     /* the runtime overrides (MSG_OVERRIDE), for exec__enabled */
     effjob_overrides_t overrides;
     size_t nactive, nqueued;
@@ -99,6 +105,20 @@ void exec__publish(exec__run_t *xr, run_ev_kind_t kind, bool insert);
 void exec__output(exec__run_t *xr, int64_t at_ms, const char *stream, const char *text, size_t len);
 /** Posts the run's batch of output lines, if any, as one message to each observer. */
 void exec__output_flush(exec__run_t *xr);
+
+/** The state of the job named name, created on first use. */
+exec__job_t *exec__job_state(executor_t *ex, const char *name);
+
+/* ---- monitored jobs (exec_ping.c) ---- */
+
+/** Records a ping of a monitored job: /start begins a RUNNING run, success and /fail end it (or
+ * record one of no duration); the body is its output. Unknown or non-ping jobs are ignored. */
+void exec__ping(executor_t *ex, const msg_ping_t *p);
+/** A scheduled instant of the monitored job: arms the check at instant + ping.grace, which
+ * records a FAILED run "no ping received" unless a ping came meanwhile. */
+void exec__ping_fire(executor_t *ex, const cfg_job_t *job, const msg_fire_t *f);
+/** Shutdown: drops the armed checks and ends the runs begun by /start as CANCELLED. */
+void exec__ping_shutdown(executor_t *ex);
 
 /* ---- shared store (exec_claim.c) ---- */
 

@@ -21,7 +21,7 @@ typedef struct retry {
 static void maybe_shutdown_done(executor_t *ex);
 static void drop_disabled_retries(executor_t *ex);
 
-static exec__job_t *job_state(executor_t *ex, const char *name)
+exec__job_t *exec__job_state(executor_t *ex, const char *name)
 {
     exec__job_t *js = cv_strmap_get(&ex->jobs, name);
     if (js == NULL) {
@@ -124,7 +124,7 @@ static exec__run_t *xrun_new(executor_t *ex, const msg_fire_t *f, const cfg_job_
     xr->ex = ex;
     xr->job = job;
     xr->cfg = cfgref_get(ex->cfg);
-    xr->js = job_state(ex, job->name);
+    xr->js = exec__job_state(ex, job->name);
     xr->run = run_new(job->name, f->trigger);
     xr->run->id = ex->shared ? 0 : ex->next_id++; /* shared: the database assigns it */
     xr->run->scheduled_for = f->scheduled_for;
@@ -297,6 +297,12 @@ static void on_fire(executor_t *ex, msg_fire_t *f)
     if (fired_by_schedule(f) && !exec__enabled(ex, job)) {
         /* disabled after the scheduler fired it (or on another instance, not yet heard of there) */
         cv_info("exec", "%s firing of job %s not run: the job is disabled", f->trigger, job->name);
+        return;
+    }
+    if (job->action == CFG_ACTION_PING) { /* run elsewhere: wait for its ping (exec_ping.c) */
+        if (fired_by_schedule(f))
+            exec__ping_fire(ex, job, f);
+        reply(f, FIRE_SKIPPED, 0, RUN_SKIPPED, "the job runs elsewhere and reports by ping");
         return;
     }
     exec__run_t *xr = xrun_new(ex, f, job);
@@ -631,6 +637,7 @@ static void on_shutdown(executor_t *ex, msg_shutdown_t *s)
         xr->js->active--;
         finish_unstarted(xr, RUN_CANCELLED, "cancelled: the daemon is shutting down");
     }
+    exec__ping_shutdown(ex);
     int64_t grace = s->immediate ? 0 : s->grace_ms;
     if (ex->nactive)
         cv_info("exec", "%s %zu running job(s)%s", s->immediate ? "killing" : "stopping",
@@ -675,6 +682,9 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
     case MSG_CLAIM_REPLY:
         exec__claim_reply(ex, (msg_claim_reply_t *)msg);
         break;
+    case MSG_PING:
+        exec__ping(ex, (msg_ping_t *)msg);
+        break;
     default:
         cv_warn("exec", "unexpected message type %d", msg->type);
     }
@@ -693,6 +703,8 @@ executor_t *executor_create(cv_runtime_t *rt, const executor_opts_t *opts)
     cv_list_init(&ex->active);
     cv_list_init(&ex->queue);
     cv_list_init(&ex->retries);
+    cv_list_init(&ex->ping_waits);
+    cv_list_init(&ex->ping_open);
     cv_list_init(&ex->claims);
     ex->shared = opts->shared_store;
     ex->next_provisional = -1;

@@ -442,14 +442,16 @@ static void on_reload_overrides(void *ud, int status, const store_override_t *ov
     free(r);
 }
 
-/* Applies at once what the actors do not get by message: the API tokens (refused with the whole
- * reload when they cannot apply). Returns 0 or a negative errno. */
+/* Applies at once what the actors do not get by message: the API tokens and auth.proxy (refused
+ * with the whole reload when they cannot apply). Returns 0 or a negative errno. */
 static int apply_now(daemon_t *d, const cfg_t *cfg, const cfgdiff_t *diff, char **why)
 {
     char *err = NULL;
     bool rates = cfg->auth.rate_per_second != d->cfg->cfg->auth.rate_per_second ||
                  cfg->auth.rate_burst != d->cfg->cfg->auth.rate_burst;
-    if (d->api && (diff->tokens.added || diff->tokens.removed || diff->tokens.changed || rates) &&
+    if (d->api &&
+        (diff->tokens.added || diff->tokens.removed || diff->tokens.changed || rates ||
+         diff->proxy) &&
         api_reload_auth(d->api, cfg, &err) != 0) {
         *why = cv_strdup(err ? err : "the API tokens cannot be applied");
         cv_error("daemon", "reload refused: %s; keeping the running configuration", *why);

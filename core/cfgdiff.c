@@ -49,7 +49,8 @@ static bool job_eq(const cfg_job_t *a, const cfg_job_t *b)
            str_eq(a->schedule_human, b->schedule_human) && str_eq(a->timezone, b->timezone) &&
            a->enabled == b->enabled && a->locked == b->locked && a->action == b->action &&
            str_eq(a->shell, b->shell) && strv_eq(a->argv, a->argc, b->argv, b->argc) &&
-           http_eq(&a->http, &b->http) && str_eq(a->workdir, b->workdir) &&
+           http_eq(&a->http, &b->http) && a->ping.grace_ms == b->ping.grace_ms &&
+           str_eq(a->ping.key, b->ping.key) && str_eq(a->workdir, b->workdir) &&
            kv_eq(a->env, a->n_env, b->env, b->n_env) && a->timeout_ms == b->timeout_ms &&
            a->kill_grace_ms == b->kill_grace_ms && a->retries.max == b->retries.max &&
            a->retries.backoff_ms == b->retries.backoff_ms &&
@@ -162,6 +163,14 @@ static bool links_eq(const cfg_t *a, const cfg_t *b)
 
 static void applied_bounds(const cfg_t *o, const cfg_t *n, cv_buf_t *b);
 
+static bool proxy_changed(const cfg_t *o, const cfg_t *n)
+{
+    const cfg_proxy_t *op = &o->auth.proxy, *np = &n->auth.proxy;
+    return !str_eq(op->user_header, np->user_header) || !str_eq(op->role_header, np->role_header) ||
+           op->default_role != np->default_role ||
+           !strv_eq(op->from, op->n_from, np->from, np->n_from);
+}
+
 static void applied_keys(const cfg_t *o, const cfg_t *n, cv_buf_t *b)
 {
     if (o->limits.max_concurrent != n->limits.max_concurrent)
@@ -181,6 +190,11 @@ static void applied_keys(const cfg_t *o, const cfg_t *n, cv_buf_t *b)
         add_key(b, "links");
     if (o->cluster.heartbeat_timeout_ms != n->cluster.heartbeat_timeout_ms)
         add_key(b, "cluster.heartbeat_timeout");
+    const cfg_proxy_t *op = &o->auth.proxy, *np = &n->auth.proxy;
+    if (!str_eq(op->user_header, np->user_header) || !str_eq(op->role_header, np->role_header) ||
+        op->default_role != np->default_role ||
+        !strv_eq(op->from, op->n_from, np->from, np->n_from))
+        add_key(b, "auth.proxy");
     applied_bounds(o, n, b);
 }
 
@@ -209,6 +223,8 @@ static void applied_bounds(const cfg_t *o, const cfg_t *n, cv_buf_t *b)
         {"server.ws_max_topics", o->server.ws_max_topics, n->server.ws_max_topics},
         {"auth.rate_per_second", o->auth.rate_per_second, n->auth.rate_per_second},
         {"auth.rate_burst", o->auth.rate_burst, n->auth.rate_burst},
+        {"limits.ping_max_body", o->limits.ping_max_body, n->limits.ping_max_body},
+        {"limits.pings_per_minute", o->limits.pings_per_minute, n->limits.pings_per_minute},
     };
     for (size_t i = 0; i < sizeof(bounds) / sizeof(bounds[0]); i++)
         if (bounds[i].was != bounds[i].is)
@@ -243,6 +259,7 @@ void cfgdiff_compare(const cfg_t *old, const cfg_t *new_cfg, cfgdiff_t *out)
                               sizeof(cfg_job_t), job_same);
     out->tokens = count_by_name(old->auth.tokens, old->auth.n_tokens, new_cfg->auth.tokens,
                                 new_cfg->auth.n_tokens, sizeof(cfg_token_t), token_same);
+    out->proxy = proxy_changed(old, new_cfg);
     out->probes = count_by_name(old->probes, old->n_probes, new_cfg->probes, new_cfg->n_probes,
                                 sizeof(cfg_probe_t), probe_same);
     out->notify = count_by_name(old->notify, old->n_notify, new_cfg->notify, new_cfg->n_notify,

@@ -15,6 +15,7 @@ typedef struct cfgdiff_count {
 
 typedef struct cfgdiff {
     cfgdiff_count_t jobs, tokens, probes, notify;
+    bool proxy;         /* auth.proxy changed (also named in applied) */
     char *applied;      /* other changed keys ("limits.max_concurrent, links"), or NULL */
     char *restart_only; /* changed keys that need a restart ("server.listen, storage.sqlite.path"),
                            comma-separated, or NULL: the reload is refused when set */

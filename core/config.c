@@ -478,6 +478,7 @@ static void free_job(cfg_job_t *j)
     cfg__free_kv(j->http.headers, j->http.n_headers);
     free(j->http.body);
     free(j->http.expect_status);
+    free(j->ping.key);
     free(j->workdir);
     cfg__free_kv(j->env, j->n_env);
     cfg__free_strv(j->requires, j->n_requires);
@@ -519,6 +520,9 @@ void cfg_free(cfg_t *cfg)
         free(cfg->auth.tokens[i].sha256);
     }
     free(cfg->auth.tokens);
+    free(cfg->auth.proxy.user_header);
+    cfg__free_strv(cfg->auth.proxy.from, cfg->auth.proxy.n_from);
+    free(cfg->auth.proxy.role_header);
     for (unsigned i = 0; i < cfg->n_links; i++) {
         free(cfg->links[i].title);
         free(cfg->links[i].url);

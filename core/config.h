@@ -91,7 +91,19 @@ typedef struct cfg_http {
     int64_t timeout_ms;       /* the job's timeout_ms when not set */
 } cfg_http_t;
 
-typedef enum { CFG_ACTION_SHELL = 1, CFG_ACTION_ARGV, CFG_ACTION_HTTP } cfg_action_t;
+/* CFG_ACTION_PING: a monitored job, run elsewhere; it reports by POST /ping/{job} (no command). */
+typedef enum {
+    CFG_ACTION_SHELL = 1,
+    CFG_ACTION_ARGV,
+    CFG_ACTION_HTTP,
+    CFG_ACTION_PING
+} cfg_action_t;
+
+/** `ping:` of a monitored job (action CFG_ACTION_PING). */
+typedef struct cfg_ping {
+    int64_t grace_ms; /* a scheduled instant without a ping within this is missed; default 5m */
+    char *key;        /* the job's ping key (secret): what POST /ping/{job} must present */
+} cfg_ping_t;
 
 typedef struct cfg_tls {
     char *cert;
@@ -113,6 +125,7 @@ typedef struct cfg_job {
     char **argv; /* CFG_ACTION_ARGV: NULL-terminated */
     unsigned argc;
     cfg_http_t http; /* CFG_ACTION_HTTP */
+    cfg_ping_t ping; /* CFG_ACTION_PING */
     char *workdir;   /* NULL: the daemon's working directory */
     cfg_kv_t *env;
     unsigned n_env;
@@ -238,6 +251,8 @@ typedef struct cfg_limits {
     int notification_history;   /* notifications kept (memory and store); default 200 */
     int64_t output_read_budget; /* bytes read from one output pipe per loop pass; default 64 KiB */
     int live_output_lines;      /* lines of one read passed to live viewers; default 256 */
+    int64_t ping_max_body;      /* bytes of a ping's body (kept as output); larger: 413; 16 KiB */
+    int pings_per_minute;       /* pings accepted per job and minute (burst as many); default 60 */
 } cfg_limits_t;
 
 typedef struct cfg_retention {
@@ -249,9 +264,21 @@ typedef struct cfg_cluster {
     int64_t heartbeat_timeout_ms; /* default 30s: an instance silent this long is dead */
 } cfg_cluster_t;
 
+/** `auth.proxy`: people authenticated by a reverse proxy (oauth2-proxy, Pomerium, ...). Absent
+ * when user_header is NULL. */
+typedef struct cfg_proxy {
+    char *user_header; /* e.g. "X-Forwarded-Email": who the person is */
+    char **from;       /* the proxy's addresses: CIDRs or single addresses (checked on load) */
+    unsigned n_from;
+    char *role_header;       /* NULL: every person gets default_role */
+    cfg_role_t default_role; /* default viewer */
+    cfg_pos_t pos;
+} cfg_proxy_t;
+
 typedef struct cfg_auth {
     cfg_token_t *tokens;
     unsigned n_tokens;
+    cfg_proxy_t proxy;
     int rate_per_second; /* rate-limited requests (triggers, edits) per token; default 5 */
     int rate_burst;      /* of which at once; default 20 */
 } cfg_auth_t;

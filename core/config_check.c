@@ -27,6 +27,9 @@
 #define DEF_WS_MAX_TOPICS      16
 #define DEF_OUTPUT_READ_BUDGET (64 * 1024)
 #define DEF_LIVE_OUTPUT_LINES  256
+#define DEF_PING_MAX_BODY      (16 * 1024)
+#define DEF_PINGS_PER_MINUTE   60
+#define DEF_PING_GRACE         (5 * 60 * 1000)
 #define DEF_PENDING_MAX        10000
 
 static void dflt_str(char **s, const char *v)
@@ -116,6 +119,10 @@ static void apply_top_defaults(cfg_t *cfg)
         cfg->limits.output_read_budget = DEF_OUTPUT_READ_BUDGET;
     if (cfg->limits.live_output_lines <= 0) /* unset (or 0) */
         cfg->limits.live_output_lines = DEF_LIVE_OUTPUT_LINES;
+    if (cfg->limits.ping_max_body <= 0) /* unset (or 0) */
+        cfg->limits.ping_max_body = DEF_PING_MAX_BODY;
+    if (cfg->limits.pings_per_minute <= 0) /* unset (or 0) */
+        cfg->limits.pings_per_minute = DEF_PINGS_PER_MINUTE;
     if (cfg->cluster.heartbeat_timeout_ms <= 0) /* unset (or 0s) */
         cfg->cluster.heartbeat_timeout_ms = 30000;
 }
@@ -134,6 +141,8 @@ static void apply_job_defaults(const cfg_defaults_t *d, cfg_job_t *j)
     dflt_i64(&j->retries.backoff_max_ms, d->retries.backoff_max_ms);
     dflt_i64(&j->max_output, d->max_output);
     dflt_i64(&j->catch_up_ms, 0);
+    if (j->action == CFG_ACTION_PING)
+        dflt_i64(&j->ping.grace_ms, DEF_PING_GRACE);
     if (j->action == CFG_ACTION_HTTP) {
         dflt_str(&j->http.method, "GET");
         dflt_i64(&j->http.timeout_ms, j->timeout_ms);

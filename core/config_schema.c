@@ -97,6 +97,8 @@ static const cyaml_schema_field_t limits_fields[] = {
     INT("notification_history", cfg_limits_t, notification_history),
     IGN("output_read_budget"),
     INT("live_output_lines", cfg_limits_t, live_output_lines),
+    IGN("ping_max_body"),
+    INT("pings_per_minute", cfg_limits_t, pings_per_minute),
     CYAML_FIELD_END};
 
 static const cyaml_schema_field_t retention_fields[] = {
@@ -112,8 +114,15 @@ const cyaml_schema_field_t cfg__token_fields[] = {
 const cyaml_schema_value_t cfg__token_entry = {
     CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, cfg_token_t, cfg__token_fields)};
 
+static const cyaml_schema_field_t proxy_fields[] = {
+    STR_REQ("user_header", cfg_proxy_t, user_header), STRSEQ("from", cfg_proxy_t, from, n_from),
+    STR("role_header", cfg_proxy_t, role_header),
+    ENUM("default_role", CYAML_FLAG_OPTIONAL, cfg_proxy_t, default_role, role_strings),
+    CYAML_FIELD_END};
+
 static const cyaml_schema_field_t auth_fields[] = {
     SEQ("tokens", cfg_auth_t, tokens, n_tokens, &cfg__token_entry),
+    MAP("proxy", cfg_auth_t, proxy, proxy_fields),
     INT("rate_per_second", cfg_auth_t, rate_per_second), INT("rate_burst", cfg_auth_t, rate_burst),
     CYAML_FIELD_END};
 
@@ -130,6 +139,9 @@ static const cyaml_schema_field_t http_fields[] = {STR("method", cfg_http_t, met
                                                    IGN("timeout"),
                                                    CYAML_FIELD_END};
 
+const cyaml_schema_field_t cfg__ping_fields[] = {IGN("grace"), STR("key", cfg_ping_t, key),
+                                                 CYAML_FIELD_END};
+
 const cyaml_schema_field_t cfg__job_fields[] = {
     STR_REQ("name", cfg_job_t, name),
     STR("title", cfg_job_t, title),
@@ -141,6 +153,7 @@ const cyaml_schema_field_t cfg__job_fields[] = {
     BOOL("locked", cfg_job_t, locked),
     IGN("command"),
     MAP("http", cfg_job_t, http, http_fields),
+    MAP("ping", cfg_job_t, ping, cfg__ping_fields),
     STR("workdir", cfg_job_t, workdir),
     IGN("env"),
     IGN("timeout"),

@@ -10,7 +10,7 @@
 extern const cyaml_schema_value_t cfg__top_schema;
 extern const cyaml_schema_field_t cfg__top_fields[];
 extern const cyaml_schema_field_t cfg__job_fields[], cfg__probe_fields[], cfg__notify_fields[];
-extern const cyaml_schema_field_t cfg__token_fields[], cfg__storage_fields[];
+extern const cyaml_schema_field_t cfg__token_fields[], cfg__storage_fields[], cfg__ping_fields[];
 extern const cyaml_schema_value_t cfg__job_entry, cfg__probe_entry, cfg__notify_entry,
     cfg__token_entry;
 

@@ -8,6 +8,7 @@
  * (3) The fields libcyaml cannot express (declared CYAML_FIELD_IGNORE: durations, sizes,
  * commands that are a string or a list, maps, status lists) and the positions are read from
  * the tree, then the shared checks run (config_check.c). */
+#include "core/cidr.h"
 #include "core/config_int.h"
 #include "core/log.h"
 
@@ -25,6 +26,7 @@
 
 #define WALK_BUDGET 200000
 
+#include "core/cidr.h"
 #include "core/config_schema.h"
 
 /* What the walk checks in a CYAML_FIELD_IGNORE field, by key (one meaning per key name). */
@@ -202,6 +204,8 @@ static bool is_secret_field(yl_t *y, const cyaml_schema_field_t *parent, int par
         return strcmp(key, "token") == 0;
     if (parent == cfg__storage_fields)
         return strcmp(key, "postgres") == 0;
+    if (parent == cfg__ping_fields)
+        return strcmp(key, "key") == 0;
     if (parent == cfg__notify_fields)
         return strcmp(key, "url") == 0;
     if (parent == cfg__probe_fields) {
@@ -741,12 +745,31 @@ static void finish_job(yl_t *y, const cfg_t *cfg, cfg_job_t *j, int idx)
     j->enabled = get_bool(y, idx, "enabled", true);
     j->locked = get_bool(y, idx, "locked", false);
     int cmd = map_get(y, idx, "command"), http = map_get(y, idx, "http");
-    if (cmd && http)
+    int ping = map_get(y, idx, "ping");
+    if (ping && (cmd || http))
+        error_at(y, cmd ? cmd : http,
+                 "a job with ping: runs elsewhere and reports in; remove its %s (or the ping:)",
+                 cmd ? "command" : "http call");
+    else if (cmd && http)
         error_at(y, http, "set either command or http, not both");
-    else if (!cmd && !http)
-        error_at(y, idx, "needs a command or an http call");
+    else if (!cmd && !http && !ping)
+        error_at(y, idx, "needs a command or an http call (or ping: for a job run elsewhere)");
     get_command(y, cmd, &j->shell, &j->argv, &j->argc);
-    j->action = http ? CFG_ACTION_HTTP : j->argv ? CFG_ACTION_ARGV : CFG_ACTION_SHELL;
+    j->action = ping      ? CFG_ACTION_PING
+                : http    ? CFG_ACTION_HTTP
+                : j->argv ? CFG_ACTION_ARGV
+                          : CFG_ACTION_SHELL;
+    if (ping) {
+        j->ping.grace_ms = get_duration(y, ping, "grace");
+        if (j->ping.grace_ms == 0)
+            error_at(y, map_get(y, ping, "grace"),
+                     "ping.grace must be more than 0 (how late a ping may come, e.g. 5m)");
+        if (j->ping.key == NULL || j->ping.key[0] == '\0')
+            error_at(y, ping,
+                     "ping: needs a key (the secret the job presents to POST /ping/%s; e.g. "
+                     "key: ${PING_KEY})",
+                     y->job ? y->job : "{job}");
+    }
     if (http) {
         get_kv(y, map_get(y, http, "headers"), &j->http.headers, &j->http.n_headers);
         get_status(y, map_get(y, http, "expect_status"), &j->http.expect_status,
@@ -778,6 +801,38 @@ static void finish_probe(yl_t *y, const cfg_t *cfg, cfg_probe_t *p, int idx)
     check_method(y, idx, p->method);
 }
 
+/* auth.proxy: its addresses must parse, and there must be some (a proxy trusted from anywhere
+ * would let anyone name themselves). */
+static void finish_proxy(yl_t *y, cfg_t *cfg, int root)
+{
+    int proxy = map_get(y, map_get(y, root, "auth"), "proxy");
+    cfg_proxy_t *p = &cfg->auth.proxy;
+    if (!proxy)
+        return;
+    p->pos = src_pos(y, cfg, proxy);
+    if (p->default_role == 0)
+        p->default_role = CFG_ROLE_VIEWER;
+    int from = map_get(y, proxy, "from");
+    yaml_node_t *n = nd(y, from);
+    if (n == NULL || n->type != YAML_SEQUENCE_NODE ||
+        n->data.sequence.items.top == n->data.sequence.items.start) {
+        error_at(y, from ? from : proxy,
+                 "auth.proxy.from: list the proxy's addresses (e.g. [127.0.0.1/32, ::1/128]); the "
+                 "user header is trusted only from them");
+        return;
+    }
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+         it++) {
+        cv_cidr_t c;
+        const char *v = sval(y, *it, false);
+        if (v == NULL || cv_cidr_parse(v, &c) != 0)
+            error_at(y, *it,
+                     "auth.proxy.from: '%s' is not an address or a CIDR range (e.g. 10.0.0.0/8, "
+                     "127.0.0.1, ::1/128; no host bits past the prefix)",
+                     v ? v : "");
+    }
+}
+
 static void finish_tree(yl_t *y, cfg_t *cfg, int root)
 {
     int d = map_get(y, root, "defaults");
@@ -792,6 +847,7 @@ static void finish_tree(yl_t *y, cfg_t *cfg, int root)
     cfg->server.ws_max_queued_bytes = get_size(y, server, "ws_max_queued_bytes");
     cfg->server.ws_max_message_bytes = get_size(y, server, "ws_max_message_bytes");
     cfg->limits.output_read_budget = get_size(y, map_get(y, root, "limits"), "output_read_budget");
+    cfg->limits.ping_max_body = get_size(y, map_get(y, root, "limits"), "ping_max_body");
     get_retries(y, d, &cfg->defaults.retries);
     cfg->cluster.heartbeat_timeout_ms =
         get_duration(y, map_get(y, root, "cluster"), "heartbeat_timeout");
@@ -805,6 +861,7 @@ static void finish_tree(yl_t *y, cfg_t *cfg, int root)
         cfg->notify[i].pos = src_pos(y, cfg, y->notify.v[i]);
     for (unsigned i = 0; i < cfg->auth.n_tokens && i < y->tokens.n; i++)
         cfg->auth.tokens[i].pos = src_pos(y, cfg, y->tokens.v[i]);
+    finish_proxy(y, cfg, root);
 }
 
 static cfg_pos_t yaml_where(void *ud, const cfg_t *cfg, unsigned job, const char *key, int item)

@@ -223,13 +223,25 @@ static auth_token_conf_t *token_confs(const cfg_t *cfg)
     return confs;
 }
 
+/* auth.proxy of cfg (the strings are cfg's). */
+static auth_proxy_conf_t proxy_conf(const cfg_t *cfg)
+{
+    const cfg_proxy_t *p = &cfg->auth.proxy;
+    return (auth_proxy_conf_t){.user_header = p->user_header,
+                               .role_header = p->role_header,
+                               .from = p->from,
+                               .nfrom = p->n_from,
+                               .default_role = (auth_role_t)p->default_role};
+}
+
 static auth_t *make_auth(const cfg_t *cfg, char **err)
 {
     auth_token_conf_t *confs = token_confs(cfg);
     auth_opts_t ao = {.tokens = confs,
                       .ntokens = cfg->auth.n_tokens,
                       .rate_per_sec = cfg->auth.rate_per_second,
-                      .rate_burst = cfg->auth.rate_burst};
+                      .rate_burst = cfg->auth.rate_burst,
+                      .proxy = proxy_conf(cfg)};
     auth_t *auth = auth_create(&ao, err);
     free(confs);
     return auth;
@@ -245,7 +257,8 @@ int api_reload_auth(api_t *a, const cfg_t *cfg, char **err)
     auth_opts_t ao = {.tokens = confs,
                       .ntokens = cfg->auth.n_tokens,
                       .rate_per_sec = cfg->auth.rate_per_second,
-                      .rate_burst = cfg->auth.rate_burst};
+                      .rate_burst = cfg->auth.rate_burst,
+                      .proxy = proxy_conf(cfg)};
     rc = auth_reload(a->auth, &ao, err);
     free(confs);
     if (rc == 0 && a->hub != NULL)
@@ -260,6 +273,8 @@ static int add_routes(api_t *a)
         rc = api__routes_runs(a);
     if (rc == 0)
         rc = api__routes_metrics(a);
+    if (rc == 0)
+        rc = api__routes_ping(a);
     if (rc == 0)
         rc = api__health_routes(a);
     if (rc == 0)

@@ -139,9 +139,13 @@ static void h_info(api_req_t *req, void *data)
     for (unsigned i = 0; i < cfg->n_links; i++)
         json_array_append_new(
             links, json_pack("{s:s,s:s}", "title", cfg->links[i].title, "url", cfg->links[i].url));
+    /* who asks: the dashboard signs a person named by the trusted proxy in without a token */
+    json_t *you = json_pack("{s:o,s:s,s:b}", "name", api__jstr(req->principal->name), "role",
+                            auth_role_name(req->principal->role), "person", req->principal->person);
     api_reply_json(req, 200,
-                   json_pack("{s:s,s:s,s:o,s:o}", "version", CV_VERSION, "instance", a->instance,
-                             "started_at", api__jtime(a->started_ms), "links", links));
+                   json_pack("{s:s,s:s,s:o,s:o,s:o}", "version", CV_VERSION, "instance",
+                             a->instance, "started_at", api__jtime(a->started_ms), "links", links,
+                             "you", you));
 }
 
 /* ---- instances (through the store actor) ----
@@ -248,7 +252,7 @@ static void h_reload(api_req_t *req, void *data)
         return;
     }
     uint64_t corr = ++a->next_corr;
-    char *by = cv_sprintf("api:%s", req->principal->name);
+    char *by = auth_principal_actor(req->principal);
     msg_reload_t *m = msg_reload_new(by, a->actor, corr);
     free(by);
     ask(a, req, a->supervisor, &m->hdr, corr);

@@ -45,8 +45,14 @@ typedef struct api__job {
     int64_t last_start_ms, last_success_ms;
     uint64_t items_processed, items_failed;
     bool auto_disabled; /* its latest "enabled" override is auto_disable_after's (by "system") */
-    bool stats_dirty;   /* waiting in api->stats_dirty for a statistics refresh */
-    bool stats_asked;   /* statistics asked for at least once */
+    /* monitored jobs (api_ping.c): runs recorded from pings and missed instants, for /metrics;
+     * the job's ping rate bucket (limits.pings_per_minute) */
+    uint64_t pings, ping_missed;
+    double ping_tokens;
+    uint64_t ping_refill_ms;
+    bool ping_bucket_started;
+    bool stats_dirty; /* waiting in api->stats_dirty for a statistics refresh */
+    bool stats_asked; /* statistics asked for at least once */
 } api__job_t;
 
 /** A run that is queued or running: its snapshot and its output so far. */
@@ -114,6 +120,9 @@ struct api {
     uint64_t store_spooled, store_spool_bytes, store_dropped;
     uint64_t output_live_dropped; /* output lines not shown live (limits.live_output_lines) */
     bool stopping;                /* MSG_SHUTDOWN from the supervisor: /readyz answers 503 */
+    /* pings refused (api_ping.c): unknown job or wrong key, body over limits.ping_max_body,
+     * over limits.pings_per_minute */
+    uint64_t ping_refused_key, ping_refused_size, ping_refused_rate;
     bool closed;
     void (*close_cb)(void *ud);
     void *close_ud;
@@ -227,6 +236,8 @@ void api__store_call(api_t *a, api_req_t *req, msg_store_req_t *q, api__store_do
 int api__routes_jobs(api_t *a);
 int api__routes_runs(api_t *a);
 int api__routes_metrics(api_t *a);
+/** POST /ping/{job}, /ping/{job}/start, /ping/{job}/fail (api_ping.c). */
+int api__routes_ping(api_t *a);
 /** Audit record and log line for a mutation by req's principal. */
 void api__audit(api_t *a, const api_req_t *req, const char *action, const char *job, int64_t run_id,
                 json_t *before, json_t *after);

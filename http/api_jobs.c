@@ -24,7 +24,7 @@ static int64_t now_s(void)
 
 static char *actor_of(const api_req_t *req)
 {
-    return cv_sprintf("api:%s", req->principal->name);
+    return auth_principal_actor(req->principal);
 }
 
 void api__audit(api_t *a, const api_req_t *req, const char *action, const char *job, int64_t run_id,
@@ -128,6 +128,14 @@ static void h_trigger(api_req_t *req, void *data)
         return;
     if (a->executor == NULL) {
         api_reply_error(req, 503, "unavailable", "the executor is not running");
+        return;
+    }
+    if (j->cfg->action == CFG_ACTION_PING) {
+        char *msg = cv_sprintf("job '%s' runs elsewhere and reports by POST /ping/%s; it cannot "
+                               "be run from here",
+                               j->name, j->name);
+        api_reply_error(req, 409, "ping_job", msg);
+        free(msg);
         return;
     }
     trigger_t *t = cv_calloc(1, sizeof(*t));

@@ -117,7 +117,10 @@ static json_t *stats_json(const store_job_stats_t *s)
 
 static const char *action_name(cfg_action_t a)
 {
-    return a == CFG_ACTION_HTTP ? "http" : a == CFG_ACTION_ARGV ? "argv" : "shell";
+    return a == CFG_ACTION_HTTP   ? "http"
+           : a == CFG_ACTION_ARGV ? "argv"
+           : a == CFG_ACTION_PING ? "ping"
+                                  : "shell";
 }
 
 static const char *concurrency_name(cfg_concurrency_t c)
@@ -142,7 +145,12 @@ static json_t *action_json(const cfg_job_t *c)
         json_object_set_new(o, "command", api__jstr(c->shell));
     else if (c->action == CFG_ACTION_ARGV)
         json_object_set_new(o, "argv", strings_json(c->argv, c->argc));
-    else {
+    else if (c->action == CFG_ACTION_PING) { /* never the key */
+        char *url = cv_sprintf("/ping/%s", c->name);
+        json_object_set_new(o, "ping_url", json_string(url));
+        json_object_set_new(o, "grace_ms", json_integer((json_int_t)c->ping.grace_ms));
+        free(url);
+    } else {
         json_t *names = json_array();
         for (unsigned i = 0; i < c->http.n_headers; i++)
             json_array_append_new(names, api__jstr(c->http.headers[i].key));

@@ -111,6 +111,29 @@ static double v_items_failed(api_t *a, api__job_t *j)
     return (double)j->items_failed;
 }
 
+static double v_pings(api_t *a, api__job_t *j)
+{
+    return (double)j->pings;
+}
+
+static double v_ping_missed(api_t *a, api__job_t *j)
+{
+    return (double)j->ping_missed;
+}
+
+static void pings_refused(cv_buf_t *b, api_t *a)
+{
+    head(b, "cronvisor_ping_refused_total", "counter",
+         "Pings refused: unknown job or wrong key (key), body over limits.ping_max_body (size), "
+         "over limits.pings_per_minute (rate).");
+    cv_buf_printf(b,
+                  "cronvisor_ping_refused_total{reason=\"key\"} %llu\n"
+                  "cronvisor_ping_refused_total{reason=\"size\"} %llu\n"
+                  "cronvisor_ping_refused_total{reason=\"rate\"} %llu\n",
+                  (unsigned long long)a->ping_refused_key, (unsigned long long)a->ping_refused_size,
+                  (unsigned long long)a->ping_refused_rate);
+}
+
 static void runs_by_status(cv_buf_t *b, api_t *a)
 {
     head(b, "cronvisor_job_runs_total", "counter", "Finished runs by final status.");
@@ -353,6 +376,11 @@ static void h_metrics(api_req_t *req, void *data)
             "Items reported processed by finished runs.", v_items_ok);
     per_job(&b, a, "cronvisor_job_items_failed_total", "counter",
             "Items reported failed by finished runs.", v_items_failed);
+    per_job(&b, a, "cronvisor_ping_received_total", "counter",
+            "Runs recorded from pings of monitored jobs (success and /fail ends).", v_pings);
+    per_job(&b, a, "cronvisor_ping_missed_total", "counter",
+            "Scheduled instants of monitored jobs with no ping within their grace.", v_ping_missed);
+    pings_refused(&b, a);
     size_t depth = 0;
     for (size_t i = 0; i < a->njobs; i++)
         depth += (size_t)a->jobs[i]->own_queued;

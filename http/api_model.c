@@ -417,6 +417,10 @@ static void tally(api_t *a, api__job_t *j, const run_t *r, int sign)
 static void count_finished(api__job_t *j, const run_t *r)
 {
     j->by_status[r->status]++;
+    if (r->trigger != NULL && strcmp(r->trigger, "ping:missed") == 0)
+        j->ping_missed++;
+    else if (r->trigger != NULL && strcmp(r->trigger, "ping") == 0)
+        j->pings++;
     j->items_processed += (uint64_t)(r->items_processed > 0 ? r->items_processed : 0);
     j->items_failed += (uint64_t)(r->items_failed > 0 ? r->items_failed : 0);
     if (r->status == RUN_SUCCESS)

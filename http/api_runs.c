@@ -357,7 +357,7 @@ static void on_cancel_lookup(api_t *a, void *ud, msg_store_reply_t *r)
 /* Another instance's run: its owner cancels it when the database announces the request. */
 static void cancel_remote(api_t *a, api_req_t *req, const run_t *r)
 {
-    char *by = cv_sprintf("api:%s", req->principal->name);
+    char *by = auth_principal_actor(req->principal);
     json_t *o =
         json_pack("{s:I,s:s,s:s}", "run", (json_int_t)r->id, "instance", r->instance, "by", by);
     msg_store_req_t *q = store_req_new(STORE_OP_NOTIFY, NULL, 0, NULL, NULL);
@@ -384,7 +384,7 @@ static void h_cancel(api_req_t *req, void *data)
     if (api__run_remote(a, ar->run)) {
         cancel_remote(a, req, ar->run);
     } else {
-        char *by = cv_sprintf("api:%s", req->principal->name);
+        char *by = auth_principal_actor(req->principal);
         msg_cancel_t *m = msg_cancel_new(id, by);
         free(by);
         cv_actor_post(a->executor, &m->hdr);

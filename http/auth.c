@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "core/cidr.h"
 #include "core/listen.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -49,6 +50,11 @@ struct auth {
     size_t ntickets;
     uint64_t compares;
     uint32_t next_key; /* the key of the next token loaded */
+    /* the trusted proxy (auth.proxy); proxy_user NULL: none */
+    char *proxy_user, *proxy_role;
+    cv_cidr_t *proxy_from;
+    size_t nproxy_from;
+    auth_role_t proxy_default_role;
 };
 
 static void sha256(const void *data, size_t len, unsigned char out[DIGEST_LEN])
@@ -119,6 +125,35 @@ static int load_token(auth_t *a, const auth_token_conf_t *c, size_t idx, char **
     return 0;
 }
 
+static int load_proxy(auth_t *a, const auth_proxy_conf_t *p, char **err)
+{
+    if (p->user_header == NULL || p->user_header[0] == '\0')
+        return 0;
+    a->proxy_from = cv_calloc(p->nfrom ? p->nfrom : 1, sizeof(cv_cidr_t));
+    for (size_t i = 0; i < p->nfrom; i++) {
+        if (cv_cidr_parse(p->from[i], &a->proxy_from[i]) != 0) {
+            *err =
+                cv_sprintf("auth.proxy.from: '%s' is not an address or a CIDR range", p->from[i]);
+            return -EINVAL;
+        }
+    }
+    a->nproxy_from = p->nfrom;
+    a->proxy_user = cv_strdup(p->user_header);
+    a->proxy_role = p->role_header && p->role_header[0] ? cv_strdup(p->role_header) : NULL;
+    a->proxy_default_role = p->default_role != AUTH_ROLE_NONE ? p->default_role : AUTH_ROLE_VIEWER;
+    return 0;
+}
+
+static void free_proxy(auth_t *a)
+{
+    free(a->proxy_user);
+    free(a->proxy_role);
+    free(a->proxy_from);
+    a->proxy_user = a->proxy_role = NULL;
+    a->proxy_from = NULL;
+    a->nproxy_from = 0;
+}
+
 auth_t *auth_create(const auth_opts_t *opts, char **err)
 {
     auth_t *a = cv_calloc(1, sizeof(*a));
@@ -133,6 +168,8 @@ auth_t *auth_create(const auth_opts_t *opts, char **err)
             goto fail;
         a->tokens[i].key = ++a->next_key;
     }
+    if (load_proxy(a, &opts->proxy, err) != 0)
+        goto fail;
     return a;
 fail:
     auth_destroy(a);
@@ -145,6 +182,7 @@ void auth_destroy(auth_t *a)
         return;
     OPENSSL_cleanse(a->tokens, a->ntokens * sizeof(token_t));
     free(a->tokens);
+    free_proxy(a);
     OPENSSL_cleanse(a, sizeof(*a));
     free(a);
 }
@@ -183,6 +221,14 @@ int auth_reload(auth_t *a, const auth_opts_t *opts, char **err)
     a->rate_burst = fresh->rate_burst;
     fresh->tokens = NULL;
     fresh->ntokens = 0;
+    free_proxy(a);
+    a->proxy_user = fresh->proxy_user;
+    a->proxy_role = fresh->proxy_role;
+    a->proxy_from = fresh->proxy_from;
+    a->nproxy_from = fresh->nproxy_from;
+    a->proxy_default_role = fresh->proxy_default_role;
+    fresh->proxy_user = fresh->proxy_role = NULL;
+    fresh->proxy_from = NULL;
     auth_destroy(fresh);
     for (size_t i = 0; i < a->ntickets;) { /* tickets of tokens now gone go with them */
         if (auth_principal_refresh(a, &a->tickets[i].principal) != 0)
@@ -195,6 +241,8 @@ int auth_reload(auth_t *a, const auth_opts_t *opts, char **err)
 
 int auth_principal_refresh(const auth_t *a, auth_principal_t *p)
 {
+    if (p->person)
+        return a != NULL && a->proxy_user != NULL ? 0 : -EACCES;
     if (auth_is_open(a))
         return p->key == 0 ? 0 : -EACCES;
     const token_t *t = find_token(a, p->name);
@@ -244,6 +292,7 @@ static void set_anonymous(auth_principal_t *out)
     snprintf(out->name, sizeof(out->name), "anonymous");
     out->role = AUTH_ROLE_ADMIN;
     out->key = 0;
+    out->person = false;
 }
 
 int auth_verify_token(auth_t *a, const char *token, size_t len, auth_principal_t *out)
@@ -268,6 +317,7 @@ int auth_verify_token(auth_t *a, const char *token, size_t len, auth_principal_t
     snprintf(out->name, sizeof(out->name), "%s", a->tokens[found].name);
     out->role = a->tokens[found].role;
     out->key = a->tokens[found].key;
+    out->person = false;
     return 0;
 }
 
@@ -288,6 +338,47 @@ int auth_verify_header(auth_t *a, const char *value, size_t len, auth_principal_
     while (len > 0 && (value[len - 1] == ' ' || value[len - 1] == '\t'))
         len--;
     return auth_verify_token(a, value, len, out);
+}
+
+bool auth_proxy_headers(const auth_t *a, const char **user, const char **role)
+{
+    if (a == NULL || a->proxy_user == NULL)
+        return false;
+    *user = a->proxy_user;
+    *role = a->proxy_role;
+    return true;
+}
+
+static bool person_name_ok(const char *s)
+{
+    size_t n = 0;
+    for (; s[n] != '\0'; n++)
+        if ((unsigned char)s[n] < 0x20 || (unsigned char)s[n] == 0x7f)
+            return false;
+    return n > 0 && n < AUTH_PERSON_MAX;
+}
+
+int auth_verify_proxy(const auth_t *a, const struct sockaddr *peer, const char *user,
+                      const char *role, auth_principal_t *out)
+{
+    if (a == NULL || a->proxy_user == NULL || user == NULL || !person_name_ok(user))
+        return -EACCES;
+    bool trusted = false;
+    for (size_t i = 0; i < a->nproxy_from && !trusted; i++)
+        trusted = cv_cidr_match(&a->proxy_from[i], peer);
+    if (!trusted)
+        return -EACCES;
+    memset(out, 0, sizeof(*out));
+    snprintf(out->name, sizeof(out->name), "%s", user);
+    out->person = true;
+    if (role == NULL || auth_role_parse(role, &out->role) != 0)
+        out->role = a->proxy_default_role;
+    return 0;
+}
+
+char *auth_principal_actor(const auth_principal_t *p)
+{
+    return cv_sprintf("%s:%s", p->person ? "user" : "api", p->name);
 }
 
 uint64_t auth_compare_count(const auth_t *a)

@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/socket.h>
+
 typedef enum {
     AUTH_ROLE_NONE = 0, /* a route that needs no authentication */
     AUTH_ROLE_VIEWER = 1,
@@ -24,15 +26,28 @@ typedef enum {
     AUTH_ROLE_ADMIN = 3,
 } auth_role_t;
 
-#define AUTH_NAME_MAX 64
+#define AUTH_NAME_MAX   64
+#define AUTH_PERSON_MAX 256 /* a person's name from the proxy's user header, NUL included */
 
-/** Who made a request: the configured token name and its role. */
+/** Who made a request: the configured token name and its role, or (person) the person a trusted
+ * reverse proxy named (auth.proxy). */
 typedef struct auth_principal {
-    char name[AUTH_NAME_MAX];
+    char name[AUTH_PERSON_MAX];
     auth_role_t role;
     uint32_t
         key; /* which loaded token (kept across reloads while name and value stay); 0: anonymous */
+    bool person; /* authenticated by the proxy's user header, not by a token */
 } auth_principal_t;
+
+/** A trusted reverse proxy: requests from its addresses that carry user_header are the person it
+ * names (role from role_header when that is a valid role name, else default_role). */
+typedef struct auth_proxy_conf {
+    const char *user_header; /* NULL: no proxy is trusted */
+    const char *role_header; /* may be NULL */
+    char *const *from;       /* CIDRs or addresses (core/cidr.h) */
+    size_t nfrom;
+    auth_role_t default_role; /* NONE: viewer */
+} auth_proxy_conf_t;
 
 /** One configured token: give either the plain token or the hex SHA-256 of it. */
 typedef struct auth_token_conf {
@@ -48,13 +63,15 @@ typedef struct auth_opts {
     double rate_per_sec;    /* refill of each token's bucket; default 5/s */
     double rate_burst;      /* bucket size; default 20 */
     uint32_t ticket_ttl_ms; /* lifetime of a WebSocket ticket; default 60000 */
+    auth_proxy_conf_t proxy;
 } auth_opts_t;
 
 typedef struct auth auth_t;
 
 /** Builds the token table (copies everything; plain tokens are registered as log secrets and
- * then forgotten). Returns NULL and sets *err (heap string, caller frees) when a token has no
- * name, a duplicate name, no value, a malformed digest or role NONE. */
+ * then forgotten) and the trusted proxy. Returns NULL and sets *err (heap string, caller frees)
+ * when a token has no name, a duplicate name, no value, a malformed digest or role NONE, or a
+ * proxy address is not an address or CIDR. */
 auth_t *auth_create(const auth_opts_t *opts, char **err);
 /** Replaces the token table of a by the one opts describes (SIGHUP): a token whose name and
  * value are unchanged keeps its identity (key) and rate bucket, with the new role; a removed
@@ -66,7 +83,7 @@ int auth_reload(auth_t *a, const auth_opts_t *opts, char **err);
 /** Checks that the token p was authenticated with is still loaded (after auth_reload) and
  * updates p->role to its current role. Returns 0, or -EACCES when that token is gone (removed,
  * renamed, its value changed; or tokens were added while p is the anonymous caller of open
- * mode). */
+ * mode). A person (p->person) stays while a proxy is configured. */
 int auth_principal_refresh(const auth_t *a, auth_principal_t *p);
 
 /** Frees the table and every outstanding ticket. NULL is allowed. */
@@ -86,6 +103,19 @@ int auth_verify_token(auth_t *a, const char *token, size_t len, auth_principal_t
 /** Same for the value of an Authorization header ("Bearer <token>", scheme case-insensitive).
  * value may be NULL (no header). Returns 0, or -EACCES (missing, malformed, unknown). */
 int auth_verify_header(auth_t *a, const char *value, size_t len, auth_principal_t *out);
+/** The header names of the trusted proxy (role may be set to NULL); false when none is
+ * configured. The strings live until the next auth_reload. */
+bool auth_proxy_headers(const auth_t *a, const char **user, const char **role);
+/** Authenticates a request by the trusted proxy's headers: when peer (the TCP peer address) is in
+ * auth.proxy.from and user (the user header's value, may be NULL) is 1 to AUTH_PERSON_MAX - 1
+ * printable characters, fills *out with that person (role from role when it names a role, else
+ * the default role) and returns 0. Otherwise -EACCES: the headers are to be ignored. */
+int auth_verify_proxy(const auth_t *a, const struct sockaddr *peer, const char *user,
+                      const char *role, auth_principal_t *out);
+/** Who p is in audit records and run triggers: "user:<name>" for a person, "api:<name>" for a
+ * token (heap string, caller frees). */
+char *auth_principal_actor(const auth_principal_t *p);
+
 /** Number of digest comparisons done so far (tests check that every lookup walks the table). */
 uint64_t auth_compare_count(const auth_t *a);
 

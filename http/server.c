@@ -234,12 +234,30 @@ static void reply_not_routed(api_req_t *req, const cv_buf_t *allow)
     free(msg);
 }
 
+/* A person named by the trusted proxy's headers (auth.proxy), when the request comes from one of
+ * its addresses; from anywhere else the headers count for nothing. */
+static bool proxy_person(api_server_t *srv, api__req_t *r, h2o_req_t *h2o)
+{
+    const char *user_h, *role_h;
+    if (!auth_proxy_headers(srv->auth, &user_h, &role_h))
+        return false;
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    if (h2o->conn->callbacks->get_peername == NULL ||
+        h2o->conn->callbacks->get_peername(h2o->conn, (struct sockaddr *)&ss) == 0)
+        return false;
+    const char *user = api_req_header(&r->pub, user_h);
+    const char *role = role_h ? api_req_header(&r->pub, role_h) : NULL;
+    return auth_verify_proxy(srv->auth, (struct sockaddr *)&ss, user, role, &r->principal) == 0;
+}
+
 /* 401 / 403 / 429 checks. Returns true when the request may go on; otherwise it was answered. */
-static bool check_access(api_server_t *srv, api__req_t *r, const api__route_t *rt)
+static bool check_access(api_server_t *srv, api__req_t *r, const api__route_t *rt, h2o_req_t *h2o)
 {
     api_req_t *req = &r->pub;
     const char *authz = api_req_header(req, "authorization");
-    if (auth_verify_header(srv->auth, authz, authz ? strlen(authz) : 0, &r->principal) != 0) {
+    if (!proxy_person(srv, r, h2o) &&
+        auth_verify_header(srv->auth, authz, authz ? strlen(authz) : 0, &r->principal) != 0) {
         if (rt->r.role == AUTH_ROLE_NONE) {
             snprintf(r->principal.name, sizeof(r->principal.name), "anonymous");
             r->principal.role = AUTH_ROLE_NONE;
@@ -254,7 +272,8 @@ static bool check_access(api_server_t *srv, api__req_t *r, const api__route_t *r
         return false;
     }
     if (r->principal.role < rt->r.role) {
-        char *msg = cv_sprintf("token \"%s\" has role %s; this needs %s", r->principal.name,
+        char *msg = cv_sprintf("%s \"%s\" has role %s; this needs %s",
+                               r->principal.person ? "user" : "token", r->principal.name,
                                auth_role_name(r->principal.role), auth_role_name(rt->r.role));
         api_reply_error(req, 403, "forbidden", msg);
         free(msg);
@@ -314,7 +333,7 @@ static const api__route_t *prepare(api_server_t *srv, api__req_t *r, h2o_req_t *
         api_reply_error(req, 413, "body_too_large", msg);
         free(msg);
         rt = NULL;
-    } else if (!check_access(srv, r, rt) ||
+    } else if (!check_access(srv, r, rt, h2o) ||
                ((rt->r.flags & API_ROUTE_JSON_BODY) && !parse_json_body(r))) {
         rt = NULL;
     } else {

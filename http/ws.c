@@ -463,6 +463,10 @@ static bool upgrade_auth(api_req_t *req, auth_principal_t *p)
     auth_t *auth = api_server_auth(req->server);
     const char *ticket = api_req_query(req, "ticket");
     const char *authz = api_req_header(req, "authorization");
+    if (req->principal->person) { /* named by the trusted proxy (auth.proxy) */
+        *p = *req->principal;
+        return true;
+    }
     if (auth_is_open(auth))
         return auth_verify_token(auth, "", 0, p) == 0;
     if (ticket != NULL)

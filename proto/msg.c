@@ -23,6 +23,38 @@ msg_fire_t *msg_fire_new(const char *job, const char *trigger, int64_t scheduled
     return f;
 }
 
+static void ping_dispose(cv_msg_t *m)
+{
+    msg_ping_t *p = (msg_ping_t *)m;
+    free(p->job);
+    free(p->body);
+    free(p);
+}
+
+msg_ping_t *msg_ping_new(const char *job, ping_kind_t kind, int64_t at_ms, const char *body,
+                         size_t len)
+{
+    msg_ping_t *p = cv_msg_new(sizeof(*p), MSG_PING);
+    p->hdr.dispose = ping_dispose;
+    p->job = cv_strdup(job);
+    p->kind = kind;
+    p->at_ms = at_ms;
+    if (body != NULL && len > 0) {
+        p->body = cv_malloc(len + 1);
+        memcpy(p->body, body, len);
+        p->body[len] = '\0';
+        p->body_len = len;
+    }
+    p->items_processed = -1;
+    p->items_failed = -1;
+    return p;
+}
+
+const char *ping_kind_name(ping_kind_t k)
+{
+    return k == PING_START ? "start" : k == PING_FAIL ? "fail" : "success";
+}
+
 static void run_event_dispose(cv_msg_t *m)
 {
     msg_run_event_t *e = (msg_run_event_t *)m;

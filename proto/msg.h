@@ -66,6 +66,8 @@ typedef enum {
     MSG_RELOAD_REPLY,   /* msg_reload_reply_t: the supervisor's answer to a MSG_RELOAD */
     MSG_SCHED_JOBS,     /* msg_sched_jobs_t (actors/scheduler.h): supervisor -> scheduler */
     MSG_CLUSTER_OVERRIDES, /* msg_cluster_overrides_t (actors/cluster.h): cluster -> supervisor */
+    MSG_PING,           /* msg_ping_t: a monitored job reported in (api -> executor) */
+    MSG_PUBLIC_END,     /* not a message: one past the last public type (append above it) */
     MSG_ACTOR_PRIVATE = 1000, /* types from here on are private to one actor */
 } msg_type_t;
 
@@ -96,7 +98,7 @@ _Static_assert(MSG_PRIVATE_EXEC - MSG_PRIVATE_SCHED >= MSG_PRIVATE_SPAN &&
                    MSG_PRIVATE_API - MSG_PRIVATE_SUPERVISOR >= MSG_PRIVATE_SPAN &&
                    MSG_PRIVATE_END - MSG_PRIVATE_API >= MSG_PRIVATE_SPAN,
                "two actors' private message ranges overlap");
-_Static_assert(MSG_CLUSTER_OVERRIDES < MSG_ACTOR_PRIVATE,
+_Static_assert(MSG_PUBLIC_END <= MSG_ACTOR_PRIVATE,
                "the public message types reach the private ranges");
 /** In an actor's .c file, after its private enum: fails to compile unless last (its highest
  * private type) lies within base's span. */
@@ -136,6 +138,27 @@ typedef struct {
     int64_t run_id;
     char *by; /* who cancelled, for the record */
 } msg_cancel_t;
+
+/* A monitored job (ping:) reported in: POST /ping/{job}[/start|/fail], its key already checked.
+ *   api --MSG_PING--> executor   (the executor records the run and clears the missed check) */
+typedef enum { PING_SUCCESS, PING_START, PING_FAIL } ping_kind_t;
+
+typedef struct {
+    cv_msg_t hdr;
+    char *job;
+    ping_kind_t kind;
+    int64_t at_ms; /* when the ping arrived (Unix ms) */
+    char *body;    /* the request body, kept as the run's output; NULL when empty */
+    size_t body_len;
+    int64_t items_processed; /* -1 when not given */
+    int64_t items_failed;    /* -1 when not given */
+} msg_ping_t;
+
+/** A MSG_PING (body copied, len bytes, may be NULL). */
+msg_ping_t *msg_ping_new(const char *job, ping_kind_t kind, int64_t at_ms, const char *body,
+                         size_t len);
+/** "success", "start", "fail". */
+const char *ping_kind_name(ping_kind_t k);
 
 typedef enum { RUN_EV_QUEUED, RUN_EV_STARTED, RUN_EV_PROGRESS, RUN_EV_FINISHED } run_ev_kind_t;
 

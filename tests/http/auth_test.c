@@ -146,7 +146,7 @@ static void tickets_are_single_use_and_expire(void **state)
 {
     (void)state;
     auth_t *a = make_auth(0, 0);
-    auth_principal_t who = {"viewer", AUTH_ROLE_VIEWER, 0}, got;
+    auth_principal_t who = {"viewer", AUTH_ROLE_VIEWER, 0, false}, got;
     char t1[65], t2[65];
     assert_int_equal(auth_ticket_issue(a, &who, 1000, t1), 0);
     assert_int_equal(auth_ticket_issue(a, &who, 1000, t2), 0);

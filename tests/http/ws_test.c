@@ -88,7 +88,7 @@ static void publish_n(fixture_t *f, int n)
 static void ticket_upgrade_authenticates_and_a_ticket_is_single_use(void **state)
 {
     fixture_t *f = *state;
-    auth_principal_t p = {"alice", AUTH_ROLE_VIEWER, 0};
+    auth_principal_t p = {"alice", AUTH_ROLE_VIEWER, 0, false};
     char ticket[65], *target;
     tc_conn_t c, again;
     tc_resp_t r = {0};

@@ -17,6 +17,7 @@ const SHOTS = process.env.CV_UI_SHOTS ?? join(process.env.CV_BUILD_DIR ?? "build
 const SKIP = 77;
 const T = 20000; // per wait
 
+const PING_KEY = "ui-ping-key-for-remote-backup";
 const TOKENS = { admin: "ui-admin-token", operator: "ui-operator-token", viewer: "ui-viewer-token" };
 
 const CONFIG = (dir) => `
@@ -32,6 +33,7 @@ auth:
     - { name: admin, role: admin, token: ${TOKENS.admin} }
     - { name: ops, role: operator, token: ${TOKENS.operator} }
     - { name: watcher, role: viewer, token: ${TOKENS.viewer} }
+  proxy: { user_header: X-Forwarded-Email, role_header: X-Forwarded-Role, from: [127.0.0.1/32] }
 links:
   - { title: Runbook, url: "https://example.com/runbook" }
 probes:
@@ -65,6 +67,11 @@ jobs:
     schedule_human: At 04:00 on the 1st of every month
     locked: true
     command: "true"
+  - name: remote-backup
+    title: Remote backup
+    description: Runs on another host and reports by ping.
+    schedule: "0 5 1 1 *"
+    ping: { key: ${PING_KEY} }
 `;
 
 let failures = 0;
@@ -223,7 +230,7 @@ async function main() {
       await page.waitForFunction(() => document.querySelectorAll("tr[data-job]").length === 1, null, { timeout: T });
       check(await page.isVisible(row("always-fails")), "only the failed job");
       await page.click("[data-card=failed]");
-      await page.waitForFunction(() => document.querySelectorAll("tr[data-job]").length === 5, null, { timeout: T });
+      await page.waitForFunction(() => document.querySelectorAll("tr[data-job]").length === 6, null, { timeout: T });
     });
 
     await step("a chained run's page names the run that started it, whose page links back to it", async () => {
@@ -398,7 +405,7 @@ async function main() {
       await page.waitForSelector(row("added-by-reload"), { timeout: T });
       await page.waitForSelector(row("chatty"), { state: "detached", timeout: T });
       check((await page.textContent(row("added-by-reload"))).includes("Added by reload"), "the new job's title");
-      check(await page.locator("tr[data-job]").count() === 5, "the other jobs stay");
+      check(await page.locator("tr[data-job]").count() === 6, "the other jobs stay");
       check(await page.evaluate(() => window.__noReload === true), "the page was not reloaded");
       check(page.url() === url, `still on ${url}`);
       // config.reloaded arrives after job.added / job.removed: its summary is shown in a notice.
@@ -409,6 +416,33 @@ async function main() {
       await page.screenshot({ path: join(SHOTS, "jobs-after-reload.png"), fullPage: true });
       await page.click("[data-role=reload-notice] button");
       await page.waitForSelector("[data-role=reload-notice]", { state: "detached", timeout: T });
+    });
+
+    await step("a monitored job shows a ping badge with its URL, no Run now, and its pinged run live", async () => {
+      await page.goto(base + "/");
+      await page.waitForSelector(`${row("remote-backup")} [data-role=ping]`, { timeout: T });
+      check((await page.textContent(`${row("remote-backup")} [data-role=ping]`)).includes("/ping/remote-backup"), "ping URL shown");
+      check(await page.locator(`${row("remote-backup")} [data-action=run-now]`).count() === 0, "no Run now");
+      check(!(await page.content()).includes(PING_KEY), "the key is never on the page");
+      const r = await fetch(`${base}/ping/remote-backup`, { method: "POST", headers: { "X-Ping-Key": PING_KEY }, body: "backup ok" });
+      check(r.status === 202, `ping accepted: ${r.status}`);
+      await waitStatus(page, row("remote-backup"), "SUCCESS");
+      await page.screenshot({ path: join(SHOTS, "ping-job.png") });
+    });
+
+    await step("behind the proxy a person is signed in without a token and named in the audit", async () => {
+      const pctx = await browser.newContext({ viewport: { width: 1280, height: 900 },
+        extraHTTPHeaders: { "X-Forwarded-Email": "eve@example.com", "X-Forwarded-Role": "operator" } });
+      const pp = await pctx.newPage();
+      await pp.goto(base + "/");
+      await pp.waitForSelector("[data-conn=live]", { timeout: T });
+      await pp.waitForSelector("tr[data-job]", { timeout: T });
+      check(/operator/.test(await pp.textContent("[data-role=role]")), "role from the role header");
+      await runNow(pp, "quick-ok");
+      await pp.goto(base + "/jobs/quick-ok");
+      await pp.waitForFunction(() => document.body.textContent.includes("user:eve@example.com"), null, { timeout: T });
+      await pp.screenshot({ path: join(SHOTS, "proxy-person.png") });
+      await pctx.close();
     });
 
     await step("no script errors on the page", async () => {

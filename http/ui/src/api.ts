@@ -43,11 +43,15 @@ export class ApiError extends Error {
 
 const TOKEN_KEY = "cronvisor.token";
 
+/** The session of a person a trusted proxy names (auth.proxy): no token is sent, the proxy's
+ * headers authenticate every request. Never stored. */
+export const PROXY_SESSION = "\u0000proxy";
+
 export function getToken(): string | null {
   return sessionStorage.getItem(TOKEN_KEY);
 }
 export function setToken(t: string | null): void {
-  if (t === null) sessionStorage.removeItem(TOKEN_KEY);
+  if (t === null || t === PROXY_SESSION) sessionStorage.removeItem(TOKEN_KEY);
   else sessionStorage.setItem(TOKEN_KEY, t);
 }
 
@@ -59,7 +63,7 @@ export function setUnauthorizedHandler(fn: () => void): void {
 export async function request<T>(method: string, path: string, body?: unknown, token?: string): Promise<T> {
   const headers: Record<string, string> = { Accept: "application/json" };
   const tok = token ?? getToken();
-  if (tok) headers.Authorization = `Bearer ${tok}`;
+  if (tok && tok !== PROXY_SESSION) headers.Authorization = `Bearer ${tok}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   let res: Response;
   try {

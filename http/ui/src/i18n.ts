@@ -45,7 +45,7 @@ const en = {
   following: "Following live", noOutput: "No output.", back: "Back",
   startedBy: "Started by", runOfJob: "run #{id} of job {job}", chainStarted: "Started runs",
   connLost: "Connection lost — reconnecting…", connBack: "Live", connConnecting: "Connecting…",
-  locked: "locked", notFound: "Not found.", loading: "Loading…", viewerCannot: "Your role may not do this.",
+  ping: "ping", pingHelp: "Runs elsewhere and reports with its ping key", locked: "locked", notFound: "Not found.", loading: "Loading…", viewerCannot: "Your role may not do this.",
 };
 type Dict = typeof en;
 
@@ -83,7 +83,7 @@ const sv: Dict = {
   following: "Följer live", noOutput: "Ingen utdata.", back: "Tillbaka",
   startedBy: "Startad av", runOfJob: "körning #{id} av jobbet {job}", chainStarted: "Startade körningar",
   connLost: "Anslutningen bröts — återansluter…", connBack: "Live", connConnecting: "Ansluter…",
-  locked: "låst", notFound: "Hittades inte.", loading: "Laddar…", viewerCannot: "Din roll får inte göra detta.",
+  ping: "ping", pingHelp: "Körs någon annanstans och rapporterar med sin ping-nyckel", locked: "låst", notFound: "Hittades inte.", loading: "Laddar…", viewerCannot: "Din roll får inte göra detta.",
 };
 
 const da: Dict = {
@@ -120,7 +120,7 @@ const da: Dict = {
   following: "Følger live", noOutput: "Intet output.", back: "Tilbage",
   startedBy: "Startet af", runOfJob: "kørsel #{id} af jobbet {job}", chainStarted: "Startede kørsler",
   connLost: "Forbindelsen blev afbrudt — genforbinder…", connBack: "Live", connConnecting: "Forbinder…",
-  locked: "låst", notFound: "Ikke fundet.", loading: "Indlæser…", viewerCannot: "Din rolle må ikke gøre dette.",
+  ping: "ping", pingHelp: "Kører et andet sted og melder sig med sin ping-nøgle", locked: "låst", notFound: "Ikke fundet.", loading: "Indlæser…", viewerCannot: "Din rolle må ikke gøre dette.",
 };
 
 const DICTS: Record<Lang, Dict> = { en, sv, da };

@@ -5,7 +5,7 @@ import { api, ApiError, AuditEntry, Run } from "./api";
 import { RunChart } from "./chart";
 import { duration, percent } from "./fmt";
 import { describeSchedule, Key, t } from "./i18n";
-import { EnableToggle, RunNowButton } from "./jobs";
+import { EnableToggle, PingBadge, RunNowButton } from "./jobs";
 import { ScheduleEditor } from "./schedule";
 import { isRunEvent } from "./live";
 import { useEvents, useStore } from "./store";
@@ -148,7 +148,7 @@ export function JobDetail({ name }: { name: string }) {
       <p><a href="/jobs">← {t("jobs")}</a></p>
       <header class="job-head" data-job={job.name}>
         <div>
-          <h1>{job.title ?? job.name} <StatusBadge status={jobStatus(job)} /></h1>
+          <h1>{job.title ?? job.name} <StatusBadge status={jobStatus(job)} /> <PingBadge job={job} /></h1>
           {job.description && <p class="muted">{job.description}</p>}
           <p>{describeSchedule(job.schedule, job.overridden.includes("schedule") ? null : job.schedule_human)} <code>{job.schedule}</code> · {t("nextRun")}: <Time iso={job.enabled ? job.next_fire : null} /></p>
         </div>

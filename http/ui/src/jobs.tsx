@@ -22,7 +22,7 @@ export function matches(j: Job, f: JobFilter): boolean {
 export function RunNowButton({ job }: { job: Job }) {
   const [open, setOpen] = useState(false);
   const [msg, setMsg] = useState("");
-  const allowed = can("trigger");
+  const allowed = can("trigger") && job.action.type !== "ping"; // a monitored job runs elsewhere
   if (!allowed) return null;
   const go = async () => {
     setOpen(false);
@@ -45,6 +45,17 @@ export function RunNowButton({ job }: { job: Job }) {
         <p>{t("confirmRunBody")}</p>
       </Dialog>
     </>
+  );
+}
+
+/** A monitored job (ping:): a "ping" tag with the URL it reports to (never its key). */
+export function PingBadge({ job }: { job: Job }) {
+  if (job.action.type !== "ping" || !job.action.ping_url) return null;
+  const url = `${location.origin}${job.action.ping_url}`;
+  return (
+    <span class="tag" data-role="ping" title={`${t("pingHelp")}: POST ${url}`}>
+      {t("ping")} <code class="small">{job.action.ping_url}</code>
+    </span>
   );
 }
 
@@ -77,6 +88,7 @@ export function JobRow({ job }: { job: Job }) {
       <td data-label={t("job")}>
         <a href={href} class="job-title">{job.title ?? job.name}</a>
         {job.locked && <span class="tag" title={t("lockedReason")} data-role="locked">{t("locked")}</span>}
+        <PingBadge job={job} />
         {job.description && <div class="muted small">{job.description}</div>}
         {job.last_run?.error && FAILED.includes(job.last_run.status) && (
           <div class="error-text small" data-role="last-error">{job.last_run.error}</div>

@@ -2,7 +2,9 @@
 // over REST when the live connection (re)authenticates without a resume point, then kept
 // current by the events alone. Components read it through useStore().
 import { useEffect, useState } from "preact/hooks";
-import { api, ApiError, getToken, Job, Link, Probe, Role, Run, setToken, setUnauthorizedHandler } from "./api";
+import {
+  api, ApiError, getToken, Info, Job, Link, Probe, PROXY_SESSION, request, Role, Run, setToken, setUnauthorizedHandler,
+} from "./api";
 import { ConnState, isRunEvent, Live, LiveEvent, RunEvent } from "./live";
 
 export interface State {
@@ -169,3 +171,11 @@ export function can(action: "trigger" | "edit"): boolean {
 }
 
 if (state.token) signIn(state.token);
+else {
+  // Behind an authenticating proxy (auth.proxy) the person is known without a token.
+  request<Info>("GET", "/api/info", undefined, "")
+    .then((info) => {
+      if (info.you?.person && !state.token) signIn(PROXY_SESSION);
+    })
+    .catch(() => {});
+}
