@@ -651,10 +651,9 @@ static int follow(cli_ctx_t *c, cli_ws_t *ws, long long id, uint64_t *printed)
     for (;;) {
         char *m = NULL;
         int got = cli_ws_recv_text(ws, CLI_WAIT_STEP_MS, &m);
-        if (got < 0) {
-            fprintf(stderr, "cronvisor logs: the server closed the WebSocket\n");
-            return CV_EXIT_CLI_UNAVAILABLE;
-        }
+        if (got < 0) /* closed (a slow reader dropped before its resync notice was read, a
+                      * restart): the caller reconnects and reads what it missed from the log */
+            return CV_EXIT_CLI_TEMPFAIL;
         if (got == 0) { /* quiet for a while: has it ended without us hearing? */
             int e = 0;
             if (run_is_over(c, id, &e))
@@ -750,6 +749,8 @@ static int cmd_logs(cli_ctx_t *c, char **args)
         if (e != CV_EXIT_CLI_TEMPFAIL)
             return e;
     }
+    fprintf(stderr, "cronvisor logs: the server closed the WebSocket %d times; giving up\n",
+            CLI_FOLLOW_RECONNECTS);
     return e;
 }
 

@@ -52,7 +52,7 @@ jobs:
     command: "true"
   - name: sometimes-slow
     schedule: manual
-    command: "if [ -f {dir}/slow ]; then sleep 3; else sleep 0.05; fi"
+    command: "if [ -f {dir}/slow ]; then read x < {dir}/gate; else sleep 0.05; fi"
 """ % (VIEWER, OPERATOR)
 
 
@@ -76,6 +76,7 @@ class HealthApi(unittest.TestCase):
         threading.Thread(target=cls.srv.serve_forever, daemon=True).start()
         cfg = CONFIG % (cls.srv.server_address[1], cls.srv.server_address[1])
         cls.d = Daemon(cfg, env={"HOOK_TOKEN": "hook-token-secret-77"}).start()
+        os.mkfifo(os.path.join(cls.d.tmp, "gate"))
         cls.d.port()
         # Three events, in whatever order they come: both probes checked once, and the webhook
         # told of the broken one.
@@ -148,8 +149,12 @@ class HealthApi(unittest.TestCase):
         fast = [self.run_once("sometimes-slow") for _ in range(5)]
         open(os.path.join(self.d.tmp, "slow"), "w").close()
         slow = self.trigger("sometimes-slow")
-        # Raised while the run is still going (at p95 x 20), before it ends.
+        # Raised while the run is still going (at p95 x 20): the run waits at its gate until then,
+        # however slow the fast runs were on a loaded machine.
         self.d.wait_log(r"notify slowwatch: run.slow sometimes-slow delivered")
+        self.assertEqual(self.d.api("GET", "/api/runs/%d" % slow, token=VIEWER).json["status"], "RUNNING")
+        with open(os.path.join(self.d.tmp, "gate"), "w") as g:
+            g.write("go\n")
         self.d.wait_log(r"run %d SUCCESS recorded" % slow)
         slow_events = [b for b in Receiver.bodies if b.get("event") == "run.slow"]
         self.assertEqual([b["run"]["id"] for b in slow_events], [slow])
