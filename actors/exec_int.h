@@ -54,9 +54,8 @@ struct executor {
     cv_actor_t *observers[EXECUTOR_MAX_OBSERVERS]; /* the hub first, when given */
     bool observer_output[EXECUTOR_MAX_OBSERVERS];  /* also wants MSG_RUN_OUTPUT */
     size_t nobservers;
-    bool output_lossless;  /* every line to the observers (the `run` command) */
-    uint64_t live_dropped; /* output lines not passed to live viewers, all runs */
-    cv_strmap_t health;    /* probe name -> exec__health_t, from MSG_HEALTH */
+    bool output_lossless; /* every line to the observers (the `run` command) */
+    cv_strmap_t health;   /* probe name -> exec__health_t, from MSG_HEALTH */
     char *instance;
     cfgref_t *cfg;
     cv_strmap_t jobs; /* name -> exec__job_t */

@@ -57,7 +57,5 @@ void executor_destroy(executor_t *ex);
 uint64_t executor_started(const executor_t *ex);
 size_t executor_active(const executor_t *ex);
 size_t executor_queued(const executor_t *ex);
-/** Output lines not passed to live viewers because of limits.live_output_lines (all runs). */
-uint64_t executor_live_dropped(const executor_t *ex);
 
 #endif

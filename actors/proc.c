@@ -959,18 +959,3 @@ int proc_start(uv_loop_t *loop, const proc_opts_t *o, const proc_callbacks_t *cb
     *out = p;
     return 0;
 }
-
-pid_t proc_pid(const proc_t *p)
-{
-    return p->res.pid;
-}
-
-bool proc_completed(const proc_t *p)
-{
-    return p->completed;
-}
-
-const result_values_t *proc_values(const proc_t *p)
-{
-    return &p->rp.values;
-}

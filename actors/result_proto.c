@@ -131,7 +131,10 @@ static bool apply(result_proto_t *rp, const change_t *c, char *summary)
            c->has_progress || summary;
 }
 
-int result_proto_apply_line(result_proto_t *rp, const char *line, size_t len)
+/* Parses and applies one complete line (no newline). Blank lines are ignored. Returns 0, or
+ * -EINVAL after calling on_error and counting the error; a rejected line changes no value (a line
+ * is applied entirely or not at all). */
+static int result_proto_apply_line(result_proto_t *rp, const char *line, size_t len)
 {
     int rc = 0;
     json_t *root = NULL;

@@ -71,9 +71,6 @@ typedef enum {
                                      * in one batch -> page, instances */
 } store_op_t;
 
-/** "ping", "get_run", ... (for logs). */
-const char *store_op_name(store_op_t op);
-
 /** The arguments of a request. Every string and the run are owned by the message. */
 typedef struct store_req_args {
     int64_t id;    /* GET_RUN */

@@ -49,7 +49,6 @@ cv_actor_t *cv_actor_create(cv_runtime_t *rt, const char *name, cv_actor_handler
  * from the actor's own handler. */
 void cv_actor_destroy(cv_actor_t *a);
 void *cv_actor_state(const cv_actor_t *a);
-const char *cv_actor_name(const cv_actor_t *a);
 cv_runtime_t *cv_actor_runtime(const cv_actor_t *a);
 
 /** Posts a message from the loop thread. Takes ownership of `m`. Never fails. */

@@ -325,8 +325,6 @@ typedef struct {
 } msg_notify_list_t;
 
 const char *health_status_name(health_status_t s); /* "healthy", "degraded", ... */
-/** Deep copy of src into dst (dst's previous content is not freed). */
-void health_result_copy(health_result_t *dst, const health_result_t *src);
 /** Frees the strings of h (not h itself) and zeroes it. */
 void health_result_clear(health_result_t *h);
 /** A MSG_HEALTH with a deep copy of h. */
