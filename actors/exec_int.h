@@ -1,5 +1,6 @@
 /* Internals of the executor shared by its files (executor.c: policies and lifecycle;
- * exec_spawn.c: command runs; exec_http.c: HTTP runs). Not for other actors. */
+ * exec_spawn.c: command runs; exec_http.c: HTTP runs; exec_ping.c: monitored `ping:` jobs;
+ * exec_claim.c: claims on a shared store). Not for other actors. */
 #ifndef CV_ACTORS_EXEC_INT_H
 #define CV_ACTORS_EXEC_INT_H
 
