@@ -34,7 +34,7 @@
 
 typedef struct store_actor store_actor_t;
 
-/** Wraps an open, migrated store. The actor does not close the store (the daemon does, after
+/** Wraps an open, migrated store. The actor does not close the store (the supervisor does, after
  * store_actor_destroy, so every queued write is flushed by store_close). */
 store_actor_t *store_actor_create(cv_runtime_t *rt, store_t *st);
 void store_actor_destroy(store_actor_t *sa);
