@@ -413,7 +413,7 @@ static void complete(proc_t *p)
     close_handle(p, (uv_handle_t *)&p->kill_timer);
     close_handle(p, (uv_handle_t *)&p->drain_timer);
     close_handle(p, (uv_handle_t *)&p->resume_timer);
-    result_values_copy(&r->values, &p->rp.values);
+    result_proto_values_copy(&r->values, &p->rp.values);
     r->output_bytes = proc_output_total_bytes(p->out);
     r->output = proc_output_render(p->out, &r->output_len);
     r->output_dropped = proc_output_dropped_bytes(p->out);

@@ -33,7 +33,7 @@ void result_proto_free(result_proto_t *rp)
     cv_buf_free(&rp->line);
 }
 
-void result_values_copy(result_values_t *dst, const result_values_t *src)
+void result_proto_values_copy(result_values_t *dst, const result_values_t *src)
 {
     *dst = *src;
     dst->summary_json = src->summary_json ? cv_strdup(src->summary_json) : NULL;

@@ -59,6 +59,6 @@ void result_proto_finish(result_proto_t *rp);
 void result_proto_free(result_proto_t *rp);
 
 /** Deep copy of values into *dst (dst's previous summary is not freed). */
-void result_values_copy(result_values_t *dst, const result_values_t *src);
+void result_proto_values_copy(result_values_t *dst, const result_values_t *src);
 
 #endif

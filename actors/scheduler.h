@@ -34,9 +34,9 @@ typedef struct {
 
 /* MSG_SCHED_JOBS (proto/msg.h): the supervisor's job list for the scheduler. */
 
-/** Builds a MSG_SCHED_JOBS message; add jobs with msg_sched_jobs_add (strings are copied). */
-msg_sched_jobs_t *msg_sched_jobs_new(bool first);
-void msg_sched_jobs_add(msg_sched_jobs_t *m, const sched_job_spec_t *spec);
+/** Builds a MSG_SCHED_JOBS message; add jobs with scheduler_jobs_msg_add (strings are copied). */
+msg_sched_jobs_t *scheduler_jobs_msg_new(bool first);
+void scheduler_jobs_msg_add(msg_sched_jobs_t *m, const sched_job_spec_t *spec);
 
 /** The next instant (Unix s) the scheduler holds for a job, or SCHED_NEVER. Loop thread only;
  * read-only. */
