@@ -10,8 +10,8 @@
  * MSG_HEALTH from the prober): the run is recorded SKIPPED with the probe's message.
  *
  * Observers: the hub and up to EXECUTOR_MAX_OBSERVERS-1 more actors (the notifier...) receive
- * the live run events (QUEUED, STARTED, PROGRESS), the output lines and a copy of the
- * MSG_AUDIT of each job.auto_disabled.
+ * the live run events (QUEUED, STARTED, PROGRESS), the output lines (those added with output)
+ * and, for each job.auto_disabled, a copy of its MSG_OVERRIDE and of its MSG_AUDIT.
  *
  * Messages it takes: MSG_EXEC_CONFIG, MSG_FIRE, MSG_CANCEL, MSG_SHUTDOWN, MSG_HEALTH,
  * MSG_OVERRIDE (the runtime overrides: enabled, ...), MSG_PING (a `ping:` job reported in) and
