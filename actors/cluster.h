@@ -41,8 +41,8 @@ typedef struct cluster_opts {
     cv_actor_t *executor;   /* cancel requests */
 } cluster_opts_t;
 
-/** Creates the actor and starts beating (the first heartbeat was sent at start-up by
- * the supervisor at start-up) and listening. */
+/** Creates the actor and starts beating (the supervisor sent the first heartbeat at start-up)
+ * and listening. */
 cluster_t *cluster_create(cv_runtime_t *rt, const cluster_opts_t *opts);
 cv_actor_t *cluster_actor(cluster_t *c);
 /** Stops beating and relaying (closes its timer). The store may still call back until it is

@@ -1,5 +1,6 @@
 /* Internals of the executor shared by its files (executor.c: policies and lifecycle;
- * exec_spawn.c: command runs; exec_http.c: HTTP runs). Not for other actors. */
+ * exec_spawn.c: command runs; exec_http.c: HTTP runs; exec_ping.c: monitored `ping:` jobs;
+ * exec_claim.c: claims on a shared store). Not for other actors. */
 #ifndef CV_ACTORS_EXEC_INT_H
 #define CV_ACTORS_EXEC_INT_H
 
@@ -54,9 +55,8 @@ struct executor {
     cv_actor_t *observers[EXECUTOR_MAX_OBSERVERS]; /* the hub first, when given */
     bool observer_output[EXECUTOR_MAX_OBSERVERS];  /* also wants MSG_RUN_OUTPUT */
     size_t nobservers;
-    bool output_lossless;  /* every line to the observers (the `run` command) */
-    uint64_t live_dropped; /* output lines not passed to live viewers, all runs */
-    cv_strmap_t health;    /* probe name -> exec__health_t, from MSG_HEALTH */
+    bool output_lossless; /* every line to the observers (the `run` command) */
+    cv_strmap_t health;   /* probe name -> exec__health_t, from MSG_HEALTH */
     char *instance;
     cfgref_t *cfg;
     cv_strmap_t jobs; /* name -> exec__job_t */

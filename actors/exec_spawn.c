@@ -74,7 +74,7 @@ static void env_free(env_t *e)
 static void on_line(proc_t *p, const proc_line_t *line, void *data)
 {
     exec__run_t *xr = data;
-    exec__output(xr, line->ts_ms, proc_stream_name(line->stream), line->text, line->len);
+    exec__output(xr, line->ts_ms, proc_output_stream_name(line->stream), line->text, line->len);
 }
 
 static void on_lines_end(proc_t *p, void *data)

@@ -75,7 +75,6 @@ void exec__output(exec__run_t *xr, int64_t at_ms, const char *stream, const char
     size_t max = (size_t)xr->cfg->cfg->limits.live_output_lines;
     if (!ex->output_lossless && max > 0 && xr->batch->n >= max) {
         xr->live_dropped++;
-        ex->live_dropped++;
         return;
     }
     msg_run_output_add(xr->batch, at_ms, stream, text, len);
@@ -759,9 +758,4 @@ size_t executor_active(const executor_t *ex)
 size_t executor_queued(const executor_t *ex)
 {
     return ex->nqueued;
-}
-
-uint64_t executor_live_dropped(const executor_t *ex)
-{
-    return ex->live_dropped;
 }

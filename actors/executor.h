@@ -1,20 +1,23 @@
 /* The executor actor: turns MSG_FIRE into runs. It applies the job's concurrency policy
  * (forbid / allow / replace) and the global limit (limits.max_concurrent, with a FIFO queue),
- * starts a child process (actors/proc.h) or an HTTP call (core/httpc.h), follows its output and
- * result protocol, enforces its timeout, computes its status, schedules retries with exponential
- * backoff, disables a job after auto_disable_after consecutive failures, and reports every state
- * change as MSG_RUN_EVENT to the store (and the live ones to the hub).
+ * starts a child process (actors/proc.h) or an HTTP call (core/httpc.h) (a `ping:` job runs
+ * elsewhere: it waits for its pings, exec_ping.c), follows its output and result protocol, enforces
+ * its timeout, computes its status, schedules retries with exponential backoff, disables a job
+ * after auto_disable_after consecutive failures, and reports every state change as MSG_RUN_EVENT to
+ * the store (and the live ones to the hub).
  *
  * A job with `requires:` is not started while one of those probes is unhealthy (as last told by
  * MSG_HEALTH from the prober): the run is recorded SKIPPED with the probe's message.
  *
  * Observers: the hub and up to EXECUTOR_MAX_OBSERVERS-1 more actors (the notifier...) receive
- * the live run events (QUEUED, STARTED, PROGRESS), the output lines and a copy of the
- * MSG_AUDIT of each job.auto_disabled.
+ * the live run events (QUEUED, STARTED, PROGRESS), the output lines (those added with output)
+ * and, for each job.auto_disabled, a copy of its MSG_OVERRIDE and of its MSG_AUDIT.
  *
- * Messages it takes: MSG_EXEC_CONFIG, MSG_FIRE, MSG_CANCEL, MSG_SHUTDOWN, MSG_HEALTH. On
- * MSG_EXEC_CONFIG it applies the jobs and limits.* to the next runs (queued runs start if
- * max_concurrent grew); a running run keeps the snapshot it started with. */
+ * Messages it takes: MSG_EXEC_CONFIG, MSG_FIRE, MSG_CANCEL, MSG_SHUTDOWN, MSG_HEALTH,
+ * MSG_OVERRIDE (the runtime overrides: enabled, ...), MSG_PING (a `ping:` job reported in) and
+ * MSG_CLAIM_REPLY (shared store: the store's answer to its MSG_CLAIM). On MSG_EXEC_CONFIG it
+ * applies the jobs and limits.* to the next runs (queued runs start if max_concurrent grew); a
+ * running run keeps the snapshot it started with. */
 #ifndef CV_ACTORS_EXECUTOR_H
 #define CV_ACTORS_EXECUTOR_H
 
@@ -57,7 +60,5 @@ void executor_destroy(executor_t *ex);
 uint64_t executor_started(const executor_t *ex);
 size_t executor_active(const executor_t *ex);
 size_t executor_queued(const executor_t *ex);
-/** Output lines not passed to live viewers because of limits.live_output_lines (all runs). */
-uint64_t executor_live_dropped(const executor_t *ex);
 
 #endif

@@ -20,9 +20,10 @@
  *   `notify NAME: EVENT SUBJECT failed after A attempt(s): WHY`
  * The webhook URL is registered as a secret; only its scheme, host and port are ever logged.
  *
- * Messages it takes: MSG_RUN_EVENT, MSG_HEALTH, MSG_AUDIT, MSG_NOTIFY_GET, and MSG_EXEC_CONFIG:
- * applies the snapshot's notify[] (a removed or changed notifier's deliveries end cleanly) and
- * limits.notification_history (the ring resized, newest kept). */
+ * Messages it takes: MSG_RUN_EVENT, MSG_HEALTH, MSG_AUDIT, MSG_NOTIFY_GET, MSG_STORE_REPLY (its
+ * own statistics requests), and MSG_EXEC_CONFIG: applies the snapshot's notify[] (a removed or
+ * changed notifier's deliveries end cleanly) and limits.notification_history (the ring resized,
+ * newest kept). */
 #ifndef CV_ACTORS_NOTIFIER_H
 #define CV_ACTORS_NOTIFIER_H
 

@@ -61,7 +61,4 @@ bool probe__is_ip(const char *host);
 /** The numeric text of an address into buf (>= 64 bytes). */
 void probe__addr_text(const struct sockaddr *sa, char *buf, size_t len);
 
-/** Collapses whitespace runs (newlines, tabs) of s in place to single spaces and trims it. */
-char *probe__squash(char *s);
-
 #endif

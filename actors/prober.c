@@ -134,6 +134,27 @@ static void waiters_done(prober_t *p, size_t idx)
     }
 }
 
+/* Collapses whitespace runs (newlines, tabs) of s in place to single spaces and trims it. */
+static char *probe__squash(char *s)
+{
+    char *w = s;
+    bool space = true; /* drops leading whitespace */
+    for (const char *r = s; *r; r++) {
+        if (isspace((unsigned char)*r)) {
+            if (!space)
+                *w++ = ' ';
+            space = true;
+        } else {
+            *w++ = *r;
+            space = false;
+        }
+    }
+    if (w > s && w[-1] == ' ')
+        w--;
+    *w = '\0';
+    return s;
+}
+
 static health_status_t next_status(const pprobe_t *pp, bool ok, int64_t latency)
 {
     if (ok)
@@ -475,12 +496,6 @@ void prober_start(prober_t *p)
     cv_info("probe", "%zu probe(s) scheduled", p->n);
 }
 
-const health_result_t *prober_result(const prober_t *p, const char *name)
-{
-    pprobe_t *pp = find((prober_t *)p, name);
-    return pp ? &pp->res : NULL;
-}
-
 uint64_t prober_checks(const prober_t *p)
 {
     return p->checks;
@@ -602,24 +617,4 @@ void probe__addr_text(const struct sockaddr *sa, char *buf, size_t len)
         uv_ip6_name((const struct sockaddr_in6 *)sa, buf, len);
     else
         uv_ip4_name((const struct sockaddr_in *)sa, buf, len);
-}
-
-char *probe__squash(char *s)
-{
-    char *w = s;
-    bool space = true; /* drops leading whitespace */
-    for (const char *r = s; *r; r++) {
-        if (isspace((unsigned char)*r)) {
-            if (!space)
-                *w++ = ' ';
-            space = true;
-        } else {
-            *w++ = *r;
-            space = false;
-        }
-    }
-    if (w > s && w[-1] == ' ')
-        w--;
-    *w = '\0';
-    return s;
 }

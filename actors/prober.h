@@ -45,8 +45,6 @@ cv_actor_t *prober_actor(prober_t *p);
 int prober_add_observer(prober_t *p, cv_actor_t *observer);
 /** Starts every probe's schedule: each is checked now, then every interval. */
 void prober_start(prober_t *p);
-/** The current result of a probe, or NULL (valid until the next loop callback; tests). */
-const health_result_t *prober_result(const prober_t *p, const char *name);
 /** Number of checks completed so far (tests and metrics). */
 uint64_t prober_checks(const prober_t *p);
 /** Stops: aborts checks in flight (nothing more is posted), closes every handle and frees the

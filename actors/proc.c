@@ -413,7 +413,7 @@ static void complete(proc_t *p)
     close_handle(p, (uv_handle_t *)&p->kill_timer);
     close_handle(p, (uv_handle_t *)&p->drain_timer);
     close_handle(p, (uv_handle_t *)&p->resume_timer);
-    result_values_copy(&r->values, &p->rp.values);
+    result_proto_values_copy(&r->values, &p->rp.values);
     r->output_bytes = proc_output_total_bytes(p->out);
     r->output = proc_output_render(p->out, &r->output_len);
     r->output_dropped = proc_output_dropped_bytes(p->out);
@@ -958,19 +958,4 @@ int proc_start(uv_loop_t *loop, const proc_opts_t *o, const proc_callbacks_t *cb
         uv_timer_start(&p->timeout_timer, on_timeout, o->timeout_ms + 1, 0);
     *out = p;
     return 0;
-}
-
-pid_t proc_pid(const proc_t *p)
-{
-    return p->res.pid;
-}
-
-bool proc_completed(const proc_t *p)
-{
-    return p->completed;
-}
-
-const result_values_t *proc_values(const proc_t *p)
-{
-    return &p->rp.values;
 }

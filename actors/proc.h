@@ -153,13 +153,6 @@ typedef struct proc_stats {
 } proc_stats_t;
 void proc_stats_get(proc_stats_t *out);
 
-/** Pid of the child (0 when none was started). */
-pid_t proc_pid(const proc_t *p);
-/** True once the completion callback has been delivered. */
-bool proc_completed(const proc_t *p);
-/** The live result-protocol values so far. */
-const result_values_t *proc_values(const proc_t *p);
-
 /** Gives the proc back. After completion: frees it as soon as its handles are closed (safe from
  * inside its callbacks). Before completion: the process group is SIGKILLed, no completion
  * callback is delivered, and the memory is freed once the child is reaped and the pipes closed.

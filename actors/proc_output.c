@@ -37,7 +37,7 @@ struct proc_output {
 static const char *const stream_names[PROC_STREAM__COUNT] = {"stdout", "stderr", "result",
                                                              "result-error", "system"};
 
-const char *proc_stream_name(proc_stream_t s)
+const char *proc_output_stream_name(proc_stream_t s)
 {
     return (unsigned)s < PROC_STREAM__COUNT ? stream_names[s] : "?";
 }
@@ -45,7 +45,7 @@ const char *proc_stream_name(proc_stream_t s)
 /* Rendered size of a line: "<ts> <tag> | <text>\n". */
 static size_t prefix_len(unsigned stream)
 {
-    return TS_LEN + 1 + strlen(proc_stream_name(stream)) + 3;
+    return TS_LEN + 1 + strlen(proc_output_stream_name(stream)) + 3;
 }
 
 static size_t line_cost(unsigned stream, size_t len)
@@ -223,7 +223,7 @@ static void render_line(cv_buf_t *b, const rec_hdr_t *h, const char *text, int64
     }
     cv_buf_append(b, ts_cache, strlen(ts_cache));
     cv_buf_append(b, " ", 1);
-    cv_buf_appends(b, proc_stream_name(h->stream));
+    cv_buf_appends(b, proc_output_stream_name(h->stream));
     cv_buf_append(b, " | ", 3);
     size_t at = b->len;
     cv_buf_append(b, text, h->len);

@@ -34,7 +34,7 @@ typedef enum {
 } proc_stream_t;
 
 /** "stdout", "stderr", "result", "result-error", "system". */
-const char *proc_stream_name(proc_stream_t s);
+const char *proc_output_stream_name(proc_stream_t s);
 
 /** One line as handed to the line callback. text is NUL-terminated and valid only during the
  * call; len excludes the newline. */

@@ -33,7 +33,7 @@ void result_proto_free(result_proto_t *rp)
     cv_buf_free(&rp->line);
 }
 
-void result_values_copy(result_values_t *dst, const result_values_t *src)
+void result_proto_values_copy(result_values_t *dst, const result_values_t *src)
 {
     *dst = *src;
     dst->summary_json = src->summary_json ? cv_strdup(src->summary_json) : NULL;
@@ -131,7 +131,10 @@ static bool apply(result_proto_t *rp, const change_t *c, char *summary)
            c->has_progress || summary;
 }
 
-int result_proto_apply_line(result_proto_t *rp, const char *line, size_t len)
+/* Parses and applies one complete line (no newline). Blank lines are ignored. Returns 0, or
+ * -EINVAL after calling on_error and counting the error; a rejected line changes no value (a line
+ * is applied entirely or not at all). */
+static int result_proto_apply_line(result_proto_t *rp, const char *line, size_t len)
 {
     int rc = 0;
     json_t *root = NULL;

@@ -55,14 +55,10 @@ void result_proto_init(result_proto_t *rp, const result_proto_callbacks_t *cbs);
 void result_proto_feed(result_proto_t *rp, const char *data, size_t len);
 /** End of stream: a last line without newline is parsed as if it had one. Cannot fail. */
 void result_proto_finish(result_proto_t *rp);
-/** Parses and applies one complete line (no newline). Blank lines are ignored. Returns 0, or
- * -EINVAL after calling on_error and counting the error; a rejected line changes no value
- * (a line is applied entirely or not at all). */
-int result_proto_apply_line(result_proto_t *rp, const char *line, size_t len);
 /** Releases what rp owns (the summary text and the partial line). rp may be reinitialised. */
 void result_proto_free(result_proto_t *rp);
 
 /** Deep copy of values into *dst (dst's previous summary is not freed). */
-void result_values_copy(result_values_t *dst, const result_values_t *src);
+void result_proto_values_copy(result_values_t *dst, const result_values_t *src);
 
 #endif

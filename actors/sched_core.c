@@ -232,22 +232,6 @@ int sched_core_put(sched_core_t *s, const sched_job_spec_t *spec, const char *ha
     return 0;
 }
 
-int sched_core_remove(sched_core_t *s, const char *name)
-{
-    sjob_t **pp = &s->buckets[bucket_of(s, name)];
-    for (; *pp; pp = &(*pp)->hnext) {
-        if (strcmp((*pp)->name, name) == 0) {
-            sjob_t *j = *pp;
-            *pp = j->hnext;
-            heap_remove(s, j);
-            job_free(j);
-            s->count--;
-            return 0;
-        }
-    }
-    return -ENOENT;
-}
-
 int sched_core_set_enabled(sched_core_t *s, const char *name, bool enabled, int64_t now)
 {
     sjob_t *j = lookup(s, name);

@@ -38,8 +38,6 @@ void sched_core_free(sched_core_t *s);
  * (schedule or time zone invalid; the old definition, if any, is kept). */
 int sched_core_put(sched_core_t *s, const sched_job_spec_t *spec, const char *hash_seed,
                    int64_t now, char *err, size_t errlen);
-/** Removes a job; returns -ENOENT if it was not there. */
-int sched_core_remove(sched_core_t *s, const char *name);
 /** Enables or disables a job. Enabling computes the next instant strictly after `now`. */
 int sched_core_set_enabled(sched_core_t *s, const char *name, bool enabled, int64_t now);
 

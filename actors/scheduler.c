@@ -233,7 +233,7 @@ static void jobs_dispose(cv_msg_t *msg)
     free(m);
 }
 
-msg_sched_jobs_t *msg_sched_jobs_new(bool first)
+msg_sched_jobs_t *scheduler_jobs_msg_new(bool first)
 {
     msg_sched_jobs_t *m = cv_msg_new(sizeof(*m), MSG_SCHED_JOBS);
     m->hdr.dispose = jobs_dispose;
@@ -241,7 +241,7 @@ msg_sched_jobs_t *msg_sched_jobs_new(bool first)
     return m;
 }
 
-void msg_sched_jobs_add(msg_sched_jobs_t *m, const sched_job_spec_t *spec)
+void scheduler_jobs_msg_add(msg_sched_jobs_t *m, const sched_job_spec_t *spec)
 {
     m->jobs = cv_realloc(m->jobs, (m->njobs + 1) * sizeof(*m->jobs));
     sched_job_spec_t *j = &m->jobs[m->njobs++];

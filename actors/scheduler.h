@@ -3,7 +3,12 @@
  * until the next instant. TFD_TIMER_CANCEL_ON_SET wakes it when the wall clock is stepped (NTP,
  * suspend, a person with `date -s`), so what became due fires and nothing fires twice.
  *
- * At the instant it posts MSG_FIRE (trigger "cron") to the executor. */
+ * At the instant it posts MSG_FIRE (trigger "cron"; "catch_up" for a missed instant, "reboot" for
+ * @reboot at start) to the executor.
+ *
+ * Messages it takes: MSG_SCHED_JOBS (the supervisor's whole job list, overrides applied),
+ * MSG_JOB_ENABLE and MSG_JOB_SCHEDULE (a job changed at run time) and MSG_SHUTDOWN (forget every
+ * job: nothing fires any more). */
 #ifndef CV_ACTORS_SCHEDULER_H
 #define CV_ACTORS_SCHEDULER_H
 
@@ -29,9 +34,9 @@ typedef struct {
 
 /* MSG_SCHED_JOBS (proto/msg.h): the supervisor's job list for the scheduler. */
 
-/** Builds a MSG_SCHED_JOBS message; add jobs with msg_sched_jobs_add (strings are copied). */
-msg_sched_jobs_t *msg_sched_jobs_new(bool first);
-void msg_sched_jobs_add(msg_sched_jobs_t *m, const sched_job_spec_t *spec);
+/** Builds a MSG_SCHED_JOBS message; add jobs with scheduler_jobs_msg_add (strings are copied). */
+msg_sched_jobs_t *scheduler_jobs_msg_new(bool first);
+void scheduler_jobs_msg_add(msg_sched_jobs_t *m, const sched_job_spec_t *spec);
 
 /** The next instant (Unix s) the scheduler holds for a job, or SCHED_NEVER. Loop thread only;
  * read-only. */

@@ -252,7 +252,8 @@ static char *dup_opt(const char *s)
     return s ? cv_strdup(s) : NULL;
 }
 
-const char *store_op_name(store_op_t op)
+/* "ping", "get_run", ... (for logs). */
+static const char *store_op_name(store_op_t op)
 {
     static const char *const names[] = {
         [STORE_OP_PING] = "ping",

@@ -1,7 +1,10 @@
-/* The store actor: the only owner of the store_t (storage/store.h). It persists every run event
- * the executor sends (group-committed by the backend) and, once a finished run is durably
- * recorded, forwards that event to its subscribers (the WebSocket hub, the notifier, the
- * executor's --once waiter).
+/* The store actor: every read and write of the store_t (storage/store.h) goes through it. The
+ * supervisor opens, migrates and closes the store and asks store_is_shared; the cluster actor
+ * registers its LISTEN watches (store_watch_events, store_watch_overrides) on it; nothing else
+ * calls the store. It persists every run event the executor sends (group-committed by the
+ * backend) and, once the write of a finished run has completed (durable, or failed and logged
+ * as NOT RECORDED), forwards that event to its subscribers (the http actor, the notifier, and
+ * the supervisor in --once mode).
  *
  * Its protocol. Writes that need no answer: MSG_RUN_EVENT, MSG_AUDIT, MSG_OVERRIDE; a claim:
  * MSG_CLAIM -> MSG_CLAIM_REPLY (proto/msg.h). Every other access is a typed request:
@@ -31,12 +34,13 @@
 
 typedef struct store_actor store_actor_t;
 
-/** Wraps an open, migrated store. The actor does not close the store (the daemon does, after
+/** Wraps an open, migrated store. The actor does not close the store (the supervisor does, after
  * store_actor_destroy, so every queued write is flushed by store_close). */
 store_actor_t *store_actor_create(cv_runtime_t *rt, store_t *st);
 void store_actor_destroy(store_actor_t *sa);
 cv_actor_t *store_actor_actor(store_actor_t *sa);
-/** Adds an actor that receives a copy of every MSG_RUN_EVENT(FINISHED) once it is durable. */
+/** Adds an actor that receives a copy of every MSG_RUN_EVENT(FINISHED) once its write has
+ * completed (durable, or failed and logged). */
 void store_actor_subscribe(store_actor_t *sa, cv_actor_t *listener);
 /** Adds an actor that receives MSG_STORE_STATE now and whenever the store's state changes. */
 void store_actor_watch_state(store_actor_t *sa, cv_actor_t *listener);
@@ -70,9 +74,6 @@ typedef enum {
     STORE_OP_RUNNING_AND_INSTANCES, /* RUNNING runs (one page of STORE_PAGE_MAX) and instances,
                                      * in one batch -> page, instances */
 } store_op_t;
-
-/** "ping", "get_run", ... (for logs). */
-const char *store_op_name(store_op_t op);
 
 /** The arguments of a request. Every string and the run are owned by the message. */
 typedef struct store_req_args {

@@ -202,7 +202,7 @@ static void wire(daemon_t *d, child_t pub)
 static msg_sched_jobs_t *sched_jobs(const daemon_t *d, bool first)
 {
     const cfg_t *cfg = d->cfg->cfg;
-    msg_sched_jobs_t *m = msg_sched_jobs_new(first);
+    msg_sched_jobs_t *m = scheduler_jobs_msg_new(first);
     for (unsigned i = 0; i < cfg->n_jobs; i++) {
         const cfg_job_t *j = &cfg->jobs[i];
         effjob_t e = {0};
@@ -213,7 +213,7 @@ static msg_sched_jobs_t *sched_jobs(const daemon_t *d, bool first)
                                  .enabled = e.enabled,
                                  .catch_up = j->catch_up_ms / 1000,
                                  .last_run = first && d->last_run ? d->last_run[i] : 0};
-        msg_sched_jobs_add(m, &spec);
+        scheduler_jobs_msg_add(m, &spec);
         effjob_clear(&e);
     }
     return m;

@@ -1,8 +1,10 @@
 /* The supervisor: the root actor of the daemon (OTP sense). daemon_main (core/daemon.h) runs it.
  *
- * It opens the store and runs the start-up chain (migrate, mark the runs a dead daemon left
- * RUNNING or QUEUED as ABANDONED, seed run ids, read the runtime overrides and the last cron
- * firings), then starts its children in this order, each one's subscribers before it:
+ * It opens and migrates the store, creates the store actor, and runs the rest of the start-up
+ * chain as store requests (mark the runs a dead daemon left RUNNING or QUEUED as ABANDONED: on a
+ * shared store this instance's own, then a first heartbeat, then those of instances that stopped
+ * heart-beating; seed run ids; read the runtime overrides and the last cron firings), then
+ * starts its other children in this order, each one's subscribers before it:
  *
  *   store actor -> http actor (api) -> executor -> scheduler -> notifier -> prober
  *               -> cluster actor (shared store only)

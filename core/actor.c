@@ -173,11 +173,6 @@ void *cv_actor_state(const cv_actor_t *a)
     return a->state;
 }
 
-const char *cv_actor_name(const cv_actor_t *a)
-{
-    return a->name;
-}
-
 cv_runtime_t *cv_actor_runtime(const cv_actor_t *a)
 {
     return a->rt;

@@ -1,12 +1,13 @@
-/* The actor runtime: every actor (scheduler, executor, store, prober, notifier, http) owns its
- * state and receives typed messages through a mailbox. Messages are dispatched on the libuv loop
- * thread, one at a time, in the order they were posted.
+/* The actor runtime: every actor (supervisor, store, http, executor, scheduler, notifier, prober,
+ * cluster) owns its state and receives typed messages through a mailbox. Messages are dispatched on
+ * the libuv loop thread, one at a time, in the order they were posted.
  *
  * Posting from the loop thread appends to an in-memory queue and costs no system call: the runtime
  * drains the queue from a uv_idle handle that it starts when the queue becomes non-empty (an idle
  * handle makes the next poll non-blocking, so queued messages run in the same loop pass).
- * Posting from another thread (the SQLite worker) goes through a mutex-protected queue and one
- * uv_async_send, which libuv coalesces: a batch of posts wakes the loop once. */
+ * Posting from another thread goes through a mutex-protected queue and one uv_async_send, which
+ * libuv coalesces: a batch of posts wakes the loop once. (No actor posts from another thread
+ * today: the SQLite worker hands its results to the loop through its own uv_async.) */
 #ifndef CV_CORE_ACTOR_H
 #define CV_CORE_ACTOR_H
 
@@ -49,7 +50,6 @@ cv_actor_t *cv_actor_create(cv_runtime_t *rt, const char *name, cv_actor_handler
  * from the actor's own handler. */
 void cv_actor_destroy(cv_actor_t *a);
 void *cv_actor_state(const cv_actor_t *a);
-const char *cv_actor_name(const cv_actor_t *a);
 cv_runtime_t *cv_actor_runtime(const cv_actor_t *a);
 
 /** Posts a message from the loop thread. Takes ownership of `m`. Never fails. */

@@ -8,7 +8,8 @@
 #include <stddef.h>
 
 /* Exit statuses of the client commands (sysexits.h numbers where one fits). A run's status
- * (trigger --wait) maps to 0..6; see cli_exit_for_status(). */
+ * (trigger --wait) maps to 0..6: 0 SUCCESS, 1 FAILED, 2 PARTIAL, 3 TIMED_OUT, 4 CANCELLED,
+ * 5 SKIPPED, 6 ABANDONED (exit_for_status in cli_client.c). */
 #define CV_EXIT_CLI_USAGE       64 /* EX_USAGE: bad arguments */
 #define CV_EXIT_CLI_REFUSED     65 /* the server refused the request (409, 422, 423, other 4xx) */
 #define CV_EXIT_CLI_NOT_FOUND   66 /* no such job or run (404) */

@@ -33,8 +33,12 @@ static void errors_vadd(cfg_errors_t *errs, const char *file, int line, int colu
     e->message = cv_vsprintf(fmt, ap);
 }
 
-void cfg_errors_add(cfg_errors_t *errs, const char *file, int line, int column, const char *job,
-                    const char *fmt, ...)
+/* Appends an error (message printf-style). file may be NULL; job may be NULL. */
+static void cfg_errors_add(cfg_errors_t *errs, const char *file, int line, int column,
+                           const char *job, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+static void cfg_errors_add(cfg_errors_t *errs, const char *file, int line, int column,
+                           const char *job, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -456,7 +460,7 @@ void cfg__free_kv(cfg_kv_t *kv, unsigned n)
     free(kv);
 }
 
-void cfg__free_strv(char **v, unsigned n)
+static void cfg__free_strv(char **v, unsigned n)
 {
     for (unsigned i = 0; v && i < n; i++)
         free(v[i]);

@@ -355,10 +355,6 @@ void cfg_free(cfg_t *cfg);
 /** The job named name, or NULL. */
 const cfg_job_t *cfg_find_job(const cfg_t *cfg, const char *name);
 
-/** Appends an error (message printf-style). file may be NULL; job may be NULL. */
-void cfg_errors_add(cfg_errors_t *errs, const char *file, int line, int column, const char *job,
-                    const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-
 /** Formats one error as "file:line:column: job 'x': message" (registered secrets redacted).
  * Returns a heap string (caller frees). */
 char *cfg_error_format(const cfg_error_t *e);

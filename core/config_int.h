@@ -45,6 +45,5 @@ int cfg__load_yaml(cfg__ctx_t *c, const char *data, size_t len, cfg_t **out);
 int cfg__load_crontab(cfg__ctx_t *c, const char *data, size_t len, cfg_t **out);
 
 void cfg__free_kv(cfg_kv_t *kv, unsigned n);
-void cfg__free_strv(char **v, unsigned n);
 
 #endif

@@ -1,4 +1,4 @@
-/* The daemon's entry point, called by the CLI (core/main.c). It is implemented by the
+/* The daemon's entry point, called by `cronvisor run` (core/cli_run.c). It is implemented by the
  * supervisor, the root actor (actors/supervisor.c, described in actors/supervisor.h): core/
  * includes nothing from actors/, http/ or storage/. */
 #ifndef CV_CORE_DAEMON_H

@@ -49,6 +49,17 @@ static int64_t tv_ms(struct timeval tv)
     return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+/* Cancels a registration that has not fired. */
+static void reaper_unwatch(reaper_watch_t *w)
+{
+    if (w->pid <= 0)
+        return;
+    cv_list_remove(&w->link);
+    w->pid = 0;
+    R.nwatched--;
+    update_ref();
+}
+
 static void dispatch(pid_t pid, int status, const struct rusage *ru)
 {
     cv_list_t *h = bucket(pid);
@@ -125,11 +136,6 @@ void reaper_stop(void)
     uv_close((uv_handle_t *)&R.sig, on_closed);
 }
 
-bool reaper_running(void)
-{
-    return R.running;
-}
-
 int reaper_watch(reaper_watch_t *w, pid_t pid, reaper_exit_cb cb)
 {
     if (pid <= 0 || cb == NULL)
@@ -142,16 +148,6 @@ int reaper_watch(reaper_watch_t *w, pid_t pid, reaper_exit_cb cb)
     R.nwatched++;
     update_ref();
     return 0;
-}
-
-void reaper_unwatch(reaper_watch_t *w)
-{
-    if (w->pid <= 0)
-        return;
-    cv_list_remove(&w->link);
-    w->pid = 0;
-    R.nwatched--;
-    update_ref();
 }
 
 int reaper_set_subreaper(bool on)

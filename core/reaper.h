@@ -52,16 +52,12 @@ int reaper_start(uv_loop_t *loop);
  * uv_loop_close). Registrations are kept; their children are reaped after the next start.
  * Does nothing when not started. */
 void reaper_stop(void);
-/** True between reaper_start and reaper_stop. */
-bool reaper_running(void);
 
-/** Registers w (caller-owned, must stay valid until its callback or reaper_unwatch) for pid.
+/** Registers w (caller-owned, must stay valid until its callback) for pid.
  * Must be called in the same loop callback that created the child, before control returns to the
  * loop, so that the child's SIGCHLD is handled after the registration. Returns 0, -EINVAL for a
  * pid <= 0, or -ENOTCONN when the reaper is not started. */
 int reaper_watch(reaper_watch_t *w, pid_t pid, reaper_exit_cb cb);
-/** Cancels a registration that has not fired; the pid, when reaped, counts as an orphan. */
-void reaper_unwatch(reaper_watch_t *w);
 
 /** Reaps every child that has exited now (what a SIGCHLD does). Useful after a burst of exits
  * or in tests. Returns the number of children reaped. */

@@ -178,8 +178,6 @@ typedef struct api__stats_waiter {
 bool api__stats_fresh(api_t *a, api_req_t *req, api_handler_fn handler);
 /** Answers the requests waiting for statistics with 503 (shutdown). */
 void api__stats_waiters_abort(api_t *a);
-/** Reads the statistics of one job (NULL: every job) from the store into the model. */
-void api__model_refresh_stats(api_t *a, const char *job);
 /** Reads the statistics of the configured jobs whose statistics were never asked for (the first
  * configuration, jobs a reload added). */
 void api__model_refresh_new_stats(api_t *a);
@@ -187,8 +185,6 @@ void api__model_refresh_new_stats(api_t *a);
 bool api__run_remote(const api_t *a, const run_t *r);
 /** Applies a MSG_STORE_STATE and publishes store.changed when it changed. */
 void api__store_state(api_t *a, const msg_store_state_t *m);
-/** {"state": "up"|"degraded"|"replaying", "spooled": N, "spool_bytes": N, "dropped": N} */
-json_t *api__store_json(const api_t *a);
 /** The active run with this id, or NULL. */
 api__active_t *api__active_find(api_t *a, int64_t id);
 /** Marks derived data (the cached GET /api/jobs body) stale. */

@@ -28,9 +28,6 @@ void api__kvs_add(api__kvs_t *kvs, char *key, char *value);
 const char *api__kvs_get(const api__kvs_t *kvs, const char *key);
 void api__kvs_free(api__kvs_t *kvs);
 
-/** Percent-decodes s[0..len) into a heap string (plus_is_space for query strings). Returns
- * NULL for a malformed escape or a decoded NUL byte. */
-char *api__decode(const char *s, size_t len, bool plus_is_space);
 /** Parses "a=1&b=x%20y&flag" into kvs. Returns 0 or -EINVAL (bad escape). */
 int api__query_parse(const char *q, size_t len, api__kvs_t *kvs);
 

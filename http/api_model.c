@@ -356,7 +356,8 @@ static void stats_ask(api_t *a, bool only_new)
     stats_send(a, c);
 }
 
-void api__model_refresh_stats(api_t *a, const char *job)
+/* Reads the statistics of one job (NULL: every job) from the store into the model. */
+static void api__model_refresh_stats(api_t *a, const char *job)
 {
     if (a->njobs == 0 || a->closed)
         return;
@@ -613,7 +614,8 @@ void api__model_health(api_t *a, const msg_health_t *m)
     json_decref(wrap);
 }
 
-json_t *api__store_json(const api_t *a)
+/* {"state": "up"|"degraded"|"replaying", "spooled": N, "spool_bytes": N, "dropped": N} */
+static json_t *api__store_json(const api_t *a)
 {
     return json_pack("{s:s,s:I,s:I,s:I}", "state",
                      store_health_name((store_health_t)a->store_health), "spooled",

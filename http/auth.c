@@ -257,7 +257,8 @@ bool auth_is_open(const auth_t *a)
     return a == NULL || a->ntokens == 0;
 }
 
-int auth_role_parse(const char *s, auth_role_t *out)
+/* Parses "viewer", "operator", "admin". Returns 0 or -EINVAL. */
+static int auth_role_parse(const char *s, auth_role_t *out)
 {
     static const struct {
         const char *name;

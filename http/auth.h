@@ -92,8 +92,6 @@ void auth_destroy(auth_t *a);
 /** True when no token is configured: every caller is an anonymous admin. */
 bool auth_is_open(const auth_t *a);
 
-/** Parses "viewer", "operator", "admin". Returns 0 or -EINVAL. */
-int auth_role_parse(const char *s, auth_role_t *out);
 /** "none", "viewer", "operator", "admin". */
 const char *auth_role_name(auth_role_t role);
 

@@ -47,7 +47,9 @@ static int hexval(char c)
     return -1;
 }
 
-char *api__decode(const char *s, size_t len, bool plus_is_space)
+/* Percent-decodes s[0..len) into a heap string (plus_is_space for query strings). Returns NULL for
+ * a malformed escape or a decoded NUL byte. */
+static char *api__decode(const char *s, size_t len, bool plus_is_space)
 {
     char *out = cv_malloc(len + 1), *o = out;
     for (size_t i = 0; i < len; i++) {

@@ -242,7 +242,8 @@ const char *health_status_name(health_status_t s)
     return (unsigned)s < CV_ARRAY_SIZE(names) ? names[s] : "unknown";
 }
 
-void health_result_copy(health_result_t *dst, const health_result_t *src)
+/* Deep copy of src into dst (dst's previous content is not freed). */
+static void health_result_copy(health_result_t *dst, const health_result_t *src)
 {
     *dst = *src;
     dst->probe = dup_opt(src->probe);

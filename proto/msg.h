@@ -8,7 +8,8 @@
  *   executor  --MSG_RUN_OUTPUT--> hub                   output lines, for live tails: one batch
  *                                                       per read of a pipe, not one per line
  *   executor  --MSG_RUN_EVENT(FINISHED)--> store
- *   store     --MSG_RUN_EVENT(FINISHED)--> hub, notifier, executor   once it is durably on disk
+ *   store     --MSG_RUN_EVENT(FINISHED)--> api, notifier (supervisor in --once mode)   once its
+ *                                                       write completed (actors/store_actor.h)
  *
  * Health and notifications (actors/prober.h, actors/notifier.h):
  *
@@ -16,7 +17,8 @@
  *   prober    --MSG_HEALTH--> executor, notifier, observers (API hub)   a probe changed status
  *   api       --MSG_HEALTH_GET--> prober      --MSG_HEALTH_LIST--> api   the current list, at once
  *   api       --MSG_HEALTH_REFRESH--> prober  --MSG_HEALTH_LIST--> api   once fresh results are in
- *   executor  --MSG_RUN_EVENT(QUEUED/STARTED/PROGRESS), MSG_RUN_OUTPUT--> observers (hub, notifier)
+ *   executor  --MSG_RUN_EVENT(QUEUED/STARTED/PROGRESS)--> observers (hub, notifier)
+ *   executor  --MSG_RUN_OUTPUT--> the observers that asked for output (the hub)
  *   executor  --MSG_AUDIT(job.auto_disabled)--> observers       a copy of the audit record
  *   api       --MSG_NOTIFY_GET--> notifier    --MSG_NOTIFY_LIST--> api   recent deliveries
  *
@@ -26,8 +28,9 @@
  *   api        --MSG_RELOAD--> supervisor --MSG_RELOAD_REPLY--> api   POST /api/reload
  *   supervisor --MSG_AUDIT(config.reload)--> store                    every accepted reload
  *
- * The executor assigns run ids itself (from the highest id the store holds at start), so a child
- * knows its CRONVISOR_RUN_ID the moment it starts without waiting for a database round trip.
+ * With its own store the executor assigns run ids itself (from the highest id the store holds at
+ * start), so a child knows its CRONVISOR_RUN_ID the moment it starts without waiting for a
+ * database round trip. With a shared store the database assigns them (MSG_CLAIM, below).
  *
  * Every message starts with cv_msg_t (core/actor.h). Strings and runs inside a message are owned
  * by it and released by its dispose function. */
@@ -42,12 +45,12 @@ typedef enum {
     MSG_FIRE_REPLY,     /* msg_fire_reply_t: the executor's answer to a FIRE that asked for one */
     MSG_CANCEL,         /* msg_cancel_t: cancel a queued or running run */
     MSG_RUN_EVENT,      /* msg_run_event_t: a run changed state */
-    MSG_RUN_OUTPUT,     /* msg_run_output_t: one line of a run's output */
+    MSG_RUN_OUTPUT,     /* msg_run_output_t: a batch of lines of a run's output */
     MSG_STORE_REQ,      /* msg_store_req_t (actors/store_actor.h): a typed store request */
     MSG_STORE_REPLY,    /* msg_store_reply_t (actors/store_actor.h): its answer */
     MSG_AUDIT,          /* msg_audit_t: append an audit record */
     MSG_OVERRIDE,       /* msg_override_t: set (or delete, value NULL) a runtime override */
-    MSG_EXEC_CONFIG,    /* msg_exec_config_t: the executor's (new) job definitions */
+    MSG_EXEC_CONFIG,    /* msg_exec_config_t: a configuration snapshot (supervisor -> actors) */
     MSG_JOB_ENABLE,     /* msg_job_enable_t: enable or disable a job at run time */
     MSG_SHUTDOWN,       /* msg_shutdown_t: stop firing / stop running, then report done */
     MSG_SHUTDOWN_DONE,  /* cv_msg_t: an actor finished its shutdown */
@@ -66,8 +69,8 @@ typedef enum {
     MSG_RELOAD_REPLY,   /* msg_reload_reply_t: the supervisor's answer to a MSG_RELOAD */
     MSG_SCHED_JOBS,     /* msg_sched_jobs_t (actors/scheduler.h): supervisor -> scheduler */
     MSG_CLUSTER_OVERRIDES, /* msg_cluster_overrides_t (actors/cluster.h): cluster -> supervisor */
-    MSG_PING,           /* msg_ping_t: a monitored job reported in (api -> executor) */
-    MSG_PUBLIC_END,     /* not a message: one past the last public type (append above it) */
+    MSG_PING,              /* msg_ping_t: a monitored job reported in (api -> executor) */
+    MSG_PUBLIC_END,        /* not a message: one past the last public type (append above it) */
     MSG_ACTOR_PRIVATE = 1000, /* types from here on are private to one actor */
 } msg_type_t;
 
@@ -171,7 +174,7 @@ typedef struct {
 } msg_run_event_t;
 
 /** Shared store: the heartbeat of an instance (this one included), as the database announced
- * it. daemon --MSG_INSTANCE_BEAT--> api (published as instance.heartbeat). id NULL: the
+ * it. cluster --MSG_INSTANCE_BEAT--> api (published as instance.heartbeat). id NULL: the
  * connection to the database came back, events may have been missed (the api resyncs). */
 typedef struct {
     cv_msg_t hdr;
@@ -325,8 +328,6 @@ typedef struct {
 } msg_notify_list_t;
 
 const char *health_status_name(health_status_t s); /* "healthy", "degraded", ... */
-/** Deep copy of src into dst (dst's previous content is not freed). */
-void health_result_copy(health_result_t *dst, const health_result_t *src);
 /** Frees the strings of h (not h itself) and zeroes it. */
 void health_result_clear(health_result_t *h);
 /** A MSG_HEALTH with a deep copy of h. */
@@ -373,9 +374,10 @@ typedef struct {
     char *other_instance[MSG_CLAIM_MAX_OTHERS];
 } msg_claim_reply_t;
 
-/** The store's state changed (PostgreSQL outage spool): sent by the store actor to the actors that
- * watch it (the API: /readyz, the store.changed event, /metrics), and once when one starts to
- * watch. health is a store_health_t (storage/store.h): 0 up, 1 degraded, 2 replaying.
+/** The store's state changed (outage spool: PostgreSQL unreachable, SQLite refusing writes): sent
+ * by the store actor to the actors that watch it (the API: /readyz, the store.changed event,
+ * /metrics), and once when one starts to watch. health is a store_health_t (storage/store.h): 0 up,
+ * 1 degraded, 2 replaying.
  *
  *   store --MSG_STORE_STATE--> api */
 typedef struct {

@@ -95,7 +95,7 @@ typedef enum {
 /** One run, immutable once published: it is shared by reference (run_ref/run_unref), not copied.
  * Whoever needs to change a published run changes a copy (run_dup), then publishes that. */
 typedef struct run {
-    int64_t id; /* assigned by the store; 0 until then */
+    int64_t id; /* the executor's counter; on a shared store the database's, 0 until claimed */
     RUN_FIELDS(RUN__MEMBER)
     int refs;       /* references; not a field of the record */
     bool published; /* shared once (run_ref): never to be changed again */

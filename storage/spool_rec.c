@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-bool store_req_spoolable(store_op_t op)
+/* True for the writes kept for later when the database cannot take them: run inserts and updates,
+ * the abandon-stale sweep, override set/delete, audit appends. */
+static bool store_req_spoolable(store_op_t op)
 {
     switch (op) {
     case STORE_OP_INSERT_RUN:

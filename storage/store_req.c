@@ -4,7 +4,8 @@
 #include <errno.h>
 #include <stdlib.h>
 
-void store_strv_free(char **v, size_t n)
+/* Frees a vector of n strings (NULL allowed). */
+static void store_strv_free(char **v, size_t n)
 {
     for (size_t i = 0; v != NULL && i < n; i++)
         free(v[i]);

@@ -137,9 +137,6 @@ int store_req_set_heartbeat(store_req_args_t *u, const store_instance_t *inst);
 
 /* ---- outage spool records (storage/spool_rec.c), one format for every backend ---- */
 
-/** True for the writes kept for later when the database cannot take them: run inserts and
- * updates, the abandon-stale sweep, override set/delete, audit appends. */
-bool store_req_spoolable(store_op_t op);
 /** The spool record of a write (heap JSON text, *len bytes): the op, its arguments, and the
  * client keys of a provisional run (PostgreSQL; NULL otherwise). NULL when op is not spoolable. */
 char *store_req_spool_encode(store_op_t op, const store_req_args_t *u, const char *key,
@@ -151,7 +148,5 @@ int store_req_spool_decode(const char *data, size_t len, store_op_t *op, store_r
 
 /** A heap copy of s, or NULL for NULL. */
 char *store_strdup_opt(const char *s);
-/** Frees a vector of n strings (NULL allowed). */
-void store_strv_free(char **v, size_t n);
 
 #endif

@@ -16,7 +16,8 @@
 
 /* ---- helpers ---- */
 
-int store_sqlite__error(store_sqlite_t *s, int rc, const char *what)
+/* Maps an SQLite result code to a negative errno, logging what failed unless it is expected. */
+static int store_sqlite__error(store_sqlite_t *s, int rc, const char *what)
 {
     int err;
     switch (rc) {

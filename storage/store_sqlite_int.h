@@ -119,8 +119,6 @@ void store_sqlite__migrate(store_sqlite_t *s, store_sqlite_req_t *req);
 /** Executes a statement without results (BEGIN, COMMIT, pragmas). Returns 0 or a mapped errno,
  * logging what failed. */
 int store_sqlite__exec_sql(store_sqlite_t *s, const char *sql, const char *what);
-/** Maps an SQLite result code to a negative errno, logging what failed unless it is expected. */
-int store_sqlite__error(store_sqlite_t *s, int rc, const char *what);
 /** Finalizes the cached statements (worker, before sqlite3_close). */
 void store_sqlite__finalize(store_sqlite_t *s);
 

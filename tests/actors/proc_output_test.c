@@ -26,7 +26,7 @@ static void on_line(void *data, const proc_line_t *l)
     if (l->len > s->longest)
         s->longest = l->len;
     assert_int_equal(strlen(l->text), l->len);
-    snprintf(s->last, sizeof(s->last), "%s:%.40s", proc_stream_name(l->stream), l->text);
+    snprintf(s->last, sizeof(s->last), "%s:%.40s", proc_output_stream_name(l->stream), l->text);
 }
 
 static void feeds(proc_output_t *o, proc_stream_t st, const char *text)

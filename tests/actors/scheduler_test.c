@@ -138,7 +138,7 @@ static void add(msg_sched_jobs_t *m, const char *name, const char *schedule, boo
                              .enabled = enabled,
                              .catch_up = catch_up,
                              .last_run = last_run};
-    msg_sched_jobs_add(m, &spec);
+    scheduler_jobs_msg_add(m, &spec);
 }
 
 static void assert_fire(const fx_t *f, size_t i, const char *job, const char *trigger, int64_t at)
@@ -154,7 +154,7 @@ static void jobs_fire_at_their_instants_and_a_clock_jump_fires_once(void **state
     (void)state;
     fx_t f;
     setup(&f);
-    msg_sched_jobs_t *m = msg_sched_jobs_new(true);
+    msg_sched_jobs_t *m = scheduler_jobs_msg_new(true);
     add(m, "five", "*/5 * * * *", true, 0, 0);
     add(m, "off", "* * * * *", false, 0, 0);
     add(m, "byhand", "manual", true, 0, 0);
@@ -179,7 +179,7 @@ static void jobs_fire_at_their_instants_and_a_clock_jump_fires_once(void **state
     assert_int_equal(f.nfires, 2); /* once, and the disabled job never */
 
     /* a reload (not the first load) fires no @reboot again and keeps the next instant */
-    m = msg_sched_jobs_new(false);
+    m = scheduler_jobs_msg_new(false);
     add(m, "five", "*/5 * * * *", true, 0, 0);
     add(m, "boot", "@reboot", true, 0, 0);
     post(&f, m);
@@ -205,7 +205,7 @@ enable_and_schedule_changes_move_the_next_instant_and_shutdown_stops_firing(void
     (void)state;
     fx_t f;
     setup(&f);
-    msg_sched_jobs_t *m = msg_sched_jobs_new(false);
+    msg_sched_jobs_t *m = scheduler_jobs_msg_new(false);
     add(m, "five", "*/5 * * * *", true, 0, 0);
     add(m, "ten", "*/10 * * * *", false, 0, 0);
     post(&f, m);
@@ -256,7 +256,7 @@ static void the_first_load_catches_up_a_missed_instant_once(void **state)
     (void)state;
     fx_t f;
     setup(&f);
-    msg_sched_jobs_t *m = msg_sched_jobs_new(true);
+    msg_sched_jobs_t *m = scheduler_jobs_msg_new(true);
     /* missed 22:10:00, within its 10 minutes of catch-up: fired once */
     add(m, "missed", "*/5 * * * *", true, 600, T0 - 1000);
     /* 22:10:00 already ran */
@@ -274,7 +274,7 @@ static void the_first_load_catches_up_a_missed_instant_once(void **state)
     assert_fire(&f, 0, "missed", "catch_up", T0 - 200);
 
     /* a later load catches nothing up */
-    m = msg_sched_jobs_new(false);
+    m = scheduler_jobs_msg_new(false);
     add(m, "missed", "*/5 * * * *", true, 600, T0 - 1000);
     add(m, "plain", "*/5 * * * *", true, 0, T0 - 1000);
     post(&f, m);
