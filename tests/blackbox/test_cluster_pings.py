@@ -46,12 +46,14 @@ class ClusterPings(unittest.TestCase):
         self.nodes = [self.daemon("node-%d" % i) for i in (1, 2)]
         for d in self.nodes:
             d.wait_log(r"running: instance node-\d")
+            d.wait_log(r"listening to the other instances$")  # sees the other's events from here
 
     def q(self, sql):
         return self.pg.query("pings", sql)
 
     def daemon(self, name):
         d = Daemon(CONFIG.format(name=name, dsn=self.dsn))
+        d.name = name
         self.addCleanup(lambda: d.proc and d.proc.poll() is None and d.kill9())
         return d.start()
 
@@ -71,6 +73,16 @@ class ClusterPings(unittest.TestCase):
             if rows:
                 return rows
             self.assertLess(time.monotonic(), deadline, "%s: not within %ds" % (what, timeout))
+            time.sleep(0.1)
+
+    def api_until(self, d, cond, what, timeout=30):
+        """Polls d's view of the job startend until cond holds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            r = d.api("GET", "/api/jobs/startend")
+            if r.status == 200 and cond(r.json):
+                return
+            self.assertLess(time.monotonic(), deadline, "startend not %s on %s: %r" % (what, d.name, r.body[-300:]))
             time.sleep(0.1)
 
     def tock_missed_after(self, ms):
@@ -117,18 +129,17 @@ class ClusterPings(unittest.TestCase):
         self.assertEqual(len(running), 1, running)
         run_id = int(running[0][0])
         self.assertEqual(running[0][1], "node-1")
-        # node-2's API shows the run of node-1 running (relayed through the store)
-        deadline = time.monotonic() + 30
-        while True:
-            r = b.api("GET", "/api/runs/%d" % run_id)
-            if r.status == 200 and r.json.get("status") == "RUNNING":
-                break
-            self.assertLess(time.monotonic(), deadline, r)
-            time.sleep(0.1)
+        # both APIs show it running: node-1's its own, node-2's relayed through the store
+        for d in self.nodes:
+            self.api_until(d, lambda j: j["running"] == 1, "running")
         time.sleep(0.05)  # not a wait for an event: the run must last, so its duration shows
         self.ping(b, "startend", raw=b"done on the far host")
         self.until("SELECT id FROM runs WHERE job = 'startend' AND status <> 'RUNNING'",
                    "the run ended", timeout=30)
+        # and both hear of its end, node-1 too though another instance ended its run
+        for d in self.nodes:
+            self.api_until(d, lambda j: j["running"] == 0 and (j["last_run"] or {}).get("status") == "SUCCESS",
+                           "ended")
         for d in self.nodes:
             self.assertEqual(d.stop(), 0)
         rows = self.q("SELECT id, status, started_at, finished_at, duration_ms, output_tail, instance "
