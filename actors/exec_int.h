@@ -6,6 +6,7 @@
 
 #include "actors/executor.h"
 #include "actors/proc.h"
+#include "actors/store_actor.h"
 #include "core/cfgcheck.h"
 #include "core/effjob.h"
 #include "core/httpc.h"
@@ -65,6 +66,12 @@ struct executor {
     cv_list_t retries;
     cv_list_t ping_waits; /* monitored jobs' instants waiting for their grace (exec_ping.c) */
     cv_list_t ping_open;  /* exec__run_t begun by a /start ping, not yet ended */
+    /* shared store (exec_ping.c): pings being recorded through the store or waiting for the
+     * one before them of their job, and the store requests of pings and checks in flight */
+    cv_list_t ping_ops;
+    size_t nping_ops;
+    size_t ping_inflight;
+    uint64_t ping_corr;
     /* the runtime overrides (MSG_OVERRIDE), for exec__enabled */
     effjob_overrides_t overrides;
     size_t nactive, nqueued;
@@ -117,8 +124,13 @@ void exec__ping(executor_t *ex, const msg_ping_t *p);
 /** A scheduled instant of the monitored job: arms the check at instant + ping.grace, which
  * records a FAILED run "no ping received" unless a ping came meanwhile. */
 void exec__ping_fire(executor_t *ex, const cfg_job_t *job, const msg_fire_t *f);
-/** Shutdown: drops the armed checks and ends the runs begun by /start as CANCELLED. */
+/** Shutdown: drops the armed checks and ends the runs begun by /start as CANCELLED (a shared
+ * store keeps them open: another instance may end them). What waits for the store goes on. */
 void exec__ping_shutdown(executor_t *ex);
+/** Shared store: the store actor's answer to a ping's or a check's request. */
+void exec__ping_store_reply(executor_t *ex, msg_store_reply_t *r);
+/** Shared store: the answer to the claim of a missed instant; false when m is not one. */
+bool exec__ping_claim_reply(executor_t *ex, const msg_claim_reply_t *m);
 
 /* ---- shared store (exec_claim.c) ---- */
 
@@ -141,5 +153,7 @@ void exec__admit(exec__run_t *xr, const msg_fire_t *f);
 void exec__skip_unclaimed(exec__run_t *xr, const msg_fire_t *f, const char *why);
 /** Forgets a run that will not run and is not recorded (a lost claim). Takes xr. */
 void exec__drop(exec__run_t *xr);
+/** Answers the shutdown once nothing runs, waits or is asked of the store any more. */
+void exec__shutdown_check(executor_t *ex);
 
 #endif

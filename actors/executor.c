@@ -490,11 +490,17 @@ static void auto_disable(executor_t *ex, const exec__run_t *xr)
 
 static void maybe_shutdown_done(executor_t *ex)
 {
-    if (!ex->shutting || ex->nactive || ex->nqueued || ex->nclaiming || ex->shutdown_reply == NULL)
+    if (!ex->shutting || ex->nactive || ex->nqueued || ex->nclaiming || ex->ping_inflight ||
+        ex->shutdown_reply == NULL)
         return;
     cv_msg_t *done = cv_msg_new(sizeof(cv_msg_t), MSG_SHUTDOWN_DONE);
     cv_actor_post(ex->shutdown_reply, done);
     ex->shutdown_reply = NULL;
+}
+
+void exec__shutdown_check(executor_t *ex)
+{
+    maybe_shutdown_done(ex);
 }
 
 void exec__drop(exec__run_t *xr)
@@ -679,7 +685,11 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
         on_health(ex, (msg_health_t *)msg);
         break;
     case MSG_CLAIM_REPLY:
-        exec__claim_reply(ex, (msg_claim_reply_t *)msg);
+        if (!exec__ping_claim_reply(ex, (msg_claim_reply_t *)msg))
+            exec__claim_reply(ex, (msg_claim_reply_t *)msg);
+        break;
+    case MSG_STORE_REPLY:
+        exec__ping_store_reply(ex, (msg_store_reply_t *)msg);
         break;
     case MSG_PING:
         exec__ping(ex, (msg_ping_t *)msg);
@@ -704,6 +714,7 @@ executor_t *executor_create(cv_runtime_t *rt, const executor_opts_t *opts)
     cv_list_init(&ex->retries);
     cv_list_init(&ex->ping_waits);
     cv_list_init(&ex->ping_open);
+    cv_list_init(&ex->ping_ops);
     cv_list_init(&ex->claims);
     ex->shared = opts->shared_store;
     ex->next_provisional = -1;

@@ -271,7 +271,11 @@ static int send_insert_run(store_pg_t *s, store_pg_req_t *r)
         p_i64(&p, r->u.run->id);
         return send_stmt(s, r, PGS_INSERT_ID, &p);
     }
-    if (strcmp(r->u.run->trigger, "catch_up") == 0 && r->u.run->attempt == 1)
+    /* a monitored job's missed instant is claimed as a catch-up firing is (its job is never
+     * run by cronvisor: no cron run nor catch-up claim of its own shares the key) */
+    if ((strcmp(r->u.run->trigger, "catch_up") == 0 ||
+         strcmp(r->u.run->trigger, "ping:missed") == 0) &&
+        r->u.run->attempt == 1)
         return send_stmt(s, r, PGS_INSERT_CATCH_UP, &p);
     int64_t parent = run_chain_parent(r->u.run->trigger);
     if (parent > 0 && r->u.run->attempt == 1) {

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <cmocka.h>
 
 #include "actors/executor.h"
+#include "actors/store_actor.h"
 #include "core/cfgcheck.h"
 #include "core/reaper.h"
 #include "proto/msg.h"
@@ -58,6 +60,13 @@ typedef struct {
     char disabled[32]; /* the job the scheduler was told to disable */
     int shutdown_done;
     uint64_t shutdown_done_at; /* loop time */
+    /* shared store stand-in (setup_shared): the runs it holds, in id order (ids from 100), and
+     * how it answers a claim */
+    bool shared;
+    run_t *held[MAX_EV];
+    size_t nheld;
+    int claim_status;
+    int nqueries, ninserts, nclaims;
 } fx_t;
 
 static void copy_str(char *dst, size_t size, const char *src)
@@ -93,9 +102,72 @@ static void record_other(cv_msg_t *msg, char *o, char *a, size_t size)
     }
 }
 
+/* The shared store stand-in: answers the runs queries (job, trigger, status mask, limit; newest
+ * first), inserts and claims, and applies the run events to what it holds. */
+static void fake_query(fx_t *f, const msg_store_req_t *q)
+{
+    const store_run_filter_t *flt = &q->a.filter;
+    msg_store_reply_t *r = store_reply_new(q->op, q->corr, 0);
+    r->page.runs = cv_calloc(MAX_EV, sizeof(run_t *));
+    for (size_t i = f->nheld; i-- > 0 && (int)r->page.count < flt->limit;) {
+        const run_t *h = f->held[i];
+        if (strcmp(h->job, flt->job) == 0 && strcmp(h->trigger, flt->trigger) == 0 &&
+            (flt->status_mask == 0 || (flt->status_mask & (1u << h->status))))
+            r->page.runs[r->page.count++] = run_dup(h);
+    }
+    f->nqueries++;
+    cv_actor_post(q->reply_to, &r->hdr);
+}
+
+static int64_t fake_hold(fx_t *f, const run_t *run)
+{
+    assert_true(f->nheld < MAX_EV);
+    run_t *h = run_dup(run);
+    h->id = 100 + (int64_t)f->nheld;
+    f->held[f->nheld++] = h;
+    return h->id;
+}
+
+static bool fake_store(fx_t *f, cv_msg_t *msg)
+{
+    if (msg->type == MSG_STORE_REQ) {
+        msg_store_req_t *q = (msg_store_req_t *)msg;
+        if (q->op == STORE_OP_QUERY_RUNS) {
+            fake_query(f, q);
+        } else {
+            assert_int_equal(q->op, STORE_OP_INSERT_RUN);
+            msg_store_reply_t *r = store_reply_new(q->op, q->corr, 0);
+            r->value = fake_hold(f, q->a.run);
+            f->ninserts++;
+            cv_actor_post(q->reply_to, &r->hdr);
+        }
+        return true;
+    }
+    if (msg->type == MSG_CLAIM) {
+        msg_claim_t *c = (msg_claim_t *)msg;
+        int64_t id = f->claim_status == 0 ? fake_hold(f, c->run) : 0;
+        f->nclaims++;
+        cv_actor_post(c->reply_to, &msg_claim_reply_new(c->corr, f->claim_status, id)->hdr);
+        return true;
+    }
+    if (msg->type == MSG_RUN_EVENT) {
+        const run_t *run = ((msg_run_event_t *)msg)->run;
+        for (size_t i = 0; i < f->nheld; i++)
+            if (f->held[i]->id == run->id) {
+                run_free(f->held[i]);
+                f->held[i] = run_dup(run);
+                return false;
+            }
+        fake_hold(f, run);
+    }
+    return false;
+}
+
 static void store_handle(cv_actor_t *self, cv_msg_t *msg)
 {
     fx_t *f = cv_actor_state(self);
+    if (f->shared && fake_store(f, msg))
+        return;
     record_other(msg, f->override, f->audit, sizeof(f->override));
     if (msg->type != MSG_RUN_EVENT)
         return;
@@ -239,9 +311,10 @@ static void configure(fx_t *f, const char *yaml)
     cfgref_put(ref); /* the message holds its own reference */
 }
 
-static void setup(fx_t *f, const char *yaml)
+static void setup_with(fx_t *f, const char *yaml, bool shared)
 {
     memset(f, 0, sizeof(*f));
+    f->shared = shared;
     assert_int_equal(uv_loop_init(&f->loop), 0);
     uv_timer_init(&f->loop, &f->deadline);
     f->deadline.data = f;
@@ -256,9 +329,15 @@ static void setup(fx_t *f, const char *yaml)
                          .hub = f->hub,
                          .scheduler = f->sched,
                          .instance = "t",
-                         .first_run_id = 10};
+                         .first_run_id = 10,
+                         .shared_store = shared};
     f->ex = executor_create(f->rt, &o);
     configure(f, yaml);
+}
+
+static void setup(fx_t *f, const char *yaml)
+{
+    setup_with(f, yaml, false);
 }
 
 static void fire(fx_t *f, const char *job, uint64_t corr)
@@ -300,6 +379,8 @@ static void teardown(fx_t *f)
     cv_actor_destroy(f->me);
     cv_actor_destroy(f->sched);
     cv_runtime_close(f->rt);
+    for (size_t i = 0; i < f->nheld; i++)
+        run_free(f->held[i]);
     reaper_stop();
     uv_close((uv_handle_t *)&f->deadline, NULL);
     uv_run(&f->loop, UV_RUN_DEFAULT);
@@ -597,6 +678,126 @@ static void an_unhealthy_requirement_skips_and_repeated_failures_disable_the_job
     teardown(&f);
 }
 
+/* ---- monitored jobs on a shared store (exec_ping.c) ---- */
+
+#define PING_JOBS                                                                                  \
+    HEADER "jobs:\n"                                                                               \
+           "  - {name: pj, schedule: '0 0 1 1 *', ping: {key: k}}\n"                               \
+           "  - {name: mj, schedule: '0 0 1 1 *', ping: {key: k, grace: 1s}}\n"
+
+static void ping(fx_t *f, const char *job, ping_kind_t kind, int64_t at, const char *body)
+{
+    msg_ping_t *p = msg_ping_new(job, kind, at, body, body ? strlen(body) : 0);
+    cv_actor_post(executor_actor(f->ex), &p->hdr);
+}
+
+static bool n_inserts_3(fx_t *f, const void *unused)
+{
+    (void)unused;
+    return f->ninserts >= 3;
+}
+
+static void a_start_and_its_end_back_to_back_make_one_run_found_in_the_store(void **state)
+{
+    (void)state;
+    fx_t f;
+    setup_with(&f, PING_JOBS, true);
+    int64_t now = cv_now_ms();
+    /* the end comes before the store answered for the start: it waits, then finds the run */
+    ping(&f, "pj", PING_START, now - 100, NULL);
+    ping(&f, "pj", PING_SUCCESS, now, "ok");
+    wait_events(&f, 1);
+    assert_int_equal(f.ninserts, 1);
+    assert_int_equal(f.nheld, 1);
+    assert_int_equal(f.ev[0].kind, RUN_EV_FINISHED);
+    assert_false(f.ev[0].insert); /* the RUNNING row, updated */
+    assert_int_equal(f.ev[0].id, 100);
+    const run_t *r = f.held[0];
+    assert_int_equal(r->status, RUN_SUCCESS);
+    assert_int_equal(r->started_at, now - 100);
+    assert_int_equal(r->duration_ms, 100);
+    assert_string_equal(r->output_tail, "ok");
+    assert_string_equal(r->instance, "t");
+    /* the hub was shown it running, under the store's id */
+    assert_int_equal(f.nhub, 1);
+    assert_int_equal(f.hub_ev[0].kind, RUN_EV_STARTED);
+    assert_int_equal(f.hub_ev[0].id, 100);
+
+    /* a run started elsewhere (another instance's row) is ended here, and a second /start ends
+     * the open one as FAILED */
+    run_t *other = run_new("pj", "ping");
+    other->status = RUN_RUNNING;
+    other->started_at = now - 50;
+    other->instance = cv_strdup("elsewhere");
+    fake_hold(&f, other);
+    run_free(other);
+    ping(&f, "pj", PING_FAIL, now, "disk full");
+    wait_events(&f, 2);
+    assert_int_equal(f.ev[1].id, 101);
+    assert_int_equal(f.held[1]->status, RUN_FAILED);
+    assert_int_equal(f.held[1]->duration_ms, 50);
+    assert_string_equal(f.held[1]->instance, "t"); /* its end is this instance's change */
+    ping(&f, "pj", PING_START, now, NULL);
+    ping(&f, "pj", PING_START, now + 10, NULL);
+    wait_events(&f, 3);
+    run_until(&f, n_inserts_3, NULL, "the second start's insert");
+    assert_int_equal(f.ev[2].id, 102);
+    assert_int_equal(f.ev[2].status, RUN_FAILED);
+    assert_string_equal(f.ev[2].error, "started again before it reported its end");
+    assert_int_equal(f.held[3]->status, RUN_RUNNING);
+    teardown(&f);
+}
+
+static bool n_claims(fx_t *f, const void *n)
+{
+    return f->nclaims >= *(const int *)n;
+}
+
+static void fire_instant(fx_t *f, const char *job, int64_t at)
+{
+    cv_actor_post(executor_actor(f->ex), &msg_fire_new(job, "cron", at)->hdr);
+}
+
+static void a_missed_instant_is_asked_of_the_store_and_claimed(void **state)
+{
+    (void)state;
+    fx_t f;
+    setup_with(&f, PING_JOBS, true);
+    int64_t now = cv_now_ms();
+    /* pinged on another instance after the instant: no claim */
+    run_t *seen = run_new("mj", "ping");
+    seen->status = RUN_SUCCESS;
+    seen->started_at = seen->finished_at = now - 500;
+    seen->instance = cv_strdup("elsewhere");
+    fake_hold(&f, seen);
+    run_free(seen);
+    fire_instant(&f, "mj", now - 1000); /* its grace (1 s) is over: checked at once */
+    int one = 1;
+    /* not pinged: claimed, and recorded by this instance as it won */
+    fire_instant(&f, "mj", now + 1000);
+    run_until(&f, n_claims, &one, "the claim of the missed instant");
+    wait_events(&f, 1);
+    assert_int_equal(f.nqueries, 2);
+    assert_int_equal(f.nclaims, 1);
+    assert_int_equal(f.ev[0].kind, RUN_EV_FINISHED);
+    assert_false(f.ev[0].insert); /* the claim inserted it */
+    assert_int_equal(f.ev[0].id, 101);
+    assert_int_equal(f.ev[0].status, RUN_FAILED);
+    assert_string_equal(f.ev[0].trigger, "ping:missed");
+    assert_non_null(strstr(f.ev[0].error, "no ping received"));
+    assert_int_equal(f.held[1]->scheduled_for, now + 1000);
+
+    /* another instance won the claim: nothing recorded here */
+    f.claim_status = -EEXIST;
+    fire_instant(&f, "mj", now + 1500);
+    int two = 2;
+    run_until(&f, n_claims, &two, "the second claim");
+    shutdown_ex(&f, 0);
+    run_until(&f, shut_down, NULL, "MSG_SHUTDOWN_DONE");
+    assert_int_equal(f.nev, 1);
+    teardown(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -608,6 +809,8 @@ int main(void)
         cmocka_unit_test(a_failing_run_is_retried_with_its_attempt_numbers_and_no_more),
         cmocka_unit_test(shutdown_cancels_the_queue_kills_after_the_grace_and_refuses_new_fires),
         cmocka_unit_test(an_unhealthy_requirement_skips_and_repeated_failures_disable_the_job),
+        cmocka_unit_test(a_start_and_its_end_back_to_back_make_one_run_found_in_the_store),
+        cmocka_unit_test(a_missed_instant_is_asked_of_the_store_and_claimed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
