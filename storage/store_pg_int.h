@@ -21,6 +21,7 @@ typedef enum {
     PGS_AUDIT_APPEND,
     PGS_INSERT_KEY, /* a run with a provisional id, by its client key */
     PGS_UPDATE_KEY,
+    PGS_INSERT_MANY, /* consecutive plain inserts of a batch, one array per column */
     PGS__COUNT
 } store_pg_stmt_t;
 
@@ -39,15 +40,18 @@ typedef struct store_pg_req {
     int status;     /* set < 0 before queueing: fail without a round trip */
     int64_t result; /* id or count */
     void *ud;
-    bool solo;           /* send alone in its own transaction (its batch failed) */
-    bool rejected;       /* answered -EAGAIN ahead of the queue */
-    bool nospool;        /* a claim: never spooled */
-    bool from_spool;     /* read back from the outage spool (no caller) */
-    uint64_t spool_next; /* from_spool: the offset after its record */
-    char *key;           /* a run with a provisional id: its client key */
-    char *retry_key;     /* ... and the key of the provisional run it retries */
-    int step;            /* multi-step requests: migrate, retention */
-    PGresult **res;      /* results of the current step, in order */
+    bool solo;                  /* send alone in its own transaction (its batch failed) */
+    bool rejected;              /* answered -EAGAIN ahead of the queue */
+    bool nospool;               /* a claim: never spooled */
+    bool from_spool;            /* read back from the outage spool (no caller) */
+    uint64_t spool_next;        /* from_spool: the offset after its record */
+    char *key;                  /* a run with a provisional id: its client key */
+    char *retry_key;            /* ... and the key of the provisional run it retries */
+    int step;                   /* multi-step requests: migrate, retention */
+    struct store_pg_req **fold; /* the first insert of a multi-row statement: all of its rows */
+    size_t nfold;
+    bool folded;    /* another row of a multi-row statement: answered by its first */
+    PGresult **res; /* results of the current step, in order */
     size_t nres, res_cap;
     store_req_cb_t cb;
     store_req_args_t u;
@@ -134,6 +138,17 @@ typedef struct store_pg {
 /** Queues the queries of the request's current step on the connection (pipeline mode), adding
  * one item per expected result. Returns 0, or -EIO when libpq refused to queue (connection). */
 int store_pg__send(store_pg_t *s, store_pg_req_t *r);
+/** Rows of one multi-row insert statement, at most. */
+#define STORE_PG_FOLD_MAX 1000
+/** True for an insert that may share a multi-row statement with its neighbours in a batch (not
+ * a keyed run, a catch-up or a chain claim: those keep their own statements). */
+bool store_pg__foldable(const store_pg_req_t *r);
+/** True when r cannot join the n inserts of group in one statement: the same explicit id or the
+ * same cron firing (it must be answered after them, as "already claimed"). */
+bool store_pg__fold_clash(store_pg_req_t *const *group, size_t n, const store_pg_req_t *r);
+/** Queues one multi-row insert of the n foldable requests of group (n >= 2); the first request
+ * answers the others when the batch is finished. Returns 0 or -EIO as store_pg__send. */
+int store_pg__send_many(store_pg_t *s, store_pg_req_t **group, size_t n);
 /** Finishes the current step once its batch committed (err 0) or failed alone (err < 0): reads
  * the results into the request, sets its status, and says whether another step follows. */
 store_pg_next_t store_pg__finish(store_pg_t *s, store_pg_req_t *r, int err);
