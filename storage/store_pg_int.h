@@ -40,21 +40,22 @@ typedef struct store_pg_req {
     int status;     /* set < 0 before queueing: fail without a round trip */
     int64_t result; /* id or count */
     void *ud;
-    bool solo;                  /* send alone in its own transaction (its batch failed) */
-    bool rejected;              /* answered -EAGAIN ahead of the queue */
-    bool nospool;               /* a claim: never spooled */
-    bool from_spool;            /* read back from the outage spool (no caller) */
-    uint64_t spool_next;        /* from_spool: the offset after its record */
-    char *key;                  /* a run with a provisional id: its client key */
-    char *retry_key;            /* ... and the key of the provisional run it retries */
-    int step;                   /* multi-step requests: migrate, retention */
-    struct store_pg_req **fold; /* the first insert of a multi-row statement: all of its rows */
-    size_t nfold;
-    bool folded;    /* another row of a multi-row statement: answered by its first */
-    PGresult **res; /* results of the current step, in order */
+    bool solo;           /* send alone in its own transaction (its batch failed) */
+    bool rejected;       /* answered -EAGAIN ahead of the queue */
+    bool nospool;        /* a claim: never spooled */
+    bool from_spool;     /* read back from the outage spool (no caller) */
+    uint64_t spool_next; /* from_spool: the offset after its record */
+    char *key;           /* a run with a provisional id: its client key */
+    char *retry_key;     /* ... and the key of the provisional run it retries */
+    int step;            /* multi-step requests: migrate, retention */
+    PGresult **res;      /* results of the current step, in order */
     size_t nres, res_cap;
     store_req_cb_t cb;
     store_req_args_t u;
+    /* a multi-row insert (store_pg__send_many): its first request holds all of its rows */
+    struct store_pg_req **fold;
+    size_t nfold;
+    bool folded; /* one of the other rows: answered by the first */
 } store_pg_req_t;
 
 typedef enum { PGC_IDLE, PGC_RESOLVING, PGC_CONNECTING, PGC_READY, PGC_BACKOFF } store_pg_conn_t;
