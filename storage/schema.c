@@ -296,6 +296,8 @@ static void render_list(cv_buf_t *b, const char *tok)
                 RUN_NPARAMS + 2, k);
         else if (strcmp(tok, "CVALS") == 0)
             v = cv_sprintf("$%d::%s", k, cast_of(f->kind));
+        else if (strcmp(tok, "AVALS") == 0)
+            v = cv_sprintf("$%d::%s[]", k, cast_of(f->kind));
         else
             v = cv_sprintf("%c%d", strcmp(tok, "LSET") == 0 ? '?' : '$', k);
         cv_buf_appends(b, v);

@@ -70,7 +70,8 @@ typedef enum {
 const char *store_run_sql(store_run_sql_t which);
 
 /** Renders a statement template on the runs' columns: @COLS@ the columns after id, @VALS@ their
- * parameters ($1..$N), @CVALS@ the same cast to their types, @KVALS@ / @KSET@ as @VALS@ / the
+ * parameters ($1..$N), @CVALS@ the same cast to their types, @AVALS@ cast to arrays of their
+ * types (one array per column, a multi-row insert), @KVALS@ / @KSET@ as @VALS@ / the
  * "column = $k" list with retry_of taken from the run of client key @K2@ when there is one,
  * @SET@ every column, @LSET@ the life columns with ?N, @K1@ $N+1, @K2@ $N+2. Free the result. */
 char *store_run_sql_render(const char *tmpl);

@@ -837,6 +837,33 @@ static void flush(store_pg_t *s)
         poll_set(s, s->poll_fd, rc == 1 ? UV_READABLE | UV_WRITABLE : UV_READABLE, on_io);
 }
 
+/* While the spool holds records, they go first: later requests wait behind them. */
+static bool behind_spool(const store_pg_t *s, const store_pg_req_t *r)
+{
+    return !r->from_spool && r->op != STORE_OP_MIGRATE && r->op != STORE_OP_LISTEN && s->spool &&
+           spool_pending(s->spool) > 0;
+}
+
+/* Sends r, which joined the batch, with the plain inserts queued right behind it (at most
+ * STORE_PG_FOLD_MAX, within the batch's bound) in one multi-row statement. */
+static int send_folded(store_pg_t *s, store_pg_req_t *r, size_t *nreq)
+{
+    store_pg_req_t *group[STORE_PG_FOLD_MAX];
+    size_t n = 1;
+    group[0] = r;
+    while (n < STORE_PG_FOLD_MAX && *nreq < BATCH_MAX && !cv_list_empty(&s->queue)) {
+        store_pg_req_t *q = cv_container_of(s->queue.next, store_pg_req_t, link);
+        if (!store_pg__foldable(q) || behind_spool(s, q) || store_pg__fold_clash(group, n, q))
+            break;
+        cv_list_remove(&q->link);
+        s->nqueued--;
+        cv_list_insert_tail(&s->batch, &q->link);
+        (*nreq)++;
+        group[n++] = q;
+    }
+    return n == 1 ? store_pg__send(s, r) : store_pg__send_many(s, group, n);
+}
+
 static void send_batch(store_pg_t *s)
 {
     size_t nreq = 0;
@@ -850,9 +877,7 @@ static void send_batch(store_pg_t *s)
         bool alone = r->solo || r->op == STORE_OP_MIGRATE;
         if (r->op == STORE_OP_CLOSE || (alone && nreq > 0))
             break;
-        /* While the spool holds records, they go first: later requests wait behind them. */
-        if (!r->from_spool && r->op != STORE_OP_MIGRATE && r->op != STORE_OP_LISTEN && s->spool &&
-            spool_pending(s->spool) > 0)
+        if (behind_spool(s, r))
             break;
         cv_list_remove(&r->link);
         s->nqueued--;
@@ -860,7 +885,9 @@ static void send_batch(store_pg_t *s)
         nreq++;
         if (r->status == 0 || r->op == STORE_OP_MIGRATE) {
             s->batch_writes |= STORE_OP_IS_WRITE(r->op);
-            if (store_pg__send(s, r) < 0) {
+            int rc =
+                !alone && store_pg__foldable(r) ? send_folded(s, r, &nreq) : store_pg__send(s, r);
+            if (rc < 0) {
                 lost(s, PQerrorMessage(s->conn));
                 return;
             }

@@ -21,6 +21,7 @@ typedef enum {
     PGS_AUDIT_APPEND,
     PGS_INSERT_KEY, /* a run with a provisional id, by its client key */
     PGS_UPDATE_KEY,
+    PGS_INSERT_MANY, /* consecutive plain inserts of a batch, one array per column */
     PGS__COUNT
 } store_pg_stmt_t;
 
@@ -51,6 +52,10 @@ typedef struct store_pg_req {
     size_t nres, res_cap;
     store_req_cb_t cb;
     store_req_args_t u;
+    /* a multi-row insert (store_pg__send_many): its first request holds all of its rows */
+    struct store_pg_req **fold;
+    size_t nfold;
+    bool folded; /* one of the other rows: answered by the first */
 } store_pg_req_t;
 
 typedef enum { PGC_IDLE, PGC_RESOLVING, PGC_CONNECTING, PGC_READY, PGC_BACKOFF } store_pg_conn_t;
@@ -134,6 +139,17 @@ typedef struct store_pg {
 /** Queues the queries of the request's current step on the connection (pipeline mode), adding
  * one item per expected result. Returns 0, or -EIO when libpq refused to queue (connection). */
 int store_pg__send(store_pg_t *s, store_pg_req_t *r);
+/** Rows of one multi-row insert statement, at most. */
+#define STORE_PG_FOLD_MAX 1000
+/** True for an insert that may share a multi-row statement with its neighbours in a batch (not
+ * a keyed run, a catch-up or a chain claim: those keep their own statements). */
+bool store_pg__foldable(const store_pg_req_t *r);
+/** True when r cannot join the n inserts of group in one statement: the same explicit id or the
+ * same cron firing (it must be answered after them, as "already claimed"). */
+bool store_pg__fold_clash(store_pg_req_t *const *group, size_t n, const store_pg_req_t *r);
+/** Queues one multi-row insert of the n foldable requests of group (n >= 2); the first request
+ * answers the others when the batch is finished. Returns 0 or -EIO as store_pg__send. */
+int store_pg__send_many(store_pg_t *s, store_pg_req_t **group, size_t n);
 /** Finishes the current step once its batch committed (err 0) or failed alone (err < 0): reads
  * the results into the request, sets its status, and says whether another step follows. */
 store_pg_next_t store_pg__finish(store_pg_t *s, store_pg_req_t *r, int err);

@@ -65,6 +65,10 @@ void store_pg__clear_results(store_pg_req_t *r)
     for (size_t i = 0; i < r->nres; i++)
         PQclear(r->res[i]);
     r->nres = 0;
+    free(r->fold);
+    r->fold = NULL;
+    r->nfold = 0;
+    r->folded = false;
 }
 
 int store_pg__error(store_pg_t *s, const PGresult *res, const char *what, bool log)
@@ -150,6 +154,27 @@ static const struct {
                         "SELECT id, 1 FROM ins UNION ALL SELECT id, 0 FROM runs WHERE ckey = "
                         "@K1@::text AND NOT EXISTS (SELECT 1 FROM ins)",
                         RUN_NPARAMS + 2},
+    /* Consecutive plain inserts of a batch in one statement: one array per column (@AVALS@) and
+     * the explicit ids (@K1@, 0 for none). The ids are chosen first (g, a): an automatic one from
+     * the sequence, all of them shifted above every id present and every explicit id of the
+     * statement (as cv_insert_auto's); the sequence is then moved past the highest id inserted
+     * (sv, as cv_insert_id's). A row skipped by a conflict (a firing already claimed, an id
+     * taken) does not come back: each row that does comes with its position, found by its id
+     * (the ids of one statement are distinct: store_pg__fold_clash). */
+    [PGS_INSERT_MANY] =
+        {"cv_insert_many",
+         "WITH g AS (SELECT gid, ord, CASE WHEN gid > 0 THEN NULL ELSE nextval('runs_id_seq') END"
+         " AS n FROM unnest(@K1@::bigint[]) WITH ORDINALITY AS g(gid, ord)),"
+         " o AS (SELECT GREATEST(0, GREATEST((SELECT COALESCE(MAX(id), 0) FROM runs),"
+         " (SELECT COALESCE(MAX(gid), 0) FROM g)) + 1 - MIN(n)) AS off FROM g),"
+         " a AS (SELECT array_agg(COALESCE(g.n + o.off, g.gid) ORDER BY g.ord) AS ids FROM g, o),"
+         " ins AS (INSERT INTO runs (@COLS@, id) SELECT * FROM unnest(@AVALS@, (SELECT ids FROM a))"
+         " ON CONFLICT DO NOTHING RETURNING id),"
+         " sv AS (SELECT setval('runs_id_seq', m) FROM (SELECT MAX(id) AS m FROM ins) x"
+         " WHERE m > (SELECT last_value FROM runs_id_seq))"
+         " SELECT u.ord, u.id FROM ins JOIN unnest((SELECT ids FROM a)) WITH ORDINALITY AS"
+         " u(id, ord) ON u.id = ins.id WHERE (SELECT COUNT(*) FROM sv) >= 0",
+         RUN_NPARAMS + 1},
     [PGS_UPDATE_KEY] = {"cv_update_key", "UPDATE runs SET @KSET@ WHERE ckey = @K1@::text",
                         RUN_NPARAMS + 2},
 #undef INSERT_COLS
@@ -259,6 +284,19 @@ static void params_keyed(params_t *p, const store_pg_req_t *r)
     p_text(p, r->retry_key);
 }
 
+/* A catch-up firing, or a monitored job's missed instant, claimed in firing_claims (a ping job is
+ * never run by cronvisor: no cron run nor catch-up claim of its own shares the key). */
+static bool is_catch_up_claim(const run_t *run)
+{
+    return (strcmp(run->trigger, "catch_up") == 0 || strcmp(run->trigger, "ping:missed") == 0) &&
+           run->attempt == 1;
+}
+
+static bool is_cron_claim(const run_t *run)
+{
+    return strcmp(run->trigger, "cron") == 0 && run->attempt == 1;
+}
+
 static int send_insert_run(store_pg_t *s, store_pg_req_t *r)
 {
     params_t p = {.n = 0};
@@ -271,11 +309,7 @@ static int send_insert_run(store_pg_t *s, store_pg_req_t *r)
         p_i64(&p, r->u.run->id);
         return send_stmt(s, r, PGS_INSERT_ID, &p);
     }
-    /* a monitored job's missed instant is claimed as a catch-up firing is (its job is never
-     * run by cronvisor: no cron run nor catch-up claim of its own shares the key) */
-    if ((strcmp(r->u.run->trigger, "catch_up") == 0 ||
-         strcmp(r->u.run->trigger, "ping:missed") == 0) &&
-        r->u.run->attempt == 1)
+    if (is_catch_up_claim(r->u.run))
         return send_stmt(s, r, PGS_INSERT_CATCH_UP, &p);
     int64_t parent = run_chain_parent(r->u.run->trigger);
     if (parent > 0 && r->u.run->attempt == 1) {
@@ -285,8 +319,115 @@ static int send_insert_run(store_pg_t *s, store_pg_req_t *r)
     return send_stmt(s, r, PGS_INSERT_AUTO, &p);
 }
 
+/* ---- multi-row inserts ---- */
+
+bool store_pg__foldable(const store_pg_req_t *r)
+{
+    return r->op == STORE_OP_INSERT_RUN && r->status == 0 && !r->solo && r->key == NULL &&
+           !is_catch_up_claim(r->u.run) &&
+           !(r->u.run->attempt == 1 && run_chain_parent(r->u.run->trigger) > 0);
+}
+
+bool store_pg__fold_clash(store_pg_req_t *const *group, size_t n, const store_pg_req_t *r)
+{
+    const run_t *x = r->u.run;
+    bool claim = is_cron_claim(x);
+    if (x->id <= 0 && !claim)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        const run_t *y = group[i]->u.run;
+        if (x->id > 0 && y->id == x->id)
+            return true;
+        if (claim && is_cron_claim(y) && y->scheduled_for == x->scheduled_for &&
+            strcmp(y->job, x->job) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Appends one element of an array literal: NULL, a number as it is, text double-quoted. */
+static void array_elem(cv_buf_t *b, const char *v, bool quote)
+{
+    if (v == NULL) {
+        cv_buf_appends(b, "NULL");
+        return;
+    }
+    if (!quote) {
+        cv_buf_appends(b, v);
+        return;
+    }
+    cv_buf_append(b, "\"", 1);
+    while (*v) {
+        size_t n = strcspn(v, "\"\\");
+        cv_buf_append(b, v, n);
+        v += n;
+        if (*v) {
+            cv_buf_append(b, "\\", 1);
+            cv_buf_append(b, v++, 1);
+        }
+    }
+    cv_buf_append(b, "\"", 1);
+}
+
+int store_pg__send_many(store_pg_t *s, store_pg_req_t **group, size_t n)
+{
+    enum { NCOLS = RUN_NPARAMS + 1 };
+    cv_buf_t cols[NCOLS];
+    memset(cols, 0, sizeof(cols));
+    for (size_t k = 0; k < n; k++) {
+        params_t p = {.n = 0};
+        params_run(&p, group[k]->u.run);
+        p_i64(&p, group[k]->u.run->id > 0 ? group[k]->u.run->id : 0);
+        for (int i = 0; i < NCOLS; i++) {
+            run_kind_t kind = i < RUN_NPARAMS ? run_fields[i].kind : RUN_K_I64;
+            cv_buf_append(&cols[i], k ? "," : "{", 1);
+            array_elem(&cols[i], p.v[i], kind == RUN_K_TEXT || kind == RUN_K_STATUS);
+        }
+        group[k]->result = 0;
+        group[k]->folded = k > 0;
+    }
+    params_t p = {.n = NCOLS};
+    for (int i = 0; i < NCOLS; i++) {
+        cv_buf_append(&cols[i], "}", 1);
+        p.v[i] = cols[i].data;
+    }
+    int rc = send_stmt(s, group[0], PGS_INSERT_MANY, &p);
+    for (int i = 0; i < NCOLS; i++)
+        cv_buf_free(&cols[i]);
+    free(group[0]->fold);
+    group[0]->fold = cv_calloc(n, sizeof(*group));
+    memcpy(group[0]->fold, group, n * sizeof(*group));
+    group[0]->nfold = n;
+    return rc;
+}
+
+/* The rows of a multi-row insert: each request gets its id, or "already claimed". */
+static void finish_many(store_pg_req_t *r)
+{
+    const PGresult *res = r->res[0];
+    for (int i = 0; i < PQntuples(res); i++) {
+        int64_t ord = r_i64(res, i, 0);
+        if (ord >= 1 && (size_t)ord <= r->nfold)
+            r->fold[ord - 1]->result = r_i64(res, i, 1);
+    }
+    for (size_t k = 0; k < r->nfold; k++) {
+        store_pg_req_t *q = r->fold[k];
+        if (q->result > 0)
+            continue;
+        q->status = -EEXIST;
+        cv_debug("store", "run %s at %lld: id or firing already claimed", q->u.run->job,
+                 (long long)q->u.run->scheduled_for);
+    }
+}
+
 static void finish_insert_run(store_pg_t *s, store_pg_req_t *r)
 {
+    if (r->fold) {
+        finish_many(r);
+        return;
+    }
+    if (r->folded)
+        return; /* answered by the first row of its statement */
     if (r->key) {
         const run_t *run = r->u.run;
         if (PQntuples(r->res[0]) == 1) {

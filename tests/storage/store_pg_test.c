@@ -602,6 +602,156 @@ static void a_failing_request_in_a_batch_fails_alone(void **state)
     assert_int_equal(store_commits(f->store) - commits, 3); /* one by one after the rollback */
 }
 
+/* ---- multi-row inserts ---- */
+
+static int sql_value_is(fx_t *f, const char *sql, long long want);
+
+/* Counts the INSERT statements run on the runs table (a statement-level trigger). */
+static void count_insert_statements(fx_t *f)
+{
+    assert_int_equal(
+        B->raw_exec(f->dsn,
+                    "CREATE TABLE cv_statements (n INTEGER);"
+                    " CREATE FUNCTION cv_count_statement() RETURNS trigger LANGUAGE plpgsql AS"
+                    " $f$ BEGIN INSERT INTO cv_statements VALUES (1); RETURN NULL; END $f$;"
+                    " CREATE TRIGGER cv_statements AFTER INSERT ON runs FOR EACH STATEMENT"
+                    " EXECUTE FUNCTION cv_count_statement()"),
+        0);
+}
+
+/* The text of run i of the burst: what an array literal must quote or escape, NULL, "NULL". */
+static void tricky_texts(run_t *r, int i)
+{
+    static const char *const texts[] = {"NULL", "", "back\\slash \"quoted\" {a,b}, c\n\ttab",
+                                        "  spaces  ", "\xc3\xa9t\xc3\xa9 \\\" }{ ,"};
+    free(r->output_tail);
+    r->output_tail = i % 7 == 6 ? NULL : cv_strdup(texts[i % 5]);
+    free(r->error);
+    r->error = i % 3 == 0 ? NULL : cv_strdup(texts[(i + 2) % 5]);
+}
+
+static void a_burst_of_inserts_is_one_statement_and_each_request_gets_its_own_row(void **state)
+{
+    fx_t *f = *state;
+    count_insert_statements(f);
+    enum { N = 300 };
+    res_t r[N] = {{0}};
+    run_t *runs[N];
+    for (int i = 0; i < N; i++) {
+        runs[i] = run_new(NULL, NULL);
+        runf_fill(runs[i], i + 1);
+        tricky_texts(runs[i], i);
+        store_insert_run(f->store, runs[i], on_value, &r[i]);
+    }
+    drain(f);
+    /* one statement for the whole burst (at most STORE_PG_FOLD_MAX rows each) */
+    assert_int_equal(sql_value_is(f, "SELECT COUNT(*) FROM cv_statements", 1), 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(r[i].calls, 1);
+        assert_int_equal(r[i].status, 0);
+        if (i > 0)
+            assert_true(r[i].val > r[i - 1].val); /* ids in the order of the requests */
+    }
+    for (int i = 0; i < N; i++) {
+        int st = 1;
+        run_t *g = get(f, r[i].val, &st);
+        assert_int_equal(st, 0);
+        runs[i]->id = r[i].val;
+        char **texts[][2] = {{&g->output_tail, &runs[i]->output_tail},
+                             {&g->error, &runs[i]->error}};
+        for (size_t k = 0; k < CV_ARRAY_SIZE(texts); k++) {
+            if (*texts[k][1] != NULL)
+                continue;
+            assert_null(*texts[k][0]); /* NULL stays NULL, not the text "NULL" */
+            *texts[k][0] = cv_strdup("-");
+            *texts[k][1] = cv_strdup("-");
+        }
+        runf_assert_equal(g, runs[i]);
+        run_free(g);
+        run_free(runs[i]);
+    }
+    assert_int_equal(count_runs(f, "{\"field\": \"job\", \"seed\": 1, \"t\": \"\\u00e9\"}"), 1);
+}
+
+static void conflicting_claims_in_one_statement_are_answered_each(void **state)
+{
+    fx_t *f = *state;
+    add(f, "claims", RUN_QUEUED, "cron", 60000); /* a firing claimed before */
+    count_insert_statements(f);
+    enum { N = 12 };
+    res_t r[N] = {{0}};
+    struct {
+        const char *trigger;
+        int64_t sched, id;
+        int want;
+    } req[N] = {
+        {"cron", 60000, 0, -EEXIST},      /* claimed by an earlier statement */
+        {"api:ops", 60000, 0, 0},         /* not a claim */
+        {"cron", 120000, 0, 0},           /* wins... */
+        {"cron", 120000, 0, -EEXIST},     /* ...over this one in the same batch */
+        {"catch_up", 180000, 0, 0},       /* claimed in firing_claims */
+        {"catch_up", 180000, 0, -EEXIST}, /* the loser of that claim */
+        {"cron", 180000, 0, 0},        /* a cron run of the caught-up firing: a claim of its own */
+        {"api:ops", 1, 5000, 0},       /* an explicit id... */
+        {"api:ops", 2, 5000, -EEXIST}, /* ...taken */
+        {"api:ops", 3, 0, 0},          /* an automatic id above it */
+        {"cron", 240000, 0, 0},
+        {"cron", 240000, 7000, -EEXIST}, /* the same firing under an explicit id */
+    };
+    for (int i = 0; i < N; i++) {
+        run_t *run = mk_run("claims", RUN_QUEUED, req[i].trigger, req[i].sched);
+        run->id = req[i].id;
+        store_insert_run(f->store, run, on_value, &r[i]);
+        run_free(run);
+    }
+    drain(f);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(r[i].calls, 1);
+        if (r[i].status != req[i].want)
+            fail_msg("request %d (%s at %lld): status %d, not %d", i, req[i].trigger,
+                     (long long)req[i].sched, r[i].status, req[i].want);
+    }
+    assert_int_equal(r[7].val, 5000);
+    assert_true(r[9].val > 5000);
+    assert_int_equal(count_runs(f, "claims"), 1 + 7);
+    /* fewer statements than requests: the plain inserts between the claims were folded */
+    assert_int_equal(sql_value_is(f, "SELECT (COUNT(*) < 12)::int FROM cv_statements", 1), 0);
+}
+
+static void two_stores_claiming_in_opposite_orders_claim_each_firing_once(void **state)
+{
+    fx_t *f = *state;
+    store_t *first = f->store;
+    store_t *second = open_store(f, STORE_SYNC_FULL);
+    enum { N = 200 };
+    res_t a[N] = {{0}}, b[N] = {{0}}, pa = {0}, pb = {0};
+    store_ping(first, on_status, &pa); /* both connected: their statements overlap */
+    store_ping(second, on_status, &pb);
+    drain(f);
+    run_t *r = mk_run("opposite", RUN_QUEUED, "cron", 0);
+    for (int i = 0; i < N; i++) {
+        r->scheduled_for = 60000 * (i + 1);
+        store_insert_run(first, r, on_value, &a[i]);
+        r->scheduled_for = 60000 * (N - i);
+        store_insert_run(second, r, on_value, &b[N - 1 - i]);
+    }
+    run_free(r);
+    drain(f); /* a deadlock between the two statements fails one batch: retried one by one */
+    int wins = 0;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(a[i].calls + b[i].calls, 2);
+        assert_true((a[i].status == 0 && b[i].status == -EEXIST) ||
+                    (a[i].status == -EEXIST && b[i].status == 0));
+        wins += a[i].status == 0;
+    }
+    print_message("first store won %d of %d firings\n", wins, N);
+    assert_int_equal(count_runs(f, "opposite"), N);
+    res_t closed = {0};
+    store_close(second, on_status, &closed);
+    drain(f);
+    f->store = first;
+}
+
 /* ---- the outage spool ---- */
 
 static uint64_t spool_max; /* for open_spooled; 0: no bound */
@@ -912,6 +1062,12 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             invalid_utf8_in_output_is_stored_with_replacement_characters, setup, teardown),
         cmocka_unit_test_setup_teardown(a_failing_request_in_a_batch_fails_alone, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            a_burst_of_inserts_is_one_statement_and_each_request_gets_its_own_row, setup, teardown),
+        cmocka_unit_test_setup_teardown(conflicting_claims_in_one_statement_are_answered_each,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            two_stores_claiming_in_opposite_orders_claim_each_firing_once, setup, teardown),
         cmocka_unit_test_setup_teardown(
             counts_of_two_stores_writing_at_once_stay_exact_and_are_folded, setup, teardown),
 
