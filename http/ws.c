@@ -9,10 +9,10 @@
  * h2o's own one-frame-per-write path is never used.
  *
  * Rules kept here (h2o 2.2.5 + wslay): a client's socket is NULL until the 101 is written, so
- * messages are only queued into wslay then and h2o_websocket_proceed() waits for the socket;
- * the message callback with a NULL argument means the connection is gone and is the one place
- * a client is freed besides hard drops from the timer; a message callback never closes its
- * connection (it queues a close frame); loops over clients save the next pointer first. */
+ * frames are only queued then (the check writes them once the socket is there); the message
+ * callback with a NULL argument, or a failed write (on_written), means the connection is gone
+ * and is where a client is freed besides hard drops from the timer; a message callback never closes
+ * its connection (it queues a close frame); loops over clients save the next pointer first. */
 #include <ctype.h>
 #include <errno.h>
 #include <stdio.h>

@@ -16,7 +16,7 @@
  * - Topics: {"type":"subscribe","topic":"run:42"} / "unsubscribe". ws_hub_publish_topic()
  *   sends {"topic":"run:42", ...} to subscribers only; topic events are not numbered nor kept.
  * - Slow clients: every byte waiting for one client (events, replies to its messages, topic
- *   events, the frame being written; each queued message counts 96 bytes more for its
+ *   events, the frames being written; each queued message counts 96 bytes more for its
  *   bookkeeping) counts against max_queued. When events push it past, the
  *   client is sent {"type":"resync","reason":"slow_consumer","seq":<last event sent to it>} and a
  *   close (1013, reason "slow consumer: resume with since=N"); it may reconnect with ?since=N.
