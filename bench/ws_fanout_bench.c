@@ -94,7 +94,8 @@ typedef struct client {
     bool handshaken, authed, got;
 } client_t;
 
-static char *g_frame; /* the run.started frame as the daemon sent it (header + payload) */
+static uint64_t g_frames; /* text frames received by every client */
+static char *g_frame;     /* the run.started frame as the daemon sent it (header + payload) */
 static size_t g_frame_len;
 
 /* Reads what is there; returns the number of complete run.started frames seen. */
@@ -139,6 +140,7 @@ static int client_read(client_t *c)
             break;
         const char *payload = (const char *)h + hl;
         if ((h[0] & 0x0F) == 1) {
+            g_frames++;
             if (memmem(payload, plen, "\"authenticated\"", 15))
                 c->authed = true;
             if (memmem(payload, plen, WANT, strlen(WANT))) {
@@ -172,6 +174,7 @@ static double pct(double *v, size_t n, double p)
 typedef struct result {
     double p50, p99, max, last_p50, last_p99;
     double cpu_ms; /* the server's user + system CPU per round */
+    double frames; /* text frames each client got per round */
 } result_t;
 
 /* utime + stime of pid (all threads), in ms. */
@@ -232,6 +235,7 @@ static result_t measure(int port, pid_t pid, int n, int rounds)
            *last = calloc((size_t)rounds, sizeof(double));
     size_t nl = 0;
     double cpu0 = cpu_ms(pid);
+    uint64_t frames0 = g_frames;
     for (int r = 0; r < rounds; r++) {
         for (int i = 0; i < n; i++)
             cs[i].got = false;
@@ -281,7 +285,8 @@ static result_t measure(int port, pid_t pid, int n, int rounds)
                     lat[nl - 1],
                     pct(last, (size_t)rounds, 0.5),
                     pct(last, (size_t)rounds, 0.99),
-                    cpu};
+                    cpu,
+                    (double)(g_frames - frames0) / n / rounds};
     for (int i = 0; i < n; i++) {
         close(cs[i].fd);
         free(cs[i].buf);
@@ -446,6 +451,10 @@ int main(int argc, char **argv)
     printf("%-22s %10.2f %10.2f %10.2f %14.2f %14.2f %14.2f\n", "raw epoll floor", raw.p50, raw.p99,
            raw.max, raw.last_p50, raw.last_p99, raw.cpu_ms);
     printf("ratio cronvisor/floor: p50 %.2f, p99 %.2f\n", cv.p50 / raw.p50, cv.p99 / raw.p99);
+    printf("frames per client and round: cronvisor %.2f, floor %.2f; server CPU per frame sent to "
+           "all clients: cronvisor %.2f ms, floor %.2f ms (ratio %.2f)\n",
+           cv.frames, raw.frames, cv.cpu_ms / cv.frames, raw.cpu_ms / raw.frames,
+           (cv.cpu_ms / cv.frames) / (raw.cpu_ms / raw.frames));
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
     if (system(cmd) != 0)
