@@ -3,10 +3,11 @@
  * Sending: every message leaves as a frame_t, the whole wire frame (header + payload, servers do
  * not mask) in one ref-counted block. An event is encoded once when published; each client's
  * queue holds references to it, not copies. A client's queued frames are written with one
- * h2o_socket_write (one writev) per loop pass, from the hub's uv_check, or when its previous
- * write completes. wslay is left only control frames (ping, pong, close): its send callback
- * (on_send) appends their bytes to the same queue, behind the data frames already queued, so
- * h2o's own one-frame-per-write path is never used.
+ * sendmsg per loop pass, from the hub's uv_check, or when its previous write completes; what
+ * the kernel does not take at once goes to h2o_socket_write (TLS sockets: all of it). wslay is left
+ * only control frames (ping, pong, close): its send callback (on_send) appends their bytes to the
+ * same queue, behind the data frames already queued, so h2o's own one-frame-per-write path is never
+ * used.
  *
  * Rules kept here (h2o 2.2.5 + wslay): a client's socket is NULL until the 101 is written, so
  * frames are only queued then (the check writes them once the socket is there); the message
@@ -15,9 +16,13 @@
  * its connection (it queues a close frame); loops over clients save the next pointer first. */
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <h2o/websocket.h>
 
@@ -172,9 +177,50 @@ static void mark_dirty(client_t *c)
 
 static void on_written(h2o_socket_t *sock, const char *err);
 
+/* h2o_iovec_t is laid out like struct iovec: the same array goes to sendmsg and to h2o. */
+_Static_assert(sizeof(h2o_iovec_t) == sizeof(struct iovec) &&
+                   offsetof(h2o_iovec_t, base) == offsetof(struct iovec, iov_base) &&
+                   offsetof(h2o_iovec_t, len) == offsetof(struct iovec, iov_len),
+               "h2o_iovec_t is not a struct iovec");
+
+/* Writes what the kernel takes now (one sendmsg, more only past IOV_MAX buffers) and advances
+ * *iov / *n past it; returns the bytes written. A plain socket with no write in progress only:
+ * what is left goes to h2o_socket_write. Most of the time the kernel takes everything, and the
+ * write costs no completion callback and no poll registration (libuv's uv_write costs both). */
+static size_t write_now(h2o_socket_t *sock, h2o_iovec_t **iov, size_t *n)
+{
+    int fd = h2o_socket_get_fd(sock);
+    size_t total = 0;
+    while (*n > 0) {
+        struct msghdr mh = {.msg_iov = (struct iovec *)*iov,
+                            .msg_iovlen = *n < IOV_MAX ? *n : IOV_MAX};
+        ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break; /* EAGAIN, or an error h2o_socket_write will report */
+        total += (size_t)w;
+        size_t left = (size_t)w;
+        while (*n > 0 && left >= (*iov)->len) {
+            left -= (*iov)->len;
+            (*iov)++;
+            (*n)--;
+        }
+        if (*n > 0 && left > 0) {
+            (*iov)->base += left;
+            (*iov)->len -= left;
+            break; /* the socket's buffer is full */
+        }
+        if (mh.msg_iovlen < IOV_MAX)
+            break;
+    }
+    return total;
+}
+
 /* Hands every pending frame to the socket in one write. Needs the socket, not writing. */
 static void start_write(client_t *c)
 {
+    h2o_socket_t *sock = c->conn->sock;
     frame_vec_t t = c->inflight;
     c->inflight = c->pending;
     c->pending = t; /* empty: its array is reused */
@@ -185,7 +231,18 @@ static void start_write(client_t *c)
     for (size_t i = 0; i < c->inflight.n; i++)
         c->iov[i] = h2o_iovec_init(c->inflight.v[i]->bytes, c->inflight.v[i]->len);
     c->hub->stats.writes++;
-    h2o_socket_write(c->conn->sock, c->iov, c->inflight.n, on_written);
+    h2o_iovec_t *iov = c->iov;
+    size_t n = c->inflight.n;
+    if (sock->ssl == NULL) {
+        size_t w = write_now(sock, &iov, &n);
+        sock->bytes_written += w;
+        c->inflight.bytes -= w;
+        if (n == 0) {
+            vec_clear(&c->inflight);
+            return;
+        }
+    }
+    h2o_socket_write(sock, iov, n, on_written);
 }
 
 static bool can_write(const client_t *c)
