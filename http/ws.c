@@ -58,7 +58,8 @@ typedef struct client {
     bool close_pending; /* a close frame waits for the queued messages to go first */
     uint16_t close_code;
     char close_reason[64];
-    bool dirty; /* in hub->dirty: has pending frames to write in this pass */
+    bool dirty;      /* in hub->dirty: has pending frames to write in this pass */
+    bool sndbuf_set; /* WS_SNDBUF applied to the socket */
     cv_list_t dirty_link;
     frame_vec_t pending, inflight; /* inflight: the frames of the socket's write in progress */
     h2o_iovec_t *iov;              /* inflight's buffers, as handed to h2o_socket_write */
@@ -217,10 +218,22 @@ static size_t write_now(h2o_socket_t *sock, h2o_iovec_t **iov, size_t *n)
     return total;
 }
 
+/* The kernel's send buffer for a WebSocket client (it doubles the value). Written in one go
+ * per pass, a client's frames land in the kernel at once; with the default autotuning (up to
+ * 4 MiB, tcp_wmem) a client that sends without reading would have several MiB of replies
+ * absorbed there before its queue reached max_queued: that many more of its messages handled
+ * before it is dropped. A fixed buffer keeps what it can hold outside max_queued small. */
+#define WS_SNDBUF (64 * 1024)
+
 /* Hands every pending frame to the socket in one write. Needs the socket, not writing. */
 static void start_write(client_t *c)
 {
     h2o_socket_t *sock = c->conn->sock;
+    if (!c->sndbuf_set) {
+        int v = WS_SNDBUF;
+        c->sndbuf_set = true;
+        setsockopt(h2o_socket_get_fd(sock), SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
+    }
     frame_vec_t t = c->inflight;
     c->inflight = c->pending;
     c->pending = t; /* empty: its array is reused */
