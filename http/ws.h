@@ -64,7 +64,7 @@ typedef struct ws_hub_stats {
     uint64_t queued_bytes;   /* bytes waiting for all clients now */
     uint64_t dropped_silent; /* closed for not answering a ping */
     uint64_t events;         /* published events (the latest seq) */
-    uint64_t writes;         /* socket writes: one per client per loop pass at most */
+    uint64_t writes;         /* socket writes (what a pass queued for a client leaves in one) */
 } ws_hub_stats_t;
 
 /** Creates the hub and adds its route (GET opts->path, no role: authentication is in-band) to
