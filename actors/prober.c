@@ -42,7 +42,8 @@ struct prober {
     cfgref_t *cfg;
     cfg_probe_t store_cfg;
     cv_actor_t *store;
-    cv_live_t *live; /* ended at close: store answers still in flight then post nothing */
+    bool store_passive; /* the store probe follows MSG_STORE_STATE, checked at start only */
+    cv_live_t *live;    /* ended at close: store answers still in flight then post nothing */
     httpc_t *http;
     pprobe_t **probes; /* the store probe (if any) first */
     size_t n;
@@ -301,6 +302,21 @@ static void on_pinged(prober_t *p, const msg_store_reply_t *m)
     free(msg);
 }
 
+/* A passive store probe (SQLite) follows the store's own state, which follows its writes
+ * (storage/store.h, store_health_t): no periodic ping wakes an idle daemon. */
+static void on_store_state(prober_t *p, const msg_store_state_t *m)
+{
+    pprobe_t *pp = p->n > 0 && p->probes[0]->type == &probe_store ? p->probes[0] : NULL;
+    if (!p->store_passive || pp == NULL || p->closing)
+        return;
+    pp->start_ns = cv_mono_ns(); /* latency 0: nothing was asked */
+    pp->min_latency_ms = 0;
+    finish(pp, m->health != STORE_DEGRADED,
+           m->health == STORE_DEGRADED    ? "the database is failing writes (the store is degraded)"
+           : m->health == STORE_REPLAYING ? "writing back the writes held during a failure"
+                                          : "store writes succeed");
+}
+
 /* ---- a new configuration ----
  * Probes are matched by name: one whose settings did not change keeps its state (status,
  * history, schedule, a check in flight) and the snapshot it was configured from; one added
@@ -393,6 +409,9 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
     case MSG_STORE_REPLY:
         on_pinged(p, (msg_store_reply_t *)msg);
         break;
+    case MSG_STORE_STATE:
+        on_store_state(p, (msg_store_state_t *)msg);
+        break;
     default:
         cv_warn("probe", "unexpected message type %d", msg->type);
     }
@@ -451,6 +470,7 @@ prober_t *prober_create(cv_runtime_t *rt, const prober_opts_t *o)
     p->loop = cv_runtime_loop(rt);
     p->cfg = cfgref_get(o->cfg);
     p->store = o->store;
+    p->store_passive = o->store_passive;
     p->live = cv_live_new();
     p->http = httpc_create(p->loop);
     cv_list_init(&p->waiters);
@@ -491,7 +511,8 @@ void prober_start(prober_t *p)
     p->started = true;
     for (size_t i = 0; i < p->n; i++) {
         pprobe_t *pp = p->probes[i];
-        uv_timer_start(&pp->interval, on_interval, 0, (uint64_t)pp->cfg->interval_ms);
+        bool once = pp->type == &probe_store && p->store_passive;
+        uv_timer_start(&pp->interval, on_interval, 0, once ? 0 : (uint64_t)pp->cfg->interval_ms);
     }
     cv_info("probe", "%zu probe(s) scheduled", p->n);
 }

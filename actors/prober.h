@@ -16,7 +16,8 @@
  *   `probe NAME status=S previous=P latency=Lms: message`
  * and posted as MSG_HEALTH to every observer.
  *
- * Messages it takes: MSG_HEALTH_GET, MSG_HEALTH_REFRESH (see proto/msg.h), and MSG_EXEC_CONFIG:
+ * Messages it takes: MSG_HEALTH_GET, MSG_HEALTH_REFRESH (see proto/msg.h), MSG_STORE_STATE (with
+ * store_passive: the store probe's status: degraded is unhealthy) and MSG_EXEC_CONFIG:
  * applies the snapshot's probes[] (added start now, removed stop, changed restart from unknown,
  * unchanged keep their status and history). */
 #ifndef CV_ACTORS_PROBER_H
@@ -35,6 +36,10 @@ typedef struct prober_opts {
     cv_actor_t *store;         /* the store actor; NULL: no "store" probe */
     int64_t store_interval_ms; /* 0: 30 s */
     int64_t store_timeout_ms;  /* 0: 5 s */
+    /* The store's health follows its writes (SQLite): the "store" probe pings once at start and
+     * on a refresh, then takes its status from MSG_STORE_STATE (the supervisor makes the prober
+     * watch the store actor's state): no periodic ping wakes an idle daemon. */
+    bool store_passive;
 } prober_opts_t;
 
 /** Creates the prober (no check runs before prober_start). Aborts on out-of-memory. */

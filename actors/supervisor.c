@@ -106,6 +106,7 @@ static const subscription_t subscriptions[] = {
     /* publisher   kind              subscriber */
     {A_STORE, SUB_RUNS, A_API},
     {A_STORE, SUB_STORE_STATE, A_API},
+    {A_STORE, SUB_STORE_STATE, A_PROBER}, /* SQLite: the store probe follows it */
     {A_STORE, SUB_RUNS, A_NOTIFIER},
     {A_STORE, SUB_RUNS, A_SUPERVISOR},   /* --once only: the run's end */
     {A_EXECUTOR, SUB_HUB, A_API},        /* set at creation */
@@ -816,7 +817,11 @@ static void create_notifier(daemon_t *d)
 
 static void create_prober(daemon_t *d)
 {
-    prober_opts_t po = {.cfg = d->cfg, .store = store_actor_actor(d->sa)};
+    /* SQLite: the store's health follows its writes (MSG_STORE_STATE), no periodic ping;
+     * PostgreSQL keeps the ping, which finds an unreachable server between writes. */
+    prober_opts_t po = {.cfg = d->cfg,
+                        .store = store_actor_actor(d->sa),
+                        .store_passive = !store_is_shared(d->store)};
     d->prober = prober_create(d->rt, &po);
 }
 

@@ -1,15 +1,28 @@
 /* The WebSocket hub. See ws.h for the protocol.
  *
+ * Sending: every message leaves as a frame_t, the whole wire frame (header + payload, servers do
+ * not mask) in one ref-counted block. An event is encoded once when published; each client's
+ * queue holds references to it, not copies. A client's queued frames are written with one
+ * sendmsg per loop pass, from the hub's uv_check, or when its previous write completes; what
+ * the kernel does not take at once goes to h2o_socket_write (TLS sockets: all of it). wslay is left
+ * only control frames (ping, pong, close): its send callback (on_send) appends their bytes to the
+ * same queue, behind the data frames already queued, so h2o's own one-frame-per-write path is never
+ * used.
+ *
  * Rules kept here (h2o 2.2.5 + wslay): a client's socket is NULL until the 101 is written, so
- * messages are only queued into wslay then and h2o_websocket_proceed() waits for the socket;
- * the message callback with a NULL argument means the connection is gone and is the one place
- * a client is freed besides hard drops from the timer; a message callback never closes its
- * connection (it queues a close frame); loops over clients save the next pointer first. */
+ * frames are only queued then (the check writes them once the socket is there); the message
+ * callback with a NULL argument, or a failed write (on_written), means the connection is gone
+ * and is where a client is freed besides hard drops from the timer; a message callback never closes
+ * its connection (it queues a close frame); loops over clients save the next pointer first. */
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <h2o/websocket.h>
 
@@ -18,11 +31,23 @@
 #include "http/api_internal.h"
 #include "http/ws.h"
 
+/* One wire frame, shared by every client it is queued for. */
+typedef struct frame {
+    unsigned refs;
+    size_t len;
+    char bytes[]; /* header + payload */
+} frame_t;
+
 typedef struct event {
     uint64_t seq;
-    char *data;
-    size_t len;
+    frame_t *frame; /* NULL: a placeholder for events skipped while nobody listened */
 } event_t;
+
+/* A client's frames: waiting (pending) or handed to the socket (inflight). */
+typedef struct frame_vec {
+    frame_t **v;
+    size_t n, cap, bytes;
+} frame_vec_t;
 
 typedef struct client {
     cv_list_t link;
@@ -33,9 +58,13 @@ typedef struct client {
     bool close_pending; /* a close frame waits for the queued messages to go first */
     uint16_t close_code;
     char close_reason[64];
-    size_t inflight; /* bytes of the frame h2o is writing (handed over, not yet written) */
-    wslay_event_send_callback h2o_send; /* h2o's own send callback, wrapped by on_send */
-    uint64_t cursor;                    /* next seq to send */
+    bool dirty;      /* in hub->dirty: has pending frames to write in this pass */
+    bool sndbuf_set; /* WS_SNDBUF applied to the socket */
+    cv_list_t dirty_link;
+    frame_vec_t pending, inflight; /* inflight: the frames of the socket's write in progress */
+    h2o_iovec_t *iov;              /* inflight's buffers, as handed to h2o_socket_write */
+    size_t iov_cap;
+    uint64_t cursor; /* next seq to send */
     uint64_t connected_ms, doomed_ms, pinged_ms;
     char **topics;
     size_t ntopics;
@@ -45,8 +74,11 @@ struct ws_hub {
     api_server_t *srv;
     api__close_hook_t close_hook;
     uv_timer_t timer;
-    uv_check_t check; /* runs while a close frame waits (close_pending) */
+    uv_check_t check; /* writes the dirty clients' frames; sends close frames once drained */
+    uv_idle_t kick;   /* keeps the loop from blocking before the check runs (see mark_dirty) */
     int open_handles;
+    cv_list_t dirty;    /* clients with pending frames */
+    size_t close_waits; /* clients with close_pending set */
     ws_hub_opts_t o;
     cv_list_t clients;
     event_t *ring; /* ring[seq % ring_size] */
@@ -57,12 +89,190 @@ struct ws_hub {
     ws_hub_stats_t stats;
 };
 
+/* ---- frames ---- */
+
+/* Encodes a text frame around payload. */
+static frame_t *frame_text(const char *payload, size_t len)
+{
+    size_t hdr = len < 126 ? 2 : len <= 0xFFFF ? 4 : 10;
+    frame_t *f = cv_malloc(sizeof(*f) + hdr + len);
+    unsigned char *b = (unsigned char *)f->bytes;
+    f->refs = 1;
+    f->len = hdr + len;
+    b[0] = 0x80 | WSLAY_TEXT_FRAME; /* FIN, text */
+    if (hdr == 2) {
+        b[1] = (unsigned char)len;
+    } else if (hdr == 4) {
+        b[1] = 126;
+        b[2] = (unsigned char)(len >> 8);
+        b[3] = (unsigned char)len;
+    } else {
+        b[1] = 127;
+        for (int i = 0; i < 8; i++)
+            b[2 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+    }
+    memcpy(b + hdr, payload, len);
+    return f;
+}
+
+/* Raw bytes (what wslay hands its send callback) as a frame. */
+static frame_t *frame_raw(const void *data, size_t len)
+{
+    frame_t *f = cv_malloc(sizeof(*f) + len);
+    f->refs = 1;
+    f->len = len;
+    memcpy(f->bytes, data, len);
+    return f;
+}
+
+static void frame_unref(frame_t *f)
+{
+    if (f != NULL && --f->refs == 0)
+        free(f);
+}
+
+static void vec_push(frame_vec_t *q, frame_t *f)
+{
+    if (q->n == q->cap) {
+        q->cap = q->cap ? q->cap * 2 : 8;
+        q->v = cv_realloc(q->v, q->cap * sizeof(*q->v));
+    }
+    q->v[q->n++] = f;
+    q->bytes += f->len;
+}
+
+static void vec_clear(frame_vec_t *q)
+{
+    for (size_t i = 0; i < q->n; i++)
+        frame_unref(q->v[i]);
+    q->n = q->bytes = 0;
+}
+
+static void vec_free(frame_vec_t *q)
+{
+    vec_clear(q);
+    free(q->v);
+}
+
 /* ---- sending ---- */
+
+static void on_check(uv_check_t *check);
+static void on_kick(uv_idle_t *idle)
+{
+    (void)idle; /* only there so that the loop does not block before the check */
+}
+
+/* c has frames to write: the hub's check writes them in this loop pass. */
+static void mark_dirty(client_t *c)
+{
+    struct ws_hub *hub = c->hub;
+    if (c->dirty || hub->closing)
+        return;
+    c->dirty = true;
+    cv_list_insert_tail(&hub->dirty, &c->dirty_link);
+    uv_check_start(&hub->check, on_check);
+    /* Marked from a phase after the check (a prepare callback, say), the frames would wait
+     * for the loop's next wake-up: an active idle handle makes the poll return at once. */
+    uv_idle_start(&hub->kick, on_kick);
+}
+
+static void on_written(h2o_socket_t *sock, const char *err);
+
+/* h2o_iovec_t is laid out like struct iovec: the same array goes to sendmsg and to h2o. */
+_Static_assert(sizeof(h2o_iovec_t) == sizeof(struct iovec) &&
+                   offsetof(h2o_iovec_t, base) == offsetof(struct iovec, iov_base) &&
+                   offsetof(h2o_iovec_t, len) == offsetof(struct iovec, iov_len),
+               "h2o_iovec_t is not a struct iovec");
+
+/* Writes what the kernel takes now (one sendmsg, more only past IOV_MAX buffers) and advances
+ * *iov / *n past it; returns the bytes written. A plain socket with no write in progress only:
+ * what is left goes to h2o_socket_write. Most of the time the kernel takes everything, and the
+ * write costs no completion callback and no poll registration (libuv's uv_write costs both). */
+static size_t write_now(h2o_socket_t *sock, h2o_iovec_t **iov, size_t *n)
+{
+    int fd = h2o_socket_get_fd(sock);
+    size_t total = 0;
+    while (*n > 0) {
+        struct msghdr mh = {.msg_iov = (struct iovec *)*iov,
+                            .msg_iovlen = *n < IOV_MAX ? *n : IOV_MAX};
+        ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break; /* EAGAIN, or an error h2o_socket_write will report */
+        total += (size_t)w;
+        size_t left = (size_t)w;
+        while (*n > 0 && left >= (*iov)->len) {
+            left -= (*iov)->len;
+            (*iov)++;
+            (*n)--;
+        }
+        if (*n > 0 && left > 0) {
+            (*iov)->base += left;
+            (*iov)->len -= left;
+            break; /* the socket's buffer is full */
+        }
+        if (mh.msg_iovlen < IOV_MAX)
+            break;
+    }
+    return total;
+}
+
+/* The kernel's send buffer for a WebSocket client (it doubles the value). Written in one go
+ * per pass, a client's frames land in the kernel at once; with the default autotuning (up to
+ * 4 MiB, tcp_wmem) a client that sends without reading would have several MiB of replies
+ * absorbed there before its queue reached max_queued: that many more of its messages handled
+ * before it is dropped. A fixed buffer keeps what it can hold outside max_queued small. */
+#define WS_SNDBUF (64 * 1024)
+
+/* Hands every pending frame to the socket in one write. Needs the socket, not writing. */
+static void start_write(client_t *c)
+{
+    h2o_socket_t *sock = c->conn->sock;
+    if (!c->sndbuf_set) {
+        int v = WS_SNDBUF;
+        c->sndbuf_set = true;
+        setsockopt(h2o_socket_get_fd(sock), SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
+    }
+    frame_vec_t t = c->inflight;
+    c->inflight = c->pending;
+    c->pending = t; /* empty: its array is reused */
+    if (c->iov_cap < c->inflight.n) {
+        c->iov_cap = c->inflight.cap;
+        c->iov = cv_realloc(c->iov, c->iov_cap * sizeof(*c->iov));
+    }
+    for (size_t i = 0; i < c->inflight.n; i++)
+        c->iov[i] = h2o_iovec_init(c->inflight.v[i]->bytes, c->inflight.v[i]->len);
+    c->hub->stats.writes++;
+    h2o_iovec_t *iov = c->iov;
+    size_t n = c->inflight.n;
+    if (sock->ssl == NULL) {
+        size_t w = write_now(sock, &iov, &n);
+        sock->bytes_written += w;
+        c->inflight.bytes -= w;
+        if (n == 0) {
+            vec_clear(&c->inflight);
+            return;
+        }
+    }
+    h2o_socket_write(sock, iov, n, on_written);
+}
+
+static bool can_write(const client_t *c)
+{
+    return c->conn->sock != NULL && !h2o_socket_is_writing(c->conn->sock);
+}
+
+/* Queues a frame (takes the reference). */
+static void enqueue(client_t *c, frame_t *f)
+{
+    vec_push(&c->pending, f);
+    mark_dirty(c);
+}
 
 static void queue_text(client_t *c, const char *data, size_t len)
 {
-    struct wslay_event_msg msg = {WSLAY_TEXT_FRAME, (const uint8_t *)data, len};
-    wslay_event_queue_msg(c->conn->ws_ctx, &msg); /* fails only after a close: ignored */
+    enqueue(c, frame_text(data, len));
 }
 
 static void queue_json(client_t *c, json_t *j)
@@ -84,7 +294,8 @@ static void queue_error(client_t *c, const char *code, const char *message)
     queue_json(c, json_pack("{s:s,s:s,s:s}", "type", "error", "code", code, "message", message));
 }
 
-/* Pushes what wslay holds to the socket. May free c (the NULL callback): call it last. */
+/* Lets wslay send its control frames (they join c's queue through on_send). May free c (the
+ * NULL callback): call it last. */
 static void flush(client_t *c)
 {
     if (!c->in_callback && c->conn->sock != NULL)
@@ -105,25 +316,25 @@ static void doom(client_t *c, uint16_t code, const char *reason)
     c->close_pending = true;
     c->close_code = code;
     snprintf(c->close_reason, sizeof(c->close_reason), "%s", reason);
+    c->hub->close_waits++;
     uv_check_start(&c->hub->check, on_check);
     schedule(c->hub);
 }
 
-/* What one queued message costs beyond its bytes (an estimate): wslay's message record, its
- * list node and the allocator's headers. In the bench, 20 flooders at 1 MiB of 37-byte replies
- * each held about 2.8 MiB each when only payload counted. Counting it keeps a client flooding
- * small messages within its limit in memory, not only in payload. */
+/* What one queued message costs beyond its bytes (an estimate; a shared event costs its
+ * reference only, but it is counted at its full size like a message of the client's own). In the
+ * bench, 20 flooders at 1 MiB of 37-byte replies each held about 2.8 MiB each when only payload
+ * counted. Counting it keeps a client flooding small messages within its limit in memory, not only
+ * in payload. */
 #define MSG_OVERHEAD 96
 
-/* Every byte waiting for c: the messages wslay holds (with their overhead) and the frame h2o is
- * writing. */
+/* Every byte waiting for c: its queued frames and the control frames wslay holds (with their
+ * overhead), and the frames of the write in progress. */
 static size_t queued_bytes(const client_t *c)
 {
-    size_t n = wslay_event_get_queued_msg_length(c->conn->ws_ctx) +
-               wslay_event_get_queued_msg_count(c->conn->ws_ctx) * MSG_OVERHEAD;
-    if (c->conn->sock != NULL && h2o_socket_is_writing(c->conn->sock))
-        n += c->inflight;
-    return n;
+    return wslay_event_get_queued_msg_length(c->conn->ws_ctx) +
+           (wslay_event_get_queued_msg_count(c->conn->ws_ctx) + c->pending.n) * MSG_OVERHEAD +
+           c->pending.bytes + c->inflight.bytes;
 }
 
 static bool over_limit(const client_t *c)
@@ -157,6 +368,7 @@ static void drop_flooder(client_t *c)
             c->principal.name[0] ? c->principal.name : "(unauthenticated)", c->hub->o.max_queued);
     c->doomed = true;
     c->doomed_ms = uv_now(api_server_loop(c->hub->srv));
+    vec_clear(&c->pending); /* not worth sending: the close goes ahead of them */
     queue_close(c, WSLAY_CODE_POLICY_VIOLATION, "sending faster than reading");
     wslay_event_shutdown_read(c->conn->ws_ctx);
     schedule(c->hub);
@@ -168,8 +380,10 @@ static void pump(client_t *c)
     struct ws_hub *hub = c->hub;
     while (!c->doomed && c->cursor <= hub->latest) {
         event_t *e = &hub->ring[c->cursor % hub->o.ring_size];
-        if (e->data) /* not a placeholder for skipped events */
-            queue_text(c, e->data, e->len);
+        if (e->frame != NULL) { /* not a placeholder for skipped events */
+            e->frame->refs++;
+            enqueue(c, e->frame);
+        }
         c->cursor++;
         if (over_limit(c))
             drop_slow(c);
@@ -200,6 +414,13 @@ static void client_free(client_t *c)
 {
     struct ws_hub *hub = c->hub;
     cv_list_remove(&c->link);
+    if (c->dirty)
+        cv_list_remove(&c->dirty_link);
+    if (c->close_pending)
+        hub->close_waits--;
+    vec_free(&c->pending);
+    vec_free(&c->inflight); /* the socket is closed: its write will not touch them */
+    free(c->iov);
     hub->stats.clients--;
     hub->last_client_ns = cv_mono_ns();
     if (c->authed)
@@ -338,16 +559,41 @@ static void on_text(client_t *c, const uint8_t *data, size_t len)
         drop_flooder(c);
 }
 
-/* h2o's send callback, counting what it holds while the socket writes. */
+/* wslay's send callback in place of h2o's: the bytes (control frames only: data frames never
+ * go through wslay) join c's queue behind its data frames. Written at once when the socket is
+ * free: a close must be on its way before h2o_websocket_proceed, our caller, sees nothing more
+ * to read or write and closes the connection. */
 static ssize_t on_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
                        void *user_data)
 {
     h2o_websocket_conn_t *conn = user_data;
     client_t *c = conn->data;
-    ssize_t n = c->h2o_send(ctx, data, len, flags, user_data);
-    if (n > 0)
-        c->inflight = (size_t)n;
-    return n;
+    (void)ctx;
+    (void)flags;
+    vec_push(&c->pending, frame_raw(data, len));
+    if (can_write(c))
+        start_write(c);
+    else
+        mark_dirty(c);
+    return (ssize_t)len;
+}
+
+/* The socket wrote c's frames (or failed: the connection is gone). */
+static void on_written(h2o_socket_t *sock, const char *err)
+{
+    h2o_websocket_conn_t *conn = sock->data;
+    client_t *c = conn->data;
+    vec_clear(&c->inflight);
+    if (err != NULL) {
+        struct ws_hub *hub = c->hub;
+        h2o_websocket_close(conn);
+        client_free(c);
+        hub_maybe_free(hub);
+        return;
+    }
+    if (c->pending.n > 0) /* queued while this write was on its way: one write for all */
+        start_write(c);
+    h2o_websocket_proceed(conn); /* wslay's control frames; may free c */
 }
 
 static void on_ws_msg(h2o_websocket_conn_t *conn, const struct wslay_event_on_msg_recv_arg *arg)
@@ -371,25 +617,42 @@ static void on_ws_msg(h2o_websocket_conn_t *conn, const struct wslay_event_on_ms
     /* h2o_websocket_proceed, our caller, sends what was queued. */
 }
 
-/* Sends the close frames whose clients' queues have drained. */
+/* Once per loop pass while there is work: writes each dirty client's queued frames in one
+ * write, then sends the close frames whose clients' queues have drained. */
 static void on_check(uv_check_t *check)
 {
     struct ws_hub *hub = check->data;
     bool waiting = false;
-    for (cv_list_t *it = hub->clients.next, *next; it != &hub->clients; it = next) {
+    uv_idle_stop(&hub->kick);
+    for (cv_list_t *it = hub->dirty.next, *next; it != &hub->dirty; it = next) {
+        next = it->next;
+        client_t *c = cv_container_of(it, client_t, dirty_link);
+        if (c->conn->sock == NULL) { /* its 101 is being written */
+            waiting = true;
+            continue;
+        }
+        cv_list_remove(&c->dirty_link);
+        c->dirty = false;
+        if (c->pending.n > 0 && can_write(c))
+            start_write(c); /* else the end of the write in progress writes them */
+    }
+    for (cv_list_t *it = hub->clients.next, *next; hub->close_waits > 0 && it != &hub->clients;
+         it = next) {
         next = it->next;
         client_t *c = cv_container_of(it, client_t, link);
         if (!c->close_pending)
             continue;
-        if (c->conn->sock == NULL || wslay_event_get_queued_msg_count(c->conn->ws_ctx) > 0) {
+        if (c->conn->sock == NULL || c->pending.n > 0 ||
+            wslay_event_get_queued_msg_count(c->conn->ws_ctx) > 0) {
             waiting = true;
             continue;
         }
         c->close_pending = false;
+        hub->close_waits--;
         queue_close(c, c->close_code, c->close_reason);
         flush(c); /* may free c */
     }
-    if (!waiting)
+    if (!waiting && cv_list_empty(&hub->dirty))
         uv_check_stop(check);
 }
 
@@ -521,7 +784,6 @@ static void on_upgrade(api_req_t *req, void *data)
     c->conn = h2o_upgrade_to_websocket(h2o, key, c, on_ws_msg);
     wslay_event_config_set_max_recv_msg_length(c->conn->ws_ctx, hub->o.max_msg);
     struct wslay_event_callbacks cbs = c->conn->ws_callbacks;
-    c->h2o_send = cbs.send_callback;
     cbs.send_callback = on_send;
     wslay_event_config_set_callbacks(c->conn->ws_ctx, &cbs);
     api__req_consume(req);
@@ -579,17 +841,19 @@ int64_t ws_hub_publish(ws_hub_t *hub, const char *json, size_t len)
     char prefix[40];
     snprintf(prefix, sizeof(prefix), "\"seq\":%llu", (unsigned long long)seq);
     event_t *e = &hub->ring[seq % hub->o.ring_size];
-    free(e->data);
+    size_t wlen;
+    char *data = wrap(prefix, members, mlen, &wlen);
+    frame_unref(e->frame);
     e->seq = seq;
-    e->data = wrap(prefix, members, mlen, &e->len);
+    e->frame = frame_text(data, wlen); /* encoded once; every client queues a reference */
+    free(data);
     hub->stats.events = seq;
     for (cv_list_t *it = hub->clients.next, *next; it != &hub->clients; it = next) {
         next = it->next;
         client_t *c = cv_container_of(it, client_t, link);
         if (!c->authed || c->doomed)
             continue;
-        pump(c);
-        flush(c); /* may free c */
+        pump(c); /* written by on_check in this loop pass */
     }
     return (int64_t)seq;
 }
@@ -606,9 +870,8 @@ void ws_hub_skip(ws_hub_t *hub)
         return;
     uint64_t seq = ++hub->latest;
     event_t *e = &hub->ring[seq % hub->o.ring_size];
-    free(e->data);
-    e->data = NULL;
-    e->len = 0;
+    frame_unref(e->frame);
+    e->frame = NULL;
     e->seq = seq;
     hub->gap_seq = seq;
     hub->stats.events = seq;
@@ -623,19 +886,21 @@ int ws_hub_publish_topic(ws_hub_t *hub, const char *topic, const char *json, siz
         return -EINVAL;
     char *prefix = cv_sprintf("\"topic\":\"%s\"", topic);
     char *data = wrap(prefix, members, mlen, &wlen);
+    frame_t *f = frame_text(data, wlen);
     free(prefix);
+    free(data);
     for (cv_list_t *it = hub->clients.next, *next; it != &hub->clients; it = next) {
         next = it->next;
         client_t *c = cv_container_of(it, client_t, link);
         if (!c->authed || c->doomed || topic_index(c, topic) < 0)
             continue;
-        queue_text(c, data, wlen);
+        f->refs++;
+        enqueue(c, f);
         n++;
         if (over_limit(c))
             drop_slow(c);
-        flush(c); /* may free c */
     }
-    free(data);
+    frame_unref(f);
     return n;
 }
 
@@ -677,7 +942,7 @@ static void on_handle_closed(uv_handle_t *h)
         return;
     api_server_t *srv = hub->srv;
     for (size_t i = 0; i < hub->o.ring_size; i++)
-        free(hub->ring[i].data);
+        frame_unref(hub->ring[i].frame);
     free(hub->ring);
     free(hub);
     api__server_release(srv);
@@ -690,6 +955,7 @@ static void hub_maybe_free(struct ws_hub *hub)
         !uv_is_closing((uv_handle_t *)&hub->timer)) {
         uv_close((uv_handle_t *)&hub->timer, on_handle_closed);
         uv_close((uv_handle_t *)&hub->check, on_handle_closed);
+        uv_close((uv_handle_t *)&hub->kick, on_handle_closed);
     }
 }
 
@@ -746,8 +1012,10 @@ ws_hub_t *ws_hub_create(api_server_t *srv, const ws_hub_opts_t *opts)
     }
     uv_timer_init(api_server_loop(srv), &hub->timer);
     uv_check_init(api_server_loop(srv), &hub->check);
-    hub->timer.data = hub->check.data = hub;
-    hub->open_handles = 2;
+    uv_idle_init(api_server_loop(srv), &hub->kick);
+    cv_list_init(&hub->dirty);
+    hub->timer.data = hub->check.data = hub->kick.data = hub;
+    hub->open_handles = 3;
     api__server_hold(srv);
     hub->close_hook.fn = on_server_close;
     api__server_add_close_hook(srv, &hub->close_hook);

@@ -16,13 +16,15 @@
  * - Topics: {"type":"subscribe","topic":"run:42"} / "unsubscribe". ws_hub_publish_topic()
  *   sends {"topic":"run:42", ...} to subscribers only; topic events are not numbered nor kept.
  * - Slow clients: every byte waiting for one client (events, replies to its messages, topic
- *   events, the frame being written; each queued message counts 96 bytes more for its
+ *   events, the frames being written; each queued message counts 96 bytes more for its
  *   bookkeeping) counts against max_queued. When events push it past, the
  *   client is sent {"type":"resync","reason":"slow_consumer","seq":<last event sent to it>} and a
  *   close (1013, reason "slow consumer: resume with since=N"); it may reconnect with ?since=N.
  *   When replies to its own messages push it past (it sends faster than it reads), it is closed
  *   at once (1008, ahead of its queued replies) and nothing more is read from it. Either way it
  *   is dropped after drop_grace_ms at the latest. Memory per client stays bounded.
+ * - Sending: an event is encoded once into a shared frame; each client's queue holds a
+ *   reference. Whatever is queued for a client in a loop pass leaves in one socket write.
  * - Clients: beyond max_clients connected, an upgrade is answered 503 (JSON error).
  * - Liveness: a ping every ping_interval_ms; a client that has not answered the previous ping is
  *   dropped.
@@ -62,6 +64,7 @@ typedef struct ws_hub_stats {
     uint64_t queued_bytes;   /* bytes waiting for all clients now */
     uint64_t dropped_silent; /* closed for not answering a ping */
     uint64_t events;         /* published events (the latest seq) */
+    uint64_t writes;         /* socket writes (what a pass queued for a client leaves in one) */
 } ws_hub_stats_t;
 
 /** Creates the hub and adds its route (GET opts->path, no role: authentication is in-band) to

@@ -401,6 +401,137 @@ static void a_store_answer_after_the_prober_closed_goes_nowhere(void **s)
     assert_int_equal(f.results, 0);
 }
 
+/* ---- a passive store probe (SQLite): its status follows the store's state ---- */
+
+typedef struct {
+    struct store base; /* first: the store_t the store actor pings */
+    uv_loop_t loop;
+    cv_runtime_t *rt;
+    store_actor_t *sa;
+    cv_actor_t *me;
+    prober_t *p;
+    uv_timer_t answer_timer, window, stop;
+    store_status_cb cb;
+    void *ud;
+    int pings, results, pings_after_window;
+    health_status_t status[3], refreshed;
+    char *message[3];
+    bool closed;
+} pfx_t;
+
+static void passive_answer(uv_timer_t *t)
+{
+    pfx_t *f = t->data;
+    store_status_cb cb = f->cb;
+    f->cb = NULL;
+    cb(f->ud, 0);
+}
+
+static void passive_ping(store_t *st, store_status_cb cb, void *ud)
+{
+    pfx_t *f = (pfx_t *)st;
+    f->cb = cb;
+    f->ud = ud;
+    f->pings++;
+    uv_timer_start(&f->answer_timer, passive_answer, 0, 0);
+}
+
+static const store_ops_t passive_ops = {.name = "fake", .ping = passive_ping};
+
+static void passive_closed(void *ud)
+{
+    ((pfx_t *)ud)->closed = true;
+}
+
+static void passive_stop(uv_timer_t *t)
+{
+    pfx_t *f = t->data;
+    prober_close(f->p, passive_closed, f);
+    store_actor_destroy(f->sa);
+    cv_actor_destroy(f->me);
+    cv_runtime_close(f->rt);
+    uv_close((uv_handle_t *)&f->answer_timer, NULL);
+    uv_close((uv_handle_t *)&f->window, NULL);
+    uv_close((uv_handle_t *)&f->stop, NULL);
+}
+
+static void passive_window_over(uv_timer_t *t)
+{
+    pfx_t *f = t->data;
+    f->pings_after_window = f->pings;
+    cv_actor_post(prober_actor(f->p),
+                  &msg_health_query_new(MSG_HEALTH_REFRESH, "store", f->me, 9)->hdr);
+}
+
+static void passive_handle(cv_actor_t *self, cv_msg_t *msg)
+{
+    pfx_t *f = cv_actor_state(self);
+    if (msg->type == MSG_HEALTH_LIST) { /* a refresh still pings */
+        f->refreshed = ((msg_health_list_t *)msg)->items[0].status;
+        uv_timer_start(&f->stop, passive_stop, 0, 0);
+        return;
+    }
+    assert_int_equal(msg->type, MSG_HEALTH);
+    msg_health_t *h = (msg_health_t *)msg;
+    int i = f->results++;
+    assert_true(i < 3);
+    f->status[i] = h->h.status;
+    f->message[i] = cv_strdup(h->h.message);
+    cv_actor_t *prober = prober_actor(f->p);
+    if (i == 0) /* the first check at start; then the store fails its writes */
+        cv_actor_post(prober, &msg_store_state_new(STORE_DEGRADED, 1, 0, 0)->hdr);
+    else if (i == 1) /* and writes again */
+        cv_actor_post(prober, &msg_store_state_new(STORE_UP, 0, 0, 0)->hdr);
+    else /* 25 intervals of 20 ms: no ping */
+        uv_timer_start(&f->window, passive_window_over, 500, 0);
+}
+
+static void a_passive_store_probe_follows_the_store_state_and_does_not_poll(void **s)
+{
+    (void)s;
+    pfx_t f = {0};
+    f.base.ops = &passive_ops;
+    assert_int_equal(uv_loop_init(&f.loop), 0);
+    f.base.loop = &f.loop;
+    int err = 0;
+    f.rt = cv_runtime_create(&f.loop, &err);
+    f.sa = store_actor_create(f.rt, &f.base);
+    f.me = cv_actor_create(f.rt, "test", passive_handle, &f);
+    uv_timer_init(&f.loop, &f.answer_timer);
+    uv_timer_init(&f.loop, &f.window);
+    uv_timer_init(&f.loop, &f.stop);
+    f.answer_timer.data = f.window.data = f.stop.data = &f;
+    cfg_t *cfg = NULL;
+    cfg_errors_t errs = {0};
+    assert_int_equal(cfgcheck_load_string("jobs: []\n", 9, "t.yaml", &cfg, &errs), 0);
+    cfgref_t *ref = cfgref_new(cfg);
+    prober_opts_t o = {.cfg = ref,
+                       .store = store_actor_actor(f.sa),
+                       .store_interval_ms = 20,
+                       .store_timeout_ms = 5000,
+                       .store_passive = true};
+    f.p = prober_create(f.rt, &o);
+    cfgref_put(ref);
+    assert_int_equal(prober_add_observer(f.p, f.me), 0);
+    prober_start(f.p);
+    uv_timer_start(&f.stop, passive_stop, 20000, 0); /* a watchdog: the steps below restart it */
+    uv_run(&f.loop, UV_RUN_DEFAULT);
+    assert_true(f.closed);
+    assert_int_equal(uv_loop_close(&f.loop), 0);
+    assert_int_equal(f.results, 3);
+    assert_int_equal(f.status[0], HEALTH_HEALTHY);
+    assert_string_equal(f.message[0], "store answered");
+    assert_int_equal(f.status[1], HEALTH_UNHEALTHY);
+    assert_string_equal(f.message[1], "the database is failing writes (the store is degraded)");
+    assert_int_equal(f.status[2], HEALTH_HEALTHY);
+    assert_string_equal(f.message[2], "store writes succeed");
+    assert_int_equal(f.pings_after_window, 1); /* an active probe would have pinged ~25 times */
+    assert_int_equal(f.pings, 2);
+    assert_int_equal(f.refreshed, HEALTH_HEALTHY);
+    for (int i = 0; i < 3; i++)
+        free(f.message[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -413,6 +544,7 @@ int main(void)
         cmocka_unit_test(
             closing_the_prober_after_a_store_answer_it_has_not_read_touches_nothing_freed),
         cmocka_unit_test(a_store_answer_after_the_prober_closed_goes_nowhere),
+        cmocka_unit_test(a_passive_store_probe_follows_the_store_state_and_does_not_poll),
     };
     cv_log_setup(CV_LOG_ERROR, false);
     return cmocka_run_group_tests(tests, NULL, NULL);

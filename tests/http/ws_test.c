@@ -131,6 +131,36 @@ static void events_wait_for_first_message_auth_then_arrive_in_order(void **state
     tc_resp_free(&r);
 }
 
+/* Events published in one loop pass leave in one socket write per client (coalesced), every
+ * client getting the same frames in order. */
+static void events_of_one_pass_leave_in_one_write_per_client(void **state)
+{
+    fixture_t *f = *state;
+    tc_conn_t c[3];
+    ws_hub_stats_t before, after;
+    for (int k = 0; k < 3; k++)
+        connect_authed(f, &c[k], 0);
+    uv_run(&f->loop, UV_RUN_NOWAIT); /* nothing left to write from the handshakes */
+    ws_hub_stats(f->hub, &before);
+    assert_int_equal(before.queued_bytes, 0);
+    publish_n(f, 100);
+    ws_hub_stats(f->hub, &after);
+    assert_int_equal(after.writes, before.writes); /* nothing written before the pass ends */
+    for (int k = 0; k < 3; k++) {
+        for (int i = 0; i < 100; i++) {
+            json_t *j = tc_ws_read_json(&c[k]);
+            assert_non_null(j);
+            assert_int_equal(json_integer_value(json_object_get(j, "i")), i);
+            json_decref(j);
+        }
+    }
+    ws_hub_stats(f->hub, &after);
+    assert_int_equal(after.writes - before.writes, 3);
+    assert_int_equal(after.queued_bytes, 0);
+    for (int k = 0; k < 3; k++)
+        tc_close(&c[k]);
+}
+
 static void a_bad_token_or_another_first_message_is_closed_with_1008(void **state)
 {
     fixture_t *f = *state;
@@ -666,6 +696,8 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(events_wait_for_first_message_auth_then_arrive_in_order,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(events_of_one_pass_leave_in_one_write_per_client, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(a_bad_token_or_another_first_message_is_closed_with_1008,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(an_unauthenticated_client_is_closed_after_the_auth_timeout,
