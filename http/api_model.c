@@ -34,8 +34,27 @@ api__job_t *api__job_find(api_t *a, const char *name)
 
 void api__model_changed(api_t *a)
 {
-    free(a->jobs_cache);
-    a->jobs_cache = NULL;
+    for (size_t i = 0; i < a->njobs_cache; i++) {
+        free(a->jobs_cache[i].key);
+        api_shared_body_unref(a->jobs_cache[i].body);
+        a->jobs_cache[i] = (api__jobs_page_t){0};
+    }
+    a->njobs_cache = a->jobs_cache_next = 0;
+}
+
+static int by_name(const void *x, const void *y)
+{
+    return strcmp((*(api__job_t *const *)x)->name, (*(api__job_t *const *)y)->name);
+}
+
+api__job_t **api__jobs_sorted(api_t *a)
+{
+    if (a->jobs_sorted == NULL) {
+        a->jobs_sorted = cv_calloc(a->njobs + 1, sizeof(*a->jobs_sorted));
+        memcpy(a->jobs_sorted, a->jobs, a->njobs * sizeof(*a->jobs));
+        qsort(a->jobs_sorted, a->njobs, sizeof(*a->jobs_sorted), by_name);
+    }
+    return a->jobs_sorted;
 }
 
 /* Recomputes j's effective job from its configuration and the known overrides. */
@@ -52,6 +71,8 @@ void api__model_config(api_t *a, cfgref_t *cfg)
     for (size_t i = 0; i < a->nall; i++)
         a->all[i]->cfg = NULL;
     free(a->jobs);
+    free(a->jobs_sorted);
+    a->jobs_sorted = NULL;
     a->jobs = cv_calloc(cfg->cfg->n_jobs + 1, sizeof(*a->jobs));
     a->njobs = 0;
     for (unsigned i = 0; i < cfg->cfg->n_jobs; i++) {
@@ -670,7 +691,8 @@ void api__model_free(api_t *a)
     effjob_overrides_clear(&a->overrides);
     free(a->all);
     free(a->jobs);
-    a->all = a->jobs = NULL;
+    free(a->jobs_sorted);
+    a->all = a->jobs = a->jobs_sorted = NULL;
     a->nall = a->njobs = 0;
     while (!cv_list_empty(&a->active))
         active_free(a, cv_container_of(a->active.next, api__active_t, link));
