@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GET /api/jobs with 1,000 jobs under wrk, against nginx serving the very same bytes as a static
+# GET /api/jobs?limit=1000 (a page of 1,000 jobs) under wrk, against nginx serving the very same bytes as a static
 # file, in the same run. Prints requests/s and p99 of both and their ratio.
 #   bash bench/api_bench.sh [path/to/cronvisor]   (env: JOBS=1000 DURATION=10s CONNS=50 THREADS=2)
 set -euo pipefail
@@ -41,7 +41,7 @@ for _ in $(seq 1 100); do
 done
 [ -n "$PORT" ] || { cat "$TMP/cv.log"; exit 1; }
 mkdir -p "$TMP/www/api"
-curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/api/jobs" >"$TMP/www/api/jobs"
+curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/api/jobs?limit=$JOBS" >"$TMP/www/api/jobs"
 SIZE=$(stat -c %s "$TMP/www/api/jobs")
 
 NPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -71,8 +71,8 @@ run_wrk() { # url -> "rps p99"
     grep -q "Non-2xx" "$TMP/wrk.out" && { cat "$TMP/wrk.out"; echo "errors!"; exit 1; }
     echo "$rps $p99"
 }
-echo "GET /api/jobs: $JOBS jobs, $SIZE bytes; wrk -t$THREADS -c$CONNS -d$DURATION; $(nproc) CPU(s)"
-read -r CV_RPS CV_P99 <<<"$(run_wrk "http://127.0.0.1:$PORT/api/jobs")"
+echo "GET /api/jobs?limit=$JOBS: $JOBS jobs, $SIZE bytes; wrk -t$THREADS -c$CONNS -d$DURATION; $(nproc) CPU(s)"
+read -r CV_RPS CV_P99 <<<"$(run_wrk "http://127.0.0.1:$PORT/api/jobs?limit=$JOBS")"
 read -r NG_RPS NG_P99 <<<"$(run_wrk "http://127.0.0.1:$NPORT/api/jobs")"
 printf '%-10s %12s req/s  p99 %s\n' cronvisor "$CV_RPS" "$CV_P99" nginx "$NG_RPS" "$NG_P99"
 python3 -c "print('ratio cronvisor/nginx: %.2f' % ($CV_RPS / $NG_RPS))"
