@@ -487,12 +487,16 @@ static void track(api_t *a, api__job_t *j, const msg_run_event_t *e)
     }
 }
 
-static void publish_run(api_t *a, const msg_run_event_t *e)
+/* A run event; but for progress, with its job as it stands after the event (live counts, last
+ * run, next fire, statistics so far), so that a page showing the job needs no request. */
+static void publish_run(api_t *a, api__job_t *j, const msg_run_event_t *e)
 {
     if (!hub_wants(a))
         return;
     json_t *ev = json_pack("{s:s,s:o}", "type", run_ev_kind_name(e->kind), "run",
                            api__run_json(e->run, false));
+    if (e->kind != RUN_EV_PROGRESS && j->cfg != NULL)
+        json_object_set_new(ev, "job", api__job_json(a, j, cv_now_ms() / 1000));
     char *text = json_dumps(ev, JSON_COMPACT);
     ws_hub_publish(a->hub, text, strlen(text));
     free(text);
@@ -503,7 +507,7 @@ void api__model_event(api_t *a, msg_run_event_t *e)
 {
     api__job_t *j = job_get(a, e->run->job);
     track(a, j, e);
-    publish_run(a, e);
+    publish_run(a, j, e);
     if (e->kind == RUN_EV_FINISHED)
         api__model_refresh_stats(a, j->name);
     if (e->kind != RUN_EV_PROGRESS)
