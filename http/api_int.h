@@ -22,7 +22,7 @@
 #define API_LIVE_LOG_MAX  (1024 * 1024) /* output of an active run kept for /log */
 #define API_JOBS_PAGE     100           /* GET /api/jobs: jobs per page without limit= */
 #define API_JOBS_PAGE_MAX 1000          /* the largest limit= */
-#define API_JOBS_CACHE    16            /* encoded pages of GET /api/jobs kept */
+#define API_JOBS_CACHE    16            /* server.jobs_cache_pages when 0 */
 
 extern const double api__hist_bounds[API_HIST_BUCKETS]; /* seconds */
 
@@ -110,8 +110,9 @@ struct api {
     size_t nprobes;
     /* pages of GET /api/jobs already encoded, by query (emptied when the model changes); a
      * response being written holds its own reference to its body */
-    api__jobs_page_t jobs_cache[API_JOBS_CACHE];
-    size_t njobs_cache, jobs_cache_next; /* entries used; the one replaced next when full */
+    api__jobs_page_t *jobs_cache;       /* jobs_cache_max of them (server.jobs_cache_pages) */
+    size_t njobs_cache, jobs_cache_max; /* entries used, and kept at most */
+    size_t jobs_cache_next;             /* the one replaced next when full */
     uint64_t jobs_cache_hits, jobs_cache_misses;
     api__job_t **jobs_sorted; /* the configured jobs by name (keyset order), NULL until asked */
     size_t pending;           /* store calls in flight that hold the api */

@@ -248,6 +248,10 @@ static char *jobs_key(const jobs_query_t *q)
  * when the cache is full). */
 static api__jobs_page_t *jobs_page(api_t *a, const jobs_query_t *q, int64_t now)
 {
+    if (a->jobs_cache_max == 0) { /* no configuration applied yet */
+        a->jobs_cache_max = API_JOBS_CACHE;
+        a->jobs_cache = cv_calloc(a->jobs_cache_max, sizeof(*a->jobs_cache));
+    }
     char *key = jobs_key(q);
     api__jobs_page_t *e = NULL;
     for (size_t i = 0; i < a->njobs_cache && e == NULL; i++)
@@ -259,11 +263,11 @@ static api__jobs_page_t *jobs_page(api_t *a, const jobs_query_t *q, int64_t now)
         return e;
     }
     a->jobs_cache_misses++;
-    if (e == NULL && a->njobs_cache < API_JOBS_CACHE) {
+    if (e == NULL && a->njobs_cache < a->jobs_cache_max) {
         e = &a->jobs_cache[a->njobs_cache++];
     } else if (e == NULL) {
         e = &a->jobs_cache[a->jobs_cache_next];
-        a->jobs_cache_next = (a->jobs_cache_next + 1) % API_JOBS_CACHE;
+        a->jobs_cache_next = (a->jobs_cache_next + 1) % a->jobs_cache_max;
     }
     if (e->key != NULL) {
         free(e->key);

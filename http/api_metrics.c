@@ -268,7 +268,8 @@ static void conns(cv_buf_t *b, api_t *a)
     cv_buf_printf(b, "cronvisor_http_store_calls_cancelled_total %llu\n",
                   (unsigned long long)a->store_calls_cancelled);
     head(b, "cronvisor_http_jobs_cache_pages", "gauge",
-         "Encoded pages of GET /api/jobs kept (at most 16; emptied when a job changes).");
+         "Encoded pages of GET /api/jobs kept (at most server.jobs_cache_pages; emptied when a "
+         "job changes).");
     cv_buf_printf(b, "cronvisor_http_jobs_cache_pages %zu\n", a->njobs_cache);
     head(b, "cronvisor_http_jobs_cache_requests_total", "counter",
          "GET /api/jobs pages answered from the cache (hit) or encoded anew (miss).");

@@ -86,7 +86,11 @@ void api__model_config(api_t *a, cfgref_t *cfg)
     a->cfg = cfgref_get(cfg);
     if (old)
         cfgref_put(old);
-    api__model_changed(a);
+    api__model_changed(a); /* empties the cache before it is resized */
+    int pages = cfg->cfg->server.jobs_cache_pages;
+    a->jobs_cache_max = pages > 0 ? (size_t)pages : API_JOBS_CACHE;
+    a->jobs_cache = cv_realloc(a->jobs_cache, a->jobs_cache_max * sizeof(*a->jobs_cache));
+    memset(a->jobs_cache, 0, a->jobs_cache_max * sizeof(*a->jobs_cache));
 }
 
 bool api__model_override(api_t *a, const char *job, const char *field, const char *value,
@@ -710,4 +714,7 @@ void api__model_free(api_t *a)
     a->probes = NULL;
     a->nprobes = 0;
     api__model_changed(a);
+    free(a->jobs_cache);
+    a->jobs_cache = NULL;
+    a->jobs_cache_max = 0;
 }

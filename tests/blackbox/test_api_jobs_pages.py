@@ -2,16 +2,18 @@
 with their total, one cached body per page with ETag / If-None-Match (304) and gzip."""
 import gzip
 import json
+import os
+import tempfile
 import unittest
 from urllib.parse import quote
 
-from cvtest import Daemon, main, response_schema, schema_errors
+from cvtest import Daemon, main, response_schema, run_cli, schema_errors
 
 JOBS = 250
 
 
 def config():
-    lines = ['server:\n  listen: "127.0.0.1:0"\njobs:\n']
+    lines = ['server:\n  listen: "127.0.0.1:0"\n  jobs_cache_pages: 4\njobs:\n']
     for i in range(JOBS):
         lines.append('  - name: job%03d\n    title: %s number %d\n    schedule: "0 3 * * *"\n'
                      '    command: "true"\n    enabled: %s\n    tags: [%s]\n'
@@ -121,17 +123,43 @@ class JobPages(unittest.TestCase):
         not_modified = self.get("?limit=200", {"Accept-Encoding": "gzip", "If-None-Match": z.header("ETag")})
         self.assertEqual(not_modified.status, 304)
 
+    def metric(self, line):
+        text = self.d.api("GET", "/metrics").body.decode()
+        return int(float([l for l in text.splitlines() if l.startswith(line + " ")][0].split()[-1]))
+
+    def counts(self):
+        return tuple(self.metric('cronvisor_http_jobs_cache_requests_total{result="%s"}' % k) for k in ("hit", "miss"))
+
     def test_pages_are_cached_until_something_changes(self):
-        def counts():
-            text = self.d.api("GET", "/metrics").body.decode()
-            get = lambda k: int(float([l for l in text.splitlines() if l.startswith(
-                'cronvisor_http_jobs_cache_requests_total{result="%s"}' % k)][0].split()[-1]))
-            return get("hit"), get("miss")
         self.get("?limit=3&q=report")
-        hits, misses = counts()
-        for _ in range(5):
+        hits, misses = self.counts()
+        for _ in range(3):
             self.get("?limit=3&q=report")
-        self.assertEqual(counts(), (hits + 5, misses))
+        self.assertEqual(self.counts(), (hits + 3, misses))
+
+    def test_the_cache_keeps_at_most_server_jobs_cache_pages_pages(self):
+        for n in range(1, 8):  # seven distinct pages through a cache of four
+            self.assertEqual(self.get("?limit=%d&tag=nightly" % n).status, 200)
+        self.assertEqual(self.metric("cronvisor_http_jobs_cache_pages"), 4)
+        hits, misses = self.counts()
+        self.get("?limit=1&tag=nightly")  # replaced since: encoded again
+        self.get("?limit=7&tag=nightly")  # the newest: still there
+        self.assertEqual(self.counts(), (hits + 1, misses + 1))
+        self.assertEqual(self.metric("cronvisor_http_jobs_cache_pages"), 4)
+
+    def test_check_refuses_a_negative_jobs_cache_pages_with_where(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "cv.yaml")
+            with open(path, "w") as f:
+                f.write('server:\n  jobs_cache_pages: -1\njobs:\n  - name: a\n    schedule: manual\n    command: "true"\n')
+            r = run_cli("check", "-c", path)
+            self.assertEqual(r.returncode, 78, r.stderr)
+            self.assertIn("cv.yaml:2:21: jobs_cache_pages", r.stderr)
+            with open(path, "w") as f:
+                f.write('server:\n  jobs_cache_page: 4\njobs:\n  - name: a\n    schedule: manual\n    command: "true"\n')
+            r = run_cli("check", "-c", path)
+            self.assertEqual(r.returncode, 78, r.stderr)
+            self.assertIn("jobs_cache_pages", r.stderr)  # did you mean
 
 
 if __name__ == "__main__":
