@@ -52,6 +52,8 @@ error_log $TMP/nginx.err;
 events { worker_connections 1024; }
 http {
     access_log off;
+    sendfile on; # as Debian's nginx.conf serves static files (the stronger baseline)
+    tcp_nopush on;
     default_type application/json;
     server {
         listen 127.0.0.1:$NPORT;
@@ -63,8 +65,8 @@ NG
 "$NGINX" -c "$TMP/nginx.conf" -p "$TMP" 2>/dev/null || "$NGINX" -c "$TMP/nginx.conf" -p "$TMP"
 for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$NPORT/api/jobs" -o /dev/null && break; sleep 0.1; done
 
-run_wrk() { # url -> "rps p99"
-    wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $TOKEN" "$1" >"$TMP/wrk.out"
+run_wrk() { # url [header] -> "rps p99"
+    wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $TOKEN" ${2:+-H "$2"} "$1" >"$TMP/wrk.out"
     local rps p99
     rps=$(awk '/^Requests\/sec/ {print $2}' "$TMP/wrk.out")
     p99=$(awk '$1 == "99%" {print $2}' "$TMP/wrk.out")
@@ -76,4 +78,10 @@ read -r CV_RPS CV_P99 <<<"$(run_wrk "http://127.0.0.1:$PORT/api/jobs?limit=$JOBS
 read -r NG_RPS NG_P99 <<<"$(run_wrk "http://127.0.0.1:$NPORT/api/jobs")"
 printf '%-10s %12s req/s  p99 %s\n' cronvisor "$CV_RPS" "$CV_P99" nginx "$NG_RPS" "$NG_P99"
 python3 -c "print('ratio cronvisor/nginx: %.2f' % ($CV_RPS / $NG_RPS))"
+if [ -n "${GZIP:-}" ]; then # the gzip variant, and a revalidation answered 304
+    read -r GZ_RPS GZ_P99 <<<"$(run_wrk "http://127.0.0.1:$PORT/api/jobs?limit=$JOBS" "Accept-Encoding: gzip")"
+    ETAG=$(curl -sf -D - -o /dev/null -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/api/jobs?limit=$JOBS" | awk 'tolower($1) == "etag:" {print $2}' | tr -d '\r')
+    read -r NM_RPS NM_P99 <<<"$(run_wrk "http://127.0.0.1:$PORT/api/jobs?limit=$JOBS" "If-None-Match: $ETAG")"
+    printf '%-10s %12s req/s  p99 %s\n' "gzip" "$GZ_RPS" "$GZ_P99" "304" "$NM_RPS" "$NM_P99"
+fi
 echo "cronvisor RSS after: $(awk '/VmRSS/ {print $2, $3}' /proc/$CVPID/status)"
