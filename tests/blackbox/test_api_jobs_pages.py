@@ -3,6 +3,7 @@ with their total, one cached body per page with ETag / If-None-Match (304) and g
 import gzip
 import json
 import os
+import socket
 import tempfile
 import unittest
 from urllib.parse import quote
@@ -108,6 +109,30 @@ class JobPages(unittest.TestCase):
         self.assertNotEqual(changed.header("ETag"), tag)
         self.assertFalse([j for j in changed.json["jobs"] if j["name"] == "job001"][0]["enabled"])
         self.assertEqual(self.d.api("POST", "/api/jobs/job001/enable").status, 200)
+
+    def test_a_page_still_being_written_keeps_its_bytes_when_the_cache_drops_it(self):
+        want = self.get("?limit=1000").body
+        s = socket.socket()
+        # a small window and segment: the daemon's socket cannot take the whole page at once
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
+        s.settimeout(30)
+        s.connect(("127.0.0.1", self.d.port()))
+        s.sendall(b"GET /api/jobs?limit=1000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        head = s.recv(2048)
+        self.assertTrue(head.startswith(b"HTTP/1.1 200"), head[:100])
+        # the model changes (the cache lets go of the page) while the response is half written
+        self.assertEqual(self.d.api("POST", "/api/jobs/job002/disable").status, 200)
+        self.assertNotEqual(self.get("?limit=1000").body, want)
+        got = head
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        s.close()
+        self.assertEqual(got.split(b"\r\n\r\n", 1)[1], want)
+        self.assertEqual(self.d.api("POST", "/api/jobs/job002/enable").status, 200)
 
     def test_gzip_is_sent_when_accepted_and_holds_the_same_json(self):
         plain = self.get("?limit=200")
