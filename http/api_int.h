@@ -205,8 +205,6 @@ void api__store_state(api_t *a, const msg_store_state_t *m);
 json_t *api__store_json(const api_t *a);
 /** The active run with this id, or NULL. */
 api__active_t *api__active_find(api_t *a, int64_t id);
-/** Marks derived data (the cached GET /api/jobs pages) stale. */
-void api__model_changed(api_t *a);
 /** The configured jobs sorted by name (bytewise), a->njobs of them; built once per
  * configuration. */
 api__job_t **api__jobs_sorted(api_t *a);

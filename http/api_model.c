@@ -32,7 +32,8 @@ api__job_t *api__job_find(api_t *a, const char *name)
     return j && j->cfg ? j : NULL;
 }
 
-void api__model_changed(api_t *a)
+/* Marks derived data (the cached GET /api/jobs pages) stale. */
+static void model_changed(api_t *a)
 {
     for (size_t i = 0; i < a->njobs_cache; i++) {
         free(a->jobs_cache[i].key);
@@ -86,7 +87,7 @@ void api__model_config(api_t *a, cfgref_t *cfg)
     a->cfg = cfgref_get(cfg);
     if (old)
         cfgref_put(old);
-    api__model_changed(a); /* empties the cache before it is resized */
+    model_changed(a); /* empties the cache before it is resized */
     int pages = cfg->cfg->server.jobs_cache_pages;
     a->jobs_cache_max = pages > 0 ? (size_t)pages : API_JOBS_CACHE;
     a->jobs_cache = cv_realloc(a->jobs_cache, a->jobs_cache_max * sizeof(*a->jobs_cache));
@@ -106,7 +107,7 @@ bool api__model_override(api_t *a, const char *job, const char *field, const cha
         return false;
     if (j)
         job_effective(a, j);
-    api__model_changed(a);
+    model_changed(a);
     return true;
 }
 
@@ -189,7 +190,7 @@ int64_t api__job_next(api_t *a, api__job_t *j, int64_t now)
 
 void api__publish_job(api_t *a, api__job_t *j)
 {
-    api__model_changed(a);
+    model_changed(a);
     if (j->cfg == NULL || !hub_wants(a))
         return;
     json_t *ev = json_pack("{s:s,s:o}", "type", "job.updated", "job",
@@ -308,7 +309,7 @@ static void on_stats(api_t *a_, void *ud, msg_store_reply_t *r)
     for (size_t i = 0; status == 0 && !a->closed && i < count; i++)
         stats_apply(a, &stats[i]);
     if (!a->closed && status == 0) {
-        api__model_changed(a);
+        model_changed(a);
         for (size_t i = 0; c->publish && i < count; i++) {
             api__job_t *j = api__job_find(a, stats[i].job);
             if (j)
@@ -515,7 +516,7 @@ void api__model_event(api_t *a, msg_run_event_t *e)
     if (e->kind == RUN_EV_FINISHED)
         api__model_refresh_stats(a, j->name);
     if (e->kind != RUN_EV_PROGRESS)
-        api__model_changed(a);
+        model_changed(a);
 }
 
 /* ---- resync after missed events (shared store) ---- */
@@ -713,7 +714,7 @@ void api__model_free(api_t *a)
     free(a->probes);
     a->probes = NULL;
     a->nprobes = 0;
-    api__model_changed(a);
+    model_changed(a);
     free(a->jobs_cache);
     a->jobs_cache = NULL;
     a->jobs_cache_max = 0;
