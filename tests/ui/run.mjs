@@ -202,6 +202,7 @@ async function main() {
       for (const name of ["quick-ok", "always-fails", "chatty", "nightly", "billing"])
         check(await page.isVisible(row(name)), `row for ${name}`);
       check(await statusOf(page, "quick-ok") === "NEVER", "quick-ok never ran");
+      check(/^7\b/.test(await page.textContent("[data-role=job-count]")), "the page counts every job");
       const sched = await page.textContent(`${row("billing")} td:nth-child(3)`);
       check(sched.includes("At 04:00 on the 1st of every month"), `schedule_human wins: ${sched}`);
       const nightly = await page.textContent(`${row("nightly")} td:nth-child(3)`);
@@ -304,6 +305,19 @@ async function main() {
       await page.waitForSelector("#sched-input", { timeout: T });
       check(await page.isDisabled("#sched-input"), "input disabled");
       check(/Locked/.test(await page.textContent("[data-role=disabled-reason]")), "reason shown");
+    });
+
+    await step("the job list searches names and titles on the server", async () => {
+      await page.goto(base + "/jobs");
+      await page.waitForSelector(row("quick-ok"), { timeout: T });
+      await page.fill("[data-role=job-search]", "BILLING");
+      await page.press("[data-role=job-search]", "Enter");
+      await page.waitForFunction(() => document.querySelectorAll("tr[data-job]").length === 1, null, { timeout: T });
+      check(await page.isVisible(row("billing")), "the job whose title matches");
+      check(/^1\b/.test(await page.textContent("[data-role=job-count]")), "counted");
+      await page.fill("[data-role=job-search]", "");
+      await page.press("[data-role=job-search]", "Enter");
+      await page.waitForFunction(() => document.querySelectorAll("tr[data-job]").length === 7, null, { timeout: T });
     });
 
     await step("the job list works at phone width", async () => {

@@ -154,7 +154,7 @@ export function JobTable({ filter, q = "" }: { filter: JobFilter; q?: string }) 
       {jobs.length === 0 && <p class="muted">{t("noJobs")}</p>}
       <nav class="row pager" aria-label={t("jobs")}>
         <button type="button" disabled={page === 0} onClick={() => setPage(page - 1)}>← {t("prev")}</button>
-        <span data-role="job-count">{t("page", { n: page + 1 })} · {t("jobCount", { n: s.total })}</span>
+        <span>{t("page", { n: page + 1 })} · <span data-role="job-count">{t("jobCount", { n: s.total })}</span></span>
         <button type="button" disabled={cursors.length <= page + 1} onClick={() => setPage(page + 1)}>{t("next")} →</button>
       </nav>
     </>
