@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GET /api/jobs with 1,000 jobs under wrk, against nginx serving the very same bytes as a static
+# GET /api/jobs?limit=1000 (a page of 1,000 jobs) under wrk, against nginx serving the very same bytes as a static
 # file, in the same run. Prints requests/s and p99 of both and their ratio.
 #   bash bench/api_bench.sh [path/to/cronvisor]   (env: JOBS=1000 DURATION=10s CONNS=50 THREADS=2)
 set -euo pipefail
@@ -41,7 +41,7 @@ for _ in $(seq 1 100); do
 done
 [ -n "$PORT" ] || { cat "$TMP/cv.log"; exit 1; }
 mkdir -p "$TMP/www/api"
-curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/api/jobs" >"$TMP/www/api/jobs"
+curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/api/jobs?limit=$JOBS" >"$TMP/www/api/jobs"
 SIZE=$(stat -c %s "$TMP/www/api/jobs")
 
 NPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -52,6 +52,8 @@ error_log $TMP/nginx.err;
 events { worker_connections 1024; }
 http {
     access_log off;
+    sendfile on; # as Debian's nginx.conf serves static files (the stronger baseline)
+    tcp_nopush on;
     default_type application/json;
     server {
         listen 127.0.0.1:$NPORT;
@@ -63,17 +65,23 @@ NG
 "$NGINX" -c "$TMP/nginx.conf" -p "$TMP" 2>/dev/null || "$NGINX" -c "$TMP/nginx.conf" -p "$TMP"
 for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$NPORT/api/jobs" -o /dev/null && break; sleep 0.1; done
 
-run_wrk() { # url -> "rps p99"
-    wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $TOKEN" "$1" >"$TMP/wrk.out"
+run_wrk() { # url [header] -> "rps p99"
+    wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $TOKEN" ${2:+-H "$2"} "$1" >"$TMP/wrk.out"
     local rps p99
     rps=$(awk '/^Requests\/sec/ {print $2}' "$TMP/wrk.out")
     p99=$(awk '$1 == "99%" {print $2}' "$TMP/wrk.out")
     grep -q "Non-2xx" "$TMP/wrk.out" && { cat "$TMP/wrk.out"; echo "errors!"; exit 1; }
     echo "$rps $p99"
 }
-echo "GET /api/jobs: $JOBS jobs, $SIZE bytes; wrk -t$THREADS -c$CONNS -d$DURATION; $(nproc) CPU(s)"
-read -r CV_RPS CV_P99 <<<"$(run_wrk "http://127.0.0.1:$PORT/api/jobs")"
+echo "GET /api/jobs?limit=$JOBS: $JOBS jobs, $SIZE bytes; wrk -t$THREADS -c$CONNS -d$DURATION; $(nproc) CPU(s)"
+read -r CV_RPS CV_P99 <<<"$(run_wrk "http://127.0.0.1:$PORT/api/jobs?limit=$JOBS")"
 read -r NG_RPS NG_P99 <<<"$(run_wrk "http://127.0.0.1:$NPORT/api/jobs")"
 printf '%-10s %12s req/s  p99 %s\n' cronvisor "$CV_RPS" "$CV_P99" nginx "$NG_RPS" "$NG_P99"
 python3 -c "print('ratio cronvisor/nginx: %.2f' % ($CV_RPS / $NG_RPS))"
+if [ -n "${GZIP:-}" ]; then # the gzip variant, and a revalidation answered 304
+    read -r GZ_RPS GZ_P99 <<<"$(run_wrk "http://127.0.0.1:$PORT/api/jobs?limit=$JOBS" "Accept-Encoding: gzip")"
+    ETAG=$(curl -sf -D - -o /dev/null -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/api/jobs?limit=$JOBS" | awk 'tolower($1) == "etag:" {print $2}' | tr -d '\r')
+    read -r NM_RPS NM_P99 <<<"$(run_wrk "http://127.0.0.1:$PORT/api/jobs?limit=$JOBS" "If-None-Match: $ETAG")"
+    printf '%-10s %12s req/s  p99 %s\n' "gzip" "$GZ_RPS" "$GZ_P99" "304" "$NM_RPS" "$NM_P99"
+fi
 echo "cronvisor RSS after: $(awk '/VmRSS/ {print $2, $3}' /proc/$CVPID/status)"

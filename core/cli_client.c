@@ -351,16 +351,47 @@ static int wait_run(cli_ctx_t *c, cli_ws_t *ws, long long id, json_t **run)
 
 /* ---- commands ---- */
 
+/* Every job, following GET /api/jobs's pages (1,000 a page) into one {"jobs": [...]} object. */
+static int fetch_jobs(cli_ctx_t *c, json_t **out)
+{
+    json_t *all = json_array();
+    char *cursor = NULL;
+    int e = 0;
+    do {
+        char *esc = cursor ? escape(cursor) : NULL;
+        char *path = cv_sprintf("/api/jobs?limit=1000%s%s", esc ? "&cursor=" : "", esc ? esc : "");
+        json_t *page = NULL;
+        e = api(c, "GET", path, &page, NULL);
+        free(path);
+        free(esc);
+        free(cursor);
+        cursor = NULL;
+        if (e != 0)
+            break;
+        json_array_extend(all, json_object_get(page, "jobs"));
+        const char *next = json_string_value(json_object_get(page, "next_cursor"));
+        cursor = next ? cv_strdup(next) : NULL;
+        json_decref(page);
+    } while (cursor != NULL);
+    if (e != 0) {
+        json_decref(all);
+        return e;
+    }
+    *out = json_pack("{s:o}", "jobs", all);
+    return 0;
+}
+
 static int cmd_jobs(cli_ctx_t *c, char **args)
 {
     (void)args;
     json_t *j = NULL;
-    resp_t raw;
-    int e = api(c, "GET", "/api/jobs", &j, &raw);
+    int e = fetch_jobs(c, &j);
     if (e != 0)
         return e;
     if (c->json) {
-        print_raw(&raw);
+        char *text = json_dumps(j, JSON_COMPACT);
+        puts(text);
+        free(text);
     } else {
         table_t t = {.ncols = 6};
         const char *head[] = {"NAME", "SCHEDULE", "ENABLED", "NEXT", "LAST", "ACTIVE"};
@@ -391,7 +422,6 @@ static int cmd_jobs(cli_ctx_t *c, char **args)
         }
         table_print(&t);
     }
-    cv_buf_free(&raw.body);
     json_decref(j);
     return 0;
 }

@@ -243,6 +243,7 @@ typedef struct cfg_server {
     int write_timeout; /* seconds a connection's writes may make no progress; 0: 30 */
     /* reloads (API, SIGHUP) applied and waiting for the store's overrides; 0: 8 */
     int max_pending_reloads;
+    int jobs_cache_pages; /* encoded pages of GET /api/jobs kept; 0: 16 */
 } cfg_server_t;
 
 typedef struct cfg_limits {

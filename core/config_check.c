@@ -509,6 +509,7 @@ static void check_server_limits(cfg__ctx_t *c, cfg_t *cfg, cfg__where_fn fn, voi
                 {"server.max_streams", cfg->server.max_streams},
                 {"server.max_pending", cfg->server.max_pending},
                 {"server.max_pending_reloads", cfg->server.max_pending_reloads},
+                {"server.jobs_cache_pages", cfg->server.jobs_cache_pages},
                 {"server.max_resets", cfg->server.max_resets},
                 {"server.write_timeout", cfg->server.write_timeout},
                 {"limits.max_queued", cfg->limits.max_queued},

@@ -68,6 +68,7 @@ static const cyaml_schema_field_t server_fields[] = {
     INT("max_streams", cfg_server_t, max_streams),
     INT("max_pending", cfg_server_t, max_pending),
     INT("max_pending_reloads", cfg_server_t, max_pending_reloads),
+    INT("jobs_cache_pages", cfg_server_t, jobs_cache_pages),
     INT("max_resets", cfg_server_t, max_resets),
     INT("write_timeout", cfg_server_t, write_timeout),
     CYAML_FIELD_END};

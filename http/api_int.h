@@ -17,9 +17,12 @@
 #include "http/ws.h"
 #include "proto/msg.h"
 
-#define API_STATS_WINDOW 20 /* runs the average and p95 duration are taken over */
-#define API_HIST_BUCKETS 12
-#define API_LIVE_LOG_MAX (1024 * 1024) /* output of an active run kept for /log */
+#define API_STATS_WINDOW  20 /* runs the average and p95 duration are taken over */
+#define API_HIST_BUCKETS  12
+#define API_LIVE_LOG_MAX  (1024 * 1024) /* output of an active run kept for /log */
+#define API_JOBS_PAGE     100           /* GET /api/jobs: jobs per page without limit= */
+#define API_JOBS_PAGE_MAX 1000          /* the largest limit= */
+#define API_JOBS_CACHE    16            /* server.jobs_cache_pages when 0 */
 
 extern const double api__hist_bounds[API_HIST_BUCKETS]; /* seconds */
 
@@ -54,6 +57,13 @@ typedef struct api__job {
     bool stats_dirty; /* waiting in api->stats_dirty for a statistics refresh */
     bool stats_asked; /* statistics asked for at least once */
 } api__job_t;
+
+/** One cached page of GET /api/jobs. */
+typedef struct api__jobs_page {
+    char *key;               /* the page's query, normalised */
+    api_shared_body_t *body; /* one reference */
+    int64_t until;           /* Unix s at which a next fire in it passes */
+} api__jobs_page_t;
 
 /** A run that is queued or running: its snapshot and its output so far. */
 typedef struct api__active {
@@ -98,9 +108,13 @@ struct api {
     uint64_t next_corr;
     api__probe_t *probes;
     size_t nprobes;
-    char *jobs_cache; /* the body of GET /api/jobs, NULL when stale */
-    size_t jobs_cache_len;
-    int64_t jobs_cache_until; /* Unix s at which a next fire in it passes */
+    /* pages of GET /api/jobs already encoded, by query (emptied when the model changes); a
+     * response being written holds its own reference to its body */
+    api__jobs_page_t *jobs_cache;       /* jobs_cache_max of them (server.jobs_cache_pages) */
+    size_t njobs_cache, jobs_cache_max; /* entries used, and kept at most */
+    size_t jobs_cache_next;             /* the one replaced next when full */
+    uint64_t jobs_cache_hits, jobs_cache_misses;
+    api__job_t **jobs_sorted; /* the configured jobs by name (keyset order), NULL until asked */
     size_t pending;           /* store calls in flight that hold the api */
     cv_list_t store_calls;    /* api__store_call's waiting for their reply (api.c) */
     cv_live_t *live;          /* ended by api_close: the store actor drops late replies */
@@ -187,8 +201,9 @@ bool api__run_remote(const api_t *a, const run_t *r);
 void api__store_state(api_t *a, const msg_store_state_t *m);
 /** The active run with this id, or NULL. */
 api__active_t *api__active_find(api_t *a, int64_t id);
-/** Marks derived data (the cached GET /api/jobs body) stale. */
-void api__model_changed(api_t *a);
+/** The configured jobs sorted by name (bytewise), a->njobs of them; built once per
+ * configuration. */
+api__job_t **api__jobs_sorted(api_t *a);
 /** Effective values. */
 bool api__job_enabled(const api__job_t *j);
 const char *api__job_schedule(const api__job_t *j);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/log.h"
 #include "core/tz.h"
@@ -71,33 +72,223 @@ static bool refuse_locked(api__job_t *j, api_req_t *req)
 
 /* ---- reads ---- */
 
-static void refresh_cache(api_t *a, int64_t now)
+/* The query of GET /api/jobs, validated. */
+typedef struct jobs_query {
+    size_t limit;
+    const char *cursor, *q, *tag; /* NULL: none */
+    unsigned status;              /* bit per run_status_t, bit RUN__COUNT for NEVER; 0: any */
+    int enabled;                  /* -1: any */
+} jobs_query_t;
+
+#define STATUS_NEVER (1u << RUN__COUNT)
+
+/* Parses the comma-separated status list into q->status. Returns 0, or -EINVAL with the bad
+ * name in bad. */
+static int parse_statuses(const char *text, jobs_query_t *q, char *bad, size_t badlen)
 {
-    json_t *arr = json_array();
-    int64_t until = INT64_MAX;
-    for (size_t i = 0; i < a->njobs; i++) {
-        json_array_append_new(arr, api__job_json(a, a->jobs[i], now));
-        if (a->jobs[i]->eff.next < until)
-            until = a->jobs[i]->eff.next;
+    char *copy = cv_strdup(text), *save = NULL;
+    int rc = 0;
+    for (char *t = strtok_r(copy, ",", &save); t != NULL && rc == 0;
+         t = strtok_r(NULL, ",", &save)) {
+        run_status_t st;
+        if (strcmp(t, "NEVER") == 0)
+            q->status |= STATUS_NEVER;
+        else if (run_status_parse(t, &st) == 0)
+            q->status |= 1u << st;
+        else {
+            snprintf(bad, badlen, "%s", t);
+            rc = -EINVAL;
+        }
     }
-    json_t *body = json_pack("{s:o}", "jobs", arr);
-    a->jobs_cache = json_dumps(body, JSON_COMPACT);
-    a->jobs_cache_len = strlen(a->jobs_cache);
-    a->jobs_cache_until = until;
+    free(copy);
+    return rc == 0 && q->status == 0 ? -EINVAL : rc;
+}
+
+/* Reads and checks the query; on an error replies 400 (what and which parameter) and returns
+ * -EINVAL. */
+static int jobs_query(api_req_t *req, jobs_query_t *q)
+{
+    *q = (jobs_query_t){.limit = API_JOBS_PAGE, .enabled = -1};
+    const char *limit = api_req_query(req, "limit"), *enabled = api_req_query(req, "enabled");
+    const char *status = api_req_query(req, "status");
+    char *end = NULL, bad[64] = "";
+    if (limit != NULL) {
+        long n = strtol(limit, &end, 10);
+        if (*limit == '\0' || *end != '\0' || n < 1 || n > API_JOBS_PAGE_MAX) {
+            api_reply_error(req, 400, "bad_request", "limit must be an integer from 1 to 1000");
+            return -EINVAL;
+        }
+        q->limit = (size_t)n;
+    }
+    if (enabled != NULL) {
+        if (strcmp(enabled, "true") != 0 && strcmp(enabled, "false") != 0) {
+            api_reply_error(req, 400, "bad_request", "enabled must be true or false");
+            return -EINVAL;
+        }
+        q->enabled = strcmp(enabled, "true") == 0;
+    }
+    if (status != NULL && parse_statuses(status, q, bad, sizeof(bad)) != 0) {
+        char *msg = cv_sprintf("status: \"%s\" is not a run status (a comma-separated list of "
+                               "SUCCESS, PARTIAL, FAILED, TIMED_OUT, CANCELLED, ABANDONED, "
+                               "RUNNING, QUEUED, SKIPPED, NEVER)",
+                               bad);
+        api_reply_error(req, 400, "bad_request", msg);
+        free(msg);
+        return -EINVAL;
+    }
+    const char *v;
+    q->cursor = (v = api_req_query(req, "cursor")) && *v ? v : NULL;
+    q->q = (v = api_req_query(req, "q")) && *v ? v : NULL;
+    q->tag = (v = api_req_query(req, "tag")) && *v ? v : NULL;
+    return 0;
+}
+
+/* What the dashboard shows as the job's state: RUNNING while a run is, else the last run's
+ * status, else QUEUED while one waits, else NEVER (as a bit of jobs_query_t.status). */
+static unsigned job_state_bits(const api__job_t *j)
+{
+    unsigned bits = 0;
+    if (j->running > 0)
+        bits |= 1u << RUN_RUNNING;
+    if (j->queued > 0)
+        bits |= 1u << RUN_QUEUED;
+    if (j->last != NULL)
+        bits |= 1u << j->last->status;
+    else if (bits == 0)
+        bits |= STATUS_NEVER;
+    return bits;
+}
+
+static bool contains_nocase(const char *hay, const char *needle)
+{
+    if (hay == NULL)
+        return false;
+    size_t n = strlen(needle);
+    for (; *hay; hay++)
+        if (strncasecmp(hay, needle, n) == 0)
+            return true;
+    return false;
+}
+
+static bool job_matches(const api__job_t *j, const jobs_query_t *q)
+{
+    if (q->enabled >= 0 && api__job_enabled(j) != (q->enabled == 1))
+        return false;
+    if (q->status != 0 && (job_state_bits(j) & q->status) == 0)
+        return false;
+    if (q->q != NULL && !contains_nocase(j->name, q->q) && !contains_nocase(j->cfg->title, q->q))
+        return false;
+    if (q->tag != NULL) {
+        bool has = false;
+        for (unsigned i = 0; i < j->cfg->n_tags && !has; i++)
+            has = strcmp(j->cfg->tags[i], q->tag) == 0;
+        if (!has)
+            return false;
+    }
+    return true;
+}
+
+/* The first job (by name) after cursor: jobs_sorted[i] with name > cursor. */
+static size_t after_cursor(api__job_t **sorted, size_t n, const char *cursor)
+{
+    size_t lo = 0, hi = n;
+    while (cursor != NULL && lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(sorted[mid]->name, cursor) <= 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* Encodes the page q asks for into e (its body and until). */
+static void jobs_page_build(api_t *a, const jobs_query_t *q, int64_t now, api__jobs_page_t *e)
+{
+    api__job_t **sorted = api__jobs_sorted(a);
+    json_t *arr = json_array();
+    size_t total = 0, shown = 0;
+    const char *last = NULL;
+    bool more = false;
+    int64_t until = INT64_MAX;
+    size_t from = after_cursor(sorted, a->njobs, q->cursor);
+    for (size_t i = 0; i < a->njobs; i++) {
+        api__job_t *j = sorted[i];
+        if (!job_matches(j, q))
+            continue;
+        total++;
+        if (i < from)
+            continue;
+        if (shown == q->limit) {
+            more = true;
+            continue;
+        }
+        json_array_append_new(arr, api__job_json(a, j, now));
+        shown++;
+        last = j->name;
+        if (j->eff.next < until)
+            until = j->eff.next;
+    }
+    json_t *body =
+        json_pack("{s:o,s:o,s:I}", "jobs", arr, "next_cursor",
+                  more && last ? json_string(last) : json_null(), "total", (json_int_t)total);
+    char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
+    e->body = api_shared_body_new(text, strlen(text));
+    e->until = until;
+}
+
+static char *jobs_key(const jobs_query_t *q)
+{
+    return cv_sprintf("%zu\x1f%s\x1f%s\x1f%s\x1f%x\x1f%d", q->limit, q->cursor ? q->cursor : "",
+                      q->q ? q->q : "", q->tag ? q->tag : "", q->status, q->enabled);
+}
+
+/* The cached page for q, built when missing or past its next fire (the oldest entry is replaced
+ * when the cache is full). */
+static api__jobs_page_t *jobs_page(api_t *a, const jobs_query_t *q, int64_t now)
+{
+    if (a->jobs_cache_max == 0) { /* no configuration applied yet */
+        a->jobs_cache_max = API_JOBS_CACHE;
+        a->jobs_cache = cv_calloc(a->jobs_cache_max, sizeof(*a->jobs_cache));
+    }
+    char *key = jobs_key(q);
+    api__jobs_page_t *e = NULL;
+    for (size_t i = 0; i < a->njobs_cache && e == NULL; i++)
+        if (strcmp(a->jobs_cache[i].key, key) == 0)
+            e = &a->jobs_cache[i];
+    if (e != NULL && now < e->until) {
+        free(key);
+        a->jobs_cache_hits++;
+        return e;
+    }
+    a->jobs_cache_misses++;
+    if (e == NULL && a->njobs_cache < a->jobs_cache_max) {
+        e = &a->jobs_cache[a->njobs_cache++];
+    } else if (e == NULL) {
+        e = &a->jobs_cache[a->jobs_cache_next];
+        a->jobs_cache_next = (a->jobs_cache_next + 1) % a->jobs_cache_max;
+    }
+    if (e->key != NULL) {
+        free(e->key);
+        api_shared_body_unref(e->body);
+    }
+    e->key = key;
+    jobs_page_build(a, q, now, e);
+    return e;
 }
 
 static void h_jobs(api_req_t *req, void *data)
 {
     api_t *a = data;
+    jobs_query_t q;
+    if (jobs_query(req, &q) != 0)
+        return;
     if (!api__stats_fresh(a, req, h_jobs))
         return;
-    int64_t now = now_s();
-    if (a->jobs_cache == NULL || now >= a->jobs_cache_until) {
-        api__model_changed(a);
-        refresh_cache(a, now);
-    }
-    api_reply_bytes(req, 200, "application/json", a->jobs_cache, a->jobs_cache_len, NULL, 0);
+    api__jobs_page_t *e = jobs_page(a, &q, now_s());
+    api_header_t cc = {"cache-control", "no-cache"};
+    api_reply_shared(req, "application/json", e->body, &cc, 1);
 }
 
 static void h_job(api_req_t *req, void *data)

@@ -267,6 +267,16 @@ static void conns(cv_buf_t *b, api_t *a)
          "Store reads not done because their client was gone first (HTTP/2 reset, closed).");
     cv_buf_printf(b, "cronvisor_http_store_calls_cancelled_total %llu\n",
                   (unsigned long long)a->store_calls_cancelled);
+    head(b, "cronvisor_http_jobs_cache_pages", "gauge",
+         "Encoded pages of GET /api/jobs kept (at most server.jobs_cache_pages; emptied when a "
+         "job changes).");
+    cv_buf_printf(b, "cronvisor_http_jobs_cache_pages %zu\n", a->njobs_cache);
+    head(b, "cronvisor_http_jobs_cache_requests_total", "counter",
+         "GET /api/jobs pages answered from the cache (hit) or encoded anew (miss).");
+    cv_buf_printf(b, "cronvisor_http_jobs_cache_requests_total{result=\"hit\"} %llu\n",
+                  (unsigned long long)a->jobs_cache_hits);
+    cv_buf_printf(b, "cronvisor_http_jobs_cache_requests_total{result=\"miss\"} %llu\n",
+                  (unsigned long long)a->jobs_cache_misses);
     head(b, "cronvisor_http_pending_requests", "gauge", "Requests waiting for a deferred reply.");
     cv_buf_printf(b, "cronvisor_http_pending_requests %zu\n", s.pending);
     head(b, "cronvisor_http_pending_refused_total", "counter",

@@ -32,10 +32,30 @@ api__job_t *api__job_find(api_t *a, const char *name)
     return j && j->cfg ? j : NULL;
 }
 
-void api__model_changed(api_t *a)
+/* Marks derived data (the cached GET /api/jobs pages) stale. */
+static void model_changed(api_t *a)
 {
-    free(a->jobs_cache);
-    a->jobs_cache = NULL;
+    for (size_t i = 0; i < a->njobs_cache; i++) {
+        free(a->jobs_cache[i].key);
+        api_shared_body_unref(a->jobs_cache[i].body);
+        a->jobs_cache[i] = (api__jobs_page_t){0};
+    }
+    a->njobs_cache = a->jobs_cache_next = 0;
+}
+
+static int by_name(const void *x, const void *y)
+{
+    return strcmp((*(api__job_t *const *)x)->name, (*(api__job_t *const *)y)->name);
+}
+
+api__job_t **api__jobs_sorted(api_t *a)
+{
+    if (a->jobs_sorted == NULL) {
+        a->jobs_sorted = cv_calloc(a->njobs + 1, sizeof(*a->jobs_sorted));
+        memcpy(a->jobs_sorted, a->jobs, a->njobs * sizeof(*a->jobs));
+        qsort(a->jobs_sorted, a->njobs, sizeof(*a->jobs_sorted), by_name);
+    }
+    return a->jobs_sorted;
 }
 
 /* Recomputes j's effective job from its configuration and the known overrides. */
@@ -52,6 +72,8 @@ void api__model_config(api_t *a, cfgref_t *cfg)
     for (size_t i = 0; i < a->nall; i++)
         a->all[i]->cfg = NULL;
     free(a->jobs);
+    free(a->jobs_sorted);
+    a->jobs_sorted = NULL;
     a->jobs = cv_calloc(cfg->cfg->n_jobs + 1, sizeof(*a->jobs));
     a->njobs = 0;
     for (unsigned i = 0; i < cfg->cfg->n_jobs; i++) {
@@ -65,7 +87,11 @@ void api__model_config(api_t *a, cfgref_t *cfg)
     a->cfg = cfgref_get(cfg);
     if (old)
         cfgref_put(old);
-    api__model_changed(a);
+    model_changed(a); /* empties the cache before it is resized */
+    int pages = cfg->cfg->server.jobs_cache_pages;
+    a->jobs_cache_max = pages > 0 ? (size_t)pages : API_JOBS_CACHE;
+    a->jobs_cache = cv_realloc(a->jobs_cache, a->jobs_cache_max * sizeof(*a->jobs_cache));
+    memset(a->jobs_cache, 0, a->jobs_cache_max * sizeof(*a->jobs_cache));
 }
 
 bool api__model_override(api_t *a, const char *job, const char *field, const char *value,
@@ -81,7 +107,7 @@ bool api__model_override(api_t *a, const char *job, const char *field, const cha
         return false;
     if (j)
         job_effective(a, j);
-    api__model_changed(a);
+    model_changed(a);
     return true;
 }
 
@@ -164,7 +190,7 @@ int64_t api__job_next(api_t *a, api__job_t *j, int64_t now)
 
 void api__publish_job(api_t *a, api__job_t *j)
 {
-    api__model_changed(a);
+    model_changed(a);
     if (j->cfg == NULL || !hub_wants(a))
         return;
     json_t *ev = json_pack("{s:s,s:o}", "type", "job.updated", "job",
@@ -283,7 +309,7 @@ static void on_stats(api_t *a_, void *ud, msg_store_reply_t *r)
     for (size_t i = 0; status == 0 && !a->closed && i < count; i++)
         stats_apply(a, &stats[i]);
     if (!a->closed && status == 0) {
-        api__model_changed(a);
+        model_changed(a);
         for (size_t i = 0; c->publish && i < count; i++) {
             api__job_t *j = api__job_find(a, stats[i].job);
             if (j)
@@ -467,12 +493,16 @@ static void track(api_t *a, api__job_t *j, const msg_run_event_t *e)
     }
 }
 
-static void publish_run(api_t *a, const msg_run_event_t *e)
+/* A run event; but for progress, with its job as it stands after the event (live counts, last
+ * run, next fire, statistics so far), so that a page showing the job needs no request. */
+static void publish_run(api_t *a, api__job_t *j, const msg_run_event_t *e)
 {
     if (!hub_wants(a))
         return;
     json_t *ev = json_pack("{s:s,s:o}", "type", run_ev_kind_name(e->kind), "run",
                            api__run_json(e->run, false));
+    if (e->kind != RUN_EV_PROGRESS && j->cfg != NULL)
+        json_object_set_new(ev, "job", api__job_json(a, j, cv_now_ms() / 1000));
     char *text = json_dumps(ev, JSON_COMPACT);
     ws_hub_publish(a->hub, text, strlen(text));
     free(text);
@@ -483,11 +513,11 @@ void api__model_event(api_t *a, msg_run_event_t *e)
 {
     api__job_t *j = job_get(a, e->run->job);
     track(a, j, e);
-    publish_run(a, e);
+    publish_run(a, j, e);
     if (e->kind == RUN_EV_FINISHED)
         api__model_refresh_stats(a, j->name);
     if (e->kind != RUN_EV_PROGRESS)
-        api__model_changed(a);
+        model_changed(a);
 }
 
 /* ---- resync after missed events (shared store) ---- */
@@ -672,7 +702,8 @@ void api__model_free(api_t *a)
     effjob_overrides_clear(&a->overrides);
     free(a->all);
     free(a->jobs);
-    a->all = a->jobs = NULL;
+    free(a->jobs_sorted);
+    a->all = a->jobs = a->jobs_sorted = NULL;
     a->nall = a->njobs = 0;
     while (!cv_list_empty(&a->active))
         active_free(a, cv_container_of(a->active.next, api__active_t, link));
@@ -685,5 +716,8 @@ void api__model_free(api_t *a)
     free(a->probes);
     a->probes = NULL;
     a->nprobes = 0;
-    api__model_changed(a);
+    model_changed(a);
+    free(a->jobs_cache);
+    a->jobs_cache = NULL;
+    a->jobs_cache_max = 0;
 }

@@ -4,8 +4,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <zlib.h>
+
 #include "core/log.h"
 #include "http/api_internal.h"
+
+struct api_shared_body {
+    unsigned refs;
+    char *data;
+    size_t len;
+    char *gz; /* made on first use; NULL before, or when gzip does not make it smaller */
+    size_t gz_len;
+    bool gz_tried;
+    char hex[17];     /* a hash of the bytes */
+    char etag[24];    /* "\"<hex>\"" */
+    char etag_gz[28]; /* "\"<hex>-gz\"": a strong ETag per content coding */
+};
 
 /* The request can no longer be answered: whoever holds its token sees it. */
 static void req_end_live(api__req_t *r)
@@ -186,9 +200,20 @@ static void add_header(h2o_req_t *h2o, const char *name, const char *value)
  * that outlives every request, e.g. an embedded asset), sent from where it is, so that a client
  * that does not read pins no copy of it. HEAD gets the same headers, including the length of the
  * body it does not get. */
-static void send_response_ex(h2o_req_t *h2o, int status, const char *content_type, const void *data,
-                             size_t len, const api_header_t *extra, size_t nextra, bool shared)
+static void on_hold_dispose(void *p)
 {
+    api_shared_body_unref(*(api_shared_body_t **)p);
+}
+
+static void send_response_ex(h2o_req_t *h2o, int status, const char *content_type, const void *data,
+                             size_t len, const api_header_t *extra, size_t nextra, bool shared,
+                             api_shared_body_t *hold)
+{
+    if (hold != NULL) { /* the pool keeps the bytes until h2o is done with the request */
+        api_shared_body_t **slot = h2o_mem_alloc_shared(&h2o->pool, sizeof(*slot), on_hold_dispose);
+        *slot = hold;
+        hold->refs++;
+    }
     h2o->res.status = status;
     h2o->res.reason = reason_phrase(status);
     if (content_type != NULL)
@@ -209,11 +234,12 @@ static void send_response_ex(h2o_req_t *h2o, int status, const char *content_typ
 static void send_response(h2o_req_t *h2o, int status, const char *content_type, const void *data,
                           size_t len, const api_header_t *extra, size_t nextra)
 {
-    send_response_ex(h2o, status, content_type, data, len, extra, nextra, false);
+    send_response_ex(h2o, status, content_type, data, len, extra, nextra, false, NULL);
 }
 
 static int reply_ex(api_req_t *req, int status, const char *content_type, const void *data,
-                    size_t len, const api_header_t *extra, size_t nextra, bool shared)
+                    size_t len, const api_header_t *extra, size_t nextra, bool shared,
+                    api_shared_body_t *hold)
 {
     api__req_t *r = (api__req_t *)req;
     h2o_req_t *h2o = r->h2o;
@@ -228,7 +254,7 @@ static int reply_ex(api_req_t *req, int status, const char *content_type, const 
     r->slot = NULL;
     r->h2o = NULL;
     req_end_live(r);
-    send_response_ex(h2o, status, content_type, data, len, extra, nextra, shared);
+    send_response_ex(h2o, status, content_type, data, len, extra, nextra, shared, hold);
     req_free(r);
     return 0;
 }
@@ -236,7 +262,7 @@ static int reply_ex(api_req_t *req, int status, const char *content_type, const 
 static int reply(api_req_t *req, int status, const char *content_type, const void *data, size_t len,
                  const api_header_t *extra, size_t nextra)
 {
-    return reply_ex(req, status, content_type, data, len, extra, nextra, false);
+    return reply_ex(req, status, content_type, data, len, extra, nextra, false, NULL);
 }
 
 int api_reply_bytes(api_req_t *req, int status, const char *content_type, const void *data,
@@ -343,7 +369,84 @@ int api_reply_asset(api_req_t *req, const api_asset_t *a)
     const char *ae = api_req_header(req, "accept-encoding");
     if (a->gz != NULL && ae != NULL && header_lists(ae, "gzip")) {
         hdrs[n++] = (api_header_t){"content-encoding", "gzip"};
-        return reply_ex(req, 200, a->content_type, a->gz, a->gz_len, hdrs, n, true);
+        return reply_ex(req, 200, a->content_type, a->gz, a->gz_len, hdrs, n, true, NULL);
     }
-    return reply_ex(req, 200, a->content_type, a->data, a->len, hdrs, n, true);
+    return reply_ex(req, 200, a->content_type, a->data, a->len, hdrs, n, true, NULL);
+}
+
+/* ---- shared bodies ---- */
+
+api_shared_body_t *api_shared_body_new(char *data, size_t len)
+{
+    api_shared_body_t *b = cv_calloc(1, sizeof(*b));
+    b->refs = 1;
+    b->data = data;
+    b->len = len;
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)data[i]) * 1099511628211ull;
+    snprintf(b->hex, sizeof(b->hex), "%016llx", (unsigned long long)h);
+    snprintf(b->etag, sizeof(b->etag), "\"%s\"", b->hex);
+    snprintf(b->etag_gz, sizeof(b->etag_gz), "\"%s-gz\"", b->hex);
+    return b;
+}
+
+void api_shared_body_unref(api_shared_body_t *b)
+{
+    if (b == NULL || --b->refs > 0)
+        return;
+    free(b->data);
+    free(b->gz);
+    free(b);
+}
+
+/* Makes b's gzip variant (RFC 1952) once; keeps none when it is not smaller. */
+static void shared_gzip(api_shared_body_t *b)
+{
+    if (b->gz_tried)
+        return;
+    b->gz_tried = true;
+    z_stream zs = {0};
+    if (deflateInit2(&zs, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return;
+    size_t cap = deflateBound(&zs, b->len) + 32;
+    char *out = cv_malloc(cap);
+    zs.next_in = (Bytef *)b->data;
+    zs.avail_in = (uInt)b->len;
+    zs.next_out = (Bytef *)out;
+    zs.avail_out = (uInt)cap;
+    int rc = deflate(&zs, Z_FINISH);
+    size_t n = cap - zs.avail_out;
+    deflateEnd(&zs);
+    if (rc != Z_STREAM_END || n >= b->len) {
+        free(out);
+        return;
+    }
+    b->gz = out;
+    b->gz_len = n;
+}
+
+int api_reply_shared(api_req_t *req, const char *content_type, api_shared_body_t *b,
+                     const api_header_t *extra, size_t nextra)
+{
+    api_header_t hdrs[8];
+    size_t n = 0;
+    const char *ae = api_req_header(req, "accept-encoding");
+    bool gz = ae != NULL && header_lists(ae, "gzip");
+    if (gz)
+        shared_gzip(b);
+    gz = gz && b->gz != NULL;
+    hdrs[n++] = (api_header_t){"etag", gz ? b->etag_gz : b->etag};
+    hdrs[n++] = (api_header_t){"vary", "Accept-Encoding"};
+    for (size_t i = 0; i < nextra && n < CV_ARRAY_SIZE(hdrs) - 1; i++)
+        hdrs[n++] = extra[i];
+    /* either coding's tag names the same bytes */
+    const char *inm = api_req_header(req, "if-none-match");
+    if (inm != NULL && (strcmp(inm, "*") == 0 || strstr(inm, b->hex) != NULL))
+        return reply(req, 304, NULL, "", 0, hdrs, n);
+    if (gz) {
+        hdrs[n++] = (api_header_t){"content-encoding", "gzip"};
+        return reply_ex(req, 200, content_type, b->gz, b->gz_len, hdrs, n, true, b);
+    }
+    return reply_ex(req, 200, content_type, b->data, b->len, hdrs, n, true, b);
 }

@@ -182,4 +182,24 @@ typedef struct api_asset {
  * embedded data), so that clients that never read pin no copies. */
 int api_reply_asset(api_req_t *req, const api_asset_t *asset);
 
+/** A response body shared by every request that sends it (e.g. the cached GET /api/jobs page):
+ * reference-counted, so that a response still being written keeps its bytes after the cache let
+ * go of them, and no request copies them. Loop thread only. */
+typedef struct api_shared_body api_shared_body_t;
+
+/** Makes a shared body of data[0..len) (taken: freed with the last reference) with one reference
+ * for the caller. Its ETag is a hash of the bytes (two bodies with the same bytes share it); its
+ * gzip variant is made on first use (api_reply_shared). Aborts on out-of-memory. */
+api_shared_body_t *api_shared_body_new(char *data, size_t len);
+/** Drops one reference (NULL: nothing). */
+void api_shared_body_unref(api_shared_body_t *b);
+
+/** Replies 200 with b (content_type, extra headers), sent from b's bytes without a copy (h2o
+ * writes them from where they are; the request's pool holds a reference until the response is
+ * written or dropped): 304 with no body when If-None-Match names b's ETag; the gzip variant
+ * (Content-Encoding: gzip) when Accept-Encoding accepts gzip. Always sends ETag and Vary:
+ * Accept-Encoding. */
+int api_reply_shared(api_req_t *req, const char *content_type, api_shared_body_t *b,
+                     const api_header_t *extra, size_t nextra);
+
 #endif

@@ -354,7 +354,7 @@ class ReloadEvents(unittest.TestCase):
             self.assertEqual(schema_errors(removed[0], event_schema("JobRemovedEvent")), [], removed[0])
             # the REST view agrees with the events
             names = [j["name"] for j in d.api("GET", "/api/jobs", token=TOKEN).json["jobs"]]
-            self.assertEqual(names, ["kept", "arrived"])
+            self.assertEqual(names, ["arrived", "kept"])
             ws.close()
         finally:
             d.stop()

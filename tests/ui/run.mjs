@@ -72,6 +72,12 @@ jobs:
     description: Runs on another host and reports by ping.
     schedule: "0 5 1 1 *"
     ping: { key: ${PING_KEY} }
+  - name: ticker
+    title: Ticker
+    description: Fires every second once enabled (the no-request step).
+    schedule: "@every 1s"
+    enabled: false
+    command: "true"
 `;
 
 let failures = 0;
@@ -196,6 +202,7 @@ async function main() {
       for (const name of ["quick-ok", "always-fails", "chatty", "nightly", "billing"])
         check(await page.isVisible(row(name)), `row for ${name}`);
       check(await statusOf(page, "quick-ok") === "NEVER", "quick-ok never ran");
+      check(/^7\b/.test(await page.textContent("[data-role=job-count]")), "the page counts every job");
       const sched = await page.textContent(`${row("billing")} td:nth-child(3)`);
       check(sched.includes("At 04:00 on the 1st of every month"), `schedule_human wins: ${sched}`);
       const nightly = await page.textContent(`${row("nightly")} td:nth-child(3)`);
@@ -230,7 +237,7 @@ async function main() {
       await page.waitForFunction(() => document.querySelectorAll("tr[data-job]").length === 1, null, { timeout: T });
       check(await page.isVisible(row("always-fails")), "only the failed job");
       await page.click("[data-card=failed]");
-      await page.waitForFunction(() => document.querySelectorAll("tr[data-job]").length === 6, null, { timeout: T });
+      await page.waitForFunction(() => document.querySelectorAll("tr[data-job]").length === 7, null, { timeout: T });
     });
 
     await step("a chained run's page names the run that started it, whose page links back to it", async () => {
@@ -298,6 +305,19 @@ async function main() {
       await page.waitForSelector("#sched-input", { timeout: T });
       check(await page.isDisabled("#sched-input"), "input disabled");
       check(/Locked/.test(await page.textContent("[data-role=disabled-reason]")), "reason shown");
+    });
+
+    await step("the job list searches names and titles on the server", async () => {
+      await page.goto(base + "/jobs");
+      await page.waitForSelector(row("quick-ok"), { timeout: T });
+      await page.fill("[data-role=job-search]", "BILLING");
+      await page.press("[data-role=job-search]", "Enter");
+      await page.waitForFunction(() => document.querySelectorAll("tr[data-job]").length === 1, null, { timeout: T });
+      check(await page.isVisible(row("billing")), "the job whose title matches");
+      check(/^1\b/.test(await page.textContent("[data-role=job-count]")), "counted");
+      await page.fill("[data-role=job-search]", "");
+      await page.press("[data-role=job-search]", "Enter");
+      await page.waitForFunction(() => document.querySelectorAll("tr[data-job]").length === 7, null, { timeout: T });
     });
 
     await step("the job list works at phone width", async () => {
@@ -405,7 +425,7 @@ async function main() {
       await page.waitForSelector(row("added-by-reload"), { timeout: T });
       await page.waitForSelector(row("chatty"), { state: "detached", timeout: T });
       check((await page.textContent(row("added-by-reload"))).includes("Added by reload"), "the new job's title");
-      check(await page.locator("tr[data-job]").count() === 6, "the other jobs stay");
+      check(await page.locator("tr[data-job]").count() === 7, "the other jobs stay");
       check(await page.evaluate(() => window.__noReload === true), "the page was not reloaded");
       check(page.url() === url, `still on ${url}`);
       // config.reloaded arrives after job.added / job.removed: its summary is shown in a notice.
@@ -443,6 +463,44 @@ async function main() {
       await pp.waitForFunction(() => document.body.textContent.includes("user:eve@example.com"), null, { timeout: T });
       await pp.screenshot({ path: join(SHOTS, "proxy-person.png") });
       await pctx.close();
+    });
+
+    await step("an open page makes no API request while a job fires every second: the events carry the state", async () => {
+      const h = { Authorization: `Bearer ${TOKENS.admin}` };
+      const lastRun = async () => (await (await fetch(`${base}/api/jobs/ticker/runs?limit=1`, { headers: h })).json()).runs[0];
+      const setTicker = async (on) => {
+        const r = await fetch(`${base}/api/jobs/ticker/${on ? "enable" : "disable"}`, { method: "POST", headers: h });
+        check(r.status === 200, `ticker ${on ? "enabled" : "disabled"}: ${r.status}`);
+      };
+      for (const where of ["/", "/jobs/ticker"]) {
+        await page.goto(base + where);
+        await page.waitForSelector("[data-conn=live]", { timeout: T });
+        await page.waitForSelector(where === "/" ? row("ticker") : "header.job-head[data-job=ticker]", { timeout: T });
+        await page.waitForLoadState("networkidle", { timeout: T }); // the navigation's own reads are done
+        const asked = [];
+        const onRequest = (r) => {
+          const u = new URL(r.url());
+          if (u.pathname.startsWith("/api/") && u.pathname !== "/api/events") asked.push(`${r.method()} ${u.pathname}${u.search}`);
+        };
+        page.on("request", onRequest);
+        const from = (await lastRun())?.id ?? 0;
+        await setTicker(true);
+        let last;
+        for (const end = Date.now() + 60000; ; ) { // ten runs of the ticker end (read outside the page)
+          last = await lastRun();
+          if (last && last.id >= from + 10 && last.finished_at) break;
+          check(Date.now() < end, `ten ticker runs in 60 s (last: ${JSON.stringify(last)})`);
+          await new Promise((r) => setTimeout(r, 200));
+        }
+        await setTicker(false);
+        // the page shows the tenth run: it follows the events
+        if (where === "/")
+          await page.waitForFunction((id) => Number(document.querySelector('tr[data-job="ticker"] [data-run-id]')?.getAttribute("data-run-id")) >= id, last.id, { timeout: T });
+        else
+          await page.waitForSelector(`tr[data-run="${last.id}"] [data-status=SUCCESS]`, { timeout: T });
+        page.off("request", onRequest);
+        check(asked.length === 0, `${where}: ${asked.length} API requests during ${last.id - from} runs: ${asked.slice(0, 5).join(", ")}`);
+      }
     });
 
     await step("no script errors on the page", async () => {

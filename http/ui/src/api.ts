@@ -90,7 +90,12 @@ export async function request<T>(method: string, path: string, body?: unknown, t
 const enc = encodeURIComponent;
 
 export const api = {
-  jobs: () => request<Schemas["JobList"]>("GET", "/api/jobs").then((r) => r.jobs),
+  /** One page of jobs by name; pass next_cursor back for the following page. */
+  jobs: (q: { q?: string; tag?: string; status?: string; enabled?: boolean; limit: number; cursor?: string | null }) => {
+    const p = new URLSearchParams();
+    for (const [k, v] of Object.entries(q)) if (v !== undefined && v !== null && v !== "") p.set(k, String(v));
+    return request<Schemas["JobList"]>("GET", `/api/jobs?${p}`);
+  },
   job: (name: string) => request<Job>("GET", `/api/jobs/${enc(name)}`),
   trigger: (name: string) =>
     request<Schemas["Triggered"]>("POST", `/api/jobs/${enc(name)}/trigger`),

@@ -8,7 +8,7 @@ import { describeSchedule, Key, t } from "./i18n";
 import { EnableToggle, PingBadge, RunNowButton } from "./jobs";
 import { ScheduleEditor } from "./schedule";
 import { isRunEvent } from "./live";
-import { useEvents, useStore } from "./store";
+import { showJob, useEvents, useStore } from "./store";
 import { jobStatus, StatusBadge, Time } from "./ui";
 
 const PAGE = 20;
@@ -113,12 +113,13 @@ function RunHistory({ job }: { job: string }) {
   );
 }
 
+/** The job's audit entries, read once per visit (not on events: no event carries audit). */
 function Audit({ job }: { job: string }) {
   const s = useStore();
   const [entries, setEntries] = useState<AuditEntry[] | null>(null);
   useEffect(() => {
     api.audit(job).then(setEntries).catch(() => setEntries(null));
-  }, [job, s.jobs.find((j) => j.name === job)]);
+  }, [job, s.gen]);
   if (entries === null) return null;
   return (
     <section aria-labelledby="audit-h">
@@ -140,8 +141,14 @@ function Audit({ job }: { job: string }) {
 
 export function JobDetail({ name }: { name: string }) {
   const s = useStore();
+  const [missing, setMissing] = useState(false);
+  // Read once per visit (and after a resync); events keep it current from then on.
+  useEffect(() => {
+    setMissing(false);
+    api.job(name).then(showJob).catch((e: ApiError) => setMissing(e.status === 404));
+  }, [name, s.gen]);
   const job = s.jobs.find((j) => j.name === name);
-  if (!s.loaded) return <p>{t("loading")}</p>;
+  if (!s.loaded || (!job && !missing)) return <p>{t("loading")}</p>;
   if (!job) return <p>{t("notFound")}</p>;
   return (
     <>

@@ -1,14 +1,21 @@
-// The job list: one row per job with status, schedule in words, last and next run, success
-// rate, and the actions the role allows. Also used on the overview when a card filters it.
-import { useState } from "preact/hooks";
+// The job list: one page of jobs (by name) with status, schedule in words, last and next run,
+// success rate, and the actions the role allows; fetched once per navigation (filter, search,
+// page) and kept current by the events. Also used on the overview when a card filters it.
+import { useEffect, useState } from "preact/hooks";
 import { api, ApiError, Job } from "./api";
 import { percent } from "./fmt";
 import { describeSchedule, t } from "./i18n";
 import { navigate } from "./router";
-import { can, FAILED, useStore } from "./store";
+import { can, FAILED, set, useStore } from "./store";
 import { Dialog, jobStatus, LastRunCell, StatusBadge, Time } from "./ui";
 
 export type JobFilter = "" | "running" | "queued" | "succeeded" | "failed";
+
+/** The status= of GET /api/jobs that selects a filter's jobs. */
+const STATUS_OF: Record<JobFilter, string> = {
+  "": "", running: "RUNNING", queued: "QUEUED", succeeded: "SUCCESS", failed: FAILED.join(","),
+};
+export const JOB_PAGE = 50;
 
 export function matches(j: Job, f: JobFilter): boolean {
   const s = jobStatus(j);
@@ -110,28 +117,64 @@ export function JobRow({ job }: { job: Job }) {
   );
 }
 
-export function JobTable({ filter }: { filter: JobFilter }) {
+export function JobTable({ filter, q = "" }: { filter: JobFilter; q?: string }) {
   const s = useStore();
+  const [page, setPage] = useState(0);
+  const [cursors, setCursors] = useState<(string | null)[]>([null]); // cursor of each page
+  const [err, setErr] = useState("");
+  useEffect(() => { setPage(0); setCursors([null]); }, [filter, q]);
+  useEffect(() => {
+    let gone = false;
+    api.jobs({ status: STATUS_OF[filter], q, limit: JOB_PAGE, cursor: cursors[page] })
+      .then((r) => {
+        if (gone) return;
+        set({ jobs: r.jobs, total: r.total, nextCursor: r.next_cursor });
+        setErr("");
+        setCursors((c) => { const n = c.slice(0, page + 1); if (r.next_cursor) n.push(r.next_cursor); return n; });
+      })
+      .catch((e: ApiError) => !gone && setErr(e.message));
+    return () => { gone = true; };
+  }, [filter, q, page, cursors[page], s.gen]);
+  // A row whose job no longer fits the filter leaves at once; one that came to fit shows on the
+  // next navigation.
   const jobs = s.jobs.filter((j) => matches(j, filter));
   return (
-    <table class="jobs">
-      <thead>
-        <tr>
-          <th scope="col">{t("status")}</th><th scope="col">{t("job")}</th><th scope="col">{t("schedule")}</th>
-          <th scope="col">{t("lastRun")}</th><th scope="col">{t("nextRun")}</th>
-          <th scope="col">{t("successRate")}</th><th scope="col">{t("actions")}</th>
-        </tr>
-      </thead>
-      <tbody>{jobs.map((j) => <JobRow key={j.name} job={j} />)}</tbody>
-    </table>
+    <>
+      {err && <p class="error-text" role="alert">{err}</p>}
+      <table class="jobs">
+        <thead>
+          <tr>
+            <th scope="col">{t("status")}</th><th scope="col">{t("job")}</th><th scope="col">{t("schedule")}</th>
+            <th scope="col">{t("lastRun")}</th><th scope="col">{t("nextRun")}</th>
+            <th scope="col">{t("successRate")}</th><th scope="col">{t("actions")}</th>
+          </tr>
+        </thead>
+        <tbody>{jobs.map((j) => <JobRow key={j.name} job={j} />)}</tbody>
+      </table>
+      {jobs.length === 0 && <p class="muted">{t("noJobs")}</p>}
+      <nav class="row pager" aria-label={t("jobs")}>
+        <button type="button" disabled={page === 0} onClick={() => setPage(page - 1)}>← {t("prev")}</button>
+        <span>{t("page", { n: page + 1 })} · <span data-role="job-count">{t("jobCount", { n: s.total })}</span></span>
+        <button type="button" disabled={cursors.length <= page + 1} onClick={() => setPage(page + 1)}>{t("next")} →</button>
+      </nav>
+    </>
   );
 }
 
 export function JobsPage({ filter }: { filter: JobFilter }) {
+  const [text, setText] = useState("");
+  const [q, setQ] = useState("");
   return (
     <section aria-labelledby="jobs-h">
       <div class="row between">
         <h1 id="jobs-h">{t("jobs")}</h1>
+        <form role="search" onSubmit={(e) => { e.preventDefault(); setQ(text.trim()); }}>
+          <label>
+            {t("search")}{" "}
+            <input type="search" value={text} data-role="job-search"
+              onInput={(e) => setText((e.target as HTMLInputElement).value)} />
+          </label>
+        </form>
         <label>
           {t("filter")}{" "}
           <select value={filter} onChange={(e) => {
@@ -146,7 +189,7 @@ export function JobsPage({ filter }: { filter: JobFilter }) {
           </select>
         </label>
       </div>
-      <JobTable filter={filter} />
+      <JobTable filter={filter} q={q} />
     </section>
   );
 }

@@ -23,7 +23,7 @@ function Login() {
     e.preventDefault();
     setBusy(true);
     try {
-      await request("GET", "/api/jobs", undefined, tok.trim());
+      await request("GET", "/api/jobs?limit=1", undefined, tok.trim());
       signIn(tok.trim());
     } catch (x) {
       setErr((x as { status: number }).status === 401 ? t("badToken") : (x as Error).message);

@@ -53,8 +53,7 @@ function ProbeCard({ name }: { name: string }) {
 
 export function Overview({ filter }: { filter: JobFilter }) {
   const s = useStore();
-  const running = s.jobs.reduce((a, j) => a + j.running, 0);
-  const queued = s.jobs.reduce((a, j) => a + j.queued, 0);
+  const { running, queued } = s; // over every job, not only the page shown
   return (
     <>
       <h1 class="sr-only">{t("overview")}</h1>

@@ -1,6 +1,8 @@
-// The page's state: jobs, probes, 24-hour counters, who is signed in and the connection. Loaded
-// over REST when the live connection (re)authenticates without a resume point, then kept
-// current by the events alone. Components read it through useStore().
+// The page's state: the jobs on screen (a page of the list, or the job of a detail page), the
+// active counts, probes, 24-hour counters, who is signed in and the connection. Loaded over REST
+// when the live connection (re)authenticates without a resume point or a page is navigated to,
+// then kept current by the events alone: run events and job.updated carry the job as the API
+// lists it, so an event never costs a request. Components read it through useStore().
 import { useEffect, useState } from "preact/hooks";
 import {
   api, ApiError, getToken, Info, Job, Link, Probe, PROXY_SESSION, request, Role, Run, setToken, setUnauthorizedHandler,
@@ -13,7 +15,12 @@ export interface State {
   role: Role | "";
   conn: ConnState;
   loaded: boolean;
-  jobs: Job[];
+  jobs: Job[]; // the jobs on screen
+  total: number; // jobs matching the list's filter
+  nextCursor: string | null; // the list's next page
+  gen: number; // bumped by every full (re)load: pages fetch again
+  running: number; // runs running / queued now, over every job
+  queued: number;
   probes: Probe[];
   links: Link[];
   version: string;
@@ -25,7 +32,7 @@ export interface State {
 
 export const state: State = {
   token: getToken(), name: "", role: "", conn: "connecting", loaded: false,
-  jobs: [], probes: [], links: [], version: "", ok24: 0, failed24: 0, loginError: "", summaryAt: 0,
+  jobs: [], total: 0, nextCursor: null, gen: 0, running: 0, queued: 0, probes: [], links: [], version: "", ok24: 0, failed24: 0, loginError: "", summaryAt: 0,
 };
 
 const listeners = new Set<() => void>();
@@ -55,46 +62,59 @@ const seen24 = new Set<number>(); // run ids already counted in ok24/failed24
 
 export const FAILED = ["FAILED", "TIMED_OUT", "ABANDONED"];
 
-function upsertJob(j: Job): void {
+/** Replaces the job on screen with j (added = a new job: put in the list too). */
+function upsertJob(j: Job, added = false): void {
+  countActive(j);
   const i = state.jobs.findIndex((x) => x.name === j.name);
+  if (i < 0 && !added) return; // not on screen
   // The job record's last_run may lack the error text that the run event carried: keep it.
   const old = i >= 0 ? state.jobs[i].last_run : null;
   if (j.last_run && old && old.id === j.last_run.id && j.last_run.error === undefined) j.last_run.error = old.error;
   const jobs = state.jobs.slice();
   if (i >= 0) jobs[i] = j;
   else jobs.push(j);
+  if (added) jobs.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   set({ jobs });
 }
 
-const refetching = new Map<string, number>();
-/** Reloads one job soon (coalesced): counts, stats and next fire after a run event. */
-function refetchJob(name: string): void {
-  if (refetching.has(name)) return;
-  refetching.set(name, window.setTimeout(async () => {
-    refetching.delete(name);
-    try {
-      upsertJob(await api.job(name));
-    } catch {
-      /* the next event or reload fixes it */
-    }
-  }, 150));
+/** Puts j in the page's list of jobs on screen (a detail page's job). */
+export function showJob(j: Job): void {
+  upsertJob(j, true);
+}
+
+// Live counts of the jobs that have runs running or queued (the overview's cards): read once with
+// the jobs whose status is RUNNING or QUEUED, then kept by the job each event carries.
+const active = new Map<string, { running: number; queued: number }>();
+function countActive(j: Pick<Job, "name" | "running" | "queued">): void {
+  if (j.running > 0 || j.queued > 0) active.set(j.name, { running: j.running, queued: j.queued });
+  else if (!active.delete(j.name)) return;
+  let running = 0, queued = 0;
+  active.forEach((v) => { running += v.running; queued += v.queued; });
+  if (running !== state.running || queued !== state.queued) set({ running, queued });
 }
 
 export async function loadAll(): Promise<void> {
-  const [jobs, probes, info, sum] = await Promise.all([
-    api.jobs(),
+  const [busy, probes, info, sum] = await Promise.all([
+    api.jobs({ status: "RUNNING,QUEUED", limit: 1000 }),
     api.health().catch(() => state.probes),
     api.info().catch(() => ({} as { links?: Link[]; version?: string })),
     api.summary().catch(() => ({ succeeded: 0, failed: 0 })),
   ]);
   seen24.clear();
-  set({ jobs, probes, links: info.links ?? [], version: info.version ?? "", loaded: true,
-    ok24: sum.succeeded, failed24: sum.failed, summaryAt: Date.now() });
+  active.clear();
+  set({ probes, links: info.links ?? [], version: info.version ?? "", loaded: true, gen: state.gen + 1,
+    ok24: sum.succeeded, failed24: sum.failed, summaryAt: Date.now(), running: 0, queued: 0 });
+  busy.jobs.forEach(countActive);
 }
 
-function applyRun(type: RunEvent["type"], run: Run): void {
+function applyRun(type: RunEvent["type"], run: Run, job: Job | undefined): void {
   const j = state.jobs.find((x) => x.name === run.job);
-  if (j) {
+  if (job) {
+    // The event carries the job as the API lists it after the event: nothing to ask.
+    if (j && j.last_run && job.last_run && j.last_run.id === job.last_run.id && job.last_run.error === undefined)
+      job.last_run.error = j.last_run.error;
+    upsertJob(job);
+  } else if (j && type !== "run.progress") {
     const copy: Job = { ...j };
     if (type === "run.started") copy.running = Math.max(1, j.running);
     if (type === "run.queued") copy.queued = j.queued + 1;
@@ -114,13 +134,15 @@ function applyRun(type: RunEvent["type"], run: Run): void {
     if (run.status === "SUCCESS") set({ ok24: state.ok24 + 1 });
     else if (FAILED.includes(run.status)) set({ failed24: state.failed24 + 1 });
   }
-  if (type !== "run.progress") refetchJob(run.job);
 }
 
 function onEvent(ev: LiveEvent): void {
-  if (isRunEvent(ev)) applyRun(ev.type, ev.run);
-  else if (ev.type === "job.updated" || ev.type === "job.added") upsertJob(ev.job);
-  else if (ev.type === "job.removed") set({ jobs: state.jobs.filter((x) => x.name !== ev.job) });
+  if (isRunEvent(ev)) applyRun(ev.type, ev.run, ev.job);
+  else if (ev.type === "job.updated" || ev.type === "job.added") upsertJob(ev.job, ev.type === "job.added");
+  else if (ev.type === "job.removed") {
+    countActive({ name: ev.job, running: 0, queued: 0 });
+    set({ jobs: state.jobs.filter((x) => x.name !== ev.job) });
+  }
   else if (ev.type === "health.changed") {
     const p: Probe = ev.probe;
     const probes = state.probes.filter((x) => x.name !== p.name).concat(p).sort((a, b) => a.name.localeCompare(b.name));
