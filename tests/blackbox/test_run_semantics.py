@@ -309,8 +309,10 @@ jobs:
 """ % {"p": self.rx.port}
         with Daemon(cfg) as d:
             for n in range(3):
-                trigger(d, "bad", 202)
+                run_id = int(trigger(d, "bad", 202).json["run_id"])
                 d.run_finished("bad")
+                # this run's own delivery (an earlier run's line must not satisfy the wait)
+                self.rx.wait(lambda p, doc, i=run_id: p == "/hook" and doc.get("run", {}).get("id") == i)
                 logged(d, r"notify hook: run.failed bad delivered")
             listed = d.api("GET", "/api/notifications", token=OPERATOR).json
             items = listed["notifications"] if isinstance(listed, dict) else listed
