@@ -13,7 +13,22 @@ const SERIES: { tone: string; label: () => string; color: string }[] = [
   { tone: "failed", label: () => t("st_FAILED"), color: "#cf222e" },
 ];
 
-export function RunChart({ runs }: { runs: Run[] }) {
+/** The time axis' range: the runs' span with a margin, at least an hour (so one run, or a few
+ * close together, is not drawn on an axis of years). */
+export function xRange(min: number | null, max: number | null): [number, number] {
+  if (min === null || max === null || !isFinite(min) || !isFinite(max)) {
+    const now = Date.now() / 1000;
+    return [now - 3600, now];
+  }
+  const span = max - min;
+  if (span < 3600) {
+    const mid = (min + max) / 2;
+    return [mid - 1800, mid + 1800];
+  }
+  return [min - span * 0.03, max + span * 0.03];
+}
+
+export function RunChart({ runs, tz }: { runs: Run[]; tz?: string }) {
   const el = useRef<HTMLDivElement>(null);
   useEffect(() => {
     if (!el.current) return;
@@ -24,7 +39,8 @@ export function RunChart({ runs }: { runs: Run[] }) {
     const width = Math.max(280, el.current.clientWidth);
     const plot = new uPlot({
       width, height: 220,
-      scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
+      tzDate: (ts) => { try { return uPlot.tzDate(new Date(ts * 1e3), tz || "UTC"); } catch { return new Date(ts * 1e3); } },
+      scales: { x: { time: true, range: (_u, min, max) => xRange(min, max) }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
       axes: [{}, { label: "s", size: 50 }],
       series: [{}, ...SERIES.map((s) => ({
         label: s.label(), stroke: s.color, fill: s.color, width: 0,
@@ -34,6 +50,6 @@ export function RunChart({ runs }: { runs: Run[] }) {
     const ro = new ResizeObserver(() => plot.setSize({ width: Math.max(280, el.current?.clientWidth ?? width), height: 220 }));
     ro.observe(el.current);
     return () => { ro.disconnect(); plot.destroy(); };
-  }, [runs]);
-  return <figure class="chart"><figcaption>{t("chartTitle")}</figcaption><div ref={el} role="img" aria-label={t("chartTitle")} /></figure>;
+  }, [runs, tz]);
+  return <figure class="chart" data-tz={tz}><figcaption>{t("chartTitle")}</figcaption><div ref={el} role="img" aria-label={t("chartTitle")} /></figure>;
 }
