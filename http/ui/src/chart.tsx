@@ -13,7 +13,7 @@ const SERIES: { tone: string; label: () => string; color: string }[] = [
   { tone: "failed", label: () => t("st_FAILED"), color: "#cf222e" },
 ];
 
-/** The time axis' range: the runs' span with a margin, at least an hour (so one run, or a few
+/** The time axis' range: the runs' span with a margin, at least ten minutes (so one run, or a few
  * close together, is not drawn on an axis of years). */
 export function xRange(min: number | null, max: number | null): [number, number] {
   if (min === null || max === null || !isFinite(min) || !isFinite(max)) {
@@ -21,9 +21,9 @@ export function xRange(min: number | null, max: number | null): [number, number]
     return [now - 3600, now];
   }
   const span = max - min;
-  if (span < 3600) {
+  if (span < 600) {
     const mid = (min + max) / 2;
-    return [mid - 1800, mid + 1800];
+    return [mid - 300, mid + 300];
   }
   return [min - span * 0.03, max + span * 0.03];
 }
