@@ -140,6 +140,143 @@ async function runNow(page, name) {
   await page.click("dialog[open] button.primary");
 }
 
+// uidetail: run and job detail. Two jobs are added by a reload (so the earlier steps' job counts
+// stay as they are): one that reports progress and a summary, fails and is retried twice, in
+// Asia/Tokyo; one that runs long enough to be cancelled from its page.
+const DETAIL_JOBS = `
+  - name: staged-import
+    title: Staged import
+    description: Reports progress and a summary, then fails; retried twice.
+    schedule: manual
+    timezone: Asia/Tokyo
+    retries: { max: 2, backoff: 1s, backoff_max: 1s }
+    command: 'echo "{\\"progress\\": 0.5, \\"summary\\": {\\"rows\\": 1200, \\"source\\": \\"s3://imports\\", \\"tables\\": [\\"a\\", \\"b\\"]}}" >&$$CRONVISOR_RESULT_FD; echo loading; echo "bad row 7" >&2; exit 4'
+  - name: slow-import
+    title: Slow import
+    description: Reports progress every half second for a minute (the Cancel step).
+    schedule: manual
+    command: 'i=1; while [ $$i -le 120 ]; do echo "{\\"progress\\": $$(($$i * 100 / 120))e-2}" >&$$CRONVISOR_RESULT_FD; echo "imported chunk $$i"; i=$$((i + 1)); sleep 0.5; done'
+`;
+
+async function detailSteps(browser, base, d) {
+  const h = { Authorization: `Bearer ${TOKENS.admin}` };
+  const get = async (path) => (await fetch(base + path, { headers: h })).json();
+  // The viewer's browser is in New York, the staged-import job in Tokyo: the two zones differ.
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: "en-GB", timezoneId: "America/New_York" });
+  const page = await ctx.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  try {
+    await step("detail: a reload adds the detail jobs", async () => {
+      writeFileSync(join(d.dir, "cronvisor.yaml"), CONFIG(d.dir) + DETAIL_JOBS);
+      const r = await fetch(`${base}/api/reload`, { method: "POST", headers: h });
+      check(r.status === 200, `reload: ${r.status} ${await r.text()}`);
+      await login(page, base, TOKENS.operator);
+    });
+
+    let first, attempts;
+    await step("detail: a retried run's page shows its summary as a table and links every attempt", async () => {
+      const tr = await fetch(`${base}/api/jobs/staged-import/trigger`, { method: "POST", headers: h });
+      check(tr.status === 202 || tr.status === 200, `trigger: ${tr.status}`);
+      first = (await tr.json()).run_id;
+      for (const end = Date.now() + 60000; ; await new Promise((r) => setTimeout(r, 200))) {
+        attempts = (await get(`/api/jobs/staged-import/runs?limit=10`)).runs.filter((r) => r.id === first || r.retry_of === first);
+        if (attempts.length === 3 && attempts.every((r) => r.finished_at)) break;
+        check(Date.now() < end, `three finished attempts in 60 s: ${JSON.stringify(attempts.map((r) => [r.id, r.status]))}`);
+      }
+      attempts.sort((a, b) => a.id - b.id);
+      check(attempts.map((r) => r.attempt).join() === "1,2,3", `attempt numbers: ${attempts.map((r) => r.attempt)}`);
+      const second = attempts[1].id;
+      await page.goto(`${base}/runs/${second}`);
+      await page.waitForSelector(`dl[data-run="${second}"] [data-role=attempts]`, { timeout: T });
+      const links = await page.$$eval(`dl[data-run="${second}"] [data-role=attempts] a`, (as) => as.map((a) => [a.getAttribute("href"), a.dataset.attempt]));
+      check(JSON.stringify(links) === JSON.stringify([[`/runs/${attempts[0].id}`, "1"], [`/runs/${attempts[2].id}`, "3"]]), `links to attempts 1 and 3: ${JSON.stringify(links)}`);
+      check(await page.textContent(`dl[data-run="${second}"] [data-role=attempts] [aria-current=page]`) === "2", "this attempt is marked");
+      const kv = await page.$$eval("table[data-role=summary] tr", (rs) => rs.map((r) => [r.querySelector("th").textContent, r.querySelector("td").textContent]));
+      check(JSON.stringify(kv) === JSON.stringify([["rows", "1200"], ["source", "s3://imports"], ["tables", '["a","b"]']]), `summary table: ${JSON.stringify(kv)}`);
+      check(await page.locator("[data-action=cancel-run]").count() === 0, "no Cancel on a finished run");
+      await page.click(`a[href="/runs/${attempts[2].id}"]`);
+      await page.waitForSelector(`dl[data-run="${attempts[2].id}"] [data-role=attempts] a[href="/runs/${first}"]`, { timeout: T });
+      await page.screenshot({ path: join(SHOTS, "run-attempts.png"), fullPage: true });
+    });
+
+    await step("detail: the job page shows full statistics, the error's first line and times in the job's zone", async () => {
+      await page.goto(`${base}/jobs/staged-import`);
+      await page.waitForSelector(`tr[data-run="${attempts[2].id}"]`, { timeout: T });
+      const job = await get("/api/jobs/staged-import");
+      await page.waitForFunction((id) => document.querySelector("[data-stat=last-failure] a")?.getAttribute("href") === `/runs/${id}`, attempts[2].id, { timeout: T });
+      const stat = async (k) => (await page.textContent(`[data-stat=${k}]`)).trim();
+      await page.waitForFunction(() => document.querySelector("[data-stat=runs]")?.textContent === "3", null, { timeout: T });
+      check(job.stats.runs === 3, `the API counts 3 runs: ${job.stats.runs}`);
+      check(await stat("failures") === "3" && await stat("successes") === "0" && await stat("partials") === "0", "counts per status");
+      check(await stat("last-success") === "—", `no success yet: ${await stat("last-success")}`);
+      check(/\d/.test(await stat("avg-duration")), `average duration: ${await stat("avg-duration")}`);
+      check(await stat("timezone") === "Asia/Tokyo", "the job's zone");
+      const t = page.locator(`tr[data-run="${attempts[2].id}"] time`);
+      const text = await t.textContent(), title = await t.getAttribute("title");
+      check(/GMT\+9/.test(text), `the row's time in Tokyo: ${text}`);
+      check(/GMT-[45]/.test(title ?? ""), `the viewer's (New York) time on hover: ${title}`);
+      const err = (await page.textContent(`tr[data-run="${attempts[2].id}"] [data-role=run-error-line]`)).trim();
+      check(err.length > 0 && err === attempts[2].error.split("\n")[0].trim(), `the error's first line: "${err}" (error "${attempts[2].error}")`);
+      await page.waitForSelector('.chart [data-points="3"][data-x-min]', { timeout: T });
+      const [xMin, xMax] = await page.$eval(".chart [data-x-min]", (e) => [Number(e.dataset.xMin), Number(e.dataset.xMax)]);
+      const t0 = Date.parse(attempts[0].started_at) / 1000, t2 = Date.parse(attempts[2].started_at) / 1000;
+      check(xMin <= t0 && xMax >= t2 && xMax - xMin <= 2 * 3600, `the chart's axis fits the runs: ${xMin}..${xMax} for ${t0}..${t2}`);
+      await page.screenshot({ path: join(SHOTS, "job-stats.png"), fullPage: true });
+    });
+
+    await step("detail: a running run shows progress and timed live lines, and an operator cancels it", async () => {
+      const tr = await fetch(`${base}/api/jobs/slow-import/trigger`, { method: "POST", headers: h });
+      const id = (await tr.json()).run_id;
+      await page.goto(`${base}/runs/${id}`);
+      await page.waitForSelector(`dl[data-run="${id}"][data-status=RUNNING]`, { timeout: T });
+      await page.waitForFunction(() => Number(document.querySelector("[data-role=progress] progress")?.value) > 0.02, null, { timeout: T });
+      await page.waitForFunction(() => document.querySelectorAll("[data-role=output] [data-role=line-ts]").length >= 2, null, { timeout: T });
+      const ts = await page.$$eval("[data-role=output] [data-role=line-ts]", (es) => es.map((e) => e.textContent));
+      check(ts.every((x) => /^\d\d:\d\d:\d\d\.\d{3}$/.test(x)), `line times: ${ts.slice(0, 3)}`);
+      const p1 = Number(await page.getAttribute("[data-role=progress] progress", "value"));
+      await page.waitForFunction((p) => Number(document.querySelector("[data-role=progress] progress")?.value) > p, p1, { timeout: T });
+      await page.screenshot({ path: join(SHOTS, "run-progress.png"), fullPage: true });
+      await page.click("[data-action=cancel-run]");
+      await page.waitForSelector("dialog[open]", { timeout: T });
+      check(/Cancel run #\d+/.test(await page.textContent("dialog[open] h2")), "the confirm names the run");
+      await page.click("dialog[open] button.primary");
+      await page.waitForSelector(`dl[data-run="${id}"][data-status=CANCELLED]`, { timeout: T });
+      check(await page.locator("[data-action=cancel-run]").count() === 0, "Cancel gone once cancelled");
+      check(await page.locator("[data-role=progress]").count() === 0, "no progress bar once ended");
+      const run = await get(`/api/runs/${id}`);
+      check(run.status === "CANCELLED", `the API agrees: ${run.status}`);
+    });
+
+    await step("detail: one run's chart spans hours, not years", async () => {
+      await page.goto(`${base}/jobs/slow-import`);
+      const fig = await page.waitForSelector('.chart [data-points="1"][data-x-min]', { timeout: T });
+      const span = Number(await fig.getAttribute("data-x-max")) - Number(await fig.getAttribute("data-x-min"));
+      check(span > 0 && span <= 2 * 3600, `the axis of one run spans ${span} s`);
+    });
+
+    await step("detail: a viewer gets no Cancel", async () => {
+      const tr = await fetch(`${base}/api/jobs/slow-import/trigger`, { method: "POST", headers: h });
+      const id = (await tr.json()).run_id;
+      const vctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+      const vp = await vctx.newPage();
+      await login(vp, base, TOKENS.viewer);
+      await vp.goto(`${base}/runs/${id}`);
+      await vp.waitForSelector(`dl[data-run="${id}"][data-status=RUNNING]`, { timeout: T });
+      check(await vp.locator("[data-action=cancel-run]").count() === 0, "no Cancel for a viewer");
+      await vctx.close();
+      const c = await fetch(`${base}/api/runs/${id}/cancel`, { method: "POST", headers: h });
+      check(c.status === 202, `cancelled by the API: ${c.status}`);
+    });
+
+    await step("detail: no script errors", async () => {
+      check(errors.length === 0, errors.join("; "));
+    });
+  } finally {
+    await ctx.close();
+  }
+}
+
 async function main() {
   if (!existsSync(CHROMIUM)) {
     console.log(`skip: no chromium at ${CHROMIUM}`);
@@ -502,6 +639,8 @@ async function main() {
         check(asked.length === 0, `${where}: ${asked.length} API requests during ${last.id - from} runs: ${asked.slice(0, 5).join(", ")}`);
       }
     });
+
+    await detailSteps(browser, base, d); // uidetail
 
     await step("no script errors on the page", async () => {
       check(consoleErrors.length === 0, consoleErrors.join("; "));

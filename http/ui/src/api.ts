@@ -118,6 +118,7 @@ export const api = {
   summary: () =>
     request<Summary>("GET", "/api/summary"),
   run: (id: number) => request<Schemas["RunFull"]>("GET", `/api/runs/${id}`),
+  cancel: (id: number) => request<Schemas["Cancelling"]>("POST", `/api/runs/${id}/cancel`),
   health: () => request<{ probes: Probe[] }>("GET", "/api/health").then((r) => r.probes ?? []),
   checkProbe: (name: string) =>
     request<{ probes: Probe[] }>("POST", `/api/health/refresh?probe=${enc(name)}`).then((r) => r.probes[0]),

@@ -54,3 +54,29 @@ export function kib(kb: number): string {
   if (!kb) return "—";
   return kb >= 1024 ? `${(kb / 1024).toFixed(1)} MiB` : `${kb} KiB`;
 }
+
+/** A time in a given IANA zone (the job's), with the zone's abbreviation; an unknown zone
+ * falls back to the viewer's. */
+export function zonedTime(iso: string | null | undefined, timeZone: string | null | undefined): string {
+  if (!iso) return "—";
+  const opts: Intl.DateTimeFormatOptions = { dateStyle: "medium", timeStyle: "long" };
+  try {
+    return new Intl.DateTimeFormat(locale(), { ...opts, timeZone: timeZone || "UTC" }).format(new Date(iso));
+  } catch {
+    return new Intl.DateTimeFormat(locale(), opts).format(new Date(iso));
+  }
+}
+
+/** The viewer's own zone's rendering of a time (the hover text beside a job-zone time). */
+export function viewerTime(iso: string): string {
+  return new Intl.DateTimeFormat(locale(), { dateStyle: "medium", timeStyle: "long" }).format(new Date(iso));
+}
+
+/** Clock time of a live output line, to the millisecond. */
+export function clockTime(iso: string | null | undefined): string {
+  if (!iso) return "";
+  const d = new Date(iso);
+  if (isNaN(d.getTime())) return "";
+  const p = (n: number, w = 2) => String(n).padStart(w, "0");
+  return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
+}

@@ -47,6 +47,11 @@ const en = {
   startedBy: "Started by", runOfJob: "run #{id} of job {job}", chainStarted: "Started runs",
   connLost: "Connection lost — reconnecting…", connBack: "Live", connConnecting: "Connecting…",
   ping: "ping", pingHelp: "Runs elsewhere and reports with its ping key", locked: "locked", notFound: "Not found.", loading: "Loading…", viewerCannot: "Your role may not do this.",
+  // uidetail: run and job detail
+  cancelRun: "Cancel run", confirmCancel: "Cancel run #{id} of {job}?", confirmCancelBody: "The job is stopped and the run ends as Cancelled.",
+  cancelRequested: "Cancellation requested.", progress: "Progress", avgDuration: "Average duration",
+  lastSuccess: "Last success", lastFailure: "Last failure", runsInHistory: "Runs in history",
+  inViewerZone: "Your time: {t}",
 };
 type Dict = typeof en;
 
@@ -86,6 +91,11 @@ const sv: Dict = {
   startedBy: "Startad av", runOfJob: "körning #{id} av jobbet {job}", chainStarted: "Startade körningar",
   connLost: "Anslutningen bröts — återansluter…", connBack: "Live", connConnecting: "Ansluter…",
   ping: "ping", pingHelp: "Körs någon annanstans och rapporterar med sin ping-nyckel", locked: "låst", notFound: "Hittades inte.", loading: "Laddar…", viewerCannot: "Din roll får inte göra detta.",
+  // uidetail: run and job detail
+  cancelRun: "Avbryt körningen", confirmCancel: "Avbryta körning #{id} av {job}?", confirmCancelBody: "Jobbet stoppas och körningen slutar som Avbruten.",
+  cancelRequested: "Avbrott begärt.", progress: "Förlopp", avgDuration: "Genomsnittlig körtid",
+  lastSuccess: "Senast lyckad", lastFailure: "Senast misslyckad", runsInHistory: "Körningar i historiken",
+  inViewerZone: "Din tid: {t}",
 };
 
 const da: Dict = {
@@ -124,6 +134,11 @@ const da: Dict = {
   startedBy: "Startet af", runOfJob: "kørsel #{id} af jobbet {job}", chainStarted: "Startede kørsler",
   connLost: "Forbindelsen blev afbrudt — genforbinder…", connBack: "Live", connConnecting: "Forbinder…",
   ping: "ping", pingHelp: "Kører et andet sted og melder sig med sin ping-nøgle", locked: "låst", notFound: "Ikke fundet.", loading: "Indlæser…", viewerCannot: "Din rolle må ikke gøre dette.",
+  // uidetail: run and job detail
+  cancelRun: "Afbryd kørslen", confirmCancel: "Afbryde kørsel #{id} af {job}?", confirmCancelBody: "Jobbet stoppes, og kørslen ender som Annulleret.",
+  cancelRequested: "Afbrydelse anmodet.", progress: "Fremskridt", avgDuration: "Gennemsnitlig varighed",
+  lastSuccess: "Seneste succes", lastFailure: "Seneste fejl", runsInHistory: "Kørsler i historikken",
+  inViewerZone: "Din tid: {t}",
 };
 
 const DICTS: Record<Lang, Dict> = { en, sv, da };

@@ -3,18 +3,55 @@
 import { useEffect, useState } from "preact/hooks";
 import { api, ApiError, AuditEntry, Run } from "./api";
 import { RunChart } from "./chart";
-import { duration, percent } from "./fmt";
+import { duration, num, percent, viewerTime, zonedTime } from "./fmt";
 import { describeSchedule, Key, t } from "./i18n";
 import { EnableToggle, PingBadge, RunNowButton } from "./jobs";
 import { ScheduleEditor } from "./schedule";
 import { isRunEvent } from "./live";
-import { showJob, useEvents, useStore } from "./store";
+import { FAILED, showJob, useEvents, useStore } from "./store";
 import { jobStatus, StatusBadge, Time } from "./ui";
 
 const PAGE = 20;
+
+/** A time in the job's zone, the viewer's own zone on hover. */
+function JobTime({ iso, tz }: { iso: string | null | undefined; tz: string }) {
+  if (!iso) return <span>—</span>;
+  return <time dateTime={iso} title={t("inViewerZone", { t: viewerTime(iso) })} data-tz={tz}>{zonedTime(iso, tz)}</time>;
+}
+
+/** The first line of a run's error (the history shows no more). */
+const firstLine = (e: string | null | undefined) => (e ?? "").split("\n", 1)[0].trim();
+
+type Last = { success: Run | null; failure: Run | null };
+
+/** Last success and last failure: read once per visit, then moved by run.finished events. */
+function useLastOutcomes(job: string): Last | null {
+  const s = useStore();
+  const [last, setLast] = useState<Last | null>(null);
+  useEffect(() => {
+    let gone = false;
+    setLast(null);
+    Promise.all([api.runs({ job, status: "SUCCESS", limit: 1 }), api.runs({ job, status: FAILED.join(","), limit: 1 })])
+      .then(([ok, bad]) => !gone && setLast({ success: ok.runs[0] ?? null, failure: bad.runs[0] ?? null }))
+      .catch(() => !gone && setLast(null));
+    return () => { gone = true; };
+  }, [job, s.gen]);
+  useEvents((ev) => {
+    if (ev.type !== "run.finished" || ev.run.job !== job) return;
+    const r = ev.run;
+    const newer = (cur: Run | null) => !cur || r.id >= cur.id;
+    setLast((l) => {
+      if (!l) return l;
+      if (r.status === "SUCCESS" && newer(l.success)) return { ...l, success: r };
+      if (FAILED.includes(r.status) && newer(l.failure)) return { ...l, failure: r };
+      return l;
+    });
+  }, [job]);
+  return last;
+}
 const STATUSES = ["SUCCESS", "PARTIAL", "FAILED", "TIMED_OUT", "CANCELLED", "ABANDONED", "RUNNING", "QUEUED", "SKIPPED"];
 
-function RunHistory({ job }: { job: string }) {
+function RunHistory({ job, tz }: { job: string; tz: string }) {
   const s = useStore();
   const [status, setStatus] = useState("");
   const [trigger, setTrigger] = useState("");
@@ -65,7 +102,7 @@ function RunHistory({ job }: { job: string }) {
   return (
     <section aria-labelledby="hist-h">
       <h2 id="hist-h">{t("runHistory")}</h2>
-      <RunChart runs={chartRuns} />
+      <RunChart runs={chartRuns} tz={tz} />
       <div class="row filters">
         <label>{t("status")}{" "}
           <select value={status} onChange={filterBy(setStatus)} data-filter="status">
@@ -93,9 +130,10 @@ function RunHistory({ job }: { job: string }) {
             {runs.map((r) => (
               <tr key={r.id} data-run={r.id}>
                 <td data-label="#"><a href={`/runs/${r.id}`}>#{r.id}</a></td>
-                <td data-label={t("status")}><StatusBadge status={r.status} /></td>
+                <td data-label={t("status")}><StatusBadge status={r.status} />
+                  {firstLine(r.error) && <div class="error-line small" data-role="run-error-line" title={r.error ?? ""}>{firstLine(r.error)}</div>}</td>
                 <td data-label={t("trigger")}>{r.trigger}</td>
-                <td data-label={t("started_")}><Time iso={r.started_at ?? r.queued_at} /></td>
+                <td data-label={t("started_")}><JobTime iso={r.started_at ?? r.queued_at} tz={tz} /></td>
                 <td data-label={t("duration")}>{r.status === "RUNNING" ? "…" : duration(r.duration_ms)}</td>
                 <td data-label={t("items")}>{r.items_processed}{r.items_failed > 0 && <span class="warn-text"> / {r.items_failed} {t("failedItems")}</span>}</td>
                 <td data-label={t("attempt")}>{r.attempt}</td>
@@ -148,8 +186,11 @@ export function JobDetail({ name }: { name: string }) {
     api.job(name).then(showJob).catch((e: ApiError) => setMissing(e.status === 404));
   }, [name, s.gen]);
   const job = s.jobs.find((j) => j.name === name);
+  const last = useLastOutcomes(name);
   if (!s.loaded || (!job && !missing)) return <p>{t("loading")}</p>;
   if (!job) return <p>{t("notFound")}</p>;
+  const tz = job.timezone || "UTC";
+  const st = job.stats;
   return (
     <>
       <p><a href="/jobs">← {t("jobs")}</a></p>
@@ -157,18 +198,27 @@ export function JobDetail({ name }: { name: string }) {
         <div>
           <h1>{job.title ?? job.name} <StatusBadge status={jobStatus(job)} /> <PingBadge job={job} /></h1>
           {job.description && <p class="muted">{job.description}</p>}
-          <p>{describeSchedule(job.schedule, job.overridden.includes("schedule") ? null : job.schedule_human)} <code>{job.schedule}</code> · {t("nextRun")}: <Time iso={job.enabled ? job.next_fire : null} /></p>
+          <p>{describeSchedule(job.schedule, job.overridden.includes("schedule") ? null : job.schedule_human)} <code>{job.schedule}</code> · {t("nextRun")}: <JobTime iso={job.enabled ? job.next_fire : null} tz={tz} /></p>
         </div>
         <div class="actions"><RunNowButton job={job} /><EnableToggle job={job} /></div>
       </header>
-      <dl class="facts">
-        <div><dt>{t("successRate")}</dt><dd>{job.stats?.runs ? percent(job.stats.success_rate) : "—"}</dd></div>
-        <div><dt>{t("consecutiveFailures")}</dt><dd data-role="consecutive-failures" class={job.stats?.consecutive_failures ? "error-text" : ""}>{job.stats?.consecutive_failures ?? 0}</dd></div>
-        <div><dt>{t("duration")} (p95)</dt><dd>{job.stats?.runs ? duration(job.stats.p95_duration_ms) : "—"}</dd></div>
-        <div><dt>{t("timezone")}</dt><dd>{job.timezone || "UTC"}</dd></div>
+      <dl class="facts" data-role="job-stats">
+        <div><dt>{t("successRate")}</dt><dd data-stat="success-rate">{st?.runs ? percent(st.success_rate) : "—"}</dd></div>
+        <div><dt>{t("runsInHistory")}</dt><dd data-stat="runs">{num(st?.runs ?? 0)}</dd></div>
+        <div><dt>{t("st_SUCCESS")}</dt><dd data-stat="successes">{num(st?.successes ?? 0)}</dd></div>
+        <div><dt>{t("st_PARTIAL")}</dt><dd data-stat="partials">{num(st?.partials ?? 0)}</dd></div>
+        <div><dt>{t("st_FAILED")}</dt><dd data-stat="failures" class={st?.failures ? "error-text" : ""}>{num(st?.failures ?? 0)}</dd></div>
+        <div><dt>{t("consecutiveFailures")}</dt><dd data-role="consecutive-failures" class={st?.consecutive_failures ? "error-text" : ""}>{st?.consecutive_failures ?? 0}</dd></div>
+        <div><dt>{t("avgDuration")}</dt><dd data-stat="avg-duration">{st?.duration_samples ? duration(Math.round(st.avg_duration_ms)) : "—"}</dd></div>
+        <div><dt>{t("duration")} (p95)</dt><dd data-stat="p95-duration">{st?.duration_samples ? duration(st.p95_duration_ms) : "—"}</dd></div>
+        <div><dt>{t("lastSuccess")}</dt><dd data-stat="last-success">{last?.success
+          ? <a href={`/runs/${last.success.id}`}><JobTime iso={last.success.started_at ?? last.success.queued_at} tz={tz} /></a> : "—"}</dd></div>
+        <div><dt>{t("lastFailure")}</dt><dd data-stat="last-failure">{last?.failure
+          ? <a href={`/runs/${last.failure.id}`}><JobTime iso={last.failure.started_at ?? last.failure.queued_at} tz={tz} /></a> : "—"}</dd></div>
+        <div><dt>{t("timezone")}</dt><dd data-stat="timezone">{tz}</dd></div>
       </dl>
       <ScheduleEditor job={job} />
-      <RunHistory job={job.name} />
+      <RunHistory job={job.name} tz={tz} />
       <Audit job={job.name} />
     </>
   );
