@@ -47,6 +47,9 @@ const en = {
   startedBy: "Started by", runOfJob: "run #{id} of job {job}", chainStarted: "Started runs",
   connLost: "Connection lost — reconnecting…", connBack: "Live", connConnecting: "Connecting…",
   ping: "ping", pingHelp: "Runs elsewhere and reports with its ping key", locked: "locked", notFound: "Not found.", loading: "Loading…", viewerCannot: "Your role may not do this.",
+  // the Runs page (issue 16)
+  runs: "Runs", partial24: "Partial (24 h)", anyFailure: "Failed or timed out", from: "From", to: "To",
+  clearFilters: "Clear filters", noRunsMatch: "No runs match.", newer: "Newer", older: "Older", newest: "Newest",
 };
 type Dict = typeof en;
 
@@ -86,6 +89,9 @@ const sv: Dict = {
   startedBy: "Startad av", runOfJob: "körning #{id} av jobbet {job}", chainStarted: "Startade körningar",
   connLost: "Anslutningen bröts — återansluter…", connBack: "Live", connConnecting: "Ansluter…",
   ping: "ping", pingHelp: "Körs någon annanstans och rapporterar med sin ping-nyckel", locked: "låst", notFound: "Hittades inte.", loading: "Laddar…", viewerCannot: "Din roll får inte göra detta.",
+  // the Runs page (issue 16)
+  runs: "Körningar", partial24: "Delvis (24 h)", anyFailure: "Misslyckade eller tidsgräns", from: "Från", to: "Till",
+  clearFilters: "Rensa filter", noRunsMatch: "Inga körningar matchar.", newer: "Nyare", older: "Äldre", newest: "Senaste",
 };
 
 const da: Dict = {
@@ -124,6 +130,9 @@ const da: Dict = {
   startedBy: "Startet af", runOfJob: "kørsel #{id} af jobbet {job}", chainStarted: "Startede kørsler",
   connLost: "Forbindelsen blev afbrudt — genforbinder…", connBack: "Live", connConnecting: "Forbinder…",
   ping: "ping", pingHelp: "Kører et andet sted og melder sig med sin ping-nøgle", locked: "låst", notFound: "Ikke fundet.", loading: "Indlæser…", viewerCannot: "Din rolle må ikke gøre dette.",
+  // the Runs page (issue 16)
+  runs: "Kørsler", partial24: "Delvis (24 t)", anyFailure: "Fejlet eller tidsgrænse", from: "Fra", to: "Til",
+  clearFilters: "Ryd filtre", noRunsMatch: "Ingen kørsler matcher.", newer: "Nyere", older: "Ældre", newest: "Nyeste",
 };
 
 const DICTS: Record<Lang, Dict> = { en, sv, da };
