@@ -224,6 +224,13 @@ async function runsPageSteps(page, base) {
     }
   });
 
+  await step("a Runs page URL with a bad date says which parameter is wrong", async () => {
+    await page.goto(base + "/runs?since=yesterday");
+    const alert = await page.waitForSelector("main [role=alert]", { timeout: T });
+    check(/"since".*RFC 3339/.test(await alert.textContent()), `the error: ${await alert.textContent()}`);
+    check(await page.locator("table[data-role=all-runs]").count() === 0, "no rows");
+  });
+
   await step("the Runs page pages by keyset: older, newer and the back button", async () => {
     // two more failures, each chaining nightly: seven runs or more
     for (let i = 0; i < 2; i++) {

@@ -18,7 +18,7 @@ const LIVE_MAX = 500;
 const STATUSES = ["SUCCESS", "PARTIAL", "FAILED", "TIMED_OUT", "CANCELLED", "ABANDONED", "RUNNING", "QUEUED", "SKIPPED"];
 /** The statuses the overview's Failed card counts (as GET /api/summary does). */
 export const FAILED_CARD = "FAILED,TIMED_OUT";
-const TRIGGERS = ["cron", "retry", "catch_up", "reboot"];
+const TRIGGERS = ["cron", "retry", "catch_up", "reboot", "ping"];
 
 /** The Runs page's state in its URL: every field optional ("" = no filter). */
 export interface RunQuery {
@@ -144,7 +144,7 @@ export function RunsPage({ url }: { url: URL }) {
       })
       .catch((e: ApiError) => {
         if (gone) return;
-        setRuns([]);
+        setRuns(null); // no rows for the events to join
         setNext(null);
         setErr(e.message);
       });
