@@ -140,7 +140,10 @@ export function RunsPage({ url }: { url: URL }) {
         if (gone) return;
         setRuns(r.runs);
         setNext(r.next_cursor);
-        if (r.next_cursor) newerOf.set(r.next_cursor, q.cursor);
+        if (r.next_cursor) {
+          if (newerOf.size >= 1000) newerOf.clear(); // a long session starts "Newer" afresh
+          newerOf.set(r.next_cursor, q.cursor);
+        }
       })
       .catch((e: ApiError) => {
         if (gone) return;
