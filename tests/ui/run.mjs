@@ -276,6 +276,172 @@ async function detailSteps(browser, base, d) {
     await ctx.close();
   }
 }
+// ---- the Runs page (issue 16): cards open it pre-filtered, filters in the URL, keyset pages,
+// live rows without requests, en/sv/da. Runs after quick-ok succeeded and always-fails failed.
+const runRows = (page) => page.$$eval("table[data-role=all-runs] tr[data-run]", (rs) => rs.map((r) => ({
+  id: Number(r.getAttribute("data-run")), job: r.getAttribute("data-run-job"),
+  status: r.querySelector("[data-status]")?.getAttribute("data-status"), trigger: r.children[3].textContent,
+})));
+async function waitRuns(page, pred, arg) {
+  try {
+    await page.waitForFunction(pred, arg, { timeout: T });
+  } catch (e) {
+    throw new Error(`${e.message.split("\n")[0]}; at ${page.url()} rows ${JSON.stringify(await runRows(page))}, waited for ${JSON.stringify(arg)}`);
+  }
+}
+const rowIds = (ids) => [...document.querySelectorAll("table[data-role=all-runs] tr[data-run]")].map((r) => r.getAttribute("data-run")).join() === ids.join();
+
+async function runsPageSteps(page, base) {
+  const h = { Authorization: `Bearer ${TOKENS.admin}` };
+  const apiRuns = async (q) => (await (await fetch(`${base}/api/runs?${q}`, { headers: h })).json()).runs;
+
+  await step("the overview has a Partial card beside Succeeded and Failed; the Failed card opens the Runs page on the last 24 hours' failures", async () => {
+    await page.goto(base + "/");
+    await page.waitForSelector("[data-card=partial]", { timeout: T });
+    const cards = await page.$$eval(".cards [data-card]", (cs) => cs.map((c) => c.getAttribute("data-card")));
+    check(cards.join() === "running,queued,succeeded,partial,failed", `cards in order: ${cards}`);
+    check(/Partial \(24 h\)/.test(await page.textContent("[data-card=partial]")), "the Partial card's label");
+    await page.click("[data-card=failed]");
+    await page.waitForSelector("table[data-role=all-runs] tr[data-run]", { timeout: T });
+    const u = new URL(page.url());
+    check(u.pathname === "/runs" && u.searchParams.get("status") === "FAILED,TIMED_OUT", `the card's URL: ${page.url()}`);
+    const since = Date.parse(u.searchParams.get("since"));
+    check(Math.abs(Date.now() - 24 * 3600e3 - since) < 120e3, `since is 24 hours ago: ${u.searchParams.get("since")}`);
+    const rows = await runRows(page);
+    check(rows.length >= 1 && rows.every((r) => r.status === "FAILED") && rows.some((r) => r.job === "always-fails"), `failed runs only: ${JSON.stringify(rows)}`);
+    check(await page.inputValue("[data-filter=status]") === "FAILED,TIMED_OUT", "the status filter shows the card's statuses");
+    await page.goBack();
+    await page.waitForSelector("[data-card=partial]", { timeout: T });
+    check(new URL(page.url()).pathname === "/", "back to the overview");
+    await page.click("[data-card=succeeded]");
+    await waitRuns(page, () => document.querySelectorAll("table[data-role=all-runs] tr[data-run]").length > 0);
+    check((await runRows(page)).every((r) => r.status === "SUCCESS"), "the Succeeded card's runs succeeded");
+  });
+
+  await step("the Runs page filters by job, status, trigger and date range in the URL; back restores each; the URL is shareable", async () => {
+    await page.goto(base + "/runs");
+    await page.waitForSelector("table[data-role=all-runs] tr[data-run]", { timeout: T });
+    const jobs = new Set((await runRows(page)).map((r) => r.job));
+    check(jobs.has("quick-ok") && jobs.has("always-fails"), `runs of every job: ${[...jobs]}`);
+    await page.fill("[data-filter=job]", "quick-ok");
+    await page.press("[data-filter=job]", "Tab");
+    await page.waitForURL((u) => u.searchParams.get("job") === "quick-ok", { timeout: T });
+    await waitRuns(page, () => [...document.querySelectorAll("table[data-role=all-runs] tr[data-run]")].every((r) => r.getAttribute("data-run-job") === "quick-ok"));
+    await page.selectOption("[data-filter=status]", "SUCCESS");
+    await page.waitForURL((u) => u.searchParams.get("status") === "SUCCESS" && u.searchParams.get("job") === "quick-ok", { timeout: T });
+    await page.fill("[data-filter=trigger]", "api:admin");
+    await page.press("[data-filter=trigger]", "Tab");
+    await page.waitForURL((u) => u.searchParams.get("trigger") === "api:admin", { timeout: T });
+    const want = (await apiRuns("job=quick-ok&status=SUCCESS&trigger=api:admin")).map((r) => r.id);
+    await waitRuns(page, rowIds, want);
+    check(want.length >= 1, "quick-ok succeeded when the admin ran it");
+    const shared = page.url();
+    await page.fill("[data-filter=until]", "2020-01-01T00:00");
+    await page.waitForURL((u) => u.searchParams.has("until"), { timeout: T });
+    check(Date.parse(new URL(page.url()).searchParams.get("until")) < Date.parse("2020-01-02T00:00:00Z"), `until: ${page.url()}`);
+    await page.waitForSelector("[data-role=no-runs]", { timeout: T });
+    await page.goBack();
+    await waitRuns(page, (n) => document.querySelectorAll("table[data-role=all-runs] tr[data-run]").length === n, want.length);
+    check(page.url() === shared, `back to ${shared}: ${page.url()}`);
+    check(await page.inputValue("[data-filter=until]") === "", "the date filter is cleared again");
+    await page.goBack();
+    await page.waitForURL((u) => !u.searchParams.has("trigger"), { timeout: T });
+    check(await page.inputValue("[data-filter=trigger]") === "", "the trigger filter follows the URL");
+    check(await page.inputValue("[data-filter=status]") === "SUCCESS", "the status filter stays");
+    // a shared link opens the same view for another person (signed in in a tab of their own)
+    const other = await page.context().newPage();
+    try {
+      await login(other, base, TOKENS.viewer);
+      await other.goto(shared);
+      await waitRuns(other, rowIds, want);
+      check(await other.inputValue("[data-filter=job]") === "quick-ok", "the shared link's job filter");
+    } finally {
+      await other.close();
+    }
+  });
+
+  await step("a Runs page URL with a bad date says which parameter is wrong", async () => {
+    await page.goto(base + "/runs?since=yesterday");
+    const alert = await page.waitForSelector("main [role=alert]", { timeout: T });
+    check(/"since".*RFC 3339/.test(await alert.textContent()), `the error: ${await alert.textContent()}`);
+    check(await page.locator("table[data-role=all-runs]").count() === 0, "no rows");
+  });
+
+  await step("the Runs page pages by keyset: older, newer and the back button", async () => {
+    // two more failures, each chaining nightly: seven runs or more
+    for (let i = 0; i < 2; i++) {
+      const r = await fetch(`${base}/api/jobs/always-fails/trigger`, { method: "POST", headers: h });
+      check(r.status === 202, `trigger: ${r.status}`);
+      const id = (await r.json()).run_id;
+      for (const t0 = Date.now(); (await apiRuns(`trigger=chain:${id}&status=SUCCESS`)).length === 0; await new Promise((r) => setTimeout(r, 100)))
+        check(Date.now() - t0 < T, `run ${id} and the run it chained ended`);
+    }
+    const all = (await apiRuns("limit=500")).map((r) => r.id);
+    check(all.length >= 6, `enough runs to page: ${all.length}`);
+    await page.goto(base + "/runs?limit=2");
+    await waitRuns(page, rowIds, all.slice(0, 2).map(String));
+    await page.click("[data-role=older]");
+    await waitRuns(page, rowIds, all.slice(2, 4).map(String));
+    check(new URL(page.url()).searchParams.has("cursor"), "the page is in the URL");
+    await page.click("[data-role=older]");
+    await waitRuns(page, rowIds, all.slice(4, 6).map(String));
+    await page.click("[data-role=newer]");
+    await waitRuns(page, rowIds, all.slice(2, 4).map(String));
+    await page.goBack(); // back to the third page
+    await waitRuns(page, rowIds, all.slice(4, 6).map(String));
+    await page.click("[data-role=newest]");
+    await waitRuns(page, rowIds, all.slice(0, 2).map(String));
+  });
+
+  await step("the Runs page shows a new run of its filter live and follows it to the end, without an API request; other jobs' runs stay out", async () => {
+    await page.goto(base + "/runs?job=quick-ok");
+    await page.waitForSelector("[data-conn=live]", { timeout: T });
+    await page.waitForSelector("table[data-role=all-runs] tr[data-run]", { timeout: T });
+    await page.waitForLoadState("networkidle", { timeout: T });
+    const asked = [];
+    const onRequest = (r) => {
+      const u = new URL(r.url());
+      if (u.pathname.startsWith("/api/") && u.pathname !== "/api/events") asked.push(`${r.method()} ${u.pathname}${u.search}`);
+    };
+    page.on("request", onRequest);
+    const trig = async (job) => {
+      const r = await fetch(`${base}/api/jobs/${job}/trigger`, { method: "POST", headers: h });
+      check(r.status === 202, `trigger ${job}: ${r.status}`);
+      return (await r.json()).run_id;
+    };
+    const failId = await trig("always-fails");
+    const id = await trig("quick-ok");
+    await page.waitForSelector(`tr[data-run="${id}"] [data-status=RUNNING]`, { timeout: T });
+    check((await runRows(page))[0].id === id, "the new run is the first row");
+    await page.screenshot({ path: join(SHOTS, "runs.png"), fullPage: true });
+    await page.waitForSelector(`tr[data-run="${id}"] [data-status=SUCCESS]`, { timeout: T });
+    for (const t0 = Date.now(); !(await apiRuns(`job=always-fails&limit=1`))[0]?.finished_at; await new Promise((r) => setTimeout(r, 100)))
+      check(Date.now() - t0 < T, "always-fails ended");
+    page.off("request", onRequest);
+    check(await page.locator(`tr[data-run="${failId}"]`).count() === 0, "the other job's run is not listed");
+    check(asked.length === 0, `${asked.length} API requests for the events: ${asked.join(", ")}`);
+  });
+
+  await step("the Runs page at phone width, in Swedish and Danish", async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.goto(base + "/runs");
+    await page.waitForSelector("table[data-role=all-runs] tr[data-run]", { timeout: T });
+    const overflow = await page.evaluate(() => document.scrollingElement.scrollWidth - window.innerWidth);
+    check(overflow <= 1, `no horizontal scroll (${overflow}px)`);
+    await page.screenshot({ path: join(SHOTS, "runs-phone.png"), fullPage: true });
+    await page.setViewportSize({ width: 1280, height: 900 });
+    for (const [lang, title, older, partial] of [["sv", "Körningar", "Äldre", "Delvis (24 h)"], ["da", "Kørsler", "Ældre", "Delvis (24 t)"], ["en", "Runs", "Older", "Partial (24 h)"]]) {
+      await page.goto(base + "/runs");
+      await page.selectOption(".who select", lang);
+      await page.waitForFunction((s) => document.querySelector("#runs-h")?.textContent === s, title, { timeout: T });
+      check((await page.textContent("main .pager")).includes(older), `${lang}: the pager`);
+      check(await page.textContent('header nav a[href="/runs"]') === title, `${lang}: the navigation`);
+      await page.click('header nav a[href="/"]');
+      await page.waitForSelector("[data-card=partial]", { timeout: T });
+      check((await page.textContent("[data-card=partial] .card-label")) === partial, `${lang}: the Partial card`);
+    }
+  });
+}
 
 async function main() {
   if (!existsSync(CHROMIUM)) {
@@ -369,13 +535,7 @@ async function main() {
       check(Number(failedCard) >= 1, `failed card counts it: ${failedCard}`);
     });
 
-    await step("the failed card filters the list", async () => {
-      await page.click("[data-card=failed]");
-      await page.waitForFunction(() => document.querySelectorAll("tr[data-job]").length === 1, null, { timeout: T });
-      check(await page.isVisible(row("always-fails")), "only the failed job");
-      await page.click("[data-card=failed]");
-      await page.waitForFunction(() => document.querySelectorAll("tr[data-job]").length === 7, null, { timeout: T });
-    });
+    await runsPageSteps(page, base); // the Runs page (issue 16); the cards open it
 
     await step("a chained run's page names the run that started it, whose page links back to it", async () => {
       const h = { Authorization: `Bearer ${TOKENS.admin}` };

@@ -127,4 +127,10 @@ export const api = {
     request<Schemas["AuditPage"]>("GET", `/api/audit?job=${enc(job)}&limit=50`).then((r) => r.entries ?? []),
   instances: () => request<InstanceList>("GET", "/api/instances"),
   ticket: () => request<Schemas["Ticket"]>("POST", "/api/events/ticket"),
+  /** One page of runs across jobs (GET /api/runs, the Runs page), newest first. */
+  allRuns: (q: { job?: string; status?: string; trigger?: string; since?: string; until?: string; limit: number; cursor?: string }) => {
+    const p = new URLSearchParams();
+    for (const [k, v] of Object.entries(q)) if (v !== undefined && v !== "") p.set(k, String(v));
+    return request<Schemas["RunPage"]>("GET", `/api/runs?${p}`);
+  },
 };

@@ -52,6 +52,9 @@ const en = {
   cancelRequested: "Cancellation requested.", progress: "Progress", avgDuration: "Average duration",
   lastSuccess: "Last success", lastFailure: "Last failure", runsInHistory: "Runs in history",
   inViewerZone: "Your time: {t}",
+  // the Runs page (issue 16)
+  runs: "Runs", partial24: "Partial (24 h)", anyFailure: "Failed or timed out", from: "From", to: "To",
+  clearFilters: "Clear filters", noRunsMatch: "No runs match.", newer: "Newer", older: "Older", newest: "Newest",
 };
 type Dict = typeof en;
 
@@ -96,6 +99,9 @@ const sv: Dict = {
   cancelRequested: "Avbrott begärt.", progress: "Förlopp", avgDuration: "Genomsnittlig körtid",
   lastSuccess: "Senast lyckad", lastFailure: "Senast misslyckad", runsInHistory: "Körningar i historiken",
   inViewerZone: "Din tid: {t}",
+  // the Runs page (issue 16)
+  runs: "Körningar", partial24: "Delvis (24 h)", anyFailure: "Misslyckade eller tidsgräns", from: "Från", to: "Till",
+  clearFilters: "Rensa filter", noRunsMatch: "Inga körningar matchar.", newer: "Nyare", older: "Äldre", newest: "Senaste",
 };
 
 const da: Dict = {
@@ -139,6 +145,9 @@ const da: Dict = {
   cancelRequested: "Afbrydelse anmodet.", progress: "Fremskridt", avgDuration: "Gennemsnitlig varighed",
   lastSuccess: "Seneste succes", lastFailure: "Seneste fejl", runsInHistory: "Kørsler i historikken",
   inViewerZone: "Din tid: {t}",
+  // the Runs page (issue 16)
+  runs: "Kørsler", partial24: "Delvis (24 t)", anyFailure: "Fejlet eller tidsgrænse", from: "Fra", to: "Til",
+  clearFilters: "Ryd filtre", noRunsMatch: "Ingen kørsler matcher.", newer: "Nyere", older: "Ældre", newest: "Nyeste",
 };
 
 const DICTS: Record<Lang, Dict> = { en, sv, da };

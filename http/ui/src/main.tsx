@@ -9,6 +9,7 @@ import { JobFilter, JobsPage } from "./jobs";
 import { Overview } from "./overview";
 import { onLinkClick, useLocation } from "./router";
 import { RunDetail } from "./run";
+import { RunsPage } from "./runs";
 import { signIn, signOut, useStore } from "./store";
 import { ReloadNotice } from "./reloadnotice";
 import { StoreBanner } from "./storebanner";
@@ -82,6 +83,7 @@ function App() {
   else if ((m = /^\/runs\/(\d+)$/.exec(path))) page = <RunDetail id={Number(m[1])} />;
   else if (path === "/jobs") page = <JobsPage filter={filter} />;
   else if (path === "/instances") page = <InstancesPage />;
+  else if (path === "/runs") page = <RunsPage url={loc} />;
   else page = <Overview filter={filter} />;
   return (
     <div onClick={onLinkClick as any}>
@@ -91,6 +93,7 @@ function App() {
         <nav aria-label="Main">
           <a href="/" aria-current={path === "/" ? "page" : undefined}>{t("overview")}</a>
           <a href="/jobs" aria-current={path.startsWith("/jobs") ? "page" : undefined}>{t("jobs")}</a>
+          <a href="/runs" aria-current={path === "/runs" ? "page" : undefined}>{t("runs")}</a>
           <a href="/instances" aria-current={path === "/instances" ? "page" : undefined}>{t("instances")}</a>
         </nav>
         <div class="who">

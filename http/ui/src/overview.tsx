@@ -1,17 +1,18 @@
-// The overview: summary cards (each filters the job list), probes, and the configured links.
+// The overview: summary cards (each opens the Runs page on its runs), probes, and the configured links.
 import { useState } from "preact/hooks";
 import { api, ApiError } from "./api";
 import { num } from "./fmt";
 import { t } from "./i18n";
 import { JobFilter, JobTable } from "./jobs";
 import { navigate } from "./router";
+import { FAILED_CARD, last24Url, runsUrl } from "./runs";
 import { set, state, useStore } from "./store";
 import { Time } from "./ui";
 
-function Card(p: { label: string; value: number; filter: JobFilter; tone: string; active: boolean }) {
+/** A count that opens the Runs page on its runs (to(): its URL, made at the click). */
+function Card(p: { label: string; value: number; card: string; tone: string; to: () => string }) {
   return (
-    <button type="button" class={`card tone-${p.tone}${p.active ? " active" : ""}`} aria-pressed={p.active}
-      data-card={p.filter} onClick={() => navigate(p.active ? "/" : `/?filter=${p.filter}`)}>
+    <button type="button" class={`card tone-${p.tone}`} data-card={p.card} onClick={() => navigate(p.to())}>
       <span class="card-value">{num(p.value)}</span>
       <span class="card-label">{p.label}</span>
     </button>
@@ -58,10 +59,11 @@ export function Overview({ filter }: { filter: JobFilter }) {
     <>
       <h1 class="sr-only">{t("overview")}</h1>
       <section class="cards" aria-label={t("overview")}>
-        <Card label={t("runningNow")} value={running} filter="running" tone="running" active={filter === "running"} />
-        <Card label={t("queued")} value={queued} filter="queued" tone="queued" active={filter === "queued"} />
-        <Card label={t("succeeded24")} value={s.ok24} filter="succeeded" tone="ok" active={filter === "succeeded"} />
-        <Card label={t("failed24")} value={s.failed24} filter="failed" tone="failed" active={filter === "failed"} />
+        <Card label={t("runningNow")} value={running} card="running" tone="running" to={() => runsUrl({ status: "RUNNING" })} />
+        <Card label={t("queued")} value={queued} card="queued" tone="queued" to={() => runsUrl({ status: "QUEUED" })} />
+        <Card label={t("succeeded24")} value={s.ok24} card="succeeded" tone="ok" to={() => last24Url("SUCCESS")} />
+        <Card label={t("partial24")} value={s.partial24} card="partial" tone="partial" to={() => last24Url("PARTIAL")} />
+        <Card label={t("failed24")} value={s.failed24} card="failed" tone="failed" to={() => last24Url(FAILED_CARD)} />
       </section>
       <section aria-labelledby="jobs-h">
         <div class="row between">

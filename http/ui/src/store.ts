@@ -26,13 +26,14 @@ export interface State {
   version: string;
   ok24: number;
   failed24: number;
+  partial24: number;
   loginError: string;
   summaryAt: number; // when ok24/failed24 were read: runs finished after it are counted on top
 }
 
 export const state: State = {
   token: getToken(), name: "", role: "", conn: "connecting", loaded: false,
-  jobs: [], total: 0, nextCursor: null, gen: 0, running: 0, queued: 0, probes: [], links: [], version: "", ok24: 0, failed24: 0, loginError: "", summaryAt: 0,
+  jobs: [], total: 0, nextCursor: null, gen: 0, running: 0, queued: 0, probes: [], links: [], version: "", ok24: 0, failed24: 0, partial24: 0, loginError: "", summaryAt: 0,
 };
 
 const listeners = new Set<() => void>();
@@ -61,6 +62,8 @@ export let live: Live | null = null;
 const seen24 = new Set<number>(); // run ids already counted in ok24/failed24
 
 export const FAILED = ["FAILED", "TIMED_OUT", "ABANDONED"];
+/** What GET /api/summary counts as failed (the Failed card, and the Runs page it opens). */
+const SUMMARY_FAILED = ["FAILED", "TIMED_OUT"];
 
 /** Replaces the job on screen with j (added = a new job: put in the list too). */
 function upsertJob(j: Job, added = false): void {
@@ -98,12 +101,12 @@ export async function loadAll(): Promise<void> {
     api.jobs({ status: "RUNNING,QUEUED", limit: 1000 }),
     api.health().catch(() => state.probes),
     api.info().catch(() => ({} as { links?: Link[]; version?: string })),
-    api.summary().catch(() => ({ succeeded: 0, failed: 0 })),
+    api.summary().catch(() => ({ succeeded: 0, failed: 0, partial: 0 })),
   ]);
   seen24.clear();
   active.clear();
   set({ probes, links: info.links ?? [], version: info.version ?? "", loaded: true, gen: state.gen + 1,
-    ok24: sum.succeeded, failed24: sum.failed, summaryAt: Date.now(), running: 0, queued: 0 });
+    ok24: sum.succeeded, failed24: sum.failed, partial24: sum.partial, summaryAt: Date.now(), running: 0, queued: 0 });
   busy.jobs.forEach(countActive);
 }
 
@@ -132,7 +135,8 @@ function applyRun(type: RunEvent["type"], run: Run, job: Job | undefined): void 
   if (type === "run.finished" && !seen24.has(run.id) && Date.parse(run.finished_at ?? "") >= state.summaryAt - 1000) {
     seen24.add(run.id);
     if (run.status === "SUCCESS") set({ ok24: state.ok24 + 1 });
-    else if (FAILED.includes(run.status)) set({ failed24: state.failed24 + 1 });
+    else if (run.status === "PARTIAL") set({ partial24: state.partial24 + 1 });
+    else if (SUMMARY_FAILED.includes(run.status)) set({ failed24: state.failed24 + 1 });
   }
 }
 
