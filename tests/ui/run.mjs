@@ -584,7 +584,8 @@ async function main() {
       await page.waitForSelector("[data-role=schedule-error]", { timeout: T });
       const err = await page.textContent("[data-role=schedule-error]");
       check(/Column 3/.test(err), `error names column 3: ${err}`);
-      await page.fill("#sched-input", "*/20 * * * *");
+      // minutes 7, 27, 47: never 03:00:00, the configured next fire (*/20 met it daily from 02:40)
+      await page.fill("#sched-input", "7,27,47 * * * *");
       await page.waitForFunction(() => document.querySelectorAll("[data-role=next-fires] li").length === 5, null, { timeout: T });
       await page.click("[data-role=schedule-editor] button[type=submit]");
       await page.waitForFunction((b) => {
