@@ -171,10 +171,14 @@ static const store_backend_t pg_backend = {
     .fresh_dsn = pg_fresh_dsn,
     .drop = pg_drop,
     .raw_exec = sql_on,
+    /* and migration 9, which replaced 6's insert and delete trigger (and 4's insert one) */
     .drop_run_counts =
         "DROP TABLE job_counts; DROP TABLE job_count_deltas;"
-        " DROP TRIGGER runs_count_rows ON runs; DROP TRIGGER runs_count_status ON runs;"
-        " DROP FUNCTION cronvisor_run_count();",
+        " DROP TRIGGER runs_count_status ON runs; DROP FUNCTION cronvisor_run_count();"
+        " DROP TRIGGER runs_inserted ON runs;"
+        " DROP TRIGGER runs_deleted ON runs; DROP FUNCTION cronvisor_runs_inserted();"
+        " DROP FUNCTION cronvisor_runs_deleted(); CREATE TRIGGER runs_notify_insert AFTER INSERT"
+        " ON runs FOR EACH ROW EXECUTE FUNCTION cronvisor_run_notify();",
 };
 
 /* ---- cases only a server can show ---- */
@@ -1032,6 +1036,74 @@ static void counts_of_two_stores_writing_at_once_stay_exact_and_are_folded(void 
     f->store = first;
 }
 
+/* The counts of job_counts plus job_count_deltas are those of the finished runs, job by job and
+ * status by status. */
+static int counts_match_the_runs(fx_t *f)
+{
+    return sql_value_is(
+        f,
+        "SELECT COUNT(*) FROM (SELECT job, status, SUM(n) AS n FROM (SELECT job, status, n FROM"
+        " job_counts UNION ALL SELECT job, status, d FROM job_count_deltas) c GROUP BY job, status"
+        " HAVING SUM(n) <> 0) a FULL JOIN (SELECT job, status, COUNT(*) AS n FROM runs WHERE"
+        " status NOT IN ('QUEUED', 'RUNNING') GROUP BY job, status) b USING (job, status)"
+        " WHERE a.n IS DISTINCT FROM b.n",
+        0);
+}
+
+/* Migration 9: the runs' insert and delete triggers fire once per statement. A multi-row insert,
+ * updates of many rows (the abandon of a dead daemon's runs; runs moved to another job and status)
+ * and a retention delete keep the counts exact, and each run inserted or changing status is
+ * announced once, "<id> <status> <instance>". */
+static void statement_triggers_keep_counts_and_announcements_of_many_rows_exact(void **state)
+{
+    fx_t *f = *state;
+    events_t e = {0};
+    assert_int_equal(store_watch_events(f->store, on_event, &e), 0);
+    run_for(&f->loop, 100); /* the watcher's LISTEN is committed */
+    int64_t now = cv_now_ms();
+    enum { N = 300 };
+    burst(f, "m", RUN_SUCCESS, now - 30 * T_DAY, N);
+    burst(f, "m", RUN_RUNNING, now, N);
+    burst(f, "k", RUN_FAILED, now, 10);
+    /* one delta for the N runs of the statement (a burst is one statement), not N */
+    assert_int_equal(sql_value_is(f, "SELECT COUNT(*) FROM job_count_deltas WHERE job = 'm'", 1),
+                     0);
+    assert_int_equal(counts_match_the_runs(f), 0);
+    store_job_stats_t s = stats_of(f, "m");
+    assert_int_equal(s.runs, N);
+    assert_int_equal(s.successes, N);
+    await_count(f, &e.runs, 2 * N + 10);
+    assert_non_null(strstr(e.last_run, " FAILED "));
+
+    assert_int_equal(count_op(f, abandon, 0), N); /* one UPDATE of N rows */
+    assert_int_equal(counts_match_the_runs(f), 0);
+    assert_int_equal(stats_of(f, "m").runs, 2 * N);
+    await_count(f, &e.runs, 3 * N + 10);
+    /* 100 of them to another job and status; then a change of neither, announced nowhere */
+    assert_int_equal(B->raw_exec(f->dsn, "UPDATE runs SET job = 'k', status = 'TIMED_OUT' WHERE"
+                                         " id IN (SELECT id FROM runs WHERE status = 'ABANDONED'"
+                                         " ORDER BY id LIMIT 100);"
+                                         " UPDATE runs SET progress = 0.5, job = job"),
+                     0);
+    assert_int_equal(counts_match_the_runs(f), 0);
+    s = stats_of(f, "k");
+    assert_int_equal(s.runs, 110);
+    assert_int_equal(s.failures, 110);
+    assert_int_equal(stats_of(f, "m").runs, 2 * N - 100);
+    await_count(f, &e.runs, 3 * N + 110);
+    assert_non_null(strstr(e.last_run, " TIMED_OUT "));
+
+    assert_int_equal(count_op(f, retention_7_days, 0), N); /* the old successes */
+    assert_int_equal(counts_match_the_runs(f), 0);
+    s = stats_of(f, "m");
+    assert_int_equal(s.runs, N - 100);
+    assert_int_equal(s.successes, 0);
+    assert_int_equal(stats_of(f, "k").runs, 110);
+    assert_int_equal(sql_value_is(f, "SELECT COUNT(*) FROM job_counts WHERE n < 0", 0), 0);
+    run_for(&f->loop, 300);
+    assert_int_equal(e.runs, 3 * N + 110); /* nothing more: deletes and progress are not news */
+}
+
 int main(void)
 {
     if (pg_server_start() != 0) {
@@ -1070,6 +1142,8 @@ int main(void)
             two_stores_claiming_in_opposite_orders_claim_each_firing_once, setup, teardown),
         cmocka_unit_test_setup_teardown(
             counts_of_two_stores_writing_at_once_stay_exact_and_are_folded, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            statement_triggers_keep_counts_and_announcements_of_many_rows_exact, setup, teardown),
 
         cmocka_unit_test_setup_teardown(
             runs_heartbeats_and_cancel_requests_of_another_store_reach_a_watcher, setup, teardown),

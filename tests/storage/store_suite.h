@@ -962,7 +962,7 @@ static void migration_6_counts_an_existing_history(void **state)
     fx_t *f = *state;
     burst(f, "h", RUN_SUCCESS, 1000, 3);
     close_store(f);
-    /* migrations 7 and 8 go too, so that 6 is the next to apply (7 and 8 then again) */
+    /* the later migrations go too, so that 6 is the next to apply (the others then again) */
     char *sql = cv_sprintf("%s DROP TABLE notifications; ALTER TABLE runs DROP COLUMN host;"
                            " DELETE FROM schema_version WHERE version >= 6;"
                            " INSERT INTO runs (job, status, \"trigger\") VALUES"
@@ -972,7 +972,7 @@ static void migration_6_counts_an_existing_history(void **state)
     assert_int_equal(B->raw_exec(f->dsn, sql), 0);
     free(sql);
     f->store = open_store(f, STORE_SYNC_FULL);
-    assert_int_equal(migrate(f, 0), 3);
+    assert_int_equal(migrate(f, 0), (int)store_migration_count - 5);
     store_job_stats_t s = stats_of(f, "h");
     assert_int_equal(s.runs, 4); /* not the running one */
     assert_int_equal(s.successes, 3);
