@@ -187,10 +187,10 @@ async function polishSteps(browser, base) {
     });
   }
 
-  await step("at 390 px no page scrolls sideways", async () => {
+  await step("at 390 px no page scrolls sideways, and axe finds nothing serious there either", async () => {
     const ctx = await browser.newContext({ viewport: { width: 390, height: 844 }, locale: "en-GB" });
     const pg = await ctx.newPage();
-    const wide = [];
+    const wide = [], found = [];
     try {
       const over = () => pg.evaluate(() => document.scrollingElement.scrollWidth - window.innerWidth);
       await pg.goto(base + "/");
@@ -202,6 +202,7 @@ async function polishSteps(browser, base) {
         await pg.waitForSelector("[data-conn=live]", { timeout: T });
         await pg.waitForSelector(ready, { timeout: T });
         const o = await over();
+        found.push(...(await axeSerious(pg)).map((v) => `${path} at 390 px: ${v}`));
         if (o > 0) {
           // name the innermost elements that stick out, so the failure says what to fix
           const culprits = await pg.evaluate(() => [...document.querySelectorAll("body *")]
@@ -216,6 +217,7 @@ async function polishSteps(browser, base) {
       await ctx.close();
     }
     check(wide.length === 0, wide.join("; "));
+    check(found.length === 0, `${found.length} axe violations: ${found.join("; ")}`);
   });
 
   await step("a degraded probe is amber, not grey; a viewer sees why there is no Refresh and no switch", async () => {
