@@ -245,6 +245,28 @@ async function polishSteps(browser, base) {
     }
   });
 
+  await step("the colours follow the system, and the toggle overrides it across a reload", async () => {
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: "en-GB", colorScheme: "light" });
+    const pg = await ctx.newPage();
+    try {
+      const bg = () => pg.evaluate(() => getComputedStyle(document.documentElement).backgroundColor);
+      await login(pg, base, TOKENS.viewer);
+      const light = await bg();
+      await pg.selectOption("[data-role=theme]", "dark");
+      check(await pg.getAttribute("html", "data-theme") === "dark", "html[data-theme=dark]");
+      const dark = await bg();
+      check(dark !== light && dark.match(/\d+/g).slice(0, 3).every((c) => Number(c) < 60), `dark background: ${dark} (light ${light})`);
+      await pg.reload();
+      await pg.waitForSelector("[data-conn=live]", { timeout: T });
+      check(await bg() === dark, "still dark after a reload");
+      await pg.selectOption("[data-role=theme]", "auto");
+      check(await pg.getAttribute("html", "data-theme") === null, "back to the system's");
+      check(await bg() === light, "the system's light colours");
+    } finally {
+      await ctx.close();
+    }
+  });
+
   await step("a schedule error is translated and names its column once", async () => {
     const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: "da-DK" });
     const pg = await ctx.newPage();
