@@ -8,7 +8,8 @@
 import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
 
 const BIN = resolve(process.env.CRONVISOR_BIN ?? "build/cronvisor");
@@ -443,6 +444,150 @@ async function runsPageSteps(page, base) {
   });
 }
 
+// axe-core (a devDependency of the dashboard, http/ui/package.json) on every page, in light and
+// dark colour schemes; no page scrolls sideways at 390 px; health and role-aware actions.
+const AXE = join(dirname(fileURLToPath(import.meta.url)), "../../http/ui/node_modules/axe-core/axe.min.js");
+
+async function axeSerious(page) {
+  await page.addScriptTag({ path: AXE });
+  return page.evaluate(async () => {
+    const r = await window.axe.run(document, { resultTypes: ["violations"] });
+    return r.violations.filter((v) => v.impact === "serious" || v.impact === "critical")
+      .map((v) => `${v.id} (${v.impact}) at ${v.nodes.slice(0, 3).map((n) => n.target.join(" ")).join(" | ")}`);
+  });
+}
+
+async function polishSteps(browser, base) {
+  const h = { Authorization: `Bearer ${TOKENS.admin}` };
+  const runId = (await (await fetch(`${base}/api/runs?limit=1`, { headers: h })).json()).runs?.[0]?.id;
+  // path, what shows it has rendered
+  const pages = [
+    ["/", "tr[data-job]"], ["/jobs", "tr[data-job]"], ["/jobs/nightly", "#sched-input"],
+    ["/jobs/always-fails", "tr[data-run]"], [`/runs/${runId}`, `dl[data-run="${runId}"]`],
+    ["/instances", "tr[data-instance]"],
+  ];
+  for (const scheme of ["light", "dark"]) {
+    await step(`axe: no serious or critical violation on any page (${scheme})`, async () => {
+      check(runId, "a run to show");
+      const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: "en-GB", colorScheme: scheme });
+      const pg = await ctx.newPage();
+      const found = [];
+      try {
+        await pg.goto(base + "/");
+        await pg.waitForSelector("#token", { timeout: T });
+        found.push(...(await axeSerious(pg)).map((v) => `login: ${v}`));
+        await login(pg, base, TOKENS.admin);
+        for (const [path, ready] of pages) {
+          await pg.goto(base + path);
+          await pg.waitForSelector("[data-conn=live]", { timeout: T });
+          await pg.waitForSelector(ready, { timeout: T });
+          found.push(...(await axeSerious(pg)).map((v) => `${path}: ${v}`));
+        }
+      } finally {
+        await ctx.close();
+      }
+      check(found.length === 0, `${found.length} violations: ${found.join("; ")}`);
+    });
+  }
+
+  await step("at 390 px no page scrolls sideways, and axe finds nothing serious there either", async () => {
+    const ctx = await browser.newContext({ viewport: { width: 390, height: 844 }, locale: "en-GB" });
+    const pg = await ctx.newPage();
+    const wide = [], found = [];
+    try {
+      const over = () => pg.evaluate(() => document.scrollingElement.scrollWidth - window.innerWidth);
+      await pg.goto(base + "/");
+      await pg.waitForSelector("#token", { timeout: T });
+      if ((await over()) > 0) wide.push(`login: ${await over()} px`);
+      await login(pg, base, TOKENS.admin);
+      for (const [path, ready] of pages) {
+        await pg.goto(base + path);
+        await pg.waitForSelector("[data-conn=live]", { timeout: T });
+        await pg.waitForSelector(ready, { timeout: T });
+        const o = await over();
+        found.push(...(await axeSerious(pg)).map((v) => `${path} at 390 px: ${v}`));
+        if (o > 0) {
+          // name the innermost elements that stick out, so the failure says what to fix
+          const culprits = await pg.evaluate(() => [...document.querySelectorAll("body *")]
+            .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 0.5 &&
+              ![...e.children].some((c) => c.getBoundingClientRect().right > window.innerWidth + 0.5))
+            .slice(0, 4).map((e) => `${e.tagName.toLowerCase()}${e.className ? "." + String(e.className).split(" ").join(".") : ""}${e.getAttribute("data-role") ? `[data-role=${e.getAttribute("data-role")}]` : ""} (${Math.round(e.getBoundingClientRect().width)} px)`));
+          wide.push(`${path}: ${o} px too wide: ${culprits.join(", ")}`);
+        }
+        await pg.screenshot({ path: join(SHOTS, `phone${path.replace(/\//g, "_") || "_"}.png`), fullPage: true });
+      }
+    } finally {
+      await ctx.close();
+    }
+    check(wide.length === 0, wide.join("; "));
+    check(found.length === 0, `${found.length} axe violations: ${found.join("; ")}`);
+  });
+
+  await step("a degraded probe is amber, not grey; a viewer sees why there is no Refresh and no switch", async () => {
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: "sv-SE" });
+    const pg = await ctx.newPage();
+    try {
+      const probe = (name, status) => ({ name, type: "exec", status, latency_ms: 3, checked_at: new Date().toISOString(),
+        since: null, message: status === "healthy" ? "" : "slow answer", consecutive_failures: 0 });
+      await pg.route("**/api/health", (r) => r.fulfill({ status: 200, contentType: "application/json",
+        body: JSON.stringify({ probes: [probe("slow-dep", "degraded"), probe("never-dep", "unknown")] }) }));
+      await login(pg, base, TOKENS.viewer);
+      await pg.waitForSelector('[data-probe="slow-dep"][data-probe-status=degraded]', { timeout: T });
+      const dot = (n) => pg.$eval(`[data-probe="${n}"] .dot`, (e) => getComputedStyle(e).backgroundColor);
+      const amber = await dot("slow-dep"), grey = await dot("never-dep");
+      check(amber !== grey, `degraded (${amber}) differs from unknown (${grey})`);
+      const [r, g, b] = amber.match(/\d+/g).map(Number);
+      check(r > g && g > b && r - b > 80, `degraded is amber: ${amber}`);
+      check((await pg.textContent('[data-probe="slow-dep"]')).includes("nedsatt"), "the status is in Swedish");
+      check(await pg.locator("[data-probe] button").count() === 0, "no Refresh button for a viewer");
+      check(/viewer/.test(await pg.textContent("[data-role=refresh-reason]")), "the reason names the role");
+      const title = await pg.getAttribute(`${row("nightly")} label.switch`, "title");
+      check(/viewer/.test(title ?? ""), `the disabled switch says why: ${title}`);
+    } finally {
+      await ctx.close();
+    }
+  });
+
+  await step("the colours follow the system, and the toggle overrides it across a reload", async () => {
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: "en-GB", colorScheme: "light" });
+    const pg = await ctx.newPage();
+    try {
+      const bg = () => pg.evaluate(() => getComputedStyle(document.documentElement).backgroundColor);
+      await login(pg, base, TOKENS.viewer);
+      const light = await bg();
+      await pg.selectOption("[data-role=theme]", "dark");
+      check(await pg.getAttribute("html", "data-theme") === "dark", "html[data-theme=dark]");
+      const dark = await bg();
+      check(dark !== light && dark.match(/\d+/g).slice(0, 3).every((c) => Number(c) < 60), `dark background: ${dark} (light ${light})`);
+      await pg.reload();
+      await pg.waitForSelector("[data-conn=live]", { timeout: T });
+      check(await bg() === dark, "still dark after a reload");
+      await pg.selectOption("[data-role=theme]", "auto");
+      check(await pg.getAttribute("html", "data-theme") === null, "back to the system's");
+      check(await bg() === light, "the system's light colours");
+    } finally {
+      await ctx.close();
+    }
+  });
+
+  await step("a schedule error is translated and names its column once", async () => {
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: "da-DK" });
+    const pg = await ctx.newPage();
+    try {
+      await login(pg, base, TOKENS.admin);
+      await pg.goto(base + "/jobs/nightly");
+      await pg.waitForSelector("#sched-input", { timeout: T });
+      await pg.fill("#sched-input", "0 3 99 * *");
+      await pg.waitForSelector("[data-role=schedule-error]", { timeout: T });
+      const err = (await pg.textContent("[data-role=schedule-error] span")).trim();
+      check(err.includes("Tidsplanen er ikke gyldig"), `translated: ${err}`);
+      check((err.match(/column|kolonne/gi) ?? []).length === 1, `the column named once: ${err}`);
+    } finally {
+      await ctx.close();
+    }
+  });
+}
+
 async function main() {
   if (!existsSync(CHROMIUM)) {
     console.log(`skip: no chromium at ${CHROMIUM}`);
@@ -802,6 +947,8 @@ async function main() {
     });
 
     await detailSteps(browser, base, d); // uidetail
+
+    await polishSteps(browser, base);
 
     await step("no script errors on the page", async () => {
       check(consoleErrors.length === 0, consoleErrors.join("; "));

@@ -2,6 +2,7 @@
 // the server's {"error":{"code","message",...}} body. See proto/openapi.yaml for the contract.
 
 import type { components } from "./gen/api";
+import { errorText } from "./errors";
 
 // Every shape below is generated from proto/openapi.yaml (src/gen/api.d.ts, written by
 // `npm run gen` at each build): a field renamed there breaks this build.
@@ -30,12 +31,15 @@ export type Role = Authenticated["role"];
 export class ApiError extends Error {
   status: number;
   code: string;
+  /** The server's own (English) message; .message is the translated text for the code. */
+  detail: string;
   column?: number;
   field?: string;
   constructor(status: number, code: string, message: string, extra?: { column?: number; field?: string }) {
-    super(message);
+    super(errorText(code, message, extra?.column));
     this.status = status;
     this.code = code;
+    this.detail = message;
     this.column = extra?.column;
     this.field = extra?.field;
   }

@@ -6,7 +6,7 @@ import { api, ApiError, Job } from "./api";
 import { percent } from "./fmt";
 import { describeSchedule, t } from "./i18n";
 import { navigate } from "./router";
-import { can, FAILED, set, useStore } from "./store";
+import { can, FAILED, set, state, useStore } from "./store";
 import { Dialog, jobStatus, LastRunCell, StatusBadge, Time } from "./ui";
 
 export type JobFilter = "" | "running" | "queued" | "succeeded" | "failed";
@@ -78,7 +78,7 @@ export function EnableToggle({ job }: { job: Job }) {
     }
   };
   return (
-    <label class="switch" title={job.locked ? t("lockedReason") : undefined}>
+    <label class="switch" title={job.locked ? t("lockedReason") : !can("trigger") ? t("roleNoRun", { role: state.role || "?" }) : undefined}>
       <input type="checkbox" role="switch" checked={job.enabled} disabled={!allowed} onChange={toggle}
         aria-label={`${t("enabled")}: ${job.title ?? job.name}`} />
       <span>{job.enabled ? t("enabled") : t("disabled")}</span>

@@ -3,6 +3,7 @@ import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { request } from "./api";
 import { currentLang, Lang, LANGS, onLangChange, setLang, t } from "./i18n";
+import { ThemeSelect } from "./theme";
 import { JobDetail } from "./job";
 import { InstancesPage } from "./instances";
 import { JobFilter, JobsPage } from "./jobs";
@@ -100,6 +101,7 @@ function App() {
           <ConnBanner />
           <span class="role" data-role="role">{s.name && `${s.name} · `}{s.role}</span>
           <LangSelect />
+          <ThemeSelect />
           <button type="button" onClick={() => signOut()}>{t("signOut")}</button>
         </div>
       </header>

@@ -2,11 +2,11 @@
 import { useState } from "preact/hooks";
 import { api, ApiError } from "./api";
 import { num } from "./fmt";
-import { t } from "./i18n";
+import { Key, t } from "./i18n";
 import { JobFilter, JobTable } from "./jobs";
 import { navigate } from "./router";
 import { FAILED_CARD, last24Url, runsUrl } from "./runs";
-import { set, state, useStore } from "./store";
+import { can, set, state, useStore } from "./store";
 import { Time } from "./ui";
 
 /** A count that opens the Runs page on its runs (to(): its URL, made at the click). */
@@ -34,20 +34,25 @@ function ProbeCard({ name }: { name: string }) {
       setBusy(false);
     }
   };
-  const tone = p.status === "healthy" ? "ok" : p.status === "unhealthy" ? "failed" : "never";
+  // degraded is amber (a warning), not the grey of unknown
+  const tone = p.status === "healthy" ? "ok" : p.status === "unhealthy" ? "failed" : p.status === "degraded" ? "degraded" : "never";
+  const icon = tone === "ok" ? "✓" : tone === "failed" ? "✕" : tone === "degraded" ? "!" : "–";
+  const mayRefresh = can("trigger");
   return (
-    <li class={`probe tone-${tone}`} data-probe={name}>
+    <li class={`probe tone-${tone}`} data-probe={name} data-probe-status={p.status}>
       <div class="row between">
         <strong>{name}</strong>
-        <span class="badge"><span class="dot" aria-hidden="true">{tone === "ok" ? "✓" : tone === "failed" ? "✕" : "–"}</span>{p.status}</span>
+        <span class="badge"><span class="dot" aria-hidden="true">{icon}</span>{t(`pr_${p.status}` as Key)}</span>
       </div>
       <div class="small muted">{t("latency")}: {p.latency_ms} ms · {t("lastChecked")}: <Time iso={p.checked_at} /></div>
       {(p.error || (p.status !== "healthy" && p.message)) && (
         <div class="small error-text">{p.error || p.message}</div>
       )}
-      <button type="button" class="small-btn" onClick={refresh} disabled={busy} aria-label={`${t("refresh")}: ${name}`}>
-        ↻ {t("refresh")}
-      </button>
+      {mayRefresh && (
+        <button type="button" class="small-btn" onClick={refresh} disabled={busy} aria-label={`${t("refresh")}: ${name}`}>
+          ↻ {t("refresh")}
+        </button>
+      )}
     </li>
   );
 }
@@ -75,6 +80,7 @@ export function Overview({ filter }: { filter: JobFilter }) {
       <div class="two-col">
         <section aria-labelledby="health-h">
           <h2 id="health-h">{t("health")}</h2>
+          {!can("trigger") && s.probes.length > 0 && <p class="muted small" data-role="refresh-reason">{t("roleNoRefresh", { role: s.role || "?" })}</p>}
           {s.probes.length === 0 ? <p class="muted">{t("noProbes")}</p> : (
             <ul class="probes">{s.probes.map((p) => <ProbeCard key={p.name} name={p.name} />)}</ul>
           )}
