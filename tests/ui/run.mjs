@@ -950,6 +950,28 @@ async function main() {
 
     await polishSteps(browser, base);
 
+    await step("Run now on a disabled job says in its confirm that the job is disabled", async () => {
+      const h = { Authorization: `Bearer ${TOKENS.admin}` };
+      const r = await fetch(`${base}/api/jobs/nightly/disable`, { method: "POST", headers: h });
+      check(r.status === 200, `disable: ${r.status}`);
+      try {
+        await page.goto(base + "/jobs/nightly");
+        await page.waitForSelector(".job-head [data-action=run-now]", { timeout: T });
+        await page.waitForFunction(() => document.querySelector(".job-head input[role=switch]")?.checked === false, null, { timeout: T });
+        await page.click(".job-head [data-action=run-now]");
+        const note = await page.waitForSelector("dialog[open] [data-role=disabled-note]", { timeout: T });
+        check(/disabled/.test(await note.textContent()), `the note: ${await note.textContent()}`);
+        await page.click("dialog[open] button:not(.primary)");
+        await page.goto(base + "/jobs/quick-ok");
+        await page.click(".job-head [data-action=run-now]");
+        await page.waitForSelector("dialog[open]", { timeout: T });
+        check(await page.locator("dialog[open] [data-role=disabled-note]").count() === 0, "no note for an enabled job");
+        await page.click("dialog[open] button:not(.primary)");
+      } finally {
+        await fetch(`${base}/api/jobs/nightly/enable`, { method: "POST", headers: h });
+      }
+    });
+
     await step("no script errors on the page", async () => {
       check(consoleErrors.length === 0, consoleErrors.join("; "));
     });

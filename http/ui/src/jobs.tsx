@@ -50,6 +50,7 @@ export function RunNowButton({ job }: { job: Job }) {
       <Dialog open={open} title={t("confirmRun", { job: job.title ?? job.name })} confirmLabel={t("confirm")}
         onConfirm={go} onCancel={() => setOpen(false)}>
         <p>{t("confirmRunBody")}</p>
+        {!job.enabled && <p data-role="disabled-note"><strong>{t("confirmRunDisabled")}</strong></p>}
       </Dialog>
     </>
   );
