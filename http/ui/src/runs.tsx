@@ -92,9 +92,11 @@ function RunFilters({ q, jobs, triggers }: { q: RunQuery; jobs: string[]; trigge
   const statuses = STATUSES.includes(q.status) || !q.status || q.status === FAILED_CARD ? STATUSES : [q.status, ...STATUSES];
   const any = FIELDS.some((k) => k !== "cursor" && k !== "limit" && q[k]);
   return (
+    // The text and date inputs are uncontrolled (defaultValue, remounted by key when the URL
+    // changes): a live run event re-rendering the page must not wipe what is being typed.
     <form class="row filters" data-role="run-filters" onSubmit={(e) => e.preventDefault()} aria-label={t("filter")}>
       <label>{t("job")}{" "}
-        <input list="runs-jobs" value={q.job} data-filter="job" onChange={text("job")} size={14} />
+        <input list="runs-jobs" key={`job:${q.job}`} defaultValue={q.job} data-filter="job" onChange={text("job")} size={14} />
         <datalist id="runs-jobs">{jobs.map((j) => <option key={j} value={j} />)}</datalist>
       </label>
       <label>{t("status")}{" "}
@@ -105,14 +107,14 @@ function RunFilters({ q, jobs, triggers }: { q: RunQuery; jobs: string[]; trigge
         </select>
       </label>
       <label>{t("trigger")}{" "}
-        <input list="runs-triggers" value={q.trigger} data-filter="trigger" onChange={text("trigger")} size={10} />
+        <input list="runs-triggers" key={`trigger:${q.trigger}`} defaultValue={q.trigger} data-filter="trigger" onChange={text("trigger")} size={10} />
         <datalist id="runs-triggers">{triggers.map((x) => <option key={x} value={x} />)}</datalist>
       </label>
       <label>{t("from")}{" "}
-        <input type="datetime-local" value={toLocalInput(q.since)} data-filter="since" onChange={time("since")} />
+        <input type="datetime-local" key={`since:${q.since}`} defaultValue={toLocalInput(q.since)} data-filter="since" onChange={time("since")} />
       </label>
       <label>{t("to")}{" "}
-        <input type="datetime-local" value={toLocalInput(q.until)} data-filter="until" onChange={time("until")} />
+        <input type="datetime-local" key={`until:${q.until}`} defaultValue={toLocalInput(q.until)} data-filter="until" onChange={time("until")} />
       </label>
       {any && <a href="/runs" data-role="clear-run-filters">{t("clearFilters")}</a>}
     </form>
