@@ -806,6 +806,7 @@ async function main() {
     await step("a lost connection is shown, and events missed meanwhile arrive after reconnecting", async () => {
       await page.goto(base + "/jobs");
       await page.waitForSelector("[data-conn=live]", { timeout: T });
+      await page.waitForSelector(row("always-fails"), { timeout: T }); // the list is loaded
       await ctx.setOffline(true); // blocks the reconnection until we allow it
       await page.evaluate(() => window.__cronvisor.drop());
       await page.waitForSelector("[data-conn=lost]", { timeout: T });
@@ -816,6 +817,21 @@ async function main() {
       await ctx.setOffline(false);
       await page.waitForSelector("[data-conn=live]", { timeout: 30000 });
       await page.waitForSelector(`${row("always-fails")} [data-run-id="${runId}"][data-status=FAILED]`, { timeout: T });
+    });
+
+    await step("a list that failed to load while the network was gone loads when the connection is back", async () => {
+      // The page's own list request fails as with no network (the overview's counts still load).
+      const listOnly = (u) => u.pathname === "/api/jobs" && !u.searchParams.has("status");
+      let aborted = 0;
+      await page.route(listOnly, (r) => { aborted++; return r.abort("internetdisconnected"); });
+      await page.goto(base + "/jobs");
+      await page.waitForSelector("[data-conn=live]", { timeout: T });
+      await page.waitForSelector("p.error-text[role=alert]", { timeout: T });
+      check(aborted >= 1 && await page.locator("tr[data-job]").count() === 0, `no rows without the list (${aborted} aborted)`);
+      await page.unroute(listOnly);
+      await page.evaluate(() => window.__cronvisor.drop());
+      await page.waitForSelector(row("always-fails"), { timeout: 30000 });
+      check(await page.locator("p.error-text[role=alert]").count() === 0, "the error is gone");
     });
 
     await step("a viewer cannot trigger or edit", async () => {

@@ -64,6 +64,15 @@ export function setUnauthorizedHandler(fn: () => void): void {
   onUnauthorized = fn;
 }
 
+let networkFailed = false;
+/** True once after a request failed for want of a network (no answer at all): what the page
+ * loaded then is missing, and is loaded again when the live connection is back. */
+export function takeNetworkFailure(): boolean {
+  const f = networkFailed;
+  networkFailed = false;
+  return f;
+}
+
 export async function request<T>(method: string, path: string, body?: unknown, token?: string): Promise<T> {
   const headers: Record<string, string> = { Accept: "application/json" };
   const tok = token ?? getToken();
@@ -73,6 +82,7 @@ export async function request<T>(method: string, path: string, body?: unknown, t
   try {
     res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
   } catch (e) {
+    networkFailed = true;
     throw new ApiError(0, "network", (e as Error).message);
   }
   const text = await res.text();

@@ -93,7 +93,7 @@ export function RunDetail({ id }: { id: number }) {
       } else setAttempts([]);
     }).catch((e: ApiError) => my === loads.current && setErr(e.message));
   };
-  useEffect(() => { load(); }, [id, s.loaded]);
+  useEffect(() => { load(); }, [id, s.loaded, s.gen]);
 
   // Follow the output while the run is active.
   useEffect(() => {

@@ -6,6 +6,7 @@
 import { useEffect, useState } from "preact/hooks";
 import {
   api, ApiError, getToken, Info, Job, Link, Probe, PROXY_SESSION, request, Role, Run, setToken, setUnauthorizedHandler,
+  takeNetworkFailure,
 } from "./api";
 import { ConnState, isRunEvent, Live, LiveEvent, RunEvent } from "./live";
 
@@ -173,7 +174,9 @@ export function signIn(token: string): void {
     onState: (conn) => set({ conn }),
     onAuthenticated: ({ name, role, resync }) => {
       if (role) set({ name, role: role as Role });
-      if (resync) loadAll().catch((e: ApiError) => set({ loginError: e.message }));
+      // A resumed connection replays what it missed, but a page whose request failed while the
+      // network was gone has nothing for the events to update: it loads again.
+      if (takeNetworkFailure() || resync) loadAll().catch((e: ApiError) => set({ loginError: e.message }));
     },
     onAuthFailed: () => signOut(true),
   });
