@@ -100,6 +100,7 @@ struct api {
     /* every runtime override known, of any job (even one not in the configuration) */
     effjob_overrides_t overrides;
     cv_list_t active;        /* api__active_t, oldest first */
+    int64_t running, queued; /* of them, running and queued: over every job (GET /api/summary) */
     cv_idmap_t active_by_id; /* run id -> api__active_t */
     cv_list_t triggers;      /* api__trigger_t waiting for MSG_FIRE_REPLY */
     cv_list_t queries;       /* requests waiting for the prober or the notifier (api_health.c) */
@@ -197,6 +198,8 @@ void api__stats_waiters_abort(api_t *a);
 void api__model_refresh_new_stats(api_t *a);
 /** True when r is another instance's run (shared store), known from the database's events. */
 bool api__run_remote(const api_t *a, const run_t *r);
+/** {"running": n, "queued": n}: the runs active now, over every job (run events carry it). */
+json_t *api__active_json(const api_t *a);
 /** Applies a MSG_STORE_STATE and publishes store.changed when it changed. */
 void api__store_state(api_t *a, const msg_store_state_t *m);
 /** The active run with this id, or NULL. */

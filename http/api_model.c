@@ -435,6 +435,8 @@ static void active_free(api_t *a, api__active_t *ar)
 static void tally(api_t *a, api__job_t *j, const run_t *r, int sign)
 {
     bool own = !api__run_remote(a, r);
+    a->running += sign * (r->status == RUN_RUNNING);
+    a->queued += sign * (r->status == RUN_QUEUED);
     j->running += sign * (r->status == RUN_RUNNING);
     j->queued += sign * (r->status == RUN_QUEUED);
     j->own_running += sign * (own && r->status == RUN_RUNNING);
@@ -493,6 +495,12 @@ static void track(api_t *a, api__job_t *j, const msg_run_event_t *e)
     }
 }
 
+json_t *api__active_json(const api_t *a)
+{
+    return json_pack("{s:I,s:I}", "running", (json_int_t)a->running, "queued",
+                     (json_int_t)a->queued);
+}
+
 /* A run event; but for progress, with its job as it stands after the event (live counts, last
  * run, next fire, statistics so far), so that a page showing the job needs no request. */
 static void publish_run(api_t *a, api__job_t *j, const msg_run_event_t *e)
@@ -503,6 +511,8 @@ static void publish_run(api_t *a, api__job_t *j, const msg_run_event_t *e)
                            api__run_json(e->run, false));
     if (e->kind != RUN_EV_PROGRESS && j->cfg != NULL)
         json_object_set_new(ev, "job", api__job_json(a, j, cv_now_ms() / 1000));
+    if (e->kind != RUN_EV_PROGRESS)
+        json_object_set_new(ev, "active", api__active_json(a));
     char *text = json_dumps(ev, JSON_COMPACT);
     ws_hub_publish(a->hub, text, strlen(text));
     free(text);

@@ -405,8 +405,8 @@ static void on_summary(api_t *a, void *ud, msg_store_reply_t *r)
         reply_store_error(c->req, r->status);
     else
         api_reply_json(c->req, 200,
-                       json_pack("{s:I,s:I,s:I,s:I,s:I,s:o}", "running", (json_int_t)s->running,
-                                 "queued", (json_int_t)s->queued, "succeeded",
+                       json_pack("{s:I,s:I,s:I,s:I,s:I,s:o}", "running", (json_int_t)a->running,
+                                 "queued", (json_int_t)a->queued, "succeeded",
                                  (json_int_t)s->success, "partial", (json_int_t)s->partial,
                                  "failed", (json_int_t)s->failed, "since", api__jtime(c->since)));
     free(c);

@@ -16,6 +16,9 @@ jobs:
   - name: breaks
     schedule: manual
     command: 'echo "upstream down" >&2; exit 2'
+  - name: holds
+    schedule: manual
+    command: 'sleep 600'
 """
 
 
@@ -76,6 +79,31 @@ class EventsCarryState(unittest.TestCase):
         self.assertEqual(finished["job"]["last_run"]["status"], "FAILED")
         self.assertIn("exit code 2", finished["job"]["last_run"]["error"])
         self.assertGreaterEqual(updated["job"]["stats"]["consecutive_failures"], 1)
+
+    def test_run_events_carry_the_runs_active_over_every_job_as_the_summary_counts_them(self):
+        ws = self.listen()
+        try:
+            def summary():
+                s = self.d.api("GET", "/api/summary").json
+                return s["running"], s["queued"]
+
+            def ev(kind, run_id):
+                m, _ = ws.recv_until(lambda m: m.get("type") == kind and m["run"]["id"] == run_id)
+                self.assertEqual(schema_errors(m, event_schema("RunEvent")), [], m)
+                return m["active"]["running"], m["active"]["queued"]
+
+            base = summary()
+            held = self.d.api("POST", "/api/jobs/holds/trigger").json["run_id"]
+            self.assertEqual(ev("run.started", held), (base[0] + 1, base[1]))
+            self.assertEqual(summary(), (base[0] + 1, base[1]))
+            quick = self.d.api("POST", "/api/jobs/works/trigger").json["run_id"]
+            self.assertEqual(ev("run.started", quick), (base[0] + 2, base[1]))
+            self.assertEqual(ev("run.finished", quick), (base[0] + 1, base[1]))
+            self.assertEqual(self.d.api("POST", "/api/runs/%d/cancel" % held).status, 202)
+            self.assertEqual(ev("run.finished", held), base)
+            self.assertEqual(summary(), base)
+        finally:
+            ws.close()
 
 
 if __name__ == "__main__":

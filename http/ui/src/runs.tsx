@@ -3,7 +3,7 @@
 // shared and the back button walks through earlier filters and pages. A page is fetched once per
 // navigation; run events then update its rows in place and put new fitting runs at the top of
 // the first page: an event never costs a request.
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { api, ApiError, Run } from "./api";
 import { duration } from "./fmt";
 import { Key, t } from "./i18n";
@@ -85,7 +85,30 @@ export function last24Url(status: string): string {
 /** The cursor of the page before each page seen (for "Newer"); a shared link starts afresh. */
 const newerOf = new Map<string, string>();
 
-function RunFilters({ q, jobs, triggers }: { q: RunQuery; jobs: string[]; triggers: string[] }) {
+const SUGGESTED_JOBS = 20;
+
+/** Names of jobs matching what is typed in the job filter: a small page, asked as one types
+ * (never the whole list of jobs). */
+function useJobSuggestions(): [string[], (typed: string) => void] {
+  const [names, setNames] = useState<string[]>([]);
+  const timer = useRef<number | undefined>(undefined);
+  const asked = useRef<string | null>(null);
+  useEffect(() => () => window.clearTimeout(timer.current), []);
+  const ask = (typed: string) => {
+    if (typed === asked.current) return;
+    asked.current = typed;
+    window.clearTimeout(timer.current);
+    timer.current = window.setTimeout(() => {
+      api.jobs({ q: typed, limit: SUGGESTED_JOBS })
+        .then((r) => asked.current === typed && setNames(r.jobs.map((j) => j.name)))
+        .catch(() => undefined);
+    }, 150);
+  };
+  return [names, ask];
+}
+
+function RunFilters({ q, triggers }: { q: RunQuery; triggers: string[] }) {
+  const [jobs, suggest] = useJobSuggestions();
   const go = (p: Partial<RunQuery>) => navigate(runsUrl({ ...q, ...p, cursor: "" }));
   const text = (k: "job" | "trigger") => (e: Event) => go({ [k]: (e.target as HTMLInputElement).value.trim() });
   const time = (k: "since" | "until") => (e: Event) => go({ [k]: fromLocalInput((e.target as HTMLInputElement).value) });
@@ -96,7 +119,9 @@ function RunFilters({ q, jobs, triggers }: { q: RunQuery; jobs: string[]; trigge
     // changes): a live run event re-rendering the page must not wipe what is being typed.
     <form class="row filters" data-role="run-filters" onSubmit={(e) => e.preventDefault()} aria-label={t("filter")}>
       <label>{t("job")}{" "}
-        <input list="runs-jobs" key={`job:${q.job}`} defaultValue={q.job} data-filter="job" onChange={text("job")} size={14} />
+        <input list="runs-jobs" key={`job:${q.job}`} defaultValue={q.job} data-filter="job" onChange={text("job")} size={14}
+          onFocus={(e) => suggest((e.target as HTMLInputElement).value.trim())}
+          onInput={(e) => suggest((e.target as HTMLInputElement).value.trim())} />
         <datalist id="runs-jobs">{jobs.map((j) => <option key={j} value={j} />)}</datalist>
       </label>
       <label>{t("status")}{" "}
@@ -128,11 +153,6 @@ export function RunsPage({ url }: { url: URL }) {
   const [runs, setRuns] = useState<Run[] | null>(null);
   const [next, setNext] = useState<string | null>(null);
   const [err, setErr] = useState("");
-  const [jobs, setJobs] = useState<string[]>([]);
-
-  useEffect(() => {
-    api.jobs({ limit: 1000 }).then((r) => setJobs(r.jobs.map((j) => j.name))).catch(() => {});
-  }, [s.gen]);
   useEffect(() => {
     let gone = false;
     setErr("");
@@ -176,7 +196,7 @@ export function RunsPage({ url }: { url: URL }) {
   return (
     <section aria-labelledby="runs-h">
       <h1 id="runs-h">{t("runs")}</h1>
-      <RunFilters q={q} jobs={jobs} triggers={Array.from(new Set([...TRIGGERS, s.name ? `api:${s.name}` : "",
+      <RunFilters q={q} triggers={Array.from(new Set([...TRIGGERS, s.name ? `api:${s.name}` : "",
         ...(runs ?? []).map((r) => r.trigger)].filter(Boolean)))} />
       {err && <p class="error-text" role="alert">{err}</p>}
       {runs && runs.length === 0 && !err && <p class="muted" data-role="no-runs">{t("noRunsMatch")}</p>}

@@ -68,7 +68,6 @@ const SUMMARY_FAILED = ["FAILED", "TIMED_OUT"];
 
 /** Replaces the job on screen with j (added = a new job: put in the list too). */
 function upsertJob(j: Job, added = false): void {
-  countActive(j);
   const i = state.jobs.findIndex((x) => x.name === j.name);
   if (i < 0 && !added) return; // not on screen
   // The job record's last_run may lack the error text that the run event carried: keep it.
@@ -86,29 +85,17 @@ export function showJob(j: Job): void {
   upsertJob(j, true);
 }
 
-// Live counts of the jobs that have runs running or queued (the overview's cards): read once with
-// the jobs whose status is RUNNING or QUEUED, then kept by the job each event carries.
-const active = new Map<string, { running: number; queued: number }>();
-function countActive(j: Pick<Job, "name" | "running" | "queued">): void {
-  if (j.running > 0 || j.queued > 0) active.set(j.name, { running: j.running, queued: j.queued });
-  else if (!active.delete(j.name)) return;
-  let running = 0, queued = 0;
-  active.forEach((v) => { running += v.running; queued += v.queued; });
-  if (running !== state.running || queued !== state.queued) set({ running, queued });
-}
-
 export async function loadAll(): Promise<void> {
-  const [busy, probes, info, sum] = await Promise.all([
-    api.jobs({ status: "RUNNING,QUEUED", limit: 1000 }),
+  const [sum, probes, info] = await Promise.all([
+    // The counts of runs active now come with it, then with every run event (ev.active).
+    api.summary().catch(() => ({ succeeded: 0, failed: 0, partial: 0, running: state.running, queued: state.queued })),
     api.health().catch(() => state.probes),
     api.info().catch(() => ({} as { links?: Link[]; version?: string })),
-    api.summary().catch(() => ({ succeeded: 0, failed: 0, partial: 0 })),
   ]);
   seen24.clear();
-  active.clear();
   set({ probes, links: info.links ?? [], version: info.version ?? "", loaded: true, gen: state.gen + 1,
-    ok24: sum.succeeded, failed24: sum.failed, partial24: sum.partial, summaryAt: Date.now(), running: 0, queued: 0 });
-  busy.jobs.forEach(countActive);
+    ok24: sum.succeeded, failed24: sum.failed, partial24: sum.partial, summaryAt: Date.now(),
+    running: sum.running, queued: sum.queued });
 }
 
 function applyRun(type: RunEvent["type"], run: Run, job: Job | undefined): void {
@@ -142,10 +129,13 @@ function applyRun(type: RunEvent["type"], run: Run, job: Job | undefined): void 
 }
 
 function onEvent(ev: LiveEvent): void {
-  if (isRunEvent(ev)) applyRun(ev.type, ev.run, ev.job);
+  if (isRunEvent(ev)) {
+    applyRun(ev.type, ev.run, ev.job);
+    if (ev.active && (ev.active.running !== state.running || ev.active.queued !== state.queued))
+      set({ running: ev.active.running, queued: ev.active.queued });
+  }
   else if (ev.type === "job.updated" || ev.type === "job.added") upsertJob(ev.job, ev.type === "job.added");
   else if (ev.type === "job.removed") {
-    countActive({ name: ev.job, running: 0, queued: 0 });
     set({ jobs: state.jobs.filter((x) => x.name !== ev.job) });
   }
   else if (ev.type === "health.changed") {
