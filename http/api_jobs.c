@@ -447,8 +447,8 @@ static int check_schedule(api_req_t *req, const char *schedule, const char *zone
     *zone = tz_load(zone_name, err, sizeof(err));
     if (*zone == NULL) {
         api_reply_json(req, 422,
-                       json_pack("{s:{s:s,s:o}}", "error", "code", "invalid_timezone", "message",
-                                 api__jstr(err)));
+                       json_pack("{s:{s:s,s:o,s:s}}", "error", "code", "invalid_timezone",
+                                 "message", api__jstr(err), "field", "timezone"));
         return -EINVAL;
     }
     if (cron_parse(schedule, seed, expr, &cerr) != 0) {
@@ -475,14 +475,23 @@ static const char *body_string(api_req_t *req, const char *key)
     return json_string_value(json_object_get(req->json, key));
 }
 
-/* 400 unless the body is a JSON object with a string "schedule". */
+/* 400 unless the body is a JSON object with a string "schedule" and, when it has a "timezone",
+ * a string there (a number or null must not fall back to another zone unnoticed). */
 static bool need_schedule_body(api_req_t *req)
 {
-    if (json_is_object(req->json) && body_string(req, "schedule") != NULL)
-        return true;
-    api_reply_error(req, 400, "bad_request",
-                    "the body must be a JSON object with a string \"schedule\"");
-    return false;
+    if (!json_is_object(req->json) || body_string(req, "schedule") == NULL) {
+        api_reply_error(req, 400, "bad_request",
+                        "the body must be a JSON object with a string \"schedule\"");
+        return false;
+    }
+    json_t *zone = json_object_get(req->json, "timezone");
+    if (zone && !json_is_string(zone)) {
+        api_reply_error(req, 400, "bad_request",
+                        "\"timezone\" must be a string: an IANA time zone name such as "
+                        "\"Europe/Stockholm\"");
+        return false;
+    }
+    return true;
 }
 
 static void tell_scheduler(api_t *a, api__job_t *j)

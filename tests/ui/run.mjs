@@ -447,6 +447,120 @@ async function runsPageSteps(page, base) {
 // axe-core (a devDependency of the dashboard, http/ui/package.json) on every page, in light and
 // dark colour schemes; no page scrolls sideways at 390 px; health and role-aware actions.
 const AXE = join(dirname(fileURLToPath(import.meta.url)), "../../http/ui/node_modules/axe-core/axe.min.js");
+// tz (issue 16): a job's time zone edited with its schedule (admin), and the switch between the
+// job's zone and the viewer's for the times on the job page. The browser is in New York, the job
+// goes to Tokyo; which hour a time is in is asked of the page's Intl, never written down here.
+async function tzSteps(browser, base) {
+  const h = { Authorization: `Bearer ${TOKENS.admin}` };
+  const reset = async () => {
+    const r = await fetch(`${base}/api/jobs/nightly/overrides`, { method: "DELETE", headers: h });
+    check(r.status === 200, `nightly's overrides reset: ${r.status}`);
+  };
+  const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: "en-GB", timezoneId: "America/New_York" });
+  const page = await ctx.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  const hourIn = (zone, iso) => page.evaluate(([z, t]) => new Intl.DateTimeFormat("en-GB",
+    { timeZone: z, hour: "2-digit", minute: "2-digit", hourCycle: "h23" }).format(new Date(t)), [zone, iso]);
+  // the editor lists five next fires of "0 3 * * *", each at 03:00 in zone
+  const firesAt3In = (zone) => page.waitForFunction((z) => {
+    const f = new Intl.DateTimeFormat("en-GB", { timeZone: z, hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
+    const ts = [...document.querySelectorAll("[data-role=next-fires] time")].map((e) => e.getAttribute("datetime"));
+    return ts.length === 5 && ts.every((t) => f.format(new Date(t)) === "03:00");
+  }, zone, { timeout: T });
+  const head = ".job-head time";
+  try {
+    await step("tz: an admin picks the job's zone beside its schedule; the next fires and the next run follow it", async () => {
+      await reset();
+      await login(page, base, TOKENS.admin);
+      await page.goto(`${base}/jobs/nightly`);
+      await page.waitForSelector("#sched-tz", { timeout: T });
+      check(await page.inputValue("#sched-tz") === "UTC", `the job's zone in the editor: ${await page.inputValue("#sched-tz")}`);
+      check(await page.$eval("#sched-tz-list", (l) => [...l.options].some((o) => o.value === "Asia/Tokyo")), "zones suggested");
+      await firesAt3In("UTC");
+      await page.fill("#sched-tz", "Asia/Tokyo");
+      await firesAt3In("Asia/Tokyo");
+      const shown = await page.textContent("[data-role=next-fires] li time");
+      check(/GMT\+9/.test(shown), `a next fire shown in the chosen zone: ${shown}`);
+      await page.click("[data-role=schedule-editor] button[type=submit]");
+      await page.waitForFunction(() => document.querySelector("[data-stat=timezone]")?.textContent === "Asia/Tokyo", null, { timeout: T });
+      const job = await (await fetch(`${base}/api/jobs/nightly`, { headers: h })).json();
+      check(job.timezone === "Asia/Tokyo" && job.overridden.includes("timezone"), `the API: ${job.timezone} ${job.overridden}`);
+      check(await hourIn("Asia/Tokyo", job.next_fire) === "03:00", `next run at 03:00 in Tokyo: ${job.next_fire}`);
+      await page.waitForFunction(([sel, iso]) => document.querySelector(sel)?.getAttribute("datetime") === iso, [head, job.next_fire], { timeout: T });
+      check(/timezone/.test(await page.textContent("[data-role=overrides]")), "the zone is listed as overridden");
+      await page.screenshot({ path: join(SHOTS, "tz-edit.png"), fullPage: true });
+    });
+
+    await step("tz: an unknown zone shows the server's error, translated, and cannot be saved", async () => {
+      for (const [lang, text] of [["en", "The time zone is not valid"], ["sv", "Tidszonen är inte giltig"]]) {
+        await page.evaluate((l) => localStorage.setItem("cronvisor.lang", l), lang);
+        await page.reload();
+        await page.waitForSelector("#sched-tz", { timeout: T });
+        await page.fill("#sched-tz", "Mars/Olympus");
+        const err = await (await page.waitForSelector("[data-role=schedule-error]", { timeout: T })).textContent();
+        check(err.includes(text) && err.includes("Mars/Olympus"), `${lang}: ${err}`);
+        check(await page.getAttribute("#sched-tz", "aria-invalid") === "true", "the zone input is marked invalid");
+        check(await page.getAttribute("#sched-input", "aria-invalid") === "false", "the expression is not");
+        check(await page.isDisabled("[data-role=schedule-editor] button[type=submit]"), "Save disabled");
+      }
+      await page.evaluate(() => localStorage.setItem("cronvisor.lang", "en"));
+      await page.reload();
+      await page.waitForSelector("#sched-tz", { timeout: T });
+    });
+
+    await step("tz: the switch shows times in the viewer's zone (the job's on hover), by keyboard, and is remembered", async () => {
+      await page.waitForSelector(`${head}[data-view=job]`, { timeout: T });
+      check(/GMT\+9/.test(await page.textContent(head)), `in Tokyo: ${await page.textContent(head)}`);
+      check(/GMT-[45]/.test(await page.getAttribute(head, "title")), `New York on hover: ${await page.getAttribute(head, "title")}`);
+      check(await page.getByRole("radio", { name: "your zone (America/New_York)" }).count() === 1, "the viewer's zone option is labelled");
+      check(await page.getByRole("group", { name: "Show times in" }).count() === 1, "the switch is a labelled group");
+      await page.focus("[data-role=tz-view] input[value=job]");
+      await page.keyboard.press("ArrowRight");
+      await page.waitForSelector(`${head}[data-view=viewer]`, { timeout: T });
+      check(await page.isChecked("[data-role=tz-view] input[value=viewer]"), "the viewer's zone is chosen");
+      check(/GMT-[45]/.test(await page.textContent(head)), `in New York: ${await page.textContent(head)}`);
+      const title = await page.getAttribute(head, "title");
+      check(/Asia\/Tokyo/.test(title) && /GMT\+9/.test(title), `the job's time on hover: ${title}`);
+      const fire = "[data-role=next-fires] li time";
+      check(/GMT-[45]/.test(await page.textContent(fire)) && /GMT\+9/.test(await page.getAttribute(fire, "title")), "the next fires follow");
+      check(await page.evaluate(() => localStorage.getItem("cronvisor.timeView")) === "viewer", "kept in localStorage");
+      await page.reload();
+      await page.waitForSelector(`${head}[data-view=viewer]`, { timeout: T });
+      await page.focus("[data-role=tz-view] input[value=viewer]");
+      await page.keyboard.press("ArrowLeft");
+      await page.waitForSelector(`${head}[data-view=job]`, { timeout: T });
+      check(/GMT\+9/.test(await page.textContent(head)), `back in Tokyo: ${await page.textContent(head)}`);
+      check(await page.evaluate(() => localStorage.getItem("cronvisor.timeView")) === null, "the default is not stored");
+    });
+
+    await step("tz: a viewer's editor has the zone disabled (the switch works)", async () => {
+      const vctx = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+      try {
+        const vp = await vctx.newPage();
+        await login(vp, base, TOKENS.viewer);
+        await vp.goto(`${base}/jobs/nightly`);
+        await vp.waitForSelector("#sched-tz", { timeout: T });
+        check(await vp.isDisabled("#sched-tz"), "zone input disabled");
+        check(await vp.isEnabled("[data-role=tz-view] input[value=viewer]"), "the switch is not an edit");
+        const r = await vp.evaluate(async (tok) => (await fetch("/api/jobs/nightly/schedule", { method: "PUT",
+          headers: { Authorization: `Bearer ${tok}`, "Content-Type": "application/json" },
+          body: JSON.stringify({ schedule: "0 3 * * *", timezone: "UTC" }) })).status, TOKENS.viewer);
+        check(r === 403, `the API refuses a viewer's zone: ${r}`);
+      } finally {
+        await vctx.close();
+      }
+    });
+
+    await step("tz: no script errors", async () => {
+      check(errors.length === 0, errors.join("; "));
+    });
+  } finally {
+    await reset().catch(() => {});
+    await ctx.close();
+  }
+}
+
 
 async function axeSerious(page) {
   await page.addScriptTag({ path: AXE });
@@ -987,6 +1101,8 @@ async function main() {
         await fetch(`${base}/api/jobs/nightly/enable`, { method: "POST", headers: h });
       }
     });
+
+    await tzSteps(browser, base); // tz: the zone edited with the schedule, the zone switch
 
     await step("no script errors on the page", async () => {
       check(consoleErrors.length === 0, consoleErrors.join("; "));

@@ -58,6 +58,9 @@ const en = {
   // the Runs page (issue 16)
   runs: "Runs", partial24: "Partial (24 h)", anyFailure: "Failed or timed out", from: "From", to: "To",
   clearFilters: "Clear filters", noRunsMatch: "No runs match.", newer: "Newer", older: "Older", newest: "Newest",
+  // tzedit: the zone edited with the schedule, the zone times are shown in
+  showTimesIn: "Show times in", jobZone: "the job's zone ({tz})", yourZone: "your zone ({tz})",
+  inJobZone: "The job's time ({tz}): {t}", zonesHelp: "Type or pick an IANA zone, such as Europe/Stockholm.",
 };
 type Dict = typeof en;
 
@@ -108,6 +111,9 @@ const sv: Dict = {
   // the Runs page (issue 16)
   runs: "Körningar", partial24: "Delvis (24 h)", anyFailure: "Misslyckade eller tidsgräns", from: "Från", to: "Till",
   clearFilters: "Rensa filter", noRunsMatch: "Inga körningar matchar.", newer: "Nyare", older: "Äldre", newest: "Senaste",
+  // tzedit: the zone edited with the schedule, the zone times are shown in
+  showTimesIn: "Visa tider i", jobZone: "jobbets tidszon ({tz})", yourZone: "din tidszon ({tz})",
+  inJobZone: "Jobbets tid ({tz}): {t}", zonesHelp: "Skriv eller välj en IANA-tidszon, till exempel Europe/Stockholm.",
 };
 
 const da: Dict = {
@@ -157,6 +163,9 @@ const da: Dict = {
   // the Runs page (issue 16)
   runs: "Kørsler", partial24: "Delvis (24 t)", anyFailure: "Fejlet eller tidsgrænse", from: "Fra", to: "Til",
   clearFilters: "Ryd filtre", noRunsMatch: "Ingen kørsler matcher.", newer: "Nyere", older: "Ældre", newest: "Nyeste",
+  // tzedit: the zone edited with the schedule, the zone times are shown in
+  showTimesIn: "Vis tider i", jobZone: "jobbets tidszone ({tz})", yourZone: "din tidszone ({tz})",
+  inJobZone: "Jobbets tid ({tz}): {t}", zonesHelp: "Skriv eller vælg en IANA-tidszone, for eksempel Europe/Copenhagen.",
 };
 
 const DICTS: Record<Lang, Dict> = { en, sv, da };

@@ -1,23 +1,19 @@
 // Job detail: header with actions, run history (filters, pages) kept current by run events,
-// the duration chart, the schedule editor, consecutive failures, and audit entries.
+// the duration chart, the schedule editor, consecutive failures, and audit entries. Times are in
+// the job's zone or the viewer's, as the zone switch says (zoneview.tsx).
 import { useEffect, useState } from "preact/hooks";
 import { api, ApiError, AuditEntry, Run } from "./api";
 import { RunChart } from "./chart";
-import { duration, num, percent, viewerTime, zonedTime } from "./fmt";
+import { duration, num, percent } from "./fmt";
 import { describeSchedule, Key, t } from "./i18n";
 import { EnableToggle, PingBadge, RunNowButton } from "./jobs";
 import { ScheduleEditor } from "./schedule";
 import { isRunEvent } from "./live";
 import { FAILED, showJob, useEvents, useStore } from "./store";
 import { jobStatus, StatusBadge, Time } from "./ui";
+import { useZoneView, viewerZone, ZoneTime, ZoneViewToggle } from "./zoneview";
 
 const PAGE = 20;
-
-/** A time in the job's zone, the viewer's own zone on hover. */
-function JobTime({ iso, tz }: { iso: string | null | undefined; tz: string }) {
-  if (!iso) return <span>—</span>;
-  return <time dateTime={iso} title={t("inViewerZone", { t: viewerTime(iso) })} data-tz={tz}>{zonedTime(iso, tz)}</time>;
-}
 
 /** The first line of a run's error (the history shows no more). */
 const firstLine = (e: string | null | undefined) => (e ?? "").split("\n", 1)[0].trim();
@@ -60,6 +56,7 @@ function RunHistory({ job, tz }: { job: string; tz: string }) {
   const [runs, setRuns] = useState<Run[] | null>(null);
   const [err, setErr] = useState("");
   const [chartRuns, setChartRuns] = useState<Run[]>([]);
+  const view = useZoneView();
 
   useEffect(() => {
     let gone = false;
@@ -102,7 +99,7 @@ function RunHistory({ job, tz }: { job: string; tz: string }) {
   return (
     <section aria-labelledby="hist-h">
       <h2 id="hist-h">{t("runHistory")}</h2>
-      <RunChart runs={chartRuns} tz={tz} />
+      <RunChart runs={chartRuns} tz={view === "viewer" ? viewerZone() : tz} />
       <div class="row filters">
         <label>{t("status")}{" "}
           <select value={status} onChange={filterBy(setStatus)} data-filter="status">
@@ -133,7 +130,7 @@ function RunHistory({ job, tz }: { job: string; tz: string }) {
                 <td data-label={t("status")}><StatusBadge status={r.status} />
                   {firstLine(r.error) && <div class="error-line small" data-role="run-error-line" title={r.error ?? ""}>{firstLine(r.error)}</div>}</td>
                 <td data-label={t("trigger")}>{r.trigger}</td>
-                <td data-label={t("started_")}><JobTime iso={r.started_at ?? r.queued_at} tz={tz} /></td>
+                <td data-label={t("started_")}><ZoneTime iso={r.started_at ?? r.queued_at} tz={tz} /></td>
                 <td data-label={t("duration")}>{r.status === "RUNNING" ? "…" : duration(r.duration_ms)}</td>
                 <td data-label={t("items")}>{r.items_processed}{r.items_failed > 0 && <span class="warn-text"> / {r.items_failed} {t("failedItems")}</span>}</td>
                 <td data-label={t("attempt")}>{r.attempt}</td>
@@ -198,10 +195,11 @@ export function JobDetail({ name }: { name: string }) {
         <div>
           <h1>{job.title ?? job.name} <StatusBadge status={jobStatus(job)} /> <PingBadge job={job} /></h1>
           {job.description && <p class="muted">{job.description}</p>}
-          <p>{describeSchedule(job.schedule, job.overridden.includes("schedule") ? null : job.schedule_human)} <code>{job.schedule}</code> · {t("nextRun")}: <JobTime iso={job.enabled ? job.next_fire : null} tz={tz} /></p>
+          <p>{describeSchedule(job.schedule, job.overridden.includes("schedule") ? null : job.schedule_human)} <code>{job.schedule}</code> · {t("nextRun")}: <ZoneTime iso={job.enabled ? job.next_fire : null} tz={tz} /></p>
         </div>
         <div class="actions"><RunNowButton job={job} /><EnableToggle job={job} /></div>
       </header>
+      <ZoneViewToggle tz={tz} />
       <dl class="facts" data-role="job-stats">
         <div><dt>{t("successRate")}</dt><dd data-stat="success-rate">{st?.runs ? percent(st.success_rate) : "—"}</dd></div>
         <div><dt>{t("runsInHistory")}</dt><dd data-stat="runs">{num(st?.runs ?? 0)}</dd></div>
@@ -212,9 +210,9 @@ export function JobDetail({ name }: { name: string }) {
         <div><dt>{t("avgDuration")}</dt><dd data-stat="avg-duration">{st?.duration_samples ? duration(Math.round(st.avg_duration_ms)) : "—"}</dd></div>
         <div><dt>{t("duration")} (p95)</dt><dd data-stat="p95-duration">{st?.duration_samples ? duration(st.p95_duration_ms) : "—"}</dd></div>
         <div><dt>{t("lastSuccess")}</dt><dd data-stat="last-success">{last?.success
-          ? <a href={`/runs/${last.success.id}`}><JobTime iso={last.success.started_at ?? last.success.queued_at} tz={tz} /></a> : "—"}</dd></div>
+          ? <a href={`/runs/${last.success.id}`}><ZoneTime iso={last.success.started_at ?? last.success.queued_at} tz={tz} /></a> : "—"}</dd></div>
         <div><dt>{t("lastFailure")}</dt><dd data-stat="last-failure">{last?.failure
-          ? <a href={`/runs/${last.failure.id}`}><JobTime iso={last.failure.started_at ?? last.failure.queued_at} tz={tz} /></a> : "—"}</dd></div>
+          ? <a href={`/runs/${last.failure.id}`}><ZoneTime iso={last.failure.started_at ?? last.failure.queued_at} tz={tz} /></a> : "—"}</dd></div>
         <div><dt>{t("timezone")}</dt><dd data-stat="timezone">{tz}</dd></div>
       </dl>
       <ScheduleEditor job={job} />
