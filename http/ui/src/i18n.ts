@@ -58,6 +58,8 @@ const en = {
   // the Runs page (issue 16)
   runs: "Runs", partial24: "Partial (24 h)", anyFailure: "Failed or timed out", from: "From", to: "To",
   clearFilters: "Clear filters", noRunsMatch: "No runs match.", newer: "Newer", older: "Older", newest: "Newest",
+  // a11y (issue 16): keyboard, translations, phone layout
+  skipToContent: "Skip to content", mainNav: "Main", chartTime: "Time",
 };
 type Dict = typeof en;
 
@@ -108,6 +110,8 @@ const sv: Dict = {
   // the Runs page (issue 16)
   runs: "Körningar", partial24: "Delvis (24 h)", anyFailure: "Misslyckade eller tidsgräns", from: "Från", to: "Till",
   clearFilters: "Rensa filter", noRunsMatch: "Inga körningar matchar.", newer: "Nyare", older: "Äldre", newest: "Senaste",
+  // a11y (issue 16): keyboard, translations, phone layout
+  skipToContent: "Hoppa till innehållet", mainNav: "Huvudmeny", chartTime: "Tid",
 };
 
 const da: Dict = {
@@ -157,6 +161,8 @@ const da: Dict = {
   // the Runs page (issue 16)
   runs: "Kørsler", partial24: "Delvis (24 t)", anyFailure: "Fejlet eller tidsgrænse", from: "Fra", to: "Til",
   clearFilters: "Ryd filtre", noRunsMatch: "Ingen kørsler matcher.", newer: "Nyere", older: "Ældre", newest: "Nyeste",
+  // a11y (issue 16): keyboard, translations, phone layout
+  skipToContent: "Spring til indholdet", mainNav: "Hovedmenu", chartTime: "Tid",
 };
 
 const DICTS: Record<Lang, Dict> = { en, sv, da };
