@@ -6,7 +6,7 @@
 //
 // env: CRONVISOR_BIN (the daemon), CHROMIUM (default /usr/bin/chromium), CV_UI_SHOTS.
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { hostname, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -702,6 +702,286 @@ async function polishSteps(browser, base) {
   });
 }
 
+// ---- a11y (issue 16): Run now and its confirm by keyboard alone, no English left in sv/da, the
+// job page and list at 390 px in Danish, and the README's screenshots (docs/screenshots/<name>.png
+// are copies of $CV_UI_SHOTS/readme-<name>.png).
+const I18N = join(dirname(fileURLToPath(import.meta.url)), "../../http/ui/src/i18n.ts");
+
+/** The dashboard's strings per language, read from i18n.ts: { en: { key: text }, sv: …, da: … }. */
+function dictionaries() {
+  const src = readFileSync(I18N, "utf8");
+  const dicts = {};
+  for (const lang of ["en", "sv", "da"]) {
+    const start = src.search(new RegExp(`const ${lang}(: Dict)? = \\{`));
+    const body = src.slice(start, src.indexOf("\n};", start));
+    dicts[lang] = Object.fromEntries([...body.matchAll(/(\w+): "((?:[^"\\]|\\.)*)"/g)].map((m) => [m[1], m[2]]));
+  }
+  return dicts;
+}
+
+/** Every string a person meets on the page: text nodes, and the labels, titles and card labels. */
+const pageStrings = (page) => page.evaluate(() => {
+  const out = [];
+  const walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+    const s = n.textContent.trim();
+    if (s && !n.parentElement.closest("script, style")) out.push(s);
+  }
+  for (const e of document.body.querySelectorAll("[aria-label], [title], [placeholder], [data-label], [alt]"))
+    for (const a of ["aria-label", "title", "placeholder", "data-label", "alt"]) {
+      const v = e.getAttribute(a)?.trim();
+      if (v) out.push(v, v.split(": ")[0]);
+    }
+  return out;
+});
+
+/** A probe card's status word (the badge without its icon). */
+const probeState = (page, name) => page.$eval(`[data-probe="${name}"] .badge`,
+  (b) => [...b.childNodes].filter((n) => !n.classList?.contains("dot")).map((n) => n.textContent).join("").trim());
+
+/** What sticks out of its box in `scope`: text wider than an element that does not clip or scroll
+ * it (scrollWidth > clientWidth), or a box beyond its parent's left or right edge. */
+const overflowing = (page, scope) => page.evaluate((scope) => {
+  const name = (e) => `${e.tagName.toLowerCase()}${typeof e.className === "string" && e.className ? "." + e.className.trim().split(/\s+/).join(".") : ""}` +
+    `${e.dataset.role ? `[data-role=${e.dataset.role}]` : ""}${e.dataset.stat ? `[data-stat=${e.dataset.stat}]` : ""}`;
+  const bad = [];
+  for (const e of document.querySelectorAll(`${scope}, ${scope} *`)) {
+    if (e.closest(".sr-only")) continue;
+    const r = e.getBoundingClientRect();
+    if (r.width === 0 && r.height === 0) continue;
+    const st = getComputedStyle(e);
+    if (st.overflowX === "visible" && e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1)
+      bad.push(`${name(e)}: content ${e.scrollWidth} px in ${e.clientWidth} px ("${e.textContent.trim().slice(0, 40)}")`);
+    const p = e.parentElement, q = p.getBoundingClientRect();
+    if (getComputedStyle(p).overflowX === "visible" && (r.right > q.right + 1 || r.left < q.left - 1))
+      bad.push(`${name(e)} (${Math.round(r.left)}..${Math.round(r.right)}) outside ${name(p)} (${Math.round(q.left)}..${Math.round(q.right)})`);
+  }
+  return bad;
+}, scope);
+
+/** Rows of the job table whose cells do not line up: side by side in a table, each cell of a row
+ * spans the row's height (so the bottom borders meet); stacked as cards, each spans the row's
+ * width and starts where the cell above it ends. */
+const misalignedCells = (page) => page.evaluate(() => {
+  const bad = [];
+  for (const tr of document.querySelectorAll("table.jobs tr[data-job]")) {
+    const cells = [...tr.children].map((td) => ({ td, r: td.getBoundingClientRect() }));
+    const stacked = getComputedStyle(cells[0].td).display === "block";
+    const off = (a, b) => Math.abs(a - b) > 0.5;
+    cells.forEach(({ td, r }, i) => {
+      const ref = cells[0].r, prev = cells[i - 1]?.r;
+      const what = `${tr.dataset.job} ${td.dataset.role ?? td.dataset.label}`;
+      if (stacked && (off(r.left, ref.left) || off(r.right, ref.right) || (prev && off(r.top, prev.bottom))))
+        bad.push(`${what}: ${Math.round(r.left)}..${Math.round(r.right)} from ${r.top} (first cell ${Math.round(ref.left)}..${Math.round(ref.right)}, cell above ends ${prev?.bottom})`);
+      if (!stacked && (off(r.top, ref.top) || off(r.bottom, ref.bottom)))
+        bad.push(`${what}: ${r.top}..${r.bottom}, the row's cells ${ref.top}..${ref.bottom}`);
+    });
+  }
+  return bad;
+});
+
+// A job whose time zone is long (the Danish job page at 390 px).
+const A11Y_JOBS = `
+  - name: zoned
+    title: Zoned report
+    description: Runs in a time zone with a long name.
+    schedule: "30 6 * * 1-5"
+    timezone: America/Argentina/Buenos_Aires
+    command: "true"
+`;
+
+async function a11ySteps(browser, base, d) {
+  const h = { Authorization: `Bearer ${TOKENS.admin}` };
+  const newPage = async (opts) => {
+    const ctx = await browser.newContext({ viewport: { width: 1280, height: 900 }, locale: "en-GB", ...opts });
+    return [ctx, await ctx.newPage()];
+  };
+
+  await step("a11y: Run now and its confirm work by keyboard alone; Escape cancels and gives focus back; focus is visible", async () => {
+    const [ctx, pg] = await newPage();
+    try {
+      await login(pg, base, TOKENS.operator);
+      await pg.goto(base + "/jobs");
+      await pg.waitForSelector("[data-conn=live]", { timeout: T });
+      const target = `${row("quick-ok")} [data-action=run-now]`;
+      await pg.waitForSelector(target, { timeout: T });
+      const triggers = [];
+      pg.on("request", (r) => r.method() === "POST" && r.url().includes("/trigger") && triggers.push(r.url()));
+      const focused = () => pg.evaluate((sel) => {
+        const a = document.activeElement, s = getComputedStyle(a);
+        return { target: a === document.querySelector(sel), inDialog: !!a.closest("dialog[open]"), primary: a.matches("button.primary"),
+          text: a.textContent.trim(), visible: a.matches(":focus-visible") && s.outlineStyle !== "none" && parseFloat(s.outlineWidth) >= 2,
+          ring: `${s.outlineStyle} ${s.outlineWidth} ${s.outlineColor}` };
+      }, target);
+      let presses = 0;
+      for (; !(await focused()).target; presses++) {
+        check(presses < 100, `Tab reached the Run now button of quick-ok (at "${(await focused()).text}" after ${presses} presses)`);
+        await pg.keyboard.press("Tab");
+      }
+      let f = await focused();
+      check(f.visible, `the focused Run now button has a visible focus ring: ${f.ring}`);
+      await pg.keyboard.press("Enter");
+      await pg.waitForSelector("dialog[open]", { timeout: T });
+      f = await focused();
+      check(f.inDialog && f.primary && f.visible, `the confirm's Run button has the focus, visibly: ${JSON.stringify(f)}`);
+      const seen = new Set();
+      for (const key of ["Tab", "Tab", "Tab", "Shift+Tab", "Shift+Tab", "Shift+Tab"]) {
+        await pg.keyboard.press(key);
+        f = await focused();
+        check(f.inDialog && f.visible, `after ${key} the focus stays in the dialog, visibly: ${JSON.stringify(f)}`);
+        seen.add(f.text);
+      }
+      check(seen.size === 2, `Tab moves between the dialog's two buttons: ${[...seen]}`);
+      await pg.keyboard.press("Escape");
+      await pg.waitForSelector("dialog[open]", { state: "detached", timeout: T });
+      f = await focused();
+      check(f.target && f.visible, `Escape gives the focus back to Run now, visibly: ${JSON.stringify(f)}`);
+      check(triggers.length === 0, `Escape started no run: ${triggers}`);
+      // the row's badge records every status it shows, so a short RUNNING cannot be missed
+      await pg.evaluate((sel) => {
+        window.__statuses = [];
+        const cell = document.querySelector(sel);
+        new MutationObserver(() => window.__statuses.push(cell.querySelector("[data-status]")?.getAttribute("data-status")))
+          .observe(cell, { subtree: true, childList: true, attributes: true });
+      }, `${row("quick-ok")} td:first-child`);
+      await pg.keyboard.press("Space");
+      await pg.waitForSelector("dialog[open]", { timeout: T });
+      await pg.keyboard.press("Enter");
+      const toast = await pg.waitForSelector(`${row("quick-ok")} .toast`, { timeout: T });
+      const id = /#(\d+)/.exec(await toast.textContent())?.[1];
+      check(id && triggers.length === 1, `one run started: ${await toast.textContent()} (${triggers.length} requests)`);
+      await pg.waitForSelector(`${row("quick-ok")} [data-run-id="${id}"][data-status=SUCCESS]`, { timeout: T });
+      const statuses = await pg.evaluate(() => window.__statuses);
+      check(statuses.includes("RUNNING"), `the row showed the run running: ${statuses}`);
+      check((await focused()).target, "the focus is back on Run now after confirming");
+      await pg.screenshot({ path: join(SHOTS, "a11y-keyboard.png") });
+    } finally {
+      await ctx.close();
+    }
+  });
+
+  await step("a11y: the probe states show in Swedish and Danish", async () => {
+    const probe = (status) => ({ name: `p-${status}`, type: "exec", status, latency_ms: 3, checked_at: new Date().toISOString(),
+      since: null, message: status === "healthy" ? "" : "slow answer", consecutive_failures: 0 });
+    const want = { sv: { healthy: "frisk", degraded: "nedsatt", unhealthy: "ej frisk", unknown: "okänd" },
+      da: { healthy: "sund", degraded: "nedsat", unhealthy: "usund", unknown: "ukendt" } };
+    for (const [lang, locale] of [["sv", "sv-SE"], ["da", "da-DK"]]) {
+      const [ctx, pg] = await newPage({ locale });
+      try {
+        await pg.route("**/api/health", (r) => r.fulfill({ status: 200, contentType: "application/json",
+          body: JSON.stringify({ probes: Object.keys(want[lang]).map(probe) }) }));
+        await login(pg, base, TOKENS.viewer);
+        for (const [status, text] of Object.entries(want[lang])) {
+          await pg.waitForSelector(`[data-probe="p-${status}"][data-probe-status=${status}]`, { timeout: T });
+          const shown = await probeState(pg, `p-${status}`);
+          check(shown === text, `${lang}: ${status} shows "${shown}", not "${text}"`);
+        }
+      } finally {
+        await ctx.close();
+      }
+    }
+  });
+
+  await step("a11y: the sv and da pages (health, jobs, job, runs, run, instances) have no English left", async () => {
+    const dicts = dictionaries();
+    check(Object.keys(dicts.en).length > 100 && dicts.sv.runNow === "Kör nu", `i18n.ts read: ${Object.keys(dicts.en).length} keys`);
+    const runId = (await (await fetch(`${base}/api/jobs/staged-import/runs?limit=1`, { headers: h })).json()).runs[0].id;
+    const pages = [["/", "[data-probe=broken-dep]"], ["/jobs", "tr[data-job]"], ["/jobs/staged-import", ".chart [data-points]"],
+      ["/runs", "tr[data-run]"], [`/runs/${runId}`, `dl[data-run="${runId}"] [data-role=attempts]`], ["/instances", "tr[data-instance]"]];
+    const found = [];
+    for (const [lang, locale] of [["sv", "sv-SE"], ["da", "da-DK"]]) {
+      // the English of every key this language translates differently; {n} stands for anything
+      const english = Object.entries(dicts.en).filter(([k, v]) => dicts[lang][k] !== v && /[a-z]{2}/i.test(v))
+        .map(([k, v]) => [k, new RegExp(`^${v.replace(/[.*+?^$()|[\]\\]/g, "\\$&").replace(/\{\w+\}/g, ".+")}$`)]);
+      const [ctx, pg] = await newPage({ locale });
+      try {
+        await login(pg, base, TOKENS.admin);
+        for (const [path, ready] of pages) {
+          await pg.goto(base + path);
+          await pg.waitForSelector("[data-conn=live]", { timeout: T });
+          await pg.waitForSelector(ready, { timeout: T });
+          check(await pg.getAttribute("html", "lang") === lang, `${lang}: the page's language`);
+          for (const s of new Set(await pageStrings(pg)))
+            for (const [k, re] of english) if (re.test(s)) found.push(`${lang} ${path}: "${s}" (${k})`);
+        }
+        await pg.goto(base + "/");
+        await pg.waitForSelector("[data-probe=broken-dep]", { timeout: T });
+        const [broken, store] = [await probeState(pg, "broken-dep"), await probeState(pg, "store")];
+        check(broken === dicts[lang].pr_unhealthy && store === dicts[lang].pr_healthy, `${lang}: the daemon's own probes: ${broken}, ${store}`);
+      } finally {
+        await ctx.close();
+      }
+    }
+    check(found.length === 0, `${found.length} English strings: ${found.slice(0, 12).join("; ")}`);
+  });
+
+  await step("a11y: at 390 px in Danish nothing on the job page or the job list runs out of its box, and the action cells line up", async () => {
+    writeFileSync(join(d.dir, "cronvisor.yaml"), CONFIG(d.dir) + DETAIL_JOBS + A11Y_JOBS);
+    const r = await fetch(`${base}/api/reload`, { method: "POST", headers: h });
+    check(r.status === 200, `reload: ${r.status} ${await r.text()}`);
+    const run = await fetch(`${base}/api/jobs/zoned/trigger`, { method: "POST", headers: h });
+    check(run.status === 202, `trigger zoned: ${run.status}`);
+    const runId = (await run.json()).run_id;
+    const [ctx, pg] = await newPage({ locale: "da-DK", viewport: { width: 390, height: 844 } });
+    const found = [];
+    try {
+      await login(pg, base, TOKENS.admin);
+      for (const [path, ready] of [["/jobs", row("zoned")], ["/jobs/staged-import", ".chart [data-points]"],
+        ["/jobs/zoned", `tr[data-run="${runId}"] [data-status=SUCCESS]`]]) {
+        await pg.goto(base + path);
+        await pg.waitForSelector("[data-conn=live]", { timeout: T });
+        await pg.waitForSelector(ready, { timeout: T });
+        found.push(...(await overflowing(pg, "main")).map((x) => `${path}: ${x}`));
+        const wide = await pg.evaluate(() => document.scrollingElement.scrollWidth - window.innerWidth);
+        if (wide > 0) found.push(`${path}: the page scrolls sideways by ${wide} px`);
+      }
+      check(await pg.textContent("[data-stat=timezone]") === "America/Argentina/Buenos_Aires", "the job's long zone is shown");
+      await pg.screenshot({ path: join(SHOTS, "readme-phone.png") });
+      const bad = [];
+      for (const width of [390, 1280]) {
+        await pg.setViewportSize({ width, height: 844 });
+        await pg.goto(base + "/jobs");
+        await pg.waitForSelector(`${row("zoned")} [data-action=run-now]`, { timeout: T });
+        bad.push(...(await misalignedCells(pg)).map((x) => `${width} px: ${x}`));
+      }
+      check(found.length === 0, `${found.length} boxes overflow: ${found.slice(0, 8).join("; ")}`);
+      check(bad.length === 0, `${bad.length} cells out of line: ${bad.slice(0, 4).join("; ")}`);
+    } finally {
+      await ctx.close();
+    }
+  });
+
+  await step("a11y: the README's screenshots: the Runs page, a run's progress bar, dark colours, a phone", async () => {
+    const trig = async (job) => {
+      const r = await fetch(`${base}/api/jobs/${job}/trigger`, { method: "POST", headers: h });
+      check(r.status === 202, `trigger ${job}: ${r.status}`);
+      return (await r.json()).run_id;
+    };
+    const chatty = await trig("chatty");
+    const [ctx, pg] = await newPage({ viewport: { width: 1280, height: 800 } });
+    const [dctx, dark] = await newPage({ viewport: { width: 1280, height: 800 }, colorScheme: "dark" });
+    let slow;
+    try {
+      await login(pg, base, TOKENS.operator);
+      await pg.goto(base + "/runs");
+      await pg.waitForSelector(`tr[data-run="${chatty}"]`, { timeout: T }); // running, mostly (it prints for 9 s)
+      await pg.screenshot({ path: join(SHOTS, "readme-runs.png") });
+      await login(dark, base, TOKENS.operator);
+      await dark.waitForSelector(`${row("chatty")} [data-run-id="${chatty}"]`, { timeout: T }); // running, mostly
+      check(await dark.evaluate(() => getComputedStyle(document.documentElement).backgroundColor) === "rgb(13, 17, 23)", "dark colours");
+      await dark.screenshot({ path: join(SHOTS, "readme-dark.png") });
+      slow = await trig("slow-import");
+      await pg.goto(`${base}/runs/${slow}`);
+      await pg.waitForFunction(() => Number(document.querySelector("[data-role=progress] progress")?.value) >= 0.05, null, { timeout: T });
+      await pg.screenshot({ path: join(SHOTS, "readme-run-progress.png") });
+    } finally {
+      if (slow) await fetch(`${base}/api/runs/${slow}/cancel`, { method: "POST", headers: h });
+      await ctx.close();
+      await dctx.close();
+    }
+  });
+}
+
 async function main() {
   if (!existsSync(CHROMIUM)) {
     console.log(`skip: no chromium at ${CHROMIUM}`);
@@ -1103,6 +1383,7 @@ async function main() {
     });
 
     await tzSteps(browser, base); // tz: the zone edited with the schedule, the zone switch
+    await a11ySteps(browser, base, d); // a11y (issue 16)
 
     await step("no script errors on the page", async () => {
       check(consoleErrors.length === 0, consoleErrors.join("; "));

@@ -57,7 +57,7 @@ export function RunChart({ runs, tz }: { runs: Run[]; tz?: string }) {
         el.current.dataset.xMin = String(u.scales.x.min);
         el.current.dataset.xMax = String(u.scales.x.max);
       }] },
-      series: [{}, ...SERIES.map((s) => ({
+      series: [{ label: t("chartTime") }, ...SERIES.map((s) => ({
         label: s.label(), stroke: s.color, fill: s.color, width: 0,
         points: { show: true, size: 7, fill: s.color }, paths: () => null,
       }))],

@@ -61,6 +61,8 @@ const en = {
   // tzedit: the zone edited with the schedule, the zone times are shown in
   showTimesIn: "Show times in", jobZone: "the job's zone ({tz})", yourZone: "your zone ({tz})",
   inJobZone: "The job's time ({tz}): {t}", zonesHelp: "Type or pick an IANA zone, such as Europe/Stockholm.",
+  // a11y (issue 16): keyboard, translations, phone layout
+  skipToContent: "Skip to content", mainNav: "Main", chartTime: "Time",
 };
 type Dict = typeof en;
 
@@ -114,6 +116,8 @@ const sv: Dict = {
   // tzedit: the zone edited with the schedule, the zone times are shown in
   showTimesIn: "Visa tider i", jobZone: "jobbets tidszon ({tz})", yourZone: "din tidszon ({tz})",
   inJobZone: "Jobbets tid ({tz}): {t}", zonesHelp: "Skriv eller välj en IANA-tidszon, till exempel Europe/Stockholm.",
+  // a11y (issue 16): keyboard, translations, phone layout
+  skipToContent: "Hoppa till innehållet", mainNav: "Huvudmeny", chartTime: "Tid",
 };
 
 const da: Dict = {
@@ -166,6 +170,8 @@ const da: Dict = {
   // tzedit: the zone edited with the schedule, the zone times are shown in
   showTimesIn: "Vis tider i", jobZone: "jobbets tidszone ({tz})", yourZone: "din tidszone ({tz})",
   inJobZone: "Jobbets tid ({tz}): {t}", zonesHelp: "Skriv eller vælg en IANA-tidszone, for eksempel Europe/Copenhagen.",
+  // a11y (issue 16): keyboard, translations, phone layout
+  skipToContent: "Spring til indholdet", mainNav: "Hovedmenu", chartTime: "Tid",
 };
 
 const DICTS: Record<Lang, Dict> = { en, sv, da };

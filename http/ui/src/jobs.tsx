@@ -105,14 +105,14 @@ export function JobRow({ job }: { job: Job }) {
       <td data-label={t("schedule")}>
         <div>{describeSchedule(job.schedule, job.overridden.includes("schedule") ? null : job.schedule_human)}</div>
         <code class="small">{job.schedule}</code>
-        {job.timezone && job.timezone !== "UTC" && <span class="muted small"> {job.timezone}</span>}
+        {job.timezone && job.timezone !== "UTC" && <span class="muted small" data-role="job-tz"> {job.timezone}</span>}
       </td>
       <td data-label={t("lastRun")}><LastRunCell r={job.last_run} /></td>
       <td data-label={t("nextRun")}>{job.enabled ? <Time iso={job.next_fire} /> : <span class="muted">{t("disabled")}</span>}</td>
       <td data-label={t("successRate")}>{job.stats && job.stats.runs > 0 ? percent(job.stats.success_rate) : "—"}</td>
-      <td data-label={t("actions")} class="actions">
-        <RunNowButton job={job} />
-        <EnableToggle job={job} />
+      <td data-label={t("actions")} data-role="actions-cell">
+        {/* flex inside the cell, not on it: a flex td is no table cell, and its border misaligns */}
+        <div class="actions"><RunNowButton job={job} /><EnableToggle job={job} /></div>
       </td>
     </tr>
   );

@@ -88,10 +88,10 @@ function App() {
   else page = <Overview filter={filter} />;
   return (
     <div onClick={onLinkClick as any}>
-      <a class="skip" href="#main">Skip to content</a>
+      <a class="skip" href="#main">{t("skipToContent")}</a>
       <header class="top">
         <a href="/" class="brand">cronvisor</a>
-        <nav aria-label="Main">
+        <nav aria-label={t("mainNav")}>
           <a href="/" aria-current={path === "/" ? "page" : undefined}>{t("overview")}</a>
           <a href="/jobs" aria-current={path.startsWith("/jobs") ? "page" : undefined}>{t("jobs")}</a>
           <a href="/runs" aria-current={path === "/runs" ? "page" : undefined}>{t("runs")}</a>

@@ -1,6 +1,6 @@
 // Small shared pieces: the status badge (colour and icon and text), the confirm dialog, times.
 import { ComponentChildren } from "preact";
-import { useEffect, useRef } from "preact/hooks";
+import { useEffect, useId, useRef } from "preact/hooks";
 import { Job, LastRun, RunStatus } from "./api";
 import { absTime, duration as fmtDur, relTime } from "./fmt";
 import { Key, t } from "./i18n";
@@ -60,20 +60,52 @@ export function LastRunCell({ r }: { r: LastRun | null }) {
   );
 }
 
+/** What Tab moves through inside a dialog. */
+const FOCUSABLE = "button:not([disabled]), a[href], input:not([disabled]), select:not([disabled]), textarea:not([disabled]), [tabindex]:not([tabindex='-1'])";
+
+/** A modal confirm. Tab and Shift+Tab stay inside it; Escape cancels; when it closes (either
+ * way), focus goes back to what opened it (or to main, when that is gone). */
 export function Dialog(props: {
   open: boolean; title: string; children: ComponentChildren; confirmLabel: string;
   onConfirm: () => void; onCancel: () => void;
 }) {
   const ref = useRef<HTMLDialogElement>(null);
+  const opener = useRef<HTMLElement | null>(null);
+  const titleId = useId(); // one dialog per job row: each its own title
   useEffect(() => {
     const d = ref.current;
     if (!d) return;
-    if (props.open && !d.open) d.showModal();
+    if (props.open && !d.open) {
+      opener.current = document.activeElement as HTMLElement | null;
+      d.showModal();
+    }
     if (!props.open && d.open) d.close();
   }, [props.open]);
+  const trap = (e: KeyboardEvent) => {
+    if (e.key !== "Tab" || !ref.current) return;
+    const items = Array.from(ref.current.querySelectorAll<HTMLElement>(FOCUSABLE));
+    if (!items.length) return;
+    const first = items[0], last = items[items.length - 1];
+    const at = document.activeElement;
+    if (e.shiftKey && (at === first || !ref.current.contains(at))) {
+      e.preventDefault();
+      last.focus();
+    } else if (!e.shiftKey && (at === last || !ref.current.contains(at))) {
+      e.preventDefault();
+      first.focus();
+    }
+  };
+  // "close" also follows an Escape the browser did not let the page cancel: the state follows.
+  const closed = () => {
+    const o = opener.current;
+    opener.current = null;
+    (o?.isConnected ? o : document.getElementById("main"))?.focus();
+    if (props.open) props.onCancel();
+  };
   return (
-    <dialog ref={ref} aria-labelledby="dlg-title" onCancel={(e) => { e.preventDefault(); props.onCancel(); }}>
-      <h2 id="dlg-title">{props.title}</h2>
+    <dialog ref={ref} aria-labelledby={titleId} onKeyDown={trap} onClose={closed}
+      onCancel={(e) => { e.preventDefault(); props.onCancel(); }}>
+      <h2 id={titleId}>{props.title}</h2>
       <div>{props.children}</div>
       <div class="row end">
         <button type="button" onClick={props.onCancel}>{t("cancel")}</button>
