@@ -418,6 +418,7 @@ class ClusterViews(unittest.TestCase):
         b = self.daemon("node-2")
         for d in (a, b):
             d.wait_log(r"running: instance node-\d")
+            d.wait_log(r"listening to the other instances$")  # sees the other's events from here
         wa, wb = self.ws(a), self.ws(b)
         run_id = self.trigger(b, "short")["run_id"]
         wa.recv_until(is_run("run.started", run_id=run_id), timeout=30)
