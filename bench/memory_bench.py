@@ -10,7 +10,8 @@ connections). Each build given is measured in the same run, one after the other,
 Figures are /proc/PID/status (RssAnon, RssFile, RssShmem, VmRSS) and /proc/PID/smaps_rollup (Pss)
 read after the daemon has been idle for --settle seconds. Bytes per job: RssAnon at 10,000 jobs
 minus RssAnon at 1 job (the same paging), over 9,999. Bytes per connection: the RssAnon delta
-with the connections open, over their number. Python 3 standard library and the sqlite3 CLI.
+with the connections open, over their number, on the one-job daemon (whose heap has no holes left
+by large temporary work for them to fill unseen). Python 3 standard library and the sqlite3 CLI.
 """
 import argparse
 import base64
@@ -161,8 +162,9 @@ class Ctx:
         self.prefix = []
 
 
-def run_daemon(bin_path, wd, jobs, settle, limit, conns=0):
-    """Starts the daemon in wd, pages twice, and returns its memory (and per-connection deltas)."""
+def run_daemon(bin_path, wd, jobs, settle, limit, conns=0, kind=None):
+    """Starts the daemon in wd, pages twice, and returns its memory; with conns, then opens that
+    many connections of kind ("ws" or "http") and adds the RssAnon delta per connection."""
     cfg = HEADER.format(token=TOKEN, db=os.path.join(wd, "cronvisor.db")) + "".join(jobs)
     d = Daemon(Ctx(bin_path), wd, cfg).start()
     try:
@@ -177,20 +179,11 @@ def run_daemon(bin_path, wd, jobs, settle, limit, conns=0):
         res["paged"] = mem(d.proc.pid)
         if conns:
             base = mem(d.proc.pid)
-            socks = ws_clients(port, conns)
+            held = (ws_clients if kind == "ws" else http_clients)(port, conns)
             time.sleep(settle)
-            res["ws"] = mem(d.proc.pid)
-            res["ws_bytes_each"] = round((res["ws"]["RssAnon"] - base["RssAnon"]) * 1024 / conns)
-            for s in socks:
-                s.close()
-            time.sleep(settle)
-            base = mem(d.proc.pid)
-            cs = http_clients(port, conns)
-            time.sleep(settle)
-            res["http"] = mem(d.proc.pid)
-            res["http_bytes_each"] = round(
-                (res["http"]["RssAnon"] - base["RssAnon"]) * 1024 / conns)
-            for c in cs:
+            res[kind] = mem(d.proc.pid)
+            res["bytes_each"] = round((res[kind]["RssAnon"] - base["RssAnon"]) * 1024 / conns)
+            for c in held:
                 c.close()
     finally:
         d.stop()
@@ -246,14 +239,19 @@ def main():
         for rnd in range(args.rounds):
             for name, binp in bins:
                 r = {}
-                for label, js, n_conn, with_hist in (("one", one, 0, False),
-                                                     ("jobs", jobs, args.conns, False),
-                                                     ("history", jobs, 0, True)):
+                # Connections are counted on one-job daemons, one kind each: their heaps have no
+                # free holes (left by large temporary work, or by the other kind's connections
+                # closed) that a connection's memory could fill unseen.
+                for label, js, n_conn in (("one", one, 0), ("ws", one, args.conns),
+                                          ("http", one, args.conns), ("jobs", jobs, 0),
+                                          ("history", jobs, 0)):
+                    with_hist = label == "history"
+                    kind = label if n_conn else None
                     wd = os.path.join(root, "%d-%s-%s" % (rnd, os.path.basename(name), label))
                     os.makedirs(wd)
                     if with_hist:
                         shutil.copy(db, os.path.join(wd, "cronvisor.db"))
-                    r[label] = run_daemon(binp, wd, js, args.settle, args.limit, n_conn)
+                    r[label] = run_daemon(binp, wd, js, args.settle, args.limit, n_conn, kind)
                     show("%s round %d: %s" % (name, rnd + 1, label), r[label])
                 rows[name].append(r)
     finally:
@@ -270,8 +268,8 @@ def main():
             per_job = (p["RssAnon"] - r["one"]["paged"]["RssAnon"]) * 1024 / (n - 1)
             print("| %s | %s MiB | %s MiB | %s MiB | %s MiB | %d | %s / %s MiB | %d | %d |" %
                   (name, mib(p["RssAnon"]), mib(p["RssFile"]), mib(p["RssShmem"]), mib(p["VmRSS"]),
-                   per_job, mib(h["RssAnon"]), mib(h["VmRSS"]), r["jobs"]["ws_bytes_each"],
-                   r["jobs"]["http_bytes_each"]))
+                   per_job, mib(h["RssAnon"]), mib(h["VmRSS"]), r["ws"]["bytes_each"],
+                   r["http"]["bytes_each"]))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,14 @@
 
 extern const double api__hist_bounds[API_HIST_BUCKETS]; /* seconds */
 
+/** What the job list shows of a job's latest run (its last_run, status filter and /metrics): a
+ * copy of those fields rather than a reference to the whole record and its output. */
+typedef struct api__last {
+    int64_t id, started_at, finished_at, duration_ms, items_processed, items_failed;
+    run_status_t status;
+    char *error; /* NULL: none */
+} api__last_t;
+
 /** A job's counters since the daemon started, for /metrics. */
 typedef struct api__job_ctr {
     uint64_t by_status[RUN__COUNT];
@@ -49,7 +57,7 @@ typedef struct api__job {
     effjob_t eff;
     /* from the store */
     store_job_stats_t stats; /* job and last unused: see last below */
-    run_t *last;             /* the latest run seen (store or events) */
+    api__last_t *last;       /* the latest run seen (store or events), NULL: none */
     /* live: every instance's runs (shared store), and this instance's own (for /metrics) */
     int running, queued;
     int own_running, own_queued;

@@ -284,6 +284,29 @@ static void stats_call_free(stats_call_t *c)
         api__free(a);
 }
 
+static void last_free(api__last_t *l)
+{
+    if (l != NULL)
+        free(l->error);
+    free(l);
+}
+
+/* j's latest run is now r (its fields copied). */
+static void last_set(api__job_t *j, const run_t *r)
+{
+    if (j->last == NULL)
+        j->last = cv_calloc(1, sizeof(*j->last));
+    free(j->last->error);
+    *j->last = (api__last_t){.id = r->id,
+                             .started_at = r->started_at,
+                             .finished_at = r->finished_at,
+                             .duration_ms = r->duration_ms,
+                             .items_processed = r->items_processed,
+                             .items_failed = r->items_failed,
+                             .status = r->status,
+                             .error = r->error ? cv_strdup(r->error) : NULL};
+}
+
 static void stats_apply(api_t *a, store_job_stats_t *st)
 {
     api__job_t *j = cv_strmap_get(&a->by_name, st->job);
@@ -293,11 +316,8 @@ static void stats_apply(api_t *a, store_job_stats_t *st)
     keep.job = NULL;
     keep.last = NULL;
     j->stats = keep;
-    if (st->last && (j->last == NULL || st->last->id >= j->last->id)) {
-        run_free(j->last);
-        j->last = st->last;
-        st->last = NULL; /* taken */
-    }
+    if (st->last && (j->last == NULL || st->last->id >= j->last->id))
+        last_set(j, st->last);
 }
 
 static void on_stats(api_t *a_, void *ud, msg_store_reply_t *r)
@@ -508,10 +528,8 @@ static void track(api_t *a, api__job_t *j, const msg_run_event_t *e)
         ctr_mut(j)->last_start_ms = e->run->started_at;
     /* a SKIPPED firing never ran: the job keeps showing its last real outcome */
     if (e->kind != RUN_EV_PROGRESS && e->kind != RUN_EV_QUEUED && e->run->status != RUN_SKIPPED &&
-        (j->last == NULL || e->run->id >= j->last->id)) {
-        run_free(j->last);
-        j->last = run_ref(e->run);
-    }
+        (j->last == NULL || e->run->id >= j->last->id))
+        last_set(j, e->run);
 }
 
 /* A run event; but for progress, with its job as it stands after the event (live counts, last
@@ -708,7 +726,7 @@ static void job_free(void *v)
     api__job_t *j = v;
     free(j->name);
     effjob_clear(&j->eff);
-    run_free(j->last);
+    last_free(j->last);
     free(j->ctr);
     free(j);
 }
