@@ -304,6 +304,7 @@ typedef struct cfg {
     /* the strings and arrays of every job, end to end, once loaded (core/config_compact.c); NULL:
      * each is allocated on its own (a configuration built by hand) */
     char *job_text;
+    size_t job_text_len;
     cfg_probe_t *probes;
     unsigned n_probes;
     cfg_notify_t *notify;

@@ -115,6 +115,7 @@ void cfg__compact_jobs(cfg_t *cfg)
             arrays += *arr[k].p ? align8(arr[k].bytes) : 0;
         job_strings(&cfg->jobs[i], count, &text);
     }
+    cfg->job_text_len = arrays + text;
     cfg->job_text = cv_malloc(arrays + text + 1);
     char *arr_at = cfg->job_text, *str_at = cfg->job_text + arrays;
     for (unsigned i = 0; i < cfg->n_jobs; i++) {

@@ -24,6 +24,7 @@
 #define API_JOBS_PAGE_MAX    1000          /* the largest limit= */
 #define API_JOBS_CACHE       16            /* server.jobs_cache_pages when 0 */
 #define API_JOBS_CACHE_BYTES (1024 * 1024) /* server.jobs_cache_bytes when 0 */
+#define API_JOBS_TRIM_BYTES  (256 * 1024)  /* a page this large: the heap is trimmed after it */
 
 extern const double api__hist_bounds[API_HIST_BUCKETS]; /* seconds */
 

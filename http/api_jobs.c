@@ -294,7 +294,8 @@ static api_shared_body_t *jobs_page(api_t *a, const jobs_query_t *q, int64_t now
     if (e != NULL)
         jobs_cache_drop(a, e);
     jobs_page_build(a, q, now, &built);
-    cv_trim(); /* the page's JSON tree was freed */
+    if (built.bytes >= API_JOBS_TRIM_BYTES)
+        cv_trim(); /* the page's JSON tree (several times its text) was freed */
     if (built.bytes > a->jobs_cache_bytes_max) {
         free(key);
         return built.body;
