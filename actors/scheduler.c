@@ -115,6 +115,7 @@ static void load_jobs(scheduler_t *s, msg_sched_jobs_t *m)
     }
     cv_info("sched", "%zu job(s) scheduled, %zu removed", sched_core_count(s->core), removed);
     arm(s);
+    cv_trim(); /* the previous set's memory */
 }
 
 /* A schedule changed through the API (already validated there; a failure keeps the old one). */

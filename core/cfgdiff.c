@@ -216,6 +216,7 @@ static void applied_bounds(const cfg_t *o, const cfg_t *n, cv_buf_t *b)
          n->server.max_pending_reloads},
         {"server.write_timeout", o->server.write_timeout, n->server.write_timeout},
         {"server.jobs_cache_pages", o->server.jobs_cache_pages, n->server.jobs_cache_pages},
+        {"server.jobs_cache_bytes", o->server.jobs_cache_bytes, n->server.jobs_cache_bytes},
         {"server.ws_max_queued_bytes", o->server.ws_max_queued_bytes,
          n->server.ws_max_queued_bytes},
         {"server.ws_max_message_bytes", o->server.ws_max_message_bytes,

@@ -394,6 +394,8 @@ int cfg_load_string(const char *data, size_t len, const char *name, const cfg_lo
         cfg_free(cfg);
         return -EINVAL;
     }
+    cfg__compact_jobs(cfg);
+    cv_trim(); /* the loader's trees were freed: give their pages back */
     *out = cfg;
     return 0;
 }
@@ -534,8 +536,9 @@ void cfg_free(cfg_t *cfg)
     free(cfg->links);
     free(cfg->instance);
     cv_strmap_free(&cfg->job_index, NULL);
-    for (unsigned i = 0; i < cfg->n_jobs; i++)
+    for (unsigned i = 0; cfg->job_text == NULL && i < cfg->n_jobs; i++)
         free_job(&cfg->jobs[i]);
+    free(cfg->job_text);
     free(cfg->jobs);
     for (unsigned i = 0; i < cfg->n_probes; i++)
         free_probe(&cfg->probes[i]);

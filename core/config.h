@@ -243,7 +243,8 @@ typedef struct cfg_server {
     int write_timeout; /* seconds a connection's writes may make no progress; 0: 30 */
     /* reloads (API, SIGHUP) applied and waiting for the store's overrides; 0: 8 */
     int max_pending_reloads;
-    int jobs_cache_pages; /* encoded pages of GET /api/jobs kept; 0: 16 */
+    int jobs_cache_pages;     /* encoded pages of GET /api/jobs kept; 0: 16 */
+    int64_t jobs_cache_bytes; /* their bytes (uncompressed) kept at most; default 1 MiB */
 } cfg_server_t;
 
 typedef struct cfg_limits {
@@ -300,6 +301,10 @@ typedef struct cfg {
     cfg_job_t *jobs;
     unsigned n_jobs;
     cv_strmap_t job_index; /* name -> job, filled while the names are checked */
+    /* the strings and arrays of every job, end to end, once loaded (core/config_compact.c); NULL:
+     * each is allocated on its own (a configuration built by hand) */
+    char *job_text;
+    size_t job_text_len;
     cfg_probe_t *probes;
     unsigned n_probes;
     cfg_notify_t *notify;

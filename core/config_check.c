@@ -22,6 +22,7 @@
 #define DEF_MAX_BODY           (64 * 1024)
 #define DEF_REQUEST_TIMEOUT    10000
 #define DEF_WS_MAX_QUEUED      (1024 * 1024)
+#define DEF_JOBS_CACHE_BYTES   (1024 * 1024)
 #define DEF_WS_MAX_MSG         4096
 #define DEF_WS_MAX_CLIENTS     1000
 #define DEF_WS_MAX_TOPICS      16
@@ -59,6 +60,8 @@ static void apply_server_defaults(cfg_server_t *s)
         s->request_timeout_ms = DEF_REQUEST_TIMEOUT;
     if (s->ws_max_queued_bytes == CFG__INHERIT || s->ws_max_queued_bytes == 0)
         s->ws_max_queued_bytes = DEF_WS_MAX_QUEUED;
+    if (s->jobs_cache_bytes == CFG__INHERIT || s->jobs_cache_bytes == 0)
+        s->jobs_cache_bytes = DEF_JOBS_CACHE_BYTES;
     if (s->ws_max_message_bytes == CFG__INHERIT || s->ws_max_message_bytes == 0)
         s->ws_max_message_bytes = DEF_WS_MAX_MSG;
     if (s->ws_max_clients == 0)
@@ -76,6 +79,8 @@ static void check_server(cfg__ctx_t *c, const cfg_server_t *s)
         cfg__error_at(c, p, NULL, "server: request_timeout must be 100ms to 1h");
     if (s->ws_max_queued_bytes < 4096)
         cfg__error_at(c, p, NULL, "server: ws_max_queued_bytes must be at least 4KiB");
+    if (s->jobs_cache_bytes < 0)
+        cfg__error_at(c, p, NULL, "server: jobs_cache_bytes must not be negative");
     if (s->ws_max_message_bytes < 256 || s->ws_max_message_bytes > 16 * 1024 * 1024)
         cfg__error_at(c, p, NULL, "server: ws_max_message_bytes must be 256B to 16MiB");
     if (s->ws_max_clients < 0 || s->ws_max_topics < 0)

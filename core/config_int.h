@@ -45,5 +45,9 @@ int cfg__load_yaml(cfg__ctx_t *c, const char *data, size_t len, cfg_t **out);
 int cfg__load_crontab(cfg__ctx_t *c, const char *data, size_t len, cfg_t **out);
 
 void cfg__free_kv(cfg_kv_t *kv, unsigned n);
+/** Moves the strings and arrays of cfg's jobs into one block (cfg->job_text), freeing the
+ * originals, and builds cfg->job_index again. Done once, when a configuration is complete;
+ * nothing may replace a job's string or array after it. */
+void cfg__compact_jobs(cfg_t *cfg);
 
 #endif

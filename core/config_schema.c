@@ -61,6 +61,7 @@ static const cyaml_schema_field_t server_fields[] = {
     IGN("max_body"),
     IGN("request_timeout"),
     IGN("ws_max_queued_bytes"),
+    IGN("jobs_cache_bytes"),
     IGN("ws_max_message_bytes"),
     INT("ws_max_clients", cfg_server_t, ws_max_clients),
     INT("ws_max_topics", cfg_server_t, ws_max_topics),

@@ -51,6 +51,7 @@ static special_t special_of(const char *key)
                {"max_body", SP_SIZE},
                {"request_timeout", SP_DURATION},
                {"ws_max_queued_bytes", SP_SIZE},
+               {"jobs_cache_bytes", SP_SIZE},
                {"ws_max_message_bytes", SP_SIZE},
                {"output_read_budget", SP_SIZE},
                {"command", SP_COMMAND},
@@ -845,6 +846,7 @@ static void finish_tree(yl_t *y, cfg_t *cfg, int root)
     cfg->server.max_body = get_size(y, server, "max_body");
     cfg->server.request_timeout_ms = get_duration(y, server, "request_timeout");
     cfg->server.ws_max_queued_bytes = get_size(y, server, "ws_max_queued_bytes");
+    cfg->server.jobs_cache_bytes = get_size(y, server, "jobs_cache_bytes");
     cfg->server.ws_max_message_bytes = get_size(y, server, "ws_max_message_bytes");
     cfg->limits.output_read_budget = get_size(y, map_get(y, root, "limits"), "output_read_budget");
     cfg->limits.ping_max_body = get_size(y, map_get(y, root, "limits"), "ping_max_body");

@@ -8,6 +8,9 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define YEAR_MAX  9999
 #define MIN_AFTER (INT64_C(-62135596800) + 2 * 86400) /* 0001-01-03T00:00:00Z */
@@ -54,8 +57,60 @@ bool cron__day_matches(const cron_expr_t *e, int d, int len, int wd1)
     return dom || dow;
 }
 
+/* The interned day tables: a hash table of buckets, guarded by one lock (parsing is rare; the
+ * configuration's checks, the actors and the CLI may parse on different threads). */
+#define DAYS_BUCKETS 256
+static pthread_mutex_t days_lock = PTHREAD_MUTEX_INITIALIZER;
+static cron__days_t *days_table[DAYS_BUCKETS];
+
+static uint32_t days_hash(const uint32_t bits[12][7][2])
+{
+    const unsigned char *p = (const unsigned char *)bits;
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (size_t i = 0; i < sizeof(uint32_t[12][7][2]); i++)
+        h = (h ^ p[i]) * 16777619u;
+    return h;
+}
+
+/* The shared table equal to bits, with one more reference (created when missing). */
+static const cron__days_t *days_get(const uint32_t bits[12][7][2])
+{
+    uint32_t h = days_hash(bits);
+    pthread_mutex_lock(&days_lock);
+    cron__days_t *d = days_table[h % DAYS_BUCKETS];
+    while (d && (d->hash != h || memcmp(d->bits, bits, sizeof(d->bits)) != 0))
+        d = d->next;
+    if (d == NULL) {
+        d = cv_calloc(1, sizeof(*d));
+        memcpy(d->bits, bits, sizeof(d->bits));
+        d->hash = h;
+        d->next = days_table[h % DAYS_BUCKETS];
+        days_table[h % DAYS_BUCKETS] = d;
+    }
+    d->refs++;
+    pthread_mutex_unlock(&days_lock);
+    return d;
+}
+
+void cron__days_put(const cron__days_t *days)
+{
+    if (days == NULL)
+        return;
+    pthread_mutex_lock(&days_lock);
+    cron__days_t **pp = &days_table[days->hash % DAYS_BUCKETS];
+    while (*pp != days)
+        pp = &(*pp)->next;
+    cron__days_t *d = *pp;
+    if (--d->refs == 0) {
+        *pp = d->next;
+        free(d);
+    }
+    pthread_mutex_unlock(&days_lock);
+}
+
 bool cron__fill_days(cron_expr_t *e)
 {
+    uint32_t table[12][7][2] = {{{0}}};
     bool any = false;
     for (int m = 1; m <= 12; m++) {
         if (!(e->month >> m & 1))
@@ -67,10 +122,11 @@ bool cron__fill_days(cron_expr_t *e)
                 for (int d = 1; d <= len; d++)
                     if (cron__day_matches(e, d, len, wd1))
                         bits |= UINT32_C(1) << d;
-                e->days[m - 1][wd1][leap] = bits;
+                table[m - 1][wd1][leap] = bits;
                 any |= bits != 0;
             }
     }
+    e->days = any ? days_get(table) : NULL;
     return any;
 }
 
@@ -114,7 +170,7 @@ static bool seek_day(const cron_expr_t *e, civil_t *c)
         if (m != c->m)
             *c = (civil_t){.y = c->y, .m = m, .d = 1};
         int64_t first = cv_days_from_civil(c->y, (unsigned)m, 1);
-        uint32_t days = e->days[m - 1][weekday(first)][m == 2 && leap_year(c->y)];
+        uint32_t days = e->days->bits[m - 1][weekday(first)][m == 2 && leap_year(c->y)];
         int d = next_bit(days, c->d);
         if (d < 0) {
             *c = (civil_t){.y = c->y, .m = m + 1, .d = 1};

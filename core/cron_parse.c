@@ -553,7 +553,7 @@ int cron_parse(const char *text, const char *hash_seed, cron_expr_t **out, cron_
     else
         rc = parse_fields(e, text, tok, n, hash_seed, err);
     if (rc < 0) {
-        free(e);
+        cron_free(e);
         return rc;
     }
     *out = e;
@@ -562,6 +562,9 @@ int cron_parse(const char *text, const char *hash_seed, cron_expr_t **out, cron_
 
 void cron_free(cron_expr_t *e)
 {
+    if (e == NULL)
+        return;
+    cron__days_put(e->days);
     free(e);
 }
 

@@ -1,6 +1,9 @@
 #include "core/util.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +43,13 @@ void *cv_realloc(void *p, size_t n)
 char *cv_strdup(const char *s)
 {
     return cv_strndup(s, strlen(s));
+}
+
+void cv_trim(void)
+{
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
 }
 
 char *cv_strndup(const char *s, size_t n)

@@ -17,6 +17,9 @@ void *cv_calloc(size_t count, size_t n);
 void *cv_realloc(void *p, size_t n);
 char *cv_strdup(const char *s);
 char *cv_strndup(const char *s, size_t n);
+/** Gives the free pages of the heap back to the system (glibc's malloc_trim), after large
+ * temporary work (a configuration loaded, a page of jobs encoded). Nothing elsewhere. */
+void cv_trim(void);
 /** printf into a fresh heap string (caller frees). Aborts on out-of-memory. */
 char *cv_sprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 char *cv_vsprintf(const char *fmt, va_list ap);

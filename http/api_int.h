@@ -17,14 +17,36 @@
 #include "http/ws.h"
 #include "proto/msg.h"
 
-#define API_STATS_WINDOW  20 /* runs the average and p95 duration are taken over */
-#define API_HIST_BUCKETS  12
-#define API_LIVE_LOG_MAX  (1024 * 1024) /* output of an active run kept for /log */
-#define API_JOBS_PAGE     100           /* GET /api/jobs: jobs per page without limit= */
-#define API_JOBS_PAGE_MAX 1000          /* the largest limit= */
-#define API_JOBS_CACHE    16            /* server.jobs_cache_pages when 0 */
+#define API_STATS_WINDOW     20 /* runs the average and p95 duration are taken over */
+#define API_HIST_BUCKETS     12
+#define API_LIVE_LOG_MAX     (1024 * 1024) /* output of an active run kept for /log */
+#define API_JOBS_PAGE        100           /* GET /api/jobs: jobs per page without limit= */
+#define API_JOBS_PAGE_MAX    1000          /* the largest limit= */
+#define API_JOBS_CACHE       16            /* server.jobs_cache_pages when 0 */
+#define API_JOBS_CACHE_BYTES (1024 * 1024) /* server.jobs_cache_bytes when 0 */
+#define API_JOBS_TRIM_BYTES  (256 * 1024)  /* a page this large: the heap is trimmed after it */
 
 extern const double api__hist_bounds[API_HIST_BUCKETS]; /* seconds */
+
+/** What the job list shows of a job's latest run (its last_run, status filter and /metrics): a
+ * copy of those fields rather than a reference to the whole record and its output. */
+typedef struct api__last {
+    int64_t id, started_at, finished_at, duration_ms, items_processed, items_failed;
+    run_status_t status;
+    char *error; /* NULL: none */
+} api__last_t;
+
+/** A job's counters since the daemon started, for /metrics. */
+typedef struct api__job_ctr {
+    uint64_t by_status[RUN__COUNT];
+    uint64_t hist[API_HIST_BUCKETS];
+    double dur_sum;
+    uint64_t dur_count;
+    int64_t last_start_ms, last_success_ms;
+    uint64_t items_processed, items_failed;
+    /* monitored jobs (api_ping.c): runs recorded from pings and missed instants */
+    uint64_t pings, ping_missed;
+} api__job_ctr_t;
 
 /** The read model of one job. Entries outlive reloads (cfg is NULL while the job is not in the
  * configuration). */
@@ -36,21 +58,15 @@ typedef struct api__job {
     effjob_t eff;
     /* from the store */
     store_job_stats_t stats; /* job and last unused: see last below */
-    run_t *last;             /* the latest run seen (store or events) */
+    api__last_t *last;       /* the latest run seen (store or events), NULL: none */
     /* live: every instance's runs (shared store), and this instance's own (for /metrics) */
     int running, queued;
     int own_running, own_queued;
-    /* counters since the daemon started, for /metrics */
-    uint64_t by_status[RUN__COUNT];
-    uint64_t hist[API_HIST_BUCKETS];
-    double dur_sum;
-    uint64_t dur_count;
-    int64_t last_start_ms, last_success_ms;
-    uint64_t items_processed, items_failed;
+    /* counters since the daemon started, for /metrics: NULL until one of this instance's runs of
+     * the job starts or ends (most jobs of a large configuration are idle) */
+    api__job_ctr_t *ctr;
     bool auto_disabled; /* its latest "enabled" override is auto_disable_after's (by "system") */
-    /* monitored jobs (api_ping.c): runs recorded from pings and missed instants, for /metrics;
-     * the job's ping rate bucket (limits.pings_per_minute) */
-    uint64_t pings, ping_missed;
+    /* monitored jobs (api_ping.c): the job's ping rate bucket (limits.pings_per_minute) */
     double ping_tokens;
     uint64_t ping_refill_ms;
     bool ping_bucket_started;
@@ -60,8 +76,9 @@ typedef struct api__job {
 
 /** One cached page of GET /api/jobs. */
 typedef struct api__jobs_page {
-    char *key;               /* the page's query, normalised */
+    char *key;               /* the page's query, normalised; NULL: a free entry */
     api_shared_body_t *body; /* one reference */
+    size_t bytes;            /* the body's length */
     int64_t until;           /* Unix s at which a next fire in it passes */
 } api__jobs_page_t;
 
@@ -113,7 +130,10 @@ struct api {
      * response being written holds its own reference to its body */
     api__jobs_page_t *jobs_cache;       /* jobs_cache_max of them (server.jobs_cache_pages) */
     size_t njobs_cache, jobs_cache_max; /* entries used, and kept at most */
-    size_t jobs_cache_next;             /* the one replaced next when full */
+    size_t jobs_cache_next;             /* the one dropped next to make room */
+    /* the bytes of their bodies, and the most kept (server.jobs_cache_bytes; a larger page is
+     * answered and not kept) */
+    size_t jobs_cache_bytes, jobs_cache_bytes_max;
     uint64_t jobs_cache_hits, jobs_cache_misses;
     api__job_t **jobs_sorted; /* the configured jobs by name (keyset order), NULL until asked */
     size_t pending;           /* store calls in flight that hold the api */
@@ -148,6 +168,8 @@ void api__free(api_t *a);
 
 /* ---- api_model.c: the read model ---- */
 
+/** j's counters (all zero while it has none). */
+const api__job_ctr_t *api__job_ctr(const api__job_t *j);
 /** The job named name that is in the configuration, or NULL. */
 api__job_t *api__job_find(api_t *a, const char *name);
 /** Rebuilds the job list from a (new) configuration. */

@@ -202,7 +202,7 @@ static size_t after_cursor(api__job_t **sorted, size_t n, const char *cursor)
     return lo;
 }
 
-/* Encodes the page q asks for into e (its body and until). */
+/* Encodes the page q asks for into e (its body, bytes and until). */
 static void jobs_page_build(api_t *a, const jobs_query_t *q, int64_t now, api__jobs_page_t *e)
 {
     api__job_t **sorted = api__jobs_sorted(a);
@@ -234,7 +234,8 @@ static void jobs_page_build(api_t *a, const jobs_query_t *q, int64_t now, api__j
                   more && last ? json_string(last) : json_null(), "total", (json_int_t)total);
     char *text = json_dumps(body, JSON_COMPACT);
     json_decref(body);
-    e->body = api_shared_body_new(text, strlen(text));
+    e->bytes = strlen(text);
+    e->body = api_shared_body_new(text, e->bytes);
     e->until = until;
 }
 
@@ -244,38 +245,68 @@ static char *jobs_key(const jobs_query_t *q)
                       q->q ? q->q : "", q->tag ? q->tag : "", q->status, q->enabled);
 }
 
-/* The cached page for q, built when missing or past its next fire (the oldest entry is replaced
- * when the cache is full). */
-static api__jobs_page_t *jobs_page(api_t *a, const jobs_query_t *q, int64_t now)
+static void jobs_cache_drop(api_t *a, api__jobs_page_t *e)
+{
+    free(e->key);
+    api_shared_body_unref(e->body);
+    a->jobs_cache_bytes -= e->bytes;
+    a->njobs_cache--;
+    *e = (api__jobs_page_t){0};
+}
+
+/* A free entry of the cache with room for bytes more, made by dropping pages in turn. */
+static api__jobs_page_t *jobs_cache_room(api_t *a, size_t bytes)
+{
+    while (a->njobs_cache > 0 && (a->njobs_cache == a->jobs_cache_max ||
+                                  a->jobs_cache_bytes + bytes > a->jobs_cache_bytes_max)) {
+        api__jobs_page_t *e = &a->jobs_cache[a->jobs_cache_next];
+        a->jobs_cache_next = (a->jobs_cache_next + 1) % a->jobs_cache_max;
+        if (e->key != NULL)
+            jobs_cache_drop(a, e);
+    }
+    for (size_t i = 0;; i++)
+        if (a->jobs_cache[i].key == NULL)
+            return &a->jobs_cache[i];
+}
+
+/* The page for q with a reference for the caller: the cached one, or one built when missing or
+ * past its next fire, then kept when it fits in server.jobs_cache_bytes (pages are dropped in
+ * turn to make room). */
+static api_shared_body_t *jobs_page(api_t *a, const jobs_query_t *q, int64_t now)
 {
     if (a->jobs_cache_max == 0) { /* no configuration applied yet */
         a->jobs_cache_max = API_JOBS_CACHE;
+        a->jobs_cache_bytes_max = API_JOBS_CACHE_BYTES;
         a->jobs_cache = cv_calloc(a->jobs_cache_max, sizeof(*a->jobs_cache));
     }
     char *key = jobs_key(q);
-    api__jobs_page_t *e = NULL;
-    for (size_t i = 0; i < a->njobs_cache && e == NULL; i++)
-        if (strcmp(a->jobs_cache[i].key, key) == 0)
+    api__jobs_page_t *e = NULL, built = {0};
+    for (size_t i = 0; i < a->jobs_cache_max && e == NULL; i++)
+        if (a->jobs_cache[i].key != NULL && strcmp(a->jobs_cache[i].key, key) == 0)
             e = &a->jobs_cache[i];
     if (e != NULL && now < e->until) {
         free(key);
         a->jobs_cache_hits++;
-        return e;
+        api_shared_body_ref(e->body);
+        return e->body;
     }
     a->jobs_cache_misses++;
-    if (e == NULL && a->njobs_cache < a->jobs_cache_max) {
-        e = &a->jobs_cache[a->njobs_cache++];
-    } else if (e == NULL) {
-        e = &a->jobs_cache[a->jobs_cache_next];
-        a->jobs_cache_next = (a->jobs_cache_next + 1) % a->jobs_cache_max;
+    if (e != NULL)
+        jobs_cache_drop(a, e);
+    jobs_page_build(a, q, now, &built);
+    if (built.bytes >= API_JOBS_TRIM_BYTES)
+        cv_trim(); /* the page's JSON tree (several times its text) was freed */
+    if (built.bytes > a->jobs_cache_bytes_max) {
+        free(key);
+        return built.body;
     }
-    if (e->key != NULL) {
-        free(e->key);
-        api_shared_body_unref(e->body);
-    }
+    e = jobs_cache_room(a, built.bytes);
+    *e = built;
     e->key = key;
-    jobs_page_build(a, q, now, e);
-    return e;
+    a->njobs_cache++;
+    a->jobs_cache_bytes += e->bytes;
+    api_shared_body_ref(e->body);
+    return e->body;
 }
 
 static void h_jobs(api_req_t *req, void *data)
@@ -286,9 +317,10 @@ static void h_jobs(api_req_t *req, void *data)
         return;
     if (!api__stats_fresh(a, req, h_jobs))
         return;
-    api__jobs_page_t *e = jobs_page(a, &q, now_s());
+    api_shared_body_t *body = jobs_page(a, &q, now_s());
     api_header_t cc = {"cache-control", "no-cache"};
-    api_reply_shared(req, "application/json", e->body, &cc, 1);
+    api_reply_shared(req, "application/json", body, &cc, 1);
+    api_shared_body_unref(body);
 }
 
 static void h_job(api_req_t *req, void *data)

@@ -93,7 +93,7 @@ json_t *api__run_json(const run_t *r, bool with_output)
     return o;
 }
 
-static json_t *last_run_json(const run_t *r)
+static json_t *last_run_json(const api__last_t *r)
 {
     if (r == NULL)
         return json_null();

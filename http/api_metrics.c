@@ -43,7 +43,7 @@ static void per_job(cv_buf_t *b, api_t *a, const char *name, const char *type, c
 
 static double v_last_start(api_t *a, api__job_t *j)
 {
-    int64_t t = j->last_start_ms;
+    int64_t t = api__job_ctr(j)->last_start_ms;
     if (j->last && j->last->started_at > t)
         t = j->last->started_at;
     return (double)t / 1000.0;
@@ -51,7 +51,7 @@ static double v_last_start(api_t *a, api__job_t *j)
 
 static double v_last_success(api_t *a, api__job_t *j)
 {
-    int64_t t = j->last_success_ms;
+    int64_t t = api__job_ctr(j)->last_success_ms;
     if (j->last && j->last->status == RUN_SUCCESS && j->last->finished_at > t)
         t = j->last->finished_at;
     return (double)t / 1000.0;
@@ -103,22 +103,22 @@ static double v_enabled(api_t *a, api__job_t *j)
 
 static double v_items_ok(api_t *a, api__job_t *j)
 {
-    return (double)j->items_processed;
+    return (double)api__job_ctr(j)->items_processed;
 }
 
 static double v_items_failed(api_t *a, api__job_t *j)
 {
-    return (double)j->items_failed;
+    return (double)api__job_ctr(j)->items_failed;
 }
 
 static double v_pings(api_t *a, api__job_t *j)
 {
-    return (double)j->pings;
+    return (double)api__job_ctr(j)->pings;
 }
 
 static double v_ping_missed(api_t *a, api__job_t *j)
 {
-    return (double)j->ping_missed;
+    return (double)api__job_ctr(j)->ping_missed;
 }
 
 static void pings_refused(cv_buf_t *b, api_t *a)
@@ -142,7 +142,7 @@ static void runs_by_status(cv_buf_t *b, api_t *a)
             cv_buf_appends(b, "cronvisor_job_runs_total{job=\"");
             label(b, a->jobs[i]->name);
             cv_buf_printf(b, "\",status=\"%s\"} %llu\n", run_status_name((run_status_t)s),
-                          (unsigned long long)a->jobs[i]->by_status[s]);
+                          (unsigned long long)api__job_ctr(a->jobs[i])->by_status[s]);
         }
 }
 
@@ -152,20 +152,21 @@ static void durations(cv_buf_t *b, api_t *a)
     head(b, n, "histogram", "Duration of finished runs that started.");
     for (size_t i = 0; i < a->njobs; i++) {
         const api__job_t *j = a->jobs[i];
+        const api__job_ctr_t *c = api__job_ctr(j);
         for (int k = 0; k <= API_HIST_BUCKETS; k++) {
             cv_buf_printf(b, "%s_bucket{job=\"", n);
             label(b, j->name);
             if (k < API_HIST_BUCKETS)
                 cv_buf_printf(b, "\",le=\"%g\"} %llu\n", api__hist_bounds[k],
-                              (unsigned long long)j->hist[k]);
+                              (unsigned long long)c->hist[k]);
             else
-                cv_buf_printf(b, "\",le=\"+Inf\"} %llu\n", (unsigned long long)j->dur_count);
+                cv_buf_printf(b, "\",le=\"+Inf\"} %llu\n", (unsigned long long)c->dur_count);
         }
         cv_buf_printf(b, "%s_sum{job=\"", n);
         label(b, j->name);
-        cv_buf_printf(b, "\"} %.17g\n%s_count{job=\"", j->dur_sum, n);
+        cv_buf_printf(b, "\"} %.17g\n%s_count{job=\"", c->dur_sum, n);
         label(b, j->name);
-        cv_buf_printf(b, "\"} %llu\n", (unsigned long long)j->dur_count);
+        cv_buf_printf(b, "\"} %llu\n", (unsigned long long)c->dur_count);
     }
 }
 
@@ -271,6 +272,10 @@ static void conns(cv_buf_t *b, api_t *a)
          "Encoded pages of GET /api/jobs kept (at most server.jobs_cache_pages; emptied when a "
          "job changes).");
     cv_buf_printf(b, "cronvisor_http_jobs_cache_pages %zu\n", a->njobs_cache);
+    head(b, "cronvisor_http_jobs_cache_bytes", "gauge",
+         "Bytes of the GET /api/jobs pages kept (at most server.jobs_cache_bytes; a larger page "
+         "is not kept).");
+    cv_buf_printf(b, "cronvisor_http_jobs_cache_bytes %zu\n", a->jobs_cache_bytes);
     head(b, "cronvisor_http_jobs_cache_requests_total", "counter",
          "GET /api/jobs pages answered from the cache (hit) or encoded anew (miss).");
     cv_buf_printf(b, "cronvisor_http_jobs_cache_requests_total{result=\"hit\"} %llu\n",

@@ -35,12 +35,12 @@ api__job_t *api__job_find(api_t *a, const char *name)
 /* Marks derived data (the cached GET /api/jobs pages) stale. */
 static void model_changed(api_t *a)
 {
-    for (size_t i = 0; i < a->njobs_cache; i++) {
+    for (size_t i = 0; i < a->jobs_cache_max; i++) {
         free(a->jobs_cache[i].key);
         api_shared_body_unref(a->jobs_cache[i].body);
         a->jobs_cache[i] = (api__jobs_page_t){0};
     }
-    a->njobs_cache = a->jobs_cache_next = 0;
+    a->njobs_cache = a->jobs_cache_next = a->jobs_cache_bytes = 0;
 }
 
 static int by_name(const void *x, const void *y)
@@ -61,9 +61,12 @@ api__job_t **api__jobs_sorted(api_t *a)
 /* Recomputes j's effective job from its configuration and the known overrides. */
 static void job_effective(api_t *a, api__job_t *j)
 {
-    if (j->cfg)
+    if (j->cfg) {
         effjob_compute_list(&j->eff, j->cfg, &a->overrides, "http");
-    else
+        /* parsed now rather than while a page's JSON is built: the expression is kept, and kept
+         * memory allocated among a page's temporary tree would pin its pages after it is freed */
+        effjob_next_fire(&j->eff, cv_now_ms() / 1000);
+    } else
         effjob_clear(&j->eff);
 }
 
@@ -90,8 +93,12 @@ void api__model_config(api_t *a, cfgref_t *cfg)
     model_changed(a); /* empties the cache before it is resized */
     int pages = cfg->cfg->server.jobs_cache_pages;
     a->jobs_cache_max = pages > 0 ? (size_t)pages : API_JOBS_CACHE;
+    a->jobs_cache_bytes_max = cfg->cfg->server.jobs_cache_bytes > 0
+                                  ? (size_t)cfg->cfg->server.jobs_cache_bytes
+                                  : API_JOBS_CACHE_BYTES;
     a->jobs_cache = cv_realloc(a->jobs_cache, a->jobs_cache_max * sizeof(*a->jobs_cache));
     memset(a->jobs_cache, 0, a->jobs_cache_max * sizeof(*a->jobs_cache));
+    cv_trim(); /* the previous model's memory */
 }
 
 bool api__model_override(api_t *a, const char *job, const char *field, const char *value,
@@ -277,6 +284,29 @@ static void stats_call_free(stats_call_t *c)
         api__free(a);
 }
 
+static void last_free(api__last_t *l)
+{
+    if (l != NULL)
+        free(l->error);
+    free(l);
+}
+
+/* j's latest run is now r (its fields copied). */
+static void last_set(api__job_t *j, const run_t *r)
+{
+    if (j->last == NULL)
+        j->last = cv_calloc(1, sizeof(*j->last));
+    free(j->last->error);
+    *j->last = (api__last_t){.id = r->id,
+                             .started_at = r->started_at,
+                             .finished_at = r->finished_at,
+                             .duration_ms = r->duration_ms,
+                             .items_processed = r->items_processed,
+                             .items_failed = r->items_failed,
+                             .status = r->status,
+                             .error = r->error ? cv_strdup(r->error) : NULL};
+}
+
 static void stats_apply(api_t *a, store_job_stats_t *st)
 {
     api__job_t *j = cv_strmap_get(&a->by_name, st->job);
@@ -286,11 +316,8 @@ static void stats_apply(api_t *a, store_job_stats_t *st)
     keep.job = NULL;
     keep.last = NULL;
     j->stats = keep;
-    if (st->last && (j->last == NULL || st->last->id >= j->last->id)) {
-        run_free(j->last);
-        j->last = st->last;
-        st->last = NULL; /* taken */
-    }
+    if (st->last && (j->last == NULL || st->last->id >= j->last->id))
+        last_set(j, st->last);
 }
 
 static void on_stats(api_t *a_, void *ud, msg_store_reply_t *r)
@@ -443,25 +470,39 @@ static void tally(api_t *a, api__job_t *j, const run_t *r, int sign)
     j->own_queued += sign * (own && r->status == RUN_QUEUED);
 }
 
+const api__job_ctr_t *api__job_ctr(const api__job_t *j)
+{
+    static const api__job_ctr_t none;
+    return j->ctr ? j->ctr : &none;
+}
+
+static api__job_ctr_t *ctr_mut(api__job_t *j)
+{
+    if (j->ctr == NULL)
+        j->ctr = cv_calloc(1, sizeof(*j->ctr));
+    return j->ctr;
+}
+
 static void count_finished(api__job_t *j, const run_t *r)
 {
-    j->by_status[r->status]++;
+    api__job_ctr_t *c = ctr_mut(j);
+    c->by_status[r->status]++;
     if (r->trigger != NULL && strcmp(r->trigger, "ping:missed") == 0)
-        j->ping_missed++;
+        c->ping_missed++;
     else if (r->trigger != NULL && strcmp(r->trigger, "ping") == 0)
-        j->pings++;
-    j->items_processed += (uint64_t)(r->items_processed > 0 ? r->items_processed : 0);
-    j->items_failed += (uint64_t)(r->items_failed > 0 ? r->items_failed : 0);
+        c->pings++;
+    c->items_processed += (uint64_t)(r->items_processed > 0 ? r->items_processed : 0);
+    c->items_failed += (uint64_t)(r->items_failed > 0 ? r->items_failed : 0);
     if (r->status == RUN_SUCCESS)
-        j->last_success_ms = r->finished_at;
+        c->last_success_ms = r->finished_at;
     if (r->started_at == 0)
         return;
     double secs = (double)r->duration_ms / 1000.0;
     for (int b = 0; b < API_HIST_BUCKETS; b++)
         if (secs <= api__hist_bounds[b])
-            j->hist[b]++;
-    j->dur_sum += secs;
-    j->dur_count++;
+            c->hist[b]++;
+    c->dur_sum += secs;
+    c->dur_count++;
 }
 
 static void track(api_t *a, api__job_t *j, const msg_run_event_t *e)
@@ -486,13 +527,11 @@ static void track(api_t *a, api__job_t *j, const msg_run_event_t *e)
     if (e->kind != RUN_EV_FINISHED)
         tally(a, j, ar->run, 1);
     if (e->kind == RUN_EV_STARTED && !e->remote)
-        j->last_start_ms = e->run->started_at;
+        ctr_mut(j)->last_start_ms = e->run->started_at;
     /* a SKIPPED firing never ran: the job keeps showing its last real outcome */
     if (e->kind != RUN_EV_PROGRESS && e->kind != RUN_EV_QUEUED && e->run->status != RUN_SKIPPED &&
-        (j->last == NULL || e->run->id >= j->last->id)) {
-        run_free(j->last);
-        j->last = run_ref(e->run);
-    }
+        (j->last == NULL || e->run->id >= j->last->id))
+        last_set(j, e->run);
 }
 
 json_t *api__active_json(const api_t *a)
@@ -697,7 +736,8 @@ static void job_free(void *v)
     api__job_t *j = v;
     free(j->name);
     effjob_clear(&j->eff);
-    run_free(j->last);
+    last_free(j->last);
+    free(j->ctr);
     free(j);
 }
 

@@ -391,6 +391,11 @@ api_shared_body_t *api_shared_body_new(char *data, size_t len)
     return b;
 }
 
+void api_shared_body_ref(api_shared_body_t *b)
+{
+    b->refs++;
+}
+
 void api_shared_body_unref(api_shared_body_t *b)
 {
     if (b == NULL || --b->refs > 0)

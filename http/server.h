@@ -191,6 +191,8 @@ typedef struct api_shared_body api_shared_body_t;
  * for the caller. Its ETag is a hash of the bytes (two bodies with the same bytes share it); its
  * gzip variant is made on first use (api_reply_shared). Aborts on out-of-memory. */
 api_shared_body_t *api_shared_body_new(char *data, size_t len);
+/** Takes one more reference. */
+void api_shared_body_ref(api_shared_body_t *b);
 /** Drops one reference (NULL: nothing). */
 void api_shared_body_unref(api_shared_body_t *b);
 

@@ -187,5 +187,52 @@ class JobPages(unittest.TestCase):
             self.assertIn("jobs_cache_pages", r.stderr)  # did you mean
 
 
+
+class JobPagesByteBound(unittest.TestCase):
+    """server.jobs_cache_bytes: the cache keeps at most that many bytes of pages; a page larger
+    than the whole bound is answered and not kept."""
+
+    BOUND = 16 * 1024
+
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Daemon(config().replace("jobs_cache_pages: 4", "jobs_cache_bytes: 16KiB")).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.d.stop()
+
+    metric = JobPages.metric
+    counts = JobPages.counts
+
+    def get(self, query):
+        r = self.d.api("GET", "/api/jobs" + query)
+        self.assertEqual(r.status, 200, r)
+        return r
+
+    def test_a_page_larger_than_the_bound_is_answered_whole_and_not_kept(self):
+        big = self.get("?limit=200")
+        self.assertGreater(len(big.body), self.BOUND)
+        self.assertEqual(len(big.json["jobs"]), 200)
+        hits, misses = self.counts()
+        again = self.get("?limit=200")
+        self.assertEqual(again.body, big.body)
+        self.assertEqual(self.counts(), (hits, misses + 1))
+        self.assertLessEqual(self.metric("cronvisor_http_jobs_cache_bytes"), self.BOUND)
+
+    def test_the_cache_drops_pages_to_stay_within_the_bound(self):
+        sizes = [len(self.get("?limit=5&q=number%%20%d" % n).body) for n in range(1, 15)]
+        self.assertGreater(sum(sizes), self.BOUND)  # they would not all fit
+        kept = self.metric("cronvisor_http_jobs_cache_bytes")
+        self.assertLessEqual(kept, self.BOUND)
+        self.assertGreater(kept, 0)
+        pages = self.metric("cronvisor_http_jobs_cache_pages")
+        self.assertLess(pages, 14)
+        hits, misses = self.counts()
+        self.get("?limit=5&q=number%2014")  # the newest: still kept
+        self.get("?limit=5&q=number%201")  # dropped since: encoded again
+        self.assertEqual(self.counts(), (hits + 1, misses + 1))
+
+
 if __name__ == "__main__":
     main()

@@ -312,6 +312,28 @@ static void a_full_file_fills_every_field(void **state)
     cfg_free(cfg);
 }
 
+static bool in_block(const cfg_t *cfg, const void *p)
+{
+    return (const char *)p >= cfg->job_text && (const char *)p < cfg->job_text + cfg->job_text_len;
+}
+
+static void a_loaded_configuration_keeps_its_jobs_text_and_arrays_in_one_block(void **state)
+{
+    (void)state;
+    cfg_t *cfg = load_ok(full_file);
+    assert_non_null(cfg->job_text);
+    const cfg_job_t *call = cfg_find_job(cfg, "call"), *argv = cfg_find_job(cfg, "argv");
+    const void *in[] = {call->name,    call->http.method,  call->http.body, call->tags,
+                        call->tags[1], call->requires,     argv->argv,      argv->argv[0],
+                        argv->env,     argv->env[1].value, argv->workdir,   call->schedule_human};
+    for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++)
+        if (!in_block(cfg, in[i]))
+            fail_msg("pointer %zu is outside the block", i);
+    assert_string_equal(argv->env[1].value, "plain-value-555");
+    assert_ptr_equal(cfg_find_job(cfg, "call"), call); /* the name map was built again */
+    cfg_free(cfg);                                     /* one block: nothing left behind (ASan) */
+}
+
 static void finds_jobs_by_name(void **state)
 {
     (void)state;
@@ -963,6 +985,7 @@ int main(void)
         cmocka_unit_test(jobs_inherit_the_defaults_section_unless_they_override_it),
         cmocka_unit_test(a_full_file_fills_every_field),
         cmocka_unit_test(finds_jobs_by_name),
+        cmocka_unit_test(a_loaded_configuration_keeps_its_jobs_text_and_arrays_in_one_block),
         cmocka_unit_test(manual_schedule_marks_the_job_manual_without_asking_the_cron_engine),
         cmocka_unit_test(expands_variables_with_defaults_and_dollar_escapes),
         cmocka_unit_test(a_required_variable_that_is_unset_is_an_error_at_its_position),

@@ -1,6 +1,7 @@
 /* Next fire instants in UTC: special days (L, W, #), Vixie OR, seconds, year boundaries, leap
  * years, the year-9999 limit and the cost of rare expressions. */
 #include "core/cron.h"
+#include "core/cron_internal.h"
 #include "core/util.h"
 
 #include <setjmp.h>
@@ -46,6 +47,26 @@ static void expect_sequence(const char *text, const char *after, const char *con
 }
 
 #define SEQ(text, after, ...) expect_sequence(text, after, (const char *const[]){__VA_ARGS__, NULL})
+
+static void expressions_with_the_same_day_fields_share_one_table_that_outlives_each(void **state)
+{
+    cron_expr_t *hourly = parse_ok("0 * * * *");
+    cron_expr_t *nightly = parse_ok("30 2 * * *");
+    cron_expr_t *monthly = parse_ok("0 0 1 * *");
+    assert_ptr_equal(hourly->days, nightly->days);
+    assert_ptr_not_equal(hourly->days, monthly->days);
+    cron_free(hourly); /* the shared table stays for the other */
+    int64_t t = utc("2026-01-01T12:00:00Z");
+    assert_int_equal(cron_next(nightly, NULL, t, &t), 0);
+    assert_int_equal(t, utc("2026-01-02T02:30:00Z"));
+    cron_expr_t *again = parse_ok("15 * * * *");
+    assert_ptr_equal(again->days, nightly->days);
+    cron_free(nightly);
+    cron_free(again);
+    assert_int_equal(cron_next(monthly, NULL, t, &t), 0);
+    assert_int_equal(t, utc("2026-02-01T00:00:00Z"));
+    cron_free(monthly);
+}
 
 static void the_next_instant_is_strictly_after_the_given_one(void **state)
 {
@@ -194,6 +215,7 @@ int main(void)
         cmocka_unit_test(nothing_fires_after_the_year_9999),
         cmocka_unit_test(a_null_zone_means_utc),
         cmocka_unit_test(rare_expressions_cost_far_less_than_a_millisecond),
+        cmocka_unit_test(expressions_with_the_same_day_fields_share_one_table_that_outlives_each),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     tz_cache_clear();
