@@ -220,8 +220,6 @@ void api__stats_waiters_abort(api_t *a);
 void api__model_refresh_new_stats(api_t *a);
 /** True when r is another instance's run (shared store), known from the database's events. */
 bool api__run_remote(const api_t *a, const run_t *r);
-/** {"running": n, "queued": n}: the runs active now, over every job (run events carry it). */
-json_t *api__active_json(const api_t *a);
 /** Applies a MSG_STORE_STATE and publishes store.changed when it changed. */
 void api__store_state(api_t *a, const msg_store_state_t *m);
 /** The active run with this id, or NULL. */

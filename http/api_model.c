@@ -534,7 +534,8 @@ static void track(api_t *a, api__job_t *j, const msg_run_event_t *e)
         last_set(j, e->run);
 }
 
-json_t *api__active_json(const api_t *a)
+/* {"running": n, "queued": n}: the runs active now, over every job (run events carry it). */
+static json_t *active_json(const api_t *a)
 {
     return json_pack("{s:I,s:I}", "running", (json_int_t)a->running, "queued",
                      (json_int_t)a->queued);
@@ -551,7 +552,7 @@ static void publish_run(api_t *a, api__job_t *j, const msg_run_event_t *e)
     if (e->kind != RUN_EV_PROGRESS && j->cfg != NULL)
         json_object_set_new(ev, "job", api__job_json(a, j, cv_now_ms() / 1000));
     if (e->kind != RUN_EV_PROGRESS)
-        json_object_set_new(ev, "active", api__active_json(a));
+        json_object_set_new(ev, "active", active_json(a));
     char *text = json_dumps(ev, JSON_COMPACT);
     ws_hub_publish(a->hub, text, strlen(text));
     free(text);
