@@ -226,6 +226,8 @@ static void applied_bounds(const cfg_t *o, const cfg_t *n, cv_buf_t *b)
         {"auth.rate_burst", o->auth.rate_burst, n->auth.rate_burst},
         {"limits.ping_max_body", o->limits.ping_max_body, n->limits.ping_max_body},
         {"limits.pings_per_minute", o->limits.pings_per_minute, n->limits.pings_per_minute},
+        {"limits.ping_queue", o->limits.ping_queue, n->limits.ping_queue},
+        {"limits.ping_checks", o->limits.ping_checks, n->limits.ping_checks},
     };
     for (size_t i = 0; i < sizeof(bounds) / sizeof(bounds[0]); i++)
         if (bounds[i].was != bounds[i].is)

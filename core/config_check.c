@@ -29,6 +29,8 @@
 #define DEF_LIVE_OUTPUT_LINES  256
 #define DEF_PING_MAX_BODY      (16 * 1024)
 #define DEF_PINGS_PER_MINUTE   60
+#define DEF_PING_QUEUE         1000
+#define DEF_PING_CHECKS        1000
 #define DEF_PING_GRACE         (5 * 60 * 1000)
 #define DEF_PENDING_MAX        10000
 
@@ -123,6 +125,10 @@ static void apply_top_defaults(cfg_t *cfg)
         cfg->limits.ping_max_body = DEF_PING_MAX_BODY;
     if (cfg->limits.pings_per_minute <= 0) /* unset (or 0) */
         cfg->limits.pings_per_minute = DEF_PINGS_PER_MINUTE;
+    if (cfg->limits.ping_queue == 0) /* unset */
+        cfg->limits.ping_queue = DEF_PING_QUEUE;
+    if (cfg->limits.ping_checks == 0) /* unset */
+        cfg->limits.ping_checks = DEF_PING_CHECKS;
     if (cfg->cluster.heartbeat_timeout_ms <= 0) /* unset (or 0s) */
         cfg->cluster.heartbeat_timeout_ms = 30000;
 }
@@ -514,6 +520,8 @@ static void check_server_limits(cfg__ctx_t *c, cfg_t *cfg, cfg__where_fn fn, voi
                 {"server.write_timeout", cfg->server.write_timeout},
                 {"limits.max_queued", cfg->limits.max_queued},
                 {"limits.notification_history", cfg->limits.notification_history},
+                {"limits.ping_queue", cfg->limits.ping_queue},
+                {"limits.ping_checks", cfg->limits.ping_checks},
                 {"auth.rate_per_second", cfg->auth.rate_per_second},
                 {"auth.rate_burst", cfg->auth.rate_burst}};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {

@@ -100,6 +100,8 @@ static const cyaml_schema_field_t limits_fields[] = {
     INT("live_output_lines", cfg_limits_t, live_output_lines),
     IGN("ping_max_body"),
     INT("pings_per_minute", cfg_limits_t, pings_per_minute),
+    INT("ping_queue", cfg_limits_t, ping_queue),
+    INT("ping_checks", cfg_limits_t, ping_checks),
     CYAML_FIELD_END};
 
 static const cyaml_schema_field_t retention_fields[] = {

@@ -197,6 +197,10 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
     case MSG_STORE_REPLY:
         store_replied(a, (msg_store_reply_t *)msg);
         break;
+    case MSG_PING_DONE: /* a ping posted to the executor is recorded (api_ping.c) */
+        if (a->pings_waiting > 0)
+            a->pings_waiting--;
+        break;
     case MSG_AUDIT: /* the executor's audit copies: its MSG_OVERRIDE copy carries the change */
         break;
     case MSG_SHUTDOWN: /* the daemon stops: not ready any more (the API serves until closed) */

@@ -136,8 +136,9 @@ struct api {
     uint64_t output_live_dropped; /* output lines not shown live (limits.live_output_lines) */
     bool stopping;                /* MSG_SHUTDOWN from the supervisor: /readyz answers 503 */
     /* pings refused (api_ping.c): unknown job or wrong key, body over limits.ping_max_body,
-     * over limits.pings_per_minute */
-    uint64_t ping_refused_key, ping_refused_size, ping_refused_rate;
+     * over limits.pings_per_minute, limits.ping_queue waiting */
+    uint64_t ping_refused_key, ping_refused_size, ping_refused_rate, ping_refused_queue;
+    size_t pings_waiting; /* posted to the executor, its MSG_PING_DONE not yet back */
     bool closed;
     void (*close_cb)(void *ud);
     void *close_ud;

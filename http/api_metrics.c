@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "actors/executor.h"
 #include "actors/proc.h"
 #include "http/api_int.h"
 
@@ -125,13 +126,26 @@ static void pings_refused(cv_buf_t *b, api_t *a)
 {
     head(b, "cronvisor_ping_refused_total", "counter",
          "Pings refused: unknown job or wrong key (key), body over limits.ping_max_body (size), "
-         "over limits.pings_per_minute (rate).");
+         "over limits.pings_per_minute (rate), limits.ping_queue pings waiting to be recorded "
+         "(queue).");
     cv_buf_printf(b,
                   "cronvisor_ping_refused_total{reason=\"key\"} %llu\n"
                   "cronvisor_ping_refused_total{reason=\"size\"} %llu\n"
-                  "cronvisor_ping_refused_total{reason=\"rate\"} %llu\n",
+                  "cronvisor_ping_refused_total{reason=\"rate\"} %llu\n"
+                  "cronvisor_ping_refused_total{reason=\"queue\"} %llu\n",
                   (unsigned long long)a->ping_refused_key, (unsigned long long)a->ping_refused_size,
-                  (unsigned long long)a->ping_refused_rate);
+                  (unsigned long long)a->ping_refused_rate,
+                  (unsigned long long)a->ping_refused_queue);
+    head(b, "cronvisor_ping_queue", "gauge",
+         "Pings accepted and not yet recorded (at most limits.ping_queue).");
+    cv_buf_printf(b, "cronvisor_ping_queue %zu\n", a->pings_waiting);
+    executor_ping_stats_t s;
+    executor_ping_stats_get(&s);
+    head(b, "cronvisor_ping_checks_dropped_total", "counter",
+         "Scheduled instants of monitored jobs not checked for a ping: limits.ping_checks checks "
+         "of the job were waiting for their grace.");
+    cv_buf_printf(b, "cronvisor_ping_checks_dropped_total %llu\n",
+                  (unsigned long long)s.checks_dropped);
 }
 
 static void runs_by_status(cv_buf_t *b, api_t *a)
