@@ -228,6 +228,7 @@ static void applied_bounds(const cfg_t *o, const cfg_t *n, cv_buf_t *b)
         {"limits.pings_per_minute", o->limits.pings_per_minute, n->limits.pings_per_minute},
         {"limits.ping_queue", o->limits.ping_queue, n->limits.ping_queue},
         {"limits.ping_checks", o->limits.ping_checks, n->limits.ping_checks},
+        {"limits.notify_pending", o->limits.notify_pending, n->limits.notify_pending},
     };
     for (size_t i = 0; i < sizeof(bounds) / sizeof(bounds[0]); i++)
         if (bounds[i].was != bounds[i].is)

@@ -254,9 +254,11 @@ typedef struct cfg_limits {
     int live_output_lines;      /* lines of one read passed to live viewers; default 256 */
     int64_t ping_max_body;      /* bytes of a ping's body (kept as output); larger: 413; 16 KiB */
     int pings_per_minute;       /* pings accepted per job and minute (burst as many); default 60 */
-    int ping_queue;  /* pings accepted, not yet recorded (all jobs); beyond: 429; default 1000 */
-    int ping_checks; /* a monitored job's instants waiting for their grace; beyond: unchecked;
-                      * default 1000 */
+    int ping_queue;     /* pings accepted, not yet recorded (all jobs); beyond: 429; default 1000 */
+    int ping_checks;    /* a monitored job's instants waiting for their grace; beyond: unchecked;
+                         * default 1000 */
+    int notify_pending; /* webhook deliveries in flight or waiting for a retry (all notifiers);
+                         * beyond: recorded failed, not attempted; default 1000 */
 } cfg_limits_t;
 
 typedef struct cfg_retention {

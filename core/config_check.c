@@ -31,6 +31,7 @@
 #define DEF_PINGS_PER_MINUTE   60
 #define DEF_PING_QUEUE         1000
 #define DEF_PING_CHECKS        1000
+#define DEF_NOTIFY_PENDING     1000
 #define DEF_PING_GRACE         (5 * 60 * 1000)
 #define DEF_PENDING_MAX        10000
 
@@ -129,6 +130,8 @@ static void apply_top_defaults(cfg_t *cfg)
         cfg->limits.ping_queue = DEF_PING_QUEUE;
     if (cfg->limits.ping_checks == 0) /* unset */
         cfg->limits.ping_checks = DEF_PING_CHECKS;
+    if (cfg->limits.notify_pending == 0) /* unset */
+        cfg->limits.notify_pending = DEF_NOTIFY_PENDING;
     if (cfg->cluster.heartbeat_timeout_ms <= 0) /* unset (or 0s) */
         cfg->cluster.heartbeat_timeout_ms = 30000;
 }
@@ -522,6 +525,7 @@ static void check_server_limits(cfg__ctx_t *c, cfg_t *cfg, cfg__where_fn fn, voi
                 {"limits.notification_history", cfg->limits.notification_history},
                 {"limits.ping_queue", cfg->limits.ping_queue},
                 {"limits.ping_checks", cfg->limits.ping_checks},
+                {"limits.notify_pending", cfg->limits.notify_pending},
                 {"auth.rate_per_second", cfg->auth.rate_per_second},
                 {"auth.rate_burst", cfg->auth.rate_burst}};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {

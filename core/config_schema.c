@@ -102,6 +102,7 @@ static const cyaml_schema_field_t limits_fields[] = {
     INT("pings_per_minute", cfg_limits_t, pings_per_minute),
     INT("ping_queue", cfg_limits_t, ping_queue),
     INT("ping_checks", cfg_limits_t, ping_checks),
+    INT("notify_pending", cfg_limits_t, notify_pending),
     CYAML_FIELD_END};
 
 static const cyaml_schema_field_t retention_fields[] = {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "actors/executor.h"
+#include "actors/notifier.h"
 #include "actors/proc.h"
 #include "http/api_int.h"
 
@@ -370,6 +371,19 @@ static void output(cv_buf_t *b, api_t *a)
                   (unsigned long long)a->output_live_dropped);
 }
 
+static void notify(cv_buf_t *b)
+{
+    notifier_stats_t s;
+    notifier_stats_get(&s);
+    head(b, "cronvisor_notify_pending", "gauge",
+         "Webhook deliveries in flight or waiting for a retry (at most limits.notify_pending).");
+    cv_buf_printf(b, "cronvisor_notify_pending %llu\n", (unsigned long long)s.pending);
+    head(b, "cronvisor_notify_dropped_total", "counter",
+         "Notifications not attempted because limits.notify_pending deliveries were pending "
+         "(recorded failed).");
+    cv_buf_printf(b, "cronvisor_notify_dropped_total %llu\n", (unsigned long long)s.dropped);
+}
+
 static void h_metrics(api_req_t *req, void *data)
 {
     api_t *a = data;
@@ -415,6 +429,7 @@ static void h_metrics(api_req_t *req, void *data)
     conns(&b, a);
     hub(&b, a);
     output(&b, a);
+    notify(&b);
     process(&b, a);
     api_reply_bytes(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len, NULL, 0);
     cv_buf_free(&b);
