@@ -236,6 +236,9 @@ typedef struct cfg_server {
     int64_t ws_max_message_bytes; /* largest message from a client; default 4 KiB */
     int ws_max_clients;           /* connected clients; default 1000 */
     int ws_max_topics;            /* subscriptions per client; default 16 */
+    int ws_max_tickets;           /* live WebSocket tickets, all callers; beyond: 429; 1024 */
+    /* live tickets of one token or person; beyond: its oldest goes; 16 */
+    int ws_max_tickets_per_caller;
     int max_connections; /* open connections at most; over it accepted and closed; 0: 1024 */
     int max_streams;     /* HTTP/2 concurrent requests per connection; 0: 16 */
     int max_resets;    /* HTTP/2 requests reset before their reply per connection in 10 s; 0: 100 */

@@ -25,6 +25,8 @@
 #define DEF_WS_MAX_MSG         4096
 #define DEF_WS_MAX_CLIENTS     1000
 #define DEF_WS_MAX_TOPICS      16
+#define DEF_WS_MAX_TICKETS     1024
+#define DEF_WS_CALLER_TICKETS  16
 #define DEF_OUTPUT_READ_BUDGET (64 * 1024)
 #define DEF_LIVE_OUTPUT_LINES  256
 #define DEF_PING_MAX_BODY      (16 * 1024)
@@ -68,6 +70,10 @@ static void apply_server_defaults(cfg_server_t *s)
         s->ws_max_clients = DEF_WS_MAX_CLIENTS;
     if (s->ws_max_topics == 0)
         s->ws_max_topics = DEF_WS_MAX_TOPICS;
+    if (s->ws_max_tickets == 0)
+        s->ws_max_tickets = DEF_WS_MAX_TICKETS;
+    if (s->ws_max_tickets_per_caller == 0)
+        s->ws_max_tickets_per_caller = DEF_WS_CALLER_TICKETS;
 }
 
 static void check_server(cfg__ctx_t *c, const cfg_server_t *s)
@@ -523,6 +529,8 @@ static void check_server_limits(cfg__ctx_t *c, cfg_t *cfg, cfg__where_fn fn, voi
                 {"server.write_timeout", cfg->server.write_timeout},
                 {"limits.max_queued", cfg->limits.max_queued},
                 {"limits.notification_history", cfg->limits.notification_history},
+                {"server.ws_max_tickets", cfg->server.ws_max_tickets},
+                {"server.ws_max_tickets_per_caller", cfg->server.ws_max_tickets_per_caller},
                 {"limits.ping_queue", cfg->limits.ping_queue},
                 {"limits.ping_checks", cfg->limits.ping_checks},
                 {"limits.notify_pending", cfg->limits.notify_pending},

@@ -63,6 +63,8 @@ static const cyaml_schema_field_t server_fields[] = {
     IGN("ws_max_queued_bytes"),
     IGN("ws_max_message_bytes"),
     INT("ws_max_clients", cfg_server_t, ws_max_clients),
+    INT("ws_max_tickets", cfg_server_t, ws_max_tickets),
+    INT("ws_max_tickets_per_caller", cfg_server_t, ws_max_tickets_per_caller),
     INT("ws_max_topics", cfg_server_t, ws_max_topics),
     INT("max_connections", cfg_server_t, max_connections),
     INT("max_streams", cfg_server_t, max_streams),

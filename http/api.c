@@ -245,6 +245,8 @@ static auth_t *make_auth(const cfg_t *cfg, char **err)
                       .ntokens = cfg->auth.n_tokens,
                       .rate_per_sec = cfg->auth.rate_per_second,
                       .rate_burst = cfg->auth.rate_burst,
+                      .max_tickets = (size_t)cfg->server.ws_max_tickets,
+                      .max_caller_tickets = (size_t)cfg->server.ws_max_tickets_per_caller,
                       .proxy = proxy_conf(cfg)};
     auth_t *auth = auth_create(&ao, err);
     free(confs);
@@ -262,6 +264,8 @@ int api_reload_auth(api_t *a, const cfg_t *cfg, char **err)
                       .ntokens = cfg->auth.n_tokens,
                       .rate_per_sec = cfg->auth.rate_per_second,
                       .rate_burst = cfg->auth.rate_burst,
+                      .max_tickets = (size_t)cfg->server.ws_max_tickets,
+                      .max_caller_tickets = (size_t)cfg->server.ws_max_tickets_per_caller,
                       .proxy = proxy_conf(cfg)};
     rc = auth_reload(a->auth, &ao, err);
     free(confs);

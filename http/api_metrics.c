@@ -324,6 +324,19 @@ static void hub(cv_buf_t *b, api_t *a)
     head(b, "cronvisor_ws_queued_bytes", "gauge",
          "Bytes waiting to be sent to WebSocket clients (each bounded by ws_max_queued_bytes).");
     cv_buf_printf(b, "cronvisor_ws_queued_bytes %llu\n", (unsigned long long)s.queued_bytes);
+    auth_ticket_stats_t t = {0};
+    if (a->auth)
+        auth_ticket_stats(a->auth, &t);
+    head(b, "cronvisor_ws_tickets", "gauge",
+         "WebSocket tickets issued and not yet used or expired (at most server.ws_max_tickets).");
+    cv_buf_printf(b, "cronvisor_ws_tickets %zu\n", t.live);
+    head(b, "cronvisor_ws_tickets_dropped_total", "counter",
+         "Tickets dropped: the oldest of a caller that asked for more than "
+         "server.ws_max_tickets_per_caller.");
+    cv_buf_printf(b, "cronvisor_ws_tickets_dropped_total %llu\n", (unsigned long long)t.dropped);
+    head(b, "cronvisor_ws_tickets_refused_total", "counter",
+         "Ticket requests answered 429: server.ws_max_tickets tickets of others were live.");
+    cv_buf_printf(b, "cronvisor_ws_tickets_refused_total %llu\n", (unsigned long long)t.refused);
     head(b, "cronvisor_ws_events_total", "counter", "Events published on the WebSocket stream.");
     cv_buf_printf(b, "cronvisor_ws_events_total %llu\n", (unsigned long long)s.events);
 }
