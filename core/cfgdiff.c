@@ -228,6 +228,7 @@ static void applied_bounds(const cfg_t *o, const cfg_t *n, cv_buf_t *b)
         {"auth.rate_per_second", o->auth.rate_per_second, n->auth.rate_per_second},
         {"auth.rate_burst", o->auth.rate_burst, n->auth.rate_burst},
         {"limits.ping_max_body", o->limits.ping_max_body, n->limits.ping_max_body},
+        {"limits.live_log", o->limits.live_log, n->limits.live_log},
         {"limits.pings_per_minute", o->limits.pings_per_minute, n->limits.pings_per_minute},
         {"limits.ping_queue", o->limits.ping_queue, n->limits.ping_queue},
         {"limits.ping_checks", o->limits.ping_checks, n->limits.ping_checks},

@@ -255,6 +255,7 @@ typedef struct cfg_limits {
     int notification_history;   /* notifications kept (memory and store); default 200 */
     int64_t output_read_budget; /* bytes read from one output pipe per loop pass; default 64 KiB */
     int live_output_lines;      /* lines of one read passed to live viewers; default 256 */
+    int64_t live_log;           /* bytes of a running run's output kept for its /log; 1 MiB */
     int64_t ping_max_body;      /* bytes of a ping's body (kept as output); larger: 413; 16 KiB */
     int pings_per_minute;       /* pings accepted per job and minute (burst as many); default 60 */
     int ping_queue;     /* pings accepted, not yet recorded (all jobs); beyond: 429; default 1000 */

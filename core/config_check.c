@@ -29,6 +29,7 @@
 #define DEF_WS_CALLER_TICKETS  16
 #define DEF_OUTPUT_READ_BUDGET (64 * 1024)
 #define DEF_LIVE_OUTPUT_LINES  256
+#define DEF_LIVE_LOG           (1024 * 1024)
 #define DEF_PING_MAX_BODY      (16 * 1024)
 #define DEF_PINGS_PER_MINUTE   60
 #define DEF_PING_QUEUE         1000
@@ -128,6 +129,8 @@ static void apply_top_defaults(cfg_t *cfg)
         cfg->limits.output_read_budget = DEF_OUTPUT_READ_BUDGET;
     if (cfg->limits.live_output_lines <= 0) /* unset (or 0) */
         cfg->limits.live_output_lines = DEF_LIVE_OUTPUT_LINES;
+    if (cfg->limits.live_log <= 0) /* unset (or 0) */
+        cfg->limits.live_log = DEF_LIVE_LOG;
     if (cfg->limits.ping_max_body <= 0) /* unset (or 0) */
         cfg->limits.ping_max_body = DEF_PING_MAX_BODY;
     if (cfg->limits.pings_per_minute <= 0) /* unset (or 0) */

@@ -99,6 +99,7 @@ static const cyaml_schema_field_t limits_fields[] = {
     INT("max_queued", cfg_limits_t, max_queued),
     INT("notification_history", cfg_limits_t, notification_history),
     IGN("output_read_budget"),
+    IGN("live_log"),
     INT("live_output_lines", cfg_limits_t, live_output_lines),
     IGN("ping_max_body"),
     INT("pings_per_minute", cfg_limits_t, pings_per_minute),

@@ -382,6 +382,15 @@ static void output(cv_buf_t *b, api_t *a)
          "Output lines not passed to live viewers (limits.live_output_lines); kept in the run.");
     cv_buf_printf(b, "cronvisor_output_live_dropped_lines_total %llu\n",
                   (unsigned long long)a->output_live_dropped);
+    head(b, "cronvisor_output_live_log_bytes", "gauge",
+         "Output of running runs kept for GET /api/runs/{id}/log (each at most limits.live_log).");
+    cv_buf_printf(b, "cronvisor_output_live_log_bytes %llu\n",
+                  (unsigned long long)a->live_log_bytes);
+    head(b, "cronvisor_output_live_log_truncated_total", "counter",
+         "Running runs whose output kept for /log reached limits.live_log (the rest is in the "
+         "record once the run ends, within max_output).");
+    cv_buf_printf(b, "cronvisor_output_live_log_truncated_total %llu\n",
+                  (unsigned long long)a->live_log_truncated);
 }
 
 static void notify(cv_buf_t *b)
