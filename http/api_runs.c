@@ -555,7 +555,7 @@ int api__routes_runs(api_t *a)
         {"GET", "/api/summary", h_summary, a, AUTH_ROLE_VIEWER, 0},
         {"GET", "/api/audit", h_audit, a, AUTH_ROLE_VIEWER, 0},
         {"GET", "/healthz", h_healthz, a, AUTH_ROLE_NONE, 0},
-        {"GET", "/readyz", h_readyz, a, AUTH_ROLE_NONE, 0},
+        {"GET", "/readyz", h_readyz, a, AUTH_ROLE_NONE, API_ROUTE_WAITS},
         {"POST", "/api/events/ticket", h_ticket, a, AUTH_ROLE_VIEWER, 0},
         {"GET", "/api/openapi.yaml", h_openapi, a, AUTH_ROLE_NONE, 0},
     };
