@@ -23,14 +23,12 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Checks waiting per job at most: a per-second schedule with a grace of 15 minutes. Beyond it a
- * firing's check is not armed (logged). */
-#define PING_WAITS_MAX 1000
+/* The checks waiting per job are at most limits.ping_checks (a per-second schedule with a grace
+ * of 15 minutes needs 900): beyond it a firing's check is not armed (logged, counted). The pings
+ * accepted but not yet done (the shared store's queue below) are bounded by the API, which counts
+ * the MSG_PING it posts until their MSG_PING_DONE (limits.ping_queue, 429 beyond). */
 /* A ping this much ahead of a scheduled instant still counts for it (clocks of other hosts). */
 #define PING_EARLY_MAX_MS 60000
-/* Shared store: pings waiting for the store (all jobs) at most; pings are also limited per job by
- * limits.pings_per_minute before they reach the executor. Beyond it a ping is dropped (logged). */
-#define PING_OPS_MAX 1000
 /* Shared store: the open ping runs of a job read at most (more than one is left by a race). */
 #define PING_OPEN_READ 8
 
@@ -56,6 +54,20 @@ typedef struct ping_op {
     struct exec__run *xr; /* /start: the run being inserted */
     uint64_t corr;
 } ping_op_t;
+
+static executor_ping_stats_t stats;
+
+void executor_ping_stats_get(executor_ping_stats_t *out)
+{
+    *out = stats;
+}
+
+/* The ping is recorded or given up: its sender is told (it bounds the pings not yet done). */
+static void ping_done(const msg_ping_t *p)
+{
+    if (p->reply_to != NULL)
+        cv_actor_post(p->reply_to, cv_msg_new(sizeof(cv_msg_t), MSG_PING_DONE));
+}
 
 static exec__run_t *ping_run_new(executor_t *ex, const cfg_job_t *job, exec__job_t *js,
                                  const char *trigger, int64_t at_ms)
@@ -173,6 +185,7 @@ static void op_finish(executor_t *ex, ping_op_t *op)
 {
     cv_list_remove(&op->link);
     ex->nping_ops--;
+    ping_done(op->ping);
     for (cv_list_t *n = ex->ping_ops.next; n != &ex->ping_ops; n = n->next) {
         ping_op_t *next = cv_container_of(n, ping_op_t, link);
         if (strcmp(next->ping->job, op->ping->job) == 0) {
@@ -187,11 +200,6 @@ static void op_finish(executor_t *ex, ping_op_t *op)
 
 static void ping_enqueue(executor_t *ex, const msg_ping_t *p)
 {
-    if (ex->nping_ops >= PING_OPS_MAX) {
-        cv_warn("exec", "ping (%s) of job %s dropped: %d pings already wait for the store",
-                ping_kind_name(p->kind), p->job, PING_OPS_MAX);
-        return;
-    }
     bool busy = false;
     for (cv_list_t *n = ex->ping_ops.next; n != &ex->ping_ops && !busy; n = n->next)
         busy = strcmp(cv_container_of(n, ping_op_t, link)->ping->job, p->job) == 0;
@@ -199,6 +207,7 @@ static void ping_enqueue(executor_t *ex, const msg_ping_t *p)
     op->ping = msg_ping_new(p->job, p->kind, p->at_ms, p->body, p->body_len);
     op->ping->items_processed = p->items_processed;
     op->ping->items_failed = p->items_failed;
+    op->ping->reply_to = p->reply_to;
     cv_list_insert_tail(&ex->ping_ops, &op->link);
     ex->nping_ops++;
     if (!busy)
@@ -276,21 +285,9 @@ static void op_inserted(executor_t *ex, ping_op_t *op, msg_store_reply_t *r)
     op_finish(ex, op);
 }
 
-void exec__ping(executor_t *ex, const msg_ping_t *p)
+/* Records p on a private store (every instance's pings reach this one). */
+static void ping_local(executor_t *ex, const cfg_job_t *job, exec__job_t *js, const msg_ping_t *p)
 {
-    const cfg_job_t *job = ex->cfg ? cfg_find_job(ex->cfg->cfg, p->job) : NULL;
-    if (ex->shutting)
-        return;
-    if (job == NULL || job->action != CFG_ACTION_PING) {
-        cv_warn("exec", "ping for '%s' ignored: not a monitored job (any more)", p->job);
-        return;
-    }
-    exec__job_t *js = exec__job_state(ex, job->name);
-    js->last_ping_ms = p->at_ms;
-    if (ex->shared) { /* its run may have been started on another instance: ask the store */
-        ping_enqueue(ex, p);
-        return;
-    }
     exec__run_t *open = js->ping_open;
     js->ping_open = NULL;
     if (open != NULL)
@@ -316,6 +313,28 @@ void exec__ping(executor_t *ex, const msg_ping_t *p)
                                                   : RUN_SUCCESS;
     ping_run_end(xr, st, p->kind == PING_FAIL ? "the job reported a failure (ping /fail)" : NULL,
                  p->at_ms);
+}
+
+void exec__ping(executor_t *ex, const msg_ping_t *p)
+{
+    const cfg_job_t *job = ex->cfg ? cfg_find_job(ex->cfg->cfg, p->job) : NULL;
+    if (ex->shutting) {
+        ping_done(p);
+        return;
+    }
+    if (job == NULL || job->action != CFG_ACTION_PING) {
+        cv_warn("exec", "ping for '%s' ignored: not a monitored job (any more)", p->job);
+        ping_done(p);
+        return;
+    }
+    exec__job_t *js = exec__job_state(ex, job->name);
+    js->last_ping_ms = p->at_ms;
+    if (ex->shared) {        /* its run may have been started on another instance: ask the store */
+        ping_enqueue(ex, p); /* done once recorded */
+        return;
+    }
+    ping_local(ex, job, js, p);
+    ping_done(p);
 }
 
 static void wait_closed(uv_handle_t *h)
@@ -483,8 +502,12 @@ void exec__ping_store_reply(executor_t *ex, msg_store_reply_t *r)
 void exec__ping_fire(executor_t *ex, const cfg_job_t *job, const msg_fire_t *f)
 {
     exec__job_t *js = exec__job_state(ex, job->name);
-    if (js->ping_waits >= PING_WAITS_MAX) {
-        cv_warn("exec", "job %s: %d ping checks already wait; the instant %lld is not checked",
+    int max = ex->cfg->cfg->limits.ping_checks;
+    if (js->ping_waits >= max) {
+        stats.checks_dropped++;
+        cv_warn("exec",
+                "job %s: %d ping checks already wait (limits.ping_checks); the instant %lld is "
+                "not checked",
                 job->name, js->ping_waits, (long long)f->scheduled_for);
         return;
     }

@@ -14,10 +14,11 @@
  * and, for each job.auto_disabled, a copy of its MSG_OVERRIDE and of its MSG_AUDIT.
  *
  * Messages it takes: MSG_EXEC_CONFIG, MSG_FIRE, MSG_CANCEL, MSG_SHUTDOWN, MSG_HEALTH,
- * MSG_OVERRIDE (the runtime overrides: enabled, ...), MSG_PING (a `ping:` job reported in) and
- * MSG_CLAIM_REPLY (shared store: the store's answer to its MSG_CLAIM). On MSG_EXEC_CONFIG it
- * applies the jobs and limits.* to the next runs (queued runs start if max_concurrent grew); a
- * running run keeps the snapshot it started with. */
+ * MSG_OVERRIDE (the runtime overrides: enabled, ...), MSG_PING (a `ping:` job reported in; its
+ * reply_to is told MSG_PING_DONE once it is recorded) and MSG_CLAIM_REPLY (shared store: the
+ * store's answer to its MSG_CLAIM). On MSG_EXEC_CONFIG it applies the jobs and limits.* to the next
+ * runs (queued runs start if max_concurrent grew); a running run keeps the snapshot it started
+ * with. */
 #ifndef CV_ACTORS_EXECUTOR_H
 #define CV_ACTORS_EXECUTOR_H
 
@@ -55,6 +56,13 @@ int executor_add_observer(executor_t *ex, cv_actor_t *observer, bool with_output
 /** Frees the executor. Only after its shutdown completed (MSG_SHUTDOWN_DONE): no run may be
  * active. */
 void executor_destroy(executor_t *ex);
+
+/** Counters of the monitored jobs' checks of every executor of the process (loop thread only),
+ * for /metrics. */
+typedef struct executor_ping_stats {
+    uint64_t checks_dropped; /* scheduled instants not checked: limits.ping_checks were waiting */
+} executor_ping_stats_t;
+void executor_ping_stats_get(executor_ping_stats_t *out);
 
 /** Runs started, runs active and runs waiting in the queue (for metrics and tests). */
 uint64_t executor_started(const executor_t *ex);

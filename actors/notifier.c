@@ -171,6 +171,16 @@ static char *origin_of(const char *url)
     return out;
 }
 
+/* Every notifier of the process (loop thread only): deliveries not yet ended, and those refused
+ * because limits.notify_pending were (a webhook that does not answer, failing runs at a high
+ * rate: each would hold a connection and its body for its attempts' time). */
+static notifier_stats_t stats;
+
+void notifier_stats_get(notifier_stats_t *out)
+{
+    *out = stats;
+}
+
 static void delivery_free(delivery_t *d)
 {
     free(d->event);
@@ -209,6 +219,7 @@ static void finish_delivery(delivery_t *d, bool ok, long status, const char *why
     }
     free(origin);
     cv_list_remove(&d->link);
+    stats.pending--;
     d->n = NULL; /* the notifier does not wait for this handle */
     uv_close((uv_handle_t *)&d->timer, on_delivery_timer_closed);
 }
@@ -277,9 +288,35 @@ static void attempt(delivery_t *d)
         finish_delivery(d, false, 0, rc == -EINVAL ? err : "the HTTP client is closing");
 }
 
+/* The notification c would send, refused: limits.notify_pending deliveries are pending. Recorded
+ * (history, log) as failed after 0 attempts. */
+static void refuse(notifier_t *n, const cfg_notify_t *c, const char *event, const char *subject,
+                   int64_t run_id, int max)
+{
+    char *why =
+        cv_sprintf("not attempted: %d deliveries were pending (limits.notify_pending)", max);
+    notify_record_t *r = record_of(n, record_push(n, c, event, subject, run_id));
+    if (r) {
+        r->pending = false;
+        r->finished_at = r->created_at;
+        r->last_error = cv_strdup(why);
+        persist(n, r);
+    }
+    stats.dropped++;
+    n->failed++;
+    cv_error("notify", "notify %s: %s %s failed after 0 attempt(s): %s", c->name, event,
+             subject ? subject : "", why);
+    free(why);
+}
+
 static void deliver(notifier_t *n, const cfg_notify_t *c, const char *event, const char *subject,
                     int64_t run_id, const char *body)
 {
+    int max = n->cfg->cfg->limits.notify_pending;
+    if (stats.pending >= (uint64_t)max) {
+        refuse(n, c, event, subject, run_id, max);
+        return;
+    }
     delivery_t *d = cv_calloc(1, sizeof(*d));
     d->n = n;
     d->cfg = c;
@@ -292,6 +329,7 @@ static void deliver(notifier_t *n, const cfg_notify_t *c, const char *event, con
     uv_timer_init(n->loop, &d->timer);
     d->timer.data = d;
     cv_list_insert_tail(&n->deliveries, &d->link);
+    stats.pending++;
     attempt(d);
 }
 

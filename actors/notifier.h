@@ -14,11 +14,12 @@
  *
  * Delivery: a JSON POST on httpc; `format: slack` sends {"text": ...} instead of the full event.
  * A 2xx answer is delivered; anything else is retried with exponential backoff up to `attempts`
- * times. Every notification is kept in a ring in memory (MSG_NOTIFY_GET lists it) and logged:
- *   `notify NAME: EVENT SUBJECT delivered (attempt A, HTTP S) to ORIGIN/...`
- *   `notify NAME: EVENT SUBJECT attempt A failed: WHY; retry in Dms`
- *   `notify NAME: EVENT SUBJECT failed after A attempt(s): WHY`
- * The webhook URL is registered as a secret; only its scheme, host and port are ever logged.
+ * times. At most limits.notify_pending deliveries (all notifiers) are pending at once: past it a
+ * notification is recorded failed after 0 attempts, not sent. Every notification is kept in a ring
+ * in memory (MSG_NOTIFY_GET lists it) and logged: `notify NAME: EVENT SUBJECT delivered (attempt A,
+ * HTTP S) to ORIGIN/...` `notify NAME: EVENT SUBJECT attempt A failed: WHY; retry in Dms` `notify
+ * NAME: EVENT SUBJECT failed after A attempt(s): WHY` The webhook URL is registered as a secret;
+ * only its scheme, host and port are ever logged.
  *
  * Messages it takes: MSG_RUN_EVENT, MSG_HEALTH, MSG_AUDIT, MSG_NOTIFY_GET, MSG_STORE_REPLY (its
  * own statistics requests), and MSG_EXEC_CONFIG: applies the snapshot's notify[] (a removed or
@@ -52,6 +53,12 @@ void notifier_start(notifier_t *n);
 /** Notifications delivered / finally failed so far (tests, metrics). */
 uint64_t notifier_delivered(const notifier_t *n);
 uint64_t notifier_failed(const notifier_t *n);
+/** Deliveries of every notifier of the process (loop thread only), for /metrics. */
+typedef struct notifier_stats {
+    uint64_t pending; /* in flight or waiting for a retry */
+    uint64_t dropped; /* not attempted: limits.notify_pending were pending (recorded failed) */
+} notifier_stats_t;
+void notifier_stats_get(notifier_stats_t *out);
 /** Stops: deliveries in flight are cancelled (recorded as failed, logged), timers closed; the
  * notifier is freed once every handle is closed, then cb(ud) runs (may be NULL). */
 void notifier_close(notifier_t *n, void (*cb)(void *ud), void *ud);

@@ -443,13 +443,17 @@ static void on_reload_overrides(void *ud, int status, const store_override_t *ov
     free(r);
 }
 
-/* Applies at once what the actors do not get by message: the API tokens and auth.proxy (refused
- * with the whole reload when they cannot apply). Returns 0 or a negative errno. */
+/* Applies at once what the actors do not get by message: the API tokens, their rate and ticket
+ * bounds and auth.proxy (refused with the whole reload when they cannot apply). Returns 0 or a
+ * negative errno. */
 static int apply_now(daemon_t *d, const cfg_t *cfg, const cfgdiff_t *diff, char **why)
 {
     char *err = NULL;
+    const cfg_server_t *was = &d->cfg->cfg->server;
     bool rates = cfg->auth.rate_per_second != d->cfg->cfg->auth.rate_per_second ||
-                 cfg->auth.rate_burst != d->cfg->cfg->auth.rate_burst;
+                 cfg->auth.rate_burst != d->cfg->cfg->auth.rate_burst ||
+                 cfg->server.ws_max_tickets != was->ws_max_tickets ||
+                 cfg->server.ws_max_tickets_per_caller != was->ws_max_tickets_per_caller;
     if (d->api &&
         (diff->tokens.added || diff->tokens.removed || diff->tokens.changed || rates ||
          diff->proxy) &&

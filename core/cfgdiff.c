@@ -223,10 +223,17 @@ static void applied_bounds(const cfg_t *o, const cfg_t *n, cv_buf_t *b)
          n->server.ws_max_message_bytes},
         {"server.ws_max_clients", o->server.ws_max_clients, n->server.ws_max_clients},
         {"server.ws_max_topics", o->server.ws_max_topics, n->server.ws_max_topics},
+        {"server.ws_max_tickets", o->server.ws_max_tickets, n->server.ws_max_tickets},
+        {"server.ws_max_tickets_per_caller", o->server.ws_max_tickets_per_caller,
+         n->server.ws_max_tickets_per_caller},
         {"auth.rate_per_second", o->auth.rate_per_second, n->auth.rate_per_second},
         {"auth.rate_burst", o->auth.rate_burst, n->auth.rate_burst},
         {"limits.ping_max_body", o->limits.ping_max_body, n->limits.ping_max_body},
+        {"limits.live_log", o->limits.live_log, n->limits.live_log},
         {"limits.pings_per_minute", o->limits.pings_per_minute, n->limits.pings_per_minute},
+        {"limits.ping_queue", o->limits.ping_queue, n->limits.ping_queue},
+        {"limits.ping_checks", o->limits.ping_checks, n->limits.ping_checks},
+        {"limits.notify_pending", o->limits.notify_pending, n->limits.notify_pending},
     };
     for (size_t i = 0; i < sizeof(bounds) / sizeof(bounds[0]); i++)
         if (bounds[i].was != bounds[i].is)

@@ -236,6 +236,9 @@ typedef struct cfg_server {
     int64_t ws_max_message_bytes; /* largest message from a client; default 4 KiB */
     int ws_max_clients;           /* connected clients; default 1000 */
     int ws_max_topics;            /* subscriptions per client; default 16 */
+    int ws_max_tickets;           /* live WebSocket tickets, all callers; beyond: 429; 1024 */
+    /* live tickets of one token or person; beyond: its oldest goes; 16 */
+    int ws_max_tickets_per_caller;
     int max_connections; /* open connections at most; over it accepted and closed; 0: 1024 */
     int max_streams;     /* HTTP/2 concurrent requests per connection; 0: 16 */
     int max_resets;    /* HTTP/2 requests reset before their reply per connection in 10 s; 0: 100 */
@@ -253,8 +256,14 @@ typedef struct cfg_limits {
     int notification_history;   /* notifications kept (memory and store); default 200 */
     int64_t output_read_budget; /* bytes read from one output pipe per loop pass; default 64 KiB */
     int live_output_lines;      /* lines of one read passed to live viewers; default 256 */
+    int64_t live_log;           /* bytes of a running run's output kept for its /log; 1 MiB */
     int64_t ping_max_body;      /* bytes of a ping's body (kept as output); larger: 413; 16 KiB */
     int pings_per_minute;       /* pings accepted per job and minute (burst as many); default 60 */
+    int ping_queue;     /* pings accepted, not yet recorded (all jobs); beyond: 429; default 1000 */
+    int ping_checks;    /* a monitored job's instants waiting for their grace; beyond: unchecked;
+                         * default 1000 */
+    int notify_pending; /* webhook deliveries in flight or waiting for a retry (all notifiers);
+                         * beyond: recorded failed, not attempted; default 1000 */
 } cfg_limits_t;
 
 typedef struct cfg_retention {

@@ -26,10 +26,16 @@
 #define DEF_WS_MAX_MSG         4096
 #define DEF_WS_MAX_CLIENTS     1000
 #define DEF_WS_MAX_TOPICS      16
+#define DEF_WS_MAX_TICKETS     1024
+#define DEF_WS_CALLER_TICKETS  16
 #define DEF_OUTPUT_READ_BUDGET (64 * 1024)
 #define DEF_LIVE_OUTPUT_LINES  256
+#define DEF_LIVE_LOG           (1024 * 1024)
 #define DEF_PING_MAX_BODY      (16 * 1024)
 #define DEF_PINGS_PER_MINUTE   60
+#define DEF_PING_QUEUE         1000
+#define DEF_PING_CHECKS        1000
+#define DEF_NOTIFY_PENDING     1000
 #define DEF_PING_GRACE         (5 * 60 * 1000)
 #define DEF_PENDING_MAX        10000
 
@@ -68,6 +74,10 @@ static void apply_server_defaults(cfg_server_t *s)
         s->ws_max_clients = DEF_WS_MAX_CLIENTS;
     if (s->ws_max_topics == 0)
         s->ws_max_topics = DEF_WS_MAX_TOPICS;
+    if (s->ws_max_tickets == 0)
+        s->ws_max_tickets = DEF_WS_MAX_TICKETS;
+    if (s->ws_max_tickets_per_caller == 0)
+        s->ws_max_tickets_per_caller = DEF_WS_CALLER_TICKETS;
 }
 
 static void check_server(cfg__ctx_t *c, const cfg_server_t *s)
@@ -124,10 +134,18 @@ static void apply_top_defaults(cfg_t *cfg)
         cfg->limits.output_read_budget = DEF_OUTPUT_READ_BUDGET;
     if (cfg->limits.live_output_lines <= 0) /* unset (or 0) */
         cfg->limits.live_output_lines = DEF_LIVE_OUTPUT_LINES;
+    if (cfg->limits.live_log <= 0) /* unset (or 0) */
+        cfg->limits.live_log = DEF_LIVE_LOG;
     if (cfg->limits.ping_max_body <= 0) /* unset (or 0) */
         cfg->limits.ping_max_body = DEF_PING_MAX_BODY;
     if (cfg->limits.pings_per_minute <= 0) /* unset (or 0) */
         cfg->limits.pings_per_minute = DEF_PINGS_PER_MINUTE;
+    if (cfg->limits.ping_queue == 0) /* unset */
+        cfg->limits.ping_queue = DEF_PING_QUEUE;
+    if (cfg->limits.ping_checks == 0) /* unset */
+        cfg->limits.ping_checks = DEF_PING_CHECKS;
+    if (cfg->limits.notify_pending == 0) /* unset */
+        cfg->limits.notify_pending = DEF_NOTIFY_PENDING;
     if (cfg->cluster.heartbeat_timeout_ms <= 0) /* unset (or 0s) */
         cfg->cluster.heartbeat_timeout_ms = 30000;
 }
@@ -519,6 +537,11 @@ static void check_server_limits(cfg__ctx_t *c, cfg_t *cfg, cfg__where_fn fn, voi
                 {"server.write_timeout", cfg->server.write_timeout},
                 {"limits.max_queued", cfg->limits.max_queued},
                 {"limits.notification_history", cfg->limits.notification_history},
+                {"server.ws_max_tickets", cfg->server.ws_max_tickets},
+                {"server.ws_max_tickets_per_caller", cfg->server.ws_max_tickets_per_caller},
+                {"limits.ping_queue", cfg->limits.ping_queue},
+                {"limits.ping_checks", cfg->limits.ping_checks},
+                {"limits.notify_pending", cfg->limits.notify_pending},
                 {"auth.rate_per_second", cfg->auth.rate_per_second},
                 {"auth.rate_burst", cfg->auth.rate_burst}};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {

@@ -64,6 +64,8 @@ static const cyaml_schema_field_t server_fields[] = {
     IGN("jobs_cache_bytes"),
     IGN("ws_max_message_bytes"),
     INT("ws_max_clients", cfg_server_t, ws_max_clients),
+    INT("ws_max_tickets", cfg_server_t, ws_max_tickets),
+    INT("ws_max_tickets_per_caller", cfg_server_t, ws_max_tickets_per_caller),
     INT("ws_max_topics", cfg_server_t, ws_max_topics),
     INT("max_connections", cfg_server_t, max_connections),
     INT("max_streams", cfg_server_t, max_streams),
@@ -98,9 +100,13 @@ static const cyaml_schema_field_t limits_fields[] = {
     INT("max_queued", cfg_limits_t, max_queued),
     INT("notification_history", cfg_limits_t, notification_history),
     IGN("output_read_budget"),
+    IGN("live_log"),
     INT("live_output_lines", cfg_limits_t, live_output_lines),
     IGN("ping_max_body"),
     INT("pings_per_minute", cfg_limits_t, pings_per_minute),
+    INT("ping_queue", cfg_limits_t, ping_queue),
+    INT("ping_checks", cfg_limits_t, ping_checks),
+    INT("notify_pending", cfg_limits_t, notify_pending),
     CYAML_FIELD_END};
 
 static const cyaml_schema_field_t retention_fields[] = {

@@ -54,6 +54,7 @@ static special_t special_of(const char *key)
                {"jobs_cache_bytes", SP_SIZE},
                {"ws_max_message_bytes", SP_SIZE},
                {"output_read_budget", SP_SIZE},
+               {"live_log", SP_SIZE},
                {"command", SP_COMMAND},
                {"env", SP_STRMAP},
                {"headers", SP_STRMAP},
@@ -850,6 +851,7 @@ static void finish_tree(yl_t *y, cfg_t *cfg, int root)
     cfg->server.ws_max_message_bytes = get_size(y, server, "ws_max_message_bytes");
     cfg->limits.output_read_budget = get_size(y, map_get(y, root, "limits"), "output_read_budget");
     cfg->limits.ping_max_body = get_size(y, map_get(y, root, "limits"), "ping_max_body");
+    cfg->limits.live_log = get_size(y, map_get(y, root, "limits"), "live_log");
     get_retries(y, d, &cfg->defaults.retries);
     cfg->cluster.heartbeat_timeout_ms =
         get_duration(y, map_get(y, root, "cluster"), "heartbeat_timeout");

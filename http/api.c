@@ -197,6 +197,10 @@ static void handle(cv_actor_t *self, cv_msg_t *msg)
     case MSG_STORE_REPLY:
         store_replied(a, (msg_store_reply_t *)msg);
         break;
+    case MSG_PING_DONE: /* a ping posted to the executor is recorded (api_ping.c) */
+        if (a->pings_waiting > 0)
+            a->pings_waiting--;
+        break;
     case MSG_AUDIT: /* the executor's audit copies: its MSG_OVERRIDE copy carries the change */
         break;
     case MSG_SHUTDOWN: /* the daemon stops: not ready any more (the API serves until closed) */
@@ -241,6 +245,8 @@ static auth_t *make_auth(const cfg_t *cfg, char **err)
                       .ntokens = cfg->auth.n_tokens,
                       .rate_per_sec = cfg->auth.rate_per_second,
                       .rate_burst = cfg->auth.rate_burst,
+                      .max_tickets = (size_t)cfg->server.ws_max_tickets,
+                      .max_caller_tickets = (size_t)cfg->server.ws_max_tickets_per_caller,
                       .proxy = proxy_conf(cfg)};
     auth_t *auth = auth_create(&ao, err);
     free(confs);
@@ -258,6 +264,8 @@ int api_reload_auth(api_t *a, const cfg_t *cfg, char **err)
                       .ntokens = cfg->auth.n_tokens,
                       .rate_per_sec = cfg->auth.rate_per_second,
                       .rate_burst = cfg->auth.rate_burst,
+                      .max_tickets = (size_t)cfg->server.ws_max_tickets,
+                      .max_caller_tickets = (size_t)cfg->server.ws_max_tickets_per_caller,
                       .proxy = proxy_conf(cfg)};
     rc = auth_reload(a->auth, &ao, err);
     free(confs);

@@ -19,7 +19,6 @@
 
 #define API_STATS_WINDOW     20 /* runs the average and p95 duration are taken over */
 #define API_HIST_BUCKETS     12
-#define API_LIVE_LOG_MAX     (1024 * 1024) /* output of an active run kept for /log */
 #define API_JOBS_PAGE        100           /* GET /api/jobs: jobs per page without limit= */
 #define API_JOBS_PAGE_MAX    1000          /* the largest limit= */
 #define API_JOBS_CACHE       16            /* server.jobs_cache_pages when 0 */
@@ -154,10 +153,14 @@ struct api {
     int store_health;
     uint64_t store_spooled, store_spool_bytes, store_dropped;
     uint64_t output_live_dropped; /* output lines not shown live (limits.live_output_lines) */
-    bool stopping;                /* MSG_SHUTDOWN from the supervisor: /readyz answers 503 */
+    /* the active runs' output kept for /log (each at most limits.live_log), and the runs whose
+     * kept output reached it */
+    uint64_t live_log_bytes, live_log_truncated;
+    bool stopping; /* MSG_SHUTDOWN from the supervisor: /readyz answers 503 */
     /* pings refused (api_ping.c): unknown job or wrong key, body over limits.ping_max_body,
-     * over limits.pings_per_minute */
-    uint64_t ping_refused_key, ping_refused_size, ping_refused_rate;
+     * over limits.pings_per_minute, limits.ping_queue waiting */
+    uint64_t ping_refused_key, ping_refused_size, ping_refused_rate, ping_refused_queue;
+    size_t pings_waiting; /* posted to the executor, its MSG_PING_DONE not yet back */
     bool closed;
     void (*close_cb)(void *ud);
     void *close_ud;

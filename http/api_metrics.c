@@ -8,6 +8,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "actors/executor.h"
+#include "actors/notifier.h"
 #include "actors/proc.h"
 #include "http/api_int.h"
 
@@ -125,13 +127,26 @@ static void pings_refused(cv_buf_t *b, api_t *a)
 {
     head(b, "cronvisor_ping_refused_total", "counter",
          "Pings refused: unknown job or wrong key (key), body over limits.ping_max_body (size), "
-         "over limits.pings_per_minute (rate).");
+         "over limits.pings_per_minute (rate), limits.ping_queue pings waiting to be recorded "
+         "(queue).");
     cv_buf_printf(b,
                   "cronvisor_ping_refused_total{reason=\"key\"} %llu\n"
                   "cronvisor_ping_refused_total{reason=\"size\"} %llu\n"
-                  "cronvisor_ping_refused_total{reason=\"rate\"} %llu\n",
+                  "cronvisor_ping_refused_total{reason=\"rate\"} %llu\n"
+                  "cronvisor_ping_refused_total{reason=\"queue\"} %llu\n",
                   (unsigned long long)a->ping_refused_key, (unsigned long long)a->ping_refused_size,
-                  (unsigned long long)a->ping_refused_rate);
+                  (unsigned long long)a->ping_refused_rate,
+                  (unsigned long long)a->ping_refused_queue);
+    head(b, "cronvisor_ping_queue", "gauge",
+         "Pings accepted and not yet recorded (at most limits.ping_queue).");
+    cv_buf_printf(b, "cronvisor_ping_queue %zu\n", a->pings_waiting);
+    executor_ping_stats_t s;
+    executor_ping_stats_get(&s);
+    head(b, "cronvisor_ping_checks_dropped_total", "counter",
+         "Scheduled instants of monitored jobs not checked for a ping: limits.ping_checks checks "
+         "of the job were waiting for their grace.");
+    cv_buf_printf(b, "cronvisor_ping_checks_dropped_total %llu\n",
+                  (unsigned long long)s.checks_dropped);
 }
 
 static void runs_by_status(cv_buf_t *b, api_t *a)
@@ -314,6 +329,19 @@ static void hub(cv_buf_t *b, api_t *a)
     head(b, "cronvisor_ws_queued_bytes", "gauge",
          "Bytes waiting to be sent to WebSocket clients (each bounded by ws_max_queued_bytes).");
     cv_buf_printf(b, "cronvisor_ws_queued_bytes %llu\n", (unsigned long long)s.queued_bytes);
+    auth_ticket_stats_t t = {0};
+    if (a->auth)
+        auth_ticket_stats(a->auth, &t);
+    head(b, "cronvisor_ws_tickets", "gauge",
+         "WebSocket tickets issued and not yet used or expired (at most server.ws_max_tickets).");
+    cv_buf_printf(b, "cronvisor_ws_tickets %zu\n", t.live);
+    head(b, "cronvisor_ws_tickets_dropped_total", "counter",
+         "Tickets dropped: the oldest of a caller that asked for more than "
+         "server.ws_max_tickets_per_caller.");
+    cv_buf_printf(b, "cronvisor_ws_tickets_dropped_total %llu\n", (unsigned long long)t.dropped);
+    head(b, "cronvisor_ws_tickets_refused_total", "counter",
+         "Ticket requests answered 429: server.ws_max_tickets tickets of others were live.");
+    cv_buf_printf(b, "cronvisor_ws_tickets_refused_total %llu\n", (unsigned long long)t.refused);
     head(b, "cronvisor_ws_events_total", "counter", "Events published on the WebSocket stream.");
     cv_buf_printf(b, "cronvisor_ws_events_total %llu\n", (unsigned long long)s.events);
 }
@@ -359,6 +387,28 @@ static void output(cv_buf_t *b, api_t *a)
          "Output lines not passed to live viewers (limits.live_output_lines); kept in the run.");
     cv_buf_printf(b, "cronvisor_output_live_dropped_lines_total %llu\n",
                   (unsigned long long)a->output_live_dropped);
+    head(b, "cronvisor_output_live_log_bytes", "gauge",
+         "Output of running runs kept for GET /api/runs/{id}/log (each at most limits.live_log).");
+    cv_buf_printf(b, "cronvisor_output_live_log_bytes %llu\n",
+                  (unsigned long long)a->live_log_bytes);
+    head(b, "cronvisor_output_live_log_truncated_total", "counter",
+         "Running runs whose output kept for /log reached limits.live_log (the rest is in the "
+         "record once the run ends, within max_output).");
+    cv_buf_printf(b, "cronvisor_output_live_log_truncated_total %llu\n",
+                  (unsigned long long)a->live_log_truncated);
+}
+
+static void notify(cv_buf_t *b)
+{
+    notifier_stats_t s;
+    notifier_stats_get(&s);
+    head(b, "cronvisor_notify_pending", "gauge",
+         "Webhook deliveries in flight or waiting for a retry (at most limits.notify_pending).");
+    cv_buf_printf(b, "cronvisor_notify_pending %llu\n", (unsigned long long)s.pending);
+    head(b, "cronvisor_notify_dropped_total", "counter",
+         "Notifications not attempted because limits.notify_pending deliveries were pending "
+         "(recorded failed).");
+    cv_buf_printf(b, "cronvisor_notify_dropped_total %llu\n", (unsigned long long)s.dropped);
 }
 
 static void h_metrics(api_req_t *req, void *data)
@@ -406,6 +456,7 @@ static void h_metrics(api_req_t *req, void *data)
     conns(&b, a);
     hub(&b, a);
     output(&b, a);
+    notify(&b);
     process(&b, a);
     api_reply_bytes(req, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len, NULL, 0);
     cv_buf_free(&b);

@@ -454,6 +454,7 @@ static void active_free(api_t *a, api__active_t *ar)
     cv_idmap_remove(&a->active_by_id, ar->run->id);
     cv_list_remove(&ar->link);
     run_free(ar->run);
+    a->live_log_bytes -= ar->log.len;
     cv_buf_free(&ar->log);
     free(ar);
 }
@@ -631,11 +632,13 @@ static void model_output_line(api_t *a, api__active_t *ar, const msg_run_output_
     if (ar)
         ar->lines++;
     if (ar && !ar->log_truncated) {
-        if (ar->log.len + len + 1 > API_LIVE_LOG_MAX) {
+        if ((int64_t)(ar->log.len + len + 1) > a->cfg->cfg->limits.live_log) {
             ar->log_truncated = true;
+            a->live_log_truncated++;
         } else {
             cv_buf_append(&ar->log, line, len);
             cv_buf_append(&ar->log, "\n", 1);
+            a->live_log_bytes += len + 1;
         }
     }
     if (a->hub == NULL || a->closed)

@@ -4,7 +4,9 @@
  * X-Ping-Key: <key>). Keys are compared as SHA-256 digests with CRYPTO_memcmp, and an unknown job
  * is compared against a dummy digest, so that neither the answer (404 for both) nor its timing
  * tells which jobs exist. An accepted ping becomes a MSG_PING to the executor, which records the
- * run; the answer (202) does not wait for it. */
+ * run; the answer (202) does not wait for it. The pings accepted whose MSG_PING_DONE has not come
+ * back (with a shared store, those waiting for the database) are at most limits.ping_queue: past
+ * it a ping is refused (429 ping_queue_full), so that none accepted is dropped. */
 #include "http/api_int.h"
 #include "http/api_internal.h"
 
@@ -129,17 +131,25 @@ static void ping(api_req_t *req, api_t *a, ping_kind_t kind)
         free(msg);
         return;
     }
+    /* before the rate: a ping refused here does not use up the job's budget */
+    int queue = a->cfg->cfg->limits.ping_queue;
+    if (a->pings_waiting >= (size_t)queue) {
+        a->ping_refused_queue++;
+        char *msg = cv_sprintf("%zu pings already wait to be recorded (limits.ping_queue is %d); "
+                               "this one was not accepted: send it again",
+                               a->pings_waiting, queue);
+        api_header_t h = {"retry-after", "1"};
+        api__reply_error_with(req, 429, "ping_queue_full", msg, &h, 1);
+        free(msg);
+        return;
+    }
     if (!rate_take(a, j, (uint64_t)cv_now_ms())) {
         a->ping_refused_rate++;
-        api_header_t h = {"retry-after", "60"};
         char *msg = cv_sprintf("more than %d pings a minute for job '%s' (limits.pings_per_minute)",
                                a->cfg->cfg->limits.pings_per_minute, j->name);
-        json_t *e = json_pack("{s:{s:s,s:s}}", "error", "code", "rate_limited", "message", msg);
+        api_header_t h = {"retry-after", "60"};
+        api__reply_error_with(req, 429, "rate_limited", msg, &h, 1);
         free(msg);
-        char *text = json_dumps(e, JSON_COMPACT);
-        json_decref(e);
-        api_reply_bytes(req, 429, "application/json", text, strlen(text), &h, 1);
-        free(text);
         return;
     }
     json_t *body = NULL;
@@ -163,6 +173,8 @@ static void ping(api_req_t *req, api_t *a, ping_kind_t kind)
     msg_ping_t *m = msg_ping_new(j->name, kind, cv_now_ms(), req->body, req->body_len);
     m->items_processed = processed;
     m->items_failed = failed;
+    m->reply_to = a->actor;
+    a->pings_waiting++;
     cv_actor_post(a->executor, &m->hdr);
     api_reply_json(
         req, 202,

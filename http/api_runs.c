@@ -8,6 +8,7 @@
 
 #include "core/log.h"
 #include "http/api_int.h"
+#include "http/api_internal.h"
 #include "storage/schema.h"
 
 #define LOG_CHUNK_MAX (1024 * 1024)
@@ -521,7 +522,17 @@ static void h_ticket(api_req_t *req, void *data)
 {
     api_t *a = data;
     char ticket[80];
-    if (auth_ticket_issue(a->auth, req->principal, uv_now(api_server_loop(a->srv)), ticket) != 0) {
+    int rc = auth_ticket_issue(a->auth, req->principal, uv_now(api_server_loop(a->srv)), ticket);
+    if (rc == -EBUSY) {
+        char *msg = cv_sprintf("server.ws_max_tickets (%d) tickets of other callers are waiting "
+                               "to be used; ask again once they are used or expired (60 s)",
+                               a->cfg->cfg->server.ws_max_tickets);
+        api_header_t h = {"retry-after", "60"};
+        api__reply_error_with(req, 429, "too_many_tickets", msg, &h, 1);
+        free(msg);
+        return;
+    }
+    if (rc != 0) {
         api_reply_error(req, 503, "unavailable", "no randomness available for a ticket");
         return;
     }
@@ -544,7 +555,7 @@ int api__routes_runs(api_t *a)
         {"GET", "/api/summary", h_summary, a, AUTH_ROLE_VIEWER, 0},
         {"GET", "/api/audit", h_audit, a, AUTH_ROLE_VIEWER, 0},
         {"GET", "/healthz", h_healthz, a, AUTH_ROLE_NONE, 0},
-        {"GET", "/readyz", h_readyz, a, AUTH_ROLE_NONE, 0},
+        {"GET", "/readyz", h_readyz, a, AUTH_ROLE_NONE, API_ROUTE_WAITS},
         {"POST", "/api/events/ticket", h_ticket, a, AUTH_ROLE_VIEWER, 0},
         {"GET", "/api/openapi.yaml", h_openapi, a, AUTH_ROLE_NONE, 0},
     };

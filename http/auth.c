@@ -17,8 +17,9 @@
 #include "core/log.h"
 #include "core/util.h"
 
-#define DIGEST_LEN  32
-#define TICKETS_MAX 1024
+#define DIGEST_LEN             32
+#define DEF_MAX_TICKETS        1024
+#define DEF_MAX_CALLER_TICKETS 16
 
 typedef struct bucket {
     double level;
@@ -46,8 +47,10 @@ struct auth {
     bucket_t shared_bucket; /* anonymous callers, names not in the table */
     double rate_per_sec, rate_burst;
     uint32_t ticket_ttl_ms;
-    ticket_t tickets[TICKETS_MAX];
-    size_t ntickets;
+    ticket_t
+        *tickets; /* grown as needed, at most max_tickets used (more after a lowering reload) */
+    size_t ntickets, cap_tickets, max_tickets, max_caller_tickets;
+    uint64_t tickets_dropped, tickets_refused;
     uint64_t compares;
     uint32_t next_key; /* the key of the next token loaded */
     /* the trusted proxy (auth.proxy); proxy_user NULL: none */
@@ -161,6 +164,9 @@ auth_t *auth_create(const auth_opts_t *opts, char **err)
     a->rate_per_sec = opts->rate_per_sec > 0 ? opts->rate_per_sec : 5.0;
     a->rate_burst = opts->rate_burst >= 1 ? opts->rate_burst : 20.0;
     a->ticket_ttl_ms = opts->ticket_ttl_ms > 0 ? opts->ticket_ttl_ms : 60000;
+    a->max_tickets = opts->max_tickets > 0 ? opts->max_tickets : DEF_MAX_TICKETS;
+    a->max_caller_tickets =
+        opts->max_caller_tickets > 0 ? opts->max_caller_tickets : DEF_MAX_CALLER_TICKETS;
     a->ntokens = opts->ntokens;
     a->tokens = cv_calloc(opts->ntokens ? opts->ntokens : 1, sizeof(token_t));
     for (size_t i = 0; i < opts->ntokens; i++) {
@@ -182,6 +188,9 @@ void auth_destroy(auth_t *a)
         return;
     OPENSSL_cleanse(a->tokens, a->ntokens * sizeof(token_t));
     free(a->tokens);
+    if (a->tickets != NULL)
+        OPENSSL_cleanse(a->tickets, a->cap_tickets * sizeof(ticket_t));
+    free(a->tickets);
     free_proxy(a);
     OPENSSL_cleanse(a, sizeof(*a));
     free(a);
@@ -219,6 +228,8 @@ int auth_reload(auth_t *a, const auth_opts_t *opts, char **err)
     a->ntokens = fresh->ntokens;
     a->rate_per_sec = fresh->rate_per_sec; /* buckets above the new burst are cut at next use */
     a->rate_burst = fresh->rate_burst;
+    a->max_tickets = fresh->max_tickets;
+    a->max_caller_tickets = fresh->max_caller_tickets;
     fresh->tokens = NULL;
     fresh->ntokens = 0;
     free_proxy(a);
@@ -418,6 +429,17 @@ int64_t auth_rate_take(auth_t *a, const char *name, uint64_t now_ms)
     return wait > 0 ? wait : 1;
 }
 
+static bool same_principal(const auth_principal_t *x, const auth_principal_t *y)
+{
+    return x->person == y->person && x->key == y->key && strcmp(x->name, y->name) == 0;
+}
+
+void auth_ticket_stats(const auth_t *a, auth_ticket_stats_t *out)
+{
+    *out = (auth_ticket_stats_t){
+        .live = a->ntickets, .dropped = a->tickets_dropped, .refused = a->tickets_refused};
+}
+
 static void expire_tickets(auth_t *a, uint64_t now_ms)
 {
     for (size_t i = 0; i < a->ntickets;) {
@@ -437,8 +459,34 @@ int auth_ticket_issue(auth_t *a, const auth_principal_t *principal, uint64_t now
     for (size_t i = 0; i < sizeof(raw); i++)
         sprintf(out + 2 * i, "%02x", raw[i]);
     OPENSSL_cleanse(raw, sizeof(raw));
-    if (a->ntickets == TICKETS_MAX) /* full of live tickets: the oldest issued goes */
-        memmove(&a->tickets[0], &a->tickets[1], --a->ntickets * sizeof(ticket_t));
+    /* the caller's own tickets: past its bound its oldest goes (the same lifetime for all) */
+    size_t own = 0, oldest = SIZE_MAX;
+    for (size_t i = 0; i < a->ntickets; i++) {
+        if (!same_principal(&a->tickets[i].principal, principal))
+            continue;
+        own++;
+        if (oldest == SIZE_MAX || a->tickets[i].expires_ms < a->tickets[oldest].expires_ms)
+            oldest = i;
+    }
+    if (own >= a->max_caller_tickets) {
+        a->tickets_dropped++;
+        a->tickets[oldest] = a->tickets[--a->ntickets];
+    } else if (a->ntickets >= a->max_tickets) {
+        a->tickets_refused++;
+        OPENSSL_cleanse(out, 64);
+        return -EBUSY;
+    }
+    if (a->ntickets == a->cap_tickets) {
+        size_t cap = a->cap_tickets ? a->cap_tickets * 2 : 16;
+        ticket_t *grown = cv_calloc(cap, sizeof(ticket_t));
+        if (a->ntickets > 0)
+            memcpy(grown, a->tickets, a->ntickets * sizeof(ticket_t));
+        if (a->tickets != NULL)
+            OPENSSL_cleanse(a->tickets, a->cap_tickets * sizeof(ticket_t));
+        free(a->tickets);
+        a->tickets = grown;
+        a->cap_tickets = cap;
+    }
     ticket_t *t = &a->tickets[a->ntickets++];
     sha256(out, 64, t->digest);
     t->principal = *principal;

@@ -60,9 +60,11 @@ typedef struct auth_token_conf {
 typedef struct auth_opts {
     const auth_token_conf_t *tokens;
     size_t ntokens;
-    double rate_per_sec;    /* refill of each token's bucket; default 5/s */
-    double rate_burst;      /* bucket size; default 20 */
-    uint32_t ticket_ttl_ms; /* lifetime of a WebSocket ticket; default 60000 */
+    double rate_per_sec;       /* refill of each token's bucket; default 5/s */
+    double rate_burst;         /* bucket size; default 20 */
+    uint32_t ticket_ttl_ms;    /* lifetime of a WebSocket ticket; default 60000 */
+    size_t max_tickets;        /* live tickets, all callers; default 1024 */
+    size_t max_caller_tickets; /* live tickets of one token or person; default 16 */
     auth_proxy_conf_t proxy;
 } auth_opts_t;
 
@@ -76,7 +78,8 @@ auth_t *auth_create(const auth_opts_t *opts, char **err);
 /** Replaces the token table of a by the one opts describes (SIGHUP): a token whose name and
  * value are unchanged keeps its identity (key) and rate bucket, with the new role; a removed
  * token, or one whose value changed, no longer verifies, and its outstanding tickets are
- * dropped; the rate limit becomes opts' (rate_per_sec, rate_burst). Returns 0, or -EINVAL with
+ * dropped; the rate limit becomes opts' (rate_per_sec, rate_burst), and so do the ticket bounds
+ * (tickets beyond a lowered bound stay until used or expired). Returns 0, or -EINVAL with
  * *err set (heap, caller frees) as auth_create() does, in which case a is unchanged. */
 int auth_reload(auth_t *a, const auth_opts_t *opts, char **err);
 
@@ -122,8 +125,17 @@ uint64_t auth_compare_count(const auth_t *a);
 int64_t auth_rate_take(auth_t *a, const char *name, uint64_t now_ms);
 
 /** Issues a ticket for principal: 64 hex digits (32 random bytes) written to out (>= 65 bytes),
- * valid ticket_ttl_ms, redeemable once. Returns 0, or -EIO when no randomness is available. */
+ * valid ticket_ttl_ms, redeemable once. A principal holding max_caller_tickets live ones loses
+ * its oldest (its own, never another's). Returns 0, -EBUSY when max_tickets live tickets of
+ * others are held, or -EIO when no randomness is available. */
 int auth_ticket_issue(auth_t *a, const auth_principal_t *principal, uint64_t now_ms, char *out);
+/** Live tickets now, and counts since the start (for /metrics). */
+typedef struct auth_ticket_stats {
+    size_t live;
+    uint64_t dropped; /* a caller's oldest, replaced past max_caller_tickets */
+    uint64_t refused; /* -EBUSY: max_tickets were live */
+} auth_ticket_stats_t;
+void auth_ticket_stats(const auth_t *a, auth_ticket_stats_t *out);
 /** Redeems a ticket: returns 0 and fills *out (the ticket is consumed), or -EACCES when it is
  * unknown, used or expired. */
 int auth_ticket_redeem(auth_t *a, const char *ticket, size_t len, uint64_t now_ms,

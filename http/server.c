@@ -354,9 +354,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *h2o)
     const api__route_t *rt = prepare(srv, r, h2o);
     if (rt == NULL)
         return 0;
-    /* Whatever may wait for the store is refused while max_pending requests already do (the
-     * public probes never wait on it). */
-    if (rt->r.role != AUTH_ROLE_NONE && srv->ndeferred >= srv->max_pending) {
+    /* Whatever may wait for the store is refused while max_pending requests already do (of the
+     * public routes only /readyz waits on it, API_ROUTE_WAITS; /healthz and the pings never). */
+    bool may_wait = rt->r.role != AUTH_ROLE_NONE || (rt->r.flags & API_ROUTE_WAITS);
+    if (may_wait && srv->ndeferred >= srv->max_pending) {
         srv->stats.pending_refused++;
         api_reply_error(&r->pub, 503, "busy",
                         "too many requests are waiting for the store; retry later");

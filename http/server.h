@@ -34,6 +34,9 @@ typedef void (*api_handler_fn)(api_req_t *req, void *data);
 enum {
     API_ROUTE_RATE_LIMITED = 1 << 0, /* counts against the caller's token bucket (429) */
     API_ROUTE_JSON_BODY = 1 << 1,    /* a non-empty body must be JSON: parsed into req->json */
+    /* a route without authentication that may wait for the store: bounded by max_pending as the
+     * authenticated ones are (503 busy) */
+    API_ROUTE_WAITS = 1 << 2,
 };
 
 /** One row of the routing table. pattern segments are literal, "{name}" (one segment) or, as the

@@ -70,6 +70,7 @@ typedef enum {
     MSG_SCHED_JOBS,     /* msg_sched_jobs_t (actors/scheduler.h): supervisor -> scheduler */
     MSG_CLUSTER_OVERRIDES, /* msg_cluster_overrides_t (actors/cluster.h): cluster -> supervisor */
     MSG_PING,              /* msg_ping_t: a monitored job reported in (api -> executor) */
+    MSG_PING_DONE,         /* cv_msg_t: a MSG_PING is recorded or given up (to its reply_to) */
     MSG_PUBLIC_END,        /* not a message: one past the last public type (append above it) */
     MSG_ACTOR_PRIVATE = 1000, /* types from here on are private to one actor */
 } msg_type_t;
@@ -143,7 +144,10 @@ typedef struct {
 } msg_cancel_t;
 
 /* A monitored job (ping:) reported in: POST /ping/{job}[/start|/fail], its key already checked.
- *   api --MSG_PING--> executor   (the executor records the run and clears the missed check) */
+ *   api --MSG_PING--> executor   (the executor records the run and clears the missed check)
+ *   executor --MSG_PING_DONE--> reply_to   (once the ping is recorded or given up: the API bounds
+ *                                           the pings accepted but not yet done, limits.ping_queue)
+ */
 typedef enum { PING_SUCCESS, PING_START, PING_FAIL } ping_kind_t;
 
 typedef struct {
@@ -155,6 +159,7 @@ typedef struct {
     size_t body_len;
     int64_t items_processed; /* -1 when not given */
     int64_t items_failed;    /* -1 when not given */
+    cv_actor_t *reply_to;    /* told MSG_PING_DONE when done; NULL: nobody */
 } msg_ping_t;
 
 /** A MSG_PING (body copied, len bytes, may be NULL). */
