@@ -668,6 +668,8 @@ static void post_state(cv_actor_t *to, const store_state_t *st)
 {
     msg_store_state_t *m =
         msg_store_state_new((int)st->health, st->spooled, st->spool_bytes, st->dropped);
+    m->queued = st->queued;
+    m->queue_refused = st->queue_refused;
     cv_actor_post(to, &m->hdr);
 }
 

@@ -222,7 +222,7 @@ typedef struct cfg_storage {
     char *spool_dir;     /* postgres: where the outage spool lives; default "./data" */
     int64_t spool_max;   /* postgres: bytes the outage spool may hold; default 64 MiB */
     /* sqlite: writes held in memory while the database refuses them (disk full, I/O error,
-     * file deleted); default 10000 */
+     * file deleted); postgres: requests waiting in memory for a lost connection; default 10000 */
     int pending_max;
 } cfg_storage_t;
 

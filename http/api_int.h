@@ -152,6 +152,7 @@ struct api {
     /* the store's state (MSG_STORE_STATE): health is a store_health_t, 0 = up */
     int store_health;
     uint64_t store_spooled, store_spool_bytes, store_dropped;
+    uint64_t store_queued, store_queue_refused; /* PostgreSQL: waiting for a lost connection */
     uint64_t output_live_dropped; /* output lines not shown live (limits.live_output_lines) */
     /* the active runs' output kept for /log (each at most limits.live_log), and the runs whose
      * kept output reached it */

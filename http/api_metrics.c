@@ -31,6 +31,13 @@ static void head(cv_buf_t *b, const char *name, const char *type, const char *he
     cv_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* A metric with one unlabelled sample. */
+static void sample(cv_buf_t *b, const char *name, const char *type, const char *help, uint64_t v)
+{
+    head(b, name, type, help);
+    cv_buf_printf(b, "%s %llu\n", name, (unsigned long long)v);
+}
+
 /* One sample per configured job: name{job="x"} value. */
 static void per_job(cv_buf_t *b, api_t *a, const char *name, const char *type, const char *help,
                     double (*value)(api_t *a, api__job_t *j))
@@ -366,6 +373,17 @@ static void store_state(cv_buf_t *b, api_t *a)
         head(b, "cronvisor_store_pending_max_records", "gauge",
              "SQLite: records that may be held after a storage failure (storage.pending_max).");
         cv_buf_printf(b, "cronvisor_store_pending_max_records %d\n", st->pending_max);
+    } else {
+        sample(b, "cronvisor_store_queued_requests", "gauge",
+               "PostgreSQL: requests waiting in memory for a lost connection to come back.",
+               a->store_queued);
+        sample(b, "cronvisor_store_queued_max_requests", "gauge",
+               "PostgreSQL: requests that may wait for a lost connection (storage.pending_max).",
+               (uint64_t)st->pending_max);
+        sample(b, "cronvisor_store_queue_refused_total", "counter",
+               "PostgreSQL: requests refused because storage.pending_max of them waited for a "
+               "lost connection (records go to the outage spool instead).",
+               a->store_queue_refused);
     }
     head(b, "cronvisor_store_spool_dropped_total", "counter",
          "Records refused because the outage spool was full (storage.spool_max).");

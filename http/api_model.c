@@ -714,6 +714,8 @@ void api__store_state(api_t *a, const msg_store_state_t *m)
     a->store_spooled = m->spooled;
     a->store_spool_bytes = m->spool_bytes;
     a->store_dropped = m->dropped;
+    a->store_queued = m->queued;
+    a->store_queue_refused = m->queue_refused;
     if (!changed || a->hub == NULL || a->closed)
         return;
     json_t *wrap = json_pack("{s:s,s:o}", "type", "store.changed", "store", api__store_json(a));

@@ -35,6 +35,8 @@ static void reply_store_error(api_req_t *req, int status)
         api_reply_error(req, 400, "bad_request", "the cursor is not valid");
     else if (status == -ENOENT)
         api_reply_error(req, 404, "not_found", "no such run");
+    else if (status == -EAGAIN) /* unreachable, or storage.pending_max requests wait for it */
+        api_reply_error(req, 503, "store_unavailable", "the database is unreachable");
     else
         api_reply_error(req, 503, "store_error", strerror(-status));
 }

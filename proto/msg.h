@@ -389,6 +389,7 @@ typedef struct {
     cv_msg_t hdr;
     int health;
     uint64_t spooled, spool_bytes, dropped;
+    uint64_t queued, queue_refused; /* PostgreSQL: waiting for a lost connection; refused */
 } msg_store_state_t;
 
 /** A reload asked through the API (POST /api/reload); the supervisor reloads as on SIGHUP and

@@ -54,12 +54,12 @@ typedef struct store_config {
     /* The outage spool file (storage/spool.h). PostgreSQL: writes made while the database is
      * unreachable; SQLite: a durable copy of the writes held after a storage failure, written
      * back on the next start when the daemon stopped first. NULL: no spool (PostgreSQL: writes
-     * made while the
-     * database is unreachable wait in memory, up to STORE_PG_QUEUE_MAX). */
+     * made while the database is unreachable wait in memory, up to pending_max). */
     const char *spool_path;
     uint64_t spool_max; /* bytes; 0: no bound */
     /* SQLite: writes kept in memory after a storage failure (disk full, I/O error, file deleted),
-     * written in order once the database accepts writes again; 0: the default (10000). */
+     * written in order once the database accepts writes again. PostgreSQL: requests waiting in
+     * memory for a lost connection to come back (STORE_PG_QUEUE_MAX). 0: the default (10000). */
     size_t pending_max;
 } store_config_t;
 
@@ -75,6 +75,9 @@ typedef struct store_state {
     uint64_t spooled;     /* records in the spool, not yet in the database */
     uint64_t spool_bytes; /* size of the spool file */
     uint64_t dropped;     /* writes refused since start because the spool (or queue) was full */
+    /* PostgreSQL: requests waiting in memory for a lost connection (0 while connected), and the
+     * requests refused -EAGAIN since start because pending_max of them waited already */
+    uint64_t queued, queue_refused;
 } store_state_t;
 
 typedef void (*store_state_cb)(void *ud, const store_state_t *st);

@@ -196,6 +196,7 @@ int store_pg_open(uv_loop_t *loop, const store_config_t *cfg, store_t **out)
     cv_list_init(&s->rejected);
     cv_list_init(&s->spooled);
     s->boot_ms = cv_now_ms();
+    s->queue_max = cfg->pending_max > 0 ? cfg->pending_max : STORE_PG_QUEUE_MAX;
     if (cfg->spool_path) {
         /* An existing spool means this daemon used the database before: it may then start while
          * the database is unreachable. A new one is created on the first connection. */
@@ -324,6 +325,8 @@ static void pg_get_state(store_t *base, store_state_t *out)
     out->spooled = s->spool ? spool_pending(s->spool) : 0;
     out->spool_bytes = s->spool ? spool_bytes(s->spool) - SPOOL_HEADER_SIZE : 0;
     out->dropped = s->dropped;
+    out->queued = s->state != PGC_READY && s->ever_connected ? s->nqueued : 0;
+    out->queue_refused = s->queue_refused;
 }
 
 /* Tells the watcher when the state or the spooled count changed. */
@@ -332,7 +335,8 @@ static void notify_state(store_pg_t *s)
     store_state_t st;
     pg_get_state(&s->base, &st);
     if (st.health == s->last_state.health && st.spooled == s->last_state.spooled &&
-        st.dropped == s->last_state.dropped)
+        st.dropped == s->last_state.dropped && st.queued == s->last_state.queued &&
+        st.queue_refused == s->last_state.queue_refused)
         return;
     s->last_state = st;
     if (s->on_state)
@@ -1181,10 +1185,23 @@ static void submit(store_t *base, store_pg_req_t *r)
         cv_list_insert_tail(&s->rejected, &r->link);
         return;
     }
-    if (s->state != PGC_READY && s->ever_connected && s->nqueued >= STORE_PG_QUEUE_MAX) {
-        if (cv_list_empty(&s->rejected))
-            cv_warn("store", "PostgreSQL %s is unreachable and %d requests wait: refusing more",
-                    s->where, STORE_PG_QUEUE_MAX);
+    if (s->state != PGC_READY && s->ever_connected && s->nqueued >= s->queue_max) {
+        if (r->status == 0 && s->spool && store_pg__spoolable(r)) {
+            /* A record is never refused while the spool can take it: what waits goes there now,
+             * in order, as if the connect attempt had failed, and this record after it. */
+            cv_warn("store",
+                    "PostgreSQL %s is unreachable and %zu requests wait (storage.pending_max): "
+                    "the store turns degraded before the connect attempt ends",
+                    s->where, s->queue_max);
+            enter_degraded(s);
+            spool_req(s, r);
+            return;
+        }
+        if (s->queue_refused++ == 0 || cv_list_empty(&s->rejected))
+            cv_warn("store",
+                    "PostgreSQL %s is unreachable and %zu requests wait (storage.pending_max): "
+                    "refusing more (%s)",
+                    s->where, s->queue_max, op_what(r->op));
         r->status = -EAGAIN;
         cv_list_insert_tail(&s->rejected, &r->link);
     } else {

@@ -10,11 +10,14 @@
  * Connecting is asynchronous too: a host name is resolved with uv_getaddrinfo and passed to libpq
  * as hostaddr, the connect has its own timer (connect_timeout from the DSN, default 10 s). A
  * connection lost after it once worked is re-established with backoff (0.1 s doubling to 5 s);
- * requests made meanwhile wait, up to STORE_PG_QUEUE_MAX, and are sent once it is back (a request
- * in a batch whose outcome was not seen is sent again). Beyond that bound a request fails at once
- * with -EAGAIN, ahead of the ones that wait. Until the first connection succeeds, a failed
- * connect fails the waiting requests (-EACCES wrong credentials, -ETIMEDOUT, -EIO otherwise), so
- * a daemon with a wrong DSN stops at start-up with a clear message.
+ * requests made meanwhile wait, up to cfg->pending_max (storage.pending_max, default
+ * STORE_PG_QUEUE_MAX), and are sent once it is back (a request in a batch whose outcome was not
+ * seen is sent again). Beyond that bound a write the outage spool takes turns the store degraded
+ * at once (what waits goes to the spool, in order, then the write); any other request fails at
+ * once with -EAGAIN, ahead of the ones that wait, counted in store_state_t.queue_refused. Until the
+ * first connection succeeds, a failed connect fails the waiting requests (-EACCES wrong
+ * credentials, -ETIMEDOUT, -EIO otherwise), so a daemon with a wrong DSN stops at start-up with a
+ * clear message.
  *
  * The DSN's password is registered with cv_secret_register and never logged; messages name the
  * database as host:port/dbname. */
@@ -23,7 +26,7 @@
 
 #include "storage/store.h"
 
-/** Requests that may wait for a lost connection to come back before new ones get -EAGAIN. */
+/** Requests that may wait for a lost connection to come back, by default (storage.pending_max). */
 #define STORE_PG_QUEUE_MAX 10000
 
 /** True when dsn names a PostgreSQL database: a postgres:// or postgresql:// URI, or a libpq

@@ -92,6 +92,8 @@ typedef struct store_pg {
     cv_list_t batch;    /* sent in the batch in flight, in order */
     cv_list_t rejected; /* answered -EAGAIN on the next loop pass */
     size_t nqueued;
+    size_t queue_max;       /* storage.pending_max: requests that may wait for a lost connection */
+    uint64_t queue_refused; /* refused -EAGAIN because queue_max of them waited */
     store_pg_item_t *items;
     size_t nitems, items_cap, item_next;
     bool item_got; /* the current item's result arrived; its NULL terminator has not */

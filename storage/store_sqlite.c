@@ -497,6 +497,7 @@ static void sq_get_state(store_t *base, store_state_t *out)
     out->spooled = s->nheld + s->replay_inflight;
     out->spool_bytes = 0;
     out->dropped = s->dropped;
+    out->queued = out->queue_refused = 0;
 }
 
 static int sq_watch_state(store_t *base, store_state_cb cb, void *ud)

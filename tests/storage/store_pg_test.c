@@ -225,6 +225,10 @@ static void requests_made_while_the_server_restarts_complete_once_it_is_back(voi
         uv_run(&f->loop, UV_RUN_ONCE);
     assert_int_equal(over.status, -EAGAIN);
     assert_int_equal(r[0].calls, 0);
+    store_state_t st; /* no spool here: the write is refused, counted */
+    store_get_state(f->store, &st);
+    assert_int_equal(st.queued, STORE_PG_QUEUE_MAX);
+    assert_int_equal(st.queue_refused, 1);
 
     assert_int_equal(pg_ctl("start"), 0);
     drain(f);
@@ -238,6 +242,9 @@ static void requests_made_while_the_server_restarts_complete_once_it_is_back(voi
     free(filler);
     assert_int_equal(count_runs(f, "during"), N);
     assert_int_equal(count_runs(f, "before"), 1);
+    store_get_state(f->store, &st);
+    assert_int_equal(st.queued, 0);
+    assert_int_equal(st.queue_refused, 1);
 }
 
 static void two_stores_racing_for_many_firings_claim_each_exactly_once(void **state)
