@@ -523,7 +523,15 @@ async function tzSteps(browser, base) {
       const title = await page.getAttribute(head, "title");
       check(/Asia\/Tokyo/.test(title) && /GMT\+9/.test(title), `the job's time on hover: ${title}`);
       const fire = "[data-role=next-fires] li time";
-      check(/GMT-[45]/.test(await page.textContent(fire)) && /GMT\+9/.test(await page.getAttribute(fire, "title")), "the next fires follow");
+      // the next fires are their own component: they follow on their next render
+      try {
+        await page.waitForFunction((sel) => {
+          const e = document.querySelector(sel);
+          return !!e && /GMT-[45]/.test(e.textContent) && /GMT\+9/.test(e.getAttribute("title") ?? "");
+        }, fire, { timeout: T });
+      } catch {
+        check(false, `the next fires follow: ${await page.textContent(fire)} (title ${await page.getAttribute(fire, "title")})`);
+      }
       check(await page.evaluate(() => localStorage.getItem("cronvisor.timeView")) === "viewer", "kept in localStorage");
       await page.reload();
       await page.waitForSelector(`${head}[data-view=viewer]`, { timeout: T });
@@ -820,8 +828,18 @@ async function a11ySteps(browser, base, d) {
       }
       let f = await focused();
       check(f.visible, `the focused Run now button has a visible focus ring: ${f.ring}`);
-      await pg.keyboard.press("Enter");
-      await pg.waitForSelector("dialog[open]", { timeout: T });
+      // a key that opens the confirm: the focus is still on Run now as it is pressed, and the
+      // failure says where the focus was if the dialog does not open
+      const opens = async (key) => {
+        check((await focused()).target, `Run now has the focus before ${key}: ${JSON.stringify(await focused())}`);
+        await pg.keyboard.press(key);
+        try {
+          await pg.waitForSelector("dialog[open]", { timeout: T });
+        } catch {
+          check(false, `${key} on Run now opened no confirm; focus: ${JSON.stringify(await focused())}, dialogs: ${await pg.locator("dialog").count()}`);
+        }
+      };
+      await opens("Enter");
       f = await focused();
       check(f.inDialog && f.primary && f.visible, `the confirm's Run button has the focus, visibly: ${JSON.stringify(f)}`);
       const seen = new Set();
@@ -844,8 +862,7 @@ async function a11ySteps(browser, base, d) {
         new MutationObserver(() => window.__statuses.push(cell.querySelector("[data-status]")?.getAttribute("data-status")))
           .observe(cell, { subtree: true, childList: true, attributes: true });
       }, `${row("quick-ok")} td:first-child`);
-      await pg.keyboard.press("Space");
-      await pg.waitForSelector("dialog[open]", { timeout: T });
+      await opens("Space");
       await pg.keyboard.press("Enter");
       const toast = await pg.waitForSelector(`${row("quick-ok")} .toast`, { timeout: T });
       const id = /#(\d+)/.exec(await toast.textContent())?.[1];
